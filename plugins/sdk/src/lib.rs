@@ -1,0 +1,395 @@
+//! `homeostat-sdk`: everything a resource plugin author needs, and nothing of wit-bindgen.
+//!
+//! A plugin implements [`Resource`] for one type per kind and registers the types with
+//! [`export_resource!`], which also embeds the plugin's manifest (name, version, API
+//! version, kinds with their params schema, requested capabilities) in the custom
+//! section `homeostat:manifest` of the component. The host reads that section without
+//! running any plugin code.
+//!
+//! ```ignore
+//! use homeostat_sdk::{Resource, ResourceId, Info, Outcome, CheckApply, Result, fs};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Params { path: String, content: String }
+//!
+//! struct Motd;
+//! impl Resource for Motd {
+//!     const KIND: &'static str = "motd";
+//!     const SCHEMA: &'static str = include_str!("../schema/motd.json");
+//!     type Params = Params;
+//!     fn validate(_: &ResourceId, p: &Params) -> Result<Info> {
+//!         Ok(Info::new().write_path(&p.path).watch_path(&p.path))
+//!     }
+//!     fn check_apply(_: &ResourceId, p: &Params, ctx: &CheckApply) -> Result<Outcome> {
+//!         let mut out = Outcome::new();
+//!         if !fs::content_equals(&p.path, p.content.as_bytes())? {
+//!             out.change("content");
+//!             if ctx.apply { fs::write(&p.path, p.content.as_bytes(), fs::Attrs::default())?; }
+//!         }
+//!         Ok(out)
+//!     }
+//! }
+//! homeostat_sdk::export_resource!(Motd; capabilities = ["fs"]);
+//! ```
+//!
+//! Calls are stateless: the host passes the resource id and params on every call and may
+//! route calls for different resources of a kind to the same instance, or calls for one
+//! resource to different instances. Keep state in the system, not in statics.
+
+use serde::de::DeserializeOwned;
+
+#[doc(hidden)]
+pub mod __bindings {
+    wit_bindgen::generate!({
+        path: "../../wit/v0.1",
+        world: "resource-plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_plugin_world",
+        default_bindings_module: "homeostat_sdk::__bindings",
+    });
+}
+
+#[doc(hidden)]
+pub use serde_json as __serde_json;
+
+use __bindings::exports::homeostat::resource::plugin as wit_plugin;
+use __bindings::homeostat::resource::types as wit;
+
+/// The WIT API version this SDK targets; stamped into every plugin's manifest.
+pub const API_VERSION: &str = "0.1.0";
+
+/// Which resource a call is about: `kind[name]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceId {
+    pub kind: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.kind, self.name)
+    }
+}
+
+/// An expected failure, reported to the user. The host prefixes `kind[name]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub message: String,
+    /// The param the error is about; the host turns it into a line and column.
+    pub field: Option<String>,
+}
+
+impl Error {
+    pub fn new(message: impl Into<String>) -> Self {
+        Error { message: message.into(), field: None }
+    }
+
+    /// An error about one param, e.g. `Error::param("mode", "`9999` is not octal")`.
+    pub fn param(field: &str, message: impl Into<String>) -> Self {
+        Error { message: message.into(), field: Some(field.to_string()) }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<fs::Error> for Error {
+    fn from(e: fs::Error) -> Self {
+        Error::new(e.message)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What `validate` declares about a resource: its footprint (the only paths host calls
+/// may touch), what to watch, and what it depends on (for automatic edges).
+#[derive(Debug, Clone, Default)]
+pub struct Info {
+    paths: Vec<wit::PathGrant>,
+    watch: Vec<wit::WatchItem>,
+    depends: Vec<wit::Dependency>,
+}
+
+impl Info {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn grant(mut self, path: &str, recursive: bool, write: bool) -> Self {
+        self.paths.push(wit::PathGrant { path: path.to_string(), recursive, write });
+        self
+    }
+
+    /// Allow reading `path`.
+    pub fn read_path(self, path: &str) -> Self {
+        self.grant(path, false, false)
+    }
+    /// Allow reading `path` and everything below it.
+    pub fn read_tree(self, path: &str) -> Self {
+        self.grant(path, true, false)
+    }
+    /// Allow reading and replacing `path`.
+    pub fn write_path(self, path: &str) -> Self {
+        self.grant(path, false, true)
+    }
+    /// Allow reading and writing `path` and everything below it.
+    pub fn write_tree(self, path: &str) -> Self {
+        self.grant(path, true, true)
+    }
+    /// Report changes of `path` (it may not exist yet) as watch events.
+    pub fn watch_path(mut self, path: &str) -> Self {
+        self.watch.push(wit::WatchItem::Path(wit::WatchPath { path: path.to_string(), recursive: false }));
+        self
+    }
+    /// Report changes anywhere below the directory `path`.
+    pub fn watch_tree(mut self, path: &str) -> Self {
+        self.watch.push(wit::WatchItem::Path(wit::WatchPath { path: path.to_string(), recursive: true }));
+        self
+    }
+    /// Run check-apply every `ms` milliseconds.
+    pub fn watch_interval(mut self, ms: u32) -> Self {
+        self.watch.push(wit::WatchItem::Interval(ms));
+        self
+    }
+    /// Depend on the resource managing `path` or one of its parent directories.
+    pub fn depends_on_path(mut self, path: &str) -> Self {
+        self.depends.push(wit::Dependency::Path(path.to_string()));
+        self
+    }
+}
+
+/// The arguments of one check-apply besides the params.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckApply {
+    /// Repair the system; when false (noop), only report what would change.
+    pub apply: bool,
+    /// An upstream resource with a `notify` edge changed something.
+    pub refresh: bool,
+}
+
+/// What a check-apply found and did.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    changes: Vec<String>,
+    sends: Vec<(String, String)>,
+}
+
+impl Outcome {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Record one change (made, or that would be made in noop). A resource with no
+    /// recorded change is reported as already in its declared state.
+    pub fn change(&mut self, what: impl Into<String>) {
+        self.changes.push(what.into());
+    }
+    /// Whether any change was recorded.
+    pub fn changed(&self) -> bool {
+        !self.changes.is_empty()
+    }
+    /// Publish a value for send/recv.
+    pub fn send(&mut self, key: &str, value: impl serde::Serialize) {
+        let json = serde_json::to_string(&value).unwrap_or_else(|_| "null".to_string());
+        self.sends.push((key.to_string(), json));
+    }
+}
+
+/// One resource kind. Implement it and register the type with [`export_resource!`].
+pub trait Resource {
+    /// The kind, as written under `resources:` in a graph.
+    const KIND: &'static str;
+    /// JSON schema (draft 2020-12) of the params, `name` and `meta` excluded; the host
+    /// validates YAML against it and reports the line and column of what is wrong.
+    const SCHEMA: &'static str;
+    /// The params, deserialized from JSON.
+    type Params: DeserializeOwned;
+
+    /// Check params and declare footprint, watches and dependencies. No host calls.
+    fn validate(id: &ResourceId, params: &Self::Params) -> Result<Info>;
+
+    /// Compare and (when `ctx.apply`) repair.
+    fn check_apply(id: &ResourceId, params: &Self::Params, ctx: &CheckApply) -> Result<Outcome>;
+
+    /// Release what the resource holds when it leaves the graph. Default: nothing.
+    fn cleanup(_id: &ResourceId, _params: &Self::Params) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Leveled logging into the host's log.
+pub mod log {
+    use crate::__bindings::homeostat::resource::log::{Level, log};
+    pub fn trace(msg: &str) {
+        log(Level::Trace, msg)
+    }
+    pub fn debug(msg: &str) {
+        log(Level::Debug, msg)
+    }
+    pub fn info(msg: &str) {
+        log(Level::Info, msg)
+    }
+    pub fn warn(msg: &str) {
+        log(Level::Warn, msg)
+    }
+    pub fn error(msg: &str) {
+        log(Level::Error, msg)
+    }
+}
+
+/// File-system access through the host, confined to the resource's footprint.
+pub mod fs {
+    pub use crate::__bindings::homeostat::resource::fs::{
+        Attrs, Error, ErrorCode, FileStat, FileType, content_equals, copy, digest, group_id, mkdir, read,
+        read_dir, read_link, remove, set_attrs, stat, symlink, user_id, write,
+    };
+
+    /// `Attrs::default()` leaves mode and ownership as they are.
+    #[allow(clippy::derivable_impls)]
+    impl Default for Attrs {
+        fn default() -> Self {
+            Attrs { mode: None, uid: None, gid: None }
+        }
+    }
+
+}
+
+// ---- glue used by `export_resource!`; not part of the public API ----
+
+#[doc(hidden)]
+pub mod __glue {
+    use super::*;
+
+    pub use wit_plugin::Guest;
+    pub type WitId = wit::ResourceId;
+    pub type WitError = wit::Error;
+    pub type WitInfo = wit::ResourceInfo;
+    pub type WitCheck = wit::CheckResult;
+
+    fn id(id: WitId) -> ResourceId {
+        ResourceId { kind: id.kind, name: id.name }
+    }
+
+    fn err(e: Error) -> WitError {
+        WitError { message: e.message, field: e.field }
+    }
+
+    fn params<R: Resource>(json: &str) -> Result<R::Params, WitError> {
+        serde_json::from_str(json).map_err(|e| WitError {
+            message: format!("params do not match the `{}` kind: {e}", R::KIND),
+            field: None,
+        })
+    }
+
+    pub fn validate<R: Resource>(i: WitId, json: &str) -> Result<WitInfo, WitError> {
+        let p = params::<R>(json)?;
+        let info = R::validate(&id(i), &p).map_err(err)?;
+        Ok(WitInfo {
+            footprint: wit::Footprint { paths: info.paths },
+            watch: info.watch,
+            depends: info.depends,
+        })
+    }
+
+    pub fn check_apply<R: Resource>(i: WitId, json: &str, apply: bool, refresh: bool) -> Result<WitCheck, WitError> {
+        let p = params::<R>(json)?;
+        let out = R::check_apply(&id(i), &p, &CheckApply { apply, refresh }).map_err(err)?;
+        Ok(WitCheck { ok: out.changes.is_empty(), changes: out.changes, sends: out.sends })
+    }
+
+    pub fn cleanup<R: Resource>(i: WitId, json: &str) -> Result<(), WitError> {
+        let p = params::<R>(json)?;
+        R::cleanup(&id(i), &p).map_err(err)
+    }
+
+    pub fn unknown_kind(kind: &str) -> WitError {
+        WitError { message: format!("this plugin does not provide the kind `{kind}`"), field: None }
+    }
+
+    /// Total length of the manifest pieces (const, so the manifest is a fixed array).
+    pub const fn manifest_len(pieces: &[&str]) -> usize {
+        let mut n = 0;
+        let mut i = 0;
+        while i < pieces.len() {
+            n += pieces[i].len();
+            i += 1;
+        }
+        n
+    }
+
+    /// Concatenate the manifest pieces into the bytes of the custom section.
+    pub const fn manifest_bytes<const N: usize>(pieces: &[&str]) -> [u8; N] {
+        let mut out = [0u8; N];
+        let mut at = 0;
+        let mut i = 0;
+        while i < pieces.len() {
+            let b = pieces[i].as_bytes();
+            let mut j = 0;
+            while j < b.len() {
+                out[at] = b[j];
+                at += 1;
+                j += 1;
+            }
+            i += 1;
+        }
+        out
+    }
+}
+
+/// Export resource types as this plugin's kinds and embed the manifest.
+///
+/// `export_resource!(File; capabilities = ["fs"]);` or, for several kinds,
+/// `export_resource!(A, B; capabilities = ["fs"]);`. `log` is always available.
+/// The manifest is TOML in the custom section `homeostat:manifest`; its name and
+/// version come from the plugin crate's `Cargo.toml`.
+#[macro_export]
+macro_rules! export_resource {
+    ($($res:ty),+ $(,)? ; capabilities = [$($cap:literal),* $(,)?] $(,)?) => {
+        const _: () = {
+            const PIECES: &[&str] = &[
+                "api = \"", $crate::API_VERSION, "\"\n",
+                "name = \"", env!("CARGO_PKG_NAME"), "\"\n",
+                "version = \"", env!("CARGO_PKG_VERSION"), "\"\n",
+                "capabilities = [", $("\"", $cap, "\", ",)* "]\n",
+                $(
+                    "[kinds.\"", <$res as $crate::Resource>::KIND, "\"]\n",
+                    "schema = '''\n", <$res as $crate::Resource>::SCHEMA, "'''\n",
+                )+
+            ];
+            const LEN: usize = $crate::__glue::manifest_len(PIECES);
+            #[unsafe(link_section = "homeostat:manifest")]
+            #[used]
+            static MANIFEST: [u8; LEN] = $crate::__glue::manifest_bytes::<LEN>(PIECES);
+        };
+
+        #[doc(hidden)]
+        pub struct __HomeostatPlugin;
+
+        impl $crate::__glue::Guest for __HomeostatPlugin {
+            fn validate(id: $crate::__glue::WitId, params: String)
+                -> Result<$crate::__glue::WitInfo, $crate::__glue::WitError> {
+                $(if id.kind == <$res as $crate::Resource>::KIND {
+                    return $crate::__glue::validate::<$res>(id, &params);
+                })+
+                Err($crate::__glue::unknown_kind(&id.kind))
+            }
+            fn check_apply(id: $crate::__glue::WitId, params: String, apply: bool, refresh: bool)
+                -> Result<$crate::__glue::WitCheck, $crate::__glue::WitError> {
+                $(if id.kind == <$res as $crate::Resource>::KIND {
+                    return $crate::__glue::check_apply::<$res>(id, &params, apply, refresh);
+                })+
+                Err($crate::__glue::unknown_kind(&id.kind))
+            }
+            fn cleanup(id: $crate::__glue::WitId, params: String) -> Result<(), $crate::__glue::WitError> {
+                $(if id.kind == <$res as $crate::Resource>::KIND {
+                    return $crate::__glue::cleanup::<$res>(id, &params);
+                })+
+                Err($crate::__glue::unknown_kind(&id.kind))
+            }
+        }
+
+        $crate::__bindings::__export_plugin_world!(__HomeostatPlugin with_types_in $crate::__bindings);
+    };
+}
