@@ -1,27 +1,81 @@
-use homeostat_sdk::{CheckApply, Info, Outcome, Resource, ResourceId, Result, fs};
+//! The bundled `file` resource: a regular file, a directory (optionally a whole tree
+//! copied from a source directory) or a symlink at one absolute path, with its content,
+//! mode and ownership — or the absence of anything at that path.
+//!
+//! It owns the meaning of the `file` params (`schema/file.json`, `docs/resources/file.md`)
+//! and nothing else: every file-system access goes through the host's `fs` interface,
+//! confined to the footprint declared in `validate`. The modules split that work so
+//! everything but the host calls can be tested natively:
+//!
+//! - [`params`]: params → checked [`params::Spec`], and what `validate` declares
+//!   (footprint, watches, dependencies). Pure.
+//! - [`mode`]: octal and symbolic modes. Pure.
+//! - [`apply`]: check-apply against any [`sys::Fs`]; compares first, mutates only when
+//!   applying.
+//! - [`sys`]: the `Fs` trait and its implementation by the host.
 
-#[derive(serde::Deserialize)]
-struct Params {
-    path: String,
-}
+pub mod apply;
+pub mod mode;
+pub mod params;
+pub mod sys;
 
-struct File;
+#[cfg(test)]
+mod memfs;
+#[cfg(test)]
+mod tests;
+
+use homeostat_sdk::{CheckApply, Info, Outcome, Resource, ResourceId, Result};
+
+use params::{Declared, Params, Spec};
+
+/// The `file` kind.
+pub struct File;
+
 impl Resource for File {
     const KIND: &'static str = "file";
     const SCHEMA: &'static str = include_str!("../schema/file.json");
     type Params = Params;
+
     fn validate(_: &ResourceId, p: &Params) -> Result<Info> {
-        Ok(Info::new().write_path(&p.path).watch_path(&p.path))
+        Ok(info(Spec::from_params(p)?.declare()))
     }
+
     fn check_apply(_: &ResourceId, p: &Params, ctx: &CheckApply) -> Result<Outcome> {
+        let spec = Spec::from_params(p)?;
+        let report = apply::check_apply(&sys::Host, &spec, ctx.apply)?;
         let mut out = Outcome::new();
-        if fs::stat(&p.path)?.is_none() {
-            out.change("create");
-            if ctx.apply {
-                fs::write(&p.path, b"", fs::Attrs::default())?;
-            }
+        for change in report.changes {
+            out.change(change);
+        }
+        out.send("path", &spec.path);
+        if let Some(size) = report.size {
+            out.send("size", size);
         }
         Ok(out)
     }
 }
+
+fn info(d: Declared) -> Info {
+    let mut info = Info::new();
+    for g in &d.grants {
+        info = match (g.recursive, g.write) {
+            (false, false) => info.read_path(&g.path),
+            (true, false) => info.read_tree(&g.path),
+            (false, true) => info.write_path(&g.path),
+            (true, true) => info.write_tree(&g.path),
+        };
+    }
+    for w in &d.watches {
+        info = if w.recursive {
+            info.watch_tree(&w.path)
+        } else {
+            info.watch_path(&w.path)
+        };
+    }
+    for dep in &d.depends {
+        info = info.depends_on_path(dep);
+    }
+    info
+}
+
 homeostat_sdk::export_resource!(File; capabilities = ["fs"]);
