@@ -1,1 +1,204 @@
+//! The end-to-end harness: finds the `homeostat` binary and the test plugins built by
+//! `cargo xtask test`, runs the binary as a child process with its log captured, and
+//! cleans up what it started (the child is killed when its handle drops).
+//!
+//! Waiting helpers poll what a test observes (a file's content, a log line) with a
+//! generous deadline; they never assert how fast something happened (speed lives in
+//! the benchmark).
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for something that should happen "at once".
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The `homeostat` binary built by `cargo xtask test` (or `cargo build`).
+pub fn binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let bin = target.join("debug/homeostat");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run the tests with `cargo xtask test`",
+        bin.display()
+    );
+    bin
+}
+
+/// Directory of the test plugins (`hostile.wasm`, ...).
+pub fn test_plugins() -> PathBuf {
+    let dir = root().join("target/test-plugins");
+    assert!(
+        dir.is_dir(),
+        "{} is missing: run the tests with `cargo xtask test`",
+        dir.display()
+    );
+    dir
+}
+
+/// A compiled-plugin cache shared by all tests, so each plugin is compiled once.
+pub fn cache_dir() -> PathBuf {
+    root().join("target/test-cache")
+}
+
+/// `homeostat ARGS` with the shared cache, run to completion.
+pub fn homeostat(args: &[&str]) -> Output {
+    homeostat_in(&std::env::current_dir().expect("current dir"), args)
+}
+
+/// `homeostat ARGS` run from `dir` (so relative paths in messages are relative to it).
+pub fn homeostat_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(binary())
+        .current_dir(dir)
+        .args(args)
+        .arg("--cache-dir")
+        .arg(cache_dir())
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run homeostat")
+}
+
+/// Write `text` to `dir/name` and return the path.
+pub fn write_graph(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write graph");
+    p
+}
+
+/// A running `homeostat run`, killed when dropped.
+pub struct Running {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    /// Start `homeostat run GRAPH EXTRA...` with the shared cache.
+    pub fn start(graph: &Path, extra: &[&str]) -> Running {
+        let mut child = Command::new(binary())
+            .arg("run")
+            .arg(graph)
+            .args(extra)
+            .arg("--cache-dir")
+            .arg(cache_dir())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start homeostat run");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("  | {line}");
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        Running { child, log }
+    }
+
+    /// Everything logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// Wait until a log line contains every one of `needles`; returns that line.
+    pub fn wait_log(&self, needles: &[&str]) -> String {
+        let found = wait_for(|| {
+            self.log()
+                .into_iter()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "no log line containing {needles:?}; log:\n{}",
+                self.log().join("\n")
+            )
+        })
+    }
+
+    /// Number of log lines containing every one of `needles`.
+    pub fn count_log(&self, needles: &[&str]) -> usize {
+        self.log()
+            .iter()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Wait for the process to exit on its own.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let status = wait_for(|| self.child.try_wait().expect("try_wait"));
+        status.unwrap_or_else(|| panic!("homeostat did not exit; log:\n{}", self.log().join("\n")))
+    }
+
+    /// Send SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.wait_exit()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Poll `f` every 10 ms until it returns `Some`, for at most [`DEADLINE`].
+pub fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() > DEADLINE {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Wait until `path` holds exactly `content`.
+pub fn wait_content(path: &Path, content: &str) {
+    let ok =
+        wait_for(|| (std::fs::read_to_string(path).ok().as_deref() == Some(content)).then_some(()));
+    assert!(
+        ok.is_some(),
+        "{} never held {content:?}; it holds {:?}",
+        path.display(),
+        std::fs::read_to_string(path)
+    );
+}
+
+/// Wait until `path`'s permission bits are `mode`.
+pub fn wait_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let ok = wait_for(|| {
+        (std::fs::symlink_metadata(path).ok()?.permissions().mode() & 0o7777 == mode).then_some(())
+    });
+    assert!(ok.is_some(), "{} never got mode {mode:o}", path.display());
+}
+
+/// Text of stderr.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

@@ -1,1 +1,177 @@
-fn main() {}
+//! Project tasks, so the README needs only two commands.
+//!
+//! - `cargo xtask demo`: install the `wasm32-wasip2` target, build the plugins and the
+//!   host, run `examples/hello.yaml` until it converges.
+//! - `cargo xtask test`: the same builds plus the test fixtures, then the whole suite.
+//! - `cargo xtask build-plugins`: only the wasm parts (bundled plugins into
+//!   `target/plugins/`, test fixtures into `target/test-plugins/`).
+//! - `cargo xtask bench`: the benchmark table of docs/performance.md.
+//!
+//! Plugins are built by a separate cargo invocation in their own workspace, never from
+//! the host's build script (a nested cargo there deadlocks on the target-dir lock and
+//! inherits RUSTFLAGS and wrappers meant for the host).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// Variables of the outer cargo that must not leak into the plugin builds.
+const LEAKY_ENV: &[&str] = &[
+    "CARGO_ENCODED_RUSTFLAGS",
+    "RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "CARGO_MAKEFLAGS",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = root();
+    let result = match args.first().map(String::as_str) {
+        Some("build-plugins") => build_plugins(&root),
+        Some("demo") => demo(&root, &args[1..]),
+        Some("test") => test(&root, &args[1..]),
+        Some("bench") => bench(&root, &args[1..]),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n  demo           build everything and run examples/hello.yaml\n  \
+                 test [ARGS]    build everything and run the whole test suite (ARGS go to cargo test)\n  \
+                 build-plugins  build the bundled plugins and the test plugins\n  \
+                 bench [ARGS]   run the benchmark (see docs/performance.md)"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ has a parent")
+        .to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    for var in LEAKY_ENV {
+        cmd.env_remove(var);
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
+}
+
+/// `rustup target add wasm32-wasip2` unless it is installed (RUSTUP_AUTO_INSTALL may be off).
+fn ensure_wasm_target() -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == "wasm32-wasip2")
+        })
+        .unwrap_or(false);
+    if installed {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the wasm32-wasip2 target");
+    run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))
+}
+
+/// Build a plugin workspace for wasm32-wasip2 and copy each `.wasm` into `out`, named
+/// after the crate with any `homeostat_` / `homeostat-` prefix removed.
+fn build_wasm_workspace(dir: &Path, out: &Path) -> Result<(), String> {
+    run(Command::new(env!("CARGO")).current_dir(dir).args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "--workspace",
+    ]))?;
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let built = dir.join("target/wasm32-wasip2/release");
+    let entries =
+        std::fs::read_dir(&built).map_err(|e| format!("cannot read {}: {e}", built.display()))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default();
+            let name = stem
+                .trim_start_matches("homeostat_")
+                .trim_start_matches("homeostat-");
+            let dest = out.join(format!("{name}.wasm"));
+            // Copy only when different, so the host's build script does not re-run.
+            let same = std::fs::read(&dest).ok() == std::fs::read(&path).ok();
+            if !same {
+                std::fs::copy(&path, &dest)
+                    .map_err(|e| format!("cannot copy to {}: {e}", dest.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn build_plugins(root: &Path) -> Result<(), String> {
+    ensure_wasm_target()?;
+    build_wasm_workspace(&root.join("plugins"), &root.join("target/plugins"))?;
+    build_wasm_workspace(
+        &root.join("tests/plugins"),
+        &root.join("target/test-plugins"),
+    )
+}
+
+fn demo(root: &Path, extra: &[String]) -> Result<(), String> {
+    build_plugins(root)?;
+    run(Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args(["build", "--bin", "homeostat"]))?;
+    let bin = root.join("target/debug/homeostat");
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(root)
+        .args(["run", "examples/hello.yaml", "--converged-timeout", "2"])
+        .args(extra);
+    run(&mut cmd)
+}
+
+fn test(root: &Path, extra: &[String]) -> Result<(), String> {
+    build_plugins(root)?;
+    // The end-to-end suites run the real binary.
+    run(Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args(["build", "--bin", "homeostat"]))?;
+    run(Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args(["test", "--workspace"])
+        .args(extra))
+}
+
+fn bench(root: &Path, extra: &[String]) -> Result<(), String> {
+    build_plugins(root)?;
+    run(Command::new(env!("CARGO")).current_dir(root).args([
+        "build",
+        "--release",
+        "--bin",
+        "homeostat",
+    ]))?;
+    run(Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args(["run", "--release", "--quiet", "-p", "homeostat-bench", "--"])
+        .args(extra))
+}

@@ -604,20 +604,18 @@ impl<F: Fs> Run<'_, F> {
         self.spec.mode.is_some() || self.uid.is_some() || self.gid.is_some()
     }
 
-    /// Allow replacing the existing entry `st` by a `want` only with `force`; returns
-    /// the name of what is replaced.
+    /// Allow replacing the existing entry `st` by a `want`; returns the name of what is
+    /// replaced. As in Puppet, only destroying a directory needs `force`: a file or
+    /// symlink in the way is ordinary drift (e.g. someone replaced a managed file by a
+    /// link) and is repaired like any other.
     fn make_way(&self, at: &str, st: &FileStat, want: &str) -> Result<&'static str> {
         let old = type_name(st.file_type);
-        if self.spec.force {
+        if self.spec.force || st.file_type != FileType::Directory {
             return Ok(old);
         }
-        let with_contents = if st.file_type == FileType::Directory {
-            " with everything in it"
-        } else {
-            ""
-        };
         Err(Error::new(format!(
-            "{at} is a {old}, not a {want}; set `force: true` to replace the {old}{with_contents}"
+            "{at} is a directory, not a {want}; set `force: true` to replace the directory \
+             with everything in it"
         )))
     }
 }

@@ -182,7 +182,7 @@ fn missing_parent_directory_is_explained() {
 }
 
 #[test]
-fn changing_type_needs_force() {
+fn only_replacing_a_directory_needs_force() {
     let fs = MemFs::new();
     fs.file("/srv/data/a", "1", 0o644, ME);
     let e = fails(&fs, r#"{"path": "/srv/data", "content": "x"}"#);
@@ -200,16 +200,8 @@ fn changing_type_needs_force() {
     assert_eq!(fs.text("/srv/data"), "x");
     assert_eq!(fs.get("/srv/data/a"), None);
 
-    let e = fails(&fs, r#"{"path": "/srv/data/"}"#);
-    assert!(
-        e.message.contains("is a file, not a directory"),
-        "{}",
-        e.message
-    );
-    let changes = converge(
-        &fs,
-        r#"{"path": "/srv/data/", "force": true, "mode": "0750"}"#,
-    );
+    // A file in the way of a directory destroys no tree: no force needed.
+    let changes = converge(&fs, r#"{"path": "/srv/data/", "mode": "0750"}"#);
     assert_eq!(changes, ["replace file with directory (mode 0750)"]);
     assert_eq!(fs.get("/srv/data").unwrap().kind, Kind::Dir);
 
@@ -228,13 +220,9 @@ fn changing_type_needs_force() {
     );
     assert_eq!(changes, ["replace directory with symlink -> /x"]);
 
-    // A symlink is also only replaced with force.
-    let e = fails(&fs, r#"{"path": "/srv/data", "content": "x"}"#);
-    assert!(
-        e.message.contains("is a symlink, not a file"),
-        "{}",
-        e.message
-    );
+    // A symlink in the way (e.g. drift) is replaced without force, as in Puppet.
+    let changes = converge(&fs, r#"{"path": "/srv/data", "content": "x"}"#);
+    assert_eq!(changes, ["replace symlink with file (1 byte)"]);
 }
 
 #[test]
@@ -489,12 +477,12 @@ fn symlinks() {
     );
     assert_eq!(fs.get("/etc/nginx/sites-enabled/site").unwrap().uid, 0);
 
+    // A regular file where the link belongs is replaced without force (Puppet's rule:
+    // only a directory in the way needs it).
     fs.file("/etc/nginx/sites-enabled/site", "a file", 0o644, 0);
-    let e = fails(&fs, json);
-    assert!(
-        e.message.contains("is a file, not a symlink"),
-        "{}",
-        e.message
+    assert_eq!(
+        converge(&fs, json),
+        ["replace file with symlink -> ../sites-available/site"]
     );
 }
 

@@ -81,12 +81,18 @@ pub struct Error {
 
 impl Error {
     pub fn new(message: impl Into<String>) -> Self {
-        Error { message: message.into(), field: None }
+        Error {
+            message: message.into(),
+            field: None,
+        }
     }
 
     /// An error about one param, e.g. `Error::param("mode", "`9999` is not octal")`.
     pub fn param(field: &str, message: impl Into<String>) -> Self {
-        Error { message: message.into(), field: Some(field.to_string()) }
+        Error {
+            message: message.into(),
+            field: Some(field.to_string()),
+        }
     }
 }
 
@@ -119,7 +125,11 @@ impl Info {
     }
 
     fn grant(mut self, path: &str, recursive: bool, write: bool) -> Self {
-        self.paths.push(wit::PathGrant { path: path.to_string(), recursive, write });
+        self.paths.push(wit::PathGrant {
+            path: path.to_string(),
+            recursive,
+            write,
+        });
         self
     }
 
@@ -141,12 +151,18 @@ impl Info {
     }
     /// Report changes of `path` (it may not exist yet) as watch events.
     pub fn watch_path(mut self, path: &str) -> Self {
-        self.watch.push(wit::WatchItem::Path(wit::WatchPath { path: path.to_string(), recursive: false }));
+        self.watch.push(wit::WatchItem::Path(wit::WatchPath {
+            path: path.to_string(),
+            recursive: false,
+        }));
         self
     }
     /// Report changes anywhere below the directory `path`.
     pub fn watch_tree(mut self, path: &str) -> Self {
-        self.watch.push(wit::WatchItem::Path(wit::WatchPath { path: path.to_string(), recursive: true }));
+        self.watch.push(wit::WatchItem::Path(wit::WatchPath {
+            path: path.to_string(),
+            recursive: true,
+        }));
         self
     }
     /// Run check-apply every `ms` milliseconds.
@@ -242,18 +258,21 @@ pub mod log {
 /// File-system access through the host, confined to the resource's footprint.
 pub mod fs {
     pub use crate::__bindings::homeostat::resource::fs::{
-        Attrs, Error, ErrorCode, FileStat, FileType, content_equals, copy, digest, group_id, mkdir, read,
-        read_dir, read_link, remove, set_attrs, stat, symlink, user_id, write,
+        Attrs, Error, ErrorCode, FileStat, FileType, content_equals, copy, digest, group_id, mkdir,
+        read, read_dir, read_link, remove, set_attrs, stat, symlink, user_id, write,
     };
 
     /// `Attrs::default()` leaves mode and ownership as they are.
     #[allow(clippy::derivable_impls)]
     impl Default for Attrs {
         fn default() -> Self {
-            Attrs { mode: None, uid: None, gid: None }
+            Attrs {
+                mode: None,
+                uid: None,
+                gid: None,
+            }
         }
     }
-
 }
 
 // ---- glue used by `export_resource!`; not part of the public API ----
@@ -269,11 +288,17 @@ pub mod __glue {
     pub type WitCheck = wit::CheckResult;
 
     fn id(id: WitId) -> ResourceId {
-        ResourceId { kind: id.kind, name: id.name }
+        ResourceId {
+            kind: id.kind,
+            name: id.name,
+        }
     }
 
     fn err(e: Error) -> WitError {
-        WitError { message: e.message, field: e.field }
+        WitError {
+            message: e.message,
+            field: e.field,
+        }
     }
 
     fn params<R: Resource>(json: &str) -> Result<R::Params, WitError> {
@@ -293,10 +318,19 @@ pub mod __glue {
         })
     }
 
-    pub fn check_apply<R: Resource>(i: WitId, json: &str, apply: bool, refresh: bool) -> Result<WitCheck, WitError> {
+    pub fn check_apply<R: Resource>(
+        i: WitId,
+        json: &str,
+        apply: bool,
+        refresh: bool,
+    ) -> Result<WitCheck, WitError> {
         let p = params::<R>(json)?;
         let out = R::check_apply(&id(i), &p, &CheckApply { apply, refresh }).map_err(err)?;
-        Ok(WitCheck { ok: out.changes.is_empty(), changes: out.changes, sends: out.sends })
+        Ok(WitCheck {
+            ok: out.changes.is_empty(),
+            changes: out.changes,
+            sends: out.sends,
+        })
     }
 
     pub fn cleanup<R: Resource>(i: WitId, json: &str) -> Result<(), WitError> {
@@ -305,7 +339,10 @@ pub mod __glue {
     }
 
     pub fn unknown_kind(kind: &str) -> WitError {
-        WitError { message: format!("this plugin does not provide the kind `{kind}`"), field: None }
+        WitError {
+            message: format!("this plugin does not provide the kind `{kind}`"),
+            field: None,
+        }
     }
 
     /// Total length of the manifest pieces (const, so the manifest is a fixed array).

@@ -1,0 +1,47 @@
+//! Embeds the bundled plugins. They are built by `cargo xtask build-plugins` into
+//! `target/plugins/` (never by a nested cargo here: that deadlocks on the target-dir
+//! lock and leaks RUSTFLAGS). `HOMEOSTAT_PLUGINS_DIR` overrides the directory.
+
+use std::path::PathBuf;
+
+/// Bundled plugins, by file stem in the plugins directory.
+const BUNDLED: &[&str] = &["file"];
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=HOMEOSTAT_PLUGINS_DIR");
+    let dir = match std::env::var_os("HOMEOSTAT_PLUGINS_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let manifest = PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+            );
+            manifest
+                .parent()
+                .expect("host/ has a parent")
+                .join("target")
+                .join("plugins")
+        }
+    };
+    let mut code = String::from(
+        "/// Bundled plugins: (file stem, wasm bytes).\npub static BUNDLED: &[(&str, &[u8])] = &[\n",
+    );
+    for name in BUNDLED {
+        let path = dir.join(format!("{name}.wasm"));
+        if !path.is_file() {
+            panic!(
+                "\n\nthe bundled plugin {} is missing.\nBuild the plugins first: `cargo xtask build-plugins` \
+                 (the README's commands do this for you).\n\n",
+                path.display()
+            );
+        }
+        println!("cargo:rerun-if-changed={}", path.display());
+        code.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            path.display().to_string()
+        ));
+    }
+    code.push_str("];\n");
+    let out =
+        PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("bundled.rs");
+    std::fs::write(out, code).expect("write bundled.rs");
+}

@@ -1,0 +1,36 @@
+//! `homeostat validate GRAPH.yaml`: everything `run` checks before applying.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::PluginArgs;
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The graph file (YAML).
+    graph: PathBuf,
+    #[command(flatten)]
+    plugins: PluginArgs,
+}
+
+pub async fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let (_runtime, registry) = args.plugins.load()?;
+    match crate::plan::load(&args.graph, &registry).await {
+        Ok(plan) => {
+            println!(
+                "{}: graph `{}` is valid: {} resources, {} edges",
+                args.graph.display(),
+                plan.name,
+                plan.resources.len(),
+                plan.edges.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! From a graph file to a runnable [`Plan`]: read, parse and check the YAML, validate
+//! every resource in its plugin (which declares its footprint, watches and
+//! dependencies), reject conflicting footprints, add autoedges, and refuse cycles.
+//!
+//! `run` and `validate` share this pipeline, so `validate` checks exactly what `run`
+//! would refuse. Every error names the file, line and column of what is wrong.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::engine::{Plan, PlannedEdge, PlannedResource};
+use crate::graph::{self, GraphDoc, GraphError, GraphErrors, KindCatalog, ResId};
+use crate::plugin::bindings::{ResourceInfo, ResourceRef};
+use crate::plugin::registry::Registry;
+use crate::plugin::runtime::CallError;
+
+/// Largest graph file accepted (a YAML bomb guard before parsing even starts).
+const MAX_GRAPH_BYTES: u64 = 64 << 20;
+
+/// Why a graph cannot run. Displays one error per paragraph.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot read graph {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: the graph file is larger than {} MiB", path.display(), MAX_GRAPH_BYTES >> 20)]
+    TooLarge { path: PathBuf },
+    #[error("{0}")]
+    Graph(#[from] GraphErrors),
+}
+
+impl KindCatalog for Registry {
+    fn schema(&self, kind: &str) -> Option<&jsonschema::Validator> {
+        self.kind(kind).map(|k| &k.schema)
+    }
+    fn kinds(&self) -> Vec<String> {
+        self.kind_names()
+    }
+}
+
+/// Load, check and plan the graph in `path`.
+pub async fn load(path: &Path, registry: &Registry) -> Result<Plan, PlanError> {
+    let read_err = |source| PlanError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    if meta.len() > MAX_GRAPH_BYTES {
+        return Err(PlanError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(read_err)?;
+    let doc = graph::parse(path, &text)?;
+    graph::check_params(&doc, registry)?;
+    plan(doc, registry).await
+}
+
+/// Validate every resource of a parsed, param-checked graph in its plugin and build
+/// the plan.
+pub async fn plan(doc: GraphDoc, registry: &Registry) -> Result<Plan, PlanError> {
+    let infos = validate_all(&doc, registry).await?;
+    check_footprints(&doc, &infos)?;
+
+    let decls: Vec<(ResId, Vec<String>, Vec<String>)> = doc
+        .resources
+        .iter()
+        .zip(&infos)
+        .map(|(r, info)| {
+            let managed = info
+                .footprint
+                .paths
+                .iter()
+                .filter(|g| g.write)
+                .map(|g| g.path.to_string_lossy().into_owned())
+                .collect();
+            (r.id(), managed, info.depends_on_paths.clone())
+        })
+        .collect();
+    let auto = graph::path_autoedges(&decls);
+    let g = graph::build(&doc, &auto)?;
+
+    let by_id: HashMap<ResId, usize> = doc
+        .resources
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id(), i))
+        .collect();
+    let order = g.topo_order();
+    let position: HashMap<ResId, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.clone(), i))
+        .collect();
+    let mut infos: Vec<Option<ResourceInfo>> = infos.into_iter().map(Some).collect();
+    let mut resources = Vec::with_capacity(order.len());
+    for id in &order {
+        let i = by_id[id];
+        let decl = &doc.resources[i];
+        let entry = registry.kind(&decl.kind).expect("kinds were checked");
+        resources.push(PlannedResource {
+            id: id.clone(),
+            params: params_json(decl).into(),
+            meta: decl.meta.clone(),
+            plugin: entry.plugin.clone(),
+            info: infos[i].take().expect("each resource is planned once"),
+        });
+    }
+    let mut edges = Vec::new();
+    for id in &order {
+        for (succ, edge) in g.successors(id) {
+            edges.push(PlannedEdge {
+                from: position[id],
+                to: position[&succ.id()],
+                notify: edge.notify,
+            });
+        }
+    }
+    Ok(Plan {
+        name: doc.name.clone(),
+        resources,
+        edges,
+    })
+}
+
+fn params_json(decl: &graph::ResourceDecl) -> String {
+    serde_json::Value::Object(decl.params.clone()).to_string()
+}
+
+/// Run every resource's `validate` in its plugin, in parallel.
+async fn validate_all(doc: &GraphDoc, registry: &Registry) -> Result<Vec<ResourceInfo>, PlanError> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, decl) in doc.resources.iter().enumerate() {
+        let plugin = registry
+            .kind(&decl.kind)
+            .expect("kinds were checked")
+            .plugin
+            .clone();
+        let reference = ResourceRef {
+            kind: decl.kind.clone(),
+            name: decl.name.clone(),
+        };
+        let params: Arc<str> = params_json(decl).into();
+        set.spawn(async move { (i, plugin.validate(&reference, params).await) });
+    }
+    let mut infos: Vec<Option<ResourceInfo>> = vec![None; doc.resources.len()];
+    let mut errors = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        let (i, result) = joined.expect("validate tasks do not panic");
+        let decl = &doc.resources[i];
+        match result {
+            Ok(info) => infos[i] = Some(info),
+            Err(CallError::Plugin(e)) => errors.push(GraphError::Param {
+                loc: decl.value_loc_of(e.field.as_deref()).clone(),
+                message: format!("{}: {}", decl.id(), e.message),
+            }),
+            Err(e) => errors.push(GraphError::Param {
+                loc: decl.loc_of(None).clone(),
+                message: format!("{}: {e}", decl.id()),
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(GraphErrors::new(errors).into());
+    }
+    Ok(infos
+        .into_iter()
+        .map(|i| i.expect("every resource was validated"))
+        .collect())
+}
+
+/// Two resources may not both write the same path.
+fn check_footprints(doc: &GraphDoc, infos: &[ResourceInfo]) -> Result<(), PlanError> {
+    let mut owner: HashMap<&Path, usize> = HashMap::new();
+    let mut errors = Vec::new();
+    for (i, info) in infos.iter().enumerate() {
+        for grant in info.footprint.paths.iter().filter(|g| g.write) {
+            if let Some(&j) = owner.get(grant.path.as_path()) {
+                if j != i {
+                    let (a, b) = (&doc.resources[j], &doc.resources[i]);
+                    errors.push(GraphError::Duplicate {
+                        loc: b.loc_of(None).clone(),
+                        message: format!(
+                            "{} and {} (at {}) both manage {}; a path can have only one resource",
+                            b.id(),
+                            a.id(),
+                            a.loc_of(None),
+                            grant.path.display()
+                        ),
+                    });
+                }
+            } else {
+                owner.insert(grant.path.as_path(), i);
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(GraphErrors::new(errors).into())
+    }
+}

@@ -1,0 +1,129 @@
+//! Reading a plugin's manifest: the TOML the guest SDK embeds in the custom section
+//! `homeostat:manifest`, found without running any plugin code.
+//!
+//! The section lives in the core module nested inside the component, so the whole
+//! binary is walked with `wasmparser::Parser::parse_all` (as Zed does for its API
+//! version section). The same pass tells a component from a core module, so a plugin
+//! built for the wrong target gets an error that says how to build it.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The custom section the SDK writes the manifest into.
+pub const SECTION: &str = "homeostat:manifest";
+
+/// WIT API versions of `homeostat:resource` this host can run.
+pub const SUPPORTED_APIS: &[&str] = &["0.1.0"];
+
+/// What a plugin says about itself.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// WIT API version the plugin was built against, e.g. `0.1.0`.
+    pub api: String,
+    /// Plugin name (its crate name).
+    pub name: String,
+    /// Plugin version (its crate version).
+    pub version: String,
+    /// Host interfaces the plugin asks for (`fs`, ...). `log` is always granted.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Kinds the plugin provides, with each kind's params schema.
+    pub kinds: BTreeMap<String, KindManifest>,
+}
+
+/// One resource kind of a plugin.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KindManifest {
+    /// JSON schema of the params (JSON text).
+    pub schema: String,
+}
+
+/// Why a file cannot be used as a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("is not WebAssembly (no `\\0asm` header); a plugin is a `.wasm` component")]
+    NotWasm,
+    #[error(
+        "is a core WebAssembly module, not a component; build plugins for the \
+         `wasm32-wasip2` target (`cargo build --release --target wasm32-wasip2`), \
+         which produces a component"
+    )]
+    CoreModule,
+    #[error("is not a valid WebAssembly component: {0}")]
+    Invalid(String),
+    #[error(
+        "has no `{SECTION}` section; plugins must be built with homeostat-sdk and \
+         register their kinds with `export_resource!`"
+    )]
+    Missing,
+    #[error("has a malformed manifest: {0}")]
+    Malformed(String),
+    #[error(
+        "was built for API `homeostat:resource@{found}`, which this homeostat does not \
+         support (supported: {}); rebuild it against a supported homeostat-sdk",
+         SUPPORTED_APIS.join(", ")
+    )]
+    UnsupportedApi { found: String },
+}
+
+/// Find, parse and check the manifest of a plugin binary.
+pub fn read(wasm: &[u8]) -> Result<Manifest, ManifestError> {
+    if !wasm.starts_with(b"\0asm") {
+        return Err(ManifestError::NotWasm);
+    }
+    if wasmparser::Parser::is_core_wasm(wasm) {
+        return Err(ManifestError::CoreModule);
+    }
+    let mut found: Option<Vec<u8>> = None;
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload.map_err(|e| ManifestError::Invalid(e.to_string()))? {
+            wasmparser::Payload::CustomSection(c) if c.name() == SECTION => {
+                // Several statics with the same section name are concatenated by the
+                // linker; the SDK writes exactly one, so a second one is an error.
+                if found.is_some() {
+                    return Err(ManifestError::Malformed(format!(
+                        "more than one `{SECTION}` section"
+                    )));
+                }
+                found = Some(c.data().to_vec());
+            }
+            _ => {}
+        }
+    }
+    let bytes = found.ok_or(ManifestError::Missing)?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| ManifestError::Malformed(e.to_string()))?;
+    let manifest: Manifest =
+        toml::from_str(text).map_err(|e| ManifestError::Malformed(e.to_string()))?;
+    if !SUPPORTED_APIS.contains(&manifest.api.as_str()) {
+        return Err(ManifestError::UnsupportedApi {
+            found: manifest.api,
+        });
+    }
+    if manifest.kinds.is_empty() {
+        return Err(ManifestError::Malformed("it declares no kinds".into()));
+    }
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_non_wasm_and_core_modules() {
+        assert!(matches!(read(b"hello"), Err(ManifestError::NotWasm)));
+        // The smallest valid core module: magic + version 1.
+        let core = b"\0asm\x01\0\0\0";
+        assert!(matches!(read(core), Err(ManifestError::CoreModule)));
+    }
+
+    #[test]
+    fn rejects_truncated_component() {
+        // Component header (version 0x0d, layer 1) followed by a cut-off section.
+        let truncated = b"\0asm\x0d\0\x01\0\x01\x10abc";
+        assert!(matches!(read(truncated), Err(ManifestError::Invalid(_))));
+    }
+}

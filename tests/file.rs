@@ -1,0 +1,244 @@
+//! The `file` resource end to end: the real binary, the real file system, real inotify.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use homeostat_tests::{Running, homeostat, stderr, wait_content, wait_for, wait_mode, write_graph};
+
+fn run_once(graph: &Path) -> std::process::Output {
+    homeostat(&["run", graph.to_str().unwrap(), "--converged-timeout", "0.3"])
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn creates_file_with_content_and_mode_then_is_idempotent() {
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("motd");
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: t\nresources:\n  file:\n  - name: motd\n    path: {}\n    content: \"hello\\n\"\n    mode: \"0640\"\n",
+            f.display()
+        ),
+    );
+    let out = run_once(&g);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "hello\n");
+    assert_eq!(mode(&f), 0o640);
+    let log = stderr(&out);
+    assert!(
+        log.contains("file[motd]"),
+        "the change is logged naming file[motd]:\n{log}"
+    );
+    assert!(log.contains("1 changes"), "{log}");
+
+    let again = run_once(&g);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let log = stderr(&again);
+    assert!(
+        log.contains("0 changes"),
+        "a second run changes nothing:\n{log}"
+    );
+    assert!(
+        !log.contains("file[motd]:"),
+        "no change line on an idempotent run:\n{log}"
+    );
+}
+
+#[test]
+fn directory_tree_with_autoedges_owner_and_symlink() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("a/b");
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            r#"graph: t
+resources:
+  file:
+  - name: conf
+    path: {d}/c/app.conf
+    content: "x=1\n"
+    owner: daemon
+    group: "1"
+  - name: dir-c
+    path: {d}/c/
+    mode: "0750"
+  - name: dir-b
+    path: {d}/
+  - name: dir-a
+    path: {a}/
+  - name: link
+    path: {d}/c/current
+    symlink: true
+    source: {d}/c/app.conf
+"#,
+            d = d.display(),
+            a = t.path().join("a").display()
+        ),
+    );
+    // The resources are listed child-first: only the autoedges (parent directory before
+    // its contents) make this converge without failures.
+    let out = run_once(&g);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let conf = d.join("c/app.conf");
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "x=1\n");
+    let md = std::fs::metadata(&conf).unwrap();
+    assert_eq!((md.uid(), md.gid()), (1, 1));
+    assert_eq!(mode(&d.join("c")), 0o750);
+    assert_eq!(std::fs::read_link(d.join("c/current")).unwrap(), conf);
+    let log = stderr(&out);
+    assert!(!log.contains("ERROR"), "no failure on the way:\n{log}");
+}
+
+#[test]
+fn source_recurse_purge_and_absent() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("one"), "1").unwrap();
+    std::fs::write(src.join("sub/two"), "2").unwrap();
+    let dst = t.path().join("dst");
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::write(dst.join("stale"), "old").unwrap();
+    let gone = t.path().join("gone");
+    std::fs::write(&gone, "bye").unwrap();
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: t\nresources:\n  file:\n  - name: tree\n    path: {}/\n    source: {}/\n    recurse: true\n    purge: true\n  - name: gone\n    path: {}\n    state: absent\n",
+            dst.display(),
+            src.display(),
+            gone.display()
+        ),
+    );
+    let out = run_once(&g);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(dst.join("one")).unwrap(), "1");
+    assert_eq!(std::fs::read_to_string(dst.join("sub/two")).unwrap(), "2");
+    assert!(
+        !dst.join("stale").exists(),
+        "purge removes unmanaged entries"
+    );
+    assert!(!gone.exists(), "state: absent removes the file");
+}
+
+#[test]
+fn force_is_needed_to_replace_a_directory_by_a_file() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("thing");
+    std::fs::create_dir(&p).unwrap();
+    let graph = |force: bool| {
+        format!(
+            "graph: t\nresources:\n  file:\n  - name: thing\n    path: {}\n    content: \"f\"\n    force: {force}\n",
+            p.display()
+        )
+    };
+    let g = write_graph(t.path(), "g.yaml", &graph(false));
+    let out = run_once(&g);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "settles with a failure:\n{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("force"),
+        "the error says how to allow it:\n{}",
+        stderr(&out)
+    );
+    assert!(p.is_dir(), "nothing was destroyed");
+    let g = write_graph(t.path(), "g.yaml", &graph(true));
+    let out = run_once(&g);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&p).unwrap(), "f");
+}
+
+#[test]
+fn noop_reports_and_changes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("f");
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: t\nresources:\n  file:\n  - name: f\n    path: {}\n    content: x\n",
+            f.display()
+        ),
+    );
+    let out = homeostat(&[
+        "run",
+        g.to_str().unwrap(),
+        "--noop",
+        "--converged-timeout",
+        "0.3",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "exit 2 = changes pending:\n{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("would change"), "{}", stderr(&out));
+    assert!(!f.exists());
+}
+
+#[test]
+fn drift_is_repaired_by_the_event_it_causes() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("d");
+    let f = dir.join("motd");
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: t\nresources:\n  file:\n  - name: d\n    path: {}/\n  - name: motd\n    path: {}\n    content: \"good\\n\"\n    mode: \"0644\"\n",
+            dir.display(),
+            f.display()
+        ),
+    );
+    let mut run = Running::start(&g, &[]);
+    wait_content(&f, "good\n");
+    run.wait_log(&["file[motd]"]);
+
+    // Edit in place.
+    std::fs::write(&f, "bad\n").unwrap();
+    wait_content(&f, "good\n");
+    // chmod.
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    wait_mode(&f, 0o644);
+    // Delete.
+    std::fs::remove_file(&f).unwrap();
+    wait_content(&f, "good\n");
+    // Atomic replace, as editors do.
+    let tmp = dir.join(".motd.swp");
+    std::fs::write(&tmp, "edited\n").unwrap();
+    std::fs::rename(&tmp, &f).unwrap();
+    wait_content(&f, "good\n");
+    // Remove the whole directory (renamed away first: a recursive delete would race the
+    // repair it triggers): the directory resource and then the file come back.
+    let gone = t.path().join("gone");
+    std::fs::rename(&dir, &gone).unwrap();
+    std::fs::remove_dir_all(&gone).unwrap();
+    wait_content(&f, "good\n");
+    // Replace the file by a symlink to elsewhere (atomically, as an attacker would).
+    let link = dir.join(".evil");
+    std::os::unix::fs::symlink("/etc/hostname", &link).unwrap();
+    std::fs::rename(&link, &f).unwrap();
+    let back = wait_for(|| {
+        let md = std::fs::symlink_metadata(&f).ok()?;
+        (md.is_file() && std::fs::read_to_string(&f).ok()? == "good\n").then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "the symlink was replaced by the managed file"
+    );
+    assert!(run.alive());
+    let status = run.stop();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+}

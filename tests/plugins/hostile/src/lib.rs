@@ -1,0 +1,80 @@
+//! Misbehaving resource kinds for the sandbox tests. Each kind takes a `path` (its
+//! declared footprint, written when it behaves) and misbehaves in check-apply:
+//!
+//! - `trap`: panics (a trap) on every check-apply;
+//! - `spin`: loops forever (stopped by the CPU budget);
+//! - `hog`: allocates until the memory cap stops it;
+//! - `escape`: reads `target` (e.g. `/etc/shadow`), outside its footprint;
+//! - `flaky`: fails with an error value until the file at `path` exists, then succeeds.
+
+use homeostat_sdk::{CheckApply, Error, Info, Outcome, Resource, ResourceId, Result, fs};
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    path: String,
+    #[serde(default)]
+    target: Option<String>,
+}
+
+const SCHEMA: &str = r#"{
+  "type": "object",
+  "properties": {"path": {"type": "string"}, "target": {"type": "string"}},
+  "required": ["path"],
+  "additionalProperties": false
+}"#;
+
+fn info(p: &Params) -> Result<Info> {
+    Ok(Info::new().write_path(&p.path).watch_path(&p.path))
+}
+
+macro_rules! kind {
+    ($ty:ident, $kind:literal, |$p:ident| $body:block) => {
+        struct $ty;
+        impl Resource for $ty {
+            const KIND: &'static str = $kind;
+            const SCHEMA: &'static str = SCHEMA;
+            type Params = Params;
+            fn validate(_: &ResourceId, p: &Params) -> Result<Info> {
+                info(p)
+            }
+            fn check_apply(_: &ResourceId, $p: &Params, _: &CheckApply) -> Result<Outcome> $body
+        }
+    };
+}
+
+kind!(Trap, "trap", |_p| { panic!("hostile plugin: deliberate trap") });
+
+kind!(Spin, "spin", |p| {
+    let mut n: u64 = 0;
+    loop {
+        n = n.wrapping_add(1);
+        if n == u64::MAX && p.path.is_empty() {
+            return Ok(Outcome::new());
+        }
+        std::hint::black_box(n);
+    }
+});
+
+kind!(Hog, "hog", |_p| {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(vec![1u8; 8 << 20]);
+        std::hint::black_box(&hoard);
+    }
+});
+
+kind!(Escape, "escape", |p| {
+    let target = p.target.as_deref().unwrap_or("/etc/shadow");
+    let data = fs::read(target)?;
+    Err(Error::new(format!("read {} bytes it should not have", data.len())))
+});
+
+kind!(Flaky, "flaky", |p| {
+    match fs::stat(&p.path)? {
+        Some(_) => Ok(Outcome::new()),
+        None => Err(Error::new(format!("{} does not exist yet", p.path))),
+    }
+});
+
+homeostat_sdk::export_resource!(Trap, Spin, Hog, Escape, Flaky; capabilities = ["fs"]);
