@@ -1,0 +1,825 @@
+//! The node tree of a graph file → [`GraphDoc`], checking mgmt's yamlgraph shape strictly.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{Map, Number, Value};
+
+use super::suggest::did_you_mean;
+use super::yaml::{self, Entry, Node, Pos, Val};
+use super::{
+    CollectDecl, EdgeDecl, GraphDoc, GraphError, GraphErrors, Location, Meta, ResId, ResourceDecl,
+    Semaphore,
+};
+
+const TOP_KEYS: &[&str] = &["graph", "comment", "resources", "edges", "collect"];
+const EDGE_KEYS: &[&str] = &["name", "from", "to", "notify", "send"];
+const ENDPOINT_KEYS: &[&str] = &["kind", "name"];
+const COLLECT_KEYS: &[&str] = &["kind", "pattern"];
+const META_KEYS: &[&str] = &[
+    "noop", "retry", "delay", "poll", "limit", "burst", "sema", "timeout", "rewatch", "autoedge",
+    "hidden", "export",
+];
+/// mgmt metaparams homeostat deliberately does not have.
+const MGMT_ONLY_META: &[&str] = &[
+    "autogroup",
+    "retryreset",
+    "reset",
+    "realize",
+    "dollar",
+    "reverse",
+];
+
+/// Displays by calling a closure, so that messages are only formatted when an error is
+/// reported (formatting them eagerly was a visible cost on 10 000-resource graphs).
+struct Lazy<F>(F);
+
+impl<F: Fn(&mut fmt::Formatter<'_>) -> fmt::Result> fmt::Display for Lazy<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (self.0)(f)
+    }
+}
+
+/// Parses a graph file. `path` is only used in locations (as given, e.g. `graph.yaml`).
+///
+/// Reports every problem it can find in one go: malformed YAML or an exceeded limit (size over
+/// 16 MiB, nesting over 64, aliases expanding past 100 000 nodes) stops at the first, shape
+/// errors are collected.
+pub fn parse(path: &Path, text: &str) -> Result<GraphDoc, GraphErrors> {
+    let file: Arc<Path> = Arc::from(path);
+    let mut cx = Cx {
+        file: file.clone(),
+        errors: Vec::new(),
+    };
+    let loaded = match yaml::load(text) {
+        Ok(l) => l,
+        Err(e) => {
+            return Err(GraphErrors::from(GraphError::Yaml {
+                loc: cx.loc(e.pos),
+                message: e.message,
+            }));
+        }
+    };
+    for e in loaded.errors {
+        let loc = cx.loc(e.pos);
+        cx.errors.push(GraphError::Duplicate {
+            loc,
+            message: e.message,
+        });
+    }
+    let mut doc = GraphDoc {
+        name: String::new(),
+        file,
+        resources: Vec::new(),
+        edges: Vec::new(),
+        collect: Vec::new(),
+        kind_locs: BTreeMap::new(),
+    };
+    cx.top(loaded.root, &mut doc);
+    GraphErrors::check(cx.errors).map(|()| doc)
+}
+
+/// Parsing context: the file and the errors found so far.
+struct Cx {
+    file: Arc<Path>,
+    errors: Vec<GraphError>,
+}
+
+impl Cx {
+    fn loc(&self, pos: Pos) -> Location {
+        Location {
+            file: self.file.clone(),
+            line: pos.line,
+            column: pos.col,
+        }
+    }
+
+    fn invalid(&mut self, pos: Pos, message: impl Into<String>) {
+        let loc = self.loc(pos);
+        self.errors.push(GraphError::Invalid {
+            loc,
+            message: message.into(),
+        });
+    }
+
+    fn unknown_key(&mut self, e: &Entry<'_>, what: impl fmt::Display, known: &[&str]) {
+        let hint = did_you_mean(&e.key, known.iter().copied());
+        self.invalid(
+            e.key_pos,
+            format!(
+                "unknown key `{}` in {what}{hint} (expected one of: {})",
+                e.key,
+                known.join(", ")
+            ),
+        );
+    }
+
+    fn string(&mut self, node: Node<'_>, what: impl fmt::Display) -> Option<String> {
+        match node.val {
+            Val::Str(s) => Some(s.into_owned()),
+            other => {
+                let quote = if matches!(other, Val::Bool(_) | Val::Int(_) | Val::UInt(_)) {
+                    " (quote it to make it a string)"
+                } else {
+                    ""
+                };
+                self.invalid(
+                    node.pos,
+                    format!("{what} must be a string, found {}{quote}", other.describe()),
+                );
+                None
+            }
+        }
+    }
+
+    fn nonempty(&mut self, node: Node<'_>, what: impl fmt::Display) -> Option<String> {
+        let pos = node.pos;
+        let s = self.string(node, &what)?;
+        if s.is_empty() {
+            self.invalid(pos, format!("{what} must not be empty"));
+            return None;
+        }
+        Some(s)
+    }
+
+    /// A mapping's entries; `null` (an empty value) counts as an empty mapping.
+    fn mapping<'a>(
+        &mut self,
+        node: Node<'a>,
+        what: impl fmt::Display,
+    ) -> Option<(Pos, Vec<Entry<'a>>)> {
+        match node.val {
+            Val::Map(m) => Some((node.pos, m)),
+            Val::Null => Some((node.pos, Vec::new())),
+            other => {
+                self.invalid(
+                    node.pos,
+                    format!("{what} must be a mapping, found {}", other.describe()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A sequence's items; `null` counts as an empty list.
+    fn sequence<'a>(&mut self, node: Node<'a>, what: impl fmt::Display) -> Option<Vec<Node<'a>>> {
+        match node.val {
+            Val::Seq(items) => Some(items),
+            Val::Null => Some(Vec::new()),
+            other => {
+                self.invalid(
+                    node.pos,
+                    format!("{what} must be a list, found {}", other.describe()),
+                );
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, node: Node<'_>, what: impl fmt::Display) -> Option<bool> {
+        match node.val {
+            Val::Bool(b) => Some(b),
+            other => {
+                self.invalid(
+                    node.pos,
+                    format!("{what} must be true or false, found {}", other.describe()),
+                );
+                None
+            }
+        }
+    }
+
+    /// An unsigned integer no larger than `max`.
+    fn unsigned(&mut self, node: Node<'_>, what: impl fmt::Display, max: u64) -> Option<u64> {
+        match node.val {
+            Val::UInt(n) if n <= max => Some(n),
+            Val::UInt(n) => {
+                self.invalid(node.pos, format!("{what} must be at most {max}, found {n}"));
+                None
+            }
+            Val::Int(n) => {
+                self.invalid(node.pos, format!("{what} must not be negative, found {n}"));
+                None
+            }
+            other => {
+                self.invalid(
+                    node.pos,
+                    format!("{what} must be a whole number, found {}", other.describe()),
+                );
+                None
+            }
+        }
+    }
+
+    fn top(&mut self, root: Node<'_>, doc: &mut GraphDoc) {
+        let root_pos = root.pos;
+        let entries = match root.val {
+            Val::Map(m) => m,
+            Val::Null => {
+                self.invalid(
+                    root_pos,
+                    "the graph file is empty; it needs at least `graph: NAME` and `resources:`",
+                );
+                return;
+            }
+            other => {
+                self.invalid(
+                    root_pos,
+                    format!(
+                        "a graph file must be a mapping with `graph:` and `resources:`, found {}",
+                        other.describe()
+                    ),
+                );
+                return;
+            }
+        };
+        let mut have_graph = false;
+        for e in entries {
+            match e.key.as_ref() {
+                "graph" => {
+                    have_graph = true;
+                    if let Some(name) = self.nonempty(e.value, "`graph` (the graph's name)") {
+                        doc.name = name;
+                    }
+                }
+                "comment" => {
+                    if !matches!(e.value.val, Val::Null) {
+                        self.string(e.value, "`comment`");
+                    }
+                }
+                "resources" => self.resources(e.value, doc),
+                "edges" => {
+                    for (i, item) in self
+                        .sequence(e.value, "`edges`")
+                        .unwrap_or_default()
+                        .into_iter()
+                        .enumerate()
+                    {
+                        if let Some(edge) = self.edge(item, i) {
+                            doc.edges.push(edge);
+                        }
+                    }
+                }
+                "collect" => {
+                    for (i, item) in self
+                        .sequence(e.value, "`collect`")
+                        .unwrap_or_default()
+                        .into_iter()
+                        .enumerate()
+                    {
+                        if let Some(c) = self.collect(item, i) {
+                            doc.collect.push(c);
+                        }
+                    }
+                }
+                "remote" => self.invalid(
+                    e.key_pos,
+                    "`remote` (mgmt's obsolete per-graph SSH target) is not supported; \
+                     pass the target to `homeostat run --remote` instead",
+                ),
+                _ => self.unknown_key(&e, "the graph file", TOP_KEYS),
+            }
+        }
+        if !have_graph {
+            self.invalid(
+                root_pos,
+                "missing `graph:` — every graph file needs a name, e.g. `graph: web`",
+            );
+        }
+    }
+
+    fn resources(&mut self, node: Node<'_>, doc: &mut GraphDoc) {
+        let Some((_, kinds)) = self.mapping(node, "`resources` (kind → list of resources)")
+        else {
+            return;
+        };
+        let mut seen: HashMap<(String, String), Location> = HashMap::new();
+        for k in kinds {
+            let kind = k.key.into_owned();
+            doc.kind_locs.insert(kind.clone(), self.loc(k.key_pos));
+            let what = format!("`resources.{kind}`");
+            let Some(items) = self.sequence(k.value, &what) else {
+                continue;
+            };
+            doc.resources.reserve(items.len());
+            for item in items {
+                let Some(decl) = self.resource(&kind, item) else {
+                    continue;
+                };
+                let key = (decl.kind.clone(), decl.name.clone());
+                if let Some(first) = seen.get(&key) {
+                    let message = format!(
+                        "duplicate resource {}: a {} named `{}` is already declared at {first}",
+                        decl.id(),
+                        decl.kind,
+                        decl.name
+                    );
+                    let loc = decl.loc_of(Some("name")).clone();
+                    self.errors.push(GraphError::Duplicate { loc, message });
+                    continue;
+                }
+                seen.insert(key, decl.loc_of(Some("name")).clone());
+                doc.resources.push(decl);
+            }
+        }
+    }
+
+    fn resource(&mut self, kind: &str, item: Node<'_>) -> Option<ResourceDecl> {
+        let pos = item.pos;
+        let entries = match item.val {
+            Val::Map(m) => m,
+            other => {
+                self.invalid(
+                    pos,
+                    format!(
+                        "each `{kind}` resource must be a mapping with `name:` and its params, \
+                         found {}",
+                        other.describe()
+                    ),
+                );
+                return None;
+            }
+        };
+        let mut name: Option<(String, bool)> = None;
+        let mut name_seen = false;
+        let mut meta_node = None;
+        let mut params = Map::new();
+        let mut param_locs = HashMap::with_capacity(entries.len());
+        let mut value_locs = HashMap::with_capacity(entries.len());
+        for e in entries {
+            param_locs.insert(e.key.to_string(), self.loc(e.key_pos));
+            value_locs.insert(e.key.to_string(), self.loc(e.value.pos));
+            match e.key.as_ref() {
+                "name" => {
+                    name_seen = true;
+                    let vpos = e.value.pos;
+                    if let Some(n) = self.nonempty(e.value, "`name`") {
+                        match n.strip_prefix("@@") {
+                            Some("") => self.invalid(
+                                vpos,
+                                "`name` is just the export marker `@@`; write `@@NAME`",
+                            ),
+                            Some(rest) => name = Some((rest.to_owned(), true)),
+                            None => name = Some((n, false)),
+                        }
+                    }
+                }
+                "meta" => meta_node = Some(e.value),
+                _ => match to_json(e.value) {
+                    Ok(v) => {
+                        params.insert(e.key.into_owned(), v);
+                    }
+                    Err((p, m)) => self.invalid(p, format!("param `{}`: {m}", e.key)),
+                },
+            }
+        }
+        let Some((name, exported)) = name else {
+            if !name_seen {
+                self.invalid(
+                    pos,
+                    format!("this `{kind}` resource has no `name:`; every resource needs one"),
+                );
+            }
+            return None;
+        };
+        let id = Lazy(|f: &mut fmt::Formatter<'_>| write!(f, "{kind}[{name}]"));
+        let meta = match meta_node {
+            Some(m) => self.meta(m, &id),
+            None => Meta::default(),
+        };
+        Some(ResourceDecl {
+            kind: kind.to_owned(),
+            name,
+            exported,
+            params,
+            meta,
+            loc: self.loc(pos),
+            param_locs,
+            value_locs,
+        })
+    }
+
+    fn meta(&mut self, node: Node<'_>, id: &dyn fmt::Display) -> Meta {
+        let mut meta = Meta::default();
+        let Some((_, entries)) = self.mapping(node, format_args!("`meta` of {id}")) else {
+            return meta;
+        };
+        let mut limit_pos = None;
+        let mut burst_set = false;
+        for e in entries {
+            let what = Lazy(|f: &mut fmt::Formatter<'_>| write!(f, "meta `{}` of {id}", e.key));
+            match e.key.as_ref() {
+                "noop" => meta.noop = self.boolean(e.value, &what).unwrap_or(meta.noop),
+                "rewatch" => meta.rewatch = self.boolean(e.value, &what).unwrap_or(meta.rewatch),
+                "autoedge" => {
+                    meta.autoedge = self.boolean(e.value, &what).unwrap_or(meta.autoedge);
+                }
+                "hidden" => meta.hidden = self.boolean(e.value, &what).unwrap_or(meta.hidden),
+                "retry" => match e.value.val {
+                    Val::Int(-1) => meta.retry = -1,
+                    Val::UInt(n) => match i32::try_from(n) {
+                        Ok(n) => meta.retry = n,
+                        Err(_) => self.invalid(
+                            e.value.pos,
+                            format!("{what} is too large ({n}); use -1 to retry forever"),
+                        ),
+                    },
+                    Val::Int(n) => self.invalid(
+                        e.value.pos,
+                        format!(
+                            "{what} must be -1 (retry forever) or a count of 0 or more, found {n}"
+                        ),
+                    ),
+                    ref other => self.invalid(
+                        e.value.pos,
+                        format!(
+                            "{what} must be -1 (retry forever) or a count of 0 or more, found {}",
+                            other.describe()
+                        ),
+                    ),
+                },
+                "delay" => {
+                    meta.delay = self
+                        .unsigned(e.value, format_args!("{what} (milliseconds)"), u64::MAX)
+                        .unwrap_or(0);
+                }
+                "poll" => {
+                    meta.poll = self
+                        .unsigned(
+                            e.value,
+                            format_args!("{what} (seconds, 0 = watch)"),
+                            u64::from(u32::MAX),
+                        )
+                        .and_then(|n| u32::try_from(n).ok())
+                        .unwrap_or(0);
+                }
+                "burst" => {
+                    burst_set = true;
+                    meta.burst = self
+                        .unsigned(e.value, &what, u64::from(u32::MAX))
+                        .and_then(|n| u32::try_from(n).ok())
+                        .unwrap_or(0);
+                    if meta.burst == 0 {
+                        // Reported with `limit` if there is one; harmless otherwise.
+                        burst_set = false;
+                    }
+                }
+                "timeout" => {
+                    meta.timeout = self
+                        .unsigned(e.value, format_args!("{what} (milliseconds)"), u64::MAX)
+                        .filter(|&t| t > 0);
+                }
+                "limit" => {
+                    let n = match e.value.val {
+                        Val::UInt(n) => Some(n as f64),
+                        Val::Int(n) => Some(n as f64),
+                        Val::Float(f) => Some(f),
+                        _ => None,
+                    };
+                    match n {
+                        Some(f) if f == f64::INFINITY => meta.limit = None,
+                        Some(f) if f > 0.0 && f.is_finite() => {
+                            meta.limit = Some(f);
+                            limit_pos = Some(e.key_pos);
+                        }
+                        _ => self.invalid(
+                            e.value.pos,
+                            format!(
+                                "{what} must be a number of events per second above 0 \
+                                 (or .inf for unlimited), found {}",
+                                describe_number(&e.value.val)
+                            ),
+                        ),
+                    }
+                }
+                "sema" => {
+                    let items = self.sequence(e.value, &what).unwrap_or_default();
+                    for item in items {
+                        let p = item.pos;
+                        if let Some(s) = self.nonempty(item, format_args!("each of {what}")) {
+                            match parse_sema(&s) {
+                                Ok(sema) => meta.sema.push(sema),
+                                Err(m) => self.invalid(p, format!("{what}: {m}")),
+                            }
+                        }
+                    }
+                }
+                "export" => {
+                    let items = self.sequence(e.value, &what).unwrap_or_default();
+                    for item in items {
+                        if let Some(h) = self.nonempty(
+                            item,
+                            format_args!("each host in {what} (a hostname or `*`)"),
+                        ) {
+                            meta.export.push(h);
+                        }
+                    }
+                }
+                k if MGMT_ONLY_META.contains(&k) => self.invalid(
+                    e.key_pos,
+                    format!(
+                        "metaparam `{k}` of {id} is an mgmt metaparam homeostat does not support \
+                         (known: {})",
+                        META_KEYS.join(", ")
+                    ),
+                ),
+                _ => {
+                    let hint = did_you_mean(&e.key, META_KEYS.iter().copied());
+                    self.invalid(
+                        e.key_pos,
+                        format!(
+                            "unknown metaparam `{}` in {id}{hint} (known: {})",
+                            e.key,
+                            META_KEYS.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(p) = limit_pos
+            && !burst_set
+        {
+            self.invalid(
+                p,
+                format!(
+                    "meta `limit` of {id} needs a `burst` of at least 1 (how many events may \
+                     pass at once); add e.g. `burst: 1` next to it"
+                ),
+            );
+        }
+        meta
+    }
+
+    fn endpoint(&mut self, node: Node<'_>, which: &str, label: &str) -> Option<ResId> {
+        let (pos, entries) = match node.val {
+            Val::Map(m) => (node.pos, m),
+            other => {
+                self.invalid(
+                    node.pos,
+                    format!(
+                        "`{which}` of {label} must be a mapping `{{kind: KIND, name: NAME}}`, \
+                         found {}",
+                        other.describe()
+                    ),
+                );
+                return None;
+            }
+        };
+        let (mut kind, mut name) = (None, None);
+        for e in entries {
+            match e.key.as_ref() {
+                "kind" => kind = self.nonempty(e.value, format_args!("`{which}.kind` of {label}")),
+                "name" => name = self.nonempty(e.value, format_args!("`{which}.name` of {label}")),
+                _ => self.unknown_key(&e, format_args!("`{which}` of {label}"), ENDPOINT_KEYS),
+            }
+        }
+        match (kind, name) {
+            (Some(k), Some(n)) => Some(ResId::new(k, n)),
+            (k, n) => {
+                let missing = match (k, n) {
+                    (None, None) => "`kind` and `name`",
+                    (None, _) => "`kind`",
+                    _ => "`name`",
+                };
+                self.invalid(pos, format!("`{which}` of {label} needs {missing}"));
+                None
+            }
+        }
+    }
+
+    fn edge(&mut self, item: Node<'_>, index: usize) -> Option<EdgeDecl> {
+        let pos = item.pos;
+        let Val::Map(entries) = item.val else {
+            self.invalid(
+                pos,
+                format!(
+                    "edge #{} must be a mapping with `from:` and `to:`, found {}",
+                    index + 1,
+                    item.val.describe()
+                ),
+            );
+            return None;
+        };
+        // The name first, so that every message can say which edge it is about.
+        let mut name = None;
+        for e in &entries {
+            if e.key == "name"
+                && let Val::Str(s) = &e.value.val
+            {
+                name = Some(s.to_string());
+            }
+        }
+        let label = match &name {
+            Some(n) => format!("edge `{n}`"),
+            None => format!("edge #{}", index + 1),
+        };
+        let (mut from, mut to, mut notify, mut send) = (None, None, false, BTreeMap::new());
+        let mut ok = true;
+        for e in entries {
+            match e.key.as_ref() {
+                "name" => {
+                    if self
+                        .nonempty(e.value, format_args!("the name of {label}"))
+                        .is_none()
+                    {
+                        ok = false;
+                    }
+                }
+                "from" => {
+                    let p = e.value.pos;
+                    from = Some((self.endpoint(e.value, "from", &label), p));
+                }
+                "to" => {
+                    let p = e.value.pos;
+                    to = Some((self.endpoint(e.value, "to", &label), p));
+                }
+                "notify" => match self.boolean(e.value, format_args!("`notify` of {label}")) {
+                    Some(b) => notify = b,
+                    None => ok = false,
+                },
+                "send" => {
+                    let what = format!("`send` of {label} (sender key → receiver param)");
+                    let Some((_, pairs)) = self.mapping(e.value, &what) else {
+                        ok = false;
+                        continue;
+                    };
+                    for pair in pairs {
+                        if let Some(param) = self.nonempty(
+                            pair.value,
+                            format_args!("`send.{}` of {label} (the receiver's param)", pair.key),
+                        ) {
+                            send.insert(pair.key.into_owned(), param);
+                        } else {
+                            ok = false;
+                        }
+                    }
+                }
+                _ => {
+                    ok = false;
+                    self.unknown_key(&e, &label, EDGE_KEYS);
+                }
+            }
+        }
+        let missing: Vec<&str> = [("`from`", from.is_none()), ("`to`", to.is_none())]
+            .iter()
+            .filter(|(_, m)| *m)
+            .map(|(k, _)| *k)
+            .collect();
+        if !missing.is_empty() {
+            self.invalid(pos, format!("{label} needs {}", missing.join(" and ")));
+            return None;
+        }
+        let (Some((Some(from), from_pos)), Some((Some(to), to_pos))) = (from, to) else {
+            return None;
+        };
+        if !ok {
+            return None;
+        }
+        Some(EdgeDecl {
+            name,
+            from,
+            to,
+            notify,
+            send,
+            loc: self.loc(pos),
+            from_loc: self.loc(from_pos),
+            to_loc: self.loc(to_pos),
+        })
+    }
+
+    fn collect(&mut self, item: Node<'_>, index: usize) -> Option<CollectDecl> {
+        let pos = item.pos;
+        let label = format!("collect entry #{}", index + 1);
+        let Val::Map(entries) = item.val else {
+            self.invalid(
+                pos,
+                format!(
+                    "{label} must be a mapping `{{kind: KIND, pattern: PATTERN}}`, found {}",
+                    item.val.describe()
+                ),
+            );
+            return None;
+        };
+        let (mut kind, mut pattern) = (None, String::new());
+        for e in entries {
+            match e.key.as_ref() {
+                "kind" => {
+                    let p = e.value.pos;
+                    kind = self
+                        .nonempty(e.value, format_args!("`kind` of {label}"))
+                        .map(|k| (k, p));
+                }
+                "pattern" => {
+                    if !matches!(e.value.val, Val::Null) {
+                        pattern = self
+                            .string(e.value, format_args!("`pattern` of {label}"))
+                            .unwrap_or_default();
+                    }
+                }
+                _ => self.unknown_key(&e, &label, COLLECT_KEYS),
+            }
+        }
+        let Some((kind, kind_pos)) = kind else {
+            self.invalid(pos, format!("{label} needs `kind`"));
+            return None;
+        };
+        Some(CollectDecl {
+            kind,
+            pattern,
+            loc: self.loc(pos),
+            kind_loc: self.loc(kind_pos),
+        })
+    }
+}
+
+fn describe_number(v: &Val) -> String {
+    match v {
+        Val::UInt(n) => n.to_string(),
+        Val::Int(n) => n.to_string(),
+        Val::Float(f) => f.to_string(),
+        other => other.describe().to_owned(),
+    }
+}
+
+/// `"id"` or `"id:count"` with count >= 1.
+fn parse_sema(s: &str) -> Result<Semaphore, String> {
+    let Some((id, count)) = s.rsplit_once(':') else {
+        return Ok(Semaphore {
+            id: s.to_owned(),
+            count: 1,
+        });
+    };
+    if id.is_empty() {
+        return Err(format!(
+            "`{s}` has an empty semaphore id; write `ID` or `ID:COUNT`"
+        ));
+    }
+    match count.parse::<u32>() {
+        Ok(0) => Err(format!(
+            "`{s}`: a semaphore count must be at least 1 (`{id}:1` lets one resource in at a time)"
+        )),
+        Ok(n) => Ok(Semaphore {
+            id: id.to_owned(),
+            count: n,
+        }),
+        Err(_) => Err(format!(
+            "`{s}`: the count after `:` must be a whole number of at least 1"
+        )),
+    }
+}
+
+/// Converts a YAML node to JSON for a plugin; fails on non-finite numbers.
+fn to_json(node: Node<'_>) -> Result<Value, (Pos, String)> {
+    Ok(match node.val {
+        Val::Null => Value::Null,
+        Val::Bool(b) => Value::Bool(b),
+        Val::Int(i) => Value::Number(Number::from(i)),
+        Val::UInt(u) => Value::Number(Number::from(u)),
+        Val::Float(f) => match Number::from_f64(f) {
+            Some(n) => Value::Number(n),
+            None => {
+                return Err((
+                    node.pos,
+                    format!("{f} cannot be passed to a plugin (JSON has no infinities or NaN)"),
+                ));
+            }
+        },
+        Val::Str(s) => Value::String(s.into_owned()),
+        Val::Seq(items) => Value::Array(items.into_iter().map(to_json).collect::<Result<_, _>>()?),
+        Val::Map(entries) => {
+            let mut m = Map::new();
+            for e in entries {
+                m.insert(e.key.into_owned(), to_json(e.value)?);
+            }
+            Value::Object(m)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sema_forms() {
+        assert_eq!(
+            parse_sema("lock"),
+            Ok(Semaphore {
+                id: "lock".into(),
+                count: 1
+            })
+        );
+        assert_eq!(
+            parse_sema("a:b:3"),
+            Ok(Semaphore {
+                id: "a:b".into(),
+                count: 3
+            })
+        );
+        assert!(parse_sema("x:0").is_err());
+        assert!(parse_sema(":3").is_err());
+        assert!(parse_sema("x:y").is_err());
+    }
+}
