@@ -39,6 +39,11 @@ impl KindCatalog for Registry {
     fn kinds(&self) -> Vec<String> {
         self.kind_names()
     }
+    fn param_names(&self, kind: &str) -> Vec<String> {
+        self.kind(kind)
+            .map(|k| graph::schema_param_names(&k.schema_json))
+            .unwrap_or_default()
+    }
 }
 
 /// Load, check and plan the graph in `path`.

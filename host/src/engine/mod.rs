@@ -197,6 +197,16 @@ pub async fn run(
             tracing::warn!("{}: cleanup failed: {e}", v.id);
         }
     }
+    let mut seen = std::collections::HashSet::new();
+    for v in &vertices {
+        if seen.insert(Arc::as_ptr(&v.plugin)) {
+            tracing::debug!(
+                "plugin {}: {} instances",
+                v.plugin.label(),
+                v.plugin.instances()
+            );
+        }
+    }
     let failed = vertices
         .iter()
         .filter(|v| matches!(*v.phase.borrow(), Phase::Failed))
