@@ -38,10 +38,18 @@
 //! - **drift** has no floor (the latency is event delivery plus one repair); the long
 //!   run's RSS has none either.
 //!
-//! Cold and idempotent runs are repeated `--runs` times (default 3); the table shows the
-//! median wall time and the highest RSS. Before each timed run the filesystem's dirty
-//! data is flushed (`syncfs`), so writeback from one run does not land in the next; no
-//! cache is dropped. The work directory defaults to a temporary directory under
+//! Cold and idempotent runs are repeated `--runs` times (default 3), each floor run
+//! right before the homeostat run it is compared with, so that changing load on the
+//! machine hits both alike; the table shows the median wall time and the highest RSS.
+//! Before each timed run the filesystem's dirty data is flushed (`syncfs`), so
+//! writeback from one run does not land in the next; no cache is dropped.
+//!
+//! **Fresh directories.** Every repetition writes into directories of its own, and
+//! nothing is deleted until all runs for one N are done. Deleting and re-creating
+//! thousands of files is not neutral: ext4 without a journal skips inodes freed in the
+//! last minute when it allocates, so creating files right after a mass delete costs
+//! several times more, and would penalise whichever side happened to run after a
+//! delete. (Runs for the next N still follow the previous N's clean-up.) The work directory defaults to a temporary directory under
 //! /var/tmp, which is on a real disk where /tmp may be tmpfs; its filesystem type is
 //! printed, with a warning if it is in memory.
 //!
@@ -56,6 +64,7 @@ mod sysinfo;
 mod workload;
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -282,6 +291,7 @@ fn run(options: &Options) -> Result<bool, String> {
         env.work.display()
     );
 
+    let load_before = sysinfo::loadavg();
     let warmup = warm_up(&env)?;
     eprintln!(
         "homeostat-bench: warm-up run (compiles the plugins into the cache): {}",
@@ -305,6 +315,7 @@ fn run(options: &Options) -> Result<bool, String> {
         samples: options.samples,
         bench_rss_mib: proc::own_maxrss_mib(),
         warmup,
+        load: (load_before, sysinfo::loadavg()),
     };
     print!("{}", report::render(&machine, &results));
 
@@ -346,52 +357,65 @@ fn warm_up(env: &Env) -> Result<Duration, String> {
 fn measure_size(env: &Env, n: usize) -> Result<SizeResult, String> {
     let runs = env.options.runs;
     let root = env.work.join(format!("n{n}"));
-    let files = root.join("files");
-    let floor_dir = root.join("floor");
-    let durable_dir = root.join("floor-durable");
-    for dir in [&files, &floor_dir, &durable_dir] {
-        fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
-    }
-    let graph = root.join("graph.yaml");
-    fs::write(&graph, workload::graph_yaml(&files, n))
-        .map_err(|e| format!("write {}: {e}", graph.display()))?;
     // Generous deadlines: they only stop a hung process from hanging the benchmark.
     let deadline = Duration::from_secs(300) + Duration::from_millis(50) * n as u32;
-
-    eprintln!("homeostat-bench: N = {n}: floors");
-    let floor_create = floor_runs(env, "floor-create", &floor_dir, n, false, runs, true);
-    let floor_durable = floor_runs(env, "floor-create", &durable_dir, n, true, runs, true);
-    let floor_check = match &floor_create {
-        Ok(_) => floor_runs(env, "floor-check", &floor_dir, n, false, runs, false),
-        Err(_) => Err("needs the cold floor's files".into()),
+    // Each repetition gets fresh directories: nothing is deleted until this N is done
+    // (see "Fresh directories" at the top).
+    let mkdir = |name: String| -> Result<PathBuf, String> {
+        let dir = root.join(name);
+        fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        Ok(dir)
     };
+    let mut floor_create = FloorSeries::default();
+    let mut floor_durable = FloorSeries::default();
+    let mut floor_check = FloorSeries::default();
+    let mut cold = RunSeries::default();
+    let mut idempotent = RunSeries::default();
+    let mut last = None;
 
-    eprintln!("homeostat-bench: N = {n}: cold converge");
-    let log = root.join("cold.log");
-    let cold = homeostat_runs(env, &graph, &log, runs, deadline, || {
-        workload::clean_dir(&files).map_err(|e| format!("cleaning {}: {e}", files.display()))
-    })
-    .and_then(|stats| {
-        check_files(&files, n, "the cold run")?;
-        Ok(stats)
-    });
-
-    eprintln!("homeostat-bench: N = {n}: idempotent pass");
-    let idempotent = match &cold {
-        Ok(_) => homeostat_runs(
+    for r in 0..runs {
+        eprintln!(
+            "homeostat-bench: N = {n}: cold converge and its floors, run {}/{runs}",
+            r + 1
+        );
+        let floor_dir = mkdir(format!("floor-{r}"))?;
+        floor_create.add(floor_once(env, "floor-create", &floor_dir, n, false));
+        floor_durable.add(floor_once(
             env,
-            &graph,
-            &root.join("idempotent.log"),
-            runs,
-            deadline,
-            || Ok(()),
-        )
-        .and_then(|stats| {
-            check_files(&files, n, "the idempotent run")?;
-            Ok(stats)
-        }),
-        Err(_) => Err("needs the cold run's files".into()),
-    };
+            "floor-create",
+            &mkdir(format!("floor-durable-{r}"))?,
+            n,
+            true,
+        ));
+        let files = mkdir(format!("files-{r}"))?;
+        let graph = root.join(format!("graph-{r}.yaml"));
+        fs::write(&graph, workload::graph_yaml(&files, n))
+            .map_err(|e| format!("write {}: {e}", graph.display()))?;
+        let log = root.join(format!("cold-{r}.log"));
+        cold.add(run_homeostat(env, &graph, &log, deadline).and_then(|done| {
+            check_files(&files, n, "the cold run").map(|()| (done, last_summary(&log)))
+        }));
+        last = Some((floor_dir, files, graph));
+    }
+    let (floor_dir, files, graph) = last.expect("--runs is at least 1");
+
+    for r in 0..runs {
+        eprintln!(
+            "homeostat-bench: N = {n}: idempotent pass and its floor, run {}/{runs}",
+            r + 1
+        );
+        if floor_create.error.is_none() {
+            floor_check.add(floor_once(env, "floor-check", &floor_dir, n, false));
+        }
+        if cold.error.is_none() {
+            let log = root.join(format!("idempotent-{r}.log"));
+            idempotent.add(run_homeostat(env, &graph, &log, deadline).and_then(|done| {
+                check_files(&files, n, "the idempotent run").map(|()| (done, last_summary(&log)))
+            }));
+        }
+    }
+    let floor_check = floor_check.finish("needs the cold floor's files");
+    let idempotent = idempotent.finish("needs the cold run's files");
 
     eprintln!(
         "homeostat-bench: N = {n}: drift repair ({} samples)",
@@ -407,10 +431,10 @@ fn measure_size(env: &Env, n: usize) -> Result<SizeResult, String> {
     }
     Ok(SizeResult {
         n,
-        floor_create,
-        floor_durable,
+        floor_create: floor_create.finish("no run"),
+        floor_durable: floor_durable.finish("no run"),
         floor_check,
-        cold,
+        cold: cold.finish("no run"),
         idempotent,
         drift,
     })
@@ -427,107 +451,129 @@ fn check_files(dir: &Path, n: usize, after: &str) -> Result<(), String> {
     }
 }
 
-/// Run a floor child `runs` times (emptying its directory first when `clean`).
-fn floor_runs(
+/// Repetitions of one floor: the first error ends the series.
+#[derive(Default)]
+struct FloorSeries {
+    walls: Vec<Duration>,
+    inners: Vec<Duration>,
+    maxrss_mib: f64,
+    error: Option<String>,
+}
+
+impl FloorSeries {
+    fn add(&mut self, run: Result<(Finished, Duration), String>) {
+        match run {
+            _ if self.error.is_some() => {}
+            Ok((done, inner)) => {
+                self.walls.push(done.wall);
+                self.inners.push(inner);
+                self.maxrss_mib = self.maxrss_mib.max(done.maxrss_mib);
+            }
+            Err(e) => self.error = Some(e),
+        }
+    }
+
+    /// Median times and highest RSS, or the error (`none` when nothing ran).
+    fn finish(mut self, none: &str) -> Result<FloorStats, String> {
+        match self.error {
+            Some(e) => Err(e),
+            None if self.walls.is_empty() => Err(none.to_string()),
+            None => Ok(FloorStats {
+                wall: median(&mut self.walls),
+                inner: median(&mut self.inners),
+                maxrss_mib: self.maxrss_mib,
+            }),
+        }
+    }
+}
+
+/// Repetitions of one homeostat measurement: the first error ends the series.
+#[derive(Default)]
+struct RunSeries {
+    runs: Vec<(Finished, Option<Summary>)>,
+    error: Option<String>,
+}
+
+impl RunSeries {
+    fn add(&mut self, run: Result<(Finished, Option<Summary>), String>) {
+        match run {
+            _ if self.error.is_some() => {}
+            Ok(run) => self.runs.push(run),
+            Err(e) => self.error = Some(e),
+        }
+    }
+
+    /// The median run's wall time and summary, median CPU, highest RSS.
+    fn finish(mut self, none: &str) -> Result<RunStats, String> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.runs.is_empty() {
+            return Err(none.to_string());
+        }
+        let mut cpus: Vec<Duration> = self.runs.iter().map(|(done, _)| done.cpu).collect();
+        let maxrss_mib = self
+            .runs
+            .iter()
+            .map(|(done, _)| done.maxrss_mib)
+            .fold(0.0, f64::max);
+        self.runs.sort_by_key(|(done, _)| done.wall);
+        let (done, summary) = self.runs.swap_remove(self.runs.len() / 2);
+        Ok(RunStats {
+            wall: done.wall,
+            maxrss_mib,
+            cpu: median(&mut cpus),
+            summary,
+        })
+    }
+}
+
+/// One floor child run: its measurement and the in-process time it reported.
+fn floor_once(
     env: &Env,
     cmd: &str,
     dir: &Path,
     n: usize,
     durable: bool,
-    runs: usize,
-    clean: bool,
-) -> Result<FloorStats, String> {
+) -> Result<(Finished, Duration), String> {
     let what = if durable {
         format!("{cmd} --durable")
     } else {
         cmd.to_string()
     };
-    let mut walls = Vec::new();
-    let mut inners = Vec::new();
-    let mut maxrss: f64 = 0.0;
-    for _ in 0..runs {
-        if clean {
-            workload::clean_dir(dir).map_err(|e| format!("cleaning {}: {e}", dir.display()))?;
-        }
-        sysinfo::syncfs(dir).map_err(|e| format!("syncfs: {e}"))?;
-        let mut command = Command::new(&env.bench);
-        command.arg(cmd).arg(dir).arg(n.to_string());
-        if durable {
-            command.arg("--durable");
-        }
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut running =
-            proc::spawn(&mut command).map_err(|e| format!("cannot run {what}: {e}"))?;
-        let mut stdout = running.child.stdout.take().expect("stdout is piped");
-        let mut stderr = running.child.stderr.take().expect("stderr is piped");
-        let done = running
-            .wait(Duration::from_secs(600))
-            .map_err(|e| format!("{what}: {e}"))?;
-        let mut out = String::new();
-        let mut err = String::new();
-        use std::io::Read;
-        let _ = stdout.read_to_string(&mut out);
-        let _ = stderr.read_to_string(&mut err);
-        if !done.success() {
-            return Err(format!(
-                "{what} failed ({}): {}",
-                done.describe(),
-                err.trim()
-            ));
-        }
-        let inner: u64 = out
-            .trim()
-            .parse()
-            .map_err(|_| format!("{what} printed {out:?}, not a time"))?;
-        walls.push(done.wall);
-        inners.push(Duration::from_nanos(inner));
-        maxrss = maxrss.max(done.maxrss_mib);
+    sysinfo::syncfs(&env.work).map_err(|e| format!("syncfs: {e}"))?;
+    let mut command = Command::new(&env.bench);
+    command.arg(cmd).arg(dir).arg(n.to_string());
+    if durable {
+        command.arg("--durable");
     }
-    Ok(FloorStats {
-        wall: median(&mut walls),
-        inner: median(&mut inners),
-        maxrss_mib: maxrss,
-    })
-}
-
-/// Run `homeostat run GRAPH --converged-timeout 0` `runs` times, calling `prepare`
-/// (untimed) before each.
-fn homeostat_runs(
-    env: &Env,
-    graph: &Path,
-    log: &Path,
-    runs: usize,
-    deadline: Duration,
-    mut prepare: impl FnMut() -> Result<(), String>,
-) -> Result<RunStats, String> {
-    let mut walls = Vec::new();
-    let mut cpus = Vec::new();
-    let mut summaries = Vec::new();
-    let mut maxrss: f64 = 0.0;
-    for _ in 0..runs {
-        prepare()?;
-        sysinfo::syncfs(graph.parent().unwrap_or(graph)).map_err(|e| format!("syncfs: {e}"))?;
-        let done = run_homeostat(env, graph, log, deadline)?;
-        walls.push(done.wall);
-        cpus.push(done.cpu);
-        maxrss = maxrss.max(done.maxrss_mib);
-        summaries.push((done.wall, last_summary(log)));
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut running = proc::spawn(&mut command).map_err(|e| format!("cannot run {what}: {e}"))?;
+    let mut stdout = running.child.stdout.take().expect("stdout is piped");
+    let mut stderr = running.child.stderr.take().expect("stderr is piped");
+    // The child writes one short line to each: it cannot block on a full pipe.
+    let done = running
+        .wait(Duration::from_secs(3600))
+        .map_err(|e| format!("{what}: {e}"))?;
+    let mut out = String::new();
+    let mut err = String::new();
+    let _ = stdout.read_to_string(&mut out);
+    let _ = stderr.read_to_string(&mut err);
+    if !done.success() {
+        return Err(format!(
+            "{what} failed ({}): {}",
+            done.describe(),
+            err.trim()
+        ));
     }
-    let wall = median(&mut walls);
-    // The summary of the run whose wall time is the median.
-    let summary = summaries
-        .into_iter()
-        .find(|(w, _)| *w == wall)
-        .and_then(|(_, s)| s);
-    Ok(RunStats {
-        wall,
-        maxrss_mib: maxrss,
-        cpu: median(&mut cpus),
-        summary,
-    })
+    let inner: u64 = out
+        .trim()
+        .parse()
+        .map_err(|_| format!("{what} printed {out:?}, not a time"))?;
+    Ok((done, Duration::from_nanos(inner)))
 }
 
 /// The homeostat command with the bench's common flags and a clean environment: no
@@ -558,6 +604,7 @@ fn run_homeostat(
     log: &Path,
     deadline: Duration,
 ) -> Result<Finished, String> {
+    sysinfo::syncfs(&env.work).map_err(|e| format!("syncfs: {e}"))?;
     let mut command = homeostat_command(env, graph, log)?;
     command.args(["--converged-timeout", "0"]);
     let running = proc::spawn(&mut command)

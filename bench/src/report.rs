@@ -21,6 +21,8 @@ pub struct Machine {
     pub samples: usize,
     pub bench_rss_mib: f64,
     pub warmup: Duration,
+    /// 1-minute load average before and after.
+    pub load: (Option<f64>, Option<f64>),
 }
 
 const COLD_TARGET: f64 = 1.5;
@@ -39,6 +41,10 @@ pub fn ms(d: Duration) -> String {
     } else {
         format!("{:.2} s", ms / 1000.0)
     }
+}
+
+fn load(l: Option<f64>) -> String {
+    l.map(|l| format!("{l:.2}")).unwrap_or_else(|| "?".into())
 }
 
 fn mib(m: f64) -> String {
@@ -131,7 +137,7 @@ pub fn render(machine: &Machine, results: &[SizeResult]) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "Machine: {} CPU{}{}{}, {}; work directory on {}; homeostat {}; median of {} run{} (cold, idempotent, \
+        "Machine: {} CPU{}{}{}, {}, load average {} before and {} after; work directory on {}; homeostat {}; median of {} run{} (cold, idempotent, \
          floors), {} drift samples; plugin cache warm (warm-up compile: {}).",
         machine.nproc,
         if machine.nproc == 1 { "" } else { "s" },
@@ -145,6 +151,8 @@ pub fn render(machine: &Machine, results: &[SizeResult]) -> String {
             .map(|g| format!(", {g:.1} GiB RAM"))
             .unwrap_or_default(),
         machine.kernel,
+        load(machine.load.0),
+        load(machine.load.1),
         machine.fs,
         machine
             .revision
@@ -356,9 +364,9 @@ fn detail_rows(r: &SizeResult, out: &mut String) {
                 .as_ref()
                 .map(|x| {
                     format!(
-                        "{} after {}, {} changes, {} failed",
+                        "{} after {:.2} s, {} changes, {} failed",
                         x.how,
-                        ms(x.engine),
+                        x.engine.as_secs_f64(),
                         x.changes,
                         x.failed
                     )

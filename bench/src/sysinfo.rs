@@ -35,7 +35,13 @@ pub fn fs_info(dir: &Path) -> io::Result<FsInfo> {
         return Err(io::Error::last_os_error());
     }
     let magic = st.f_type as i64;
-    let name = mount_fstype(dir).unwrap_or_else(|| magic_name(magic).to_string());
+    let name = match mount_of(dir) {
+        Some((fstype, source)) if fstype == "ext4" && !has_journal(&source) => {
+            "ext4, no journal".to_string()
+        }
+        Some((fstype, _)) => fstype,
+        None => magic_name(magic).to_string(),
+    };
     Ok(FsInfo { magic, name })
 }
 
@@ -56,12 +62,12 @@ fn magic_name(magic: i64) -> &'static str {
     }
 }
 
-/// The filesystem type of the mount holding `dir`: the longest mount point that is a
-/// prefix of its canonical path.
-fn mount_fstype(dir: &Path) -> Option<String> {
+/// The filesystem type and source device of the mount holding `dir`: the longest mount
+/// point that is a prefix of its canonical path.
+fn mount_of(dir: &Path) -> Option<(String, String)> {
     let dir = fs::canonicalize(dir).ok()?;
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mut best: Option<(usize, String)> = None;
+    let mut best: Option<(usize, String, String)> = None;
     for line in mountinfo.lines() {
         // id parent major:minor root mountpoint options [optional...] - fstype source super
         let fields: Vec<&str> = line.split(' ').collect();
@@ -72,18 +78,39 @@ fn mount_fstype(dir: &Path) -> Option<String> {
         let Some(dash) = fields.iter().position(|f| *f == "-") else {
             continue;
         };
-        let Some(fstype) = fields.get(dash + 1) else {
+        let (Some(fstype), Some(source)) = (fields.get(dash + 1), fields.get(dash + 2)) else {
             continue;
         };
         if dir.starts_with(&mount_point)
             && best
                 .as_ref()
-                .is_none_or(|(len, _)| mount_point.len() >= *len)
+                .is_none_or(|(len, ..)| mount_point.len() >= *len)
         {
-            best = Some((mount_point.len(), fstype.to_string()));
+            best = Some((mount_point.len(), fstype.to_string(), source.to_string()));
         }
     }
-    best.map(|(_, fstype)| fstype)
+    best.map(|(_, fstype, source)| (fstype, source))
+}
+
+/// Whether the ext4 filesystem on `source` (e.g. `/dev/vda`) has a journal: ext4 lists
+/// itself in /proc/fs/ext4/DEVICE, jbd2 each journal in /proc/fs/jbd2/DEVICE-INODE.
+/// When ext4 does not list the device, we cannot tell, and say yes.
+fn has_journal(source: &str) -> bool {
+    let device = fs::canonicalize(source).unwrap_or_else(|_| source.into());
+    let Some(device) = device.file_name().map(|d| d.to_string_lossy().into_owned()) else {
+        return true;
+    };
+    if !Path::new("/proc/fs/ext4").join(&device).is_dir() {
+        return true;
+    }
+    let prefix = format!("{device}-");
+    fs::read_dir("/proc/fs/jbd2")
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        })
+        .unwrap_or(false)
 }
 
 pub fn nproc() -> usize {
@@ -110,6 +137,16 @@ pub fn kernel() -> String {
         field(&uts.release),
         field(&uts.machine)
     )
+}
+
+/// The 1-minute load average: other work on the machine skews every number.
+pub fn loadavg() -> Option<f64> {
+    fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 pub fn cpu_model() -> Option<String> {

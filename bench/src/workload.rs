@@ -153,21 +153,6 @@ fn describe(path: &Path, i: usize) -> String {
     }
 }
 
-/// Remove the workload's files from `dir` (and any leftover temporary files), keeping
-/// the directory itself.
-pub fn clean_dir(dir: &Path) -> io::Result<()> {
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        if entry.file_type()?.is_dir() {
-            fs::remove_dir_all(&path)?;
-        } else {
-            fs::remove_file(&path)?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
