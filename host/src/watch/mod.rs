@@ -1,0 +1,603 @@
+//! Host-side file watch hub: one inotify instance that tells resources the moment a path they
+//! care about may have changed (DESIGN.md §3, "Host-driven watch").
+//!
+//! This module owns every inotify watch the engine places on the file system. Resources do not
+//! talk to `notify` themselves; they [`WatchHub::subscribe`] to a path with a [`Waker`] and keep
+//! the returned [`Subscription`] for as long as they want to hear about it.
+//!
+//! # Design
+//!
+//! * **Parent watches, filtered by name.** An inotify watch on a single file follows the inode, so
+//!   it dies when the file is replaced by a rename (editors, `sed -i`, our own atomic writer). The
+//!   hub therefore never watches files: it watches the *directory containing* the target,
+//!   non-recursively, and routes each event by the name it carries. A directory is watched once,
+//!   however many subscribers need it (10 000 files in one directory cost one watch); directory
+//!   watches are reference-counted and removed with their last user.
+//! * **Missing paths.** A target whose parent (or several ancestors) does not exist yet is
+//!   anchored at its nearest existing ancestor directory. When a directory on the way appears, the
+//!   anchor moves down (repeatedly, as deep as the file system now allows); when an anchor
+//!   directory disappears or is renamed away, it moves back up. After every move the subscriber is
+//!   woken once more, because the file system may have changed while no watch covered it.
+//! * **Recursive subscriptions** also watch the target directory and every directory below it
+//!   (one non-recursive watch each, shared with other subscribers); directories created or moved
+//!   in later are added, removed ones are dropped. Symbolic links inside the tree are not
+//!   followed.
+//! * **Routing is by target path.** Subscribers are kept in a `BTreeMap` keyed by their target.
+//!   An event for path `P` wakes the subscribers of exactly `P`, the subscribers of paths below
+//!   `P` when `P` itself was created, removed or renamed (a contiguous range of the map), and the
+//!   recursive subscribers of ancestors of `P` (one lookup per ancestor). Nothing scans all
+//!   subscribers, except an inotify queue overflow, after which everyone is woken because events
+//!   were lost.
+//! * **Threads.** Wakers run directly on notify's event thread, without batching or debouncing
+//!   (the engine coalesces). Watch placement runs on a separate control thread, because notify's
+//!   `watch`/`unwatch` wait for that very event thread. No lock is held while a waker runs, so a
+//!   waker may subscribe or drop subscriptions; called from a waker, those calls do not wait for
+//!   the control thread (and errors of such a `subscribe` are only logged).
+//! * **Aliases.** Watched directories are keyed by canonical path and by device and inode, so two
+//!   spellings of one directory (a symbolic link such as `/lib -> usr/lib`, a bind mount) share
+//!   one inotify watch and both see its events.
+//!
+//! Wakes mean "look again", not "it changed": they can repeat (every `write(2)` is one event)
+//! and can be spurious (an ancestor directory was created, a watch moved, events were lost).
+//! Opening or reading a file does not wake.
+//!
+//! # Limits
+//!
+//! * A target that is itself a symbolic link is watched as a link: replacing or re-pointing the
+//!   link wakes, writes to the file it points to do not (subscribe to that file as well).
+//! * Symbolic links in the ancestors of a target are resolved when the watch is placed;
+//!   re-pointing such a link later is not noticed.
+//! * inotify does not see changes made through another mount of an overlay file system's lower
+//!   layer, nor on most network file systems.
+//! * Relative paths are made absolute against the current directory, and `..` is resolved
+//!   lexically.
+
+mod control;
+#[cfg(test)]
+mod tests;
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::ops::Bound;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
+
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
+use notify::{Event, EventKind, RecommendedWatcher, Watcher};
+
+use control::{Cmd, Control};
+
+/// Called whenever a subscribed path may have changed.
+///
+/// Wakers run on the hub's threads (mostly notify's event thread) and must return quickly and
+/// never block: send on a channel, notify a `tokio::sync::Notify`, set a flag. A waker may call
+/// [`WatchHub::subscribe`] or drop a [`Subscription`].
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// Why a watch could not be started or placed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WatchError {
+    /// inotify could not be initialised (for example `fs.inotify.max_user_instances` reached) or
+    /// the hub's control thread could not be started.
+    #[error("cannot start the file watcher: {source}")]
+    Init {
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The inotify watch limit is exhausted.
+    #[error(
+        "cannot watch directory {} (for {}): inotify watch limit reached; raise the sysctl \
+         fs.inotify.max_user_watches (e.g. `sysctl -w fs.inotify.max_user_watches=524288`)",
+        dir.display(),
+        path.display()
+    )]
+    WatchLimit {
+        /// The subscribed path.
+        path: PathBuf,
+        /// The directory whose watch could not be added.
+        dir: PathBuf,
+    },
+    /// The process may not read the directory that has to be watched.
+    #[error(
+        "cannot watch directory {} (for {}): permission denied",
+        dir.display(),
+        path.display()
+    )]
+    PermissionDenied {
+        /// The subscribed path.
+        path: PathBuf,
+        /// The directory that could not be watched.
+        dir: PathBuf,
+    },
+    /// Any other failure to place a watch.
+    #[error("cannot watch directory {} (for {}): {source}", dir.display(), path.display())]
+    Watch {
+        /// The subscribed path.
+        path: PathBuf,
+        /// The directory that could not be watched.
+        dir: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A relative path was given and the current directory could not be determined.
+    #[error("cannot resolve relative path {}: {source}", path.display())]
+    RelativePath {
+        /// The path as given.
+        path: PathBuf,
+        /// The error from reading the current directory.
+        #[source]
+        source: io::Error,
+    },
+    /// The hub's control thread is gone (it panicked).
+    #[error("the file watch hub has stopped")]
+    Closed,
+}
+
+/// Shared handle to the host's file watches. Cheap to clone; all clones share one inotify
+/// instance. The watches end when the last clone and the last [`Subscription`] are dropped.
+#[derive(Clone)]
+pub struct WatchHub {
+    inner: Arc<HubInner>,
+}
+
+/// Keeps one subscription alive. Dropping it unsubscribes: later events no longer reach its
+/// waker (a call already under way on a hub thread may still complete), and the directory
+/// watches no other subscriber needs are removed before the drop returns (when dropped inside a
+/// waker, shortly after).
+#[must_use = "dropping a Subscription unsubscribes at once"]
+pub struct Subscription {
+    hub: Arc<HubInner>,
+    id: u64,
+    target: PathBuf,
+    recursive: bool,
+}
+
+struct HubInner {
+    shared: Arc<Shared>,
+    next_id: AtomicU64,
+}
+
+/// State shared by the event handler, the control thread and the public handles.
+struct Shared {
+    routes: Mutex<Routes>,
+    tx: mpsc::Sender<Cmd>,
+}
+
+/// One subscriber as the router sees it.
+struct Sub {
+    id: u64,
+    target: PathBuf,
+    recursive: bool,
+    waker: Waker,
+}
+
+#[derive(Default)]
+struct Routes {
+    /// Every subscriber, by target path.
+    exact: BTreeMap<PathBuf, Vec<Arc<Sub>>>,
+    /// Recursive subscribers, by target path.
+    recursive: BTreeMap<PathBuf, Vec<Arc<Sub>>>,
+    /// Watched directory (the path given to notify, canonical) -> the literal paths of
+    /// subscribers that it stands for. Events arrive under the canonical path.
+    aliases: BTreeMap<PathBuf, Vec<PathBuf>>,
+}
+
+/// What an event means for routing.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Change {
+    /// Content or metadata of the path changed; nothing below it is affected.
+    Content,
+    /// A directory appeared at the path.
+    Appeared,
+    /// The path was removed or renamed away.
+    Gone,
+    /// The path was replaced, or something unknown happened to it.
+    Replaced,
+}
+
+thread_local! {
+    /// Set on the hub's own threads (notify's event thread, the control thread): there, public
+    /// calls must not wait for the control thread.
+    static INTERNAL: Cell<bool> = const { Cell::new(false) };
+}
+
+fn on_internal_thread() -> bool {
+    INTERNAL.with(Cell::get)
+}
+
+impl WatchHub {
+    /// Starts a hub: one inotify instance, its event thread and the hub's control thread.
+    pub fn new() -> Result<WatchHub, WatchError> {
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            routes: Mutex::new(Routes::default()),
+            tx,
+        });
+        let handler_shared = Arc::clone(&shared);
+        let watcher = RecommendedWatcher::new(
+            move |res: notify::Result<Event>| handler_shared.on_event(res),
+            notify::Config::default(),
+        )
+        .map_err(|e| WatchError::Init {
+            source: notify_to_io(e),
+        })?;
+        let control = Control::new(Arc::clone(&shared), watcher);
+        std::thread::Builder::new()
+            .name("homeostat-watch".into())
+            .spawn(move || control.run(rx))
+            .map_err(|source| WatchError::Init { source })?;
+        Ok(WatchHub {
+            inner: Arc::new(HubInner {
+                shared,
+                next_id: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    /// Calls `waker` whenever `path` may have changed: created, deleted, content modified or
+    /// closed after writing, attributes changed (chmod, chown), replaced by a rename, or an
+    /// ancestor directory created, removed or renamed. `path` need not exist, nor its parents.
+    /// With `recursive`, also any change anywhere below the directory `path`.
+    ///
+    /// Returns once the watches are in place, so every change after the call is seen; this
+    /// blocks the calling thread for a few file-system calls and a round trip to the hub's
+    /// threads (tens of microseconds; a waker that blocks would stall it). Called from inside a
+    /// waker, it returns at once and a failure is only logged. Dropping the returned
+    /// [`Subscription`] unsubscribes.
+    ///
+    /// # Errors
+    ///
+    /// [`WatchError::WatchLimit`] when `fs.inotify.max_user_watches` is exhausted,
+    /// [`WatchError::PermissionDenied`] when the directory to watch is not readable,
+    /// [`WatchError::Watch`] for other failures to place a watch.
+    pub fn subscribe(
+        &self,
+        path: &Path,
+        recursive: bool,
+        waker: Waker,
+    ) -> Result<Subscription, WatchError> {
+        let target = normalize(path)?;
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let sub = Arc::new(Sub {
+            id,
+            target: target.clone(),
+            recursive,
+            waker,
+        });
+        let shared = &self.inner.shared;
+        shared.route(&sub);
+        let result = if on_internal_thread() {
+            // Waiting here would deadlock: the control thread may be waiting for this thread.
+            shared.send(Cmd::Add { sub, reply: None });
+            Ok(())
+        } else {
+            let (reply, wait) = mpsc::sync_channel(1);
+            if shared.send(Cmd::Add {
+                sub,
+                reply: Some(reply),
+            }) {
+                wait.recv().unwrap_or(Err(WatchError::Closed))
+            } else {
+                Err(WatchError::Closed)
+            }
+        };
+        match result {
+            Ok(()) => Ok(Subscription {
+                hub: Arc::clone(&self.inner),
+                id,
+                target,
+                recursive,
+            }),
+            Err(e) => {
+                // The control thread keeps nothing for a subscription it refused.
+                shared.unroute(id, &target, recursive);
+                Err(e)
+            }
+        }
+    }
+
+    /// Number of directories currently under an inotify watch (diagnostics and tests).
+    pub fn watched_dirs(&self) -> usize {
+        self.inner.shared.lock().aliases.len()
+    }
+
+    /// Waits until the control thread has handled everything queued before this call.
+    #[cfg(test)]
+    fn flush(&self) {
+        let (reply, wait) = mpsc::sync_channel(1);
+        if self.inner.shared.send(Cmd::Flush(reply)) {
+            let _ = wait.recv();
+        }
+    }
+}
+
+impl fmt::Debug for WatchHub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WatchHub")
+            .field("watched_dirs", &self.watched_dirs())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    /// The subscribed path, absolute and normalised.
+    pub fn path(&self) -> &Path {
+        &self.target
+    }
+
+    /// Whether changes below the path are included.
+    pub fn is_recursive(&self) -> bool {
+        self.recursive
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("path", &self.target)
+            .field("recursive", &self.recursive)
+            .finish()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let shared = &self.hub.shared;
+        shared.unroute(self.id, &self.target, self.recursive);
+        if on_internal_thread() {
+            shared.send(Cmd::Remove {
+                id: self.id,
+                reply: None,
+            });
+            return;
+        }
+        let (reply, wait) = mpsc::sync_channel(1);
+        if shared.send(Cmd::Remove {
+            id: self.id,
+            reply: Some(reply),
+        }) {
+            let _ = wait.recv();
+        }
+    }
+}
+
+impl Drop for HubInner {
+    fn drop(&mut self) {
+        self.shared.send(Cmd::Shutdown);
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Routes> {
+        self.routes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends to the control thread; false when it is gone.
+    fn send(&self, cmd: Cmd) -> bool {
+        self.tx.send(cmd).is_ok()
+    }
+
+    fn route(&self, sub: &Arc<Sub>) {
+        let mut routes = self.lock();
+        routes
+            .exact
+            .entry(sub.target.clone())
+            .or_default()
+            .push(Arc::clone(sub));
+        if sub.recursive {
+            routes
+                .recursive
+                .entry(sub.target.clone())
+                .or_default()
+                .push(Arc::clone(sub));
+        }
+    }
+
+    fn unroute(&self, id: u64, target: &Path, recursive: bool) {
+        let mut routes = self.lock();
+        remove_sub(&mut routes.exact, id, target);
+        if recursive {
+            remove_sub(&mut routes.recursive, id, target);
+        }
+    }
+
+    /// notify's event handler; runs on notify's event thread.
+    fn on_event(&self, res: notify::Result<Event>) {
+        INTERNAL.with(|c| c.set(true));
+        let event = match res {
+            Ok(event) => event,
+            Err(err) => {
+                tracing::warn!(error = %err, "file watch error; waking every subscriber");
+                self.send(Cmd::Resync);
+                self.wake_all();
+                return;
+            }
+        };
+        if event.need_rescan() {
+            tracing::warn!("inotify event queue overflowed; waking every subscriber");
+            self.send(Cmd::Resync);
+            self.wake_all();
+            return;
+        }
+        let Some(change) = classify(&event.kind) else {
+            return;
+        };
+        let mut subs = Vec::new();
+        for path in &event.paths {
+            self.collect(path, change, &mut subs);
+        }
+        for sub in subs {
+            sub.wake();
+        }
+    }
+
+    /// Finds the subscribers an event for the watched path `path` concerns and, when the event
+    /// changes the directory structure someone depends on, tells the control thread.
+    fn collect(&self, path: &Path, change: Change, out: &mut Vec<Arc<Sub>>) {
+        let structural = change != Change::Content;
+        let gone = matches!(change, Change::Gone | Change::Replaced);
+        let start = out.len();
+        let mut interested = false;
+        let literals = {
+            let routes = self.lock();
+            let literals = routes.translate(path);
+            for lit in &literals {
+                if let Some(subs) = routes.exact.get(lit) {
+                    out.extend(subs.iter().cloned());
+                    interested |= structural && subs.iter().any(|s| s.recursive);
+                }
+                if structural {
+                    for (_, subs) in descendants(&routes.exact, lit) {
+                        out.extend(subs.iter().cloned());
+                        interested = true;
+                    }
+                }
+                if !routes.recursive.is_empty() {
+                    for ancestor in lit.ancestors().skip(1) {
+                        if let Some(subs) = routes.recursive.get(ancestor) {
+                            out.extend(subs.iter().cloned());
+                            interested |= structural;
+                        }
+                    }
+                }
+            }
+            if gone && !interested {
+                interested = descendants(&routes.aliases, path).next().is_some()
+                    || routes.aliases.contains_key(path);
+            }
+            literals
+        };
+        if literals.len() > 1 {
+            let mut seen = std::collections::HashSet::new();
+            let mut i = start;
+            while i < out.len() {
+                if seen.insert(out[i].id) {
+                    i += 1;
+                } else {
+                    out.swap_remove(i);
+                }
+            }
+        }
+        if structural && interested {
+            self.send(Cmd::Changed {
+                path: path.to_path_buf(),
+                literals,
+                gone,
+            });
+        }
+    }
+
+    fn wake_all(&self) {
+        let subs: Vec<Arc<Sub>> = self.lock().exact.values().flatten().cloned().collect();
+        for sub in subs {
+            sub.wake();
+        }
+    }
+}
+
+impl Sub {
+    /// Calls the waker; a panicking waker must not take the hub's threads down with it.
+    fn wake(&self) {
+        let call = std::panic::AssertUnwindSafe(|| (self.waker)());
+        if std::panic::catch_unwind(call).is_err() {
+            tracing::error!(path = %self.target.display(), "file watch waker panicked");
+        }
+    }
+}
+
+impl Routes {
+    /// The literal (subscriber-side) paths an event path under a watched directory stands for.
+    fn translate(&self, path: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::with_capacity(1);
+        if let (Some(parent), Some(name)) = (path.parent(), path.file_name())
+            && let Some(lits) = self.aliases.get(parent)
+        {
+            out.extend(lits.iter().map(|l| l.join(name)));
+        }
+        // Events about a watched directory itself (deleted, moved, chmod).
+        if let Some(lits) = self.aliases.get(path) {
+            for lit in lits {
+                if !out.contains(lit) {
+                    out.push(lit.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Entries of `map` strictly below `path` (a contiguous range: paths order by component).
+fn descendants<'a, V>(
+    map: &'a BTreeMap<PathBuf, V>,
+    path: &'a Path,
+) -> impl Iterator<Item = (&'a PathBuf, &'a V)> + 'a {
+    map.range::<Path, _>((Bound::Excluded(path), Bound::Unbounded))
+        .take_while(move |(k, _)| k.starts_with(path))
+}
+
+fn remove_sub(map: &mut BTreeMap<PathBuf, Vec<Arc<Sub>>>, id: u64, target: &Path) {
+    if let Some(subs) = map.get_mut(target) {
+        subs.retain(|s| s.id != id);
+        if subs.is_empty() {
+            map.remove(target);
+        }
+    }
+}
+
+/// Which events wake, and what they mean for the directory structure. `None`: ignore (opens,
+/// reads, the combined rename event whose halves were already reported).
+fn classify(kind: &EventKind) -> Option<Change> {
+    Some(match kind {
+        EventKind::Create(CreateKind::File) => Change::Content,
+        EventKind::Create(CreateKind::Folder) => Change::Appeared,
+        EventKind::Create(_) => Change::Replaced,
+        EventKind::Remove(RemoveKind::File) => Change::Gone,
+        EventKind::Remove(_) => Change::Gone,
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => return None,
+        EventKind::Modify(ModifyKind::Name(RenameMode::From)) => Change::Gone,
+        EventKind::Modify(ModifyKind::Name(_)) => Change::Replaced,
+        EventKind::Modify(_) => Change::Content,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Change::Content,
+        EventKind::Access(_) => return None,
+        EventKind::Any => Change::Replaced,
+        EventKind::Other => return None,
+    })
+}
+
+/// Absolute, without `.` and with `..` resolved lexically.
+fn normalize(path: &Path) -> Result<PathBuf, WatchError> {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|source| WatchError::RelativePath {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .join(path)
+    };
+    let mut out = PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    Ok(out)
+}
+
+fn notify_to_io(err: notify::Error) -> io::Error {
+    match err.kind {
+        notify::ErrorKind::Io(e) => e,
+        _ => io::Error::other(err.to_string()),
+    }
+}
