@@ -349,21 +349,15 @@ impl fmt::Debug for Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         let shared = &self.hub.shared;
+        // Unrouting is synchronous, so no event reaches this subscriber after the drop
+        // returns (except a waker call already running). Removing the inotify watch is
+        // left to the control thread without waiting: drop runs on async tasks, and
+        // waiting made dropping 10 000 subscriptions at exit take ~0.4 s.
         shared.unroute(self.id, &self.target, self.recursive);
-        if on_internal_thread() {
-            shared.send(Cmd::Remove {
-                id: self.id,
-                reply: None,
-            });
-            return;
-        }
-        let (reply, wait) = mpsc::sync_channel(1);
-        if shared.send(Cmd::Remove {
+        shared.send(Cmd::Remove {
             id: self.id,
-            reply: Some(reply),
-        }) {
-            let _ = wait.recv();
-        }
+            reply: None,
+        });
     }
 }
 

@@ -202,6 +202,7 @@ async fn atomic_replace_keeps_waking() {
     p.drain();
     append(&f, "more");
     p.wake().await;
+    env.hub.flush();
     assert_eq!(env.hub.watched_dirs(), 1);
 }
 
@@ -241,13 +242,16 @@ async fn missing_parents_are_followed_down() {
     let f = b.join("f");
     let mut p = probe(&env.hub, &f, false);
     // Watched: the temporary directory (nearest existing ancestor).
+    env.hub.flush();
     assert_eq!(env.hub.watched_dirs(), 1);
 
     fs::create_dir(&a).unwrap();
     env.barrier().await;
+    env.hub.flush();
     assert_eq!(env.hub.watched_dirs(), 2, "tmp + a");
     fs::create_dir(&b).unwrap();
     env.barrier().await;
+    env.hub.flush();
     assert_eq!(env.hub.watched_dirs(), 2, "tmp + a/b, a released");
     fs::write(&f, "x").unwrap();
     p.wake_seeing(true).await;
@@ -268,6 +272,7 @@ async fn missing_parents_created_at_once() {
     fs::write(&f, "x").unwrap();
     p.wake_seeing(true).await;
     env.barrier().await;
+    env.hub.flush();
     assert_eq!(env.hub.watched_dirs(), 2, "tmp + x/y/z");
 }
 
@@ -279,17 +284,20 @@ async fn parent_removed_and_recreated() {
     fs::create_dir(&d).unwrap();
     fs::write(&f, "1").unwrap();
     let mut p = probe(&env.hub, &f, false);
+    env.hub.flush();
     assert_eq!(env.hub.watched_dirs(), 2);
 
     fs::remove_dir_all(&d).unwrap();
     p.wake_seeing(false).await;
     env.barrier().await;
+    env.hub.flush();
     assert_eq!(env.hub.watched_dirs(), 1, "back up to tmp");
 
     fs::create_dir(&d).unwrap();
     fs::write(&f, "2").unwrap();
     p.wake_seeing(true).await;
     env.barrier().await;
+    env.hub.flush();
     assert_eq!(env.hub.watched_dirs(), 2);
     p.drain();
     append(&f, "3");
@@ -453,6 +461,7 @@ async fn recursive_sees_new_nested_directories() {
     fs::create_dir(&tree).unwrap();
     let deep = tree.join("a/b/f");
     let mut p = probe_observing(&env.hub, &tree, true, &deep);
+    env.hub.flush();
     assert_eq!(env.hub.watched_dirs(), 2, "tmp (also the anchor) + tree");
 
     fs::create_dir(tree.join("a")).unwrap();
@@ -460,6 +469,7 @@ async fn recursive_sees_new_nested_directories() {
     fs::write(&deep, "x").unwrap();
     p.wake_seeing(true).await;
     env.barrier().await;
+    env.hub.flush();
     assert_eq!(env.hub.watched_dirs(), 4, "tmp + tree + a + a/b");
 
     p.drain();
@@ -477,6 +487,7 @@ async fn recursive_sees_new_nested_directories() {
     fs::remove_dir_all(tree.join("x")).unwrap();
     p.wake_seeing(false).await;
     env.barrier().await;
+    env.hub.flush();
     assert_eq!(env.hub.watched_dirs(), 2, "subtrees dropped");
 }
 
@@ -511,11 +522,13 @@ async fn dropping_the_subscription_stops_wakes_and_unwatches() {
     fs::create_dir(&d).unwrap();
     fs::write(&f, "x").unwrap();
     let Probe { mut rx, sub } = probe(&env.hub, &f, false);
+    env.hub.flush();
     assert_eq!(env.hub.watched_dirs(), 2);
     append(&f, "y");
     timeout(TIMEOUT, rx.recv()).await.unwrap().unwrap();
 
     drop(sub);
+    env.hub.flush();
     assert_eq!(env.hub.watched_dirs(), 1, "d's watch removed");
     env.barrier().await;
     while rx.try_recv().is_ok() {}
@@ -544,6 +557,7 @@ async fn ten_thousand_subscribers_share_one_watch() {
                 .unwrap()
         })
         .collect();
+    env.hub.flush();
     assert_eq!(env.hub.watched_dirs(), 2, "tmp + many");
 
     fs::write(many.join("file-5000"), "x").unwrap();
@@ -557,6 +571,7 @@ async fn ten_thousand_subscribers_share_one_watch() {
         }
     }
     drop(subs);
+    env.hub.flush();
     assert_eq!(env.hub.watched_dirs(), 1);
 }
 
@@ -637,6 +652,7 @@ async fn symlinked_directory_shares_the_watch() {
     std::os::unix::fs::symlink("real", &link).unwrap();
     let mut via_link = probe(&env.hub, &link.join("f"), false);
     let mut direct = probe(&env.hub, &real.join("g"), false);
+    env.hub.flush();
     assert_eq!(env.hub.watched_dirs(), 2, "tmp + real, shared");
 
     fs::write(real.join("f"), "x").unwrap();
