@@ -160,32 +160,10 @@ impl Spec {
         });
         d.depends.push(parent(&self.path).to_string());
         match &self.want {
-            Want::File(Content::Source(src)) => {
-                d.grants.push(Grant {
-                    path: src.clone(),
-                    recursive: false,
-                    write: false,
-                });
-                d.watches.push(Watch {
-                    path: src.clone(),
-                    recursive: false,
-                });
-                d.depends.push(src.clone());
-            }
+            Want::File(Content::Source(src)) => d.read_source(src, false),
             Want::Directory {
                 source: Some(src), ..
-            } => {
-                d.grants.push(Grant {
-                    path: src.clone(),
-                    recursive: true,
-                    write: false,
-                });
-                d.watches.push(Watch {
-                    path: src.clone(),
-                    recursive: true,
-                });
-                d.depends.push(src.clone());
-            }
+            } => d.read_source(src, true),
             Want::Symlink { target } if target.starts_with('/') => {
                 // Not read, so neither granted nor watched; but whoever manages the
                 // target should run first.
@@ -219,6 +197,23 @@ pub struct Declared {
     pub watches: Vec<Watch>,
     /// Paths whose managing resources this one depends on.
     pub depends: Vec<String>,
+}
+
+impl Declared {
+    /// A copy source: read it (the whole tree for a directory), watch it, and run after
+    /// whoever manages it.
+    fn read_source(&mut self, src: &str, tree: bool) {
+        self.grants.push(Grant {
+            path: src.to_string(),
+            recursive: tree,
+            write: false,
+        });
+        self.watches.push(Watch {
+            path: src.to_string(),
+            recursive: tree,
+        });
+        self.depends.push(src.to_string());
+    }
 }
 
 fn absent(p: &Params) -> Result<Want> {

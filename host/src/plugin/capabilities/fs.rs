@@ -1649,6 +1649,10 @@ async fn resolve_id(name: &str, kind: IdKind) -> Result<u32, FsError> {
 }
 
 /// `getpwnam_r` / `getgrnam_r`, growing the buffer on `ERANGE`.
+///
+/// Hand-written over libc on purpose: rustix has no NSS lookups, and `nix`/`uzers` would
+/// add a crate for these two calls. Going through libc (not parsing /etc/passwd) keeps
+/// LDAP/sssd users working.
 fn lookup_id(name: &CStr, kind: IdKind) -> io::Result<Option<u32>> {
     let mut buf = vec![0u8; 1024];
     loop {
