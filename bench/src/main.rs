@@ -313,7 +313,7 @@ fn run(options: &Options) -> Result<bool, String> {
         revision: sysinfo::git_revision(&repo_root()),
         runs: options.runs,
         samples: options.samples,
-        bench_rss_mib: proc::own_maxrss_mib(),
+        bench_rss_mib: proc::own_hwm_mib(),
         warmup,
         load: (load_before, sysinfo::loadavg()),
     };

@@ -167,13 +167,14 @@ impl Running {
     }
 }
 
-/// Peak RSS of this process so far, MiB. The kernel may count it into a child's
-/// `ru_maxrss`: a child is a copy of (or, with vfork, shares) this process until it
-/// execs, and exec folds the old address space's high-water mark into the child's.
-pub fn own_maxrss_mib() -> f64 {
-    // SAFETY: zeroed rusage is a valid out-value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    usage.ru_maxrss as f64 / 1024.0
+/// Peak RSS of this process's address space so far (`VmHWM`), MiB. The kernel may count
+/// it into a child's `ru_maxrss`: a child is a copy of (or, with vfork, shares) this
+/// address space until it execs, and exec folds the old address space's high-water mark
+/// into the child's. (Not `getrusage`: that includes what this process inherited the
+/// same way from whatever started it, e.g. cargo.)
+pub fn own_hwm_mib() -> Option<f64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }

@@ -19,7 +19,7 @@ pub struct Machine {
     pub revision: Option<String>,
     pub runs: usize,
     pub samples: usize,
-    pub bench_rss_mib: f64,
+    pub bench_rss_mib: Option<f64>,
     pub warmup: Duration,
     /// 1-minute load average before and after.
     pub load: (Option<f64>, Option<f64>),
@@ -180,7 +180,10 @@ pub fn render(machine: &Machine, results: &[SizeResult]) -> String {
         out,
         "RSS is `ru_maxrss`; it includes what the kernel carries over from the pre-exec child, at most this \
          program's own peak of {}.",
-        mib(machine.bench_rss_mib)
+        machine
+            .bench_rss_mib
+            .map(mib)
+            .unwrap_or_else(|| "(unknown)".into())
     );
     for note in notes {
         let _ = writeln!(out, "\n{note}");
