@@ -163,11 +163,8 @@ mod tests {
         )
         .expect("drift");
         repairer.join().expect("repairer");
-        let took = took.expect("repair seen");
-        assert!(
-            took >= Duration::from_millis(30) && took < Duration::from_millis(100),
-            "{took:?}"
-        );
+        assert!(took.is_some(), "the repair was not seen");
+        assert!(workload::has_content(dir.path(), 7).expect("read"));
     }
 
     #[test]

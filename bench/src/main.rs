@@ -14,7 +14,9 @@
 //! 1. **Cold converge**: `homeostat run G --converged-timeout 0`, none of the files
 //!    existing (their directory does): wall time from spawn to exit.
 //! 2. **Idempotent pass**: the same command with every file already correct.
-//! 3. **Drift repair latency**: a long `homeostat run G`; once it has settled, K times
+//! 3. **Drift repair latency**: a long `homeostat run G` on the files the idempotent
+//!    pass left correct; once every file checks out, one more second has passed and the
+//!    process has gone quiet (≤ 20 ms of CPU in 500 ms: its start-up is over), K times
 //!    break one pseudo-randomly chosen file with a plain `open(O_TRUNC)` + `write` and
 //!    time from just before the write until the file holds its content again, waiting
 //!    on inotify (re-reading after each event, or every 100 ms), never spinning.
@@ -49,9 +51,12 @@
 //! thousands of files is not neutral: ext4 without a journal skips inodes freed in the
 //! last minute when it allocates, so creating files right after a mass delete costs
 //! several times more, and would penalise whichever side happened to run after a
-//! delete. (Runs for the next N still follow the previous N's clean-up.) The work directory defaults to a temporary directory under
-//! /var/tmp, which is on a real disk where /tmp may be tmpfs; its filesystem type is
-//! printed, with a warning if it is in memory.
+//! delete. (Runs for the next N still follow the previous N's clean-up.)
+//!
+//! The work directory defaults to a temporary directory under /var/tmp, which is on a
+//! real disk where /tmp may be tmpfs; its filesystem type is printed (with a warning if
+//! it is in memory), and so is the load average: other work on the machine skews every
+//! number, so run it on an otherwise idle machine.
 //!
 //! Targets: cold ≤ 1.5× durable floor, idempotent ≤ 5× floor, drift p99 < 5 ms, and
 //! at 10 000 resources every RSS < 256 MiB.
