@@ -156,10 +156,48 @@ fn test(root: &Path, extra: &[String]) -> Result<(), String> {
     run(Command::new(env!("CARGO"))
         .current_dir(root)
         .args(["build", "--bin", "homeostat"]))?;
-    run(Command::new(env!("CARGO"))
-        .current_dir(root)
-        .args(["test", "--workspace"])
-        .args(extra))
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(root)
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .args(extra);
+    for var in LEAKY_ENV {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run cargo test: {e}"))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    // Echo everything and add up cargo's per-binary `test result:` lines, so the run ends
+    // with one total instead of the last binary's (often a doc-test run of 0 tests).
+    let mut totals = [0u64; 3];
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for (i, word) in ["passed", "failed", "ignored"].iter().enumerate() {
+                totals[i] += count_before(rest, word);
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| format!("cargo test: {e}"))?;
+    println!(
+        "\ntests: {} passed, {} failed, {} skipped",
+        totals[0], totals[1], totals[2]
+    );
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo test failed with {status}"))
+    }
+}
+
+/// The count in front of `WORD` in a `test result:` line (`ok. 5 passed; 0 failed; ...`).
+fn count_before(line: &str, word: &str) -> u64 {
+    line.split(';')
+        .filter_map(|part| part.trim().strip_suffix(word))
+        .filter_map(|n| n.split_whitespace().last()?.parse().ok())
+        .next()
+        .unwrap_or(0)
 }
 
 fn bench(root: &Path, extra: &[String]) -> Result<(), String> {
