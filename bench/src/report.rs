@@ -203,7 +203,10 @@ fn size_rows(r: &SizeResult, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
 
     // Cold converge.
     let mut row = Row::new(n, "cold converge");
-    row.target = format!("≤ {COLD_TARGET}× durable floor");
+    // The target compares homeostat, which writes durably, with the plain floor
+    // (write + rename, no flush): durability must be made cheap, not paid per file.
+    // The durable floor is printed for context only.
+    row.target = format!("≤ {COLD_TARGET}× floor, durably");
     let floor = r.floor_create.as_ref().map_err(|e| fail("cold floor", e));
     let durable = r
         .floor_durable
@@ -211,8 +214,8 @@ fn size_rows(r: &SizeResult, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
         .map_err(|e| fail("durable floor", e));
     let cold = r.cold.as_ref().map_err(|e| fail("cold converge", e));
     fill_time(&mut row, &cold, &floor, Some(&durable));
-    if let (Ok(c), Ok(d)) = (&cold, &durable) {
-        row.met = met(c.wall.as_secs_f64() <= COLD_TARGET * d.wall.as_secs_f64()).into();
+    if let (Ok(c), Ok(f)) = (&cold, &floor) {
+        row.met = met(c.wall.as_secs_f64() <= COLD_TARGET * f.wall.as_secs_f64()).into();
     }
     rows.push(row);
 
