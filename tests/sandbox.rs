@@ -186,3 +186,46 @@ fn a_missing_plugin_kind_is_named() {
     let err = stderr(&out);
     assert!(err.contains("g.yaml:3:") && err.contains("sysctl"), "{err}");
 }
+
+#[test]
+fn a_failing_resource_is_retried_per_its_metaparams() {
+    let t = tempfile::tempdir().unwrap();
+    let marker = t.path().join("ready");
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: t\nresources:\n  flaky:\n  - name: f\n    path: {}\n    meta: {{retry: -1, delay: 50}}\n",
+            marker.display()
+        ),
+    );
+    let plugins = test_plugins();
+    let mut run = Running::start(
+        &g,
+        &[
+            "--converged-timeout",
+            "0.5",
+            "--plugin-dir",
+            plugins.to_str().unwrap(),
+        ],
+    );
+    // It fails (the marker is missing) and keeps retrying: a resource still retrying is
+    // not converged, so the run does not exit.
+    run.wait_log(&["flaky[f]", "does not exist yet"]);
+    let first = run.count_log(&["flaky[f]", "does not exist yet"]);
+    let retried = homeostat_tests::wait_for(|| {
+        (run.count_log(&["flaky[f]", "does not exist yet"]) > first).then_some(())
+    });
+    assert!(retried.is_some(), "the failure is retried after `delay`");
+    assert!(
+        run.alive(),
+        "a resource still retrying keeps the run from converging"
+    );
+    // Once the cause is gone, the next retry succeeds and the run converges with exit 0.
+    std::fs::write(&marker, "").unwrap();
+    let status = run.wait_exit();
+    assert!(
+        status.success(),
+        "converged after the retry succeeded: {status:?}"
+    );
+}

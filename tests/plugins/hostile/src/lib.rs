@@ -43,7 +43,9 @@ macro_rules! kind {
     };
 }
 
-kind!(Trap, "trap", |_p| { panic!("hostile plugin: deliberate trap") });
+kind!(Trap, "trap", |_p| {
+    panic!("hostile plugin: deliberate trap")
+});
 
 kind!(Spin, "spin", |p| {
     let mut n: u64 = 0;
@@ -67,7 +69,10 @@ kind!(Hog, "hog", |_p| {
 kind!(Escape, "escape", |p| {
     let target = p.target.as_deref().unwrap_or("/etc/shadow");
     let data = fs::read(target)?;
-    Err(Error::new(format!("read {} bytes it should not have", data.len())))
+    Err(Error::new(format!(
+        "read {} bytes it should not have",
+        data.len()
+    )))
 });
 
 kind!(Flaky, "flaky", |p| {
