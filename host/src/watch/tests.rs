@@ -371,25 +371,37 @@ async fn directory_replaced_while_events_queue_up() {
     p.wake_seeing(true).await;
 }
 
+/// A waker that, on its first call once armed, creates `file` (and its directories) from
+/// inside the hub's own thread; every later call reports whether `file` exists.
+fn arming_waker(
+    file: PathBuf,
+) -> (
+    Arc<std::sync::atomic::AtomicBool>,
+    Waker,
+    tokio::sync::mpsc::UnboundedReceiver<bool>,
+) {
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tx, rx) = unbounded_channel::<bool>();
+    let flag = Arc::clone(&armed);
+    let waker: Waker = Arc::new(move || {
+        if flag.swap(false, Ordering::SeqCst) {
+            fs::create_dir_all(file.parent().unwrap()).unwrap();
+            fs::write(&file, "x").unwrap();
+        } else {
+            let _ = tx.send(file.exists());
+        }
+    });
+    (armed, waker, rx)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_before_the_moved_watch_is_placed_still_wakes() {
     let env = Env::new();
     let f = env.path("x/y/f");
-    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (tx, mut rx) = unbounded_channel::<bool>();
-    let armed2 = Arc::clone(&armed);
-    let f2 = f.clone();
     // On its first call (for the creation of `x`), the waker creates the file itself: the
     // watch on `x/y` cannot be in place yet (placing it needs this very thread), so no event
     // will tell of the file. The hub must wake again once the watch has moved.
-    let waker: Waker = Arc::new(move || {
-        if armed2.swap(false, Ordering::SeqCst) {
-            fs::create_dir_all(f2.parent().unwrap()).unwrap();
-            fs::write(&f2, "x").unwrap();
-        } else {
-            let _ = tx.send(f2.exists());
-        }
-    });
+    let (armed, waker, mut rx) = arming_waker(f.clone());
     let _sub = env.hub.subscribe(&f, false, waker).unwrap();
     env.barrier().await;
     armed.store(true, Ordering::SeqCst);
@@ -402,18 +414,7 @@ async fn change_before_the_moved_watch_is_placed_still_wakes() {
     let tree = env.path("tree");
     fs::create_dir(&tree).unwrap();
     let g = tree.join("sub/g");
-    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (tx, mut rx) = unbounded_channel::<bool>();
-    let armed2 = Arc::clone(&armed);
-    let g2 = g.clone();
-    let waker: Waker = Arc::new(move || {
-        if armed2.swap(false, Ordering::SeqCst) {
-            fs::create_dir_all(g2.parent().unwrap()).unwrap();
-            fs::write(&g2, "x").unwrap();
-        } else {
-            let _ = tx.send(g2.exists());
-        }
-    });
+    let (armed, waker, mut rx) = arming_waker(g.clone());
     let _tree_sub = env.hub.subscribe(&tree, true, waker).unwrap();
     env.barrier().await;
     armed.store(true, Ordering::SeqCst);
