@@ -86,12 +86,6 @@ pub struct Summary {
     pub elapsed: Duration,
 }
 
-/// Counters shared by all vertices.
-#[derive(Debug, Default)]
-struct Counters {
-    changes: AtomicUsize,
-}
-
 struct Vertex {
     id: ResId,
     reference: ResourceRef,
@@ -119,7 +113,8 @@ impl Vertex {
 
 struct Ctx {
     converger: Converger,
-    counters: Counters,
+    /// Check-applies that changed something (or would have, in noop).
+    changes: AtomicUsize,
     noop: bool,
     shutdown: watch::Receiver<bool>,
 }
@@ -135,7 +130,7 @@ pub async fn run(
     let n = plan.resources.len();
     let ctx = Arc::new(Ctx {
         converger: Converger::new(n),
-        counters: Counters::default(),
+        changes: AtomicUsize::new(0),
         noop: opts.noop,
         shutdown: shutdown.clone(),
     });
@@ -223,7 +218,7 @@ pub async fn run(
     Summary {
         stopped,
         resources: n,
-        changes: ctx.counters.changes.load(Ordering::Acquire),
+        changes: ctx.changes.load(Ordering::Acquire),
         failed,
         pending,
         elapsed: started.elapsed(),
@@ -351,7 +346,7 @@ async fn vertex_task(
                 let changed = !out.ok;
                 v.pending.store(changed && !apply, Ordering::Release);
                 if changed {
-                    ctx.counters.changes.fetch_add(1, Ordering::AcqRel);
+                    ctx.changes.fetch_add(1, Ordering::AcqRel);
                     let what = if out.changes.is_empty() {
                         "changed".to_string()
                     } else {

@@ -61,6 +61,14 @@ impl Probe {
         while self.rx.try_recv().is_ok() {}
     }
 
+    /// Once everything so far has settled, a change of `path` still wakes this probe.
+    async fn assert_live(&mut self, env: &Env, path: &Path, data: &str) {
+        env.barrier().await;
+        self.drain();
+        append(path, data);
+        self.wake().await;
+    }
+
     fn assert_quiet(&mut self, what: &str) {
         assert!(self.rx.try_recv().is_err(), "unexpected wake: {what}");
     }
@@ -88,6 +96,12 @@ impl Env {
             barriers: AtomicUsize::new(0),
             _anchor: anchor,
         }
+    }
+
+    /// Directories watched, once the control thread has handled everything queued.
+    fn watched_dirs(&self) -> usize {
+        self.hub.flush();
+        self.hub.watched_dirs()
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -198,12 +212,8 @@ async fn atomic_replace_keeps_waking() {
         p.wake().await;
     }
     // The watch survived the replacements: a plain write to the new inode still wakes.
-    env.barrier().await;
-    p.drain();
-    append(&f, "more");
-    p.wake().await;
-    env.hub.flush();
-    assert_eq!(env.hub.watched_dirs(), 1);
+    p.assert_live(&env, &f, "more").await;
+    assert_eq!(env.watched_dirs(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,24 +252,18 @@ async fn missing_parents_are_followed_down() {
     let f = b.join("f");
     let mut p = probe(&env.hub, &f, false);
     // Watched: the temporary directory (nearest existing ancestor).
-    env.hub.flush();
-    assert_eq!(env.hub.watched_dirs(), 1);
+    assert_eq!(env.watched_dirs(), 1);
 
     fs::create_dir(&a).unwrap();
     env.barrier().await;
-    env.hub.flush();
-    assert_eq!(env.hub.watched_dirs(), 2, "tmp + a");
+    assert_eq!(env.watched_dirs(), 2, "tmp + a");
     fs::create_dir(&b).unwrap();
     env.barrier().await;
-    env.hub.flush();
-    assert_eq!(env.hub.watched_dirs(), 2, "tmp + a/b, a released");
+    assert_eq!(env.watched_dirs(), 2, "tmp + a/b, a released");
     fs::write(&f, "x").unwrap();
     p.wake_seeing(true).await;
 
-    env.barrier().await;
-    p.drain();
-    append(&f, "y");
-    p.wake().await;
+    p.assert_live(&env, &f, "y").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,8 +276,7 @@ async fn missing_parents_created_at_once() {
     fs::write(&f, "x").unwrap();
     p.wake_seeing(true).await;
     env.barrier().await;
-    env.hub.flush();
-    assert_eq!(env.hub.watched_dirs(), 2, "tmp + x/y/z");
+    assert_eq!(env.watched_dirs(), 2, "tmp + x/y/z");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,21 +287,18 @@ async fn parent_removed_and_recreated() {
     fs::create_dir(&d).unwrap();
     fs::write(&f, "1").unwrap();
     let mut p = probe(&env.hub, &f, false);
-    env.hub.flush();
-    assert_eq!(env.hub.watched_dirs(), 2);
+    assert_eq!(env.watched_dirs(), 2);
 
     fs::remove_dir_all(&d).unwrap();
     p.wake_seeing(false).await;
     env.barrier().await;
-    env.hub.flush();
-    assert_eq!(env.hub.watched_dirs(), 1, "back up to tmp");
+    assert_eq!(env.watched_dirs(), 1, "back up to tmp");
 
     fs::create_dir(&d).unwrap();
     fs::write(&f, "2").unwrap();
     p.wake_seeing(true).await;
     env.barrier().await;
-    env.hub.flush();
-    assert_eq!(env.hub.watched_dirs(), 2);
+    assert_eq!(env.watched_dirs(), 2);
     p.drain();
     append(&f, "3");
     p.wake().await;
@@ -449,10 +449,7 @@ async fn parent_renamed_away() {
     fs::write(new.join("f"), "3").unwrap();
     fs::rename(&new, &d).unwrap();
     p.wake_seeing(true).await;
-    env.barrier().await;
-    p.drain();
-    append(&f, "4");
-    p.wake().await;
+    p.assert_live(&env, &f, "4").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -462,16 +459,14 @@ async fn recursive_sees_new_nested_directories() {
     fs::create_dir(&tree).unwrap();
     let deep = tree.join("a/b/f");
     let mut p = probe_observing(&env.hub, &tree, true, &deep);
-    env.hub.flush();
-    assert_eq!(env.hub.watched_dirs(), 2, "tmp (also the anchor) + tree");
+    assert_eq!(env.watched_dirs(), 2, "tmp (also the anchor) + tree");
 
     fs::create_dir(tree.join("a")).unwrap();
     fs::create_dir(tree.join("a/b")).unwrap();
     fs::write(&deep, "x").unwrap();
     p.wake_seeing(true).await;
     env.barrier().await;
-    env.hub.flush();
-    assert_eq!(env.hub.watched_dirs(), 4, "tmp + tree + a + a/b");
+    assert_eq!(env.watched_dirs(), 4, "tmp + tree + a + a/b");
 
     p.drain();
     append(&deep, "y");
@@ -488,8 +483,7 @@ async fn recursive_sees_new_nested_directories() {
     fs::remove_dir_all(tree.join("x")).unwrap();
     p.wake_seeing(false).await;
     env.barrier().await;
-    env.hub.flush();
-    assert_eq!(env.hub.watched_dirs(), 2, "subtrees dropped");
+    assert_eq!(env.watched_dirs(), 2, "subtrees dropped");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -523,14 +517,12 @@ async fn dropping_the_subscription_stops_wakes_and_unwatches() {
     fs::create_dir(&d).unwrap();
     fs::write(&f, "x").unwrap();
     let Probe { mut rx, sub } = probe(&env.hub, &f, false);
-    env.hub.flush();
-    assert_eq!(env.hub.watched_dirs(), 2);
+    assert_eq!(env.watched_dirs(), 2);
     append(&f, "y");
     timeout(TIMEOUT, rx.recv()).await.unwrap().unwrap();
 
     drop(sub);
-    env.hub.flush();
-    assert_eq!(env.hub.watched_dirs(), 1, "d's watch removed");
+    assert_eq!(env.watched_dirs(), 1, "d's watch removed");
     env.barrier().await;
     while rx.try_recv().is_ok() {}
     append(&f, "z");
@@ -558,8 +550,7 @@ async fn ten_thousand_subscribers_share_one_watch() {
                 .unwrap()
         })
         .collect();
-    env.hub.flush();
-    assert_eq!(env.hub.watched_dirs(), 2, "tmp + many");
+    assert_eq!(env.watched_dirs(), 2, "tmp + many");
 
     fs::write(many.join("file-5000"), "x").unwrap();
     env.barrier().await;
@@ -572,8 +563,7 @@ async fn ten_thousand_subscribers_share_one_watch() {
         }
     }
     drop(subs);
-    env.hub.flush();
-    assert_eq!(env.hub.watched_dirs(), 1);
+    assert_eq!(env.watched_dirs(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -653,8 +643,7 @@ async fn symlinked_directory_shares_the_watch() {
     std::os::unix::fs::symlink("real", &link).unwrap();
     let mut via_link = probe(&env.hub, &link.join("f"), false);
     let mut direct = probe(&env.hub, &real.join("g"), false);
-    env.hub.flush();
-    assert_eq!(env.hub.watched_dirs(), 2, "tmp + real, shared");
+    assert_eq!(env.watched_dirs(), 2, "tmp + real, shared");
 
     fs::write(real.join("f"), "x").unwrap();
     via_link.wake_seeing(true).await;
@@ -662,10 +651,7 @@ async fn symlinked_directory_shares_the_watch() {
     direct.wake_seeing(true).await;
 
     drop(direct.sub);
-    env.barrier().await;
-    via_link.drain();
-    append(&real.join("f"), "z");
-    via_link.wake().await;
+    via_link.assert_live(&env, &real.join("f"), "z").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
