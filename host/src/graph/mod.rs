@@ -12,7 +12,7 @@ mod autoedge;
 mod build;
 mod check;
 mod doc;
-mod suggest;
+pub(crate) mod suggest;
 mod yaml;
 
 #[cfg(test)]
