@@ -221,7 +221,7 @@ fn check_sends(doc: &GraphDoc, registry: &Registry) -> Vec<GraphError> {
                 let names = graph::schema_param_names(&receiver.schema_json);
                 let hint = graph::suggest::did_you_mean(param, names.iter().map(String::as_str));
                 error(format!(
-                    "{} has no param `{param}`{hint} to receive `{key}` into",
+                    "{} has no param `{param}` to receive `{key}` into{hint}",
                     edge.to
                 ));
                 continue;

@@ -34,7 +34,11 @@ pub async fn graph(args: GraphArgs) -> anyhow::Result<ExitCode> {
 
 /// A dot string literal.
 fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    let escaped = s
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    format!("\"{escaped}\"")
 }
 
 /// The plan as a dot digraph: one node per resource (`kind[name]`; dashed when

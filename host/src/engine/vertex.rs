@@ -340,7 +340,10 @@ async fn wait_preds(v: &Vertex, ctx: &Ctx, stop: &mut watch::Receiver<bool>) -> 
                 tracing::warn!("{}: blocked: waiting for {p}, which failed", v.id);
                 v.set_phase(ctx, Phase::Blocked);
             }
-            None if v.phase() == Phase::Blocked => v.set_phase(ctx, Phase::Busy),
+            None if v.phase() == Phase::Blocked => {
+                tracing::info!("{}: unblocked", v.id);
+                v.set_phase(ctx, Phase::Busy);
+            }
             _ => {}
         }
         tokio::select! {
