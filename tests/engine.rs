@@ -606,3 +606,73 @@ edges:
     );
     assert!(!d.join("etc").exists(), "graph applied something");
 }
+
+#[test]
+fn a_timeout_fails_only_that_resource() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, status) = converge(
+        dir.path(),
+        r#"
+graph: timeout
+resources:
+  steer:
+  - name: slow
+    state: {dir}/slow
+    sleep_ms: 10000
+    meta: {timeout: 300}
+  - name: fine
+    state: {dir}/fine
+"#,
+    );
+    assert_eq!(status.code(), Some(1), "{status}");
+    r.wait_log(&["steer[slow]:", "300"]);
+    r.wait_log(&["steer fine end changed=true"]);
+    r.wait_log(&["failed: steer[slow]"]);
+}
+
+#[test]
+fn rewatch_restarts_a_failed_resource_on_a_swap() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let yaml = r#"
+graph: rewatch
+resources:
+  steer:
+  - name: broken
+    state: {dir}/broken
+    fail: 1
+    meta: {rewatch: true}
+  - name: other
+    state: {dir}/other
+"#;
+    let r = start(d, yaml, &[]);
+    r.wait_log(&["steer[broken]: failing as asked"]);
+    r.wait_log(&["steer other end"]);
+    // Only `other` changes, yet the failed `broken` is restarted (and now succeeds).
+    graph(d, &yaml.replace("{dir}/other", "{dir}/other2"));
+    r.wait_log(&["steer[broken]: failed earlier; restarting it (meta rewatch)"]);
+    r.wait_log(&["steer broken end changed=true"]);
+}
+
+#[test]
+fn autoedge_false_drops_automatic_edges() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let g = graph(
+        d,
+        r#"
+graph: no-autoedge
+resources:
+  file:
+  - name: dir
+    path: {dir}/etc/
+  - name: conf
+    path: {dir}/etc/app.conf
+    meta: {autoedge: false}
+"#,
+    );
+    let out = homeostat_in(d, &["graph", g.to_str().unwrap()]);
+    let dot = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!dot.contains("->"), "{dot}");
+}
