@@ -19,7 +19,9 @@ mod generated {
     });
 }
 
-use generated::homeostat::resource::{fs as wfs, log as wlog, types as wt};
+use generated::homeostat::resource::{
+    fs as wfs, kmsg as wkmsg, log as wlog, state as wstate, types as wt,
+};
 pub(crate) use generated::{ResourcePlugin, ResourcePluginPre};
 
 /// A resource's identity as the plugin sees it.
@@ -58,8 +60,15 @@ impl From<wt::Error> for PluginError {
 /// Something that may change a resource's state and should wake it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchItem {
-    Path { path: PathBuf, recursive: bool },
-    Interval { ms: u32 },
+    Path {
+        path: PathBuf,
+        recursive: bool,
+    },
+    Interval {
+        ms: u32,
+    },
+    /// Every new kernel log record.
+    Kmsg,
 }
 
 /// What `validate` returned.
@@ -95,6 +104,7 @@ impl From<wt::ResourceInfo> for ResourceInfo {
                         recursive: p.recursive,
                     },
                     wt::WatchItem::Interval(ms) => WatchItem::Interval { ms },
+                    wt::WatchItem::Kmsg => WatchItem::Kmsg,
                 })
                 .collect(),
             depends_on_paths: i
@@ -146,6 +156,35 @@ impl From<wt::CheckResult> for CheckOutcome {
 }
 
 impl wt::Host for HostState {}
+
+impl wstate::Host for HostState {
+    async fn get(&mut self) -> wasmtime::Result<Option<String>> {
+        Ok(self.state_get())
+    }
+    async fn set(&mut self, value: String) -> wasmtime::Result<()> {
+        self.state_set(value);
+        Ok(())
+    }
+}
+
+impl wkmsg::Host for HostState {
+    async fn read(&mut self, after: Option<u64>) -> wasmtime::Result<Result<wkmsg::Batch, String>> {
+        Ok(self
+            .kmsg_access()
+            .and_then(|()| crate::watch::kmsg::global())
+            .and_then(|k| k.read(after))
+            .map(|b| wkmsg::Batch {
+                records: b.records.into_iter().map(|r| r.text.to_string()).collect(),
+                missed: b.missed,
+            }))
+    }
+    async fn start_seq(&mut self) -> wasmtime::Result<Result<Option<u64>, String>> {
+        Ok(self
+            .kmsg_access()
+            .and_then(|()| crate::watch::kmsg::global())
+            .map(|k| k.start_seq()))
+    }
+}
 
 impl wlog::Host for HostState {
     async fn log(&mut self, level: wlog::Level, message: String) -> wasmtime::Result<()> {

@@ -124,6 +124,10 @@ pub struct HostState {
     fs: FsHost,
     /// The plugin may use `fs` (declared in its manifest).
     fs_granted: bool,
+    /// The plugin may read the kernel log (declared `kmsg`).
+    kmsg_granted: bool,
+    /// The `state` values of the plugin's resources (shared by its instances).
+    states: States,
     /// `name version` of the plugin, for log lines and errors.
     plugin: Arc<str>,
     /// The resource the current call is about and its footprint.
@@ -147,6 +151,34 @@ impl HostState {
         match &self.current {
             Some((r, _)) => format!("{}[{}]", r.kind, r.name),
             None => self.plugin.to_string(),
+        }
+    }
+
+    /// Whether the plugin may read the kernel log; the error names what is missing.
+    pub(crate) fn kmsg_access(&self) -> Result<(), String> {
+        if self.kmsg_granted {
+            Ok(())
+        } else {
+            Err(format!(
+                "plugin `{}` did not declare the `kmsg` capability in its manifest",
+                self.plugin
+            ))
+        }
+    }
+
+    /// The `state` value of the resource being called.
+    pub(crate) fn state_get(&self) -> Option<String> {
+        let (r, _) = self.current.as_ref()?;
+        self.states.lock().expect("states lock").get(r).cloned()
+    }
+
+    /// Store the `state` value of the resource being called (ignored between calls).
+    pub(crate) fn state_set(&self, value: String) {
+        if let Some((r, _)) = &self.current {
+            self.states
+                .lock()
+                .expect("states lock")
+                .insert(r.clone(), value);
         }
     }
 
@@ -272,6 +304,8 @@ impl Runtime {
             pre,
             fs: self.fs.clone(),
             fs_granted: manifest.capabilities.iter().any(|c| c == "fs"),
+            kmsg_granted: manifest.capabilities.iter().any(|c| c == "kmsg"),
+            states: States::default(),
             label,
             limits: self.limits.clone(),
             queue: Mutex::new(rx),
@@ -328,12 +362,18 @@ fn write_cache_file(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()
     std::fs::rename(&tmp, path)
 }
 
+/// The WIT `state` values of one plugin's resources, kept until the resource is
+/// cleaned up.
+pub(crate) type States = Arc<std::sync::Mutex<std::collections::HashMap<ResourceRef, String>>>;
+
 /// What the actors of one plugin share.
 struct PoolShared {
     engine: Engine,
     pre: ResourcePluginPre<HostState>,
     fs: FsHost,
     fs_granted: bool,
+    kmsg_granted: bool,
+    states: States,
     label: Arc<str>,
     limits: Limits,
     queue: Mutex<mpsc::UnboundedReceiver<Job>>,
@@ -568,6 +608,8 @@ async fn instantiate(shared: &PoolShared) -> Result<Instance, String> {
         limits,
         fs: shared.fs.clone(),
         fs_granted: shared.fs_granted,
+        kmsg_granted: shared.kmsg_granted,
+        states: shared.states.clone(),
         plugin: shared.label.clone(),
         current: None,
         budget: u64::MAX,
@@ -637,6 +679,10 @@ async fn run_job(
     };
     let outcome = tokio::time::timeout(job.timeout, call).await;
     inst.store.data_mut().current = None;
+    if matches!(job.kind, CallKind::Cleanup) {
+        // The resource leaves the graph: its `state` goes with it.
+        shared.states.lock().expect("states lock").remove(&job.id);
+    }
     let plugin = shared.label.to_string();
     match outcome {
         Ok(Ok(Ok(reply))) => (Ok(reply), false),

@@ -53,6 +53,7 @@
 //!   lexically.
 
 mod control;
+pub mod kmsg;
 #[cfg(test)]
 mod tests;
 
