@@ -168,11 +168,35 @@ struct Engine {
 }
 
 impl Engine {
-    /// Start the task of a linked vertex.
-    fn spawn(&mut self, v: Arc<Vertex>) {
-        self.ctx.converger.add();
-        let task = tokio::spawn(vertex::run(v.clone(), self.hub.clone(), self.ctx.clone()));
-        self.running.insert(v.id.clone(), Running { v, task });
+    /// Subscribe linked vertices to their paths (one batch) and start their tasks.
+    fn spawn(&mut self, vertices: Vec<Arc<Vertex>>) {
+        let mut owners = Vec::new();
+        let mut requests = Vec::new();
+        for (i, v) in vertices.iter().enumerate() {
+            for r in vertex::path_watches(v) {
+                owners.push(i);
+                requests.push(r);
+            }
+        }
+        let paths: Vec<_> = requests.iter().map(|(p, _, _)| p.clone()).collect();
+        let mut subs: Vec<Vec<crate::watch::Subscription>> =
+            vertices.iter().map(|_| Vec::new()).collect();
+        let placed = self.hub.subscribe_many(requests);
+        for ((i, path), result) in owners.into_iter().zip(paths).zip(placed) {
+            match result {
+                Ok(s) => subs[i].push(s),
+                Err(e) => tracing::error!(
+                    "{}: cannot watch {}: {e}; drift there is repaired only on other events",
+                    vertices[i].id,
+                    path.display()
+                ),
+            }
+        }
+        for (v, paths) in vertices.into_iter().zip(subs) {
+            self.ctx.converger.add();
+            let task = tokio::spawn(vertex::run(v.clone(), paths, self.ctx.clone()));
+            self.running.insert(v.id.clone(), Running { v, task });
+        }
     }
 
     /// Rewire every vertex to `edges` (indices into `vertices`), then nudge them all so
@@ -209,7 +233,7 @@ impl Engine {
             })
             .collect();
         Self::link(&vertices, &plan.edges);
-        vertices.into_iter().for_each(|v| self.spawn(v));
+        self.spawn(vertices);
     }
 
     /// Stop the given vertices (their in-flight check-applies finish), clean them up and
@@ -293,7 +317,7 @@ impl Engine {
             })
             .collect();
         Self::link(&vertices, &plan.edges);
-        fresh.into_iter().for_each(|v| self.spawn(v));
+        self.spawn(fresh);
         self.swaps += 1;
         tracing::info!(
             "graph `{}` swapped in: {} unchanged, {changed} replaced, {added} added, {removed} removed",

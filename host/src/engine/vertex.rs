@@ -24,7 +24,6 @@ use crate::plugin::bindings::{CheckOutcome, ResourceRef, WatchItem};
 use crate::plugin::capabilities::fs::Footprint;
 use crate::plugin::manifest::SendType;
 use crate::plugin::runtime::Plugin;
-use crate::watch::WatchHub;
 
 /// An edge seen from its downstream end.
 pub(super) struct Pred {
@@ -261,10 +260,32 @@ fn ticker(v: &Arc<Vertex>, period: Duration) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Subscribe to what the vertex watches, or poll it with `meta.poll`.
-fn start_watches(v: &Arc<Vertex>, hub: &WatchHub) -> Watches {
+/// The paths a vertex watches, as subscription requests for [`WatchHub::subscribe_many`]
+/// (none when hidden or polling).
+pub(super) fn path_watches(
+    v: &Arc<Vertex>,
+) -> Vec<(std::path::PathBuf, bool, crate::watch::Waker)> {
+    if v.meta.hidden || v.meta.poll > 0 {
+        return Vec::new();
+    }
+    v.watch
+        .iter()
+        .filter_map(|item| match item {
+            WatchItem::Path { path, recursive } => {
+                let target = v.clone();
+                let waker: crate::watch::Waker = Arc::new(move || target.mark_dirty());
+                Some((path.clone(), *recursive, waker))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Start the other watches of the vertex (timers, kmsg) or poll it with `meta.poll`;
+/// `paths` are its path subscriptions, placed by the engine in one batch.
+fn start_watches(v: &Arc<Vertex>, paths: Vec<crate::watch::Subscription>) -> Watches {
     let mut w = Watches {
-        _subscriptions: Vec::new(),
+        _subscriptions: paths,
         _kmsg: None,
         tickers: Vec::new(),
     };
@@ -275,17 +296,7 @@ fn start_watches(v: &Arc<Vertex>, hub: &WatchHub) -> Watches {
     }
     for item in &v.watch {
         match item {
-            WatchItem::Path { path, recursive } => {
-                let target = v.clone();
-                match hub.subscribe(path, *recursive, Arc::new(move || target.mark_dirty())) {
-                    Ok(s) => w._subscriptions.push(s),
-                    Err(e) => tracing::error!(
-                        "{}: cannot watch {}: {e}; drift there is repaired only on other events",
-                        v.id,
-                        path.display()
-                    ),
-                }
-            }
+            WatchItem::Path { .. } => {}
             WatchItem::Interval { ms } => w
                 .tickers
                 .push(ticker(v, Duration::from_millis(u64::from((*ms).max(1))))),
@@ -393,8 +404,9 @@ async fn acquire(
     Some(permits)
 }
 
-/// Drive one vertex until it is stopped.
-pub(super) async fn run(v: Arc<Vertex>, hub: WatchHub, ctx: Arc<Ctx>) {
+/// Drive one vertex until it is stopped. `paths` are its path subscriptions, placed
+/// before the task starts so that no change between check and watch is lost.
+pub(super) async fn run(v: Arc<Vertex>, paths: Vec<crate::watch::Subscription>, ctx: Arc<Ctx>) {
     let mut stop = v.stop.subscribe();
     if v.meta.hidden {
         // In the graph (edges, export) but never watched or applied.
@@ -403,8 +415,7 @@ pub(super) async fn run(v: Arc<Vertex>, hub: WatchHub, ctx: Arc<Ctx>) {
         stopped(&mut stop).await;
         return;
     }
-    // Subscribe before the first check so that no change between check and watch is lost.
-    let _watches = start_watches(&v, &hub);
+    let _watches = start_watches(&v, paths);
     let mut bucket = v.meta.limit.map(|rate| Bucket::new(rate, v.meta.burst));
     let mut retries_left = v.meta.retry;
     loop {

@@ -22,10 +22,10 @@ const MAX_MOVES: usize = 64;
 
 /// Work for the control thread.
 pub(super) enum Cmd {
-    /// A new subscriber (already routed): place its watches and reply.
+    /// New subscribers (already routed): place their watches and reply, one result each.
     Add {
-        sub: Arc<Sub>,
-        reply: Option<mpsc::SyncSender<Result<(), WatchError>>>,
+        subs: Vec<Arc<Sub>>,
+        reply: Option<mpsc::SyncSender<Vec<Result<(), WatchError>>>>,
     },
     /// A subscriber is gone (already unrouted): release its watches.
     Remove {
@@ -80,6 +80,13 @@ struct Dirs {
     shared: Arc<Shared>,
     by_path: BTreeMap<PathBuf, Dir>,
     by_inode: HashMap<(u64, u64), PathBuf>,
+    /// Literal path -> the canonical path it was last resolved to. A hint only: it is
+    /// trusted when that directory is still watched under this literal, which lets the
+    /// 10 000th file of a directory skip `canonicalize` (one `readlink` per component)
+    /// and `stat`. Resolving again would not notice more: re-pointed symlinks among a
+    /// watched directory's ancestors are a documented limit, and a directory that is
+    /// replaced loses its watch (and so its aliases) through its own events.
+    resolved: HashMap<PathBuf, PathBuf>,
     next_id: u64,
     /// Literal paths whose holders must be settled again (a watch was found dead while placing
     /// another).
@@ -159,6 +166,7 @@ impl Control {
                 shared: Arc::clone(&shared),
                 by_path: BTreeMap::new(),
                 by_inode: HashMap::new(),
+                resolved: HashMap::new(),
                 next_id: 1,
                 stale: Vec::new(),
             },
@@ -173,7 +181,14 @@ impl Control {
             let mut wakes = Wakes::default();
             match cmd {
                 Cmd::Shutdown => break,
-                Cmd::Add { sub, reply } => self.add(sub, reply),
+                Cmd::Add { subs, reply } => {
+                    let waiting = reply.is_some();
+                    let results: Vec<_> =
+                        subs.into_iter().map(|sub| self.add(sub, waiting)).collect();
+                    if let Some(reply) = reply {
+                        let _ = reply.send(results);
+                    }
+                }
                 Cmd::Remove { id, reply } => {
                     self.remove(id);
                     if let Some(reply) = reply {
@@ -210,7 +225,10 @@ impl Control {
         tracing::debug!(dirs = self.dirs.by_path.len(), "file watch hub stopped");
     }
 
-    fn add(&mut self, sub: Arc<Sub>, reply: Option<mpsc::SyncSender<Result<(), WatchError>>>) {
+    /// Place a new subscriber's watches. On failure nothing is kept for it when its caller
+    /// waits for the result; a subscription made inside a waker (nobody waits) is kept and
+    /// settled again on the next change or resync.
+    fn add(&mut self, sub: Arc<Sub>, waiting: bool) -> Result<(), WatchError> {
         let id = sub.id;
         self.subs.insert(
             id,
@@ -221,19 +239,14 @@ impl Control {
             },
         );
         let result = self.settle(id).map(|_| ());
-        match (result, reply) {
-            (Ok(()), Some(reply)) => {
-                let _ = reply.send(Ok(()));
-            }
-            (Ok(()), None) => {}
-            (Err(e), Some(reply)) => {
+        if let Err(e) = &result {
+            if waiting {
                 self.remove(id);
-                let _ = reply.send(Err(e));
-            }
-            (Err(e), None) => {
+            } else {
                 tracing::warn!(error = %e, "subscription made inside a waker has no watch yet");
             }
         }
+        result
     }
 
     fn remove(&mut self, id: u64) {
@@ -433,7 +446,20 @@ impl Dirs {
 
     /// Takes a reference to the directory `literal`, watching it if nobody does yet.
     fn hold(&mut self, literal: &Path) -> Result<Hold, HoldError> {
+        if let Some(canonical) = self.resolved.get(literal)
+            && let Some(dir) = self.by_path.get_mut(canonical)
+            && let Some(count) = dir.aliases.get_mut(literal)
+        {
+            *count += 1;
+            return Ok(Hold {
+                literal: literal.to_path_buf(),
+                canonical: canonical.clone(),
+                id: dir.id,
+            });
+        }
         let canonical = fs::canonicalize(literal).map_err(|e| HoldError::from_io(literal, e))?;
+        self.resolved
+            .insert(literal.to_path_buf(), canonical.clone());
         let meta = fs::metadata(&canonical).map_err(|e| HoldError::from_io(&canonical, e))?;
         if !meta.is_dir() {
             return Err(HoldError::Vanished);
@@ -502,6 +528,7 @@ impl Dirs {
             *count -= 1;
             if *count == 0 {
                 dir.aliases.remove(&hold.literal);
+                self.resolved.remove(&hold.literal);
                 publish = true;
             }
         }
