@@ -307,6 +307,29 @@ async fn vertex_task(
                     }
                 }));
             }
+            WatchItem::Command(spec) => {
+                let w = v.clone();
+                tickers.push(tokio::spawn(crate::watch::process::watch(
+                    v.id.to_string(),
+                    spec.clone(),
+                    v.footprint.clone(),
+                    v.meta.retry,
+                    v.meta.delay,
+                    Arc::new(move || w.mark_dirty()),
+                )));
+            }
+            WatchItem::Unit { name, session } => {
+                let w = v.clone();
+                tickers.push(tokio::spawn(crate::watch::systemd::watch(
+                    v.id.to_string(),
+                    name.clone(),
+                    *session,
+                    v.footprint.clone(),
+                    v.meta.retry,
+                    v.meta.delay,
+                    Arc::new(move || w.mark_dirty()),
+                )));
+            }
         }
     }
     struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);

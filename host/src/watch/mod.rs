@@ -53,6 +53,9 @@
 //!   lexically.
 
 mod control;
+pub mod process;
+pub mod supervise;
+pub mod systemd;
 #[cfg(test)]
 mod tests;
 
