@@ -373,7 +373,11 @@ async fn vertex_task(
                     let what = if out.changes.is_empty() {
                         "changed".to_string()
                     } else {
-                        out.changes.join("; ")
+                        out.changes
+                            .iter()
+                            .map(|c| c.summary.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ")
                     };
                     if apply {
                         tracing::info!("{}: {what}", v.id);

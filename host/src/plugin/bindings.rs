@@ -148,17 +148,33 @@ impl From<wt::ResourceInfo> for ResourceInfo {
 pub struct CheckOutcome {
     /// Already in the declared state.
     pub ok: bool,
-    /// One line per change made (or that would be made in noop).
-    pub changes: Vec<String>,
+    /// One entry per change made (or that would be made in noop).
+    pub changes: Vec<Change>,
     /// Published values: name and JSON text.
     pub sends: Vec<(String, String)>,
+}
+
+/// One change a check-apply made or would make.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Change {
+    /// One line, e.g. `mode 0644 -> 0600`.
+    pub summary: String,
+    /// A unified diff of text content, when the plugin could show one.
+    pub diff: Option<String>,
 }
 
 impl From<wt::CheckResult> for CheckOutcome {
     fn from(r: wt::CheckResult) -> Self {
         CheckOutcome {
             ok: r.ok && r.changes.is_empty(),
-            changes: r.changes,
+            changes: r
+                .changes
+                .into_iter()
+                .map(|c| Change {
+                    summary: c.summary,
+                    diff: c.diff,
+                })
+                .collect(),
             sends: r.sends,
         }
     }

@@ -39,6 +39,60 @@ pub struct Manifest {
 pub struct KindManifest {
     /// JSON schema of the params (JSON text).
     pub schema: String,
+    /// Values check-apply publishes for send/recv: key → JSON type.
+    #[serde(default)]
+    pub sends: BTreeMap<String, SendType>,
+}
+
+/// The JSON type of a sent value, checked against the receiving param's schema.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SendType {
+    String,
+    Integer,
+    Number,
+    Boolean,
+    Array,
+    Object,
+    /// Any JSON value (not checked before the run).
+    Any,
+}
+
+impl SendType {
+    /// The JSON schema `type` name (`any` for [`SendType::Any`]).
+    pub fn name(self) -> &'static str {
+        match self {
+            SendType::String => "string",
+            SendType::Integer => "integer",
+            SendType::Number => "number",
+            SendType::Boolean => "boolean",
+            SendType::Array => "array",
+            SendType::Object => "object",
+            SendType::Any => "any",
+        }
+    }
+
+    /// Whether a value of this type is acceptable where a schema says `ty`
+    /// (an integer is a number; `any` is accepted everywhere and checked at run time).
+    pub fn fits(self, ty: &str) -> bool {
+        self == SendType::Any
+            || ty == self.name()
+            || (self == SendType::Integer && ty == "number")
+    }
+
+    /// Whether a JSON value is of this type.
+    pub fn matches(self, v: &serde_json::Value) -> bool {
+        use serde_json::Value as V;
+        match self {
+            SendType::Any => true,
+            SendType::String => v.is_string(),
+            SendType::Integer => v.is_i64() || v.is_u64(),
+            SendType::Number => v.is_number(),
+            SendType::Boolean => v.is_boolean(),
+            SendType::Array => matches!(v, V::Array(_)),
+            SendType::Object => matches!(v, V::Object(_)),
+        }
+    }
 }
 
 /// Why a file cannot be used as a plugin.

@@ -23,6 +23,28 @@ pub struct Report {
     pub changes: Vec<String>,
     /// Size in bytes of the regular file at `path` once in its declared state.
     pub size: Option<u64>,
+    /// Unified diffs of text content, by index into `changes` (noop only).
+    pub diffs: Vec<(usize, String)>,
+}
+
+/// Largest content (either side) shown as a diff; larger files get the summary only.
+const MAX_DIFF_BYTES: usize = 256 << 10;
+
+/// A unified diff of `old` → `new` under `---`/`+++` headers naming `path`, or `None`
+/// when either side is not UTF-8 text or too large to be worth showing.
+pub fn text_diff(path: &str, old: Option<&[u8]>, new: &[u8]) -> Option<String> {
+    if old.map_or(0, <[u8]>::len).max(new.len()) > MAX_DIFF_BYTES {
+        return None;
+    }
+    let old = std::str::from_utf8(old.unwrap_or_default()).ok()?;
+    let new = std::str::from_utf8(new).ok()?;
+    let diff = similar::TextDiff::from_lines(old, new);
+    let text = diff
+        .unified_diff()
+        .context_radius(3)
+        .header(path, path)
+        .to_string();
+    Some(text)
 }
 
 /// Compare the system with `spec` and, when `apply`, repair it.
@@ -233,6 +255,9 @@ impl<F: Fs> Run<'_, F> {
             return self.set_attrs(at, notes, set);
         };
         self.note(at, what);
+        if !self.apply {
+            self.diff(at, Some(&st), body)?;
+        }
         for n in notes {
             self.note(at, n);
         }
@@ -289,6 +314,9 @@ impl<F: Fs> Run<'_, F> {
                 Some(old) => format!("replace {old} with {noun}{from}{details}"),
             },
         );
+        if !self.apply && replacing.is_none() {
+            self.diff(at, None, body)?;
+        }
         if at == self.spec.path {
             self.report.size = size.or(matches!(body, Body::Keep).then_some(0));
         }
@@ -297,6 +325,27 @@ impl<F: Fs> Run<'_, F> {
                 self.fs.remove(at, true)?;
             }
             self.put(at, body, attrs, true)?;
+        }
+        Ok(())
+    }
+
+    /// Attach a diff of the regular file `at` (`old` = its stat, `None` when it does not
+    /// exist yet) against `body` to the change just noted. Noop only: it reads both sides.
+    fn diff(&mut self, at: &str, old: Option<&FileStat>, body: &Body) -> Result<()> {
+        let too_big = |n: u64| n > MAX_DIFF_BYTES as u64;
+        if old.is_some_and(|st| too_big(st.size)) {
+            return Ok(());
+        }
+        let new = match body {
+            Body::Keep => return Ok(()),
+            Body::Inline(data) => data.to_vec(),
+            Body::Copy(src) if src.size.is_some_and(too_big) => return Ok(()),
+            Body::Copy(src) => self.fs.read(&src.path)?,
+        };
+        let old = old.map(|_| self.fs.read(at)).transpose()?;
+        if let Some(d) = text_diff(at, old.as_deref(), &new) {
+            let index = self.report.changes.len() - 1;
+            self.report.diffs.push((index, d));
         }
         Ok(())
     }

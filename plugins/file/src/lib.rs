@@ -35,6 +35,7 @@ impl Resource for File {
     const KIND: &'static str = "file";
     const SCHEMA: &'static str = include_str!("../schema/file.json");
     type Params = Params;
+    const SENDS: &'static [(&'static str, &'static str)] = &[("path", "string"), ("size", "integer")];
 
     fn validate(_: &ResourceId, p: &Params) -> Result<Info> {
         Ok(info(Spec::from_params(p)?.declare()))
@@ -44,8 +45,12 @@ impl Resource for File {
         let spec = Spec::from_params(p)?;
         let report = apply::check_apply(&sys::Host, &spec, ctx.apply)?;
         let mut out = Outcome::new();
-        for change in report.changes {
-            out.change(change);
+        let mut diffs = report.diffs.into_iter().peekable();
+        for (i, change) in report.changes.into_iter().enumerate() {
+            match diffs.next_if(|(at, _)| *at == i) {
+                Some((_, diff)) => out.change_with_diff(change, diff),
+                None => out.change(change),
+            }
         }
         out.send("path", &spec.path);
         if let Some(size) = report.size {

@@ -214,6 +214,11 @@ impl Fs for MemFs {
             .collect())
     }
 
+    fn read(&self, path: &str) -> Result<Vec<u8>, Error> {
+        self.allowed(path, false)?;
+        self.file_data(path)
+    }
+
     fn content_equals(&self, path: &str, data: &[u8]) -> Result<bool, Error> {
         self.allowed(path, false)?;
         match self.file_data(path) {

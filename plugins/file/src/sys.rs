@@ -7,6 +7,7 @@ use homeostat_sdk::fs::{self, Attrs, Error, FileStat};
 pub trait Fs {
     fn stat(&self, path: &str) -> Result<Option<FileStat>, Error>;
     fn digest(&self, path: &str) -> Result<String, Error>;
+    fn read(&self, path: &str) -> Result<Vec<u8>, Error>;
     fn content_equals(&self, path: &str, data: &[u8]) -> Result<bool, Error>;
     fn write(&self, path: &str, data: &[u8], attrs: Attrs) -> Result<(), Error>;
     fn copy(&self, source: &str, path: &str, attrs: Attrs) -> Result<(), Error>;
@@ -30,6 +31,9 @@ impl Fs for Host {
     }
     fn digest(&self, path: &str) -> Result<String, Error> {
         fs::digest(path)
+    }
+    fn read(&self, path: &str) -> Result<Vec<u8>, Error> {
+        fs::read(path)
     }
     fn content_equals(&self, path: &str, data: &[u8]) -> Result<bool, Error> {
         fs::content_equals(path, data)

@@ -31,7 +31,12 @@ fn converge(fs: &MemFs, json: &str) -> Vec<String> {
         "noop made mutating calls"
     );
     let applied = run(fs, json, true).unwrap();
-    assert_eq!(noop, applied, "noop and apply disagree");
+    assert_eq!(
+        (&noop.changes, noop.size),
+        (&applied.changes, applied.size),
+        "noop and apply disagree"
+    );
+    assert!(applied.diffs.is_empty(), "apply computed diffs");
     let again = run(fs, json, true).unwrap();
     assert_eq!(
         again.changes,
@@ -547,4 +552,32 @@ fn symbolic_mode_on_copies_starts_from_the_source() {
         converge(&fs, json),
         ["/etc/app/app.conf: mode 0700 -> 0755"]
     );
+}
+
+#[test]
+fn noop_shows_a_unified_diff_of_text_content() {
+    let fs = MemFs::new();
+    fs.dirs("/etc");
+    fs.put("/etc/motd", Kind::File(b"hello\nworld\n".to_vec()), 0o644, 0);
+    let json = r#"{"path": "/etc/motd", "content": "hello\nthere\n", "mode": "0600"}"#;
+    let report = run(&fs, json, false).unwrap();
+    assert_eq!(
+        report.changes,
+        ["content: 12 bytes -> 12 bytes", "mode 0644 -> 0600"]
+    );
+    assert_eq!(
+        report.diffs,
+        [(
+            0,
+            "--- /etc/motd\n+++ /etc/motd\n@@ -1,2 +1,2 @@\n hello\n-world\n+there\n".to_string()
+        )]
+    );
+    // A new file diffs against nothing; binary content gets no diff.
+    let report = run(&fs, r#"{"path": "/etc/new", "content": "a\n"}"#, false).unwrap();
+    assert_eq!(report.diffs.len(), 1);
+    assert!(report.diffs[0].1.ends_with("@@ -0,0 +1 @@\n+a\n"), "{:?}", report.diffs);
+    fs.put("/etc/bin", Kind::File(vec![0xff, 0xfe]), 0o644, 0);
+    let report = run(&fs, r#"{"path": "/etc/bin", "content": "text\n"}"#, false).unwrap();
+    assert_eq!(report.changes.len(), 1);
+    assert!(report.diffs.is_empty());
 }

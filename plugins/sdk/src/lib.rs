@@ -243,7 +243,7 @@ pub struct CheckApply {
 /// What a check-apply found and did.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
-    changes: Vec<String>,
+    changes: Vec<(String, Option<String>)>,
     sends: Vec<(String, String)>,
 }
 
@@ -254,13 +254,19 @@ impl Outcome {
     /// Record one change (made, or that would be made in noop). A resource with no
     /// recorded change is reported as already in its declared state.
     pub fn change(&mut self, what: impl Into<String>) {
-        self.changes.push(what.into());
+        self.changes.push((what.into(), None));
+    }
+    /// Record a change of text content with a unified diff of it (`--- old`/`+++ new`
+    /// headers and hunks), which `--noop` prints below the change line.
+    pub fn change_with_diff(&mut self, what: impl Into<String>, diff: impl Into<String>) {
+        self.changes.push((what.into(), Some(diff.into())));
     }
     /// Whether any change was recorded.
     pub fn changed(&self) -> bool {
         !self.changes.is_empty()
     }
-    /// Publish a value for send/recv.
+    /// Publish a value for send/recv. Declare every key in [`Resource::SENDS`]; the host
+    /// drops (and logs) a value under an undeclared key.
     pub fn send(&mut self, key: &str, value: impl serde::Serialize) {
         let json = serde_json::to_string(&value).unwrap_or_else(|_| "null".to_string());
         self.sends.push((key.to_string(), json));
@@ -276,6 +282,10 @@ pub trait Resource {
     const SCHEMA: &'static str;
     /// The params, deserialized from JSON.
     type Params: DeserializeOwned;
+    /// The values check-apply publishes for send/recv: key and JSON type (`string`,
+    /// `integer`, `number`, `boolean`, `array`, `object` or `any`). The host checks a
+    /// graph's `send:` mappings against them before anything runs.
+    const SENDS: &'static [(&'static str, &'static str)] = &[];
 
     /// Check params and declare footprint, watches and dependencies. No host calls.
     fn validate(id: &ResourceId, params: &Self::Params) -> Result<Info>;
@@ -419,7 +429,11 @@ pub mod __glue {
         let out = R::check_apply(&id(i), &p, &CheckApply { apply, refresh }).map_err(err)?;
         Ok(WitCheck {
             ok: out.changes.is_empty(),
-            changes: out.changes,
+            changes: out
+                .changes
+                .into_iter()
+                .map(|(summary, diff)| wit::Change { summary, diff })
+                .collect(),
             sends: out.sends,
         })
     }
@@ -436,32 +450,63 @@ pub mod __glue {
         }
     }
 
-    /// Total length of the manifest pieces (const, so the manifest is a fixed array).
-    pub const fn manifest_len(pieces: &[&str]) -> usize {
+    /// A piece of the manifest: literal text, or a kind's `SENDS` written as TOML lines
+    /// `"key" = "type"` (a trait constant cannot be expanded by the macro itself).
+    #[derive(Clone, Copy)]
+    pub enum Piece {
+        Text(&'static str),
+        Sends(&'static [(&'static str, &'static str)]),
+    }
+
+    /// Calls `emit` with every byte string the pieces stand for, in order. A macro
+    /// rather than a function taking a closure, because const fns cannot call closures.
+    macro_rules! each_str {
+        ($pieces:expr, |$s:ident| $body:block) => {{
+            let mut i = 0;
+            while i < $pieces.len() {
+                match $pieces[i] {
+                    Piece::Text(t) => {
+                        let $s = t.as_bytes();
+                        $body
+                    }
+                    Piece::Sends(list) => {
+                        let mut k = 0;
+                        while k < list.len() {
+                            let parts: [&str; 5] = ["\"", list[k].0, "\" = \"", list[k].1, "\"\n"];
+                            let mut p = 0;
+                            while p < parts.len() {
+                                let $s = parts[p].as_bytes();
+                                $body
+                                p += 1;
+                            }
+                            k += 1;
+                        }
+                    }
+                }
+                i += 1;
+            }
+        }};
+    }
+
+    /// Total length of the manifest (const, so the manifest is a fixed array).
+    pub const fn manifest_len(pieces: &[Piece]) -> usize {
         let mut n = 0;
-        let mut i = 0;
-        while i < pieces.len() {
-            n += pieces[i].len();
-            i += 1;
-        }
+        each_str!(pieces, |s| { n += s.len(); });
         n
     }
 
     /// Concatenate the manifest pieces into the bytes of the custom section.
-    pub const fn manifest_bytes<const N: usize>(pieces: &[&str]) -> [u8; N] {
+    pub const fn manifest_bytes<const N: usize>(pieces: &[Piece]) -> [u8; N] {
         let mut out = [0u8; N];
         let mut at = 0;
-        let mut i = 0;
-        while i < pieces.len() {
-            let b = pieces[i].as_bytes();
+        each_str!(pieces, |s| {
             let mut j = 0;
-            while j < b.len() {
-                out[at] = b[j];
+            while j < s.len() {
+                out[at] = s[j];
                 at += 1;
                 j += 1;
             }
-            i += 1;
-        }
+        });
         out
     }
 }
@@ -476,14 +521,17 @@ pub mod __glue {
 macro_rules! export_resource {
     ($($res:ty),+ $(,)? ; capabilities = [$($cap:literal),* $(,)?] $(,)?) => {
         const _: () = {
-            const PIECES: &[&str] = &[
-                "api = \"", $crate::API_VERSION, "\"\n",
-                "name = \"", env!("CARGO_PKG_NAME"), "\"\n",
-                "version = \"", env!("CARGO_PKG_VERSION"), "\"\n",
-                "capabilities = [", $("\"", $cap, "\", ",)* "]\n",
+            use $crate::__glue::Piece::{Sends, Text};
+            const PIECES: &[$crate::__glue::Piece] = &[
+                Text("api = \""), Text($crate::API_VERSION), Text("\"\n"),
+                Text("name = \""), Text(env!("CARGO_PKG_NAME")), Text("\"\n"),
+                Text("version = \""), Text(env!("CARGO_PKG_VERSION")), Text("\"\n"),
+                Text("capabilities = ["), $(Text("\""), Text($cap), Text("\", "),)* Text("]\n"),
                 $(
-                    "[kinds.\"", <$res as $crate::Resource>::KIND, "\"]\n",
-                    "schema = '''\n", <$res as $crate::Resource>::SCHEMA, "'''\n",
+                    Text("[kinds.\""), Text(<$res as $crate::Resource>::KIND), Text("\"]\n"),
+                    Text("schema = '''\n"), Text(<$res as $crate::Resource>::SCHEMA), Text("'''\n"),
+                    Text("[kinds.\""), Text(<$res as $crate::Resource>::KIND), Text("\".sends]\n"),
+                    Sends(<$res as $crate::Resource>::SENDS),
                 )+
             ];
             const LEN: usize = $crate::__glue::manifest_len(PIECES);
