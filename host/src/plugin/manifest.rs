@@ -75,9 +75,7 @@ impl SendType {
     /// Whether a value of this type is acceptable where a schema says `ty`
     /// (an integer is a number; `any` is accepted everywhere and checked at run time).
     pub fn fits(self, ty: &str) -> bool {
-        self == SendType::Any
-            || ty == self.name()
-            || (self == SendType::Integer && ty == "number")
+        self == SendType::Any || ty == self.name() || (self == SendType::Integer && ty == "number")
     }
 
     /// Whether a JSON value is of this type.

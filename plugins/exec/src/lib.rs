@@ -45,6 +45,11 @@ fn stderr_tail(o: &Output) -> String {
 impl Resource for Exec {
     const KIND: &'static str = "exec";
     const SCHEMA: &'static str = include_str!("../schema/exec.json");
+    const SENDS: &'static [(&'static str, &'static str)] = &[
+        ("stdout", "string"),
+        ("stderr", "string"),
+        ("exitcode", "integer"),
+    ];
     type Params = Params;
 
     fn validate(id: &ResourceId, p: &Params) -> Result<Info> {

@@ -35,7 +35,8 @@ impl Resource for File {
     const KIND: &'static str = "file";
     const SCHEMA: &'static str = include_str!("../schema/file.json");
     type Params = Params;
-    const SENDS: &'static [(&'static str, &'static str)] = &[("path", "string"), ("size", "integer")];
+    const SENDS: &'static [(&'static str, &'static str)] =
+        &[("path", "string"), ("size", "integer")];
 
     fn validate(_: &ResourceId, p: &Params) -> Result<Info> {
         Ok(info(Spec::from_params(p)?.declare()))

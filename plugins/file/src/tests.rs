@@ -558,7 +558,12 @@ fn symbolic_mode_on_copies_starts_from_the_source() {
 fn noop_shows_a_unified_diff_of_text_content() {
     let fs = MemFs::new();
     fs.dirs("/etc");
-    fs.put("/etc/motd", Kind::File(b"hello\nworld\n".to_vec()), 0o644, 0);
+    fs.put(
+        "/etc/motd",
+        Kind::File(b"hello\nworld\n".to_vec()),
+        0o644,
+        0,
+    );
     let json = r#"{"path": "/etc/motd", "content": "hello\nthere\n", "mode": "0600"}"#;
     let report = run(&fs, json, false).unwrap();
     assert_eq!(
@@ -575,7 +580,11 @@ fn noop_shows_a_unified_diff_of_text_content() {
     // A new file diffs against nothing; binary content gets no diff.
     let report = run(&fs, r#"{"path": "/etc/new", "content": "a\n"}"#, false).unwrap();
     assert_eq!(report.diffs.len(), 1);
-    assert!(report.diffs[0].1.ends_with("@@ -0,0 +1 @@\n+a\n"), "{:?}", report.diffs);
+    assert!(
+        report.diffs[0].1.ends_with("@@ -0,0 +1 @@\n+a\n"),
+        "{:?}",
+        report.diffs
+    );
     fs.put("/etc/bin", Kind::File(vec![0xff, 0xfe]), 0o644, 0);
     let report = run(&fs, r#"{"path": "/etc/bin", "content": "text\n"}"#, false).unwrap();
     assert_eq!(report.changes.len(), 1);

@@ -491,7 +491,9 @@ pub mod __glue {
     /// Total length of the manifest (const, so the manifest is a fixed array).
     pub const fn manifest_len(pieces: &[Piece]) -> usize {
         let mut n = 0;
-        each_str!(pieces, |s| { n += s.len(); });
+        each_str!(pieces, |s| {
+            n += s.len();
+        });
         n
     }
 

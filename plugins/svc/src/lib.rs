@@ -6,9 +6,10 @@
 //! one unit `validate` declared. The host watches the unit through D-Bus signals and
 //! resolves the unit file locations for the autoedges to `file` resources.
 //!
-//! Check-apply: when the manager does not know the unit (`not-found`) or its unit file
-//! changed on disk (`need-daemon-reload`), daemon-reload first (a `file` resource that wrote
-//! the unit file ran just before, through the autoedge); then `startup`, then `state`. On
+//! Check-apply: when the unit file changed on disk since the manager loaded it
+//! (`need-daemon-reload`; a `file` resource that wrote it ran just before, through the
+//! autoedge), daemon-reload first; then `startup`, then `state`. A unit file that did not
+//! exist before needs no reload: systemd loads a new unit file on first use. On
 //! `refresh` (a notify edge, e.g. from the service's config file) a running unit is
 //! reloaded or restarted.
 
@@ -91,13 +92,15 @@ impl Resource for Svc {
         let user = if session { "--user " } else { "" };
         let mut out = Outcome::new();
         let mut st = systemd::status(&unit, session)?;
-        if st.load_state == "not-found" || st.need_daemon_reload {
+        // A unit file written since the manager loaded it (e.g. by the `file` resource the
+        // autoedge ran first). A unit file that did not exist before needs no reload:
+        // systemd retries loading a `not-found` unit when its unit directories changed.
+        // Reloading for `not-found` too would loop: every reload is a watch event.
+        if st.need_daemon_reload {
+            out.change("daemon-reload (unit file changed on disk)");
             if ctx.apply {
                 systemd::daemon_reload(session)?;
                 st = systemd::status(&unit, session)?;
-                out.change("daemon-reload (unit file changed on disk)");
-            } else if st.need_daemon_reload {
-                out.change("daemon-reload (unit file changed on disk)");
             }
         }
         match st.load_state.as_str() {
