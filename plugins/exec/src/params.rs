@@ -142,7 +142,7 @@ impl Spec {
                 "`timeout` must be at least 1 (milliseconds); leave it out for no timeout",
             ));
         }
-        for (k, _) in &p.env {
+        for k in p.env.keys() {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
                 return Err(Error::param(
                     "env",
