@@ -61,6 +61,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let _ = stop_tx.send(true);
         tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} }
         eprintln!("interrupted: abandoning check-applies in progress");
+        // exit() runs no destructors: kill the commands still running ourselves.
+        crate::plugin::capabilities::process::kill_all();
         std::process::exit(130);
     });
     let summary = engine::run(
