@@ -340,7 +340,6 @@ resources:
 }
 
 #[test]
-#[ignore = "needs send/recv from issue 3"]
 fn stdout_is_sent_into_a_file_content() {
     let t = tempfile::tempdir().unwrap();
     let f = t.path().join("motd");

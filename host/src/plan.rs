@@ -67,6 +67,7 @@ pub async fn load(path: &Path, registry: &Registry) -> Result<Plan, PlanError> {
 /// Validate every resource of a parsed, param-checked graph in its plugin and build
 /// the plan.
 pub async fn plan(doc: GraphDoc, registry: &Registry) -> Result<Plan, PlanError> {
+    GraphErrors::check([check_sends(&doc, registry), check_semaphores(&doc)].concat())?;
     let infos = validate_all(&doc, registry).await?;
     check_footprints(&doc, &infos)?;
 
@@ -112,6 +113,7 @@ pub async fn plan(doc: GraphDoc, registry: &Registry) -> Result<Plan, PlanError>
             meta: decl.meta.clone(),
             plugin: entry.plugin.clone(),
             info: infos[i].take().expect("each resource is planned once"),
+            sends: entry.sends.clone(),
         });
     }
     let mut edges = Vec::new();
@@ -121,6 +123,8 @@ pub async fn plan(doc: GraphDoc, registry: &Registry) -> Result<Plan, PlanError>
                 from: position[id],
                 to: position[&succ.id()],
                 notify: edge.notify,
+                send: edge.send.clone(),
+                auto: edge.auto,
             });
         }
     }
@@ -175,6 +179,94 @@ async fn validate_all(doc: &GraphDoc, registry: &Registry) -> Result<Vec<Resourc
         .into_iter()
         .map(|i| i.expect("every resource was validated"))
         .collect())
+}
+
+/// Every `send:` of an edge names a value the sender declares, a param the receiver
+/// has, and types that fit.
+fn check_sends(doc: &GraphDoc, registry: &Registry) -> Vec<GraphError> {
+    let by_id: HashMap<ResId, &graph::ResourceDecl> =
+        doc.resources.iter().map(|r| (r.id(), r)).collect();
+    let mut errors = Vec::new();
+    for (index, edge) in doc.edges.iter().enumerate() {
+        let (Some(from), Some(to)) = (by_id.get(&edge.from), by_id.get(&edge.to)) else {
+            continue; // a dangling edge, reported by check_params
+        };
+        let (Some(sender), Some(receiver)) = (registry.kind(&from.kind), registry.kind(&to.kind))
+        else {
+            continue; // an unknown kind, reported by check_params
+        };
+        let label = edge.label(index);
+        let mut error = |message: String| {
+            errors.push(GraphError::Invalid {
+                loc: edge.loc.clone(),
+                message: format!("{label}: {message}"),
+            })
+        };
+        for (key, param) in &edge.send {
+            let Some(ty) = sender.sends.get(key) else {
+                let known: Vec<&str> = sender.sends.keys().map(String::as_str).collect();
+                let hint = graph::suggest::did_you_mean(key, known.iter().copied());
+                error(if known.is_empty() {
+                    format!("{} sends no values, so it cannot send `{key}`", edge.from)
+                } else {
+                    format!(
+                        "{} sends no value `{key}`{hint} (it sends: {})",
+                        edge.from,
+                        known.join(", ")
+                    )
+                });
+                continue;
+            };
+            let Some(types) = receiver.param_types(param) else {
+                let names = graph::schema_param_names(&receiver.schema_json);
+                let hint = graph::suggest::did_you_mean(param, names.iter().map(String::as_str));
+                error(format!(
+                    "{} has no param `{param}` to receive `{key}` into{hint}",
+                    edge.to
+                ));
+                continue;
+            };
+            if !types.is_empty() && !types.iter().any(|t| ty.fits(t)) {
+                error(format!(
+                    "type mismatch: {} sends `{key}` as {}, but `{param}` of {} takes {}",
+                    edge.from,
+                    ty.name(),
+                    edge.to,
+                    types.join(" or ")
+                ));
+            }
+        }
+    }
+    errors
+}
+
+/// Resources naming the same semaphore must agree on its count.
+fn check_semaphores(doc: &GraphDoc) -> Vec<GraphError> {
+    let mut first: HashMap<&str, (u32, &graph::ResourceDecl)> = HashMap::new();
+    let mut errors = Vec::new();
+    for r in &doc.resources {
+        for s in &r.meta.sema {
+            match first.get(s.id.as_str()) {
+                Some((count, other)) if *count != s.count => errors.push(GraphError::Invalid {
+                    loc: r.value_loc_of(Some("meta")).clone(),
+                    message: format!(
+                        "{} uses semaphore `{}` with count {}, but {} (at {}) gives it count {count}; \
+                         use one count everywhere",
+                        r.id(),
+                        s.id,
+                        s.count,
+                        other.id(),
+                        other.loc_of(None)
+                    ),
+                }),
+                Some(_) => {}
+                None => {
+                    first.insert(&s.id, (s.count, r));
+                }
+            }
+        }
+    }
+    errors
 }
 
 /// Two resources may not both write the same path.

@@ -155,10 +155,15 @@ impl Running {
         status.unwrap_or_else(|| panic!("homeostat did not exit; log:\n{}", self.log().join("\n")))
     }
 
+    /// Send `signal` (e.g. `libc::SIGINT`) to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
     /// Send SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) -> ExitStatus {
-        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.signal(libc::SIGTERM);
         self.wait_exit()
     }
 }
@@ -203,6 +208,25 @@ pub fn wait_mode(path: &Path, mode: u32) {
         (std::fs::symlink_metadata(path).ok()?.permissions().mode() & 0o7777 == mode).then_some(())
     });
     assert!(ok.is_some(), "{} never got mode {mode:o}", path.display());
+}
+
+/// Seconds since midnight (UTC) of a log line's timestamp
+/// (`2026-11-24T17:43:23.026190Z  INFO ...`), to compare when two lines were written.
+pub fn log_time(line: &str) -> f64 {
+    let time = line
+        .split_once('T')
+        .and_then(|(_, rest)| rest.split_once('Z'))
+        .map(|(t, _)| t)
+        .unwrap_or_else(|| panic!("no timestamp in log line {line:?}"));
+    let mut parts = time
+        .split(':')
+        .map(|p| p.parse::<f64>().expect("a time field"));
+    let (h, m, s) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    h * 3600.0 + m * 60.0 + s
 }
 
 /// Text of stderr.

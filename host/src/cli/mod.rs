@@ -8,6 +8,7 @@
 //! | 2 | `--noop`: changes are pending |
 //! | 130 | interrupted twice (in-flight check-applies were abandoned) |
 
+mod graph;
 mod run;
 mod validate;
 
@@ -38,6 +39,8 @@ enum Command {
     Run(run::RunArgs),
     /// Check a graph (YAML, params, plugins, edges, cycles) without applying anything.
     Validate(validate::ValidateArgs),
+    /// Print the resolved graph (autoedges included) as Graphviz dot.
+    Graph(graph::GraphArgs),
 }
 
 /// Where plugins come from and the limits they run under; shared by subcommands.
@@ -137,6 +140,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run::run(args).await,
             Command::Validate(args) => validate::validate(args).await,
+            Command::Graph(args) => graph::graph(args).await,
         }
     });
     // Blocking tasks (e.g. a stuck file read) must not keep the process alive.

@@ -1,15 +1,20 @@
 //! `homeostat run GRAPH.yaml`: run the graph until a signal, or until it has converged
-//! for `--converged-timeout` seconds.
+//! for `--converged-timeout` seconds. Saving a new version of the graph file swaps it in
+//! live (an invalid one is reported and the running graph stays); `--no-reload` turns
+//! that off.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::PluginArgs;
-use crate::engine::{self, RunOptions, Settled, Stopped};
+use crate::engine::{self, Plan, RunOptions, Settled, Shutdown, Stopped, Summary};
+use crate::plugin::registry::Registry;
 use crate::watch::WatchHub;
 
 #[derive(Debug, Args)]
@@ -23,12 +28,17 @@ pub struct RunArgs {
     /// Change nothing: report what would change (exit 2 when something would).
     #[arg(long)]
     noop: bool,
+    /// Do not watch the graph file for changes (by default, saving it swaps the new
+    /// graph in without restarting unchanged resources).
+    #[arg(long)]
+    no_reload: bool,
     #[command(flatten)]
     plugins: PluginArgs,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (_runtime, registry) = args.plugins.load()?;
+    let registry = Arc::new(registry);
     let plan = match crate::plan::load(&args.graph, &registry).await {
         Ok(plan) => plan,
         Err(errors) => {
@@ -50,7 +60,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         plan.edges.len()
     );
     let hub = WatchHub::new()?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(Shutdown::Run);
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     tokio::spawn(async move {
@@ -58,13 +68,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(
             "stopping: waiting for check-applies in progress (signal again to abandon them)"
         );
-        let _ = stop_tx.send(true);
+        stop_tx.send_replace(Shutdown::Graceful);
         tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} }
         eprintln!("interrupted: abandoning check-applies in progress");
+        stop_tx.send_replace(Shutdown::Cancel);
+        // A third signal, or a cancel that does not finish, ends the process.
+        tokio::select! {
+            _ = sigint.recv() => {}
+            _ = sigterm.recv() => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
         // exit() runs no destructors: kill the commands still running ourselves.
         crate::plugin::capabilities::process::kill_all();
         std::process::exit(130);
     });
+    let (update_tx, update_rx) = mpsc::channel(1);
+    let _reloader = if args.no_reload {
+        None
+    } else {
+        Some(watch_graph(&args.graph, &hub, registry.clone(), update_tx)?)
+    };
     let summary = engine::run(
         plan,
         hub,
@@ -73,28 +96,128 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             converged_timeout,
         },
         stop_rx,
+        update_rx,
     )
     .await;
-    let how = match summary.stopped {
+    print_summary(&summary, args.noop);
+    Ok(match summary.stopped {
+        Stopped::Cancelled => ExitCode::from(130),
+        _ if summary.failed > 0 => ExitCode::FAILURE,
+        _ if args.noop && summary.pending > 0 => ExitCode::from(2),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+/// Watches the graph file; each saved version that differs from the last one loaded is
+/// planned and, when valid, sent to the engine. Dropping it stops the watch.
+struct Reloader {
+    _subscription: crate::watch::Subscription,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Reloader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn watch_graph(
+    path: &Path,
+    hub: &WatchHub,
+    registry: Arc<Registry>,
+    updates: mpsc::Sender<Plan>,
+) -> anyhow::Result<Reloader> {
+    let absolute = std::path::absolute(path)?;
+    let changed = Arc::new(Notify::new());
+    let waker = changed.clone();
+    let subscription = hub.subscribe(&absolute, false, Arc::new(move || waker.notify_one()))?;
+    let path = path.to_path_buf();
+    let mut last = std::fs::read(&path).ok();
+    let task = tokio::spawn(async move {
+        loop {
+            changed.notified().await;
+            // Editors write in several steps; let a burst settle before reading.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = std::fs::read(&path).ok();
+            if now.is_none() || now == last {
+                continue;
+            }
+            last = now;
+            match crate::plan::load(&path, &registry).await {
+                Ok(plan) => {
+                    tracing::info!("{}: changed; swapping in the new graph", path.display());
+                    if updates.send(plan).await.is_err() {
+                        return;
+                    }
+                }
+                Err(errors) => tracing::error!(
+                    "{}: the new version is invalid; still running the previous graph:\n{errors}",
+                    path.display()
+                ),
+            }
+        }
+    });
+    Ok(Reloader {
+        _subscription: subscription,
+        task,
+    })
+}
+
+/// Most resources listed by name in the closing summary, per list.
+const SUMMARY_LIST: usize = 8;
+
+/// The closing summary: one line that scripts parse (`converged after 0.31s: 3
+/// resources, 3 changes, 0 failed`), then which resources changed and which failed.
+fn print_summary(s: &Summary, noop: bool) {
+    let how = match s.stopped {
         Stopped::Shutdown => "stopped",
+        Stopped::Cancelled => "cancelled",
         Stopped::Settled(Settled::Converged) => "converged",
         Stopped::Settled(Settled::WithFailures) => "settled with failures",
     };
     eprintln!(
         "{how} after {:.2}s: {} resources, {} {}, {} failed",
-        summary.elapsed.as_secs_f64(),
-        summary.resources,
-        summary.changes,
-        if args.noop {
-            "changes pending"
-        } else {
-            "changes"
-        },
-        summary.failed
+        s.elapsed.as_secs_f64(),
+        s.resources,
+        s.changes,
+        if noop { "changes pending" } else { "changes" },
+        s.failed
     );
-    Ok(match summary.stopped {
-        _ if summary.failed > 0 => ExitCode::FAILURE,
-        _ if args.noop && summary.pending > 0 => ExitCode::from(2),
-        _ => ExitCode::SUCCESS,
-    })
+    let list = |items: Vec<String>| {
+        let more = items.len().saturating_sub(SUMMARY_LIST);
+        let mut text = items
+            .into_iter()
+            .take(SUMMARY_LIST)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if more > 0 {
+            text.push_str(&format!(", and {more} more"));
+        }
+        text
+    };
+    if !s.changed.is_empty() {
+        let label = if noop { "would change" } else { "changed" };
+        let items = s
+            .changed
+            .iter()
+            .map(|(id, n)| {
+                if *n > 1 {
+                    format!("{id} ({n}x)")
+                } else {
+                    id.to_string()
+                }
+            })
+            .collect();
+        eprintln!("  {label}: {}", list(items));
+    }
+    for (id, error) in s.failures.iter().take(SUMMARY_LIST) {
+        let first = error.lines().next().unwrap_or_default();
+        eprintln!("  failed: {id}: {first}");
+    }
+    if s.failures.len() > SUMMARY_LIST {
+        eprintln!("  ... and {} more failed", s.failures.len() - SUMMARY_LIST);
+    }
+    if s.swaps > 0 {
+        eprintln!("  graph swaps: {}", s.swaps);
+    }
 }

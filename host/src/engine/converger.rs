@@ -1,6 +1,12 @@
 //! Converged-state tracking: each vertex reports its phase; the graph is *settled* when
-//! no vertex has work in progress, and *converged* when it has stayed settled with every
-//! vertex in a good state for the converged timeout.
+//! no vertex has work in progress and nothing *happened* for the converged timeout, and
+//! *converged* when it settled with every vertex in a good state.
+//!
+//! Something happens when a check-apply changes something (or would, in noop) or fails,
+//! when a vertex fails, is blocked, or joins or leaves the graph. A poll or an event whose
+//! check-apply finds nothing to do is busy for a moment but does not restart the timer,
+//! so a resource polling every second still lets the graph converge; a resource waiting
+//! to retry stays busy, so a graph with retries left never counts as converged.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -9,6 +15,7 @@ use tokio::sync::Notify;
 
 /// Where a vertex is in its life, as far as convergence is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Phase {
     /// Dirty, running check-apply, or waiting to retry: work is in progress.
     Busy,
@@ -18,6 +25,18 @@ pub enum Phase {
     Failed,
     /// Waiting for a predecessor that failed.
     Blocked,
+}
+
+impl Phase {
+    /// The phase stored as `phase as u8` (vertices keep theirs in an atomic).
+    pub fn from_u8(n: u8) -> Phase {
+        match n {
+            0 => Phase::Busy,
+            1 => Phase::Ok,
+            2 => Phase::Failed,
+            _ => Phase::Blocked,
+        }
+    }
 }
 
 /// Counts of vertices by phase, updated on every transition.
@@ -50,7 +69,21 @@ impl Converger {
         }
     }
 
-    /// Record a vertex moving from `from` to `to`.
+    /// A vertex joins the graph (busy: it has not been checked yet).
+    pub fn add(&self) {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        self.not_ok.fetch_add(1, Ordering::AcqRel);
+        self.activity();
+    }
+
+    /// Something happened that restarts the converged timer (a change or a failure).
+    pub fn activity(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_waiters();
+    }
+
+    /// Record a vertex moving from `from` to `to`. Only moves into or out of a failed or
+    /// blocked phase count as activity; busy ↔ ok does not.
     pub fn transition(&self, from: Phase, to: Phase) {
         if from == to {
             return;
@@ -67,7 +100,10 @@ impl Converger {
         if to == Phase::Ok {
             self.not_ok.fetch_sub(1, Ordering::AcqRel);
         }
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let bad = |p| matches!(p, Phase::Failed | Phase::Blocked);
+        if bad(from) || bad(to) {
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+        }
         self.changed.notify_waiters();
     }
 
@@ -88,27 +124,48 @@ impl Converger {
         self.busy.load(Ordering::Acquire)
     }
 
-    /// Wait until the graph has stayed settled, with no transition at all, for `hold`.
-    pub async fn settled_for(&self, hold: Duration) -> Settled {
+    /// Wait until nothing is busy.
+    async fn idle(&self) {
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.busy() > 0 {
-                notified.await;
-                continue;
+            if self.busy() == 0 {
+                return;
             }
+            notified.await;
+        }
+    }
+
+    /// Wait until nothing has happened for `hold` and nothing is busy.
+    pub async fn settled_for(&self, hold: Duration) -> Settled {
+        'restart: loop {
+            self.idle().await;
             let epoch = self.epoch.load(Ordering::Acquire);
-            tokio::select! {
-                _ = tokio::time::sleep(hold) => {}
-                _ = &mut notified => continue,
-            }
-            if self.busy() == 0 && self.epoch.load(Ordering::Acquire) == epoch {
-                return if self.not_ok.load(Ordering::Acquire) == 0 {
-                    Settled::Converged
+            let deadline = tokio::time::Instant::now() + hold;
+            loop {
+                let notified = self.changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.epoch.load(Ordering::Acquire) != epoch {
+                    continue 'restart;
+                }
+                let timed_out = tokio::time::Instant::now() >= deadline;
+                if timed_out && self.busy() == 0 {
+                    return if self.not_ok.load(Ordering::Acquire) == 0 {
+                        Settled::Converged
+                    } else {
+                        Settled::WithFailures
+                    };
+                }
+                if timed_out {
+                    notified.await;
                 } else {
-                    Settled::WithFailures
-                };
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(deadline) => {}
+                        _ = &mut notified => {}
+                    }
+                }
             }
         }
     }
@@ -134,5 +191,41 @@ mod tests {
             c.settled_for(Duration::from_millis(1)).await,
             Settled::Converged
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polls_that_change_nothing_do_not_restart_the_timer() {
+        let c = std::sync::Arc::new(Converger::new(1));
+        c.transition(Phase::Busy, Phase::Ok);
+        let c2 = c.clone();
+        let waiter = tokio::spawn(async move { c2.settled_for(Duration::from_secs(2)).await });
+        // A poll every 500 ms that finds nothing to do.
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            c.transition(Phase::Ok, Phase::Busy);
+            c.transition(Phase::Busy, Phase::Ok);
+        }
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(
+            waiter.is_finished(),
+            "no-op polls kept the graph unconverged"
+        );
+        assert_eq!(waiter.await.unwrap(), Settled::Converged);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_restarts_the_timer() {
+        let c = std::sync::Arc::new(Converger::new(1));
+        c.transition(Phase::Busy, Phase::Ok);
+        let c2 = c.clone();
+        let waiter = tokio::spawn(async move { c2.settled_for(Duration::from_secs(2)).await });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        c.transition(Phase::Ok, Phase::Busy);
+        c.activity();
+        c.transition(Phase::Busy, Phase::Ok);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert!(!waiter.is_finished(), "a change did not restart the timer");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert!(waiter.is_finished());
     }
 }

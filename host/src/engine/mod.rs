@@ -8,23 +8,39 @@
 //! instance pool). A failure is logged with `kind[name]`, retried per the `retry` and
 //! `delay` metaparams, and blocks only the vertex's successors; the engine keeps going.
 //!
+//! Edges order vertices, and carry more: a `notify` edge gives the downstream
+//! `refresh = true` after the upstream changed something (kept until a check-apply of the
+//! downstream succeeds); a `send` edge maps values the upstream published onto the
+//! downstream's params (a changed value makes the downstream dirty); and an upstream that
+//! changed something pokes its successors. Metaparams (`poll`, `limit`/`burst`, `sema`,
+//! `timeout`, `retry`/`delay`, `noop`, `hidden`) are honoured per vertex.
+//!
+//! A running graph can be replaced ([`run`]'s `updates`): unchanged vertices keep running
+//! untouched (same task, state, refresh flags and sent values), changed ones are stopped,
+//! cleaned up and started anew, removed ones are cleaned up, new ones start, and every
+//! vertex is rewired to the new edges.
+//!
 //! The engine takes everything it touches as arguments ([`run`]), so tests drive it
 //! directly.
 
 pub mod converger;
+mod limits;
+mod vertex;
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::graph::{Meta, ResId};
-use crate::plugin::bindings::{ResourceInfo, ResourceRef, WatchItem};
-use crate::plugin::capabilities::fs::Footprint;
+use crate::plugin::bindings::ResourceInfo;
+use crate::plugin::manifest::SendType;
 use crate::plugin::runtime::Plugin;
 use crate::watch::WatchHub;
 pub use converger::{Converger, Phase, Settled};
+use vertex::{Links, Pred, Succ, Vertex};
 
 /// One resource, ready to run: validated, with its plugin and what it declared.
 #[derive(Debug, Clone)]
@@ -35,6 +51,18 @@ pub struct PlannedResource {
     pub meta: Meta,
     pub plugin: Arc<Plugin>,
     pub info: ResourceInfo,
+    /// The values its kind declares it sends.
+    pub sends: Arc<BTreeMap<String, SendType>>,
+}
+
+impl PlannedResource {
+    /// Whether a running vertex for `self` can keep running for `other` (a graph swap).
+    fn same_as(&self, v: &Vertex) -> bool {
+        self.id == v.id
+            && self.params == v.params
+            && self.meta == v.meta
+            && Arc::ptr_eq(&self.plugin, &v.plugin)
+    }
 }
 
 /// A dependency: `from` runs before `to`.
@@ -44,6 +72,10 @@ pub struct PlannedEdge {
     pub to: usize,
     /// `to` gets `refresh = true` after `from` changed something.
     pub notify: bool,
+    /// send/recv: `from`'s key → `to`'s param.
+    pub send: BTreeMap<String, String>,
+    /// Added by the engine (autoedge), not written in the graph.
+    pub auto: bool,
 }
 
 /// A validated graph, resources in topological order.
@@ -63,11 +95,24 @@ pub struct RunOptions {
     pub converged_timeout: Option<Duration>,
 }
 
+/// How far a stop request has gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Shutdown {
+    /// Keep running.
+    Run,
+    /// Stop starting check-applies, let those in progress finish, clean up.
+    Graceful,
+    /// Abandon check-applies in progress now (no cleanup).
+    Cancel,
+}
+
 /// Why the engine stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
-    /// Asked to stop (signal).
+    /// Asked to stop (signal); in-flight check-applies finished.
     Shutdown,
+    /// Asked twice: in-flight check-applies were abandoned.
+    Cancelled,
     /// Settled for the converged timeout.
     Settled(Settled),
 }
@@ -84,121 +129,281 @@ pub struct Summary {
     /// Resources with changes pending (noop only).
     pub pending: usize,
     pub elapsed: Duration,
+    /// Resources that changed something, with how many check-applies did, in graph order.
+    pub changed: Vec<(ResId, usize)>,
+    /// Resources failed or blocked at the end, with their last error.
+    pub failures: Vec<(ResId, String)>,
+    /// Graph swaps applied while running.
+    pub swaps: usize,
 }
 
-struct Vertex {
-    id: ResId,
-    reference: ResourceRef,
-    params: Arc<str>,
-    footprint: Arc<Footprint>,
-    plugin: Arc<Plugin>,
-    meta: Meta,
-    watch: Vec<WatchItem>,
-    dirty: AtomicBool,
-    wake: Notify,
-    /// Set by an upstream notify edge; cleared once a check-apply succeeds.
-    refresh: AtomicBool,
-    /// This vertex's phase, watched by its successors.
-    phase: watch::Sender<Phase>,
-    /// noop: the last check found changes to make.
-    pending: AtomicBool,
-}
-
-impl Vertex {
-    fn mark_dirty(&self) {
-        self.dirty.store(true, Ordering::Release);
-        self.wake.notify_one();
-    }
-}
-
+/// What every vertex task shares.
 struct Ctx {
     converger: Converger,
     /// Check-applies that changed something (or would have, in noop).
     changes: AtomicUsize,
     noop: bool,
-    shutdown: watch::Receiver<bool>,
+    semaphores: limits::Semaphores,
 }
 
-/// Run `plan` until `shutdown` turns true or, with a converged timeout, until it settles.
+impl Ctx {
+    fn semaphores(&self, decls: &[crate::graph::Semaphore]) -> Vec<Arc<tokio::sync::Semaphore>> {
+        self.semaphores.get(decls)
+    }
+}
+
+/// A vertex and its task.
+struct Running {
+    v: Arc<Vertex>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The graph being run: vertices by id, in the plan's (topological) order.
+struct Engine {
+    ctx: Arc<Ctx>,
+    hub: WatchHub,
+    order: Vec<ResId>,
+    running: HashMap<ResId, Running>,
+    swaps: usize,
+}
+
+impl Engine {
+    /// Start the task of a linked vertex.
+    fn spawn(&mut self, v: Arc<Vertex>) {
+        self.ctx.converger.add();
+        let task = tokio::spawn(vertex::run(v.clone(), self.hub.clone(), self.ctx.clone()));
+        self.running.insert(v.id.clone(), Running { v, task });
+    }
+
+    /// Rewire every vertex to `edges` (indices into `vertices`), then nudge them all so
+    /// waiters re-check their predecessors.
+    fn link(vertices: &[Arc<Vertex>], edges: &[PlannedEdge]) {
+        let mut links: Vec<Links> = vertices.iter().map(|_| Links::default()).collect();
+        for e in edges {
+            let send = Arc::new(e.send.clone());
+            links[e.to].preds.push(Pred {
+                v: vertices[e.from].clone(),
+                send: send.clone(),
+            });
+            links[e.from].succs.push(Succ {
+                v: vertices[e.to].clone(),
+                notify: e.notify,
+                send,
+            });
+        }
+        for (v, l) in vertices.iter().zip(links) {
+            *v.links.write().expect("links lock") = l;
+        }
+        vertices.iter().for_each(|v| v.nudge());
+    }
+
+    /// Start a fresh plan (no vertex running yet).
+    fn load(&mut self, plan: Plan) {
+        let vertices: Vec<Arc<Vertex>> = plan
+            .resources
+            .into_iter()
+            .map(|r| {
+                self.order.push(r.id.clone());
+                // Link before the tasks run: start them after.
+                Arc::new(Vertex::new(r))
+            })
+            .collect();
+        Self::link(&vertices, &plan.edges);
+        vertices.into_iter().for_each(|v| self.spawn(v));
+    }
+
+    /// Stop the given vertices (their in-flight check-applies finish), clean them up and
+    /// take them out of the converger.
+    async fn retire(&mut self, ids: &[ResId]) {
+        let mut gone = Vec::new();
+        for id in ids {
+            if let Some(r) = self.running.remove(id) {
+                r.v.stop.send_replace(true);
+                gone.push(r);
+            }
+        }
+        let mut cleanups = tokio::task::JoinSet::new();
+        for r in gone {
+            let ctx = self.ctx.clone();
+            cleanups.spawn(async move {
+                let _ = r.task.await;
+                ctx.converger.remove(r.v.phase());
+                cleanup(&r.v).await;
+            });
+        }
+        while cleanups.join_next().await.is_some() {}
+    }
+
+    /// Apply a new plan: keep what is unchanged, replace what changed, remove what is
+    /// gone, start what is new, rewire everything.
+    async fn swap(&mut self, plan: Plan) {
+        let mut keep: HashMap<ResId, Arc<Vertex>> = HashMap::new();
+        let mut replace = Vec::new();
+        let mut new_ids: HashMap<&ResId, &PlannedResource> = HashMap::new();
+        for r in &plan.resources {
+            new_ids.insert(&r.id, r);
+        }
+        for (id, running) in &self.running {
+            match new_ids.get(id) {
+                Some(r) if r.same_as(&running.v) => {
+                    let v = &running.v;
+                    if v.meta.rewatch && v.phase() == Phase::Failed {
+                        tracing::info!("{id}: failed earlier; restarting it (meta rewatch)");
+                        replace.push(id.clone());
+                    } else {
+                        keep.insert(id.clone(), v.clone());
+                    }
+                }
+                Some(_) => {
+                    tracing::info!("{id}: changed in the new graph; replacing it");
+                    replace.push(id.clone());
+                }
+                None => {
+                    tracing::info!("{id}: not in the new graph; removing it");
+                    replace.push(id.clone());
+                }
+            }
+        }
+        let (added, changed) = (
+            plan.resources
+                .iter()
+                .filter(|r| !self.running.contains_key(&r.id))
+                .count(),
+            replace.iter().filter(|id| new_ids.contains_key(id)).count(),
+        );
+        let removed = replace.len() - changed;
+        drop(new_ids);
+        self.retire(&replace).await;
+
+        self.order.clear();
+        let mut fresh = Vec::new();
+        let vertices: Vec<Arc<Vertex>> = plan
+            .resources
+            .into_iter()
+            .map(|r| {
+                self.order.push(r.id.clone());
+                match keep.remove(&r.id) {
+                    Some(v) => v,
+                    None => {
+                        let v = Arc::new(Vertex::new(r));
+                        fresh.push(v.clone());
+                        v
+                    }
+                }
+            })
+            .collect();
+        Self::link(&vertices, &plan.edges);
+        fresh.into_iter().for_each(|v| self.spawn(v));
+        self.swaps += 1;
+        tracing::info!(
+            "graph `{}` swapped in: {} unchanged, {changed} replaced, {added} added, {removed} removed",
+            plan.name,
+            vertices.len() - changed - added,
+        );
+    }
+
+    fn vertices(&self) -> impl Iterator<Item = &Arc<Vertex>> {
+        self.order
+            .iter()
+            .filter_map(|id| self.running.get(id))
+            .map(|r| &r.v)
+    }
+}
+
+async fn cleanup(v: &Vertex) {
+    if let Err(e) = v
+        .plugin
+        .cleanup(&v.reference, v.params.clone(), v.footprint.clone())
+        .await
+    {
+        tracing::warn!("{}: cleanup failed: {e}", v.id);
+    }
+}
+
+/// Run `plan` until `shutdown` asks to stop or, with a converged timeout, until it
+/// settles. Each plan received on `updates` replaces the running graph (see the module
+/// docs); the caller validates it first, so a bad graph never reaches the engine.
 pub async fn run(
     plan: Plan,
     hub: WatchHub,
     opts: RunOptions,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<Shutdown>,
+    mut updates: mpsc::Receiver<Plan>,
 ) -> Summary {
     let started = Instant::now();
-    let n = plan.resources.len();
     let ctx = Arc::new(Ctx {
-        converger: Converger::new(n),
+        converger: Converger::new(0),
         changes: AtomicUsize::new(0),
         noop: opts.noop,
-        shutdown: shutdown.clone(),
+        semaphores: limits::Semaphores::default(),
     });
-    let vertices: Vec<Arc<Vertex>> = plan
-        .resources
-        .into_iter()
-        .map(|r| {
-            Arc::new(Vertex {
-                reference: ResourceRef {
-                    kind: r.id.kind.clone(),
-                    name: r.id.name.clone(),
-                },
-                id: r.id,
-                params: r.params,
-                footprint: Arc::new(r.info.footprint),
-                plugin: r.plugin,
-                meta: r.meta,
-                watch: r.info.watch,
-                dirty: AtomicBool::new(true),
-                wake: Notify::new(),
-                refresh: AtomicBool::new(false),
-                phase: watch::channel(Phase::Busy).0,
-                pending: AtomicBool::new(false),
-            })
-        })
-        .collect();
-    let mut preds: Vec<Vec<Arc<Vertex>>> = vec![Vec::new(); n];
-    let mut succs: Vec<Vec<(Arc<Vertex>, bool)>> = vec![Vec::new(); n];
-    for e in &plan.edges {
-        preds[e.to].push(vertices[e.from].clone());
-        succs[e.from].push((vertices[e.to].clone(), e.notify));
-    }
+    let mut engine = Engine {
+        ctx: ctx.clone(),
+        hub,
+        order: Vec::new(),
+        running: HashMap::new(),
+        swaps: 0,
+    };
+    engine.load(plan);
 
-    let mut tasks = tokio::task::JoinSet::new();
-    for ((v, p), s) in vertices.iter().cloned().zip(preds).zip(succs) {
-        tasks.spawn(vertex_task(v, p, s, hub.clone(), ctx.clone()));
-    }
-
-    let mut shutdown_rx = shutdown.clone();
-    let stopped = match opts.converged_timeout {
-        Some(hold) => tokio::select! {
-            s = ctx.converger.settled_for(hold) => Stopped::Settled(s),
-            _ = shutdown_rx.wait_for(|s| *s) => Stopped::Shutdown,
-        },
-        None => {
-            let _ = shutdown_rx.wait_for(|s| *s).await;
-            Stopped::Shutdown
+    let stopped = loop {
+        let settle = async {
+            match opts.converged_timeout {
+                Some(hold) => ctx.converger.settled_for(hold).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            s = settle => break Stopped::Settled(s),
+            _ = shutdown.wait_for(|s| *s >= Shutdown::Graceful) => break Stopped::Shutdown,
+            Some(plan) = updates.recv() => engine.swap(plan).await,
         }
     };
-    tasks.abort_all();
-    while tasks.join_next().await.is_some() {}
 
-    // Cleanups run concurrently (one after another took ~0.3 s at 10 000 resources).
-    let mut cleanups = tokio::task::JoinSet::new();
-    for v in vertices.iter().cloned() {
-        cleanups.spawn(async move {
-            if let Err(e) = v
-                .plugin
-                .cleanup(&v.reference, v.params.clone(), v.footprint.clone())
-                .await
-            {
-                tracing::warn!("{}: cleanup failed: {e}", v.id);
-            }
-        });
+    // Let in-flight check-applies finish unless told to abandon them.
+    for r in engine.running.values() {
+        r.v.stop.send_replace(true);
     }
-    while cleanups.join_next().await.is_some() {}
+    let mut tasks: Vec<_> = engine.running.values_mut().map(|r| &mut r.task).collect();
+    let all_done = async {
+        for t in tasks.iter_mut() {
+            let _ = t.await;
+        }
+    };
+    let cancelled = tokio::select! {
+        _ = all_done => false,
+        _ = shutdown.wait_for(|s| *s == Shutdown::Cancel) => true,
+    };
+    let stopped = if cancelled {
+        engine.running.values().for_each(|r| r.task.abort());
+        Stopped::Cancelled
+    } else {
+        // Cleanups run concurrently (one after another took ~0.3 s at 10 000 resources).
+        let mut cleanups = tokio::task::JoinSet::new();
+        for v in engine.vertices() {
+            let v = v.clone();
+            cleanups.spawn(async move { cleanup(&v).await });
+        }
+        while cleanups.join_next().await.is_some() {}
+        stopped
+    };
+    summarize(&engine, stopped, started)
+}
+
+fn summarize(engine: &Engine, stopped: Stopped, started: Instant) -> Summary {
     let mut seen = std::collections::HashSet::new();
-    for v in &vertices {
+    let mut summary = Summary {
+        stopped,
+        resources: engine.running.len(),
+        changes: engine.ctx.changes.load(Ordering::Acquire),
+        failed: 0,
+        pending: 0,
+        elapsed: started.elapsed(),
+        changed: Vec::new(),
+        failures: Vec::new(),
+        swaps: engine.swaps,
+    };
+    for v in engine.vertices() {
         if seen.insert(Arc::as_ptr(&v.plugin)) {
             tracing::debug!(
                 "plugin {}: {} instances",
@@ -206,213 +411,26 @@ pub async fn run(
                 v.plugin.instances()
             );
         }
-    }
-    let failed = vertices
-        .iter()
-        .filter(|v| matches!(*v.phase.borrow(), Phase::Failed))
-        .count();
-    let pending = vertices
-        .iter()
-        .filter(|v| v.pending.load(Ordering::Acquire))
-        .count();
-    Summary {
-        stopped,
-        resources: n,
-        changes: ctx.changes.load(Ordering::Acquire),
-        failed,
-        pending,
-        elapsed: started.elapsed(),
-    }
-}
-
-fn set_phase(v: &Vertex, ctx: &Ctx, to: Phase) {
-    let from = v.phase.send_replace(to);
-    ctx.converger.transition(from, to);
-}
-
-/// Wait until `v` is dirty (consuming the flag); false on shutdown.
-async fn wait_dirty(v: &Vertex, shutdown: &mut watch::Receiver<bool>) -> bool {
-    loop {
-        let notified = v.wake.notified();
-        if v.dirty.swap(false, Ordering::AcqRel) {
-            return true;
+        let n = v.changes.load(Ordering::Acquire);
+        if n > 0 {
+            summary.changed.push((v.id.clone(), n));
         }
-        tokio::select! {
-            _ = notified => {}
-            _ = shutdown.wait_for(|s| *s) => return false,
+        if v.pending.load(Ordering::Acquire) {
+            summary.pending += 1;
+        }
+        match v.phase() {
+            Phase::Failed => {
+                summary.failed += 1;
+                let e = v.last_error.lock().expect("error lock").clone();
+                summary
+                    .failures
+                    .push((v.id.clone(), e.unwrap_or_else(|| "failed".into())));
+            }
+            Phase::Blocked => summary
+                .failures
+                .push((v.id.clone(), "blocked by a failed dependency".into())),
+            _ => {}
         }
     }
-}
-
-/// Wait until every predecessor is `Ok`, reporting `Blocked` while one has failed.
-async fn wait_preds(v: &Vertex, preds: &[Arc<Vertex>], ctx: &Ctx) {
-    for p in preds {
-        let mut rx = p.phase.subscribe();
-        loop {
-            let phase = *rx.borrow_and_update();
-            match phase {
-                Phase::Ok => break,
-                Phase::Failed | Phase::Blocked => {
-                    if *v.phase.borrow() != Phase::Blocked {
-                        tracing::warn!("{}: waiting for {}, which failed", v.id, p.id);
-                        set_phase(v, ctx, Phase::Blocked);
-                    }
-                }
-                Phase::Busy => {
-                    if *v.phase.borrow() == Phase::Blocked {
-                        set_phase(v, ctx, Phase::Busy);
-                    }
-                }
-            }
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
-    }
-    set_phase(v, ctx, Phase::Busy);
-}
-
-async fn vertex_task(
-    v: Arc<Vertex>,
-    preds: Vec<Arc<Vertex>>,
-    succs: Vec<(Arc<Vertex>, bool)>,
-    hub: WatchHub,
-    ctx: Arc<Ctx>,
-) {
-    // Subscribe before the first check so that no change between check and watch is lost.
-    let mut _subscriptions = Vec::new();
-    let mut tickers = Vec::new();
-    for item in &v.watch {
-        match item {
-            WatchItem::Path { path, recursive } => {
-                let w = v.clone();
-                match hub.subscribe(path, *recursive, Arc::new(move || w.mark_dirty())) {
-                    Ok(s) => _subscriptions.push(s),
-                    Err(e) => tracing::error!(
-                        "{}: cannot watch {}: {e}; drift there is repaired only on other events",
-                        v.id,
-                        path.display()
-                    ),
-                }
-            }
-            WatchItem::Interval { ms } => {
-                let w = v.clone();
-                let period = Duration::from_millis(u64::from((*ms).max(1)));
-                tickers.push(tokio::spawn(async move {
-                    let mut t = tokio::time::interval(period);
-                    t.tick().await;
-                    loop {
-                        t.tick().await;
-                        w.mark_dirty();
-                    }
-                }));
-            }
-            WatchItem::Command(spec) => {
-                let w = v.clone();
-                tickers.push(tokio::spawn(crate::watch::process::watch(
-                    v.id.to_string(),
-                    spec.clone(),
-                    v.footprint.clone(),
-                    v.meta.retry,
-                    v.meta.delay,
-                    Arc::new(move || w.mark_dirty()),
-                )));
-            }
-            WatchItem::Unit { name, session } => {
-                let w = v.clone();
-                tickers.push(tokio::spawn(crate::watch::systemd::watch(
-                    v.id.to_string(),
-                    name.clone(),
-                    *session,
-                    v.footprint.clone(),
-                    v.meta.retry,
-                    v.meta.delay,
-                    Arc::new(move || w.mark_dirty()),
-                )));
-            }
-        }
-    }
-    struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
-    impl Drop for AbortOnDrop {
-        fn drop(&mut self) {
-            self.0.iter().for_each(|t| t.abort());
-        }
-    }
-    let _tickers = AbortOnDrop(tickers);
-
-    let mut shutdown = ctx.shutdown.clone();
-    let mut retries_left = v.meta.retry;
-    loop {
-        if !wait_dirty(&v, &mut shutdown).await {
-            return;
-        }
-        set_phase(&v, &ctx, Phase::Busy);
-        wait_preds(&v, &preds, &ctx).await;
-        let apply = !(ctx.noop || v.meta.noop);
-        let refresh = v.refresh.load(Ordering::Acquire);
-        let timeout = v.meta.timeout.map(Duration::from_millis);
-        let result = v
-            .plugin
-            .check_apply(
-                &v.reference,
-                v.params.clone(),
-                v.footprint.clone(),
-                apply,
-                refresh,
-                timeout,
-            )
-            .await;
-        match result {
-            Ok(out) => {
-                retries_left = v.meta.retry;
-                v.refresh.store(false, Ordering::Release);
-                let changed = !out.ok;
-                v.pending.store(changed && !apply, Ordering::Release);
-                if changed {
-                    ctx.changes.fetch_add(1, Ordering::AcqRel);
-                    let what = if out.changes.is_empty() {
-                        "changed".to_string()
-                    } else {
-                        out.changes
-                            .iter()
-                            .map(|c| c.summary.as_str())
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    };
-                    if apply {
-                        tracing::info!("{}: {what}", v.id);
-                    } else {
-                        tracing::info!("{}: would change (noop): {what}", v.id);
-                    }
-                    if apply {
-                        for (s, notify) in &succs {
-                            if *notify {
-                                s.refresh.store(true, Ordering::Release);
-                                s.mark_dirty();
-                            }
-                        }
-                    }
-                } else {
-                    tracing::debug!("{}: ok", v.id);
-                }
-                set_phase(&v, &ctx, Phase::Ok);
-            }
-            Err(e) => {
-                tracing::error!("{}: {e}", v.id);
-                if retries_left != 0 {
-                    if retries_left > 0 {
-                        retries_left -= 1;
-                    }
-                    let delay = Duration::from_millis(v.meta.delay);
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.wait_for(|s| *s) => return,
-                    }
-                    v.mark_dirty();
-                } else {
-                    set_phase(&v, &ctx, Phase::Failed);
-                }
-            }
-        }
-    }
+    summary
 }

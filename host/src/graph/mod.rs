@@ -5,14 +5,14 @@
 //! its kind's JSON schema; [`path_autoedges`] derives "depends on whoever manages my parent
 //! directory" edges; and [`build`] assembles the petgraph [`StableDiGraph`] the engine runs,
 //! rejecting cycles. Every error is a [`GraphError`] rendered as `FILE:LINE:COLUMN: message`,
-//! and all errors found are reported together as [`GraphErrors`]. Graph diffing for live swaps
-//! will live here too (not written yet).
+//! and all errors found are reported together as [`GraphErrors`]. Live graph swaps compare
+//! planned resources in the engine (`engine::run`), not here.
 
 mod autoedge;
 mod build;
 mod check;
 mod doc;
-mod suggest;
+pub(crate) mod suggest;
 mod yaml;
 
 #[cfg(test)]

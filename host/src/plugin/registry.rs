@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::plugin::manifest::{self, ManifestError};
+use crate::plugin::manifest::{self, ManifestError, SendType};
 use crate::plugin::runtime::{Plugin, Runtime, RuntimeError};
 
 mod bundled {
@@ -55,6 +55,24 @@ pub struct KindEntry {
     pub schema: jsonschema::Validator,
     /// The schema as JSON (for `plugin inspect` and did-you-mean suggestions).
     pub schema_json: serde_json::Value,
+    /// The values check-apply publishes for send/recv, with their types.
+    pub sends: Arc<BTreeMap<String, SendType>>,
+}
+
+impl KindEntry {
+    /// The JSON types the schema allows for the top-level param `name`: `None` when the
+    /// param does not exist, an empty list when any type is allowed.
+    pub fn param_types(&self, name: &str) -> Option<Vec<String>> {
+        let prop = self.schema_json.get("properties")?.get(name)?;
+        Some(match prop.get("type") {
+            Some(serde_json::Value::String(t)) => vec![t.clone()],
+            Some(serde_json::Value::Array(ts)) => ts
+                .iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
 }
 
 /// All loaded plugins, by kind.
@@ -118,16 +136,17 @@ impl Registry {
             let json: serde_json::Value =
                 serde_json::from_str(&k.schema).map_err(|e| bad(e.to_string()))?;
             let validator = jsonschema::validator_for(&json).map_err(|e| bad(e.to_string()))?;
-            schemas.push((kind.clone(), validator, json));
+            schemas.push((kind.clone(), validator, json, Arc::new(k.sends.clone())));
         }
         let plugin = Arc::new(runtime.load(manifest, wasm, origin)?);
-        for (kind, schema, schema_json) in schemas {
+        for (kind, schema, schema_json, sends) in schemas {
             self.kinds.insert(
                 kind,
                 KindEntry {
                     plugin: plugin.clone(),
                     schema,
                     schema_json,
+                    sends,
                 },
             );
         }

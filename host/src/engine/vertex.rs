@@ -1,0 +1,546 @@
+//! One vertex of the running graph and the task that drives it: wait until dirty, wait
+//! for every predecessor to be in a good state, honour the rate limit and semaphores,
+//! receive sent values, call check-apply, publish sends, refresh and poke successors,
+//! and retry on failure.
+//!
+//! A vertex's links (predecessors and successors) live behind a lock so a live graph
+//! swap can rewire an unchanged vertex without restarting its task. Phase changes
+//! *nudge* the successors (a `Notify` permit, so none is lost), which is how a blocked
+//! vertex learns that its predecessor recovered.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
+
+use super::converger::Phase;
+use super::limits::Bucket;
+use super::{Ctx, PlannedResource};
+use crate::graph::{Meta, ResId};
+use crate::plugin::bindings::{CheckOutcome, ResourceRef, WatchItem};
+use crate::plugin::capabilities::fs::Footprint;
+use crate::plugin::manifest::SendType;
+use crate::plugin::runtime::Plugin;
+use crate::watch::WatchHub;
+
+/// An edge seen from its downstream end.
+pub(super) struct Pred {
+    pub v: Arc<Vertex>,
+    /// send/recv: the upstream's key → this vertex's param.
+    pub send: Arc<BTreeMap<String, String>>,
+}
+
+/// An edge seen from its upstream end.
+pub(super) struct Succ {
+    pub v: Arc<Vertex>,
+    pub notify: bool,
+    pub send: Arc<BTreeMap<String, String>>,
+}
+
+#[derive(Default)]
+pub(super) struct Links {
+    pub preds: Vec<Pred>,
+    pub succs: Vec<Succ>,
+}
+
+/// Params after send/recv, with the footprint `validate` declared for them.
+struct Effective {
+    params: Arc<str>,
+    footprint: Arc<Footprint>,
+}
+
+pub(super) struct Vertex {
+    pub id: ResId,
+    pub reference: ResourceRef,
+    /// Params as written in the graph (JSON text).
+    pub params: Arc<str>,
+    pub plugin: Arc<Plugin>,
+    pub meta: Meta,
+    watch: Vec<WatchItem>,
+    /// Values this kind declares it sends, with their types.
+    sends_declared: Arc<BTreeMap<String, SendType>>,
+    /// The footprint declared for the graph's params.
+    pub footprint: Arc<Footprint>,
+    /// The params and footprint of the last run with received values.
+    effective: Mutex<Option<Effective>>,
+    dirty: AtomicBool,
+    wake: Notify,
+    /// Set between "dirty, about to run" and the start of check-apply: a poke then is
+    /// redundant (the coming check-apply sees the new state), so it is skipped.
+    waiting: AtomicBool,
+    /// A predecessor's phase or the links changed.
+    nudge: Notify,
+    /// Set by an upstream notify edge; consumed by the next check-apply, restored if it
+    /// fails so the refresh is not lost.
+    refresh: AtomicBool,
+    phase: AtomicU8,
+    /// noop: the last check found changes to make.
+    pub pending: AtomicBool,
+    /// Values published by the last successful check-apply.
+    sent: Mutex<HashMap<String, Value>>,
+    pub links: RwLock<Links>,
+    /// Check-applies that changed something (or would have, in noop).
+    pub changes: AtomicUsize,
+    /// The last error, while the vertex is failing.
+    pub last_error: Mutex<Option<String>>,
+    /// Stops this vertex's task (on shutdown, or when a swap removes it).
+    pub stop: watch::Sender<bool>,
+}
+
+impl Vertex {
+    pub fn new(r: PlannedResource) -> Vertex {
+        Vertex {
+            reference: ResourceRef {
+                kind: r.id.kind.clone(),
+                name: r.id.name.clone(),
+            },
+            id: r.id,
+            params: r.params,
+            plugin: r.plugin,
+            meta: r.meta,
+            watch: r.info.watch,
+            sends_declared: r.sends,
+            footprint: Arc::new(r.info.footprint),
+            effective: Mutex::new(None),
+            dirty: AtomicBool::new(true),
+            wake: Notify::new(),
+            waiting: AtomicBool::new(false),
+            nudge: Notify::new(),
+            refresh: AtomicBool::new(false),
+            phase: AtomicU8::new(Phase::Busy as u8),
+            pending: AtomicBool::new(false),
+            sent: Mutex::new(HashMap::new()),
+            links: RwLock::new(Links::default()),
+            changes: AtomicUsize::new(0),
+            last_error: Mutex::new(None),
+            stop: watch::channel(false).0,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Acquire))
+    }
+
+    pub fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Make the vertex run again unless a run is already about to start.
+    fn poke(&self) {
+        if !self.waiting.load(Ordering::SeqCst) {
+            self.mark_dirty();
+        }
+    }
+
+    /// Re-check the predecessors (after a swap rewired them).
+    pub fn nudge(&self) {
+        self.nudge.notify_one();
+    }
+
+    fn set_phase(&self, ctx: &Ctx, to: Phase) {
+        let from = Phase::from_u8(self.phase.swap(to as u8, Ordering::AcqRel));
+        if from == to {
+            return;
+        }
+        ctx.converger.transition(from, to);
+        for s in &self.links.read().expect("links lock").succs {
+            s.v.nudge();
+        }
+    }
+
+    /// The values to receive from predecessors, as param → value; empty without
+    /// `send` edges.
+    fn received(&self) -> BTreeMap<String, Value> {
+        let mut out = BTreeMap::new();
+        for p in &self.links.read().expect("links lock").preds {
+            if p.send.is_empty() {
+                continue;
+            }
+            let sent = p.v.sent.lock().expect("sent lock");
+            for (key, param) in p.send.iter() {
+                if let Some(value) = sent.get(key) {
+                    out.insert(param.clone(), value.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Params with received values applied, re-validated when they differ from the
+    /// graph's (the footprint may depend on them).
+    async fn effective(&self) -> Result<(Arc<str>, Arc<Footprint>), String> {
+        let received = self.received();
+        if received.is_empty() {
+            return Ok((self.params.clone(), self.footprint.clone()));
+        }
+        let mut params: serde_json::Map<String, Value> =
+            serde_json::from_str(&self.params).expect("params are a JSON object");
+        params.extend(received);
+        let text: Arc<str> = Value::Object(params).to_string().into();
+        if let Some(e) = &*self.effective.lock().expect("effective lock")
+            && e.params == text
+        {
+            return Ok((e.params.clone(), e.footprint.clone()));
+        }
+        let info = self
+            .plugin
+            .validate(&self.reference, text.clone())
+            .await
+            .map_err(|e| format!("the params with received values are invalid: {e}"))?;
+        let footprint = Arc::new(info.footprint);
+        *self.effective.lock().expect("effective lock") = Some(Effective {
+            params: text.clone(),
+            footprint: footprint.clone(),
+        });
+        Ok((text, footprint))
+    }
+
+    /// Store the values of a successful check-apply; returns whether any changed.
+    fn publish(&self, sends: Vec<(String, String)>) -> Vec<String> {
+        let mut changed = Vec::new();
+        let mut sent = self.sent.lock().expect("sent lock");
+        for (key, json) in sends {
+            let Some(ty) = self.sends_declared.get(&key) else {
+                tracing::warn!(
+                    "{}: the plugin sent `{key}`, which its kind does not declare; dropped",
+                    self.id
+                );
+                continue;
+            };
+            let value: Value = match serde_json::from_str(&json) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!("{}: sent `{key}` is not JSON ({e}); dropped", self.id);
+                    continue;
+                }
+            };
+            if !ty.matches(&value) {
+                tracing::warn!(
+                    "{}: sent `{key}` = {value}, which is not of its declared type {}; dropped",
+                    self.id,
+                    ty.name()
+                );
+                continue;
+            }
+            if sent.get(&key) != Some(&value) {
+                sent.insert(key.clone(), value);
+                changed.push(key);
+            }
+        }
+        changed
+    }
+}
+
+/// Watch subscriptions and tickers of one vertex; dropping it stops them all.
+struct Watches {
+    _subscriptions: Vec<crate::watch::Subscription>,
+    tickers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        self.tickers.iter().for_each(|t| t.abort());
+    }
+}
+
+fn ticker(v: &Arc<Vertex>, period: Duration) -> tokio::task::JoinHandle<()> {
+    let w = v.clone();
+    tokio::spawn(async move {
+        let mut t = tokio::time::interval(period);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t.tick().await;
+        loop {
+            t.tick().await;
+            w.mark_dirty();
+        }
+    })
+}
+
+/// Subscribe to what the vertex watches, or poll it with `meta.poll`.
+fn start_watches(v: &Arc<Vertex>, hub: &WatchHub) -> Watches {
+    let mut w = Watches {
+        _subscriptions: Vec::new(),
+        tickers: Vec::new(),
+    };
+    if v.meta.poll > 0 {
+        w.tickers
+            .push(ticker(v, Duration::from_secs(u64::from(v.meta.poll))));
+        return w;
+    }
+    for item in &v.watch {
+        match item {
+            WatchItem::Path { path, recursive } => {
+                let target = v.clone();
+                match hub.subscribe(path, *recursive, Arc::new(move || target.mark_dirty())) {
+                    Ok(s) => w._subscriptions.push(s),
+                    Err(e) => tracing::error!(
+                        "{}: cannot watch {}: {e}; drift there is repaired only on other events",
+                        v.id,
+                        path.display()
+                    ),
+                }
+            }
+            WatchItem::Interval { ms } => w
+                .tickers
+                .push(ticker(v, Duration::from_millis(u64::from((*ms).max(1))))),
+            WatchItem::Command(spec) => {
+                let target = v.clone();
+                w.tickers.push(tokio::spawn(crate::watch::process::watch(
+                    v.id.to_string(),
+                    spec.clone(),
+                    v.footprint.clone(),
+                    v.meta.retry,
+                    v.meta.delay,
+                    Arc::new(move || target.mark_dirty()),
+                )));
+            }
+            WatchItem::Unit { name, session } => {
+                let target = v.clone();
+                w.tickers.push(tokio::spawn(crate::watch::systemd::watch(
+                    v.id.to_string(),
+                    name.clone(),
+                    *session,
+                    v.footprint.clone(),
+                    v.meta.retry,
+                    v.meta.delay,
+                    Arc::new(move || target.mark_dirty()),
+                )));
+            }
+        }
+    }
+    w
+}
+
+/// Resolves when `stop` turns true.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Wait until `v` is dirty (consuming the flag); false when stopped.
+async fn wait_dirty(v: &Vertex, stop: &mut watch::Receiver<bool>) -> bool {
+    loop {
+        let notified = v.wake.notified();
+        if v.dirty.swap(false, Ordering::AcqRel) {
+            return true;
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = stopped(stop) => return false,
+        }
+    }
+}
+
+/// Wait until every predecessor is `Ok`, reporting `Blocked` (once, with the reason)
+/// while one has failed. False when stopped.
+async fn wait_preds(v: &Vertex, ctx: &Ctx, stop: &mut watch::Receiver<bool>) -> bool {
+    loop {
+        let notified = v.nudge.notified();
+        let blocker = {
+            let links = v.links.read().expect("links lock");
+            let mut all_ok = true;
+            let mut blocker = None;
+            for p in &links.preds {
+                match p.v.phase() {
+                    Phase::Ok => {}
+                    Phase::Busy => all_ok = false,
+                    Phase::Failed | Phase::Blocked => {
+                        all_ok = false;
+                        blocker.get_or_insert_with(|| p.v.id.clone());
+                    }
+                }
+            }
+            if all_ok {
+                break;
+            }
+            blocker
+        };
+        match blocker {
+            Some(p) if v.phase() != Phase::Blocked => {
+                tracing::warn!("{}: blocked: waiting for {p}, which failed", v.id);
+                v.set_phase(ctx, Phase::Blocked);
+            }
+            None if v.phase() == Phase::Blocked => {
+                tracing::info!("{}: unblocked", v.id);
+                v.set_phase(ctx, Phase::Busy);
+            }
+            _ => {}
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = stopped(stop) => return false,
+        }
+    }
+    if v.phase() == Phase::Blocked {
+        tracing::info!("{}: unblocked", v.id);
+    }
+    v.set_phase(ctx, Phase::Busy);
+    true
+}
+
+/// Sleep for `d` unless stopped first; false when stopped.
+async fn sleep(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = stopped(stop) => false,
+    }
+}
+
+/// Take every semaphore the vertex names, in sorted order (no deadlock between
+/// resources naming the same ones). `None` when stopped.
+async fn acquire(
+    v: &Vertex,
+    ctx: &Ctx,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Vec<OwnedSemaphorePermit>> {
+    let mut permits = Vec::with_capacity(v.meta.sema.len());
+    for sema in ctx.semaphores(&v.meta.sema) {
+        let acquired = tokio::select! {
+            p = sema.acquire_owned() => p,
+            _ = stopped(stop) => return None,
+        };
+        permits.push(acquired.expect("semaphores are never closed"));
+    }
+    Some(permits)
+}
+
+/// Drive one vertex until it is stopped.
+pub(super) async fn run(v: Arc<Vertex>, hub: WatchHub, ctx: Arc<Ctx>) {
+    let mut stop = v.stop.subscribe();
+    if v.meta.hidden {
+        // In the graph (edges, export) but never watched or applied.
+        v.dirty.store(false, Ordering::Release);
+        v.set_phase(&ctx, Phase::Ok);
+        stopped(&mut stop).await;
+        return;
+    }
+    // Subscribe before the first check so that no change between check and watch is lost.
+    let _watches = start_watches(&v, &hub);
+    let mut bucket = v.meta.limit.map(|rate| Bucket::new(rate, v.meta.burst));
+    let mut retries_left = v.meta.retry;
+    loop {
+        if !wait_dirty(&v, &mut stop).await {
+            return;
+        }
+        v.waiting.store(true, Ordering::SeqCst);
+        v.set_phase(&ctx, Phase::Busy);
+        if !wait_preds(&v, &ctx, &mut stop).await {
+            return;
+        }
+        if let Some(b) = bucket.as_mut() {
+            let wait = b.take(tokio::time::Instant::now());
+            if !wait.is_zero() {
+                tracing::debug!("{}: rate limited for {wait:?}", v.id);
+                if !sleep(wait, &mut stop).await {
+                    return;
+                }
+            }
+        }
+        let Some(permits) = acquire(&v, &ctx, &mut stop).await else {
+            return;
+        };
+        v.waiting.store(false, Ordering::SeqCst);
+        let apply = !(ctx.noop || v.meta.noop);
+        let refresh = v.refresh.swap(false, Ordering::SeqCst);
+        let result = match v.effective().await {
+            Ok((params, footprint)) => v
+                .plugin
+                .check_apply(
+                    &v.reference,
+                    params,
+                    footprint,
+                    apply,
+                    refresh,
+                    v.meta.timeout.map(Duration::from_millis),
+                )
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        drop(permits);
+        match result {
+            Ok(out) => {
+                retries_left = v.meta.retry;
+                succeeded(&v, &ctx, out, apply);
+            }
+            Err(e) => {
+                if refresh {
+                    v.refresh.store(true, Ordering::SeqCst);
+                }
+                tracing::error!("{}: {e}", v.id);
+                *v.last_error.lock().expect("error lock") = Some(e);
+                ctx.converger.activity();
+                if retries_left != 0 {
+                    if retries_left > 0 {
+                        retries_left -= 1;
+                    }
+                    if !sleep(Duration::from_millis(v.meta.delay), &mut stop).await {
+                        return;
+                    }
+                    v.mark_dirty();
+                } else {
+                    v.set_phase(&ctx, Phase::Failed);
+                }
+            }
+        }
+    }
+}
+
+/// Record a successful check-apply, publish its sends, and refresh and poke the
+/// successors that must see it.
+fn succeeded(v: &Vertex, ctx: &Ctx, out: CheckOutcome, apply: bool) {
+    if v.last_error.lock().expect("error lock").take().is_some() {
+        tracing::info!("{}: recovered", v.id);
+    }
+    let changed = !out.ok;
+    v.pending.store(changed && !apply, Ordering::Release);
+    if changed {
+        v.changes.fetch_add(1, Ordering::AcqRel);
+        ctx.changes.fetch_add(1, Ordering::AcqRel);
+        ctx.converger.activity();
+        log_changes(v, &out, apply);
+    } else {
+        tracing::debug!("{}: ok", v.id);
+    }
+    let sent = v.publish(out.sends);
+    {
+        let links = v.links.read().expect("links lock");
+        for s in &links.succs {
+            if changed && s.notify {
+                if !apply {
+                    tracing::info!("{}: would refresh {} (noop)", v.id, s.v.id);
+                }
+                s.v.refresh.store(true, Ordering::SeqCst);
+            }
+            let received = s.send.keys().any(|k| sent.contains(k));
+            if changed || received {
+                s.v.poke();
+            }
+        }
+    }
+    v.set_phase(ctx, Phase::Ok);
+}
+
+/// One INFO line per changing check-apply, with the diffs below it in noop.
+fn log_changes(v: &Vertex, out: &CheckOutcome, apply: bool) {
+    let mut text = if out.changes.is_empty() {
+        "changed".to_string()
+    } else {
+        out.changes
+            .iter()
+            .map(|c| c.summary.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    if !apply {
+        text = format!("would change (noop): {text}");
+        for diff in out.changes.iter().filter_map(|c| c.diff.as_deref()) {
+            text.push('\n');
+            text.push_str(diff.trim_end_matches('\n'));
+        }
+    }
+    tracing::info!("{}: {text}", v.id);
+}
