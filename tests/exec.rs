@@ -157,7 +157,7 @@ resources:
 }
 
 #[test]
-fn shutdown_kills_a_running_command() {
+fn a_second_signal_kills_a_running_command() {
     let t = tempfile::tempdir().unwrap();
     let pidfile = t.path().join("pid");
     let g = write_graph(
@@ -171,7 +171,17 @@ fn shutdown_kills_a_running_command() {
     let mut h = Running::start(&g, &[]);
     let pid: i32 = wait_for(|| std::fs::read_to_string(&pidfile).ok()?.trim().parse().ok())
         .expect("the command started");
-    h.stop();
+    // The first signal lets check-applies in progress finish: the command keeps running.
+    h.signal(libc::SIGTERM);
+    h.wait_log(&["stopping"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        process_running(pid),
+        "a graceful stop waits for the command"
+    );
+    // The second abandons them: the command's process group is killed.
+    h.signal(libc::SIGTERM);
+    h.wait_exit();
     assert!(
         wait_for(|| (!process_running(pid)).then_some(())).is_some(),
         "the command ({pid}) survived homeostat's shutdown"
@@ -329,7 +339,7 @@ resources:
         assert!(log.contains(needle), "missing {needle:?} in:\n{log}");
     }
     assert_eq!(
-        log.matches("exec[missing]: cannot run").count(),
+        log.matches("ERROR exec[missing]: cannot run").count(),
         3,
         "tried once and retried twice:\n{log}"
     );

@@ -148,6 +148,11 @@ edges:
     );
     h.wait_log(&["svc[hs-app]: reloaded or restarted (refresh)"]);
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), "listen 80\n");
+    // An outside edit of the unit file is repaired by its file resource, which pokes the
+    // svc through the autoedge: the manager's copy is stale, so svc daemon-reloads.
+    std::fs::write(&unit, "[Service]\nExecStart=/bin/false\n").unwrap();
+    h.wait_log(&["svc[hs-app]: daemon-reload (unit file changed on disk)"]);
+    m.wait_active("hs-app.service", "active");
 }
 
 #[test]
@@ -191,7 +196,7 @@ resources:
         "{log}"
     );
     assert_eq!(
-        log.matches("svc[no-such-unit-xyz]: unit").count(),
+        log.matches("ERROR svc[no-such-unit-xyz]: unit").count(),
         2,
         "{log}"
     );
