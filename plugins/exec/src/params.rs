@@ -212,3 +212,80 @@ pub fn display(c: &Command) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(json: &str) -> Params {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn spec(json: &str) -> Result<Spec> {
+        Spec::from_params("the-name", &params(json))
+    }
+
+    fn argv(c: &Command) -> Vec<&str> {
+        c.argv.iter().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn cmd_defaults_to_the_name_and_splits_at_whitespace() {
+        assert_eq!(argv(&spec("{}").unwrap().cmd), ["the-name"]);
+        let s = spec(r#"{"cmd": "make  -C /srv  html"}"#).unwrap();
+        assert_eq!(argv(&s.cmd), ["make", "-C", "/srv", "html"]);
+    }
+
+    #[test]
+    fn shell_and_args_build_their_argv() {
+        let s = spec(r#"{"cmd": "echo $HOME | wc", "shell": "/bin/sh"}"#).unwrap();
+        assert_eq!(argv(&s.cmd), ["/bin/sh", "-c", "echo $HOME | wc"]);
+        let s = spec(r#"{"cmd": "/bin/echo", "args": ["a b", ""]}"#).unwrap();
+        assert_eq!(argv(&s.cmd), ["/bin/echo", "a b", ""]);
+        let s =
+            spec(r#"{"ifcmd": "test -f /x", "watchcmd": "tail -F /l", "watchshell": "/bin/bash"}"#)
+                .unwrap();
+        assert_eq!(argv(s.ifcmd.as_ref().unwrap()), ["test", "-f", "/x"]);
+        assert_eq!(
+            argv(s.watchcmd.as_ref().unwrap()),
+            ["/bin/bash", "-c", "tail -F /l"]
+        );
+    }
+
+    #[test]
+    fn every_command_shares_env_cwd_user_and_group() {
+        let s = spec(
+            r#"{"cmd": "true", "donecmd": "true", "env": {"A": "1"}, "cwd": "/tmp", "user": 1000, "group": "www-data"}"#,
+        )
+        .unwrap();
+        for c in [&s.cmd, s.donecmd.as_ref().unwrap()] {
+            assert_eq!(c.env, [("A".to_string(), "1".to_string())]);
+            assert_eq!(c.cwd.as_deref(), Some("/tmp"));
+            assert_eq!(c.user.as_deref(), Some("1000"));
+            assert_eq!(c.group.as_deref(), Some("www-data"));
+        }
+        assert!(
+            spec(r#"{"cmd": "true"}"#).unwrap().cmd.env.is_empty(),
+            "empty by default"
+        );
+    }
+
+    #[test]
+    fn bad_combinations_name_their_param() {
+        for (json, field) in [
+            (
+                r#"{"cmd": "/bin/echo", "args": ["x"], "shell": "/bin/sh"}"#,
+                "args",
+            ),
+            (r#"{"cmd": "echo hi", "args": ["x"]}"#, "cmd"),
+            (r#"{"cwd": "tmp"}"#, "cwd"),
+            (r#"{"creates": "/a/../b"}"#, "creates"),
+            (r#"{"timeout": 0}"#, "timeout"),
+            (r#"{"ifcmd": "  "}"#, "ifcmd"),
+            (r#"{"env": {"A=B": "x"}}"#, "env"),
+        ] {
+            let e = spec(json).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{json}: {}", e.message);
+        }
+    }
+}

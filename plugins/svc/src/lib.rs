@@ -166,3 +166,18 @@ impl Resource for Svc {
 }
 
 homeostat_sdk::export_resource!(Svc; capabilities = ["systemd"]);
+
+#[cfg(test)]
+mod tests {
+    use super::unit_name;
+
+    #[test]
+    fn unit_is_the_name_plus_service_unless_it_has_a_suffix() {
+        assert_eq!(unit_name("nginx").unwrap(), "nginx.service");
+        assert_eq!(unit_name("nginx.service").unwrap(), "nginx.service");
+        assert_eq!(unit_name("backup.timer").unwrap(), "backup.timer");
+        assert_eq!(unit_name("my.app").unwrap(), "my.app.service");
+        assert!(unit_name("a/b").is_err());
+        assert!(unit_name("").is_err());
+    }
+}
