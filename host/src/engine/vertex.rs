@@ -238,6 +238,7 @@ impl Vertex {
 /// Watch subscriptions and tickers of one vertex; dropping it stops them all.
 struct Watches {
     _subscriptions: Vec<crate::watch::Subscription>,
+    _kmsg: Option<crate::watch::kmsg::KmsgSubscription>,
     tickers: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -264,6 +265,7 @@ fn ticker(v: &Arc<Vertex>, period: Duration) -> tokio::task::JoinHandle<()> {
 fn start_watches(v: &Arc<Vertex>, hub: &WatchHub) -> Watches {
     let mut w = Watches {
         _subscriptions: Vec::new(),
+        _kmsg: None,
         tickers: Vec::new(),
     };
     if v.meta.poll > 0 {
@@ -310,6 +312,13 @@ fn start_watches(v: &Arc<Vertex>, hub: &WatchHub) -> Watches {
                     Arc::new(move || target.mark_dirty()),
                 )));
             }
+            WatchItem::Kmsg => match crate::watch::kmsg::global() {
+                Ok(k) => {
+                    let target = v.clone();
+                    w._kmsg = Some(k.subscribe(Arc::new(move || target.mark_dirty())));
+                }
+                Err(e) => tracing::error!("{}: cannot watch the kernel log: {e}", v.id),
+            },
         }
     }
     w

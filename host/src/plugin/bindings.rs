@@ -22,7 +22,8 @@ mod generated {
 }
 
 use generated::homeostat::resource::{
-    fs as wfs, log as wlog, process as wproc, systemd as wsd, types as wt,
+    fs as wfs, kmsg as wkmsg, log as wlog, process as wproc, state as wstate, systemd as wsd,
+    types as wt,
 };
 pub(crate) use generated::{ResourcePlugin, ResourcePluginPre};
 
@@ -69,6 +70,8 @@ pub enum WatchItem {
     Interval {
         ms: u32,
     },
+    /// Every new kernel log record.
+    Kmsg,
     /// A long-running command whose stdout lines are events.
     Command(pcap::CommandSpec),
     /// A systemd unit's property changes and its manager's reloads.
@@ -128,6 +131,7 @@ impl From<wt::ResourceInfo> for ResourceInfo {
                         name: u.name,
                         session: u.session,
                     },
+                    wt::WatchItem::Kmsg => WatchItem::Kmsg,
                 })
                 .collect(),
             depends_on_paths: i
@@ -181,6 +185,35 @@ impl From<wt::CheckResult> for CheckOutcome {
 }
 
 impl wt::Host for HostState {}
+
+impl wstate::Host for HostState {
+    async fn get(&mut self) -> wasmtime::Result<Option<String>> {
+        Ok(self.state_get())
+    }
+    async fn set(&mut self, value: String) -> wasmtime::Result<()> {
+        self.state_set(value);
+        Ok(())
+    }
+}
+
+impl wkmsg::Host for HostState {
+    async fn read(&mut self, after: Option<u64>) -> wasmtime::Result<Result<wkmsg::Batch, String>> {
+        Ok(self
+            .kmsg_access()
+            .and_then(|()| crate::watch::kmsg::global())
+            .and_then(|k| k.read(after))
+            .map(|b| wkmsg::Batch {
+                records: b.records.into_iter().map(|r| r.text.to_string()).collect(),
+                missed: b.missed,
+            }))
+    }
+    async fn start_seq(&mut self) -> wasmtime::Result<Result<Option<u64>, String>> {
+        Ok(self
+            .kmsg_access()
+            .and_then(|()| crate::watch::kmsg::global())
+            .map(|k| k.start_seq()))
+    }
+}
 
 impl wlog::Host for HostState {
     async fn log(&mut self, level: wlog::Level, message: String) -> wasmtime::Result<()> {

@@ -130,6 +130,10 @@ pub struct HostState {
     process_granted: bool,
     /// The plugin may use `systemd` (declared in its manifest).
     systemd_granted: bool,
+    /// The plugin may read the kernel log (declared `kmsg`).
+    kmsg_granted: bool,
+    /// The `state` values of the plugin's resources (shared by its instances).
+    states: States,
     /// `name version` of the plugin, for log lines and errors.
     plugin: Arc<str>,
     /// The resource the current call is about and its footprint.
@@ -153,6 +157,34 @@ impl HostState {
         match &self.current {
             Some((r, _)) => format!("{}[{}]", r.kind, r.name),
             None => self.plugin.to_string(),
+        }
+    }
+
+    /// Whether the plugin may read the kernel log; the error names what is missing.
+    pub(crate) fn kmsg_access(&self) -> Result<(), String> {
+        if self.kmsg_granted {
+            Ok(())
+        } else {
+            Err(format!(
+                "plugin `{}` did not declare the `kmsg` capability in its manifest",
+                self.plugin
+            ))
+        }
+    }
+
+    /// The `state` value of the resource being called.
+    pub(crate) fn state_get(&self) -> Option<String> {
+        let (r, _) = self.current.as_ref()?;
+        self.states.lock().expect("states lock").get(r).cloned()
+    }
+
+    /// Store the `state` value of the resource being called (ignored between calls).
+    pub(crate) fn state_set(&self, value: String) {
+        if let Some((r, _)) = &self.current {
+            self.states
+                .lock()
+                .expect("states lock")
+                .insert(r.clone(), value);
         }
     }
 
@@ -314,6 +346,8 @@ impl Runtime {
             fs_granted: manifest.capabilities.iter().any(|c| c == "fs"),
             process_granted: manifest.capabilities.iter().any(|c| c == "process"),
             systemd_granted: manifest.capabilities.iter().any(|c| c == "systemd"),
+            kmsg_granted: manifest.capabilities.iter().any(|c| c == "kmsg"),
+            states: States::default(),
             label,
             limits: self.limits.clone(),
             queue: Mutex::new(rx),
@@ -370,6 +404,10 @@ fn write_cache_file(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()
     std::fs::rename(&tmp, path)
 }
 
+/// The WIT `state` values of one plugin's resources, kept until the resource is
+/// cleaned up.
+pub(crate) type States = Arc<std::sync::Mutex<std::collections::HashMap<ResourceRef, String>>>;
+
 /// What the actors of one plugin share.
 struct PoolShared {
     engine: Engine,
@@ -378,6 +416,8 @@ struct PoolShared {
     fs_granted: bool,
     process_granted: bool,
     systemd_granted: bool,
+    kmsg_granted: bool,
+    states: States,
     label: Arc<str>,
     limits: Limits,
     queue: Mutex<mpsc::UnboundedReceiver<Job>>,
@@ -614,6 +654,8 @@ async fn instantiate(shared: &PoolShared) -> Result<Instance, String> {
         fs_granted: shared.fs_granted,
         process_granted: shared.process_granted,
         systemd_granted: shared.systemd_granted,
+        kmsg_granted: shared.kmsg_granted,
+        states: shared.states.clone(),
         plugin: shared.label.clone(),
         current: None,
         budget: u64::MAX,
@@ -683,6 +725,10 @@ async fn run_job(
     };
     let outcome = tokio::time::timeout(job.timeout, call).await;
     inst.store.data_mut().current = None;
+    if matches!(job.kind, CallKind::Cleanup) {
+        // The resource leaves the graph: its `state` goes with it.
+        shared.states.lock().expect("states lock").remove(&job.id);
+    }
     let plugin = shared.label.to_string();
     match outcome {
         Ok(Ok(Ok(reply))) => (Ok(reply), false),

@@ -53,6 +53,7 @@
 //!   lexically.
 
 mod control;
+pub mod kmsg;
 pub mod process;
 pub mod supervise;
 pub mod systemd;

@@ -185,6 +185,12 @@ impl Info {
         self.watch.push(wit::WatchItem::Interval(ms));
         self
     }
+    /// Run check-apply on every new kernel log record (needs the `kmsg` capability;
+    /// read the records with [`kmsg::read`]).
+    pub fn watch_kmsg(mut self) -> Self {
+        self.watch.push(wit::WatchItem::Kmsg);
+        self
+    }
     /// Depend on the resource managing `path` or one of its parent directories.
     pub fn depends_on_path(mut self, path: &str) -> Self {
         self.depends.push(wit::Dependency::Path(path.to_string()));
@@ -368,6 +374,31 @@ pub mod fs {
                 uid: None,
                 gid: None,
             }
+        }
+    }
+}
+
+/// The kernel log, read and buffered by the host (capability `kmsg`). Records are raw
+/// `/dev/kmsg` lines: `PRIO,SEQ,TIMESTAMP_US,FLAGS;MESSAGE\n` plus continuation lines.
+pub mod kmsg {
+    pub use crate::__bindings::homeostat::resource::kmsg::{Batch, read, start_seq};
+}
+
+/// A small value the host keeps per resource between calls (in memory; gone when the
+/// resource leaves the graph or homeostat restarts). Calls are otherwise stateless.
+pub mod state {
+    pub use crate::__bindings::homeostat::resource::state::{get, set};
+
+    /// The stored value, deserialized from JSON (`None` when nothing or something
+    /// unreadable was stored).
+    pub fn load<T: serde::de::DeserializeOwned>() -> Option<T> {
+        serde_json::from_str(&get()?).ok()
+    }
+
+    /// Store `value` as JSON.
+    pub fn save<T: serde::Serialize>(value: &T) {
+        if let Ok(json) = serde_json::to_string(value) {
+            set(&json);
         }
     }
 }
