@@ -115,7 +115,15 @@ impl From<wt::ResourceInfo> for ResourceInfo {
                     })
                     .collect(),
                 commands: i.footprint.commands,
-                units: i.footprint.units,
+                units: i
+                    .footprint
+                    .units
+                    .into_iter()
+                    .map(|u| scap::UnitRef {
+                        name: u.name,
+                        session: u.session,
+                    })
+                    .collect(),
             },
             watch: i
                 .watch
@@ -390,17 +398,20 @@ type SdResult<T> = wasmtime::Result<Result<T, wsd::Error>>;
 
 /// Every `systemd` call first checks the capability and that the unit is in the footprint.
 macro_rules! sd_call {
-    ($self:ident, $unit:expr, |$host:ident| $body:expr) => {{
+    ($self:ident, $unit:expr, $session:expr, |$host:ident| $body:expr) => {{
         let fp = match $self.systemd_access() {
             Ok(fp) => fp,
             Err(e) => return Ok(Err(sd_err(e))),
         };
         if let Some(unit) = $unit {
-            if let Err(e) = scap::check_unit(&fp, unit) {
+            if let Err(e) = scap::check_unit(&fp, unit, $session) {
                 return Ok(Err(sd_err(e)));
             }
-        } else if fp.units.is_empty() {
-            return Ok(Err(sd_err(scap::check_unit(&fp, "(any)").unwrap_err())));
+        } else if !fp.units.iter().any(|u| u.session == $session) {
+            // daemon-reload: any declared unit on that manager will do.
+            return Ok(Err(sd_err(
+                scap::check_unit(&fp, "(any)", $session).unwrap_err(),
+            )));
         }
         let $host = scap::SystemdHost::global();
         Ok($body.await.map_err(sd_err))
@@ -409,7 +420,7 @@ macro_rules! sd_call {
 
 impl wsd::Host for HostState {
     async fn status(&mut self, unit: String, session: bool) -> SdResult<wsd::UnitStatus> {
-        sd_call!(self, Some(&unit), |h| async {
+        sd_call!(self, Some(&unit), session, |h| async {
             h.status(&unit, session).await.map(|s| wsd::UnitStatus {
                 load_state: s.load_state,
                 active_state: s.active_state,
@@ -420,40 +431,42 @@ impl wsd::Host for HostState {
         })
     }
     async fn start(&mut self, unit: String, session: bool) -> SdResult<()> {
-        sd_call!(self, Some(&unit), |h| h.job(
+        sd_call!(self, Some(&unit), session, |h| h.job(
             &unit,
             session,
             scap::Job::Start
         ))
     }
     async fn stop(&mut self, unit: String, session: bool) -> SdResult<()> {
-        sd_call!(self, Some(&unit), |h| h.job(
+        sd_call!(self, Some(&unit), session, |h| h.job(
             &unit,
             session,
             scap::Job::Stop
         ))
     }
     async fn restart(&mut self, unit: String, session: bool) -> SdResult<()> {
-        sd_call!(self, Some(&unit), |h| h.job(
+        sd_call!(self, Some(&unit), session, |h| h.job(
             &unit,
             session,
             scap::Job::Restart
         ))
     }
     async fn reload_or_restart(&mut self, unit: String, session: bool) -> SdResult<()> {
-        sd_call!(self, Some(&unit), |h| h.job(
+        sd_call!(self, Some(&unit), session, |h| h.job(
             &unit,
             session,
             scap::Job::ReloadOrRestart
         ))
     }
     async fn enable(&mut self, unit: String, session: bool) -> SdResult<()> {
-        sd_call!(self, Some(&unit), |h| h.set_enabled(&unit, session, true))
+        sd_call!(self, Some(&unit), session, |h| h
+            .set_enabled(&unit, session, true))
     }
     async fn disable(&mut self, unit: String, session: bool) -> SdResult<()> {
-        sd_call!(self, Some(&unit), |h| h.set_enabled(&unit, session, false))
+        sd_call!(self, Some(&unit), session, |h| h
+            .set_enabled(&unit, session, false))
     }
     async fn daemon_reload(&mut self, session: bool) -> SdResult<()> {
-        sd_call!(self, None::<&String>, |h| h.daemon_reload(session))
+        sd_call!(self, None::<&String>, session, |h| h.daemon_reload(session))
     }
 }

@@ -32,7 +32,7 @@ pub async fn watch(
     delay_ms: u64,
     wake: Waker,
 ) {
-    if let Err(e) = scap::check_unit(&footprint, &unit) {
+    if let Err(e) = scap::check_unit(&footprint, &unit, session) {
         tracing::error!("{who}: cannot watch: {e}");
         return;
     }

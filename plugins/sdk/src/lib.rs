@@ -129,7 +129,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Info {
     paths: Vec<wit::PathGrant>,
     commands: Vec<Vec<String>>,
-    units: Vec<String>,
+    units: Vec<wit::UnitRef>,
     watch: Vec<wit::WatchItem>,
     depends: Vec<wit::Dependency>,
 }
@@ -210,17 +210,25 @@ impl Info {
         self.watch.push(wit::WatchItem::Command(cmd.clone()));
         self
     }
-    /// Allow querying and controlling the systemd unit `name` through [`systemd`].
-    pub fn unit(mut self, name: &str) -> Self {
-        if !self.units.iter().any(|u| u == name) {
-            self.units.push(name.to_string());
+    /// Allow querying and controlling the systemd unit `name` through [`systemd`], on
+    /// the session manager (`session`) or the system manager.
+    pub fn unit(mut self, name: &str, session: bool) -> Self {
+        if !self
+            .units
+            .iter()
+            .any(|u| u.name == name && u.session == session)
+        {
+            self.units.push(wit::UnitRef {
+                name: name.to_string(),
+                session,
+            });
         }
         self
     }
     /// Report changes of the unit `name` (state, unit file state, manager reloads) as
     /// watch events. Also allows the unit.
     pub fn watch_unit(mut self, name: &str, session: bool) -> Self {
-        self = self.unit(name);
+        self = self.unit(name, session);
         self.watch.push(wit::WatchItem::Unit(wit::UnitRef {
             name: name.to_string(),
             session,

@@ -102,8 +102,8 @@ pub struct Footprint {
     pub paths: Vec<PathGrant>,
     /// Exact command lines the resource may run.
     pub commands: Vec<Vec<String>>,
-    /// systemd units the resource may query and control.
-    pub units: Vec<String>,
+    /// systemd units (and on which manager) the resource may query and control.
+    pub units: Vec<crate::plugin::capabilities::systemd::UnitRef>,
 }
 
 /// Type of a directory entry, from `lstat` (WIT `file-type`).

@@ -69,6 +69,15 @@ impl SystemdError {
     }
 }
 
+/// A unit on one of the two managers (WIT `unit-ref`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UnitRef {
+    /// Full unit name, e.g. `nginx.service`.
+    pub name: String,
+    /// The user's session manager rather than the system manager.
+    pub session: bool,
+}
+
 /// A unit's state (WIT `unit-status`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UnitStatus {
@@ -116,14 +125,21 @@ pub fn bus_name(session: bool) -> &'static str {
     }
 }
 
-/// Allow `unit` only when the footprint lists it.
-pub fn check_unit(footprint: &Footprint, unit: &str) -> Result<(), SystemdError> {
-    if footprint.units.iter().any(|u| u == unit) {
+/// Allow `unit` on that manager only when the footprint lists it.
+pub fn check_unit(footprint: &Footprint, unit: &str, session: bool) -> Result<(), SystemdError> {
+    if footprint
+        .units
+        .iter()
+        .any(|u| u.name == unit && u.session == session)
+    {
         Ok(())
     } else {
         Err(SystemdError::new(
             ErrorCode::NotAllowed,
-            format!("unit `{unit}` is not among the units this resource declared"),
+            format!(
+                "unit `{unit}` on the {} is not among the units this resource declared",
+                bus_name(session)
+            ),
         ))
     }
 }
@@ -480,13 +496,19 @@ mod tests {
     #[test]
     fn units_outside_the_footprint_are_refused() {
         let fp = Footprint {
-            units: vec!["a.service".into()],
+            units: vec![UnitRef {
+                name: "a.service".into(),
+                session: true,
+            }],
             ..Default::default()
         };
-        assert!(check_unit(&fp, "a.service").is_ok());
-        let e = check_unit(&fp, "sshd.service").unwrap_err();
+        assert!(check_unit(&fp, "a.service", true).is_ok());
+        let e = check_unit(&fp, "sshd.service", true).unwrap_err();
         assert_eq!(e.code, ErrorCode::NotAllowed);
         assert!(e.message.contains("sshd.service"));
+        // A session grant does not reach the system manager's unit of the same name.
+        let e = check_unit(&fp, "a.service", false).unwrap_err();
+        assert!(e.message.contains("system manager"), "{}", e.message);
     }
 
     #[test]
