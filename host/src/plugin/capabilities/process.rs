@@ -141,10 +141,18 @@ fn groups() -> std::sync::MutexGuard<'static, Option<HashSet<i32>>> {
 /// when homeostat exits without unwinding (a second signal); otherwise the guards do it.
 pub fn kill_all() {
     if let Some(set) = groups().as_ref() {
-        for pgid in set {
-            // SAFETY: kill(2) has no memory-safety preconditions.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        for &pgid in set {
+            kill_group(pgid);
         }
+    }
+}
+
+/// SIGKILL process group `pgid`. Never for a pgid ≤ 1: `kill(0)` would hit homeostat's own
+/// group and `kill(-1)` every process.
+fn kill_group(pgid: i32) {
+    if pgid > 1 {
+        // SAFETY: kill(2) has no memory-safety preconditions; a stale pgid gives ESRCH.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
     }
 }
 
@@ -162,8 +170,7 @@ impl GroupGuard {
 
     /// SIGKILL the whole group (the leader may already have exited; the rest may not).
     pub fn kill(&self) {
-        // SAFETY: kill(2) has no memory-safety preconditions; a stale pgid gives ESRCH.
-        unsafe { libc::kill(-self.pgid, libc::SIGKILL) };
+        kill_group(self.pgid);
     }
 
     /// The process group id (= the leader's pid).
@@ -205,7 +212,8 @@ pub async fn spawn(spec: &CommandSpec, stdin: bool) -> Result<Spawned, ProcessEr
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_str())
         .unwrap_or(DEFAULT_PATH);
-    let program = resolve_program(&spec.argv[0], path_var).ok_or_else(|| {
+    let cwd = spec.cwd.as_deref().unwrap_or("/");
+    let program = resolve_program(&spec.argv[0], path_var, Path::new(cwd)).ok_or_else(|| {
         ProcessError::new(
             ErrorCode::NotFound,
             if spec.argv[0].contains('/') {
@@ -218,7 +226,6 @@ pub async fn spawn(spec: &CommandSpec, stdin: bool) -> Result<Spawned, ProcessEr
             },
         )
     })?;
-    let cwd = spec.cwd.as_deref().unwrap_or("/");
     if !Path::new(cwd).is_dir() {
         return Err(ProcessError::new(
             ErrorCode::NotFound,
@@ -343,11 +350,12 @@ async fn capture(mut pipe: impl AsyncRead + Unpin) -> (Vec<u8>, bool) {
     (kept, cut)
 }
 
-/// `program` itself when it contains `/`, else the first executable file named so in `path`.
-fn resolve_program(program: &str, path: &str) -> Option<PathBuf> {
+/// `program` itself when it contains `/` (relative to `cwd`, where the command runs), else
+/// the first executable file named so in `path`.
+fn resolve_program(program: &str, path: &str, cwd: &Path) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     if program.contains('/') {
-        let p = PathBuf::from(program);
+        let p = cwd.join(program);
         return p.exists().then_some(p);
     }
     if program.is_empty() {
@@ -547,6 +555,23 @@ mod tests {
         assert_eq!(
             run(&s, None, None).await.unwrap_err().code,
             ErrorCode::NotFound
+        );
+    }
+
+    #[tokio::test]
+    async fn a_relative_program_is_found_in_cwd() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("hello.sh");
+        std::fs::write(&script, "#!/bin/sh\necho hi from $PWD\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut s = spec(&["./hello.sh"]);
+        s.cwd = Some(dir.path().to_str().unwrap().to_string());
+        let out = run(&s, None, None).await.unwrap();
+        assert_eq!(out.exit_code, 0);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("hi from {}\n", dir.path().display())
         );
     }
 
