@@ -69,6 +69,46 @@ fn start_enable_then_stop_disable() {
 }
 
 #[test]
+fn noop_reports_and_changes_nothing() {
+    let Some(m) = UserManager::start() else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(
+        m.unit_dir().join("hs-n.service"),
+        unit_text(&t.path().join("starts")),
+    )
+    .unwrap();
+    m.systemctl(&["daemon-reload"]);
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        "graph: t\nresources:\n  svc:\n  - name: hs-n\n    state: running\n    startup: enabled\n    session: true\n",
+    );
+    let out = std::process::Command::new(homeostat_tests::binary())
+        .envs(m.env())
+        .args([
+            "run",
+            g.to_str().unwrap(),
+            "--converged-timeout",
+            "0.5",
+            "--noop",
+        ])
+        .arg("--cache-dir")
+        .arg(homeostat_tests::cache_dir())
+        .output()
+        .unwrap();
+    let log = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{log}");
+    assert!(
+        log.contains("svc[hs-n]: would change (noop): enabled; started (was inactive)"),
+        "{log}"
+    );
+    assert_eq!(m.active_state("hs-n.service"), "inactive");
+    assert_eq!(m.enabled_state("hs-n.service"), "disabled");
+}
+
+#[test]
 fn an_outside_stop_is_repaired_through_the_dbus_watch() {
     let Some(m) = UserManager::start() else {
         return;
