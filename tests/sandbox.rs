@@ -100,6 +100,29 @@ fn a_read_outside_the_footprint_is_refused() {
 }
 
 #[test]
+fn a_command_line_outside_the_footprint_is_refused() {
+    let (_t, err, code) = run_hostile("runaway", "    target: /bin/sh -c id\n", &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("runaway[bad]")
+            && err.contains("command `/bin/sh -c id` is not among the command lines"),
+        "{err}"
+    );
+    assert!(!err.contains("should not have"), "{err}");
+}
+
+#[test]
+fn an_undeclared_capability_is_refused() {
+    let (_t, err, code) = run_hostile("unitgrab", "    target: ssh.service\n", &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("unitgrab[bad]") && err.contains("did not declare the `systemd` capability"),
+        "{err}"
+    );
+    assert!(!err.contains("should not have"), "{err}");
+}
+
+#[test]
 fn the_engine_keeps_repairing_after_a_trap() {
     let t = tempfile::tempdir().unwrap();
     let g = hostile_graph(t.path(), "trap", "");

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::engine::{Plan, PlannedEdge, PlannedResource};
 use crate::graph::{self, GraphDoc, GraphError, GraphErrors, KindCatalog, ResId};
 use crate::plugin::bindings::{ResourceInfo, ResourceRef};
+use crate::plugin::capabilities::systemd::UnitRef;
 use crate::plugin::registry::Registry;
 use crate::plugin::runtime::CallError;
 
@@ -269,11 +270,36 @@ fn check_semaphores(doc: &GraphDoc) -> Vec<GraphError> {
     errors
 }
 
-/// Two resources may not both write the same path.
+/// Two resources may not both write the same path, nor both manage the same systemd unit
+/// on the same manager.
 fn check_footprints(doc: &GraphDoc, infos: &[ResourceInfo]) -> Result<(), PlanError> {
     let mut owner: HashMap<&Path, usize> = HashMap::new();
+    let mut unit_owner: HashMap<&UnitRef, usize> = HashMap::new();
     let mut errors = Vec::new();
     for (i, info) in infos.iter().enumerate() {
+        for unit in &info.footprint.units {
+            match unit_owner.get(unit) {
+                Some(&j) if j != i => {
+                    let (a, b) = (&doc.resources[j], &doc.resources[i]);
+                    errors.push(GraphError::Duplicate {
+                        loc: b.loc_of(None).clone(),
+                        message: format!(
+                            "{} and {} (at {}) both manage unit {} on the {}; a unit can have \
+                             only one resource",
+                            b.id(),
+                            a.id(),
+                            a.loc_of(None),
+                            unit.name,
+                            crate::plugin::capabilities::systemd::bus_name(unit.session)
+                        ),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    unit_owner.insert(unit, i);
+                }
+            }
+        }
         for grant in info.footprint.paths.iter().filter(|g| g.write) {
             if let Some(&j) = owner.get(grant.path.as_path()) {
                 if j != i {

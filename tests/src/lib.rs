@@ -7,6 +7,7 @@
 //! the benchmark).
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -86,7 +87,13 @@ pub struct Running {
 impl Running {
     /// Start `homeostat run GRAPH EXTRA...` with the shared cache.
     pub fn start(graph: &Path, extra: &[&str]) -> Running {
+        Running::start_env(graph, extra, &[])
+    }
+
+    /// [`Running::start`] with extra environment variables (e.g. a user manager's bus).
+    pub fn start_env(graph: &Path, extra: &[&str], env: &[(String, String)]) -> Running {
         let mut child = Command::new(binary())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .arg("run")
             .arg(graph)
             .args(extra)
@@ -225,4 +232,148 @@ pub fn log_time(line: &str) -> f64 {
 /// Text of stderr.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Whether process `pid` is running (exists and is not a zombie).
+pub fn process_running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+/// A `systemd --user` service manager of the test's own, with its own runtime directory
+/// (hence its own session bus) and its own unit directory (`XDG_CONFIG_HOME`), stopped
+/// (SIGTERM, which stops its units) when dropped. homeostat reaches it through
+/// [`UserManager::env`].
+pub struct UserManager {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl UserManager {
+    /// Start one, or `None` (with a message) where `systemd` is not installed.
+    pub fn start() -> Option<UserManager> {
+        let systemd = ["/usr/lib/systemd/systemd", "/lib/systemd/systemd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists());
+        let Some(systemd) = systemd else {
+            eprintln!("SKIP: systemd is not installed (apt-get install systemd dbus-user-session)");
+            return None;
+        };
+        // `systemd --user` refuses to run unless the machine looks booted with systemd.
+        let _ = std::fs::create_dir_all("/run/systemd/system");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = dir.path().join("run");
+        std::fs::create_dir_all(&run).expect("runtime dir");
+        std::fs::create_dir_all(dir.path().join("config/systemd/user")).expect("unit dir");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700))
+                .expect("chmod runtime dir");
+        }
+        let child = Command::new(systemd)
+            .arg("--user")
+            .env("XDG_RUNTIME_DIR", &run)
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start systemd --user");
+        let m = UserManager { child, dir };
+        let ready = wait_for(|| {
+            let o = m.systemctl(&["is-system-running"]);
+            let state = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            (m.dir.path().join("run/bus").exists()
+                && matches!(state.as_str(), "running" | "degraded"))
+            .then_some(())
+        });
+        assert!(ready.is_some(), "systemd --user did not come up");
+        Some(m)
+    }
+
+    /// Where its unit files go (`$XDG_CONFIG_HOME/systemd/user`).
+    pub fn unit_dir(&self) -> PathBuf {
+        self.dir.path().join("config/systemd/user")
+    }
+
+    /// The variables that point homeostat (or systemctl) at this manager.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let run = self.dir.path().join("run");
+        vec![
+            ("XDG_RUNTIME_DIR".into(), run.display().to_string()),
+            (
+                "XDG_CONFIG_HOME".into(),
+                self.dir.path().join("config").display().to_string(),
+            ),
+            (
+                "DBUS_SESSION_BUS_ADDRESS".into(),
+                format!("unix:path={}/bus", run.display()),
+            ),
+        ]
+    }
+
+    /// `systemctl --user ARGS` against this manager.
+    pub fn systemctl(&self, args: &[&str]) -> Output {
+        Command::new("systemctl")
+            .arg("--user")
+            .args(args)
+            .envs(self.env())
+            .output()
+            .expect("run systemctl")
+    }
+
+    /// `systemctl --user is-active UNIT` (e.g. `active`, `inactive`, `failed`).
+    pub fn active_state(&self, unit: &str) -> String {
+        let o = self.systemctl(&["is-active", unit]);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// `systemctl --user is-enabled UNIT`.
+    pub fn enabled_state(&self, unit: &str) -> String {
+        let o = self.systemctl(&["is-enabled", unit]);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// Wait until `unit`'s active state is `state`.
+    pub fn wait_active(&self, unit: &str, state: &str) {
+        let ok = wait_for(|| (self.active_state(unit) == state).then_some(()));
+        assert!(
+            ok.is_some(),
+            "{unit} never became {state}; it is {}",
+            self.active_state(unit)
+        );
+    }
+}
+
+impl Drop for UserManager {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Anything it left in its process group (its dbus-daemon, services).
+        // SAFETY: as above; the group id is the child's pid.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+    }
+}
+
+/// Whether a system service manager is reachable (PID 1 is systemd, with a system bus).
+pub fn system_manager_available() -> bool {
+    Path::new("/run/systemd/private").exists()
+        && Path::new("/run/dbus/system_bus_socket").exists()
+        && std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd")
 }

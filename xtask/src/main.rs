@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask demo`: install the `wasm32-wasip2` target, build the plugins and the
 //!   host, run `examples/hello.yaml` until it converges.
-//! - `cargo xtask test`: the same builds plus the test fixtures, then the whole suite.
+//! - `cargo xtask test`: the same builds plus the test fixtures, then the whole suite
+//!   (the plugins' native unit tests, then the host workspace's tests).
 //! - `cargo xtask build-plugins`: only the wasm parts (bundled plugins into
 //!   `target/plugins/`, test fixtures into `target/test-plugins/`).
 //! - `cargo xtask bench`: the benchmark table of docs/performance.md.
@@ -156,10 +157,49 @@ fn test(root: &Path, extra: &[String]) -> Result<(), String> {
     run(Command::new(env!("CARGO"))
         .current_dir(root)
         .args(["build", "--bin", "homeostat"]))?;
+    let mut totals = [0u64; 3];
+    // The plugins' pure logic (params, planning) is unit-tested natively: the workspace's
+    // default target is wasm32-wasip2, so name the host's.
+    let mut plugins = Command::new(env!("CARGO"));
+    plugins.current_dir(root.join("plugins")).args([
+        "test",
+        "--workspace",
+        "--target",
+        &host_triple()?,
+    ]);
+    let plugins_ok = cargo_test(&mut plugins, &mut totals)?;
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(root)
         .args(["test", "--workspace", "--no-fail-fast"])
         .args(extra);
+    let host_ok = cargo_test(&mut cmd, &mut totals)?;
+    println!(
+        "\ntests: {} passed, {} failed, {} skipped",
+        totals[0], totals[1], totals[2]
+    );
+    match (plugins_ok, host_ok) {
+        (true, true) => Ok(()),
+        (false, _) => Err("the plugins' unit tests failed".into()),
+        (_, false) => Err("cargo test failed".into()),
+    }
+}
+
+/// The host's target triple, from `rustc -vV`.
+fn host_triple() -> Result<String, String> {
+    let out = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .map_err(|e| format!("cannot run rustc -vV: {e}"))?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .ok_or_else(|| "rustc -vV did not say the host triple".to_string())
+}
+
+/// Run a `cargo test`, echo its output and add its per-binary `test result:` lines to
+/// `totals`, so the run ends with one total instead of the last binary's (often a
+/// doc-test run of 0 tests). Whether it succeeded.
+fn cargo_test(cmd: &mut Command, totals: &mut [u64; 3]) -> Result<bool, String> {
     for var in LEAKY_ENV {
         cmd.env_remove(var);
     }
@@ -168,9 +208,6 @@ fn test(root: &Path, extra: &[String]) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("cannot run cargo test: {e}"))?;
     let stdout = child.stdout.take().expect("stdout is piped");
-    // Echo everything and add up cargo's per-binary `test result:` lines, so the run ends
-    // with one total instead of the last binary's (often a doc-test run of 0 tests).
-    let mut totals = [0u64; 3];
     for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
         println!("{line}");
         if let Some(rest) = line.strip_prefix("test result: ") {
@@ -180,15 +217,7 @@ fn test(root: &Path, extra: &[String]) -> Result<(), String> {
         }
     }
     let status = child.wait().map_err(|e| format!("cargo test: {e}"))?;
-    println!(
-        "\ntests: {} passed, {} failed, {} skipped",
-        totals[0], totals[1], totals[2]
-    );
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("cargo test failed with {status}"))
-    }
+    Ok(status.success())
 }
 
 /// The count in front of `WORD` in a `test result:` line (`ok. 5 passed; 0 failed; ...`).

@@ -78,6 +78,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             _ = sigterm.recv() => {}
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
+        // exit() runs no destructors: kill the commands still running ourselves.
+        crate::plugin::capabilities::process::kill_all();
         std::process::exit(130);
     });
     let (update_tx, update_rx) = mpsc::channel(1);

@@ -300,6 +300,29 @@ fn start_watches(v: &Arc<Vertex>, paths: Vec<crate::watch::Subscription>) -> Wat
             WatchItem::Interval { ms } => w
                 .tickers
                 .push(ticker(v, Duration::from_millis(u64::from((*ms).max(1))))),
+            WatchItem::Command(spec) => {
+                let target = v.clone();
+                w.tickers.push(tokio::spawn(crate::watch::process::watch(
+                    v.id.to_string(),
+                    spec.clone(),
+                    v.footprint.clone(),
+                    v.meta.retry,
+                    v.meta.delay,
+                    Arc::new(move || target.mark_dirty()),
+                )));
+            }
+            WatchItem::Unit { name, session } => {
+                let target = v.clone();
+                w.tickers.push(tokio::spawn(crate::watch::systemd::watch(
+                    v.id.to_string(),
+                    name.clone(),
+                    *session,
+                    v.footprint.clone(),
+                    v.meta.retry,
+                    v.meta.delay,
+                    Arc::new(move || target.mark_dirty()),
+                )));
+            }
             WatchItem::Kmsg => match crate::watch::kmsg::global() {
                 Ok(k) => {
                     let target = v.clone();

@@ -1,6 +1,6 @@
 //! The only module that runs `bindgen!`: the host side of `homeostat:resource@0.1.0`.
 //!
-//! It implements the generated host traits (`log`, `fs`) for [`HostState`] by
+//! It implements the generated host traits (`log`, `fs`, `process`, `systemd`) for [`HostState`] by
 //! delegating to the capability modules, and converts between generated types and the
 //! engine's own ([`ResourceInfo`], [`CheckOutcome`], [`PluginError`]). Generated types
 //! never leave this module: everything public here is a plain engine type.
@@ -8,6 +8,8 @@
 use std::path::PathBuf;
 
 use crate::plugin::capabilities::fs as fscap;
+use crate::plugin::capabilities::process as pcap;
+use crate::plugin::capabilities::systemd as scap;
 use crate::plugin::runtime::HostState;
 
 mod generated {
@@ -20,7 +22,8 @@ mod generated {
 }
 
 use generated::homeostat::resource::{
-    fs as wfs, kmsg as wkmsg, log as wlog, state as wstate, types as wt,
+    fs as wfs, kmsg as wkmsg, log as wlog, process as wproc, state as wstate, systemd as wsd,
+    types as wt,
 };
 pub(crate) use generated::{ResourcePlugin, ResourcePluginPre};
 
@@ -69,6 +72,23 @@ pub enum WatchItem {
     },
     /// Every new kernel log record.
     Kmsg,
+    /// A long-running command whose stdout lines are events.
+    Command(pcap::CommandSpec),
+    /// A systemd unit's property changes and its manager's reloads.
+    Unit {
+        name: String,
+        session: bool,
+    },
+}
+
+fn command_in(c: wt::Command) -> pcap::CommandSpec {
+    pcap::CommandSpec {
+        argv: c.argv,
+        env: c.env,
+        cwd: c.cwd,
+        user: c.user,
+        group: c.group,
+    }
 }
 
 /// What `validate` returned.
@@ -94,6 +114,16 @@ impl From<wt::ResourceInfo> for ResourceInfo {
                         write: g.write,
                     })
                     .collect(),
+                commands: i.footprint.commands,
+                units: i
+                    .footprint
+                    .units
+                    .into_iter()
+                    .map(|u| scap::UnitRef {
+                        name: u.name,
+                        session: u.session,
+                    })
+                    .collect(),
             },
             watch: i
                 .watch
@@ -104,14 +134,21 @@ impl From<wt::ResourceInfo> for ResourceInfo {
                         recursive: p.recursive,
                     },
                     wt::WatchItem::Interval(ms) => WatchItem::Interval { ms },
+                    wt::WatchItem::Command(c) => WatchItem::Command(command_in(c)),
+                    wt::WatchItem::Unit(u) => WatchItem::Unit {
+                        name: u.name,
+                        session: u.session,
+                    },
                     wt::WatchItem::Kmsg => WatchItem::Kmsg,
                 })
                 .collect(),
             depends_on_paths: i
                 .depends
                 .into_iter()
-                .map(|d| match d {
-                    wt::Dependency::Path(p) => p,
+                .flat_map(|d| match d {
+                    wt::Dependency::Path(p) => vec![p],
+                    // The host knows where unit files live (and the session user's home).
+                    wt::Dependency::Unit(u) => scap::unit_file_paths(&u.name, u.session),
                 })
                 .collect(),
         }
@@ -298,5 +335,138 @@ impl wfs::Host for HostState {
     }
     async fn group_id(&mut self, name: String) -> FsResult<u32> {
         fs_call!(self, |fs, _fp| fs.group_id(&name))
+    }
+}
+
+fn proc_err(e: pcap::ProcessError) -> wproc::Error {
+    use pcap::ErrorCode as C;
+    wproc::Error {
+        code: match e.code {
+            C::NotAllowed => wproc::ErrorCode::NotAllowed,
+            C::NotFound => wproc::ErrorCode::NotFound,
+            C::PermissionDenied => wproc::ErrorCode::PermissionDenied,
+            C::UnknownId => wproc::ErrorCode::UnknownId,
+            C::TimedOut => wproc::ErrorCode::TimedOut,
+            C::Other => wproc::ErrorCode::Other,
+        },
+        message: e.message,
+    }
+}
+
+impl wproc::Host for HostState {
+    async fn run(
+        &mut self,
+        cmd: wt::Command,
+        stdin: Option<Vec<u8>>,
+        timeout_ms: Option<u32>,
+    ) -> wasmtime::Result<Result<wproc::Output, wproc::Error>> {
+        let spec = command_in(cmd);
+        let fp = match self.process_access() {
+            Ok(fp) => fp,
+            Err(e) => return Ok(Err(proc_err(e))),
+        };
+        if let Err(e) = pcap::check_argv(&fp, &spec.argv) {
+            return Ok(Err(proc_err(e)));
+        }
+        let timeout = timeout_ms.map(|ms| std::time::Duration::from_millis(u64::from(ms)));
+        Ok(pcap::run(&spec, stdin, timeout)
+            .await
+            .map(|o| wproc::Output {
+                exit_code: o.exit_code,
+                stdout: o.stdout,
+                stderr: o.stderr,
+                truncated: o.truncated,
+            })
+            .map_err(proc_err))
+    }
+}
+
+fn sd_err(e: scap::SystemdError) -> wsd::Error {
+    use scap::ErrorCode as C;
+    wsd::Error {
+        code: match e.code {
+            C::NotAllowed => wsd::ErrorCode::NotAllowed,
+            C::NoSuchUnit => wsd::ErrorCode::NoSuchUnit,
+            C::Bus => wsd::ErrorCode::Bus,
+            C::Failed => wsd::ErrorCode::Failed,
+        },
+        message: e.message,
+    }
+}
+
+type SdResult<T> = wasmtime::Result<Result<T, wsd::Error>>;
+
+/// Every `systemd` call first checks the capability and that the unit is in the footprint.
+macro_rules! sd_call {
+    ($self:ident, $unit:expr, $session:expr, |$host:ident| $body:expr) => {{
+        let fp = match $self.systemd_access() {
+            Ok(fp) => fp,
+            Err(e) => return Ok(Err(sd_err(e))),
+        };
+        if let Some(unit) = $unit {
+            if let Err(e) = scap::check_unit(&fp, unit, $session) {
+                return Ok(Err(sd_err(e)));
+            }
+        } else if !fp.units.iter().any(|u| u.session == $session) {
+            // daemon-reload: any declared unit on that manager will do.
+            return Ok(Err(sd_err(
+                scap::check_unit(&fp, "(any)", $session).unwrap_err(),
+            )));
+        }
+        let $host = scap::SystemdHost::global();
+        Ok($body.await.map_err(sd_err))
+    }};
+}
+
+impl wsd::Host for HostState {
+    async fn status(&mut self, unit: String, session: bool) -> SdResult<wsd::UnitStatus> {
+        sd_call!(self, Some(&unit), session, |h| async {
+            h.status(&unit, session).await.map(|s| wsd::UnitStatus {
+                load_state: s.load_state,
+                active_state: s.active_state,
+                sub_state: s.sub_state,
+                unit_file_state: s.unit_file_state,
+                need_daemon_reload: s.need_daemon_reload,
+            })
+        })
+    }
+    async fn start(&mut self, unit: String, session: bool) -> SdResult<()> {
+        sd_call!(self, Some(&unit), session, |h| h.job(
+            &unit,
+            session,
+            scap::Job::Start
+        ))
+    }
+    async fn stop(&mut self, unit: String, session: bool) -> SdResult<()> {
+        sd_call!(self, Some(&unit), session, |h| h.job(
+            &unit,
+            session,
+            scap::Job::Stop
+        ))
+    }
+    async fn restart(&mut self, unit: String, session: bool) -> SdResult<()> {
+        sd_call!(self, Some(&unit), session, |h| h.job(
+            &unit,
+            session,
+            scap::Job::Restart
+        ))
+    }
+    async fn reload_or_restart(&mut self, unit: String, session: bool) -> SdResult<()> {
+        sd_call!(self, Some(&unit), session, |h| h.job(
+            &unit,
+            session,
+            scap::Job::ReloadOrRestart
+        ))
+    }
+    async fn enable(&mut self, unit: String, session: bool) -> SdResult<()> {
+        sd_call!(self, Some(&unit), session, |h| h
+            .set_enabled(&unit, session, true))
+    }
+    async fn disable(&mut self, unit: String, session: bool) -> SdResult<()> {
+        sd_call!(self, Some(&unit), session, |h| h
+            .set_enabled(&unit, session, false))
+    }
+    async fn daemon_reload(&mut self, session: bool) -> SdResult<()> {
+        sd_call!(self, None::<&String>, session, |h| h.daemon_reload(session))
     }
 }

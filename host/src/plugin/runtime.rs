@@ -37,6 +37,8 @@ use crate::plugin::bindings::{
     CheckOutcome, PluginError, ResourceInfo, ResourcePlugin, ResourcePluginPre, ResourceRef,
 };
 use crate::plugin::capabilities::fs::{ErrorCode, Footprint, FsError, FsHost};
+use crate::plugin::capabilities::process::{self as pcap, ProcessError};
+use crate::plugin::capabilities::systemd::{self as scap, SystemdError};
 use crate::plugin::manifest::Manifest;
 
 /// How often the epoch advances; the unit of the CPU budget.
@@ -124,6 +126,10 @@ pub struct HostState {
     fs: FsHost,
     /// The plugin may use `fs` (declared in its manifest).
     fs_granted: bool,
+    /// The plugin may use `process` (declared in its manifest).
+    process_granted: bool,
+    /// The plugin may use `systemd` (declared in its manifest).
+    systemd_granted: bool,
     /// The plugin may read the kernel log (declared `kmsg`).
     kmsg_granted: bool,
     /// The `state` values of the plugin's resources (shared by its instances).
@@ -200,6 +206,40 @@ impl HostState {
                 message: "no resource is being served".to_string(),
             }),
         }
+    }
+}
+
+impl HostState {
+    /// The current resource's footprint, if `capability` is granted; else why not.
+    fn footprint_for(&self, granted: bool, capability: &str) -> Result<Arc<Footprint>, String> {
+        if !granted {
+            return Err(format!(
+                "plugin `{}` did not declare the `{capability}` capability in its manifest",
+                self.plugin
+            ));
+        }
+        match &self.current {
+            Some((_, fp)) => Ok(fp.clone()),
+            None => Err("no resource is being served".to_string()),
+        }
+    }
+
+    /// The current resource's footprint, if `process` is granted.
+    pub(crate) fn process_access(&self) -> Result<Arc<Footprint>, ProcessError> {
+        self.footprint_for(self.process_granted, "process")
+            .map_err(|message| ProcessError {
+                code: pcap::ErrorCode::NotAllowed,
+                message,
+            })
+    }
+
+    /// The current resource's footprint, if `systemd` is granted.
+    pub(crate) fn systemd_access(&self) -> Result<Arc<Footprint>, SystemdError> {
+        self.footprint_for(self.systemd_granted, "systemd")
+            .map_err(|message| SystemdError {
+                code: scap::ErrorCode::NotAllowed,
+                message,
+            })
     }
 }
 
@@ -304,6 +344,8 @@ impl Runtime {
             pre,
             fs: self.fs.clone(),
             fs_granted: manifest.capabilities.iter().any(|c| c == "fs"),
+            process_granted: manifest.capabilities.iter().any(|c| c == "process"),
+            systemd_granted: manifest.capabilities.iter().any(|c| c == "systemd"),
             kmsg_granted: manifest.capabilities.iter().any(|c| c == "kmsg"),
             states: States::default(),
             label,
@@ -372,6 +414,8 @@ struct PoolShared {
     pre: ResourcePluginPre<HostState>,
     fs: FsHost,
     fs_granted: bool,
+    process_granted: bool,
+    systemd_granted: bool,
     kmsg_granted: bool,
     states: States,
     label: Arc<str>,
@@ -608,6 +652,8 @@ async fn instantiate(shared: &PoolShared) -> Result<Instance, String> {
         limits,
         fs: shared.fs.clone(),
         fs_granted: shared.fs_granted,
+        process_granted: shared.process_granted,
+        systemd_granted: shared.systemd_granted,
         kmsg_granted: shared.kmsg_granted,
         states: shared.states.clone(),
         plugin: shared.label.clone(),

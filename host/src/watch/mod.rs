@@ -54,6 +54,9 @@
 
 mod control;
 pub mod kmsg;
+pub mod process;
+pub mod supervise;
+pub mod systemd;
 #[cfg(test)]
 mod tests;
 

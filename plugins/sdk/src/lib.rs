@@ -108,13 +108,28 @@ impl From<fs::Error> for Error {
     }
 }
 
+impl From<process::Error> for Error {
+    fn from(e: process::Error) -> Self {
+        Error::new(e.message)
+    }
+}
+
+impl From<systemd::Error> for Error {
+    fn from(e: systemd::Error) -> Self {
+        Error::new(e.message)
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What `validate` declares about a resource: its footprint (the only paths host calls
-/// may touch), what to watch, and what it depends on (for automatic edges).
+/// What `validate` declares about a resource: its footprint (the only paths, command
+/// lines and systemd units host calls may touch), what to watch, and what it depends on
+/// (for automatic edges).
 #[derive(Debug, Clone, Default)]
 pub struct Info {
     paths: Vec<wit::PathGrant>,
+    commands: Vec<Vec<String>>,
+    units: Vec<wit::UnitRef>,
     watch: Vec<wit::WatchItem>,
     depends: Vec<wit::Dependency>,
 }
@@ -179,6 +194,53 @@ impl Info {
     /// Depend on the resource managing `path` or one of its parent directories.
     pub fn depends_on_path(mut self, path: &str) -> Self {
         self.depends.push(wit::Dependency::Path(path.to_string()));
+        self
+    }
+    /// Allow running exactly this command line through [`process::run`].
+    pub fn command(mut self, argv: &[String]) -> Self {
+        if !self.commands.iter().any(|c| c.as_slice() == argv) {
+            self.commands.push(argv.to_vec());
+        }
+        self
+    }
+    /// Run `cmd` for as long as the resource is in the graph; every line it prints on
+    /// stdout is a watch event. Also allows its command line.
+    pub fn watch_command(mut self, cmd: &process::Command) -> Self {
+        self = self.command(&cmd.argv);
+        self.watch.push(wit::WatchItem::Command(cmd.clone()));
+        self
+    }
+    /// Allow querying and controlling the systemd unit `name` through [`systemd`], on
+    /// the session manager (`session`) or the system manager.
+    pub fn unit(mut self, name: &str, session: bool) -> Self {
+        if !self
+            .units
+            .iter()
+            .any(|u| u.name == name && u.session == session)
+        {
+            self.units.push(wit::UnitRef {
+                name: name.to_string(),
+                session,
+            });
+        }
+        self
+    }
+    /// Report changes of the unit `name` (state, unit file state, manager reloads) as
+    /// watch events. Also allows the unit.
+    pub fn watch_unit(mut self, name: &str, session: bool) -> Self {
+        self = self.unit(name, session);
+        self.watch.push(wit::WatchItem::Unit(wit::UnitRef {
+            name: name.to_string(),
+            session,
+        }));
+        self
+    }
+    /// Depend on the resources managing the unit's files (the host knows where they live).
+    pub fn depends_on_unit(mut self, name: &str, session: bool) -> Self {
+        self.depends.push(wit::Dependency::Unit(wit::UnitRef {
+            name: name.to_string(),
+            session,
+        }));
         self
     }
 }
@@ -271,6 +333,39 @@ pub mod log {
     }
 }
 
+/// Running commands through the host, confined to the command lines the resource
+/// declared with [`Info::command`](crate::Info::command).
+///
+/// Each process gets its own process group, killed on timeout, and exactly the
+/// environment in [`Command::env`] (empty by default: not even `PATH`).
+pub mod process {
+    pub use crate::__bindings::homeostat::resource::process::{Error, ErrorCode, Output, run};
+    pub use crate::__bindings::homeostat::resource::types::Command;
+
+    impl Command {
+        /// `argv` with an empty environment, `/` as working directory, as homeostat's user.
+        pub fn new(argv: Vec<String>) -> Self {
+            Command {
+                argv,
+                env: Vec::new(),
+                cwd: None,
+                user: None,
+                group: None,
+            }
+        }
+    }
+}
+
+/// systemd units through the host over D-Bus, confined to the units the resource
+/// declared with [`Info::unit`](crate::Info::unit). `session`: the user's manager instead
+/// of the system one. Jobs (start, stop, ...) return once systemd finished them.
+pub mod systemd {
+    pub use crate::__bindings::homeostat::resource::systemd::{
+        Error, ErrorCode, UnitStatus, daemon_reload, disable, enable, reload_or_restart, restart,
+        start, status, stop,
+    };
+}
+
 /// File-system access through the host, confined to the resource's footprint.
 pub mod fs {
     pub use crate::__bindings::homeostat::resource::fs::{
@@ -353,7 +448,11 @@ pub mod __glue {
         let p = params::<R>(json)?;
         let info = R::validate(&id(i), &p).map_err(err)?;
         Ok(WitInfo {
-            footprint: wit::Footprint { paths: info.paths },
+            footprint: wit::Footprint {
+                paths: info.paths,
+                commands: info.commands,
+                units: info.units,
+            },
             watch: info.watch,
             depends: info.depends,
         })

@@ -95,10 +95,15 @@ pub struct PathGrant {
     pub write: bool,
 }
 
-/// Everything a resource may touch (WIT `footprint`).
+/// Everything a resource may touch (WIT `footprint`). `fs` checks `paths`; `commands` and
+/// `units` are checked by the `process` and `systemd` capabilities.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Footprint {
     pub paths: Vec<PathGrant>,
+    /// Exact command lines the resource may run.
+    pub commands: Vec<Vec<String>>,
+    /// systemd units (and on which manager) the resource may query and control.
+    pub units: Vec<crate::plugin::capabilities::systemd::UnitRef>,
 }
 
 /// Type of a directory entry, from `lstat` (WIT `file-type`).
@@ -1730,6 +1735,7 @@ mod tests {
                 recursive: true,
                 write: true,
             }],
+            ..Default::default()
         }
     }
 
@@ -1783,6 +1789,7 @@ mod tests {
                 grant("/srv/app", true, true),
                 grant("/etc/hosts", false, false),
             ],
+            ..Default::default()
         };
         assert_eq!(fp.check("/etc/motd", true), Ok(PathBuf::from("/etc/motd")));
         assert_eq!(fp.check("/etc/motd/", true), Ok(PathBuf::from("/etc/motd")));
@@ -1798,6 +1805,7 @@ mod tests {
         );
         let root = Footprint {
             paths: vec![grant("/", true, false)],
+            ..Default::default()
         };
         assert_eq!(root.check("/", false), Ok(PathBuf::from("/")));
         assert_eq!(root.check("/a/b", false), Ok(PathBuf::from("/a/b")));
@@ -1811,6 +1819,7 @@ mod tests {
                 grant("/srv/app", true, true),
                 grant("/etc/hosts", false, false),
             ],
+            ..Default::default()
         };
         let refused = |path: &str, write: bool| {
             let err = fp.check(path, write).expect_err(path);
@@ -1918,6 +1927,7 @@ mod tests {
 
         let outside = Footprint {
             paths: vec![grant(&at(dir.path(), "f"), false, false)],
+            ..Default::default()
         };
         let err = host
             .read(&outside, &at(dir.path(), "big"))
@@ -2007,6 +2017,7 @@ mod tests {
         assert_eq!(err.code, ErrorCode::NotFound, "{err}");
         let read_only = Footprint {
             paths: vec![grant(&f, false, false)],
+            ..Default::default()
         };
         let err = host
             .write(&read_only, &f, b"x".to_vec(), Attrs::default())
@@ -2136,6 +2147,7 @@ mod tests {
         assert_eq!(err.code, ErrorCode::NotFound, "{err}");
         let dest_only = Footprint {
             paths: vec![grant(&at(dir.path(), "c2"), false, true)],
+            ..Default::default()
         };
         let err = host
             .copy(
@@ -2316,6 +2328,7 @@ mod tests {
         // A non-recursive grant does not cover the content.
         let exact = Footprint {
             paths: vec![grant(&at(dir.path(), "t"), false, true)],
+            ..Default::default()
         };
         let err = host
             .remove(&exact, &at(dir.path(), "t"), true)
@@ -2412,6 +2425,7 @@ mod tests {
         let conf = at(dir.path(), "app-link/conf");
         let read_only = Footprint {
             paths: vec![grant(&at(dir.path(), "app-link"), true, false)],
+            ..Default::default()
         };
         assert_eq!(host.read(&read_only, &conf).await, Ok(b"conf".to_vec()));
         // But the path of a write grant may have been replaced by the resource itself.
@@ -2423,6 +2437,7 @@ mod tests {
         assert_eq!(err.code, ErrorCode::NotAllowed, "{err}");
         let exact = Footprint {
             paths: vec![grant(&at(dir.path(), "app-link/conf"), false, true)],
+            ..Default::default()
         };
         host.write(
             &exact,
@@ -2450,6 +2465,7 @@ mod tests {
                 grant(&at(dir.path(), "x"), false, true),
                 grant(&at(dir.path(), "x/shadow"), false, true),
             ],
+            ..Default::default()
         };
         let host = FsHost::new();
         let target = outside.to_str().expect("utf-8");

@@ -5,9 +5,14 @@
 //! - `spin`: loops forever (stopped by the CPU budget);
 //! - `hog`: allocates until the memory cap stops it;
 //! - `escape`: reads `target` (e.g. `/etc/shadow`), outside its footprint;
-//! - `flaky`: fails with an error value until the file at `path` exists, then succeeds.
+//! - `flaky`: fails with an error value until the file at `path` exists, then succeeds;
+//! - `runaway`: declares the command line `/bin/true` but runs `target` (split at spaces);
+//! - `unitgrab`: stops the system unit `target` although the plugin never declared the
+//!   `systemd` capability.
 
-use homeostat_sdk::{CheckApply, Error, Info, Outcome, Resource, ResourceId, Result, fs};
+use homeostat_sdk::{
+    CheckApply, Error, Info, Outcome, Resource, ResourceId, Result, fs, process, systemd,
+};
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,7 +30,10 @@ const SCHEMA: &str = r#"{
 }"#;
 
 fn info(p: &Params) -> Result<Info> {
-    Ok(Info::new().write_path(&p.path).watch_path(&p.path))
+    Ok(Info::new()
+        .write_path(&p.path)
+        .watch_path(&p.path)
+        .command(&["/bin/true".to_string()]))
 }
 
 macro_rules! kind {
@@ -82,4 +90,23 @@ kind!(Flaky, "flaky", |p| {
     }
 });
 
-homeostat_sdk::export_resource!(Trap, Spin, Hog, Escape, Flaky; capabilities = ["fs"]);
+kind!(Runaway, "runaway", |p| {
+    let target = p.target.as_deref().unwrap_or("/bin/sh -c id");
+    let argv = target.split(' ').map(str::to_string).collect();
+    let out = process::run(&process::Command::new(argv), None, None)?;
+    Err(Error::new(format!(
+        "ran a command it should not have (exit {})",
+        out.exit_code
+    )))
+});
+
+kind!(Unitgrab, "unitgrab", |p| {
+    let unit = p.target.as_deref().unwrap_or("ssh.service");
+    systemd::stop(unit, false)?;
+    Err(Error::new("stopped a unit it should not have"))
+});
+
+homeostat_sdk::export_resource!(
+    Trap, Spin, Hog, Escape, Flaky, Runaway, Unitgrab;
+    capabilities = ["fs", "process"]
+);

@@ -1,0 +1,76 @@
+//! Restarting event sources that can stop: a watch command that exits, a D-Bus connection
+//! that breaks. [`supervise`] runs a source again after the resource's `delay`, at most
+//! `retry` times (-1: forever), logging each stop with `kind[name]` so the user sees why
+//! the resource is not watched, and wakes the resource after every restart because the
+//! system may have changed while nothing was watching.
+
+use std::future::Future;
+use std::time::Duration;
+
+use super::Waker;
+
+/// Run `start` until it fails for good. Each call runs the source until it stops and
+/// returns why (`Err(message)`); `Ok(())` means it ended on purpose and is not restarted.
+pub async fn supervise<F, Fut>(who: String, retry: i32, delay_ms: u64, wake: Waker, mut start: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut left = retry;
+    let mut restarts = 0u64;
+    loop {
+        let message = match start().await {
+            Ok(()) => return,
+            Err(m) => m,
+        };
+        if left == 0 {
+            tracing::error!(
+                "{who}: {message}; not restarting the watch (retry: {retry}, {restarts} \
+                 restarts); drift is repaired only on other events"
+            );
+            return;
+        }
+        if left > 0 {
+            left -= 1;
+        }
+        let remaining = if left < 0 {
+            "retrying forever".to_string()
+        } else {
+            format!("{left} retries left")
+        };
+        tracing::error!("{who}: {message}; restarting the watch in {delay_ms}ms ({remaining})");
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        restarts += 1;
+        wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn restarts_at_most_retry_times_and_wakes_after_each() {
+        let starts = Arc::new(AtomicUsize::new(0));
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let w = wakes.clone();
+        let s = starts.clone();
+        supervise(
+            "exec[x]".into(),
+            2,
+            1,
+            Arc::new(move || {
+                w.fetch_add(1, Ordering::SeqCst);
+            }),
+            move || {
+                s.fetch_add(1, Ordering::SeqCst);
+                async { Err("it died".to_string()) }
+            },
+        )
+        .await;
+        assert_eq!(starts.load(Ordering::SeqCst), 3);
+        assert_eq!(wakes.load(Ordering::SeqCst), 2);
+    }
+}
