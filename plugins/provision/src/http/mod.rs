@@ -30,7 +30,7 @@ pub mod request;
 mod site;
 
 pub use request::{HttpError, Limits, Parsed, Request, parse};
-pub use site::{DoneSet, Event, Site, SiteConfig, content_type, valid_host};
+pub use site::{DoneSet, Event, LOCAL_BOOT_IPXE, Site, SiteConfig, content_type, valid_host};
 
 use crate::files::RelPath;
 
