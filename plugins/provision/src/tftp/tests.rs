@@ -651,3 +651,26 @@ fn a_flood_of_random_datagrams_leaves_the_server_serving() {
 fn strangers_on_a_transfer_socket_get_unknown_tid() {
     assert_eq!(error_code(&unknown_tid()), ErrorCode::UNKNOWN_TID);
 }
+
+#[test]
+fn new_settings_apply_to_new_transfers_only() {
+    let mut s = Server::new(Config::default(), files(&[("f", content(5000, 14))]));
+    let req = Packet::Rrq(rrq("f", &[("blksize", "4096")])).encode();
+    start_reply(s.on_request(peer(1), &req, T0));
+    assert_eq!(s.transfer(&peer(1)).unwrap().blksize(), 4096);
+    s.set_config(Config {
+        max_blksize: 1024,
+        max_transfers: 1,
+        ..Config::default()
+    });
+    // The running transfer keeps its block size; the limit counts it.
+    assert_eq!(s.transfer(&peer(1)).unwrap().blksize(), 4096);
+    assert_eq!(
+        refused(s.on_request(peer(2), &req, T0)),
+        ErrorCode::NOT_DEFINED
+    );
+    assert!(s.abort(&peer(1)));
+    assert!(!s.abort(&peer(1)));
+    start_reply(s.on_request(peer(2), &req, T0));
+    assert_eq!(s.transfer(&peer(2)).unwrap().blksize(), 1024);
+}

@@ -202,9 +202,10 @@ impl<S: FileSource> Transfer<S> {
     /// Start serving an RRQ; returns the transfer and the first datagram to send (an
     /// OACK or DATA 1), or the refusal to send as an ERROR.
     ///
-    /// Refused: WRQ-like requests are the server's business, but here `mail` mode
-    /// (error 4), paths that escape the root (error 2), missing files and non-files
-    /// (error 1), unreadable ones (error 2 or 0).
+    /// Refused: `mail` mode (error 4), paths with `..` or NUL (error 2), the root
+    /// itself, missing files and non-files (error 1), files the source denies
+    /// (error 2) or cannot read (error 0). WRQs never get here: [`super::Server`]
+    /// refuses them.
     pub fn new(
         req: &Request,
         source: S,
