@@ -45,6 +45,9 @@ impl KindCatalog for Registry {
             .map(|k| graph::schema_param_names(&k.schema_json))
             .unwrap_or_default()
     }
+    fn unavailable(&self, kind: &str) -> Option<String> {
+        self.why_unavailable(kind)
+    }
 }
 
 /// Load, check and plan the graph in `path`.

@@ -39,6 +39,7 @@ use crate::plugin::bindings::{
 use crate::plugin::capabilities::fs::{ErrorCode, Footprint, FsError, FsHost};
 use crate::plugin::capabilities::process::{self as pcap, ProcessError};
 use crate::plugin::capabilities::systemd::{self as scap, SystemdError};
+use crate::plugin::grants::{Access, Capability};
 use crate::plugin::manifest::Manifest;
 
 /// How often the epoch advances; the unit of the CPU budget.
@@ -83,8 +84,9 @@ pub enum RuntimeError {
         message: String,
     },
     #[error(
-        "plugin `{plugin}` ({origin}) cannot be linked: {message}. It imports an interface \
-         this homeostat does not provide"
+        "plugin `{plugin}` ({origin}) cannot be linked: {message}, which this homeostat does \
+         not provide (`homeostat plugin inspect` lists its imports; rebuild it against the \
+         homeostat-sdk of this version)"
     )]
     Link {
         plugin: String,
@@ -124,14 +126,9 @@ pub struct HostState {
     table: ResourceTable,
     limits: StoreLimits,
     fs: FsHost,
-    /// The plugin may use `fs` (declared in its manifest).
-    fs_granted: bool,
-    /// The plugin may use `process` (declared in its manifest).
-    process_granted: bool,
-    /// The plugin may use `systemd` (declared in its manifest).
-    systemd_granted: bool,
-    /// The plugin may read the kernel log (declared `kmsg`).
-    kmsg_granted: bool,
+    /// The plugin's effective capabilities (declared ∩ granted), checked by every host
+    /// interface before it does anything.
+    access: Arc<Access>,
     /// The `state` values of the plugin's resources (shared by its instances).
     states: States,
     /// `name version` of the plugin, for log lines and errors.
@@ -162,14 +159,9 @@ impl HostState {
 
     /// Whether the plugin may read the kernel log; the error names what is missing.
     pub(crate) fn kmsg_access(&self) -> Result<(), String> {
-        if self.kmsg_granted {
-            Ok(())
-        } else {
-            Err(format!(
-                "plugin `{}` did not declare the `kmsg` capability in its manifest",
-                self.plugin
-            ))
-        }
+        self.access
+            .allowed(Capability::Kmsg)
+            .map_err(|e| e.to_string())
     }
 
     /// The `state` value of the resource being called.
@@ -190,13 +182,10 @@ impl HostState {
 
     /// The fs capability and the current resource's footprint, if `fs` is granted.
     pub(crate) fn fs_access(&self) -> Result<(FsHost, Arc<Footprint>), FsError> {
-        if !self.fs_granted {
+        if let Err(e) = self.access.allowed(Capability::Fs) {
             return Err(FsError {
                 code: ErrorCode::NotAllowed,
-                message: format!(
-                    "plugin `{}` did not declare the `fs` capability in its manifest",
-                    self.plugin
-                ),
+                message: e.to_string(),
             });
         }
         match &self.current {
@@ -211,13 +200,8 @@ impl HostState {
 
 impl HostState {
     /// The current resource's footprint, if `capability` is granted; else why not.
-    fn footprint_for(&self, granted: bool, capability: &str) -> Result<Arc<Footprint>, String> {
-        if !granted {
-            return Err(format!(
-                "plugin `{}` did not declare the `{capability}` capability in its manifest",
-                self.plugin
-            ));
-        }
+    fn footprint_for(&self, capability: Capability) -> Result<Arc<Footprint>, String> {
+        self.access.allowed(capability).map_err(|e| e.to_string())?;
         match &self.current {
             Some((_, fp)) => Ok(fp.clone()),
             None => Err("no resource is being served".to_string()),
@@ -226,7 +210,7 @@ impl HostState {
 
     /// The current resource's footprint, if `process` is granted.
     pub(crate) fn process_access(&self) -> Result<Arc<Footprint>, ProcessError> {
-        self.footprint_for(self.process_granted, "process")
+        self.footprint_for(Capability::Process)
             .map_err(|message| ProcessError {
                 code: pcap::ErrorCode::NotAllowed,
                 message,
@@ -235,7 +219,7 @@ impl HostState {
 
     /// The current resource's footprint, if `systemd` is granted.
     pub(crate) fn systemd_access(&self) -> Result<Arc<Footprint>, SystemdError> {
-        self.footprint_for(self.systemd_granted, "systemd")
+        self.footprint_for(Capability::Systemd)
             .map_err(|message| SystemdError {
                 code: scap::ErrorCode::NotAllowed,
                 message,
@@ -319,6 +303,7 @@ impl Runtime {
         manifest: Manifest,
         wasm: &[u8],
         origin: String,
+        access: Access,
     ) -> Result<Plugin, RuntimeError> {
         let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(wasm));
         let label: Arc<str> = format!("{} {}", manifest.name, manifest.version).into();
@@ -333,20 +318,24 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .and_then(ResourcePluginPre::new)
-            .map_err(|e| RuntimeError::Link {
-                plugin: manifest.name.clone(),
-                origin: origin.clone(),
-                message: e.to_string(),
+            .map_err(|e| {
+                let missing = crate::plugin::inspect::missing_imports(wasm);
+                RuntimeError::Link {
+                    plugin: manifest.name.clone(),
+                    origin: origin.clone(),
+                    message: if missing.is_empty() {
+                        e.to_string()
+                    } else {
+                        format!("it imports `{}`", missing.join("`, `"))
+                    },
+                }
             })?;
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(PoolShared {
             engine: self.engine.clone(),
             pre,
             fs: self.fs.clone(),
-            fs_granted: manifest.capabilities.iter().any(|c| c == "fs"),
-            process_granted: manifest.capabilities.iter().any(|c| c == "process"),
-            systemd_granted: manifest.capabilities.iter().any(|c| c == "systemd"),
-            kmsg_granted: manifest.capabilities.iter().any(|c| c == "kmsg"),
+            access: Arc::new(access),
             states: States::default(),
             label,
             limits: self.limits.clone(),
@@ -413,10 +402,7 @@ struct PoolShared {
     engine: Engine,
     pre: ResourcePluginPre<HostState>,
     fs: FsHost,
-    fs_granted: bool,
-    process_granted: bool,
-    systemd_granted: bool,
-    kmsg_granted: bool,
+    access: Arc<Access>,
     states: States,
     label: Arc<str>,
     limits: Limits,
@@ -480,6 +466,11 @@ impl Plugin {
     /// `name version`.
     pub fn label(&self) -> &str {
         &self.shared.label
+    }
+
+    /// What the plugin may use (declared ∩ granted).
+    pub fn access(&self) -> &Access {
+        &self.shared.access
     }
 
     /// Instances currently alive (for diagnostics and benchmarks).
@@ -651,10 +642,7 @@ async fn instantiate(shared: &PoolShared) -> Result<Instance, String> {
         table: ResourceTable::new(),
         limits,
         fs: shared.fs.clone(),
-        fs_granted: shared.fs_granted,
-        process_granted: shared.process_granted,
-        systemd_granted: shared.systemd_granted,
-        kmsg_granted: shared.kmsg_granted,
+        access: shared.access.clone(),
         states: shared.states.clone(),
         plugin: shared.label.clone(),
         current: None,
