@@ -507,3 +507,24 @@ fn memory_and_cpu_return_to_normal_after_hostile_plugins() {
         "the engine used {used:?} of CPU in 2 s after the spinning plugin was stopped"
     );
 }
+
+#[test]
+fn limits_can_be_set_per_resource() {
+    // The global limits are generous; the metaparams of each resource tighten them.
+    let (_t, err, code) = run_hostile(
+        "hog",
+        "    meta: {memory: 16}\n",
+        &["--plugin-memory", "256"],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("hog[bad]") && err.contains("capped at 16 MiB"),
+        "{err}"
+    );
+    let (_t, err, code) = run_hostile("spin", "    meta: {cpu: 200}\n", &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("spin[bad]") && err.contains("CPU budget of 200ms"),
+        "{err}"
+    );
+}

@@ -72,6 +72,62 @@ impl Default for Limits {
     }
 }
 
+/// One resource's overrides of the plugin-wide [`Limits`] for its check-applies (its
+/// `timeout`, `cpu` and `memory` metaparams); `None` keeps the global value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallLimits {
+    /// Wall-clock time of one call.
+    pub timeout: Option<Duration>,
+    /// CPU time of one call.
+    pub cpu: Option<Duration>,
+    /// Linear memory cap of the instance serving the call.
+    pub memory_bytes: Option<usize>,
+}
+
+/// Grows memory up to a cap that can change from call to call (the per-resource
+/// `memory` metaparam), and remembers how large the instance's memory got, so an
+/// instance grown beyond the next call's cap is replaced instead of reused.
+struct Limiter {
+    inner: StoreLimits,
+    cap: usize,
+    grown_to: usize,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            return Ok(false);
+        }
+        let ok = self.inner.memory_growing(current, desired, maximum)?;
+        if ok {
+            self.grown_to = self.grown_to.max(desired);
+        }
+        Ok(ok)
+    }
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
 /// Why a plugin or the runtime could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -124,7 +180,7 @@ pub enum CallError {
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: Limiter,
     fs: FsHost,
     /// The plugin's effective capabilities (declared ∩ granted), checked by every host
     /// interface before it does anything.
@@ -431,6 +487,10 @@ struct Job {
     footprint: Arc<Footprint>,
     kind: CallKind,
     timeout: Duration,
+    /// CPU budget of this call.
+    cpu: Duration,
+    /// Memory cap of the instance during this call.
+    memory_bytes: usize,
     reply: oneshot::Sender<Result<Reply, CallError>>,
 }
 
@@ -484,14 +544,13 @@ impl Plugin {
         id: &ResourceRef,
         params: Arc<str>,
     ) -> Result<ResourceInfo, CallError> {
-        let timeout = self.shared.limits.call_timeout;
         match self
             .submit(
                 id,
                 params,
                 Arc::new(Footprint::default()),
                 CallKind::Validate,
-                timeout,
+                CallLimits::default(),
             )
             .await?
         {
@@ -508,16 +567,15 @@ impl Plugin {
         footprint: Arc<Footprint>,
         apply: bool,
         refresh: bool,
-        timeout: Option<Duration>,
+        limits: CallLimits,
     ) -> Result<CheckOutcome, CallError> {
-        let timeout = timeout.unwrap_or(self.shared.limits.call_timeout);
         match self
             .submit(
                 id,
                 params,
                 footprint,
                 CallKind::CheckApply { apply, refresh },
-                timeout,
+                limits,
             )
             .await?
         {
@@ -533,10 +591,15 @@ impl Plugin {
         params: Arc<str>,
         footprint: Arc<Footprint>,
     ) -> Result<(), CallError> {
-        let timeout = self.shared.limits.call_timeout;
-        self.submit(id, params, footprint, CallKind::Cleanup, timeout)
-            .await
-            .map(|_| ())
+        self.submit(
+            id,
+            params,
+            footprint,
+            CallKind::Cleanup,
+            CallLimits::default(),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn submit(
@@ -545,15 +608,18 @@ impl Plugin {
         params: Arc<str>,
         footprint: Arc<Footprint>,
         kind: CallKind,
-        timeout: Duration,
+        over: CallLimits,
     ) -> Result<Reply, CallError> {
         let (reply, rx) = oneshot::channel();
+        let global = &self.shared.limits;
         let job = Job {
             id: id.clone(),
             params,
             footprint,
             kind,
-            timeout,
+            timeout: over.timeout.unwrap_or(global.call_timeout),
+            cpu: over.cpu.unwrap_or(global.cpu),
+            memory_bytes: over.memory_bytes.unwrap_or(global.memory_bytes),
             reply,
         };
         let closed = || CallError::Closed {
@@ -594,6 +660,14 @@ async fn actor(shared: Arc<PoolShared>) {
         };
         let Some(job) = job else { break };
         shared.idle.fetch_sub(1, Ordering::AcqRel);
+        // An instance whose memory grew beyond this call's cap (another resource with a
+        // larger one used it) is replaced, so every call starts within its own cap.
+        if instance
+            .as_ref()
+            .is_some_and(|i| i.store.data().limits.grown_to > job.memory_bytes)
+        {
+            instance = None;
+        }
         if instance.is_none() {
             match instantiate(&shared).await {
                 Ok(i) => instance = Some(i),
@@ -631,12 +705,15 @@ async fn instantiate(shared: &PoolShared) -> Result<Instance, String> {
         .stdout(stderr.clone())
         .stderr(stderr.clone())
         .build();
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(shared.limits.memory_bytes)
-        .instances(16)
-        .tables(16)
-        .memories(4)
-        .build();
+    let limits = Limiter {
+        inner: StoreLimitsBuilder::new()
+            .instances(16)
+            .tables(16)
+            .memories(4)
+            .build(),
+        cap: shared.limits.memory_bytes,
+        grown_to: 0,
+    };
     let state = HostState {
         wasi,
         table: ResourceTable::new(),
@@ -678,9 +755,10 @@ async fn run_job(
     inst: &mut Instance,
     job: &Job,
 ) -> (Result<Reply, CallError>, bool) {
-    let ticks = (shared.limits.cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+    let ticks = (job.cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
     {
         let data = inst.store.data_mut();
+        data.limits.cap = job.memory_bytes;
         data.current = Some((job.id.clone(), job.footprint.clone()));
         data.budget = ticks;
     }
@@ -722,7 +800,7 @@ async fn run_job(
         Ok(Ok(Ok(reply))) => (Ok(reply), false),
         Ok(Ok(Err(e))) => (Err(CallError::Plugin(e)), false),
         Ok(Err(trap)) => {
-            let message = describe_trap(shared, &trap, inst);
+            let message = describe_trap(shared, &trap, inst, job);
             (Err(CallError::Trap { plugin, message }), true)
         }
         Err(_) => (
@@ -737,21 +815,22 @@ async fn run_job(
 
 /// A trap message a user can act on: which limit, or where and why the plugin
 /// panicked. The wasm backtrace goes to the debug log.
-fn describe_trap(shared: &PoolShared, err: &wasmtime::Error, inst: &Instance) -> String {
+fn describe_trap(shared: &PoolShared, err: &wasmtime::Error, inst: &Instance, job: &Job) -> String {
     tracing::debug!(target: "homeostat::plugin", "{} trapped: {err:?}", shared.label);
     let trap = err.downcast_ref::<wasmtime::Trap>();
     if let Some(wasmtime::Trap::Interrupt) = trap {
         return format!(
-            "it used more than its CPU budget of {}ms in one call (an endless loop?)",
-            shared.limits.cpu.as_millis()
+            "it used more than its CPU budget of {}ms in one call (an endless loop? see --plugin-cpu and the `cpu` metaparam)",
+            job.cpu.as_millis()
         );
     }
     let out = inst.stderr.contents();
     let output = String::from_utf8_lossy(&out[inst.stderr_seen.min(out.len())..]).into_owned();
     if output.contains("memory allocation") || trap == Some(&wasmtime::Trap::AllocationTooLarge) {
         return format!(
-            "it ran out of memory (capped at {} MiB per instance; see --plugin-memory)",
-            shared.limits.memory_bytes >> 20
+            "it ran out of memory (capped at {} MiB per instance; see --plugin-memory and \
+             the `memory` metaparam)",
+            job.memory_bytes >> 20
         );
     }
     if let Some(panic) = panic_message(&output) {
