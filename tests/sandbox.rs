@@ -252,3 +252,279 @@ fn a_failing_resource_is_retried_per_its_metaparams() {
         "converged after the retry succeeded: {status:?}"
     );
 }
+
+#[test]
+fn a_socket_is_refused() {
+    // A listener the plugin tries to reach: it must never see a connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_t, err, code) = run_hostile("socket", &format!("    target: {addr}\n"), &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("socket[bad]") && err.contains("network refused"),
+        "{err}"
+    );
+    assert!(!err.contains("should not have"), "{err}");
+    assert_eq!(
+        listener.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "the plugin reached the listener"
+    );
+}
+
+/// A grants file holding `text`, in a new temporary directory.
+fn grants_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("grants.toml");
+    std::fs::write(&p, text).unwrap();
+    (d, p)
+}
+
+#[test]
+fn an_ungranted_third_party_plugin_gets_nothing() {
+    let sha = homeostat_tests::sha256_file(&test_plugins().join("hostile.wasm"));
+    let (_g, grants) = grants_file("[plugins]\n");
+    let (_t, err, code) = run_hostile("flaky", "", &["--grants", grants.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    // Warned at load, with the line granting everything it declares ...
+    assert!(
+        err.contains("is not granted [fs, process]")
+            && err.contains(&format!(
+                "hostile = {{ sha256 = \"{sha}\", capabilities = [\"fs\", \"process\"] }}"
+            )),
+        "{err}"
+    );
+    // ... and the call fails closed, naming plugin, capability and the line allowing it.
+    assert!(
+        err.contains("flaky[bad]")
+            && err.contains("plugin `hostile 0.1.0`")
+            && err.contains("not granted the `fs` capability")
+            && err.contains("has no grant for plugin `hostile`")
+            && err.contains(&format!(
+                "hostile = {{ sha256 = \"{sha}\", capabilities = [\"fs\"] }}"
+            )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_grant_for_another_build_does_not_count() {
+    let sha = homeostat_tests::sha256_file(&test_plugins().join("hostile.wasm"));
+    let other = "ab".repeat(32);
+    let (_g, grants) = grants_file(&format!(
+        "[plugins]\nhostile = {{ sha256 = \"{other}\", capabilities = [\"fs\"] }}\n"
+    ));
+    let (_t, err, code) = run_hostile("flaky", "", &["--grants", grants.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("flaky[bad]")
+            && err.contains(&format!("is for sha256 {other}"))
+            && err.contains(&sha),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_granted_plugin_gets_only_what_it_declares_and_is_granted() {
+    let sha = homeostat_tests::sha256_file(&test_plugins().join("hostile.wasm"));
+    // `fs` granted: flaky works (its file exists, so it converges) ...
+    let (_g, grants) = grants_file(&format!(
+        "[plugins]\nhostile = {{ sha256 = \"{sha}\", capabilities = [\"fs\"] }}\n"
+    ));
+    let t = tempfile::tempdir().unwrap();
+    let g = hostile_graph(t.path(), "flaky", "");
+    std::fs::write(t.path().join("bad"), "").unwrap();
+    let plugins = test_plugins();
+    let args = [
+        "run",
+        g.to_str().unwrap(),
+        "--converged-timeout",
+        "0.5",
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+        "--grants",
+        grants.to_str().unwrap(),
+    ];
+    let out = homeostat(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // ... but `process`, declared and not granted, is refused with the line adding it.
+    let (_t, err, code) = run_hostile(
+        "runaway",
+        "    target: /bin/true\n",
+        &["--grants", grants.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("runaway[bad]")
+            && err.contains("not granted the `process` capability")
+            && err.contains("grants `hostile` only [fs]")
+            && err.contains("capabilities = [\"fs\", \"process\"]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unusable_plugin_files_fail_alone() {
+    let d = tempfile::tempdir().unwrap();
+    let real = std::fs::read(test_plugins().join("hostile.wasm")).unwrap();
+    std::fs::write(d.path().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::write(d.path().join("cut.wasm"), &real[..real.len() / 2]).unwrap();
+    std::fs::copy(
+        test_plugins().join("broken/broken_import.wasm"),
+        d.path().join("nope.wasm"),
+    )
+    .unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let good = t.path().join("good");
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: t\nresources:\n  file:\n  - name: good\n    path: {}\n    content: \"ok\\n\"\n",
+            good.display()
+        ),
+    );
+    let out = homeostat(&[
+        "run",
+        g.to_str().unwrap(),
+        "--converged-timeout",
+        "0.5",
+        "--plugin-dir",
+        d.path().to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "the rest runs and converges:\n{err}");
+    assert_eq!(std::fs::read_to_string(&good).unwrap(), "ok\n");
+    assert!(
+        err.contains("core.wasm") && err.contains("not a component"),
+        "{err}"
+    );
+    assert!(
+        err.contains("cut.wasm") && err.contains("not a valid WebAssembly component"),
+        "{err}"
+    );
+    assert!(
+        err.contains("nope.wasm")
+            && err.contains("imports `test:nope/nope`")
+            && err.contains("does not provide"),
+        "{err}"
+    );
+
+    // A graph using the kind of the plugin that could not be linked says why it is missing.
+    let g = write_graph(
+        t.path(),
+        "n.yaml",
+        "graph: t\nresources:\n  nope:\n  - name: x\n",
+    );
+    let out = homeostat(&[
+        "validate",
+        g.to_str().unwrap(),
+        "--plugin-dir",
+        d.path().to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("n.yaml:3:")
+            && err.contains("resource kind `nope` is unavailable")
+            && err.contains("test:nope/nope"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bundled_kind_cannot_be_shadowed() {
+    // The hostile plugin with its `trap` kind renamed `file` (same length: the manifest
+    // section keeps its size).
+    let mut wasm = std::fs::read(test_plugins().join("hostile.wasm")).unwrap();
+    let (from, to) = (b"[kinds.\"trap\"", b"[kinds.\"file\"");
+    let mut n = 0;
+    for i in 0..wasm.len() - from.len() {
+        if &wasm[i..i + from.len()] == from {
+            wasm[i..i + to.len()].copy_from_slice(to);
+            n += 1;
+        }
+    }
+    assert!(n > 0, "the manifest names the kind");
+    let d = plugin_dir_with("shadow.wasm", &wasm);
+    let (ok, err) = validate_with_plugin_dir(d.path());
+    assert!(!ok);
+    assert!(
+        err.contains("kind `file` is provided by both bundled:file and")
+            && err.contains("shadow.wasm")
+            && err.contains("cannot replace a bundled kind"),
+        "{err}"
+    );
+}
+
+#[test]
+fn memory_and_cpu_return_to_normal_after_hostile_plugins() {
+    let t = tempfile::tempdir().unwrap();
+    let g = hostile_graph(t.path(), "hog", "    meta: {retry: -1, delay: 100}\n");
+    let plugins = test_plugins();
+    let run = Running::start(
+        &g,
+        &[
+            "--plugin-dir",
+            plugins.to_str().unwrap(),
+            "--plugin-memory",
+            "32",
+        ],
+    );
+    wait_content(&t.path().join("good"), "ok\n");
+    let oom = ["hog[bad]", "ran out of memory"];
+    homeostat_tests::wait_for(|| (run.count_log(&oom) >= 2).then_some(()))
+        .expect("the hog fails twice");
+    let early = run.rss_kib();
+    homeostat_tests::wait_for(|| (run.count_log(&oom) >= 12).then_some(()))
+        .expect("the hog keeps failing and being retried");
+    let late = run.rss_kib();
+    // Ten more 32 MiB hogs: if their memory were kept, RSS would grow by ~320 MiB.
+    assert!(
+        late < early + 48 * 1024,
+        "RSS grew from {early} KiB to {late} KiB over ten failed hogs"
+    );
+    drop(run);
+
+    // A spinning plugin without retries: once it failed, the engine idles.
+    let g = hostile_graph(t.path(), "spin", "");
+    let run = Running::start(
+        &g,
+        &[
+            "--plugin-dir",
+            plugins.to_str().unwrap(),
+            "--plugin-cpu",
+            "300",
+        ],
+    );
+    run.wait_log(&["spin[bad]", "CPU budget"]);
+    let before = run.cpu_time();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let used = run.cpu_time() - before;
+    assert!(
+        used < std::time::Duration::from_millis(500),
+        "the engine used {used:?} of CPU in 2 s after the spinning plugin was stopped"
+    );
+}
+
+#[test]
+fn limits_can_be_set_per_resource() {
+    // The global limits are generous; the metaparams of each resource tighten them.
+    let (_t, err, code) = run_hostile(
+        "hog",
+        "    meta: {memory: 16}\n",
+        &["--plugin-memory", "256"],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("hog[bad]") && err.contains("capped at 16 MiB"),
+        "{err}"
+    );
+    let (_t, err, code) = run_hostile("spin", "    meta: {cpu: 200}\n", &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("spin[bad]") && err.contains("CPU budget of 200ms"),
+        "{err}"
+    );
+}

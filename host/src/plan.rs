@@ -45,6 +45,9 @@ impl KindCatalog for Registry {
             .map(|k| graph::schema_param_names(&k.schema_json))
             .unwrap_or_default()
     }
+    fn unavailable(&self, kind: &str) -> Option<String> {
+        self.why_unavailable(kind)
+    }
 }
 
 /// Load, check and plan the graph in `path`.
@@ -270,8 +273,8 @@ fn check_semaphores(doc: &GraphDoc) -> Vec<GraphError> {
     errors
 }
 
-/// Two resources may not both write the same path, nor both manage the same systemd unit
-/// on the same manager.
+/// Two resources may not both write the same path, nor a path inside a tree another one
+/// writes recursively, nor both manage the same systemd unit on the same manager.
 fn check_footprints(doc: &GraphDoc, infos: &[ResourceInfo]) -> Result<(), PlanError> {
     let mut owner: HashMap<&Path, usize> = HashMap::new();
     let mut unit_owner: HashMap<&UnitRef, usize> = HashMap::new();
@@ -320,9 +323,59 @@ fn check_footprints(doc: &GraphDoc, infos: &[ResourceInfo]) -> Result<(), PlanEr
             }
         }
     }
+    errors.extend(overlapping_trees(doc, infos));
     if errors.is_empty() {
         Ok(())
     } else {
         Err(GraphErrors::new(errors).into())
     }
+}
+
+/// A resource writing a path inside a tree that another resource writes recursively
+/// (`file` with `recurse`/`force`). A directory and a file inside it do not conflict: the
+/// directory's grant is that entry only. Ancestors are looked up in a map of the recursive
+/// grants, so this costs O(paths × depth), not O(paths²).
+fn overlapping_trees(doc: &GraphDoc, infos: &[ResourceInfo]) -> Vec<GraphError> {
+    let mut trees: HashMap<&Path, usize> = HashMap::new();
+    for (i, info) in infos.iter().enumerate() {
+        for g in info
+            .footprint
+            .paths
+            .iter()
+            .filter(|g| g.write && g.recursive)
+        {
+            trees.entry(g.path.as_path()).or_insert(i);
+        }
+    }
+    if trees.is_empty() {
+        return Vec::new();
+    }
+    let mut reported = std::collections::HashSet::new();
+    let mut errors = Vec::new();
+    for (i, info) in infos.iter().enumerate() {
+        for g in info.footprint.paths.iter().filter(|g| g.write) {
+            for tree in g.path.ancestors().skip(1) {
+                let Some(&j) = trees.get(tree) else { continue };
+                if j == i || !reported.insert((i, j)) {
+                    continue;
+                }
+                let (a, b) = (&doc.resources[j], &doc.resources[i]);
+                errors.push(GraphError::Duplicate {
+                    loc: b.loc_of(None).clone(),
+                    message: format!(
+                        "{} manages {}, which is inside {}, managed recursively by {} (at {}); \
+                         a path can have only one resource: drop one of them, or make {} \
+                         non-recursive",
+                        b.id(),
+                        g.path.display(),
+                        tree.display(),
+                        a.id(),
+                        a.loc_of(None),
+                        a.id()
+                    ),
+                });
+            }
+        }
+    }
+    errors
 }

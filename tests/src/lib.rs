@@ -2,6 +2,12 @@
 //! `cargo xtask test`, runs the binary as a child process with its log captured, and
 //! cleans up what it started (the child is killed when its handle drops).
 //!
+//! Test plugins are third-party plugins, so they may use nothing until granted: every
+//! `homeostat` the harness starts with `--plugin-dir` and without `--grants` gets
+//! [`test_grants`], which trusts each `.wasm` of [`test_plugins`] with every capability
+//! (what a plugin may use is still only what it declares). A test about grants passes its
+//! own `--grants FILE`.
+//!
 //! Waiting helpers poll what a test observes (a file's content, a log line) with a
 //! generous deadline; they never assert how fast something happened (speed lives in
 //! the benchmark).
@@ -49,6 +55,55 @@ pub fn test_plugins() -> PathBuf {
     dir
 }
 
+/// A grants file trusting every plugin in [`test_plugins`] (by file name and SHA-256)
+/// with every capability; written once per test binary.
+pub fn test_grants() -> PathBuf {
+    static WRITTEN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    WRITTEN
+        .get_or_init(|| {
+            let mut text = String::from("[plugins]\n");
+            let mut files: Vec<PathBuf> = std::fs::read_dir(test_plugins())
+                .expect("read test plugins")
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+                .collect();
+            files.sort();
+            for f in files {
+                let name = f.file_stem().unwrap().to_string_lossy().replace('_', "-");
+                text.push_str(&format!(
+                    "{name} = {{ sha256 = \"{}\", capabilities = [\"fs\", \"process\", \"systemd\", \"kmsg\"] }}\n",
+                    sha256_file(&f)
+                ));
+            }
+            // Test binaries run at once: write aside, then rename (the content is the same).
+            let path = root().join("target/test-grants.toml");
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&tmp, text).expect("write test grants");
+            std::fs::rename(&tmp, &path).expect("rename test grants");
+            path
+        })
+        .clone()
+}
+
+/// Lower-case hex SHA-256 of a file.
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(
+        std::fs::read(path).expect("read file to hash"),
+    ))
+}
+
+/// `args` plus `--grants` [`test_grants`] when they load a plugin directory and name no
+/// grants file.
+fn with_grants(args: &[&str]) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+    if args.contains(&"--plugin-dir") && !args.contains(&"--grants") {
+        v.push("--grants".into());
+        v.push(test_grants().into());
+    }
+    v
+}
+
 /// A compiled-plugin cache shared by all tests, so each plugin is compiled once.
 pub fn cache_dir() -> PathBuf {
     root().join("target/test-cache")
@@ -63,7 +118,7 @@ pub fn homeostat(args: &[&str]) -> Output {
 pub fn homeostat_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(binary())
         .current_dir(dir)
-        .args(args)
+        .args(with_grants(args))
         .arg("--cache-dir")
         .arg(cache_dir())
         .env("RUST_LOG", "info")
@@ -96,7 +151,7 @@ impl Running {
             .envs(env.iter().map(|(k, v)| (k, v)))
             .arg("run")
             .arg(graph)
-            .args(extra)
+            .args(with_grants(extra))
             .arg("--cache-dir")
             .arg(cache_dir())
             .env("RUST_LOG", "info")
@@ -142,6 +197,35 @@ impl Running {
             .iter()
             .filter(|l| needles.iter().all(|n| l.contains(n)))
             .count()
+    }
+
+    /// The process id (for /proc readings).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the process, in KiB (`VmRSS` of /proc/PID/status).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// CPU time the process has used (user + system), from /proc/PID/stat.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("read /proc/PID/stat");
+        // Fields after the `(comm)`, which may hold spaces: state is field 3, utime 14.
+        let rest = &stat[stat.rfind(')').expect("comm in stat") + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_millis(ticks * 1000 / hz)
     }
 
     /// Whether the process is still running.

@@ -5,7 +5,8 @@
 //! - `cargo xtask test`: the same builds plus the test fixtures, then the whole suite
 //!   (the plugins' native unit tests, then the host workspace's tests).
 //! - `cargo xtask build-plugins`: only the wasm parts (bundled plugins into
-//!   `target/plugins/`, test fixtures into `target/test-plugins/`).
+//!   `target/plugins/`, test fixtures into `target/test-plugins/`, the third-party
+//!   example into `target/example-plugins/`).
 //! - `cargo xtask bench`: the benchmark table of docs/performance.md.
 //!
 //! Plugins are built by a separate cargo invocation in their own workspace, never from
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <command>\n\n  demo           build everything and run examples/hello.yaml\n  \
                  test [ARGS]    build everything and run the whole test suite (ARGS go to cargo test)\n  \
-                 build-plugins  build the bundled plugins and the test plugins\n  \
+                 build-plugins  build the bundled plugins, the test plugins and the third-party example\n  \
                  bench [ARGS]   run the benchmark (see docs/performance.md)"
             );
             return ExitCode::from(2);
@@ -117,7 +118,16 @@ fn build_wasm_workspace(dir: &Path, out: &Path) -> Result<(), String> {
             let name = stem
                 .trim_start_matches("homeostat_")
                 .trim_start_matches("homeostat-");
-            let dest = out.join(format!("{name}.wasm"));
+            // Fixtures that cannot be loaded (`broken-*` crates) go apart, so that loading
+            // the directory of the others is not disturbed by them.
+            let dest = if name.starts_with("broken_") {
+                let dir = out.join("broken");
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                dir.join(format!("{name}.wasm"))
+            } else {
+                out.join(format!("{name}.wasm"))
+            };
             // Copy only when different, so the host's build script does not re-run.
             let same = std::fs::read(&dest).ok() == std::fs::read(&path).ok();
             if !same {
@@ -135,6 +145,11 @@ fn build_plugins(root: &Path) -> Result<(), String> {
     build_wasm_workspace(
         &root.join("tests/plugins"),
         &root.join("target/test-plugins"),
+    )?;
+    // The third-party example, built as its README builds it (its own workspace).
+    build_wasm_workspace(
+        &root.join("examples/third-party-plugin"),
+        &root.join("target/example-plugins"),
     )
 }
 

@@ -9,6 +9,7 @@
 //! | 130 | interrupted twice (in-flight check-applies were abandoned) |
 
 mod graph;
+mod plugin;
 mod run;
 mod validate;
 
@@ -19,6 +20,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::plugin::capabilities::fs::FsHost;
+use crate::plugin::grants::Policy;
 use crate::plugin::registry::{self, Registry};
 use crate::plugin::runtime::{Limits, Runtime};
 
@@ -41,6 +43,9 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Print the resolved graph (autoedges included) as Graphviz dot.
     Graph(graph::GraphArgs),
+    /// Inspect a plugin file, or start a new plugin crate.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
 }
 
 /// Where plugins come from and the limits they run under; shared by subcommands.
@@ -49,6 +54,10 @@ pub struct PluginArgs {
     /// Load third-party plugins (`*.wasm`) from this directory (repeatable).
     #[arg(long = "plugin-dir", value_name = "DIR")]
     plugin_dirs: Vec<PathBuf>,
+    /// The grants policy for third-party plugins (default: /etc/homeostat/grants.toml for
+    /// root, else $XDG_CONFIG_HOME/homeostat/grants.toml or ~/.config/homeostat/grants.toml).
+    #[arg(long, value_name = "FILE")]
+    grants: Option<PathBuf>,
     /// Where compiled plugins are cached (default: $XDG_CACHE_HOME/homeostat or
     /// ~/.cache/homeostat; /var/cache/homeostat for root).
     #[arg(long, value_name = "DIR")]
@@ -99,7 +108,8 @@ impl PluginArgs {
         let runtime = Runtime::new(self.cache_dir(), limits, FsHost::new())?;
         let mut dirs = registry::default_dirs();
         dirs.extend(self.plugin_dirs.iter().cloned());
-        let registry = Registry::load(&runtime, &dirs)?;
+        let policy = Policy::load_default(self.grants.as_deref())?;
+        let registry = Registry::load(&runtime, &dirs, &policy)?;
         Ok((runtime, registry))
     }
 }
@@ -141,6 +151,7 @@ pub fn main() -> ExitCode {
             Command::Run(args) => run::run(args).await,
             Command::Validate(args) => validate::validate(args).await,
             Command::Graph(args) => graph::graph(args).await,
+            Command::Plugin(cmd) => plugin::plugin(cmd),
         }
     });
     // Blocking tasks (e.g. a stuck file read) must not keep the process alive.

@@ -17,7 +17,18 @@ pub struct ValidateArgs {
 
 pub async fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let (_runtime, registry) = args.plugins.load()?;
+    // `run` skips a plugin that cannot be loaded and runs the rest; `validate` fails.
+    let broken = registry.unavailable().len();
     match crate::plan::load(&args.graph, &registry).await {
+        Ok(plan) if broken > 0 => {
+            eprintln!(
+                "{}: graph `{}` is valid, but {broken} plugin file(s) could not be loaded \
+                 (logged above)",
+                args.graph.display(),
+                plan.name
+            );
+            Ok(ExitCode::FAILURE)
+        }
         Ok(plan) => {
             println!(
                 "{}: graph `{}` is valid: {} resources, {} edges",

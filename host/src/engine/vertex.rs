@@ -23,7 +23,7 @@ use crate::graph::{Meta, ResId};
 use crate::plugin::bindings::{CheckOutcome, ResourceRef, WatchItem};
 use crate::plugin::capabilities::fs::Footprint;
 use crate::plugin::manifest::SendType;
-use crate::plugin::runtime::Plugin;
+use crate::plugin::runtime::{CallLimits, Plugin};
 
 /// An edge seen from its downstream end.
 pub(super) struct Pred {
@@ -474,7 +474,11 @@ pub(super) async fn run(v: Arc<Vertex>, paths: Vec<crate::watch::Subscription>, 
                     footprint,
                     apply,
                     refresh,
-                    v.meta.timeout.map(Duration::from_millis),
+                    CallLimits {
+                        timeout: v.meta.timeout.map(Duration::from_millis),
+                        cpu: v.meta.cpu.map(Duration::from_millis),
+                        memory_bytes: v.meta.memory.map(|m| (m as usize) << 20),
+                    },
                 )
                 .await
                 .map_err(|e| e.to_string()),

@@ -26,6 +26,12 @@ pub trait KindCatalog {
         let _ = kind;
         Vec::new()
     }
+
+    /// Why `kind` is missing when a plugin providing it could not be loaded.
+    fn unavailable(&self, kind: &str) -> Option<String> {
+        let _ = kind;
+        None
+    }
 }
 
 /// The keys of a schema's top-level `properties`, sorted.
@@ -98,6 +104,9 @@ pub fn check_params(doc: &GraphDoc, kinds: &dyn KindCatalog) -> Result<(), Graph
     let mut errors = Vec::new();
     let known = kinds.kinds();
     let unknown = |kind: &str| {
+        if let Some(why) = kinds.unavailable(kind) {
+            return format!("resource kind `{kind}` is unavailable: {why}");
+        }
         let hint = did_you_mean(kind, known.iter().map(String::as_str));
         let list = if known.is_empty() {
             "none are loaded".to_owned()

@@ -19,8 +19,8 @@ const EDGE_KEYS: &[&str] = &["name", "from", "to", "notify", "send"];
 const ENDPOINT_KEYS: &[&str] = &["kind", "name"];
 const COLLECT_KEYS: &[&str] = &["kind", "pattern"];
 const META_KEYS: &[&str] = &[
-    "noop", "retry", "delay", "poll", "limit", "burst", "sema", "timeout", "rewatch", "autoedge",
-    "hidden", "export",
+    "noop", "retry", "delay", "poll", "limit", "burst", "sema", "timeout", "cpu", "memory",
+    "rewatch", "autoedge", "hidden", "export",
 ];
 /// mgmt metaparams homeostat deliberately does not have.
 const MGMT_ONLY_META: &[&str] = &[
@@ -210,6 +210,18 @@ impl Cx {
                 );
                 None
             }
+        }
+    }
+
+    /// A whole number from 1 to `max` (a limit: 0 would stop every call).
+    fn positive(&mut self, node: Node<'_>, what: impl fmt::Display, max: u64) -> Option<u64> {
+        let pos = node.pos;
+        match self.unsigned(node, &what, max)? {
+            0 => {
+                self.invalid(pos, format!("{what} must be at least 1, found 0"));
+                None
+            }
+            n => Some(n),
         }
     }
 
@@ -470,6 +482,14 @@ impl Cx {
                     meta.timeout = self
                         .unsigned(e.value, format_args!("{what} (milliseconds)"), u64::MAX)
                         .filter(|&t| t > 0);
+                }
+                "cpu" => {
+                    meta.cpu =
+                        self.positive(e.value, format_args!("{what} (milliseconds)"), 86_400_000);
+                }
+                "memory" => {
+                    // A wasm32 linear memory cannot exceed 4 GiB.
+                    meta.memory = self.positive(e.value, format_args!("{what} (MiB)"), 4096);
                 }
                 "limit" => {
                     let n = match e.value.val {

@@ -258,6 +258,11 @@ pub struct Meta {
     pub sema: Vec<Semaphore>,
     /// Check-apply deadline in milliseconds; `None` (or 0 in YAML) is no deadline.
     pub timeout: Option<u64>,
+    /// CPU time one check-apply may use, in milliseconds (`None`: `--plugin-cpu`).
+    pub cpu: Option<u64>,
+    /// Memory cap of the plugin instance during this resource's check-applies, in MiB
+    /// (`None`: `--plugin-memory`).
+    pub memory: Option<u64>,
     /// On a graph swap, restart this resource's watch if it had failed permanently.
     pub rewatch: bool,
     /// Whether automatic edges (e.g. to the parent directory's file resource) are added.
@@ -279,6 +284,8 @@ impl Default for Meta {
             burst: 0,
             sema: Vec::new(),
             timeout: None,
+            cpu: None,
+            memory: None,
             rewatch: false,
             autoedge: true,
             hidden: false,

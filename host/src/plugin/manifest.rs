@@ -17,7 +17,7 @@ pub const SECTION: &str = "homeostat:manifest";
 pub const SUPPORTED_APIS: &[&str] = &["0.1.0"];
 
 /// What a plugin says about itself.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// WIT API version the plugin was built against, e.g. `0.1.0`.
@@ -34,7 +34,7 @@ pub struct Manifest {
 }
 
 /// One resource kind of a plugin.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KindManifest {
     /// JSON schema of the params (JSON text).
@@ -45,7 +45,7 @@ pub struct KindManifest {
 }
 
 /// The JSON type of a sent value, checked against the receiving param's schema.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SendType {
     String,

@@ -2,12 +2,20 @@
 //! one's manifest, loads it into the runtime and maps kinds to plugins.
 //!
 //! A kind provided twice is an error naming both files; a directory plugin cannot
-//! shadow a bundled kind.
+//! shadow a bundled kind (that is the same error, naming `bundled:KIND`).
+//!
+//! Each plugin gets its [`Access`]: bundled plugins are trusted with what they declare,
+//! directory plugins get what the grants [`Policy`] allows (see [`crate::plugin::grants`]).
+//! A directory plugin that cannot be used (not a component, truncated, no manifest, an
+//! unsupported API, an import the host does not provide, ...) fails alone: it is logged,
+//! recorded in [`Registry::unavailable`], and every other plugin still loads; a graph
+//! that uses one of its kinds gets a validation error saying why the kind is missing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::plugin::grants::{self, Access, Policy};
 use crate::plugin::manifest::{self, ManifestError, SendType};
 use crate::plugin::runtime::{Plugin, Runtime, RuntimeError};
 
@@ -35,7 +43,10 @@ pub enum RegistryError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("kind `{kind}` is provided by both {first} and {second}; remove one of them")]
+    #[error(
+        "kind `{kind}` is provided by both {first} and {second}; {}",
+        duplicate_hint(first)
+    )]
     DuplicateKind {
         kind: String,
         first: String,
@@ -47,6 +58,29 @@ pub enum RegistryError {
         kind: String,
         message: String,
     },
+    #[error(
+        "plugin {origin} requests the capability `{capability}`, which this homeostat does \
+         not provide (known: {})",
+        grants::Capability::known()
+    )]
+    UnknownCapability { origin: String, capability: String },
+}
+
+fn duplicate_hint(first: &str) -> &'static str {
+    if first.starts_with("bundled:") {
+        "a plugin cannot replace a bundled kind: rename the plugin's kind"
+    } else {
+        "remove one of them"
+    }
+}
+
+/// A plugin file that could not be loaded, and the kinds its manifest names (if it could
+/// be read).
+#[derive(Debug)]
+pub struct Unavailable {
+    pub origin: String,
+    pub error: RegistryError,
+    pub kinds: Vec<String>,
 }
 
 /// One kind: its plugin and compiled params schema.
@@ -79,17 +113,25 @@ impl KindEntry {
 pub struct Registry {
     kinds: BTreeMap<String, KindEntry>,
     plugins: Vec<Arc<Plugin>>,
+    unavailable: Vec<Unavailable>,
 }
 
 impl Registry {
-    /// Load the bundled plugins, then every `*.wasm` in `dirs` (in order).
-    pub fn load(runtime: &Runtime, dirs: &[PathBuf]) -> Result<Registry, RegistryError> {
+    /// Load the bundled plugins, then every `*.wasm` in `dirs` (in order), granting the
+    /// latter what `policy` allows. A directory plugin that cannot be loaded is logged and
+    /// skipped; a kind provided twice and an unreadable directory are errors.
+    pub fn load(
+        runtime: &Runtime,
+        dirs: &[PathBuf],
+        policy: &Policy,
+    ) -> Result<Registry, RegistryError> {
         let mut reg = Registry {
             kinds: BTreeMap::new(),
             plugins: Vec::new(),
+            unavailable: Vec::new(),
         };
         for (name, wasm) in bundled::BUNDLED {
-            reg.add(runtime, wasm, format!("bundled:{name}"))?;
+            reg.add(runtime, wasm, format!("bundled:{name}"), None)?;
         }
         for dir in dirs {
             let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -102,21 +144,72 @@ impl Registry {
                 .collect();
             files.sort();
             for path in files {
-                let wasm = std::fs::read(&path).map_err(|source| RegistryError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                reg.add(runtime, &wasm, path.display().to_string())?;
+                let origin = path.display().to_string();
+                let wasm = match std::fs::read(&path) {
+                    Ok(w) => w,
+                    Err(source) => {
+                        let error = RegistryError::Read { path, source };
+                        reg.skip(origin, error, Vec::new());
+                        continue;
+                    }
+                };
+                match reg.add(runtime, &wasm, origin.clone(), Some(policy)) {
+                    Ok(()) => {}
+                    Err(e @ RegistryError::DuplicateKind { .. }) => return Err(e),
+                    Err(error) => {
+                        let kinds = manifest::read(&wasm)
+                            .map(|m| m.kinds.into_keys().collect())
+                            .unwrap_or_default();
+                        reg.skip(origin, error, kinds);
+                    }
+                }
             }
         }
         Ok(reg)
     }
 
-    fn add(&mut self, runtime: &Runtime, wasm: &[u8], origin: String) -> Result<(), RegistryError> {
+    /// Record a directory plugin that cannot be used; everything else goes on.
+    fn skip(&mut self, origin: String, error: RegistryError, kinds: Vec<String>) {
+        tracing::error!("skipping plugin: {error}");
+        self.unavailable.push(Unavailable {
+            origin,
+            error,
+            kinds,
+        });
+    }
+
+    /// Load one plugin; `policy` is `None` for a bundled (trusted) plugin.
+    fn add(
+        &mut self,
+        runtime: &Runtime,
+        wasm: &[u8],
+        origin: String,
+        policy: Option<&Policy>,
+    ) -> Result<(), RegistryError> {
         let manifest = manifest::read(wasm).map_err(|source| RegistryError::Manifest {
             origin: origin.clone(),
             source,
         })?;
+        if let Some(capability) = grants::unknown_capabilities(&manifest).into_iter().next() {
+            return Err(RegistryError::UnknownCapability { origin, capability });
+        }
+        let sha256 = crate::plugin::inspect::sha256_hex(wasm);
+        let access = match policy {
+            None => Access::trusted(&manifest, &sha256, &origin),
+            Some(p) => p.access(&manifest, &sha256, &origin),
+        };
+        if !access.missing().is_empty() {
+            let missing: Vec<&str> = access.missing().iter().map(|c| c.name()).collect();
+            tracing::warn!(
+                "plugin `{} {}` ({origin}) is not granted [{}], which it declares: its calls \
+                 to them will fail. To grant them, put this line under `[plugins]` in the \
+                 grants file: {}",
+                manifest.name,
+                manifest.version,
+                missing.join(", "),
+                access.full_grant_line()
+            );
+        }
         for kind in manifest.kinds.keys() {
             if let Some(existing) = self.kinds.get(kind) {
                 return Err(RegistryError::DuplicateKind {
@@ -138,7 +231,7 @@ impl Registry {
             let validator = jsonschema::validator_for(&json).map_err(|e| bad(e.to_string()))?;
             schemas.push((kind.clone(), validator, json, Arc::new(k.sends.clone())));
         }
-        let plugin = Arc::new(runtime.load(manifest, wasm, origin)?);
+        let plugin = Arc::new(runtime.load(manifest, wasm, origin, access)?);
         for (kind, schema, schema_json, sends) in schemas {
             self.kinds.insert(
                 kind,
@@ -168,17 +261,49 @@ impl Registry {
     pub fn kind_names(&self) -> Vec<String> {
         self.kinds.keys().cloned().collect()
     }
+
+    /// The directory plugins that could not be loaded, and why.
+    pub fn unavailable(&self) -> &[Unavailable] {
+        &self.unavailable
+    }
+
+    /// Why `kind` is missing, when a plugin naming it could not be loaded.
+    pub fn why_unavailable(&self, kind: &str) -> Option<String> {
+        self.unavailable
+            .iter()
+            .find(|u| u.kinds.iter().any(|k| k == kind))
+            .map(|u| u.error.to_string())
+    }
 }
 
-/// The default per-user and system plugin directories (used when they exist).
+/// The system plugin directory, searched for every user.
+pub const SYSTEM_PLUGIN_DIR: &str = "/usr/local/lib/homeostat/plugins";
+
+/// The default plugin directories, in load order (each used when it exists): for root,
+/// only [`SYSTEM_PLUGIN_DIR`]; for other users, `$XDG_DATA_HOME/homeostat/plugins` (else
+/// `~/.local/share/homeostat/plugins`), then [`SYSTEM_PLUGIN_DIR`].
 pub fn default_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    if let Some(data) = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")))
+    if !rustix::process::geteuid().is_root()
+        && let Some(data) = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")))
     {
         dirs.push(data.join("homeostat/plugins"));
     }
-    dirs.push(PathBuf::from("/usr/local/lib/homeostat/plugins"));
+    dirs.push(PathBuf::from(SYSTEM_PLUGIN_DIR));
     dirs.into_iter().filter(|d| d.is_dir()).collect()
+}
+
+/// The wasm of the bundled plugin `name` (`file`, `exec`, ...), if there is one.
+pub fn bundled(name: &str) -> Option<&'static [u8]> {
+    bundled::BUNDLED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, wasm)| *wasm)
+}
+
+/// Names of the bundled plugins.
+pub fn bundled_names() -> Vec<&'static str> {
+    bundled::BUNDLED.iter().map(|(n, _)| *n).collect()
 }

@@ -39,6 +39,7 @@ use crate::plugin::bindings::{
 use crate::plugin::capabilities::fs::{ErrorCode, Footprint, FsError, FsHost};
 use crate::plugin::capabilities::process::{self as pcap, ProcessError};
 use crate::plugin::capabilities::systemd::{self as scap, SystemdError};
+use crate::plugin::grants::{Access, Capability};
 use crate::plugin::manifest::Manifest;
 
 /// How often the epoch advances; the unit of the CPU budget.
@@ -71,6 +72,62 @@ impl Default for Limits {
     }
 }
 
+/// One resource's overrides of the plugin-wide [`Limits`] for its check-applies (its
+/// `timeout`, `cpu` and `memory` metaparams); `None` keeps the global value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallLimits {
+    /// Wall-clock time of one call.
+    pub timeout: Option<Duration>,
+    /// CPU time of one call.
+    pub cpu: Option<Duration>,
+    /// Linear memory cap of the instance serving the call.
+    pub memory_bytes: Option<usize>,
+}
+
+/// Grows memory up to a cap that can change from call to call (the per-resource
+/// `memory` metaparam), and remembers how large the instance's memory got, so an
+/// instance grown beyond the next call's cap is replaced instead of reused.
+struct Limiter {
+    inner: StoreLimits,
+    cap: usize,
+    grown_to: usize,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            return Ok(false);
+        }
+        let ok = self.inner.memory_growing(current, desired, maximum)?;
+        if ok {
+            self.grown_to = self.grown_to.max(desired);
+        }
+        Ok(ok)
+    }
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
 /// Why a plugin or the runtime could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -83,8 +140,9 @@ pub enum RuntimeError {
         message: String,
     },
     #[error(
-        "plugin `{plugin}` ({origin}) cannot be linked: {message}. It imports an interface \
-         this homeostat does not provide"
+        "plugin `{plugin}` ({origin}) cannot be linked: {message}, which this homeostat does \
+         not provide (`homeostat plugin inspect` lists its imports; rebuild it against the \
+         homeostat-sdk of this version)"
     )]
     Link {
         plugin: String,
@@ -122,16 +180,11 @@ pub enum CallError {
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: Limiter,
     fs: FsHost,
-    /// The plugin may use `fs` (declared in its manifest).
-    fs_granted: bool,
-    /// The plugin may use `process` (declared in its manifest).
-    process_granted: bool,
-    /// The plugin may use `systemd` (declared in its manifest).
-    systemd_granted: bool,
-    /// The plugin may read the kernel log (declared `kmsg`).
-    kmsg_granted: bool,
+    /// The plugin's effective capabilities (declared ∩ granted), checked by every host
+    /// interface before it does anything.
+    access: Arc<Access>,
     /// The `state` values of the plugin's resources (shared by its instances).
     states: States,
     /// `name version` of the plugin, for log lines and errors.
@@ -162,14 +215,9 @@ impl HostState {
 
     /// Whether the plugin may read the kernel log; the error names what is missing.
     pub(crate) fn kmsg_access(&self) -> Result<(), String> {
-        if self.kmsg_granted {
-            Ok(())
-        } else {
-            Err(format!(
-                "plugin `{}` did not declare the `kmsg` capability in its manifest",
-                self.plugin
-            ))
-        }
+        self.access
+            .allowed(Capability::Kmsg)
+            .map_err(|e| e.to_string())
     }
 
     /// The `state` value of the resource being called.
@@ -190,13 +238,10 @@ impl HostState {
 
     /// The fs capability and the current resource's footprint, if `fs` is granted.
     pub(crate) fn fs_access(&self) -> Result<(FsHost, Arc<Footprint>), FsError> {
-        if !self.fs_granted {
+        if let Err(e) = self.access.allowed(Capability::Fs) {
             return Err(FsError {
                 code: ErrorCode::NotAllowed,
-                message: format!(
-                    "plugin `{}` did not declare the `fs` capability in its manifest",
-                    self.plugin
-                ),
+                message: e.to_string(),
             });
         }
         match &self.current {
@@ -211,13 +256,8 @@ impl HostState {
 
 impl HostState {
     /// The current resource's footprint, if `capability` is granted; else why not.
-    fn footprint_for(&self, granted: bool, capability: &str) -> Result<Arc<Footprint>, String> {
-        if !granted {
-            return Err(format!(
-                "plugin `{}` did not declare the `{capability}` capability in its manifest",
-                self.plugin
-            ));
-        }
+    fn footprint_for(&self, capability: Capability) -> Result<Arc<Footprint>, String> {
+        self.access.allowed(capability).map_err(|e| e.to_string())?;
         match &self.current {
             Some((_, fp)) => Ok(fp.clone()),
             None => Err("no resource is being served".to_string()),
@@ -226,7 +266,7 @@ impl HostState {
 
     /// The current resource's footprint, if `process` is granted.
     pub(crate) fn process_access(&self) -> Result<Arc<Footprint>, ProcessError> {
-        self.footprint_for(self.process_granted, "process")
+        self.footprint_for(Capability::Process)
             .map_err(|message| ProcessError {
                 code: pcap::ErrorCode::NotAllowed,
                 message,
@@ -235,7 +275,7 @@ impl HostState {
 
     /// The current resource's footprint, if `systemd` is granted.
     pub(crate) fn systemd_access(&self) -> Result<Arc<Footprint>, SystemdError> {
-        self.footprint_for(self.systemd_granted, "systemd")
+        self.footprint_for(Capability::Systemd)
             .map_err(|message| SystemdError {
                 code: scap::ErrorCode::NotAllowed,
                 message,
@@ -319,6 +359,7 @@ impl Runtime {
         manifest: Manifest,
         wasm: &[u8],
         origin: String,
+        access: Access,
     ) -> Result<Plugin, RuntimeError> {
         let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(wasm));
         let label: Arc<str> = format!("{} {}", manifest.name, manifest.version).into();
@@ -333,20 +374,24 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .and_then(ResourcePluginPre::new)
-            .map_err(|e| RuntimeError::Link {
-                plugin: manifest.name.clone(),
-                origin: origin.clone(),
-                message: e.to_string(),
+            .map_err(|e| {
+                let missing = crate::plugin::inspect::missing_imports(wasm);
+                RuntimeError::Link {
+                    plugin: manifest.name.clone(),
+                    origin: origin.clone(),
+                    message: if missing.is_empty() {
+                        e.to_string()
+                    } else {
+                        format!("it imports `{}`", missing.join("`, `"))
+                    },
+                }
             })?;
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(PoolShared {
             engine: self.engine.clone(),
             pre,
             fs: self.fs.clone(),
-            fs_granted: manifest.capabilities.iter().any(|c| c == "fs"),
-            process_granted: manifest.capabilities.iter().any(|c| c == "process"),
-            systemd_granted: manifest.capabilities.iter().any(|c| c == "systemd"),
-            kmsg_granted: manifest.capabilities.iter().any(|c| c == "kmsg"),
+            access: Arc::new(access),
             states: States::default(),
             label,
             limits: self.limits.clone(),
@@ -413,10 +458,7 @@ struct PoolShared {
     engine: Engine,
     pre: ResourcePluginPre<HostState>,
     fs: FsHost,
-    fs_granted: bool,
-    process_granted: bool,
-    systemd_granted: bool,
-    kmsg_granted: bool,
+    access: Arc<Access>,
     states: States,
     label: Arc<str>,
     limits: Limits,
@@ -445,6 +487,10 @@ struct Job {
     footprint: Arc<Footprint>,
     kind: CallKind,
     timeout: Duration,
+    /// CPU budget of this call.
+    cpu: Duration,
+    /// Memory cap of the instance during this call.
+    memory_bytes: usize,
     reply: oneshot::Sender<Result<Reply, CallError>>,
 }
 
@@ -482,6 +528,11 @@ impl Plugin {
         &self.shared.label
     }
 
+    /// What the plugin may use (declared ∩ granted).
+    pub fn access(&self) -> &Access {
+        &self.shared.access
+    }
+
     /// Instances currently alive (for diagnostics and benchmarks).
     pub fn instances(&self) -> usize {
         self.shared.actors.load(Ordering::Relaxed)
@@ -493,14 +544,13 @@ impl Plugin {
         id: &ResourceRef,
         params: Arc<str>,
     ) -> Result<ResourceInfo, CallError> {
-        let timeout = self.shared.limits.call_timeout;
         match self
             .submit(
                 id,
                 params,
                 Arc::new(Footprint::default()),
                 CallKind::Validate,
-                timeout,
+                CallLimits::default(),
             )
             .await?
         {
@@ -517,16 +567,15 @@ impl Plugin {
         footprint: Arc<Footprint>,
         apply: bool,
         refresh: bool,
-        timeout: Option<Duration>,
+        limits: CallLimits,
     ) -> Result<CheckOutcome, CallError> {
-        let timeout = timeout.unwrap_or(self.shared.limits.call_timeout);
         match self
             .submit(
                 id,
                 params,
                 footprint,
                 CallKind::CheckApply { apply, refresh },
-                timeout,
+                limits,
             )
             .await?
         {
@@ -542,10 +591,15 @@ impl Plugin {
         params: Arc<str>,
         footprint: Arc<Footprint>,
     ) -> Result<(), CallError> {
-        let timeout = self.shared.limits.call_timeout;
-        self.submit(id, params, footprint, CallKind::Cleanup, timeout)
-            .await
-            .map(|_| ())
+        self.submit(
+            id,
+            params,
+            footprint,
+            CallKind::Cleanup,
+            CallLimits::default(),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn submit(
@@ -554,15 +608,18 @@ impl Plugin {
         params: Arc<str>,
         footprint: Arc<Footprint>,
         kind: CallKind,
-        timeout: Duration,
+        over: CallLimits,
     ) -> Result<Reply, CallError> {
         let (reply, rx) = oneshot::channel();
+        let global = &self.shared.limits;
         let job = Job {
             id: id.clone(),
             params,
             footprint,
             kind,
-            timeout,
+            timeout: over.timeout.unwrap_or(global.call_timeout),
+            cpu: over.cpu.unwrap_or(global.cpu),
+            memory_bytes: over.memory_bytes.unwrap_or(global.memory_bytes),
             reply,
         };
         let closed = || CallError::Closed {
@@ -603,6 +660,14 @@ async fn actor(shared: Arc<PoolShared>) {
         };
         let Some(job) = job else { break };
         shared.idle.fetch_sub(1, Ordering::AcqRel);
+        // An instance whose memory grew beyond this call's cap (another resource with a
+        // larger one used it) is replaced, so every call starts within its own cap.
+        if instance
+            .as_ref()
+            .is_some_and(|i| i.store.data().limits.grown_to > job.memory_bytes)
+        {
+            instance = None;
+        }
         if instance.is_none() {
             match instantiate(&shared).await {
                 Ok(i) => instance = Some(i),
@@ -640,21 +705,21 @@ async fn instantiate(shared: &PoolShared) -> Result<Instance, String> {
         .stdout(stderr.clone())
         .stderr(stderr.clone())
         .build();
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(shared.limits.memory_bytes)
-        .instances(16)
-        .tables(16)
-        .memories(4)
-        .build();
+    let limits = Limiter {
+        inner: StoreLimitsBuilder::new()
+            .instances(16)
+            .tables(16)
+            .memories(4)
+            .build(),
+        cap: shared.limits.memory_bytes,
+        grown_to: 0,
+    };
     let state = HostState {
         wasi,
         table: ResourceTable::new(),
         limits,
         fs: shared.fs.clone(),
-        fs_granted: shared.fs_granted,
-        process_granted: shared.process_granted,
-        systemd_granted: shared.systemd_granted,
-        kmsg_granted: shared.kmsg_granted,
+        access: shared.access.clone(),
         states: shared.states.clone(),
         plugin: shared.label.clone(),
         current: None,
@@ -690,9 +755,10 @@ async fn run_job(
     inst: &mut Instance,
     job: &Job,
 ) -> (Result<Reply, CallError>, bool) {
-    let ticks = (shared.limits.cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+    let ticks = (job.cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
     {
         let data = inst.store.data_mut();
+        data.limits.cap = job.memory_bytes;
         data.current = Some((job.id.clone(), job.footprint.clone()));
         data.budget = ticks;
     }
@@ -734,7 +800,7 @@ async fn run_job(
         Ok(Ok(Ok(reply))) => (Ok(reply), false),
         Ok(Ok(Err(e))) => (Err(CallError::Plugin(e)), false),
         Ok(Err(trap)) => {
-            let message = describe_trap(shared, &trap, inst);
+            let message = describe_trap(shared, &trap, inst, job);
             (Err(CallError::Trap { plugin, message }), true)
         }
         Err(_) => (
@@ -749,21 +815,22 @@ async fn run_job(
 
 /// A trap message a user can act on: which limit, or where and why the plugin
 /// panicked. The wasm backtrace goes to the debug log.
-fn describe_trap(shared: &PoolShared, err: &wasmtime::Error, inst: &Instance) -> String {
+fn describe_trap(shared: &PoolShared, err: &wasmtime::Error, inst: &Instance, job: &Job) -> String {
     tracing::debug!(target: "homeostat::plugin", "{} trapped: {err:?}", shared.label);
     let trap = err.downcast_ref::<wasmtime::Trap>();
     if let Some(wasmtime::Trap::Interrupt) = trap {
         return format!(
-            "it used more than its CPU budget of {}ms in one call (an endless loop?)",
-            shared.limits.cpu.as_millis()
+            "it used more than its CPU budget of {}ms in one call (an endless loop? see --plugin-cpu and the `cpu` metaparam)",
+            job.cpu.as_millis()
         );
     }
     let out = inst.stderr.contents();
     let output = String::from_utf8_lossy(&out[inst.stderr_seen.min(out.len())..]).into_owned();
     if output.contains("memory allocation") || trap == Some(&wasmtime::Trap::AllocationTooLarge) {
         return format!(
-            "it ran out of memory (capped at {} MiB per instance; see --plugin-memory)",
-            shared.limits.memory_bytes >> 20
+            "it ran out of memory (capped at {} MiB per instance; see --plugin-memory and \
+             the `memory` metaparam)",
+            job.memory_bytes >> 20
         );
     }
     if let Some(panic) = panic_message(&output) {

@@ -8,7 +8,9 @@
 //! - `flaky`: fails with an error value until the file at `path` exists, then succeeds;
 //! - `runaway`: declares the command line `/bin/true` but runs `target` (split at spaces);
 //! - `unitgrab`: stops the system unit `target` although the plugin never declared the
-//!   `systemd` capability.
+//!   `systemd` capability;
+//! - `socket`: opens a TCP connection to `target` (`127.0.0.1:PORT`) and binds a listener
+//!   through WASI sockets, which no plugin is granted.
 
 use homeostat_sdk::{
     CheckApply, Error, Info, Outcome, Resource, ResourceId, Result, fs, process, systemd,
@@ -106,7 +108,24 @@ kind!(Unitgrab, "unitgrab", |p| {
     Err(Error::new("stopped a unit it should not have"))
 });
 
+kind!(Socket, "socket", |p| {
+    let target = p.target.as_deref().unwrap_or("127.0.0.1:9");
+    if let Ok(s) = std::net::TcpStream::connect(target) {
+        drop(s);
+        return Err(Error::new(format!(
+            "connected to {target}, which it should not have"
+        )));
+    }
+    let connect = std::net::TcpStream::connect(target).unwrap_err();
+    match std::net::TcpListener::bind("127.0.0.1:0") {
+        Ok(_) => Err(Error::new("bound a listener, which it should not have")),
+        Err(bind) => Err(Error::new(format!(
+            "network refused: connect to {target}: {connect}; bind: {bind}"
+        ))),
+    }
+});
+
 homeostat_sdk::export_resource!(
-    Trap, Spin, Hog, Escape, Flaky, Runaway, Unitgrab;
+    Trap, Spin, Hog, Escape, Flaky, Runaway, Unitgrab, Socket;
     capabilities = ["fs", "process"]
 );

@@ -1,0 +1,503 @@
+//! `homeostat plugin inspect FILE.wasm` (what a plugin is and asks for, without running
+//! it) and `homeostat plugin new NAME` (a plugin crate that builds with one command).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+
+use crate::plugin::grants::{self, Policy};
+use crate::plugin::inspect::{self, Report};
+use crate::plugin::registry;
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Show a plugin's name, version, API, kinds, imports, requested capabilities, params
+    /// schemas and SHA-256 (and the grants line that trusts this exact build).
+    Inspect(InspectArgs),
+    /// Create a plugin crate for a new resource kind, ready to build with
+    /// `cargo build --release --target wasm32-wasip2`.
+    New(NewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A `.wasm` file, or `bundled:NAME` for a plugin inside this binary
+    /// (`bundled:file`, ...).
+    file: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Print only the grants-file line that trusts this exact build with everything it
+    /// declares (append it under `[plugins]`).
+    #[arg(long, conflicts_with = "json")]
+    grant_line: bool,
+    /// Also say what this grants file allows the plugin.
+    #[arg(long, value_name = "FILE")]
+    grants: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The plugin's name: its crate name and its resource kind (lower case, digits, `-`).
+    name: String,
+    /// Where to create the crate (default: ./NAME). Must not exist or be empty.
+    #[arg(long, value_name = "DIR")]
+    path: Option<PathBuf>,
+    /// The homeostat-sdk crate to depend on (default: `plugins/sdk` of the source tree
+    /// this homeostat was built from).
+    #[arg(long, value_name = "DIR")]
+    sdk: Option<PathBuf>,
+}
+
+pub fn plugin(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PluginCommand::Inspect(args) => inspect_cmd(args),
+        PluginCommand::New(args) => new(args),
+    }
+}
+
+fn inspect_cmd(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let (wasm, bundled) = match args.file.strip_prefix("bundled:") {
+        Some(name) => match registry::bundled(name) {
+            Some(w) => (w.to_vec(), true),
+            None => bail!(
+                "no bundled plugin `{name}` (bundled: {})",
+                registry::bundled_names().join(", ")
+            ),
+        },
+        None => (
+            std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file))?,
+            false,
+        ),
+    };
+    let report =
+        inspect::inspect(&wasm).map_err(|e| anyhow::anyhow!("plugin {} {e}", args.file))?;
+    let policy = match &args.grants {
+        Some(p) => Some(Policy::load(p)?),
+        None => None,
+    };
+    let full = Policy::empty().access(&report.manifest, &report.sha256, &args.file);
+    let grant_line = full.full_grant_line();
+    let granted: Option<BTreeSet<grants::Capability>> = if bundled {
+        Some(full.missing())
+    } else {
+        policy.as_ref().map(|p| {
+            p.access(&report.manifest, &report.sha256, &args.file)
+                .effective()
+                .clone()
+        })
+    };
+    if args.grant_line {
+        println!("{grant_line}");
+    } else if args.json {
+        println!("{}", json(&report, bundled, &grant_line, granted.as_ref()));
+    } else {
+        print!("{}", text(&report, bundled, &grant_line, granted.as_ref()));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn names(caps: &BTreeSet<grants::Capability>) -> Vec<&'static str> {
+    caps.iter().map(|c| c.name()).collect()
+}
+
+fn json(
+    r: &Report,
+    bundled: bool,
+    grant_line: &str,
+    granted: Option<&BTreeSet<grants::Capability>>,
+) -> String {
+    let kinds: serde_json::Map<String, serde_json::Value> = r
+        .manifest
+        .kinds
+        .iter()
+        .map(|(k, m)| {
+            let schema: serde_json::Value =
+                serde_json::from_str(&m.schema).unwrap_or(serde_json::Value::Null);
+            (
+                k.clone(),
+                serde_json::json!({ "schema": schema, "sends": m.sends }),
+            )
+        })
+        .collect();
+    let mut v = serde_json::json!({
+        "name": r.manifest.name,
+        "version": r.manifest.version,
+        "api": format!("homeostat:resource@{}", r.manifest.api),
+        "sha256": r.sha256,
+        "size": r.size,
+        "bundled": bundled,
+        "capabilities": r.manifest.capabilities,
+        "kinds": kinds,
+        "imports": r.imports,
+        "exports": r.exports,
+        "grant_line": if bundled { serde_json::Value::Null } else { grant_line.into() },
+    });
+    if let Some(g) = granted {
+        // For a bundled plugin `granted` holds what is *missing* (always empty).
+        v["granted"] = if bundled {
+            serde_json::json!(r.manifest.capabilities)
+        } else {
+            serde_json::json!(names(g))
+        };
+    }
+    serde_json::to_string_pretty(&v).expect("JSON values serialize")
+}
+
+fn text(
+    r: &Report,
+    bundled: bool,
+    grant_line: &str,
+    granted: Option<&BTreeSet<grants::Capability>>,
+) -> String {
+    let m = &r.manifest;
+    let mut s = String::new();
+    let caps = if m.capabilities.is_empty() {
+        "none (log and state only)".to_string()
+    } else {
+        m.capabilities.join(", ")
+    };
+    let _ = writeln!(s, "name:         {}", m.name);
+    let _ = writeln!(s, "version:      {}", m.version);
+    let _ = writeln!(s, "api:          homeostat:resource@{}", m.api);
+    let _ = writeln!(s, "sha256:       {}", r.sha256);
+    let _ = writeln!(s, "size:         {} bytes", r.size);
+    let _ = writeln!(s, "capabilities: {caps}");
+    if bundled {
+        let _ = writeln!(s, "grants:       bundled: trusted with what it declares");
+    } else {
+        if let Some(g) = granted {
+            let list = names(g);
+            let _ = writeln!(
+                s,
+                "granted:      {}",
+                if list.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    list.join(", ")
+                }
+            );
+        }
+        let _ = writeln!(s, "grant line:   {grant_line}");
+    }
+    let _ = writeln!(s, "kinds:");
+    for (kind, k) in &m.kinds {
+        let sends: Vec<String> = k
+            .sends
+            .iter()
+            .map(|(key, ty)| format!("{key}: {}", ty.name()))
+            .collect();
+        if sends.is_empty() {
+            let _ = writeln!(s, "  {kind}");
+        } else {
+            let _ = writeln!(s, "  {kind} (sends {})", sends.join(", "));
+        }
+    }
+    let _ = writeln!(s, "imports:");
+    for i in &r.imports {
+        if i.provided {
+            let _ = writeln!(s, "  {}", i.name);
+        } else {
+            let _ = writeln!(s, "  {}  (NOT provided by this homeostat)", i.name);
+        }
+    }
+    let _ = writeln!(s, "exports:");
+    for e in &r.exports {
+        let _ = writeln!(s, "  {e}");
+    }
+    for (kind, k) in &m.kinds {
+        let pretty = serde_json::from_str::<serde_json::Value>(&k.schema)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or_else(|| k.schema.clone());
+        let _ = writeln!(s, "params schema of `{kind}`:");
+        for line in pretty.lines() {
+            let _ = writeln!(s, "  {line}");
+        }
+    }
+    s
+}
+
+/// `plugin new`: write the crate.
+fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
+    let name = args.name.as_str();
+    let valid = name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-');
+    if !valid {
+        bail!(
+            "`{name}` is not a usable plugin name: use lower-case letters, digits and `-`, \
+             starting with a letter (it is the crate name and the resource kind)"
+        );
+    }
+    let dir = args.path.clone().unwrap_or_else(|| PathBuf::from(name));
+    if dir.exists()
+        && std::fs::read_dir(&dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} already exists and is not empty; choose another --path",
+            dir.display()
+        );
+    }
+    let sdk = match args.sdk {
+        Some(p) => p,
+        None => {
+            let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk");
+            if !built_from.join("Cargo.toml").is_file() {
+                bail!(
+                    "cannot find homeostat-sdk at {} (this homeostat was built elsewhere); pass \
+                     --sdk DIR, the `plugins/sdk` directory of a homeostat checkout",
+                    built_from.display()
+                );
+            }
+            built_from
+        }
+    };
+    let sdk = std::fs::canonicalize(&sdk)
+        .with_context(|| format!("cannot find homeostat-sdk at {}", sdk.display()))?;
+    if !sdk.join("Cargo.toml").is_file() {
+        bail!("{} is not a crate directory (no Cargo.toml)", sdk.display());
+    }
+    for (file, content) in template(name, &sdk) {
+        let path = dir.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, content)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let wasm = name.replace('-', "_");
+    println!(
+        "created plugin `{name}` in {dir}\n\nBuild it:\n  cd {dir} && cargo build --release --target wasm32-wasip2\n\
+         Then see {dir}/README.md to grant and run it (the component is \
+         target/wasm32-wasip2/release/{wasm}.wasm).",
+        dir = dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `my-thing` → `MyThing`.
+fn camel(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut c = part.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+/// The files of a new plugin crate: (relative path, content).
+fn template(name: &str, sdk: &Path) -> Vec<(String, String)> {
+    let ty = camel(name);
+    let wasm = name.replace('-', "_");
+    let sdk = sdk
+        .display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    let sub = |t: &str| {
+        t.replace("{{name}}", name)
+            .replace("{{type}}", &ty)
+            .replace("{{wasm}}", &wasm)
+            .replace("{{sdk}}", &sdk)
+    };
+    vec![
+        ("Cargo.toml".into(), sub(TEMPLATE_CARGO)),
+        ("src/lib.rs".into(), sub(TEMPLATE_LIB)),
+        (format!("schema/{name}.json"), sub(TEMPLATE_SCHEMA)),
+        ("README.md".into(), sub(TEMPLATE_README)),
+        ("example.yaml".into(), sub(TEMPLATE_GRAPH)),
+        (".gitignore".into(), "/target\n/plugins\n".into()),
+    ]
+}
+
+const TEMPLATE_CARGO: &str = r#"[package]
+name = "{{name}}"
+version = "0.1.0"
+edition = "2024"
+description = "The `{{name}}` resource kind for homeostat."
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+homeostat-sdk = { path = "{{sdk}}" }
+serde = { version = "1", features = ["derive"] }
+
+# Small, self-contained components.
+[profile.release]
+opt-level = "s"
+lto = true
+codegen-units = 1
+panic = "abort"
+strip = true
+
+# A workspace of its own: builds the same wherever the directory lives.
+[workspace]
+"#;
+
+const TEMPLATE_LIB: &str = r#"//! The `{{name}}` resource kind: the file at `path` holds exactly `text` and a newline.
+//!
+//! Replace the params, `validate` and `check_apply` with your own resource. Keep the
+//! logic that does not touch the system in plain functions (like [`content`]) so that
+//! `cargo test --target x86_64-unknown-linux-gnu` tests it natively.
+
+use homeostat_sdk::{CheckApply, Error, Info, Outcome, Resource, ResourceId, Result, fs};
+
+/// The params of a `{{name}}` resource (see `schema/{{name}}.json`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Absolute path of the managed file.
+    pub path: String,
+    /// What the file must say.
+    pub text: String,
+}
+
+/// The content the file must have.
+pub fn content(p: &Params) -> String {
+    format!("{}\n", p.text)
+}
+
+/// The `{{name}}` kind.
+pub struct {{type}};
+
+impl Resource for {{type}} {
+    const KIND: &'static str = "{{name}}";
+    const SCHEMA: &'static str = include_str!("../schema/{{name}}.json");
+    type Params = Params;
+
+    /// Check what the schema cannot, and declare the footprint (the only paths `fs` calls
+    /// may touch) and what to watch. No host calls here.
+    fn validate(_: &ResourceId, p: &Params) -> Result<Info> {
+        if !p.path.starts_with('/') {
+            return Err(Error::param(
+                "path",
+                format!("`{}` is not an absolute path", p.path),
+            ));
+        }
+        Ok(Info::new().write_path(&p.path).watch_path(&p.path))
+    }
+
+    /// Compare, and repair only when `ctx.apply` (otherwise it is a `--noop` run).
+    fn check_apply(_: &ResourceId, p: &Params, ctx: &CheckApply) -> Result<Outcome> {
+        let want = content(p);
+        let mut out = Outcome::new();
+        if !fs::content_equals(&p.path, want.as_bytes())? {
+            out.change(format!("content of {}", p.path));
+            if ctx.apply {
+                fs::write(&p.path, want.as_bytes(), fs::Attrs::default())?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+homeostat_sdk::export_resource!({{type}}; capabilities = ["fs"]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_ends_with_one_newline() {
+        let p = Params {
+            path: "/tmp/x".into(),
+            text: "hello".into(),
+        };
+        assert_eq!(content(&p), "hello\n");
+    }
+}
+"#;
+
+const TEMPLATE_SCHEMA: &str = r#"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "title": "{{name}}",
+  "type": "object",
+  "properties": {
+    "path": {"type": "string", "description": "Absolute path of the managed file."},
+    "text": {"type": "string", "description": "What the file must say (a newline is added)."}
+  },
+  "required": ["path", "text"],
+  "additionalProperties": false
+}
+"#;
+
+const TEMPLATE_GRAPH: &str = r#"graph: {{name}}-example
+resources:
+  {{name}}:
+  - name: hello
+    path: /tmp/{{name}}-example.txt
+    text: hello from the {{name}} plugin
+"#;
+
+const TEMPLATE_README: &str = r#"# {{name}}
+
+A [homeostat](https://github.com/homeostat/homeostat) resource plugin providing the
+`{{name}}` kind.
+
+## Build
+
+```sh
+rustup target add wasm32-wasip2        # once
+cargo build --release --target wasm32-wasip2
+mkdir -p plugins && cp target/wasm32-wasip2/release/{{wasm}}.wasm plugins/
+```
+
+## Grant and run
+
+A third-party plugin may use nothing until it is granted by name and SHA-256.
+`homeostat plugin inspect` prints the line to put in the grants file:
+
+```sh
+homeostat plugin inspect plugins/{{wasm}}.wasm
+{ echo '[plugins]'; homeostat plugin inspect --grant-line plugins/{{wasm}}.wasm; } > grants.toml
+homeostat run --plugin-dir plugins --grants grants.toml --converged-timeout 1 example.yaml
+cat /tmp/{{name}}-example.txt
+```
+
+Rebuilding changes the SHA-256: update `grants.toml` after every build.
+
+## Test
+
+```sh
+cargo test --target x86_64-unknown-linux-gnu     # the pure logic, natively
+homeostat validate --plugin-dir plugins --grants grants.toml example.yaml
+```
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_types() {
+        assert_eq!(camel("line"), "Line");
+        assert_eq!(camel("my-thing2"), "MyThing2");
+    }
+
+    #[test]
+    fn the_template_is_filled_in() {
+        let files = template("my-thing", Path::new("/src/homeostat/plugins/sdk"));
+        let all: String = files.iter().map(|(_, c)| c.as_str()).collect();
+        assert!(!all.contains("{{"), "{all}");
+        let lib = &files.iter().find(|(p, _)| p == "src/lib.rs").unwrap().1;
+        assert!(lib.contains("pub struct MyThing;") && lib.contains("\"my-thing\""));
+        let cargo = &files[0].1;
+        assert!(cargo.contains("path = \"/src/homeostat/plugins/sdk\""));
+        assert!(files.iter().any(|(p, _)| p == "schema/my-thing.json"));
+    }
+}

@@ -1,0 +1,132 @@
+//! What a plugin file is, read without running or compiling it: its manifest, SHA-256,
+//! and the interfaces the component imports and exports (for `homeostat plugin inspect`,
+//! the grants policy and link errors that name the missing import).
+//!
+//! Imports are the component's top-level import names (`wasi:io/streams@0.2.6`,
+//! `homeostat:resource/fs@0.1.0`), read with `wasmparser` at nesting depth 0. Whether the
+//! host provides one is decided by [`host_provides`]: every WASI 0.2 interface (the WASI
+//! context itself denies files, environment and network) and the `homeostat:resource`
+//! 0.1 interfaces in [`HOST_INTERFACES`]. A capability added later adds its interface
+//! name there.
+
+use serde::Serialize;
+
+use crate::plugin::manifest::{self, Manifest, ManifestError};
+
+/// The `homeostat:resource` interfaces the host links for API 0.1.
+pub const HOST_INTERFACES: &[&str] = &["types", "log", "fs", "process", "systemd", "kmsg", "state"];
+
+/// Lower-case hex SHA-256 of a plugin file (what grants name).
+pub fn sha256_hex(wasm: &[u8]) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(wasm))
+}
+
+/// Whether the host links the interface `name` (a component import name).
+pub fn host_provides(name: &str) -> bool {
+    if let Some(rest) = name.strip_prefix("wasi:") {
+        return rest.contains("@0.2.");
+    }
+    if let Some(rest) = name.strip_prefix("homeostat:resource/") {
+        let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
+        return HOST_INTERFACES.contains(&iface) && version.starts_with("0.1.");
+    }
+    false
+}
+
+/// One import of the component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Import {
+    pub name: String,
+    /// Linked by this homeostat; `false` means the plugin cannot be loaded here.
+    pub provided: bool,
+}
+
+/// Everything `plugin inspect` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub sha256: String,
+    pub size: usize,
+    pub manifest: Manifest,
+    pub imports: Vec<Import>,
+    pub exports: Vec<String>,
+}
+
+/// The component's top-level import and export names, in file order.
+pub fn interfaces(wasm: &[u8]) -> Result<(Vec<String>, Vec<String>), ManifestError> {
+    let mut imports = Vec::new();
+    let mut exports = Vec::new();
+    let mut depth = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        let payload = payload.map_err(|e| ManifestError::Invalid(e.to_string()))?;
+        match payload {
+            wasmparser::Payload::ModuleSection { .. }
+            | wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
+            wasmparser::Payload::ComponentImportSection(r) if depth == 0 => {
+                for i in r {
+                    let i = i.map_err(|e| ManifestError::Invalid(e.to_string()))?;
+                    imports.push(i.name.name.to_string());
+                }
+            }
+            wasmparser::Payload::ComponentExportSection(r) if depth == 0 => {
+                for e in r {
+                    let e = e.map_err(|e| ManifestError::Invalid(e.to_string()))?;
+                    exports.push(e.name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((imports, exports))
+}
+
+/// Imports of `wasm` the host does not provide (empty when it cannot be parsed).
+pub fn missing_imports(wasm: &[u8]) -> Vec<String> {
+    interfaces(wasm)
+        .map(|(imports, _)| imports.into_iter().filter(|i| !host_provides(i)).collect())
+        .unwrap_or_default()
+}
+
+/// Read a plugin file: manifest (checked as the registry checks it), digest, interfaces.
+pub fn inspect(wasm: &[u8]) -> Result<Report, ManifestError> {
+    let manifest = manifest::read(wasm)?;
+    let (imports, exports) = interfaces(wasm)?;
+    Ok(Report {
+        sha256: sha256_hex(wasm),
+        size: wasm.len(),
+        manifest,
+        imports: imports
+            .into_iter()
+            .map(|name| Import {
+                provided: host_provides(&name),
+                name,
+            })
+            .collect(),
+        exports,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provided_interfaces() {
+        assert!(host_provides("wasi:io/streams@0.2.6"));
+        assert!(host_provides("wasi:sockets/tcp@0.2.0"));
+        assert!(!host_provides("wasi:http/types@0.3.0"));
+        assert!(host_provides("homeostat:resource/fs@0.1.0"));
+        assert!(host_provides("homeostat:resource/state@0.1.3"));
+        assert!(!host_provides("homeostat:resource/nope@0.1.0"));
+        assert!(!host_provides("homeostat:resource/fs@0.2.0"));
+        assert!(!host_provides("test:nope/nope"));
+    }
+
+    #[test]
+    fn a_core_module_has_no_interfaces_to_inspect() {
+        assert!(matches!(
+            inspect(b"\0asm\x01\0\0\0"),
+            Err(ManifestError::CoreModule)
+        ));
+    }
+}

@@ -1,0 +1,298 @@
+//! The plugin author's path: `homeostat plugin inspect`, `homeostat plugin new` (the
+//! generated crate builds with one command and runs), and the third-party example
+//! `examples/third-party-plugin/` (`line`) loaded with `--plugin-dir` and a grants file.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use homeostat_tests::{
+    Running, binary, homeostat, root, stderr, wait_content, wait_for, write_graph,
+};
+
+/// The `line` plugin built by `cargo xtask build-plugins` from the example.
+fn line_wasm() -> PathBuf {
+    let p = root().join("target/example-plugins/line.wasm");
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo xtask test`",
+        p.display()
+    );
+    p
+}
+
+/// `homeostat plugin ARGS` (no cache or grants flags: `plugin` takes none).
+fn plugin(args: &[&str]) -> std::process::Output {
+    Command::new(binary())
+        .arg("plugin")
+        .args(args)
+        .output()
+        .expect("run homeostat plugin")
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A plugin directory holding `wasm`, and a grants file with the line `plugin inspect
+/// --grant-line` prints for it.
+fn granted_dir(wasm: &Path) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let plugins = d.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let copy = plugins.join(wasm.file_name().unwrap());
+    std::fs::copy(wasm, &copy).unwrap();
+    let out = plugin(&["inspect", "--grant-line", copy.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let grants = d.path().join("grants.toml");
+    std::fs::write(&grants, format!("[plugins]\n{}", stdout(&out))).unwrap();
+    (d, plugins, grants)
+}
+
+#[test]
+fn inspect_shows_a_bundled_plugin() {
+    let out = plugin(&["inspect", "bundled:file"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for want in [
+        "name:         homeostat-file",
+        "api:          homeostat:resource@0.1.0",
+        "capabilities: fs",
+        "bundled: trusted",
+        "  file (sends path: string, size: integer)",
+        "  homeostat:resource/fs@0.1.0",
+        "  homeostat:resource/plugin@0.1.0",
+        "params schema of `file`:",
+    ] {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
+    let out = plugin(&["inspect", "bundled:nope"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("bundled: file"), "{}", stderr(&out));
+}
+
+#[test]
+fn inspect_json_of_a_third_party_plugin() {
+    let wasm = line_wasm();
+    let out = plugin(&["inspect", "--json", wasm.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sha = homeostat_tests::sha256_file(&wasm);
+    assert_eq!(v["name"], "line");
+    assert_eq!(v["api"], "homeostat:resource@0.1.0");
+    assert_eq!(v["sha256"], sha.as_str());
+    assert_eq!(v["capabilities"], serde_json::json!(["fs"]));
+    assert_eq!(
+        v["kinds"]["line"]["schema"]["required"],
+        serde_json::json!(["path", "line"])
+    );
+    let imports: Vec<&str> = v["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        imports.contains(&"homeostat:resource/fs@0.1.0"),
+        "{imports:?}"
+    );
+    assert!(
+        v["imports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["provided"] == true)
+    );
+    assert_eq!(
+        v["grant_line"],
+        format!("line = {{ sha256 = \"{sha}\", capabilities = [\"fs\"] }}").as_str()
+    );
+}
+
+#[test]
+fn inspect_flags_an_import_the_host_lacks() {
+    let wasm = root().join("target/test-plugins/broken/broken_import.wasm");
+    let out = plugin(&["inspect", wasm.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("test:nope/nope  (NOT provided by this homeostat)"),
+        "{}",
+        stdout(&out)
+    );
+    let core = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(core.path(), b"\0asm\x01\0\0\0").unwrap();
+    let out = plugin(&["inspect", core.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not a component"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_third_party_example_runs_when_granted() {
+    let (_d, plugins, grants) = granted_dir(&line_wasm());
+    let t = tempfile::tempdir().unwrap();
+    let conf = t.path().join("sshd_config");
+    std::fs::write(&conf, "Port 22\nPermitRootLogin yes\n").unwrap();
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: t\nresources:\n  line:\n  - name: root-login\n    path: {}\n    line: PermitRootLogin no\n    prefix: \"PermitRootLogin \"\n",
+            conf.display()
+        ),
+    );
+    let run = Running::start(
+        &g,
+        &[
+            "--plugin-dir",
+            plugins.to_str().unwrap(),
+            "--grants",
+            grants.to_str().unwrap(),
+        ],
+    );
+    wait_content(&conf, "Port 22\nPermitRootLogin no\n");
+    // Drift is repaired the moment it happens.
+    std::fs::write(
+        &conf,
+        "Port 22\nPermitRootLogin yes\nPermitRootLogin maybe\n",
+    )
+    .unwrap();
+    wait_content(&conf, "Port 22\nPermitRootLogin no\n");
+    drop(run);
+
+    // The example's own graph validates with the plugin.
+    let example = root().join("examples/third-party-plugin/example.yaml");
+    let out = homeostat(&[
+        "validate",
+        example.to_str().unwrap(),
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+        "--grants",
+        grants.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn the_third_party_example_gets_nothing_without_a_grant() {
+    let (d, plugins, _grants) = granted_dir(&line_wasm());
+    let empty = d.path().join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("f");
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: t\nresources:\n  line:\n  - name: l\n    path: {}\n    line: x\n",
+            file.display()
+        ),
+    );
+    let out = homeostat(&[
+        "run",
+        g.to_str().unwrap(),
+        "--converged-timeout",
+        "0.5",
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+        "--grants",
+        empty.to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!file.exists());
+    let sha = homeostat_tests::sha256_file(&line_wasm());
+    assert!(
+        err.contains("line[l]")
+            && err.contains("not granted the `fs` capability")
+            && err.contains(&format!(
+                "line = {{ sha256 = \"{sha}\", capabilities = [\"fs\"] }}"
+            )),
+        "{err}"
+    );
+}
+
+/// `cargo` with the variables of the outer cargo that must not leak into a wasm build.
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_MAKEFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+#[test]
+fn plugin_new_makes_a_crate_that_builds_with_one_command_and_runs() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("greeting");
+    let out = plugin(&["new", "greeting", "--path", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("cargo build --release --target wasm32-wasip2"),
+        "{}",
+        stdout(&out)
+    );
+    for f in [
+        "Cargo.toml",
+        "src/lib.rs",
+        "schema/greeting.json",
+        "README.md",
+        "example.yaml",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} was not generated");
+    }
+    // A second time into the same directory is refused rather than overwriting.
+    let again = plugin(&["new", "greeting", "--path", dir.to_str().unwrap()]);
+    assert!(!again.status.success());
+    let bad = plugin(&["new", "Bad_Name"]);
+    assert!(!bad.status.success() && stderr(&bad).contains("not a usable plugin name"));
+
+    // The one documented command. The example's lock file pins the same dependencies,
+    // and a shared target directory keeps repeated runs warm.
+    std::fs::copy(
+        root().join("examples/third-party-plugin/Cargo.lock"),
+        dir.join("Cargo.lock"),
+    )
+    .unwrap();
+    let status = cargo()
+        .current_dir(&dir)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .env("CARGO_TARGET_DIR", root().join("target/test-plugin-new"))
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "the generated plugin does not build");
+    let wasm = root().join("target/test-plugin-new/wasm32-wasip2/release/greeting.wasm");
+    let (_p, plugins, grants) = granted_dir(&wasm);
+
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("greeting.txt");
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: t\nresources:\n  greeting:\n  - name: hello\n    path: {}\n    text: hi\n",
+            target.display()
+        ),
+    );
+    let out = homeostat(&[
+        "run",
+        g.to_str().unwrap(),
+        "--converged-timeout",
+        "0.5",
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+        "--grants",
+        grants.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        wait_for(|| (std::fs::read_to_string(&target).ok()? == "hi\n").then_some(())).is_some()
+    );
+}
