@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use homeostat_tests::{
-    Running, binary, homeostat, root, stderr, wait_content, wait_for, write_graph,
+    Running, binary, homeostat, root, stderr, wait_content, wait_for, write_atomic, write_graph,
 };
 
 /// The `line` plugin built by `cargo xtask build-plugins` from the example.
@@ -150,11 +150,10 @@ fn the_third_party_example_runs_when_granted() {
     );
     wait_content(&conf, "Port 22\nPermitRootLogin no\n");
     // Drift is repaired the moment it happens.
-    std::fs::write(
+    write_atomic(
         &conf,
         "Port 22\nPermitRootLogin yes\nPermitRootLogin maybe\n",
-    )
-    .unwrap();
+    );
     wait_content(&conf, "Port 22\nPermitRootLogin no\n");
     drop(run);
 

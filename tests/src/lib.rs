@@ -273,6 +273,16 @@ pub fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
     }
 }
 
+/// Replace `path` with `content` the way editors do (temp file + rename), so a resource
+/// woken by the change never reads a half-written file. Use it for drift whose repair
+/// depends on the file's current content (a plain `fs::write` truncates first, and a
+/// repair racing it may act on the empty file).
+pub fn write_atomic(path: &Path, content: &str) {
+    let tmp = path.with_extension("homeostat-test-tmp");
+    std::fs::write(&tmp, content).expect("write temp file");
+    std::fs::rename(&tmp, path).expect("rename over the target");
+}
+
 /// Wait until `path` holds exactly `content`.
 pub fn wait_content(path: &Path, content: &str) {
     let ok =

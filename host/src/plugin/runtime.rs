@@ -398,6 +398,7 @@ impl Runtime {
             queue: Mutex::new(rx),
             actors: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
         });
         Ok(Plugin {
             manifest,
@@ -467,6 +468,8 @@ struct PoolShared {
     actors: AtomicUsize,
     /// Actor tasks waiting for a job.
     idle: AtomicUsize,
+    /// Jobs sent and not yet taken by an actor.
+    queued: AtomicUsize,
 }
 
 enum CallKind {
@@ -625,15 +628,21 @@ impl Plugin {
         let closed = || CallError::Closed {
             plugin: self.shared.label.to_string(),
         };
-        self.tx.send(job).map_err(|_| closed())?;
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
+        if self.tx.send(job).is_err() {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(closed());
+        }
         self.grow();
         rx.await.map_err(|_| closed())?
     }
 
-    /// Start another actor when none is idle and the pool is below its size.
+    /// Start another actor when more jobs wait than actors are idle (an idle actor may
+    /// not have taken the previous job yet, so "one is idle" is not enough: two jobs
+    /// sent back to back would run one after the other) and the pool is below its size.
     fn grow(&self) {
         let s = &self.shared;
-        if s.idle.load(Ordering::Acquire) > 0 {
+        if s.queued.load(Ordering::Acquire) <= s.idle.load(Ordering::Acquire) {
             return;
         }
         let n = s.actors.load(Ordering::Acquire);
@@ -659,6 +668,7 @@ async fn actor(shared: Arc<PoolShared>) {
             queue.recv().await
         };
         let Some(job) = job else { break };
+        shared.queued.fetch_sub(1, Ordering::AcqRel);
         shared.idle.fetch_sub(1, Ordering::AcqRel);
         // An instance whose memory grew beyond this call's cap (another resource with a
         // larger one used it) is replaced, so every call starts within its own cap.
