@@ -302,9 +302,11 @@ resources:
         "events were not coalesced: {} runs",
         starts.len()
     );
+    // 0.25 s apart in the engine; the log lines come from inside the calls, so allow for
+    // scheduling jitter (without the limit they would be milliseconds apart).
     for w in starts.windows(2) {
         assert!(
-            w[1] - w[0] >= 0.24,
+            w[1] - w[0] >= 0.2,
             "runs {:.3}s apart with limit 4/s",
             w[1] - w[0]
         );
