@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::ExitStatus;
 
 use homeostat_tests::{
-    Running, homeostat_in, log_time, stderr, test_plugins, wait_content, wait_for, write_graph,
+    Running, homeostat_in, log_time, run_converged, stderr, test_plugins, wait_content, wait_for,
+    write_graph,
 };
 
 /// Write `yaml` (with `{dir}` replaced by `dir`) as `dir/graph.yaml`.
@@ -499,16 +500,7 @@ resources:
     meta: {noop: true}
 "#,
     );
-    let out = homeostat_in(
-        d,
-        &[
-            "run",
-            g.to_str().unwrap(),
-            "--noop",
-            "--converged-timeout",
-            "0.3",
-        ],
-    );
+    let out = run_converged(&g, "0.3", &["--noop"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -521,40 +513,19 @@ resources:
     assert!(!d.join("quiet").exists());
 
     // Without --noop, only the resource with meta noop is left alone; exit 0.
-    let out = homeostat_in(
-        d,
-        &["run", g.to_str().unwrap(), "--converged-timeout", "0.3"],
-    );
+    let out = run_converged(&g, "0.3", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(&motd).unwrap(), "new line\nsame\n");
     assert!(!d.join("quiet").exists());
     assert!(stderr(&out).contains("file[quiet]: would change (noop): create empty file"));
     // The meta-noop resource still has its change pending; without it, nothing is left
     // to change and --noop exits 0.
-    let out = homeostat_in(
-        d,
-        &[
-            "run",
-            g.to_str().unwrap(),
-            "--noop",
-            "--converged-timeout",
-            "0.3",
-        ],
-    );
+    let out = run_converged(&g, "0.3", &["--noop"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let text = std::fs::read_to_string(&g).unwrap();
     let cut = text.find("  - name: quiet").unwrap();
     std::fs::write(&g, &text[..cut]).unwrap();
-    let out = homeostat_in(
-        d,
-        &[
-            "run",
-            g.to_str().unwrap(),
-            "--noop",
-            "--converged-timeout",
-            "0.3",
-        ],
-    );
+    let out = run_converged(&g, "0.3", &["--noop"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 

@@ -5,15 +5,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use homeostat_tests::{Running, homeostat, process_running, stderr, wait_for, write_graph};
+use homeostat_tests::{Running, process_running, run_converged, stderr, wait_for, write_graph};
 
 fn run_once(graph: &Path, seconds: &str) -> std::process::Output {
-    homeostat(&[
-        "run",
-        graph.to_str().unwrap(),
-        "--converged-timeout",
-        seconds,
-    ])
+    run_converged(graph, seconds, &[])
 }
 
 fn lines(p: &Path) -> usize {
@@ -104,13 +99,7 @@ fn noop_runs_guards_but_not_cmd() {
             "graph: t\nresources:\n  exec:\n  - name: x\n    cmd: touch {d}/x\n    ifcmd: touch {d}/guard\n"
         ),
     );
-    let out = homeostat(&[
-        "run",
-        g.to_str().unwrap(),
-        "--converged-timeout",
-        "0.3",
-        "--noop",
-    ]);
+    let out = run_converged(&g, "0.3", &["--noop"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("exec[x]: would change (noop): ran `touch"));
     assert!(!t.path().join("x").exists());

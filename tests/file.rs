@@ -3,10 +3,12 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use homeostat_tests::{Running, homeostat, stderr, wait_content, wait_for, wait_mode, write_graph};
+use homeostat_tests::{
+    Running, homeostat, run_converged, stderr, wait_content, wait_for, wait_mode, write_graph,
+};
 
 fn run_once(graph: &Path) -> std::process::Output {
-    homeostat(&["run", graph.to_str().unwrap(), "--converged-timeout", "0.3"])
+    run_converged(graph, "0.3", &[])
 }
 
 fn mode(p: &Path) -> u32 {

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use homeostat_tests::{
-    Running, binary, homeostat, root, stderr, wait_content, wait_for, write_atomic, write_graph,
+    Running, binary, homeostat, root, run_converged, stderr, wait_content, wait_for, write_atomic,
+    write_graph,
 };
 
 /// The `line` plugin built by `cargo xtask build-plugins` from the example.
@@ -185,16 +186,16 @@ fn the_third_party_example_gets_nothing_without_a_grant() {
             file.display()
         ),
     );
-    let out = homeostat(&[
-        "run",
-        g.to_str().unwrap(),
-        "--converged-timeout",
+    let out = run_converged(
+        &g,
         "0.5",
-        "--plugin-dir",
-        plugins.to_str().unwrap(),
-        "--grants",
-        empty.to_str().unwrap(),
-    ]);
+        &[
+            "--plugin-dir",
+            plugins.to_str().unwrap(),
+            "--grants",
+            empty.to_str().unwrap(),
+        ],
+    );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(!file.exists());
@@ -280,16 +281,16 @@ fn plugin_new_makes_a_crate_that_builds_with_one_command_and_runs() {
             target.display()
         ),
     );
-    let out = homeostat(&[
-        "run",
-        g.to_str().unwrap(),
-        "--converged-timeout",
+    let out = run_converged(
+        &g,
         "0.5",
-        "--plugin-dir",
-        plugins.to_str().unwrap(),
-        "--grants",
-        grants.to_str().unwrap(),
-    ]);
+        &[
+            "--plugin-dir",
+            plugins.to_str().unwrap(),
+            "--grants",
+            grants.to_str().unwrap(),
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         wait_for(|| (std::fs::read_to_string(&target).ok()? == "hi\n").then_some(())).is_some()

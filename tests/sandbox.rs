@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use homeostat_tests::{Running, homeostat, stderr, test_plugins, wait_content, write_graph};
+use homeostat_tests::{
+    Running, homeostat, run_converged, stderr, test_plugins, wait_content, write_graph,
+};
 
 /// A graph with one hostile resource of `kind` and one ordinary file.
 fn hostile_graph(dir: &Path, kind: &str, extra: &str) -> std::path::PathBuf {
@@ -385,14 +387,7 @@ fn unusable_plugin_files_fail_alone() {
             good.display()
         ),
     );
-    let out = homeostat(&[
-        "run",
-        g.to_str().unwrap(),
-        "--converged-timeout",
-        "0.5",
-        "--plugin-dir",
-        d.path().to_str().unwrap(),
-    ]);
+    let out = run_converged(&g, "0.5", &["--plugin-dir", d.path().to_str().unwrap()]);
     let err = stderr(&out);
     assert!(out.status.success(), "the rest runs and converges:\n{err}");
     assert_eq!(std::fs::read_to_string(&good).unwrap(), "ok\n");

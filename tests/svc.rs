@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use homeostat_tests::{
-    Running, UserManager, homeostat, stderr, system_manager_available, wait_for, write_graph,
+    Running, UserManager, run_converged, stderr, system_manager_available, wait_for, write_graph,
 };
 
 /// A simple service that records each start in `starts`.
@@ -297,6 +297,6 @@ fn system_manager_when_there_is_one() {
         "g.yaml",
         "graph: t\nresources:\n  svc:\n  - name: systemd-journald\n",
     );
-    let out = homeostat(&["run", g.to_str().unwrap(), "--converged-timeout", "0.5"]);
+    let out = run_converged(&g, "0.5", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
 }

@@ -126,6 +126,18 @@ pub fn homeostat_in(dir: &Path, args: &[&str]) -> Output {
         .expect("run homeostat")
 }
 
+/// `homeostat run GRAPH --converged-timeout SECONDS EXTRA...`, run to completion.
+pub fn run_converged(graph: &Path, seconds: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        graph.to_str().expect("UTF-8 graph path"),
+        "--converged-timeout",
+        seconds,
+    ];
+    args.extend_from_slice(extra);
+    homeostat(&args)
+}
+
 /// Write `text` to `dir/name` and return the path.
 pub fn write_graph(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);

@@ -146,12 +146,6 @@ struct Ctx {
     semaphores: limits::Semaphores,
 }
 
-impl Ctx {
-    fn semaphores(&self, decls: &[crate::graph::Semaphore]) -> Vec<Arc<tokio::sync::Semaphore>> {
-        self.semaphores.get(decls)
-    }
-}
-
 /// A vertex and its task.
 struct Running {
     v: Arc<Vertex>,

@@ -417,7 +417,7 @@ async fn acquire(
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Vec<OwnedSemaphorePermit>> {
     let mut permits = Vec::with_capacity(v.meta.sema.len());
-    for sema in ctx.semaphores(&v.meta.sema) {
+    for sema in ctx.semaphores.get(&v.meta.sema) {
         let acquired = tokio::select! {
             p = sema.acquire_owned() => p,
             _ = stopped(stop) => return None,
