@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 /// Bundled plugins, by file stem in the plugins directory.
-const BUNDLED: &[&str] = &["file", "exec", "svc", "kmsg"];
+const BUNDLED: &[&str] = &["file", "exec", "svc", "kmsg", "provision"];
 
 fn main() {
     println!("cargo:rerun-if-env-changed=HOMEOSTAT_PLUGINS_DIR");

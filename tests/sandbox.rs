@@ -275,6 +275,42 @@ fn a_socket_is_refused() {
     );
 }
 
+#[test]
+fn a_server_that_spins_is_stopped_by_its_cpu_budget() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = port.local_addr().unwrap();
+    drop(port);
+    let (_t, err, code) = run_hostile(
+        "servespin",
+        &format!("    target: {addr}\n"),
+        &["--plugin-cpu", "300"],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("servespin[bad]: not serving")
+            && err.contains("more than its CPU budget of 300ms"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_server_binds_only_its_declared_addresses() {
+    let (_t, err, code) = run_hostile("netescape", "    target: 127.0.0.1:6000\n", &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("netescape[bad]: not serving")
+            && err.contains("binding udp 127.0.0.1:6001 is outside this resource's footprint")
+            && err.contains("it declared udp 127.0.0.1:6000"),
+        "{err}"
+    );
+    assert!(
+        err.contains("check-apply socket refused")
+            && err.contains("only available to a resource's `serve` call"),
+        "{err}"
+    );
+    assert!(!err.contains("should not have"), "{err}");
+}
+
 /// A grants file holding `text`, in a new temporary directory.
 fn grants_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let d = tempfile::tempdir().unwrap();
@@ -291,9 +327,9 @@ fn an_ungranted_third_party_plugin_gets_nothing() {
     assert_eq!(code, Some(1), "{err}");
     // Warned at load, with the line granting everything it declares ...
     assert!(
-        err.contains("is not granted [fs, process]")
+        err.contains("is not granted [fs, process, net]")
             && err.contains(&format!(
-                "hostile = {{ sha256 = \"{sha}\", capabilities = [\"fs\", \"process\"] }}"
+                "hostile = {{ sha256 = \"{sha}\", capabilities = [\"fs\", \"process\", \"net\"] }}"
             )),
         "{err}"
     );

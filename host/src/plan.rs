@@ -274,7 +274,8 @@ fn check_semaphores(doc: &GraphDoc) -> Vec<GraphError> {
 }
 
 /// Two resources may not both write the same path, nor a path inside a tree another one
-/// writes recursively, nor both manage the same systemd unit on the same manager.
+/// writes recursively, nor both manage the same systemd unit on the same manager, nor
+/// bind overlapping addresses.
 fn check_footprints(doc: &GraphDoc, infos: &[ResourceInfo]) -> Result<(), PlanError> {
     let mut owner: HashMap<&Path, usize> = HashMap::new();
     let mut unit_owner: HashMap<&UnitRef, usize> = HashMap::new();
@@ -324,11 +325,41 @@ fn check_footprints(doc: &GraphDoc, infos: &[ResourceInfo]) -> Result<(), PlanEr
         }
     }
     errors.extend(overlapping_trees(doc, infos));
+    errors.extend(overlapping_sockets(doc, infos));
     if errors.is_empty() {
         Ok(())
     } else {
         Err(GraphErrors::new(errors).into())
     }
+}
+
+/// Two resources binding the same protocol and port on the same IP, or one of them on
+/// every address (`0.0.0.0`): only one of them could ever serve.
+fn overlapping_sockets(doc: &GraphDoc, infos: &[ResourceInfo]) -> Vec<GraphError> {
+    use crate::plugin::capabilities::net::{Protocol, SocketGrant};
+    let mut by_port: HashMap<(Protocol, u16), Vec<(SocketGrant, usize)>> = HashMap::new();
+    let mut errors = Vec::new();
+    for (i, info) in infos.iter().enumerate() {
+        for g in &info.footprint.sockets {
+            let seen = by_port.entry((g.protocol, g.address.port())).or_default();
+            if let Some((other, j)) = seen.iter().find(|(o, j)| *j != i && o.overlaps(g)) {
+                let (a, b) = (&doc.resources[*j], &doc.resources[i]);
+                errors.push(GraphError::Duplicate {
+                    loc: b.loc_of(None).clone(),
+                    message: format!(
+                        "{} binds {g} and {} (at {}) binds {other}; only one of them could \
+                         listen there",
+                        b.id(),
+                        a.id(),
+                        a.loc_of(None),
+                    ),
+                });
+            } else {
+                seen.push((*g, i));
+            }
+        }
+    }
+    errors
 }
 
 /// A resource writing a path inside a tree that another resource writes recursively

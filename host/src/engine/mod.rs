@@ -144,6 +144,10 @@ struct Ctx {
     changes: AtomicUsize,
     noop: bool,
     semaphores: limits::Semaphores,
+    /// The running servers of resources with a `serve` watch, by resource. Kept here
+    /// rather than in the vertex so that a vertex replaced in a graph swap hands its
+    /// server to its successor (transfers in progress survive a params change).
+    servers: vertex::Servers,
 }
 
 /// A vertex and its task.
@@ -291,6 +295,16 @@ impl Engine {
         );
         let removed = replace.len() - changed;
         drop(new_ids);
+        // Servers of resources that are gone or no longer serve stop now; the others are
+        // handed to the replacing vertex by its first check-apply.
+        let serving: std::collections::HashSet<&ResId> = plan
+            .resources
+            .iter()
+            .filter(|r| vertex::serves(&r.meta, &r.info.watch, self.ctx.noop))
+            .map(|r| &r.id)
+            .collect();
+        self.ctx.servers.retain(|id| serving.contains(id));
+        drop(serving);
         self.retire(&replace).await;
 
         self.order.clear();
@@ -354,6 +368,7 @@ pub async fn run(
         changes: AtomicUsize::new(0),
         noop: opts.noop,
         semaphores: limits::Semaphores::default(),
+        servers: vertex::Servers::default(),
     });
     let mut engine = Engine {
         ctx: ctx.clone(),
@@ -392,6 +407,7 @@ pub async fn run(
         _ = all_done => false,
         _ = shutdown.wait_for(|s| *s == Shutdown::Cancel) => true,
     };
+    ctx.servers.retain(|_| false);
     let stopped = if cancelled {
         engine.running.values().for_each(|r| r.task.abort());
         Stopped::Cancelled

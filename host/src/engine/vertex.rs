@@ -24,6 +24,7 @@ use crate::plugin::bindings::{CheckOutcome, ResourceRef, WatchItem};
 use crate::plugin::capabilities::fs::Footprint;
 use crate::plugin::manifest::SendType;
 use crate::plugin::runtime::{CallLimits, Plugin};
+use crate::plugin::serve::Server;
 
 /// An edge seen from its downstream end.
 pub(super) struct Pred {
@@ -116,6 +117,15 @@ impl Vertex {
             changes: AtomicUsize::new(0),
             last_error: Mutex::new(None),
             stop: watch::channel(false).0,
+        }
+    }
+
+    /// The resource's `timeout`, `cpu` and `memory` metaparams.
+    fn call_limits(&self) -> CallLimits {
+        CallLimits {
+            timeout: self.meta.timeout.map(Duration::from_millis),
+            cpu: self.meta.cpu.map(Duration::from_millis),
+            memory_bytes: self.meta.memory.map(|m| (m as usize) << 20),
         }
     }
 
@@ -323,6 +333,8 @@ fn start_watches(v: &Arc<Vertex>, paths: Vec<crate::watch::Subscription>) -> Wat
                     Arc::new(move || target.mark_dirty()),
                 )));
             }
+            // Started by the first check-apply (see `Servers`).
+            WatchItem::Serve => {}
             WatchItem::Kmsg => match crate::watch::kmsg::global() {
                 Ok(k) => {
                     let target = v.clone();
@@ -333,6 +345,59 @@ fn start_watches(v: &Arc<Vertex>, paths: Vec<crate::watch::Subscription>) -> Wat
         }
     }
     w
+}
+
+/// Whether a resource runs a server (its `serve` watch): not in noop, not when hidden.
+pub(super) fn serves(meta: &Meta, watch: &[WatchItem], noop: bool) -> bool {
+    !noop && !meta.noop && !meta.hidden && watch.contains(&WatchItem::Serve)
+}
+
+/// The servers of the running graph, by resource (see `Ctx::servers`).
+#[derive(Default)]
+pub(super) struct Servers(Mutex<HashMap<ResId, ServerOf>>);
+
+/// A server and the plugin it runs in (a swap that changes the plugin starts anew).
+type ServerOf = (Arc<Plugin>, Arc<Server>);
+
+impl Servers {
+    /// Stop the servers of the resources `keep` refuses.
+    pub fn retain(&self, keep: impl Fn(&ResId) -> bool) {
+        self.0
+            .lock()
+            .expect("servers lock")
+            .retain(|id, _| keep(id));
+    }
+
+    /// Start `v`'s server, or hand the running one `v`'s params and waker, then wait
+    /// until it serves.
+    async fn ready(
+        &self,
+        v: &Arc<Vertex>,
+        params: Arc<str>,
+        footprint: Arc<Footprint>,
+    ) -> Result<(), String> {
+        let target = v.clone();
+        let wake: crate::watch::Waker = Arc::new(move || target.mark_dirty());
+        let limits = v.call_limits();
+        let server = {
+            let mut all = self.0.lock().expect("servers lock");
+            match all.get(&v.id) {
+                Some((plugin, s)) if Arc::ptr_eq(plugin, &v.plugin) => {
+                    s.reconfigure(params, footprint, wake);
+                    s.clone()
+                }
+                _ => {
+                    let s = Arc::new(
+                        v.plugin
+                            .serve(&v.reference, params, footprint, limits, wake),
+                    );
+                    all.insert(v.id.clone(), (v.plugin.clone(), s.clone()));
+                    s
+                }
+            }
+        };
+        server.ready(limits.timeout).await
+    }
 }
 
 /// Resolves when `stop` turns true.
@@ -465,23 +530,32 @@ pub(super) async fn run(v: Arc<Vertex>, paths: Vec<crate::watch::Subscription>, 
         v.waiting.store(false, Ordering::SeqCst);
         let apply = !(ctx.noop || v.meta.noop);
         let refresh = v.refresh.swap(false, Ordering::SeqCst);
+        let serving = serves(&v.meta, &v.watch, ctx.noop);
         let result = match v.effective().await {
             Ok((params, footprint)) => v
                 .plugin
                 .check_apply(
                     &v.reference,
-                    params,
-                    footprint,
+                    params.clone(),
+                    footprint.clone(),
                     apply,
                     refresh,
-                    CallLimits {
-                        timeout: v.meta.timeout.map(Duration::from_millis),
-                        cpu: v.meta.cpu.map(Duration::from_millis),
-                        memory_bytes: v.meta.memory.map(|m| (m as usize) << 20),
-                    },
+                    v.call_limits(),
                 )
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(|e| e.to_string())
+                .map(|out| (out, serving.then_some((params, footprint)))),
+            Err(e) => Err(e),
+        };
+        // A server is started (or handed the new params) once its resource checked out.
+        let result = match result {
+            Ok((out, Some((params, footprint)))) => ctx
+                .servers
+                .ready(&v, params, footprint)
+                .await
+                .map(|()| out)
+                .map_err(|e| format!("not serving: {e}")),
+            Ok((out, None)) => Ok(out),
             Err(e) => Err(e),
         };
         drop(permits);

@@ -1,6 +1,7 @@
 //! The only module that runs `bindgen!`: the host side of `homeostat:resource@0.1.0`.
 //!
-//! It implements the generated host traits (`log`, `fs`, `process`, `systemd`) for [`HostState`] by
+//! It implements the generated host traits (`log`, `fs`, `process`, `systemd`, `kmsg`,
+//! `state`, `net`) for [`HostState`] by
 //! delegating to the capability modules, and converts between generated types and the
 //! engine's own ([`ResourceInfo`], [`CheckOutcome`], [`PluginError`]). Generated types
 //! never leave this module: everything public here is a plain engine type.
@@ -8,6 +9,7 @@
 use std::path::PathBuf;
 
 use crate::plugin::capabilities::fs as fscap;
+use crate::plugin::capabilities::net as ncap;
 use crate::plugin::capabilities::process as pcap;
 use crate::plugin::capabilities::systemd as scap;
 use crate::plugin::runtime::HostState;
@@ -22,8 +24,8 @@ mod generated {
 }
 
 use generated::homeostat::resource::{
-    fs as wfs, kmsg as wkmsg, log as wlog, process as wproc, state as wstate, systemd as wsd,
-    types as wt,
+    fs as wfs, kmsg as wkmsg, log as wlog, net as wnet, process as wproc, state as wstate,
+    systemd as wsd, types as wt,
 };
 pub(crate) use generated::{ResourcePlugin, ResourcePluginPre};
 
@@ -79,6 +81,8 @@ pub enum WatchItem {
         name: String,
         session: bool,
     },
+    /// Run the plugin's `serve` export in an instance of its own (the long-running watch).
+    Serve,
 }
 
 fn command_in(c: wt::Command) -> pcap::CommandSpec {
@@ -100,9 +104,29 @@ pub struct ResourceInfo {
     pub depends_on_paths: Vec<String>,
 }
 
-impl From<wt::ResourceInfo> for ResourceInfo {
-    fn from(i: wt::ResourceInfo) -> Self {
-        ResourceInfo {
+/// A plugin's `validate` answer is refused when a declared socket address does not parse.
+impl TryFrom<wt::ResourceInfo> for ResourceInfo {
+    type Error = PluginError;
+    fn try_from(i: wt::ResourceInfo) -> Result<Self, PluginError> {
+        let mut sockets = Vec::new();
+        for g in &i.footprint.sockets {
+            let address = g.address.parse().map_err(|_| PluginError {
+                message: format!(
+                    "the plugin declared the socket address `{}`, which is not `IP:PORT` or \
+                     `[IPV6]:PORT` (a plugin bug)",
+                    g.address
+                ),
+                field: None,
+            })?;
+            sockets.push(ncap::SocketGrant {
+                protocol: match g.protocol {
+                    wt::Protocol::Udp => ncap::Protocol::Udp,
+                    wt::Protocol::Tcp => ncap::Protocol::Tcp,
+                },
+                address,
+            });
+        }
+        Ok(ResourceInfo {
             footprint: fscap::Footprint {
                 paths: i
                     .footprint
@@ -124,6 +148,7 @@ impl From<wt::ResourceInfo> for ResourceInfo {
                         session: u.session,
                     })
                     .collect(),
+                sockets,
             },
             watch: i
                 .watch
@@ -140,6 +165,7 @@ impl From<wt::ResourceInfo> for ResourceInfo {
                         session: u.session,
                     },
                     wt::WatchItem::Kmsg => WatchItem::Kmsg,
+                    wt::WatchItem::Serve => WatchItem::Serve,
                 })
                 .collect(),
             depends_on_paths: i
@@ -151,7 +177,7 @@ impl From<wt::ResourceInfo> for ResourceInfo {
                     wt::Dependency::Unit(u) => scap::unit_file_paths(&u.name, u.session),
                 })
                 .collect(),
-        }
+        })
     }
 }
 
@@ -299,6 +325,9 @@ impl wfs::Host for HostState {
     }
     async fn read(&mut self, path: String) -> FsResult<Vec<u8>> {
         fs_call!(self, |fs, fp| fs.read(&fp, &path))
+    }
+    async fn read_at(&mut self, path: String, offset: u64, len: u32) -> FsResult<Vec<u8>> {
+        fs_call!(self, |fs, fp| fs.read_at(&fp, &path, offset, len))
     }
     async fn digest(&mut self, path: String) -> FsResult<String> {
         fs_call!(self, |fs, fp| fs.digest(&fp, &path))
@@ -468,5 +497,105 @@ impl wsd::Host for HostState {
     }
     async fn daemon_reload(&mut self, session: bool) -> SdResult<()> {
         sd_call!(self, None::<&String>, session, |h| h.daemon_reload(session))
+    }
+}
+
+fn net_err(e: ncap::NetError) -> wnet::Error {
+    use ncap::ErrorCode as C;
+    wnet::Error {
+        code: match e.code {
+            C::NotAllowed => wnet::ErrorCode::NotAllowed,
+            C::AddressInUse => wnet::ErrorCode::AddressInUse,
+            C::Invalid => wnet::ErrorCode::Invalid,
+            C::Other => wnet::ErrorCode::Other,
+        },
+        message: e.message,
+    }
+}
+
+type NetResult<T> = wasmtime::Result<Result<T, wnet::Error>>;
+
+/// Every `net` call first checks the capability and that a `serve` call is running.
+macro_rules! net_call {
+    ($self:ident, |$net:ident, $fp:ident| $body:expr) => {{
+        match $self.net_access() {
+            Ok(($net, $fp)) => Ok($body.map_err(net_err)),
+            Err(e) => Ok(Err(net_err(e))),
+        }
+    }};
+}
+
+impl wnet::Host for HostState {
+    async fn bind_udp(&mut self, address: String) -> NetResult<wnet::Socket> {
+        net_call!(self, |net, fp| match ncap::parse_address(&address)
+            .and_then(|a| ncap::check_bind(&fp, ncap::Protocol::Udp, a).map(|()| a))
+        {
+            Ok(a) => net.bind_udp(a).await,
+            Err(e) => Err(e),
+        })
+    }
+    async fn listen_tcp(&mut self, address: String) -> NetResult<wnet::Socket> {
+        net_call!(self, |net, fp| match ncap::parse_address(&address)
+            .and_then(|a| ncap::check_bind(&fp, ncap::Protocol::Tcp, a).map(|()| a))
+        {
+            Ok(a) => net.listen_tcp(a).await,
+            Err(e) => Err(e),
+        })
+    }
+    async fn local_address(&mut self, s: wnet::Socket) -> NetResult<String> {
+        net_call!(self, |net, _fp| net.local_address(s).map(|a| a.to_string()))
+    }
+    async fn send_to(&mut self, s: wnet::Socket, peer: String, data: Vec<u8>) -> NetResult<()> {
+        net_call!(self, |net, _fp| match ncap::parse_address(&peer) {
+            Ok(p) => net.send_to(s, p, &data).await,
+            Err(e) => Err(e),
+        })
+    }
+    async fn write(&mut self, s: wnet::Socket, data: Vec<u8>) -> NetResult<u32> {
+        net_call!(self, |net, _fp| net.write(s, &data))
+    }
+    async fn close(&mut self, s: wnet::Socket) -> wasmtime::Result<()> {
+        if let Ok((net, _)) = self.net_access() {
+            net.close(s);
+        }
+        Ok(())
+    }
+    async fn wait(&mut self, timeout_ms: u32) -> wasmtime::Result<Vec<wnet::Event>> {
+        let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
+        Ok(self
+            .serve_wait(timeout)
+            .await
+            .into_iter()
+            .map(|e| match e {
+                crate::plugin::serve::Event::Net(e) => match e {
+                    ncap::Event::Datagram { socket, peer, data } => {
+                        wnet::Event::Datagram(wnet::Datagram {
+                            socket,
+                            peer: peer.to_string(),
+                            data,
+                        })
+                    }
+                    ncap::Event::Accepted {
+                        listener,
+                        connection,
+                        peer,
+                    } => wnet::Event::Accepted(wnet::Accepted {
+                        listener,
+                        connection,
+                        peer: peer.to_string(),
+                    }),
+                    ncap::Event::Received { connection, data } => {
+                        wnet::Event::Received(wnet::Received { connection, data })
+                    }
+                    ncap::Event::Writable(s) => wnet::Event::Writable(s),
+                    ncap::Event::Failed { socket, message } => {
+                        wnet::Event::Failed(wnet::Failure { socket, message })
+                    }
+                },
+                crate::plugin::serve::Event::Reconfigured(params) => {
+                    wnet::Event::Reconfigured(params.to_string())
+                }
+            })
+            .collect())
     }
 }

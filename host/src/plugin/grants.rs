@@ -42,6 +42,8 @@ pub enum Capability {
     Systemd,
     /// `homeostat:resource/kmsg`: reading the kernel log.
     Kmsg,
+    /// `homeostat:resource/net`: binding the resource's own addresses while serving.
+    Net,
 }
 
 impl Capability {
@@ -51,6 +53,7 @@ impl Capability {
         Capability::Process,
         Capability::Systemd,
         Capability::Kmsg,
+        Capability::Net,
     ];
 
     /// The name used in manifests and grants.
@@ -60,6 +63,7 @@ impl Capability {
             Capability::Process => "process",
             Capability::Systemd => "systemd",
             Capability::Kmsg => "kmsg",
+            Capability::Net => "net",
         }
     }
 
@@ -68,7 +72,7 @@ impl Capability {
         Capability::ALL.iter().copied().find(|c| c.name() == name)
     }
 
-    /// `fs, process, systemd, kmsg`.
+    /// `fs, process, systemd, kmsg, net`.
     pub fn known() -> String {
         Capability::ALL
             .iter()

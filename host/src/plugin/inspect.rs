@@ -14,7 +14,9 @@ use serde::Serialize;
 use crate::plugin::manifest::{self, Manifest, ManifestError};
 
 /// The `homeostat:resource` interfaces the host links for API 0.1.
-pub const HOST_INTERFACES: &[&str] = &["types", "log", "fs", "process", "systemd", "kmsg", "state"];
+pub const HOST_INTERFACES: &[&str] = &[
+    "types", "log", "fs", "process", "systemd", "kmsg", "state", "net",
+];
 
 /// Lower-case hex SHA-256 of a plugin file (what grants name).
 pub fn sha256_hex(wasm: &[u8]) -> String {

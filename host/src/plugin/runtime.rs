@@ -184,15 +184,17 @@ pub struct HostState {
     fs: FsHost,
     /// The plugin's effective capabilities (declared ∩ granted), checked by every host
     /// interface before it does anything.
-    access: Arc<Access>,
+    pub(super) access: Arc<Access>,
     /// The `state` values of the plugin's resources (shared by its instances).
     states: States,
     /// `name version` of the plugin, for log lines and errors.
     plugin: Arc<str>,
     /// The resource the current call is about and its footprint.
-    current: Option<(ResourceRef, Arc<Footprint>)>,
+    pub(super) current: Option<(ResourceRef, Arc<Footprint>)>,
     /// Epoch ticks left before the current call is interrupted.
-    budget: u64,
+    pub(super) budget: u64,
+    /// Set in the instance running a resource's `serve` call (the long-running watch).
+    pub(super) serve: Option<crate::plugin::serve::ServeCtx>,
 }
 
 impl WasiView for HostState {
@@ -205,6 +207,11 @@ impl WasiView for HostState {
 }
 
 impl HostState {
+    /// Cap the instance's memory (checked whenever it grows).
+    pub(super) fn set_memory_cap(&mut self, bytes: usize) {
+        self.limits.cap = bytes;
+    }
+
     /// `kind[name]` of the resource being served, or the plugin's name between calls.
     pub(crate) fn who(&self) -> String {
         match &self.current {
@@ -226,13 +233,20 @@ impl HostState {
         self.states.lock().expect("states lock").get(r).cloned()
     }
 
-    /// Store the `state` value of the resource being called (ignored between calls).
+    /// Store the `state` value of the resource being called (ignored between calls). From
+    /// a `serve` call, a new value wakes the resource so its check-apply can publish it.
     pub(crate) fn state_set(&self, value: String) {
         if let Some((r, _)) = &self.current {
-            self.states
+            let old = self
+                .states
                 .lock()
                 .expect("states lock")
-                .insert(r.clone(), value);
+                .insert(r.clone(), value.clone());
+            if let Some(serve) = &self.serve
+                && old.as_deref() != Some(value.as_str())
+            {
+                serve.wake();
+            }
         }
     }
 
@@ -455,14 +469,14 @@ fn write_cache_file(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()
 pub(crate) type States = Arc<std::sync::Mutex<std::collections::HashMap<ResourceRef, String>>>;
 
 /// What the actors of one plugin share.
-struct PoolShared {
+pub(super) struct PoolShared {
     engine: Engine,
     pre: ResourcePluginPre<HostState>,
     fs: FsHost,
-    access: Arc<Access>,
-    states: States,
-    label: Arc<str>,
-    limits: Limits,
+    pub(super) access: Arc<Access>,
+    pub(super) states: States,
+    pub(super) label: Arc<str>,
+    pub(super) limits: Limits,
     queue: Mutex<mpsc::UnboundedReceiver<Job>>,
     /// Actor tasks alive.
     actors: AtomicUsize,
@@ -498,9 +512,9 @@ struct Job {
 }
 
 /// One instance and the store that owns it.
-struct Instance {
-    store: Store<HostState>,
-    bindings: ResourcePlugin,
+pub(super) struct Instance {
+    pub(super) store: Store<HostState>,
+    pub(super) bindings: ResourcePlugin,
     stderr: MemoryOutputPipe,
     stderr_seen: usize,
 }
@@ -512,7 +526,7 @@ pub struct Plugin {
     pub sha256: String,
     /// Where it came from: `bundled` or a file path.
     pub origin: String,
-    shared: Arc<PoolShared>,
+    pub(super) shared: Arc<PoolShared>,
     tx: mpsc::UnboundedSender<Job>,
 }
 
@@ -708,7 +722,7 @@ async fn actor(shared: Arc<PoolShared>) {
     shared.actors.fetch_sub(1, Ordering::AcqRel);
 }
 
-async fn instantiate(shared: &PoolShared) -> Result<Instance, String> {
+pub(super) async fn instantiate(shared: &PoolShared) -> Result<Instance, String> {
     let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
     // Deny by default: no preopens, no env, no args, no network; output is captured.
     let wasi = WasiCtxBuilder::new()
@@ -734,6 +748,7 @@ async fn instantiate(shared: &PoolShared) -> Result<Instance, String> {
         plugin: shared.label.clone(),
         current: None,
         budget: u64::MAX,
+        serve: None,
     };
     let mut store = Store::new(&shared.engine, state);
     store.limiter(|s| &mut s.limits);
@@ -782,8 +797,9 @@ async fn run_job(
                 api.call_validate(&mut *store, &wid, &job.params)
                     .await
                     .map(|r| {
-                        r.map(|i| Reply::Validate(i.into()))
-                            .map_err(PluginError::from)
+                        r.map_err(PluginError::from)
+                            .and_then(ResourceInfo::try_from)
+                            .map(Reply::Validate)
                     })
             }
             CallKind::CheckApply { apply, refresh } => api
@@ -810,7 +826,7 @@ async fn run_job(
         Ok(Ok(Ok(reply))) => (Ok(reply), false),
         Ok(Ok(Err(e))) => (Err(CallError::Plugin(e)), false),
         Ok(Err(trap)) => {
-            let message = describe_trap(shared, &trap, inst, job);
+            let message = describe_trap(shared, &trap, inst, job.cpu, job.memory_bytes);
             (Err(CallError::Trap { plugin, message }), true)
         }
         Err(_) => (
@@ -825,13 +841,19 @@ async fn run_job(
 
 /// A trap message a user can act on: which limit, or where and why the plugin
 /// panicked. The wasm backtrace goes to the debug log.
-fn describe_trap(shared: &PoolShared, err: &wasmtime::Error, inst: &Instance, job: &Job) -> String {
+pub(super) fn describe_trap(
+    shared: &PoolShared,
+    err: &wasmtime::Error,
+    inst: &Instance,
+    cpu: Duration,
+    memory_bytes: usize,
+) -> String {
     tracing::debug!(target: "homeostat::plugin", "{} trapped: {err:?}", shared.label);
     let trap = err.downcast_ref::<wasmtime::Trap>();
     if let Some(wasmtime::Trap::Interrupt) = trap {
         return format!(
             "it used more than its CPU budget of {}ms in one call (an endless loop? see --plugin-cpu and the `cpu` metaparam)",
-            job.cpu.as_millis()
+            cpu.as_millis()
         );
     }
     let out = inst.stderr.contents();
@@ -840,7 +862,7 @@ fn describe_trap(shared: &PoolShared, err: &wasmtime::Error, inst: &Instance, jo
         return format!(
             "it ran out of memory (capped at {} MiB per instance; see --plugin-memory and \
              the `memory` metaparam)",
-            job.memory_bytes >> 20
+            memory_bytes >> 20
         );
     }
     if let Some(panic) = panic_message(&output) {
@@ -877,7 +899,7 @@ fn panic_message(output: &str) -> Option<String> {
 }
 
 /// Forward what the guest printed since the last call to the log.
-fn drain_stderr(shared: &PoolShared, inst: &mut Instance) {
+pub(super) fn drain_stderr(shared: &PoolShared, inst: &mut Instance) {
     let out = inst.stderr.contents();
     if out.len() > inst.stderr_seen {
         let text = String::from_utf8_lossy(&out[inst.stderr_seen..]);

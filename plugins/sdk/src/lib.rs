@@ -120,6 +120,12 @@ impl From<systemd::Error> for Error {
     }
 }
 
+impl From<net::Error> for Error {
+    fn from(e: net::Error) -> Self {
+        Error::new(e.message)
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What `validate` declares about a resource: its footprint (the only paths, command
@@ -130,6 +136,7 @@ pub struct Info {
     paths: Vec<wit::PathGrant>,
     commands: Vec<Vec<String>>,
     units: Vec<wit::UnitRef>,
+    sockets: Vec<wit::SocketGrant>,
     watch: Vec<wit::WatchItem>,
     depends: Vec<wit::Dependency>,
 }
@@ -235,6 +242,29 @@ impl Info {
         }));
         self
     }
+    /// Allow binding UDP on `address` (`IP:PORT`, `[IPV6]:PORT`) through [`net`], and
+    /// ephemeral UDP ports on the same IP.
+    pub fn udp(mut self, address: &str) -> Self {
+        self.sockets.push(wit::SocketGrant {
+            protocol: wit::Protocol::Udp,
+            address: address.to_string(),
+        });
+        self
+    }
+    /// Allow listening for TCP on `address` through [`net`].
+    pub fn tcp(mut self, address: &str) -> Self {
+        self.sockets.push(wit::SocketGrant {
+            protocol: wit::Protocol::Tcp,
+            address: address.to_string(),
+        });
+        self
+    }
+    /// Run [`Resource::serve`] in an instance of its own for as long as the resource is
+    /// in the graph (the long-running watch; for servers).
+    pub fn serve(mut self) -> Self {
+        self.watch.push(wit::WatchItem::Serve);
+        self
+    }
     /// Depend on the resources managing the unit's files (the host knows where they live).
     pub fn depends_on_unit(mut self, name: &str, session: bool) -> Self {
         self.depends.push(wit::Dependency::Unit(wit::UnitRef {
@@ -311,6 +341,18 @@ pub trait Resource {
     fn cleanup(_id: &ResourceId, _params: &Self::Params) -> Result<()> {
         Ok(())
     }
+
+    /// The long-running watch, for kinds whose `validate` asked for it with
+    /// [`Info::serve`]: runs in an instance of its own until the resource leaves the
+    /// graph, waiting on [`net::wait`]. A param change arrives as
+    /// [`net::Event::Reconfigured`]. Return an error to fail the resource (it is started
+    /// again by its next check-apply). Default: this kind does not serve.
+    fn serve(_id: &ResourceId, _params: &Self::Params) -> Result<()> {
+        Err(Error::new(format!(
+            "the kind `{}` does not serve",
+            Self::KIND
+        )))
+    }
 }
 
 /// Leveled logging into the host's log.
@@ -370,7 +412,7 @@ pub mod systemd {
 pub mod fs {
     pub use crate::__bindings::homeostat::resource::fs::{
         Attrs, Error, ErrorCode, FileStat, FileType, content_equals, copy, digest, group_id, mkdir,
-        read, read_dir, read_link, remove, set_attrs, stat, symlink, user_id, write,
+        read, read_at, read_dir, read_link, remove, set_attrs, stat, symlink, user_id, write,
     };
 
     /// `Attrs::default()` leaves mode and ownership as they are.
@@ -392,8 +434,31 @@ pub mod kmsg {
     pub use crate::__bindings::homeostat::resource::kmsg::{Batch, read, start_seq};
 }
 
+/// Sockets for a [`Resource::serve`] loop (capability `net`), limited to the addresses
+/// declared with [`Info::udp`](crate::Info::udp) and [`Info::tcp`](crate::Info::tcp).
+/// The host waits; the loop handles what [`wait`] returns:
+///
+/// ```ignore
+/// let s = net::bind_udp("0.0.0.0:6969")?;
+/// loop {
+///     for event in net::wait(1000) {
+///         if let net::Event::Datagram(d) = event {
+///             net::send_to(s, &d.peer, &d.data)?; // echo
+///         }
+///     }
+/// }
+/// ```
+pub mod net {
+    pub use crate::__bindings::homeostat::resource::net::{
+        Accepted, Datagram, Error, ErrorCode, Event, Failure, Received, Socket, bind_udp, close,
+        listen_tcp, local_address, send_to, wait, write,
+    };
+}
+
 /// A small value the host keeps per resource between calls (in memory; gone when the
 /// resource leaves the graph or homeostat restarts). Calls are otherwise stateless.
+/// A [`set`] from [`Resource::serve`] that changes the value wakes the resource, so its
+/// check-apply can publish what the server did.
 pub mod state {
     pub use crate::__bindings::homeostat::resource::state::{get, set};
 
@@ -452,6 +517,7 @@ pub mod __glue {
                 paths: info.paths,
                 commands: info.commands,
                 units: info.units,
+                sockets: info.sockets,
             },
             watch: info.watch,
             depends: info.depends,
@@ -480,6 +546,11 @@ pub mod __glue {
     pub fn cleanup<R: Resource>(i: WitId, json: &str) -> Result<(), WitError> {
         let p = params::<R>(json)?;
         R::cleanup(&id(i), &p).map_err(err)
+    }
+
+    pub fn serve<R: Resource>(i: WitId, json: &str) -> Result<(), WitError> {
+        let p = params::<R>(json)?;
+        R::serve(&id(i), &p).map_err(err)
     }
 
     pub fn unknown_kind(kind: &str) -> WitError {
@@ -602,6 +673,12 @@ macro_rules! export_resource {
             fn cleanup(id: $crate::__glue::WitId, params: String) -> Result<(), $crate::__glue::WitError> {
                 $(if id.kind == <$res as $crate::Resource>::KIND {
                     return $crate::__glue::cleanup::<$res>(id, &params);
+                })+
+                Err($crate::__glue::unknown_kind(&id.kind))
+            }
+            fn serve(id: $crate::__glue::WitId, params: String) -> Result<(), $crate::__glue::WitError> {
+                $(if id.kind == <$res as $crate::Resource>::KIND {
+                    return $crate::__glue::serve::<$res>(id, &params);
                 })+
                 Err($crate::__glue::unknown_kind(&id.kind))
             }

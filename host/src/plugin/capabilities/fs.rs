@@ -104,6 +104,8 @@ pub struct Footprint {
     pub commands: Vec<Vec<String>>,
     /// systemd units (and on which manager) the resource may query and control.
     pub units: Vec<crate::plugin::capabilities::systemd::UnitRef>,
+    /// Addresses the resource may bind while serving.
+    pub sockets: Vec<crate::plugin::capabilities::net::SocketGrant>,
 }
 
 /// Type of a directory entry, from `lstat` (WIT `file-type`).
@@ -231,6 +233,9 @@ fn os_text(err: Errno) -> io::Error {
 // ---------------------------------------------------------------------------------------------
 // Footprint check.
 // ---------------------------------------------------------------------------------------------
+
+/// The most `read_at` returns in one call.
+pub const READ_AT_MAX: usize = 1 << 20;
 
 /// A path that passed the footprint check, with the grant that allowed it.
 #[derive(Debug)]
@@ -1042,6 +1047,42 @@ impl FsHost {
         } else {
             let path = auth.path;
             blocking("read", &path.clone(), move || read(&mut file, &path)).await
+        }
+    }
+
+    /// Up to `len` bytes (at most [`READ_AT_MAX`]) of a regular file from `offset`.
+    pub async fn read_at(
+        &self,
+        fp: &Footprint,
+        path: &str,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>, FsError> {
+        use std::os::unix::fs::FileExt;
+        let auth = fp.authorize(path, false)?;
+        let (file, size) = Self::open_for_read(fp, &auth)?;
+        let want = (len as usize)
+            .min(READ_AT_MAX)
+            .min(usize::try_from(size.saturating_sub(offset)).unwrap_or(usize::MAX));
+        let read = move |file: &File, path: &Path| {
+            let mut buf = vec![0u8; want];
+            let mut got = 0;
+            while got < want {
+                match file.read_at(&mut buf[got..], offset + got as u64) {
+                    Ok(0) => break, // shrank meanwhile
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(FsError::io("read", path, &e)),
+                }
+            }
+            buf.truncate(got);
+            Ok(buf)
+        };
+        if want <= INLINE_IO_MAX {
+            read(&file, &auth.path)
+        } else {
+            let path = auth.path;
+            blocking("read", &path.clone(), move || read(&file, &path)).await
         }
     }
 
@@ -2490,6 +2531,39 @@ mod tests {
             std::fs::read(outside.join("shadow")).expect("read"),
             b"secret"
         );
+    }
+
+    #[tokio::test]
+    async fn read_at_reads_ranges_and_stops_at_the_end() {
+        let dir = tempdir();
+        let fp = tree(dir.path());
+        let host = FsHost::new();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("big"), &data).expect("write");
+        let path = at(dir.path(), "big");
+        assert_eq!(
+            host.read_at(&fp, &path, 10, 5).await.unwrap(),
+            &data[10..15]
+        );
+        // Above the inline limit: read on the blocking pool.
+        let mid = host.read_at(&fp, &path, 1000, 200_000).await.unwrap();
+        assert_eq!(mid, &data[1000..201_000]);
+        assert_eq!(
+            host.read_at(&fp, &path, 299_990, 100).await.unwrap(),
+            &data[299_990..]
+        );
+        assert!(
+            host.read_at(&fp, &path, 400_000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).expect("symlink");
+        let err = host
+            .read_at(&fp, &at(dir.path(), "link"), 0, 10)
+            .await
+            .expect_err("a symlink below the grant is not followed");
+        assert_eq!(err.code, ErrorCode::WrongType, "{err}");
     }
 
     #[tokio::test]

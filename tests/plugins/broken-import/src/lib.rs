@@ -39,6 +39,7 @@ impl Guest for Nope {
                 paths: Vec::new(),
                 commands: Vec::new(),
                 units: Vec::new(),
+                sockets: Vec::new(),
             },
             watch: Vec::new(),
             depends: Vec::new(),
@@ -52,6 +53,9 @@ impl Guest for Nope {
         })
     }
     fn cleanup(_: ResourceId, _: String) -> Result<(), Error> {
+        Ok(())
+    }
+    fn serve(_: ResourceId, _: String) -> Result<(), Error> {
         Ok(())
     }
 }

@@ -10,10 +10,14 @@
 //! - `unitgrab`: stops the system unit `target` although the plugin never declared the
 //!   `systemd` capability;
 //! - `socket`: opens a TCP connection to `target` (`127.0.0.1:PORT`) and binds a listener
-//!   through WASI sockets, which no plugin is granted.
+//!   through WASI sockets, which no plugin is granted;
+//! - `servespin`: a server (`serve` watch) that loops forever before it ever waits for
+//!   events (stopped by the CPU budget of its turn);
+//! - `netescape`: a server that declares UDP on `target` but binds another port, and
+//!   whose check-apply tries a socket (sockets are for `serve` only).
 
 use homeostat_sdk::{
-    CheckApply, Error, Info, Outcome, Resource, ResourceId, Result, fs, process, systemd,
+    CheckApply, Error, Info, Outcome, Resource, ResourceId, Result, fs, net, process, systemd,
 };
 
 #[derive(serde::Deserialize)]
@@ -125,7 +129,71 @@ kind!(Socket, "socket", |p| {
     }
 });
 
+/// Servers: `serve` watch, UDP on `target` (default `127.0.0.1:9`).
+macro_rules! server {
+    ($ty:ident, $kind:literal, check |$c:ident| $check:block, serve |$p:ident| $body:block) => {
+        struct $ty;
+        impl Resource for $ty {
+            const KIND: &'static str = $kind;
+            const SCHEMA: &'static str = SCHEMA;
+            type Params = Params;
+            fn validate(_: &ResourceId, p: &Params) -> Result<Info> {
+                Ok(info(p)?
+                    .udp(p.target.as_deref().unwrap_or("127.0.0.1:9"))
+                    .serve())
+            }
+            fn check_apply(_: &ResourceId, $c: &Params, _: &CheckApply) -> Result<Outcome> $check
+            fn serve(_: &ResourceId, $p: &Params) -> Result<()> $body
+        }
+    };
+}
+
+server!(
+    ServeSpin,
+    "servespin",
+    check | _p | { Ok(Outcome::new()) },
+    serve | p | {
+        let mut n: u64 = 0;
+        loop {
+            n = n.wrapping_add(1);
+            if n == u64::MAX && p.path.is_empty() {
+                return Ok(());
+            }
+            std::hint::black_box(n);
+        }
+    }
+);
+
+server!(
+    NetEscape,
+    "netescape",
+    check | p | {
+        match net::bind_udp(p.target.as_deref().unwrap_or("127.0.0.1:9")) {
+            Ok(_) => Err(Error::new(
+                "bound a socket in check-apply, which it should not have",
+            )),
+            Err(e) => {
+                homeostat_sdk::log::warn(&format!("check-apply socket refused: {}", e.message));
+                Ok(Outcome::new())
+            }
+        }
+    },
+    serve | p | {
+        let declared = p.target.as_deref().unwrap_or("127.0.0.1:9");
+        let other = match declared.rsplit_once(':') {
+            Some((ip, port)) => {
+                format!("{ip}:{}", port.parse::<u16>().unwrap_or(9).wrapping_add(1))
+            }
+            None => "127.0.0.1:10".to_string(),
+        };
+        net::bind_udp(&other)?;
+        Err(Error::new(format!(
+            "bound {other}, which it should not have"
+        )))
+    }
+);
+
 homeostat_sdk::export_resource!(
-    Trap, Spin, Hog, Escape, Flaky, Runaway, Unitgrab, Socket;
-    capabilities = ["fs", "process"]
+    Trap, Spin, Hog, Escape, Flaky, Runaway, Unitgrab, Socket, ServeSpin, NetEscape;
+    capabilities = ["fs", "process", "net"]
 );

@@ -1,0 +1,361 @@
+//! The long-running watch (DESIGN.md §3): a resource whose `validate` returned the
+//! `serve` watch item gets an instance of its own in which the plugin's `serve` export
+//! runs for as long as the resource is in the graph. It is a loop around `net.wait`:
+//! the guest's fiber is suspended while the host waits on its sockets
+//! ([`crate::plugin::capabilities::net`]), so no thread is ever blocked and all
+//! network-facing parsing stays inside the sandbox.
+//!
+//! **Limits.** The instance has the resource's memory cap. Its CPU budget is per *turn*:
+//! every return from `net.wait` starts a fresh budget of the resource's `cpu` limit, so a
+//! loop that stops coming back (a spin) is interrupted like any call. There is no
+//! wall-clock timeout: serving is supposed to last.
+//!
+//! **Status and restarts.** A [`Server`] reports [`State::Starting`] until the guest
+//! first waits for events (it has bound its sockets by then), [`State::Serving`] after,
+//! and [`State::Ended`] with the reason when `serve` returned, returned an error or
+//! trapped; a server that had been serving wakes its resource then. It is never
+//! restarted on its own: the engine calls [`Server::ready`] after each successful
+//! check-apply of the resource, which reports an end once (the resource fails with the
+//! reason, e.g. an address in use) and restarts the server on the next call, so the
+//! resource's own `retry` and `delay` govern restarts and a server that keeps failing
+//! cannot spin.
+//!
+//! **Params changes** do not restart it: [`Server::reconfigure`] hands the new params
+//! and footprint to the running instance, whose next `net.wait` returns a
+//! `reconfigured` event, so transfers in progress survive a graph swap.
+//!
+//! **State changes.** A `state.set` from the serve call that changes the value wakes
+//! the resource, so its check-apply runs and can publish what the server did.
+//!
+//! Dropping the [`Server`] drops the instance and closes every socket.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use crate::plugin::bindings::ResourceRef;
+use crate::plugin::capabilities::fs::Footprint;
+use crate::plugin::capabilities::net::{self as ncap, ErrorCode, NetError, NetHost};
+use crate::plugin::grants::Capability;
+use crate::plugin::runtime::{
+    CallLimits, EPOCH_TICK, HostState, Plugin, PoolShared, describe_trap, drain_stderr, instantiate,
+};
+use crate::watch::Waker;
+
+/// Where a server is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Instantiating, or `serve` has not waited for events yet.
+    Starting,
+    /// `serve` is waiting on its sockets.
+    Serving,
+    /// `serve` returned or trapped; why.
+    Ended(String),
+}
+
+/// A server's state and how many times it was started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub attempt: u64,
+    pub state: State,
+}
+
+/// What `net.wait` returns to the guest.
+#[derive(Debug)]
+pub enum Event {
+    Net(ncap::Event),
+    /// New params (the footprint is already in place).
+    Reconfigured(Arc<str>),
+}
+
+#[derive(Clone)]
+struct Config {
+    params: Arc<str>,
+    footprint: Arc<Footprint>,
+}
+
+/// The serve call's part of [`HostState`].
+pub(crate) struct ServeCtx {
+    id: ResourceRef,
+    net: NetHost,
+    config: watch::Receiver<Config>,
+    status: Arc<watch::Sender<Status>>,
+    wake: Arc<Mutex<Waker>>,
+    /// The CPU budget of one turn, in epoch ticks.
+    ticks: u64,
+}
+
+impl ServeCtx {
+    /// Wake the resource (its check-apply runs).
+    pub(crate) fn wake(&self) {
+        let wake = self.wake.lock().expect("wake lock").clone();
+        wake();
+    }
+}
+
+impl HostState {
+    /// The sockets and footprint of the serve call, if `net` is granted and this
+    /// instance is serving.
+    pub(crate) fn net_access(&mut self) -> Result<(&mut NetHost, Arc<Footprint>), NetError> {
+        self.access
+            .allowed(Capability::Net)
+            .map_err(|e| NetError::new(ErrorCode::NotAllowed, e.to_string()))?;
+        let fp = match &self.current {
+            Some((_, fp)) => fp.clone(),
+            None => Footprint::default().into(),
+        };
+        match self.serve.as_mut() {
+            Some(s) => Ok((&mut s.net, fp)),
+            None => Err(NetError::new(
+                ErrorCode::NotAllowed,
+                "sockets are only available to a resource's `serve` call (the long-running \
+                 watch), not to validate or check-apply",
+            )),
+        }
+    }
+
+    /// `net.wait`: a reconfiguration if one is pending, else socket events or nothing
+    /// after `timeout`. Starts a new CPU budget.
+    pub(crate) async fn serve_wait(&mut self, timeout: Duration) -> Vec<Event> {
+        let Some(s) = self.serve.as_mut() else {
+            return Vec::new();
+        };
+        s.status.send_if_modified(|st| {
+            let first = st.state == State::Starting;
+            if first {
+                st.state = State::Serving;
+            }
+            first
+        });
+        let ticks = s.ticks;
+        // `changed()` marks the value seen, so remember that it fired.
+        let (events, reconfigured) = if s.config.has_changed().unwrap_or(false) {
+            (Vec::new(), true)
+        } else {
+            tokio::select! {
+                events = s.net.wait(timeout) => (events.into_iter().map(Event::Net).collect(), false),
+                r = s.config.changed() => (Vec::new(), r.is_ok()),
+            }
+        };
+        let events = if reconfigured {
+            let c = s.config.borrow_and_update().clone();
+            let id = s.id.clone();
+            self.current = Some((id, c.footprint));
+            vec![Event::Reconfigured(c.params)]
+        } else {
+            events
+        };
+        self.budget = ticks;
+        events
+    }
+}
+
+/// A running (or ended) serve instance; dropping it stops serving.
+pub struct Server {
+    config: watch::Sender<Config>,
+    status: watch::Receiver<Status>,
+    restart: Arc<Notify>,
+    wake: Arc<Mutex<Waker>>,
+    /// How long [`Server::ready`] waits for a start unless told otherwise.
+    timeout: Duration,
+    /// The last attempt whose end a [`Server::ready`] reported.
+    reported: std::sync::atomic::AtomicU64,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("status", &*self.status.borrow())
+            .finish()
+    }
+}
+
+impl Plugin {
+    /// Start serving `id` with `params` in an instance of its own (see the module docs).
+    /// `wake` runs when the server ends or stores a new `state` value.
+    pub fn serve(
+        &self,
+        id: &ResourceRef,
+        params: Arc<str>,
+        footprint: Arc<Footprint>,
+        limits: CallLimits,
+        wake: Waker,
+    ) -> Server {
+        let (config, config_rx) = watch::channel(Config { params, footprint });
+        let (status_tx, status) = watch::channel(Status {
+            attempt: 0,
+            state: State::Starting,
+        });
+        let restart = Arc::new(Notify::new());
+        let wake = Arc::new(Mutex::new(wake));
+        let task = tokio::spawn(supervise(
+            self.shared.clone(),
+            id.clone(),
+            config_rx,
+            Arc::new(status_tx),
+            restart.clone(),
+            wake.clone(),
+            limits,
+        ));
+        Server {
+            config,
+            status,
+            restart,
+            wake,
+            timeout: self.shared.limits.call_timeout,
+            reported: std::sync::atomic::AtomicU64::new(0),
+            task,
+        }
+    }
+}
+
+impl Server {
+    /// Hand new params and footprint to the running instance (a `reconfigured` event),
+    /// and wake `wake` from now on.
+    pub fn reconfigure(&self, params: Arc<str>, footprint: Arc<Footprint>, wake: Waker) {
+        *self.wake.lock().expect("wake lock") = wake;
+        self.config.send_if_modified(|c| {
+            let changed = c.params != params || c.footprint != footprint;
+            if changed {
+                *c = Config { params, footprint };
+            }
+            changed
+        });
+    }
+
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// Wait until it serves. An end not reported yet is reported (`Err` with why: the
+    /// plugin's error, a trap) rather than restarted, so the resource fails and its
+    /// `retry` and `delay` decide; an end already reported is restarted and waited for
+    /// (at most `timeout`, by default the plugin call timeout).
+    pub async fn ready(&self, timeout: Option<Duration>) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        let timeout = timeout.unwrap_or(self.timeout);
+        let mut rx = self.status.clone();
+        let now = rx.borrow_and_update().clone();
+        let attempt = match &now.state {
+            State::Ended(why) if self.reported.load(Ordering::Acquire) < now.attempt => {
+                self.reported.store(now.attempt, Ordering::Release);
+                return Err(why.clone());
+            }
+            State::Ended(_) => {
+                self.restart.notify_one();
+                now.attempt + 1
+            }
+            _ => now.attempt,
+        };
+        let settled = tokio::time::timeout(
+            timeout,
+            rx.wait_for(|s| s.attempt >= attempt && s.state != State::Starting),
+        )
+        .await;
+        match settled {
+            Err(_) => Err(format!(
+                "its server did not start within {}ms",
+                timeout.as_millis()
+            )),
+            Ok(Err(_)) => Err("its server is gone".to_string()),
+            Ok(Ok(s)) => match &s.state {
+                State::Ended(why) => {
+                    self.reported.fetch_max(s.attempt, Ordering::AcqRel);
+                    Err(why.clone())
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+/// Start serving, and again each time [`Server::ready`] asks after it ended.
+async fn supervise(
+    shared: Arc<PoolShared>,
+    id: ResourceRef,
+    config: watch::Receiver<Config>,
+    status: Arc<watch::Sender<Status>>,
+    restart: Arc<Notify>,
+    wake: Arc<Mutex<Waker>>,
+    limits: CallLimits,
+) {
+    let who = format!("{}[{}]", id.kind, id.name);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        status.send_replace(Status {
+            attempt,
+            state: State::Starting,
+        });
+        let why = serve_once(&shared, &id, config.clone(), &status, &wake, limits).await;
+        tracing::error!("{who}: stopped serving: {why}");
+        let was_serving = status.borrow().state == State::Serving;
+        status.send_replace(Status {
+            attempt,
+            state: State::Ended(why),
+        });
+        // A server that never started is reported to the check-apply waiting for it;
+        // one that stopped later wakes its resource, whose check-apply reports it.
+        if was_serving {
+            let w = wake.lock().expect("wake lock").clone();
+            w();
+        }
+        restart.notified().await;
+    }
+}
+
+/// One instance's serve call; returns why it ended.
+async fn serve_once(
+    shared: &PoolShared,
+    id: &ResourceRef,
+    mut config: watch::Receiver<Config>,
+    status: &Arc<watch::Sender<Status>>,
+    wake: &Arc<Mutex<Waker>>,
+    limits: CallLimits,
+) -> String {
+    let cpu = limits.cpu.unwrap_or(shared.limits.cpu);
+    let memory = limits.memory_bytes.unwrap_or(shared.limits.memory_bytes);
+    let mut inst = match instantiate(shared).await {
+        Ok(i) => i,
+        Err(m) => return format!("plugin `{}` could not be instantiated: {m}", shared.label),
+    };
+    let c = config.borrow_and_update().clone();
+    let ticks = (cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+    {
+        let data = inst.store.data_mut();
+        data.set_memory_cap(memory);
+        data.current = Some((id.clone(), c.footprint));
+        data.budget = ticks;
+        data.serve = Some(ServeCtx {
+            id: id.clone(),
+            net: NetHost::new(),
+            config,
+            status: status.clone(),
+            wake: wake.clone(),
+            ticks,
+        });
+    }
+    inst.store.set_epoch_deadline(1);
+    let wid = id.into();
+    let api = inst.bindings.homeostat_resource_plugin();
+    let result = api.call_serve(&mut inst.store, &wid, &c.params).await;
+    let why = match result {
+        Ok(Ok(())) => "its serve call returned".to_string(),
+        Ok(Err(e)) => e.message,
+        Err(trap) => format!(
+            "plugin `{}` trapped: {}",
+            shared.label,
+            describe_trap(shared, &trap, &inst, cpu, memory)
+        ),
+    };
+    drain_stderr(shared, &mut inst);
+    why
+}
