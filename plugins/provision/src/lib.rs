@@ -3,35 +3,35 @@
 //! boot-once flow so a machine that finished installing boots from its disk next.
 //! See `docs/resources/provision.md`.
 //!
-//! # Status
+//! The servers run in the resource's long-running watch (DESIGN.md §3): `validate`
+//! declares a read-only tree on `root`, the two addresses as its socket footprint and a
+//! `serve` watch; the host then runs [`serve::run`] in an instance of its own, where
+//! it waits on the host `net` interface and never blocks a thread. `check_apply`
+//! checks that `root` is a directory and publishes the hosts that reported done
+//! (`done`), which [`serve::run`] stores through the host `state` interface.
 //!
-//! Serving arrives with the host `net` interface (sockets under an allow-list) and the
-//! long-running watch instance of DESIGN.md §3, neither of which exists yet. Until
-//! then the resource is honest about it: `validate` checks every param and declares a
-//! read footprint on `root`; `check_apply` reports the resource as in its state and
-//! changes nothing. What this crate already holds is the part that does not depend on
-//! sockets — the protocol core, sans-IO (no sockets, threads or clocks: bytes and the
-//! time go in, bytes to send and what to do come out), so the future server loop is
-//! a thin driver and everything network-facing is tested natively:
+//! Everything that parses network input is here, inside the sandbox, and sans-IO (bytes
+//! and the time in, bytes to send and what to do out), so it is tested natively:
 //!
 //! - [`files`]: path confinement ([`files::confine`]) and the [`files::FileSource`] the
 //!   servers read through (inline `files` before the tree: [`files::Layered`]).
 //! - [`tftp`]: packets, per-transfer state machines, the server with `max_transfers`.
 //! - [`http`]: request heads, routing, `GET`/`HEAD`, `/boot/<host>` and `/done/<host>`.
 //! - [`params`]: params → [`params::Spec`], and the settings for both cores.
-//!
-//! Parsing of everything that comes from the network stays in this crate, inside the
-//! sandbox, as DESIGN.md §3 requires.
+//! - [`serve`]: the loop between the host's sockets and the cores.
 
 pub mod files;
 pub mod http;
 pub mod params;
+pub mod serve;
 pub mod tftp;
 
 #[cfg(test)]
 mod testutil;
 
-use homeostat_sdk::{CheckApply, Info, Outcome, Resource, ResourceId, Result};
+use homeostat_sdk::{CheckApply, Error, Info, Outcome, Resource, ResourceId, Result, fs, state};
+
+use http::DoneSet;
 
 use params::{Params, Spec};
 
@@ -43,21 +43,54 @@ impl Resource for Provision {
     const SCHEMA: &'static str = include_str!("../schema/provision.json");
     type Params = Params;
 
-    /// Checks the params; declares `root` as a read-only tree (what the servers will
-    /// read through the host `fs` interface) and a dependency on it, so a `file`
-    /// resource creating the directory runs first.
+    const SENDS: &'static [(&'static str, &'static str)] = &[("done", "array")];
+
+    /// Checks the params; declares `root` as a read-only tree (what the servers read
+    /// through the host `fs` interface) and a dependency on it, so a `file` resource
+    /// creating the directory runs first; the two addresses; and the `serve` watch.
     fn validate(_: &ResourceId, p: &Params) -> Result<Info> {
         let spec = Spec::from_params(p)?;
+        let (tftp_at, http_at) = serve::addresses(&spec);
         Ok(Info::new()
             .read_tree(&spec.root)
-            .depends_on_path(&spec.root))
+            .depends_on_path(&spec.root)
+            .udp(&tftp_at)
+            .tcp(&http_at)
+            .serve())
     }
 
-    /// Nothing to change yet: serving needs the host `net` interface (see the crate
-    /// docs). The params are checked again so a bad graph never reports success.
+    /// The servers themselves are the host's business (it starts the `serve` watch
+    /// after this returns); here: `root` must be a directory. Sends `done`, the hosts
+    /// that reported a finished install, sorted.
     fn check_apply(_: &ResourceId, p: &Params, _: &CheckApply) -> Result<Outcome> {
-        Spec::from_params(p)?;
-        Ok(Outcome::new())
+        let spec = Spec::from_params(p)?;
+        match fs::stat(&spec.root)? {
+            Some(s) if s.file_type == fs::FileType::Directory => {}
+            Some(_) => {
+                return Err(Error::param(
+                    "root",
+                    format!("`{}` is not a directory", spec.root),
+                ));
+            }
+            None => {
+                return Err(Error::param(
+                    "root",
+                    format!(
+                        "`{}` does not exist (create it, e.g. with a `file` resource ending in `/`)",
+                        spec.root
+                    ),
+                ));
+            }
+        }
+        let done: DoneSet = state::load().unwrap_or_default();
+        let mut out = Outcome::new();
+        out.send("done", done.hosts().collect::<Vec<_>>());
+        Ok(out)
+    }
+
+    /// TFTP and HTTP until the resource leaves the graph (see [`serve`]).
+    fn serve(_: &ResourceId, p: &Params) -> Result<()> {
+        serve::run(p)
     }
 }
 
@@ -65,7 +98,7 @@ impl Resource for Provision {
 // not valid in a native shared library's version script, and the native builds (the
 // rlib and the cdylib `cargo test` also links) exist for the tests.
 #[cfg(target_arch = "wasm32")]
-homeostat_sdk::export_resource!(Provision; capabilities = []);
+homeostat_sdk::export_resource!(Provision; capabilities = ["fs", "net"]);
 
 #[cfg(test)]
 mod tests {
@@ -83,15 +116,16 @@ mod tests {
     }
 
     #[test]
-    fn validate_checks_params_and_check_apply_changes_nothing() {
-        let good = params(r#"{"root": "/srv/install", "files": {"ks.cfg": "text\n"}}"#);
+    fn validate_checks_params_and_binds_the_addresses() {
+        let good = params(
+            r#"{"root": "/srv/install", "files": {"ks.cfg": "text\n"}, "tftp_address": "127.0.0.1:6969"}"#,
+        );
         assert!(Provision::validate(&id(), &good).is_ok());
-        let ctx = CheckApply {
-            apply: true,
-            refresh: false,
-        };
-        let out = Provision::check_apply(&id(), &good, &ctx).unwrap();
-        assert!(!out.changed());
+        let spec = Spec::from_params(&good).unwrap();
+        assert_eq!(
+            serve::addresses(&spec),
+            ("127.0.0.1:6969".to_string(), "0.0.0.0:4280".to_string())
+        );
         let bad = params(r#"{"root": "relative"}"#);
         assert_eq!(
             Provision::validate(&id(), &bad)
@@ -100,7 +134,6 @@ mod tests {
                 .as_deref(),
             Some("root")
         );
-        assert!(Provision::check_apply(&id(), &bad, &ctx).is_err());
     }
 
     /// The schema documents exactly the fields `Params` accepts.
