@@ -496,10 +496,10 @@ mod tests {
         };
         assert!(bad("[plugins]\nx = { sha256 = \"abc\" }\n").contains("not a SHA-256"));
         let e = bad(&format!(
-            "[plugins]\nx = {{ sha256 = \"{SHA}\", capabilities = [\"net\"] }}\n"
+            "[plugins]\nx = {{ sha256 = \"{SHA}\", capabilities = [\"nett\"] }}\n"
         ));
         assert!(
-            e.contains("unknown capability `net`") && e.contains("fs, process"),
+            e.contains("unknown capability `nett`") && e.contains("fs, process"),
             "{e}"
         );
         assert!(bad("[plugin]\n").contains("g.toml"));
