@@ -462,6 +462,16 @@ fn wrong_socket(s: u32, what: &str) -> NetError {
     )
 }
 
+/// Report that socket `id` failed (its task ends).
+async fn failed(tx: &mpsc::Sender<Raw>, id: u32, message: String) {
+    let _ = tx
+        .send(Raw::Event(Event::Failed {
+            socket: id,
+            message,
+        }))
+        .await;
+}
+
 async fn udp_reader(id: u32, socket: Arc<UdpSocket>, tx: mpsc::Sender<Raw>) {
     let mut buf = vec![0u8; 65536];
     loop {
@@ -483,16 +493,7 @@ async fn udp_reader(id: u32, socket: Arc<UdpSocket>, tx: mpsc::Sender<Raw>) {
                     e.kind(),
                     std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
                 ) => {}
-            Err(e) => {
-                let message = format!("receiving failed: {e}");
-                let _ = tx
-                    .send(Raw::Event(Event::Failed {
-                        socket: id,
-                        message,
-                    }))
-                    .await;
-                return;
-            }
+            Err(e) => return failed(&tx, id, format!("receiving failed: {e}")).await,
         }
     }
 }
@@ -549,14 +550,7 @@ async fn conn_writer(
 ) {
     while let Some(chunk) = queue.recv().await {
         if let Err(e) = write.write_all(&chunk).await {
-            let message = format!("sending failed: {e}");
-            let _ = tx
-                .send(Raw::Event(Event::Failed {
-                    socket: id,
-                    message,
-                }))
-                .await;
-            return;
+            return failed(&tx, id, format!("sending failed: {e}")).await;
         }
         let left = buffered.fetch_sub(chunk.len(), Ordering::AcqRel) - chunk.len();
         if left <= SEND_BUFFER / 2 && blocked.swap(false, Ordering::AcqRel) {
