@@ -549,12 +549,16 @@ pub(super) async fn run(v: Arc<Vertex>, paths: Vec<crate::watch::Subscription>, 
         };
         // A server is started (or handed the new params) once its resource checked out.
         let result = match result {
-            Ok((out, Some((params, footprint)))) => ctx
-                .servers
-                .ready(&v, params, footprint)
-                .await
-                .map(|()| out)
-                .map_err(|e| format!("not serving: {e}")),
+            Ok((out, Some((params, footprint)))) => {
+                // Stopping does not wait for a server that is still starting.
+                let ready = tokio::select! {
+                    r = ctx.servers.ready(&v, params, footprint) => r,
+                    _ = stopped(&mut stop) => Err("stopping".to_string()),
+                };
+                ready
+                    .map(|()| out)
+                    .map_err(|e| format!("not serving: {e}"))
+            }
             Ok((out, None)) => Ok(out),
             Err(e) => Err(e),
         };
