@@ -338,6 +338,38 @@ async fn cleanup(v: &Vertex) {
     }
 }
 
+/// Clean up many vertices: one batched request per plugin (its batches spread over the
+/// plugin's instances), all plugins at once. One task and queue hop per resource took
+/// ~0.1 s at 10 000 resources; one after another ~0.3 s.
+async fn cleanup_all(vertices: Vec<Arc<Vertex>>) {
+    let mut by_plugin: Vec<Vec<Arc<Vertex>>> = Vec::new();
+    for v in vertices {
+        match by_plugin
+            .iter_mut()
+            .find(|group| Arc::ptr_eq(&group[0].plugin, &v.plugin))
+        {
+            Some(group) => group.push(v),
+            None => by_plugin.push(vec![v]),
+        }
+    }
+    let mut cleanups = tokio::task::JoinSet::new();
+    for group in by_plugin {
+        cleanups.spawn(async move {
+            let plugin = group[0].plugin.clone();
+            let requests = group
+                .iter()
+                .map(|v| (v.reference.clone(), v.params.clone(), v.footprint.clone()))
+                .collect();
+            for (v, result) in group.iter().zip(plugin.cleanup_many(requests).await) {
+                if let Err(e) = result {
+                    tracing::warn!("{}: cleanup failed: {e}", v.id);
+                }
+            }
+        });
+    }
+    while cleanups.join_next().await.is_some() {}
+}
+
 /// Run `plan` until `shutdown` asks to stop or, with a converged timeout, until it
 /// settles. Each plan received on `updates` replaces the running graph (see the module
 /// docs); the caller validates it first, so a bad graph never reaches the engine.
@@ -396,15 +428,11 @@ pub async fn run(
         engine.running.values().for_each(|r| r.task.abort());
         Stopped::Cancelled
     } else {
-        // Cleanups run concurrently (one after another took ~0.3 s at 10 000 resources).
-        let mut cleanups = tokio::task::JoinSet::new();
-        for v in engine.vertices() {
-            let v = v.clone();
-            cleanups.spawn(async move { cleanup(&v).await });
-        }
-        while cleanups.join_next().await.is_some() {}
+        cleanup_all(engine.vertices().cloned().collect()).await;
         stopped
     };
+    // The graph is done: drop every watch at once rather than one subscription at a time.
+    engine.hub.close();
     summarize(&engine, stopped, started)
 }
 
