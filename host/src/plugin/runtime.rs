@@ -589,23 +589,27 @@ impl Plugin {
         &self,
         resources: Vec<(ResourceRef, Arc<str>, Arc<Footprint>)>,
     ) -> Vec<Result<(), CallError>> {
-        let calls = resources
-            .into_iter()
-            .map(|(id, params, footprint)| {
-                self.call(
+        let mut results: Vec<Result<(), CallError>> = resources.iter().map(|_| Ok(())).collect();
+        let mut calls = Vec::new();
+        let mut called = Vec::new();
+        for (i, (id, params, footprint)) in resources.into_iter().enumerate() {
+            if self.has_cleanup(&id) {
+                called.push(i);
+                calls.push(self.call(
                     id,
                     params,
                     footprint,
                     CallKind::Cleanup,
                     CallLimits::default(),
-                )
-            })
-            .collect();
-        self.submit_many(calls)
-            .await
-            .into_iter()
-            .map(|r| r.map(|_| ()))
-            .collect()
+                ));
+            } else {
+                self.forget(&id);
+            }
+        }
+        for (i, result) in called.into_iter().zip(self.submit_many(calls).await) {
+            results[i] = result.map(|_| ());
+        }
+        results
     }
 
     /// Validate params and learn the resource's footprint, watches and dependencies.
@@ -654,6 +658,17 @@ impl Plugin {
         }
     }
 
+    /// Whether the kind of `id` has a `cleanup` that does something (its manifest can
+    /// say it does not; then the call is skipped).
+    fn has_cleanup(&self, id: &ResourceRef) -> bool {
+        self.manifest.kinds.get(&id.kind).is_none_or(|k| k.cleanup)
+    }
+
+    /// What a skipped cleanup still does on the host side: drop the `state` value.
+    fn forget(&self, id: &ResourceRef) {
+        self.shared.states.lock().expect("states lock").remove(id);
+    }
+
     /// Tell the plugin a resource is leaving the graph.
     pub async fn cleanup(
         &self,
@@ -661,6 +676,10 @@ impl Plugin {
         params: Arc<str>,
         footprint: Arc<Footprint>,
     ) -> Result<(), CallError> {
+        if !self.has_cleanup(id) {
+            self.forget(id);
+            return Ok(());
+        }
         self.submit(
             id,
             params,
