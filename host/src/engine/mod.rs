@@ -410,6 +410,9 @@ pub async fn run(
         }
     };
 
+    // The graph is done: no more events are needed, and with the hub closed the
+    // vertices drop their watches for free (one by one, 10 000 took ~75 ms).
+    engine.hub.close();
     // Let in-flight check-applies finish unless told to abandon them.
     for r in engine.running.values() {
         r.v.stop.send_replace(true);
@@ -431,8 +434,6 @@ pub async fn run(
         cleanup_all(engine.vertices().cloned().collect()).await;
         stopped
     };
-    // The graph is done: drop every watch at once rather than one subscription at a time.
-    engine.hub.close();
     summarize(&engine, stopped, started)
 }
 
