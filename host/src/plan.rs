@@ -72,7 +72,12 @@ pub async fn load(path: &Path, registry: &Registry) -> Result<Plan, PlanError> {
 /// the plan.
 pub async fn plan(doc: GraphDoc, registry: &Registry) -> Result<Plan, PlanError> {
     GraphErrors::check([check_sends(&doc, registry), check_semaphores(&doc)].concat())?;
-    let infos = validate_all(&doc, registry).await?;
+    let params: Vec<Arc<str>> = doc
+        .resources
+        .iter()
+        .map(|r| params_json(r).into())
+        .collect();
+    let infos = validate_all(&doc, &params, registry).await?;
     check_footprints(&doc, &infos)?;
 
     let decls: Vec<(ResId, Vec<String>, Vec<String>)> = doc
@@ -113,7 +118,7 @@ pub async fn plan(doc: GraphDoc, registry: &Registry) -> Result<Plan, PlanError>
         let entry = registry.kind(&decl.kind).expect("kinds were checked");
         resources.push(PlannedResource {
             id: id.clone(),
-            params: params_json(decl).into(),
+            params: params[i].clone(),
             meta: decl.meta.clone(),
             plugin: entry.plugin.clone(),
             info: infos[i].take().expect("each resource is planned once"),
@@ -145,8 +150,14 @@ fn params_json(decl: &graph::ResourceDecl) -> String {
 
 /// Run every resource's `validate` in its plugin: one batched request per plugin, all
 /// plugins in parallel (a task and a queue hop per resource cost more than the call).
-async fn validate_all(doc: &GraphDoc, registry: &Registry) -> Result<Vec<ResourceInfo>, PlanError> {
-    let mut by_plugin: Vec<(Arc<Plugin>, Vec<usize>, Vec<(ResourceRef, Arc<str>)>)> = Vec::new();
+async fn validate_all(
+    doc: &GraphDoc,
+    params: &[Arc<str>],
+    registry: &Registry,
+) -> Result<Vec<ResourceInfo>, PlanError> {
+    /// A plugin, the indices of its resources and their validate requests.
+    type Group = (Arc<Plugin>, Vec<usize>, Vec<(ResourceRef, Arc<str>)>);
+    let mut by_plugin: Vec<Group> = Vec::new();
     for (i, decl) in doc.resources.iter().enumerate() {
         let plugin = &registry
             .kind(&decl.kind)
@@ -167,9 +178,7 @@ async fn validate_all(doc: &GraphDoc, registry: &Registry) -> Result<Vec<Resourc
             name: decl.name.clone(),
         };
         by_plugin[slot].1.push(i);
-        by_plugin[slot]
-            .2
-            .push((reference, params_json(decl).into()));
+        by_plugin[slot].2.push((reference, params[i].clone()));
     }
     let mut set = tokio::task::JoinSet::new();
     for (plugin, indices, requests) in by_plugin {
