@@ -405,7 +405,11 @@ pub async fn run(
         };
         tokio::select! {
             s = settle => break Stopped::Settled(s),
-            _ = shutdown.wait_for(|s| *s >= Shutdown::Graceful) => break Stopped::Shutdown,
+            // The guard `wait_for` returns is dropped at once: held across the swap's
+            // await it would make this future `!Send`.
+            _ = async { drop(shutdown.wait_for(|s| *s >= Shutdown::Graceful).await) } => {
+                break Stopped::Shutdown
+            }
             Some(plan) = updates.recv() => engine.swap(plan).await,
         }
     };
