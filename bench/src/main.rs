@@ -147,6 +147,8 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         };
         match flag {
             "-h" | "--help" => return Ok(None),
+            // `cargo xtask bench -- --sizes 1000` passes the separator through.
+            "--" => {}
             "--sizes" => {
                 options.sizes = value()?
                     .split(',')

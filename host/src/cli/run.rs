@@ -88,7 +88,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         Some(watch_graph(&args.graph, &hub, registry.clone(), update_tx)?)
     };
-    let summary = engine::run(
+    // On a worker thread rather than the thread blocked in `block_on`: the engine spawns
+    // a task per vertex and is woken by them, and from a worker both stay on the
+    // runtime's local queues instead of crossing threads through its global one.
+    let summary = tokio::spawn(engine::run(
         plan,
         hub,
         RunOptions {
@@ -97,8 +100,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
         stop_rx,
         update_rx,
-    )
-    .await;
+    ))
+    .await?;
     print_summary(&summary, args.noop);
     Ok(match summary.stopped {
         Stopped::Cancelled => ExitCode::from(130),

@@ -44,9 +44,14 @@ impl Phase {
 pub struct Converger {
     busy: AtomicUsize,
     not_ok: AtomicUsize,
-    /// Bumped on every transition, so a waiter can tell "nothing happened".
+    /// Bumped whenever something happens, so a waiter can tell "nothing happened".
     epoch: AtomicU64,
+    /// Woken when the epoch moves.
     changed: Notify,
+    /// Woken when `busy` drops to zero. A waiter waits on these two only: waking it on
+    /// every transition cost one wake of the waiting task (the main thread) per
+    /// check-apply.
+    idle: Notify,
 }
 
 /// How a settled graph ended.
@@ -66,6 +71,7 @@ impl Converger {
             not_ok: AtomicUsize::new(vertices),
             epoch: AtomicU64::new(0),
             changed: Notify::new(),
+            idle: Notify::new(),
         }
     }
 
@@ -88,9 +94,8 @@ impl Converger {
         if from == to {
             return;
         }
-        if from == Phase::Busy {
-            self.busy.fetch_sub(1, Ordering::AcqRel);
-        }
+        // Count up before counting down, so `busy` never reads zero while a vertex is
+        // between two busy phases.
         if to == Phase::Busy {
             self.busy.fetch_add(1, Ordering::AcqRel);
         }
@@ -103,20 +108,23 @@ impl Converger {
         let bad = |p| matches!(p, Phase::Failed | Phase::Blocked);
         if bad(from) || bad(to) {
             self.epoch.fetch_add(1, Ordering::AcqRel);
+            self.changed.notify_waiters();
         }
-        self.changed.notify_waiters();
+        if from == Phase::Busy && self.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
     }
 
     /// A vertex that leaves the graph in phase `last`.
     pub fn remove(&self, last: Phase) {
-        if last == Phase::Busy {
-            self.busy.fetch_sub(1, Ordering::AcqRel);
-        }
         if last != Phase::Ok {
             self.not_ok.fetch_sub(1, Ordering::AcqRel);
         }
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.changed.notify_waiters();
+        if last == Phase::Busy && self.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
     }
 
     /// Vertices with work in progress.
@@ -127,7 +135,7 @@ impl Converger {
     /// Wait until nothing is busy.
     async fn idle(&self) {
         loop {
-            let notified = self.changed.notified();
+            let notified = self.idle.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.busy() == 0 {
@@ -144,9 +152,11 @@ impl Converger {
             let epoch = self.epoch.load(Ordering::Acquire);
             let deadline = tokio::time::Instant::now() + hold;
             loop {
-                let notified = self.changed.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
+                let changed = self.changed.notified();
+                let idle = self.idle.notified();
+                tokio::pin!(changed, idle);
+                changed.as_mut().enable();
+                idle.as_mut().enable();
                 if self.epoch.load(Ordering::Acquire) != epoch {
                     continue 'restart;
                 }
@@ -159,11 +169,14 @@ impl Converger {
                     };
                 }
                 if timed_out {
-                    notified.await;
+                    tokio::select! {
+                        _ = &mut changed => {}
+                        _ = &mut idle => {}
+                    }
                 } else {
                     tokio::select! {
                         _ = tokio::time::sleep_until(deadline) => {}
-                        _ = &mut notified => {}
+                        _ = &mut changed => {}
                     }
                 }
             }

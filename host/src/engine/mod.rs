@@ -352,6 +352,38 @@ async fn cleanup(v: &Vertex) {
     }
 }
 
+/// Clean up many vertices: one batched request per plugin (its batches spread over the
+/// plugin's instances), all plugins at once. One task and queue hop per resource took
+/// ~0.1 s at 10 000 resources; one after another ~0.3 s.
+async fn cleanup_all(vertices: Vec<Arc<Vertex>>) {
+    let mut by_plugin: Vec<Vec<Arc<Vertex>>> = Vec::new();
+    for v in vertices {
+        match by_plugin
+            .iter_mut()
+            .find(|group| Arc::ptr_eq(&group[0].plugin, &v.plugin))
+        {
+            Some(group) => group.push(v),
+            None => by_plugin.push(vec![v]),
+        }
+    }
+    let mut cleanups = tokio::task::JoinSet::new();
+    for group in by_plugin {
+        cleanups.spawn(async move {
+            let plugin = group[0].plugin.clone();
+            let requests = group
+                .iter()
+                .map(|v| (v.reference.clone(), v.params.clone(), v.footprint.clone()))
+                .collect();
+            for (v, result) in group.iter().zip(plugin.cleanup_many(requests).await) {
+                if let Err(e) = result {
+                    tracing::warn!("{}: cleanup failed: {e}", v.id);
+                }
+            }
+        });
+    }
+    while cleanups.join_next().await.is_some() {}
+}
+
 /// Run `plan` until `shutdown` asks to stop or, with a converged timeout, until it
 /// settles. Each plan received on `updates` replaces the running graph (see the module
 /// docs); the caller validates it first, so a bad graph never reaches the engine.
@@ -388,11 +420,18 @@ pub async fn run(
         };
         tokio::select! {
             s = settle => break Stopped::Settled(s),
-            _ = shutdown.wait_for(|s| *s >= Shutdown::Graceful) => break Stopped::Shutdown,
+            // The guard `wait_for` returns is dropped at once: held across the swap's
+            // await it would make this future `!Send`.
+            _ = async { drop(shutdown.wait_for(|s| *s >= Shutdown::Graceful).await) } => {
+                break Stopped::Shutdown
+            }
             Some(plan) = updates.recv() => engine.swap(plan).await,
         }
     };
 
+    // The graph is done: no more events are needed, and with the hub closed the
+    // vertices drop their watches for free (one by one, 10 000 took ~75 ms).
+    engine.hub.close();
     // Let in-flight check-applies finish unless told to abandon them.
     for r in engine.running.values() {
         r.v.stop.send_replace(true);
@@ -412,16 +451,16 @@ pub async fn run(
         engine.running.values().for_each(|r| r.task.abort());
         Stopped::Cancelled
     } else {
-        // Cleanups run concurrently (one after another took ~0.3 s at 10 000 resources).
-        let mut cleanups = tokio::task::JoinSet::new();
-        for v in engine.vertices() {
-            let v = v.clone();
-            cleanups.spawn(async move { cleanup(&v).await });
-        }
-        while cleanups.join_next().await.is_some() {}
+        cleanup_all(engine.vertices().cloned().collect()).await;
         stopped
     };
-    summarize(&engine, stopped, started)
+    let summary = summarize(&engine, stopped, started);
+    // Freeing a large graph takes a while (~30 ms for 10 000 resources) and nobody waits
+    // for it: do it off the caller's path.
+    let _ = std::thread::Builder::new()
+        .name("homeostat-drop".into())
+        .spawn(move || drop(engine));
+    summary
 }
 
 fn summarize(engine: &Engine, stopped: Stopped, started: Instant) -> Summary {

@@ -555,9 +555,7 @@ pub(super) async fn run(v: Arc<Vertex>, paths: Vec<crate::watch::Subscription>, 
                     r = ctx.servers.ready(&v, params, footprint) => r,
                     _ = stopped(&mut stop) => Err("stopping".to_string()),
                 };
-                ready
-                    .map(|()| out)
-                    .map_err(|e| format!("not serving: {e}"))
+                ready.map(|()| out).map_err(|e| format!("not serving: {e}"))
             }
             Ok((out, None)) => Ok(out),
             Err(e) => Err(e),

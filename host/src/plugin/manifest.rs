@@ -42,6 +42,18 @@ pub struct KindManifest {
     /// Values check-apply publishes for send/recv: key → JSON type.
     #[serde(default)]
     pub sends: BTreeMap<String, SendType>,
+    /// Whether the kind's `cleanup` does anything; `false` lets the host skip the call.
+    /// Absent (plugins built before the key existed): `true`.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub cleanup: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// The JSON type of a sent value, checked against the receiving param's schema.

@@ -477,7 +477,7 @@ pub(super) struct PoolShared {
     pub(super) states: States,
     pub(super) label: Arc<str>,
     pub(super) limits: Limits,
-    queue: Mutex<mpsc::UnboundedReceiver<Job>>,
+    queue: Mutex<mpsc::UnboundedReceiver<Work>>,
     /// Actor tasks alive.
     actors: AtomicUsize,
     /// Actor tasks waiting for a job.
@@ -498,6 +498,7 @@ enum Reply {
     Cleanup,
 }
 
+/// One call into the plugin.
 struct Job {
     id: ResourceRef,
     params: Arc<str>,
@@ -508,8 +509,20 @@ struct Job {
     cpu: Duration,
     /// Memory cap of the instance during this call.
     memory_bytes: usize,
-    reply: oneshot::Sender<Result<Reply, CallError>>,
 }
+
+/// What an actor takes from the queue: one call, or several run one after another on
+/// the same instance (validate and cleanup of a whole graph), which saves a queue hop,
+/// a task and a reply per resource. Each call of a batch keeps its own limits,
+/// footprint and error; a trap poisons the instance for the calls after it only.
+enum Work {
+    One(Job, oneshot::Sender<Result<Reply, CallError>>),
+    Batch(Vec<Job>, oneshot::Sender<Vec<Result<Reply, CallError>>>),
+}
+
+/// Resources per batch job: small enough that a large graph's batches spread over
+/// several instances (and cores), large enough that the hop per batch is noise.
+const BATCH: usize = 64;
 
 /// One instance and the store that owns it.
 pub(super) struct Instance {
@@ -527,7 +540,7 @@ pub struct Plugin {
     /// Where it came from: `bundled` or a file path.
     pub origin: String,
     pub(super) shared: Arc<PoolShared>,
-    tx: mpsc::UnboundedSender<Job>,
+    tx: mpsc::UnboundedSender<Work>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -553,6 +566,64 @@ impl Plugin {
     /// Instances currently alive (for diagnostics and benchmarks).
     pub fn instances(&self) -> usize {
         self.shared.actors.load(Ordering::Relaxed)
+    }
+
+    /// [`Plugin::validate`] for many resources, in batches spread over the pool;
+    /// results in the order of `resources`.
+    pub async fn validate_many(
+        &self,
+        resources: Vec<(ResourceRef, Arc<str>)>,
+    ) -> Vec<Result<ResourceInfo, CallError>> {
+        let calls = resources
+            .into_iter()
+            .map(|(id, params)| {
+                self.call(
+                    id,
+                    params,
+                    Arc::new(Footprint::default()),
+                    CallKind::Validate,
+                    CallLimits::default(),
+                )
+            })
+            .collect();
+        self.submit_many(calls)
+            .await
+            .into_iter()
+            .map(|r| match r {
+                Ok(Reply::Validate(info)) => Ok(info),
+                Ok(_) => unreachable!("validate answered with another call's reply"),
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
+
+    /// [`Plugin::cleanup`] for many resources, in batches spread over the pool;
+    /// results in the order of `resources`.
+    pub async fn cleanup_many(
+        &self,
+        resources: Vec<(ResourceRef, Arc<str>, Arc<Footprint>)>,
+    ) -> Vec<Result<(), CallError>> {
+        let mut results: Vec<Result<(), CallError>> = resources.iter().map(|_| Ok(())).collect();
+        let mut calls = Vec::new();
+        let mut called = Vec::new();
+        for (i, (id, params, footprint)) in resources.into_iter().enumerate() {
+            if self.has_cleanup(&id) {
+                called.push(i);
+                calls.push(self.call(
+                    id,
+                    params,
+                    footprint,
+                    CallKind::Cleanup,
+                    CallLimits::default(),
+                ));
+            } else {
+                self.forget(&id);
+            }
+        }
+        for (i, result) in called.into_iter().zip(self.submit_many(calls).await) {
+            results[i] = result.map(|_| ());
+        }
+        results
     }
 
     /// Validate params and learn the resource's footprint, watches and dependencies.
@@ -601,6 +672,17 @@ impl Plugin {
         }
     }
 
+    /// Whether the kind of `id` has a `cleanup` that does something (its manifest can
+    /// say it does not; then the call is skipped).
+    fn has_cleanup(&self, id: &ResourceRef) -> bool {
+        self.manifest.kinds.get(&id.kind).is_none_or(|k| k.cleanup)
+    }
+
+    /// What a skipped cleanup still does on the host side: drop the `state` value.
+    fn forget(&self, id: &ResourceRef) {
+        self.shared.states.lock().expect("states lock").remove(id);
+    }
+
     /// Tell the plugin a resource is leaving the graph.
     pub async fn cleanup(
         &self,
@@ -608,6 +690,10 @@ impl Plugin {
         params: Arc<str>,
         footprint: Arc<Footprint>,
     ) -> Result<(), CallError> {
+        if !self.has_cleanup(id) {
+            self.forget(id);
+            return Ok(());
+        }
         self.submit(
             id,
             params,
@@ -619,6 +705,43 @@ impl Plugin {
         .map(|_| ())
     }
 
+    fn call(
+        &self,
+        id: ResourceRef,
+        params: Arc<str>,
+        footprint: Arc<Footprint>,
+        kind: CallKind,
+        over: CallLimits,
+    ) -> Job {
+        let global = &self.shared.limits;
+        Job {
+            id,
+            params,
+            footprint,
+            kind,
+            timeout: over.timeout.unwrap_or(global.call_timeout),
+            cpu: over.cpu.unwrap_or(global.cpu),
+            memory_bytes: over.memory_bytes.unwrap_or(global.memory_bytes),
+        }
+    }
+
+    fn closed(&self) -> CallError {
+        CallError::Closed {
+            plugin: self.shared.label.to_string(),
+        }
+    }
+
+    /// Queue a job; false when the pool is shut down.
+    fn enqueue(&self, job: Work) -> bool {
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
+        if self.tx.send(job).is_err() {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        self.grow();
+        true
+    }
+
     async fn submit(
         &self,
         id: &ResourceRef,
@@ -628,27 +751,37 @@ impl Plugin {
         over: CallLimits,
     ) -> Result<Reply, CallError> {
         let (reply, rx) = oneshot::channel();
-        let global = &self.shared.limits;
-        let job = Job {
-            id: id.clone(),
-            params,
-            footprint,
-            kind,
-            timeout: over.timeout.unwrap_or(global.call_timeout),
-            cpu: over.cpu.unwrap_or(global.cpu),
-            memory_bytes: over.memory_bytes.unwrap_or(global.memory_bytes),
-            reply,
-        };
-        let closed = || CallError::Closed {
-            plugin: self.shared.label.to_string(),
-        };
-        self.shared.queued.fetch_add(1, Ordering::AcqRel);
-        if self.tx.send(job).is_err() {
-            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(closed());
+        let call = self.call(id.clone(), params, footprint, kind, over);
+        if !self.enqueue(Work::One(call, reply)) {
+            return Err(self.closed());
         }
-        self.grow();
-        rx.await.map_err(|_| closed())?
+        rx.await.map_err(|_| self.closed())?
+    }
+
+    /// Queue `calls` as batch jobs (all of them before waiting, so the pool grows to
+    /// serve them in parallel) and collect their results in order.
+    async fn submit_many(&self, mut calls: Vec<Job>) -> Vec<Result<Reply, CallError>> {
+        let n = calls.len();
+        let mut waits = Vec::with_capacity(n.div_ceil(BATCH));
+        while !calls.is_empty() {
+            let rest = calls.split_off(calls.len().min(BATCH));
+            let batch = std::mem::replace(&mut calls, rest);
+            let len = batch.len();
+            let (reply, rx) = oneshot::channel();
+            let queued = self.enqueue(Work::Batch(batch, reply));
+            waits.push((len, queued.then_some(rx)));
+        }
+        let mut out = Vec::with_capacity(n);
+        for (len, rx) in waits {
+            match rx {
+                Some(rx) => match rx.await {
+                    Ok(results) => out.extend(results),
+                    Err(_) => out.extend((0..len).map(|_| Err(self.closed()))),
+                },
+                None => out.extend((0..len).map(|_| Err(self.closed()))),
+            }
+        }
+        out
     }
 
     /// Start another actor when more jobs wait than actors are idle (an idle actor may
@@ -684,42 +817,62 @@ async fn actor(shared: Arc<PoolShared>) {
         let Some(job) = job else { break };
         shared.queued.fetch_sub(1, Ordering::AcqRel);
         shared.idle.fetch_sub(1, Ordering::AcqRel);
-        // An instance whose memory grew beyond this call's cap (another resource with a
-        // larger one used it) is replaced, so every call starts within its own cap.
-        if instance
-            .as_ref()
-            .is_some_and(|i| i.store.data().limits.grown_to > job.memory_bytes)
-        {
-            instance = None;
-        }
-        if instance.is_none() {
-            match instantiate(&shared).await {
-                Ok(i) => instance = Some(i),
-                Err(message) => {
-                    let _ = job.reply.send(Err(CallError::Instantiate {
-                        plugin: shared.label.to_string(),
-                        message,
-                    }));
-                    shared.idle.fetch_add(1, Ordering::AcqRel);
-                    continue;
+        match job {
+            Work::One(call, reply) => {
+                let result = run_call(&shared, &mut instance, &call).await;
+                let _ = reply.send(result);
+            }
+            Work::Batch(calls, reply) => {
+                let mut results = Vec::with_capacity(calls.len());
+                for call in &calls {
+                    results.push(run_call(&shared, &mut instance, call).await);
                 }
+                let _ = reply.send(results);
             }
         }
-        let inst = instance.as_mut().expect("instance was just created");
-        let (result, poisoned) = run_job(&shared, inst, &job).await;
-        // A trapped instance's output is already part of the error; drop the instance.
-        if poisoned {
-            instance = None;
-        } else {
-            drain_stderr(&shared, inst);
-            if inst.stderr_seen > STDERR_CAPACITY / 2 {
-                instance = None;
-            }
-        }
-        let _ = job.reply.send(result);
         shared.idle.fetch_add(1, Ordering::AcqRel);
     }
     shared.actors.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Run one call on the actor's instance, creating (or replacing) the instance first
+/// when needed and discarding it when the call poisoned it.
+async fn run_call(
+    shared: &PoolShared,
+    instance: &mut Option<Instance>,
+    call: &Job,
+) -> Result<Reply, CallError> {
+    // An instance whose memory grew beyond this call's cap (another resource with a
+    // larger one used it) is replaced, so every call starts within its own cap.
+    if instance
+        .as_ref()
+        .is_some_and(|i| i.store.data().limits.grown_to > call.memory_bytes)
+    {
+        *instance = None;
+    }
+    if instance.is_none() {
+        match instantiate(shared).await {
+            Ok(i) => *instance = Some(i),
+            Err(message) => {
+                return Err(CallError::Instantiate {
+                    plugin: shared.label.to_string(),
+                    message,
+                });
+            }
+        }
+    }
+    let inst = instance.as_mut().expect("instance was just created");
+    let (result, poisoned) = run_job(shared, inst, call).await;
+    // A trapped instance's output is already part of the error; drop the instance.
+    if poisoned {
+        *instance = None;
+    } else {
+        drain_stderr(shared, inst);
+        if inst.stderr_seen > STDERR_CAPACITY / 2 {
+            *instance = None;
+        }
+    }
+    result
 }
 
 pub(super) async fn instantiate(shared: &PoolShared) -> Result<Instance, String> {

@@ -43,6 +43,8 @@ fn stderr_tail(o: &Output) -> String {
 }
 
 impl Resource for Exec {
+    /// Nothing to release: the host skips `cleanup` calls.
+    const CLEANUP: bool = false;
     const KIND: &'static str = "exec";
     const SCHEMA: &'static str = include_str!("../schema/exec.json");
     const SENDS: &'static [(&'static str, &'static str)] = &[

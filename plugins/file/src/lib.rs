@@ -32,6 +32,8 @@ use params::{Declared, Params, Spec};
 pub struct File;
 
 impl Resource for File {
+    /// Nothing to release: the host skips `cleanup` calls.
+    const CLEANUP: bool = false;
     const KIND: &'static str = "file";
     const SCHEMA: &'static str = include_str!("../schema/file.json");
     type Params = Params;

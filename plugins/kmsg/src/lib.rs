@@ -218,6 +218,8 @@ struct Cursor {
 pub struct Kmsg;
 
 impl Resource for Kmsg {
+    /// Nothing to release: the host skips `cleanup` calls.
+    const CLEANUP: bool = false;
     const KIND: &'static str = "kmsg";
     const SCHEMA: &'static str = include_str!("../schema/kmsg.json");
     type Params = Params;

@@ -44,6 +44,8 @@ impl Resource for Provision {
     type Params = Params;
 
     const SENDS: &'static [(&'static str, &'static str)] = &[("done", "array")];
+    // The server stops when the host drops its instance; nothing else to release.
+    const CLEANUP: bool = false;
 
     /// Checks the params; declares `root` as a read-only tree (what the servers read
     /// through the host `fs` interface) and a dependency on it, so a `file` resource

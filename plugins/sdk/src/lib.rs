@@ -353,6 +353,12 @@ pub trait Resource {
             Self::KIND
         )))
     }
+
+    /// Whether [`Resource::cleanup`] does anything. A kind that keeps the default
+    /// `cleanup` may say `false`: the host then skips the call for each of its
+    /// resources when one leaves the graph or homeostat stops (10 000 calls that do
+    /// nothing cost ~75 ms at exit). Leave it `true` whenever you override `cleanup`.
+    const CLEANUP: bool = true;
 }
 
 /// Leveled logging into the host's log.
@@ -642,6 +648,7 @@ macro_rules! export_resource {
                 $(
                     Text("[kinds.\""), Text(<$res as $crate::Resource>::KIND), Text("\"]\n"),
                     Text("schema = '''\n"), Text(<$res as $crate::Resource>::SCHEMA), Text("'''\n"),
+                    Text(if <$res as $crate::Resource>::CLEANUP { "" } else { "cleanup = false\n" }),
                     Text("[kinds.\""), Text(<$res as $crate::Resource>::KIND), Text("\".sends]\n"),
                     Sends(<$res as $crate::Resource>::SENDS),
                 )+

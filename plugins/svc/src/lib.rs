@@ -75,6 +75,8 @@ pub fn unit_name(name: &str) -> Result<String> {
 pub struct Svc;
 
 impl Resource for Svc {
+    /// Nothing to release: the host skips `cleanup` calls.
+    const CLEANUP: bool = false;
     const KIND: &'static str = "svc";
     const SCHEMA: &'static str = include_str!("../schema/svc.json");
     type Params = Params;
