@@ -2,8 +2,10 @@
 //!
 //! - `cargo xtask demo`: install the `wasm32-wasip2` target, build the plugins and the
 //!   host, run `examples/hello.yaml` until it converges.
-//! - `cargo xtask test`: the same builds plus the test fixtures, then the whole suite
-//!   (the plugins' native unit tests, then the host workspace's tests).
+//! - `cargo xtask test`: the system packages the suites run (a systemd user manager,
+//!   `curl`, ...; installed with apt-get when missing and running as root), the same
+//!   builds plus the test fixtures, then the whole suite (the plugins' native unit
+//!   tests, then the host workspace's tests).
 //! - `cargo xtask build-plugins`: only the wasm parts (bundled plugins into
 //!   `target/plugins/`, test fixtures into `target/test-plugins/`, the third-party
 //!   example into `target/example-plugins/`).
@@ -166,7 +168,57 @@ fn demo(root: &Path, extra: &[String]) -> Result<(), String> {
     run(&mut cmd)
 }
 
+/// Debian packages the end-to-end suites use, each with a file that shows it is there.
+/// The svc suite runs a real `systemd --user` manager on its own session bus; the exec
+/// suite creates a user with `useradd`; the provision suite downloads with `curl` (TFTP
+/// and HTTP).
+const TEST_PACKAGES: &[(&str, &str)] = &[
+    ("systemd", "/lib/systemd/systemd"),
+    ("dbus", "/usr/bin/dbus-daemon"),
+    ("dbus-user-session", "/usr/lib/systemd/user/dbus.socket"),
+    ("passwd", "/usr/sbin/useradd"),
+    ("curl", "/usr/bin/curl"),
+    ("ca-certificates", "/etc/ssl/certs"),
+];
+
+/// Install the missing [`TEST_PACKAGES`] with apt-get when running as root on a system
+/// that has it; otherwise say what is missing (the suites that need it will fail and
+/// name it).
+fn ensure_test_packages() -> Result<(), String> {
+    let missing: Vec<&str> = TEST_PACKAGES
+        .iter()
+        .filter(|(_, probe)| !Path::new(probe).exists())
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions; declared here to avoid a libc dependency.
+    unsafe extern "C" {
+        fn geteuid() -> u32;
+    }
+    let root = unsafe { geteuid() } == 0;
+    if !root || !Path::new("/usr/bin/apt-get").exists() {
+        eprintln!(
+            "xtask: the test suites need these packages, which are missing: {} \
+             (install them as root, e.g. `apt-get install {}`)",
+            missing.join(", "),
+            missing.join(" ")
+        );
+        return Ok(());
+    }
+    eprintln!("xtask: installing {}", missing.join(", "));
+    run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing))
+}
+
 fn test(root: &Path, extra: &[String]) -> Result<(), String> {
+    ensure_test_packages()?;
     build_plugins(root)?;
     // The end-to-end suites run the real binary.
     run(Command::new(env!("CARGO"))
