@@ -6,7 +6,9 @@ use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Output};
 
-use homeostat_tests::{Running, homeostat, stderr, wait_content, write_atomic, write_graph};
+use homeostat_tests::{
+    Running, homeostat, stderr, test_plugins, wait_content, write_atomic, write_graph,
+};
 
 /// A port free for both UDP and TCP on 127.0.0.1 (the OS picks; both are released).
 fn free_port() -> u16 {
@@ -45,11 +47,13 @@ struct Server {
 }
 
 /// Serve `root` with the extra YAML lines `more` (indented for the resource), plus
-/// anything in `extra_resources` at the graph's `resources:` level.
+/// anything in `extra_resources` at the graph's `resources:` level (it may end with an
+/// `edges:` block). The test plugins (`steer`) are loaded too.
 fn serve(dir: &Path, root: &Path, more: &str, extra_resources: &str) -> Server {
     let (t, h) = (free_port(), free_port());
     let g = write_graph(dir, "graph.yaml", &graph(root, t, h, more, extra_resources));
-    let running = Running::start(&g, &[]);
+    let plugins = test_plugins();
+    let running = Running::start(&g, &["--plugin-dir", plugins.to_str().unwrap()]);
     running.wait_log(&["provision[pxe]: serving", &format!("127.0.0.1:{h}")]);
     Server {
         tftp: format!("tftp://127.0.0.1:{t}"),
@@ -258,18 +262,24 @@ fn a_flood_of_malformed_packets_disturbs_nothing() {
 }
 
 /// PXE just once: `/boot/<host>` serves the installer until the host fetches
-/// `/done/<host>`, then the local-boot document; the done hosts are sent as `done`.
+/// `/done/<host>`, then the local-boot document; the done hosts are sent as `done`
+/// (received here by a `steer` resource, which logs what it gets).
 #[test]
 fn boot_once_after_done() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
+    let receiver = format!(
+        "  steer:\n  - name: hosts\n    state: {}\nedges:\n- from: {{kind: provision, name: pxe}}\n  to: {{kind: steer, name: hosts}}\n  send: {{done: in}}",
+        dir.path().join("count").display()
+    );
     let s = serve(
         dir.path(),
         &root,
         "    boot: install.ipxe\n    files:\n      install.ipxe: \"#!ipxe\\nkernel vmlinuz\\n\"",
-        "",
+        &receiver,
     );
+    s.running.wait_log(&["steer hosts start", "in=[]"]);
     let boot = format!("{}/boot/52-54-00-12-34-56", s.http);
     assert_eq!(fetch(&boot, &[]), b"#!ipxe\nkernel vmlinuz\n");
     assert_eq!(
@@ -284,6 +294,9 @@ fn boot_once_after_done() {
     );
     s.running
         .wait_log(&["52-54-00-12-34-56 reported done: its next boot is local"]);
+    // The server's state change woke the resource, which sent the new list.
+    s.running
+        .wait_log(&["steer hosts start", r#"in=["52-54-00-12-34-56"]"#]);
 }
 
 /// A params change (graph swap) reaches the running server: the new inline file is

@@ -515,6 +515,16 @@ fn net_err(e: ncap::NetError) -> wnet::Error {
 
 type NetResult<T> = wasmtime::Result<Result<T, wnet::Error>>;
 
+/// `address` parsed, if the footprint allows binding it with `protocol`.
+fn allowed(
+    fp: &fscap::Footprint,
+    protocol: ncap::Protocol,
+    address: &str,
+) -> Result<std::net::SocketAddr, ncap::NetError> {
+    let a = ncap::parse_address(address)?;
+    ncap::check_bind(fp, protocol, a).map(|()| a)
+}
+
 /// Every `net` call first checks the capability and that a `serve` call is running.
 macro_rules! net_call {
     ($self:ident, |$net:ident, $fp:ident| $body:expr) => {{
@@ -527,20 +537,22 @@ macro_rules! net_call {
 
 impl wnet::Host for HostState {
     async fn bind_udp(&mut self, address: String) -> NetResult<wnet::Socket> {
-        net_call!(self, |net, fp| match ncap::parse_address(&address)
-            .and_then(|a| ncap::check_bind(&fp, ncap::Protocol::Udp, a).map(|()| a))
-        {
-            Ok(a) => net.bind_udp(a).await,
-            Err(e) => Err(e),
-        })
+        net_call!(
+            self,
+            |net, fp| match allowed(&fp, ncap::Protocol::Udp, &address) {
+                Ok(a) => net.bind_udp(a).await,
+                Err(e) => Err(e),
+            }
+        )
     }
     async fn listen_tcp(&mut self, address: String) -> NetResult<wnet::Socket> {
-        net_call!(self, |net, fp| match ncap::parse_address(&address)
-            .and_then(|a| ncap::check_bind(&fp, ncap::Protocol::Tcp, a).map(|()| a))
-        {
-            Ok(a) => net.listen_tcp(a).await,
-            Err(e) => Err(e),
-        })
+        net_call!(
+            self,
+            |net, fp| match allowed(&fp, ncap::Protocol::Tcp, &address) {
+                Ok(a) => net.listen_tcp(a).await,
+                Err(e) => Err(e),
+            }
+        )
     }
     async fn local_address(&mut self, s: wnet::Socket) -> NetResult<String> {
         net_call!(self, |net, _fp| net.local_address(s).map(|a| a.to_string()))

@@ -215,10 +215,12 @@ impl<T: FileSource + ?Sized> FileSource for Arc<T> {
     }
 }
 
-/// Files held in memory: the inline `files` param, and the tests' file trees.
+/// Files held in memory: the inline `files` param, and the tests' file trees. Cloning
+/// is cheap (shared until modified): every TFTP transfer and HTTP response holds a
+/// clone of the server's source.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemFiles {
-    files: BTreeMap<RelPath, Vec<u8>>,
+    files: Rc<BTreeMap<RelPath, Vec<u8>>>,
 }
 
 impl MemFiles {
@@ -229,7 +231,7 @@ impl MemFiles {
     /// Add (or replace) a file; `name` is confined like a request path, so what is
     /// stored is exactly what a request can name.
     pub fn insert(&mut self, name: &str, content: impl Into<Vec<u8>>) -> Result<(), PathError> {
-        self.files.insert(confine(name)?, content.into());
+        Rc::make_mut(&mut self.files).insert(confine(name)?, content.into());
         Ok(())
     }
 

@@ -104,12 +104,19 @@ impl FileSource for HostTree {
     }
 }
 
+/// The IP to bind for `a`, as an address's host part: `0.0.0.0` for `:PORT`, an IPv6
+/// address in brackets.
+fn bind_ip(a: &Address) -> String {
+    match a.ip {
+        None => "0.0.0.0".to_string(),
+        Some(std::net::IpAddr::V4(ip)) => ip.to_string(),
+        Some(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+    }
+}
+
 /// `0.0.0.0:PORT` for `:PORT`, else the address as given.
 fn bind_address(a: &Address) -> String {
-    match a.ip {
-        None => format!("0.0.0.0:{}", a.port),
-        Some(_) => a.to_string(),
-    }
+    format!("{}:{}", bind_ip(a), a.port)
 }
 
 /// The addresses a resource with these params binds (its footprint).
@@ -319,12 +326,7 @@ impl Loop {
 
     /// A UDP socket on an ephemeral port of the TFTP address's IP.
     fn fresh_socket(&self) -> std::result::Result<net::Socket, net::Error> {
-        let ip = match self.spec.tftp_address.ip {
-            None => "0.0.0.0".to_string(),
-            Some(std::net::IpAddr::V4(ip)) => ip.to_string(),
-            Some(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
-        };
-        net::bind_udp(&format!("{ip}:0"))
+        net::bind_udp(&format!("{}:0", bind_ip(&self.spec.tftp_address)))
     }
 
     fn on_transfer_packet(&mut self, s: net::Socket, from: SocketAddr, data: &[u8]) {
