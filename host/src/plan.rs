@@ -62,10 +62,22 @@ pub async fn load(path: &Path, registry: &Registry) -> Result<Plan, PlanError> {
             path: path.to_path_buf(),
         });
     }
+    let started = std::time::Instant::now();
     let text = std::fs::read_to_string(path).map_err(read_err)?;
     let doc = graph::parse(path, &text)?;
+    let parsed = started.elapsed();
     graph::check_params(&doc, registry)?;
-    plan(doc, registry).await
+    let checked = started.elapsed();
+    let plan = plan(doc, registry).await?;
+    tracing::debug!(
+        "planned {} in {:.1?} (parse {:.1?}, params {:.1?}, validate and plan {:.1?})",
+        path.display(),
+        started.elapsed(),
+        parsed,
+        checked - parsed,
+        started.elapsed() - checked
+    );
+    Ok(plan)
 }
 
 /// Validate every resource of a parsed, param-checked graph in its plugin and build
@@ -77,7 +89,13 @@ pub async fn plan(doc: GraphDoc, registry: &Registry) -> Result<Plan, PlanError>
         .iter()
         .map(|r| params_json(r).into())
         .collect();
+    let started = std::time::Instant::now();
     let infos = validate_all(&doc, &params, registry).await?;
+    tracing::debug!(
+        "validated {} resources in {:.1?}",
+        infos.len(),
+        started.elapsed()
+    );
     check_footprints(&doc, &infos)?;
 
     let decls: Vec<(ResId, Vec<String>, Vec<String>)> = doc

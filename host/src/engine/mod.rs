@@ -410,6 +410,7 @@ pub async fn run(
         swaps: 0,
     };
     engine.load(plan);
+    tracing::debug!("engine started in {:.1?}", started.elapsed());
 
     let stopped = loop {
         let settle = async {
@@ -429,6 +430,7 @@ pub async fn run(
         }
     };
 
+    tracing::debug!("engine stopping after {:.1?}", started.elapsed());
     // The graph is done: no more events are needed, and with the hub closed the
     // vertices drop their watches for free (one by one, 10 000 took ~75 ms).
     engine.hub.close();
@@ -454,6 +456,7 @@ pub async fn run(
         cleanup_all(engine.vertices().cloned().collect()).await;
         stopped
     };
+    tracing::debug!("engine stopped after {:.1?}", started.elapsed());
     let summary = summarize(&engine, stopped, started);
     // Freeing a large graph takes a while (~30 ms for 10 000 resources) and nobody waits
     // for it: do it off the caller's path.
