@@ -1,9 +1,10 @@
 //! The hub's control thread: places, shares and removes directory watches and moves each
 //! subscriber's anchor as directories appear and disappear.
 //!
-//! It runs apart from notify's event thread because notify's `watch`/`unwatch` wait for that
-//! thread. It alone changes watches; the event handler only reads the alias table it publishes
-//! and sends it [`Cmd::Changed`] when an event alters directories someone depends on.
+//! It runs apart from the inotify event thread so that placing watches (a `stat` and a
+//! `canonicalize` per directory) never holds up events. It alone changes watches; the event
+//! handler only reads the alias table it publishes and sends it [`Cmd::Changed`] when an
+//! event alters directories someone depends on.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fs;
@@ -13,8 +14,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
-
+use super::inotify::DirWatcher;
 use super::{INTERNAL, Shared, Sub, WatchError, descendants};
 
 /// Bound on anchor moves while settling one subscriber (directories that keep flapping).
@@ -76,7 +76,7 @@ struct Hold {
 
 /// The watched directories.
 struct Dirs {
-    watcher: RecommendedWatcher,
+    watcher: DirWatcher,
     shared: Arc<Shared>,
     by_path: BTreeMap<PathBuf, Dir>,
     by_inode: HashMap<(u64, u64), PathBuf>,
@@ -128,15 +128,6 @@ impl HoldError {
             _ => HoldError::Io(dir.to_path_buf(), err),
         }
     }
-
-    fn from_notify(dir: &Path, err: notify::Error) -> HoldError {
-        match err.kind {
-            notify::ErrorKind::MaxFilesWatch => HoldError::Limit(dir.to_path_buf()),
-            notify::ErrorKind::PathNotFound => HoldError::Vanished,
-            notify::ErrorKind::Io(e) => HoldError::from_io(dir, e),
-            _ => HoldError::Io(dir.to_path_buf(), io::Error::other(err.to_string())),
-        }
-    }
 }
 
 /// `ENOSPC` on Linux: what `inotify_add_watch` returns at `fs.inotify.max_user_watches`.
@@ -159,7 +150,7 @@ impl Wakes {
 }
 
 impl Control {
-    pub(super) fn new(shared: Arc<Shared>, watcher: RecommendedWatcher) -> Control {
+    pub(super) fn new(shared: Arc<Shared>, watcher: DirWatcher) -> Control {
         Control {
             dirs: Dirs {
                 watcher,
@@ -503,9 +494,9 @@ impl Dirs {
         );
         self.by_inode.insert(inode, canonical.clone());
         self.publish(&canonical);
-        if let Err(e) = self.watcher.watch(&canonical, RecursiveMode::NonRecursive) {
+        if let Err(e) = self.watcher.watch(&canonical) {
             self.forget(&canonical);
-            return Err(HoldError::from_notify(&canonical, e));
+            return Err(HoldError::from_io(&canonical, e));
         }
         tracing::debug!(dir = %canonical.display(), "watching directory");
         Ok(Hold {
@@ -577,7 +568,7 @@ impl Dirs {
         }
     }
 
-    /// Removes a directory from the tables (not from notify).
+    /// Removes a directory from the tables (not from inotify).
     fn forget(&mut self, canonical: &Path) -> Option<Dir> {
         let dir = self.by_path.remove(canonical)?;
         if self
@@ -592,10 +583,8 @@ impl Dirs {
     }
 
     fn unwatch(&mut self, canonical: &Path) {
-        // notify has already dropped watches of deleted or moved-away directories.
-        if let Err(e) = self.watcher.unwatch(canonical) {
-            tracing::trace!(dir = %canonical.display(), error = %e, "unwatch");
-        }
+        // The watcher has already dropped watches of deleted or moved-away directories.
+        self.watcher.unwatch(canonical);
     }
 
     /// Makes the event handler see the current aliases of `canonical`.
@@ -659,9 +648,6 @@ fn subdirs(dir: &Path) -> impl Iterator<Item = PathBuf> {
 /// The error a subscriber sees when the watch limit is hit (for the message test).
 #[cfg(test)]
 pub(super) fn hold_error_for_test(dir: &Path, target: &Path) -> WatchError {
-    let from_notify =
-        HoldError::from_notify(dir, notify::Error::new(notify::ErrorKind::MaxFilesWatch));
-    assert!(matches!(from_notify, HoldError::Limit(_)));
     HoldError::from_io(dir, io::Error::from_raw_os_error(ENOSPC))
         .for_target(target)
         .expect("an error")

@@ -2,7 +2,7 @@
 //! care about may have changed (DESIGN.md §3, "Host-driven watch").
 //!
 //! This module owns every inotify watch the engine places on the file system. Resources do not
-//! talk to `notify` themselves; they [`WatchHub::subscribe`] to a path with a [`Waker`] and keep
+//! talk to inotify themselves; they [`WatchHub::subscribe`] to a path with a [`Waker`] and keep
 //! the returned [`Subscription`] for as long as they want to hear about it.
 //!
 //! # Design
@@ -28,9 +28,9 @@
 //!   recursive subscribers of ancestors of `P` (one lookup per ancestor). Nothing scans all
 //!   subscribers, except an inotify queue overflow, after which everyone is woken because events
 //!   were lost.
-//! * **Threads.** Wakers run directly on notify's event thread, without batching or debouncing
-//!   (the engine coalesces). Watch placement runs on a separate control thread, because notify's
-//!   `watch`/`unwatch` wait for that very event thread. No lock is held while a waker runs, so a
+//! * **Threads.** Wakers run directly on the inotify event thread ([`inotify`]), without
+//!   batching or debouncing (the engine coalesces). Watch placement runs on a separate control
+//!   thread, so that the `stat`s and path resolution it does never hold up events. No lock is held while a waker runs, so a
 //!   waker may subscribe or drop subscriptions; called from a waker, those calls do not wait for
 //!   the control thread (and errors of such a `subscribe` are only logged).
 //! * **Aliases.** Watched directories are keyed by canonical path and by device and inode, so two
@@ -39,7 +39,8 @@
 //!
 //! Wakes mean "look again", not "it changed": they can repeat (every `write(2)` is one event)
 //! and can be spurious (an ancestor directory was created, a watch moved, events were lost).
-//! Opening or reading a file does not wake.
+//! Opening or reading a file does not wake: the watches do not ask for those events, so the
+//! engine's own checks cost no event at all.
 //!
 //! # Limits
 //!
@@ -53,6 +54,7 @@
 //!   lexically.
 
 mod control;
+mod inotify;
 pub mod kmsg;
 pub mod process;
 pub mod supervise;
@@ -69,14 +71,11 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 
-use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
-use notify::{Event, EventKind, RecommendedWatcher, Watcher};
-
 use control::{Cmd, Control};
 
 /// Called whenever a subscribed path may have changed.
 ///
-/// Wakers run on the hub's threads (mostly notify's event thread) and must return quickly and
+/// Wakers run on the hub's threads (mostly the inotify event thread) and must return quickly and
 /// never block: send on a channel, notify a `tokio::sync::Notify`, set a flag. A waker may call
 /// [`WatchHub::subscribe`] or drop a [`Subscription`].
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
@@ -190,7 +189,7 @@ struct Routes {
     exact: BTreeMap<PathBuf, Vec<Arc<Sub>>>,
     /// Recursive subscribers, by target path.
     recursive: BTreeMap<PathBuf, Vec<Arc<Sub>>>,
-    /// Watched directory (the path given to notify, canonical) -> the literal paths of
+    /// Watched directory (the path given to inotify, canonical) -> the literal paths of
     /// subscribers that it stands for. Events arrive under the canonical path.
     aliases: BTreeMap<PathBuf, Vec<PathBuf>>,
 }
@@ -209,7 +208,7 @@ enum Change {
 }
 
 thread_local! {
-    /// Set on the hub's own threads (notify's event thread, the control thread): there, public
+    /// Set on the hub's own threads (the inotify event thread, the control thread): there, public
     /// calls must not wait for the control thread.
     static INTERNAL: Cell<bool> = const { Cell::new(false) };
 }
@@ -228,13 +227,8 @@ impl WatchHub {
             closed: AtomicBool::new(false),
         });
         let handler_shared = Arc::clone(&shared);
-        let watcher = RecommendedWatcher::new(
-            move |res: notify::Result<Event>| handler_shared.on_event(res),
-            notify::Config::default(),
-        )
-        .map_err(|e| WatchError::Init {
-            source: notify_to_io(e),
-        })?;
+        let watcher = inotify::DirWatcher::new(move |raw| handler_shared.on_event(raw))
+            .map_err(|source| WatchError::Init { source })?;
         let control = Control::new(Arc::clone(&shared), watcher);
         std::thread::Builder::new()
             .name("homeostat-watch".into())
@@ -467,34 +461,28 @@ impl Shared {
         }
     }
 
-    /// notify's event handler; runs on notify's event thread.
-    fn on_event(&self, res: notify::Result<Event>) {
-        INTERNAL.with(|c| c.set(true));
+    /// The event handler; runs on the inotify event thread.
+    fn on_event(&self, raw: inotify::Raw) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
-        let event = match res {
-            Ok(event) => event,
-            Err(err) => {
+        let (path, change) = match raw {
+            inotify::Raw::Event { path, change } => (path, change),
+            inotify::Raw::Overflow => {
+                tracing::warn!("inotify event queue overflowed; waking every subscriber");
+                self.send(Cmd::Resync);
+                self.wake_all();
+                return;
+            }
+            inotify::Raw::Error(err) => {
                 tracing::warn!(error = %err, "file watch error; waking every subscriber");
                 self.send(Cmd::Resync);
                 self.wake_all();
                 return;
             }
         };
-        if event.need_rescan() {
-            tracing::warn!("inotify event queue overflowed; waking every subscriber");
-            self.send(Cmd::Resync);
-            self.wake_all();
-            return;
-        }
-        let Some(change) = classify(&event.kind) else {
-            return;
-        };
         let mut subs = Vec::new();
-        for path in &event.paths {
-            self.collect(path, change, &mut subs);
-        }
+        self.collect(&path, change, &mut subs);
         for sub in subs {
             sub.wake();
         }
@@ -613,26 +601,6 @@ fn remove_sub(map: &mut BTreeMap<PathBuf, Vec<Arc<Sub>>>, id: u64, target: &Path
     }
 }
 
-/// Which events wake, and what they mean for the directory structure. `None`: ignore (opens,
-/// reads, the combined rename event whose halves were already reported).
-fn classify(kind: &EventKind) -> Option<Change> {
-    Some(match kind {
-        EventKind::Create(CreateKind::File) => Change::Content,
-        EventKind::Create(CreateKind::Folder) => Change::Appeared,
-        EventKind::Create(_) => Change::Replaced,
-        EventKind::Remove(RemoveKind::File) => Change::Gone,
-        EventKind::Remove(_) => Change::Gone,
-        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => return None,
-        EventKind::Modify(ModifyKind::Name(RenameMode::From)) => Change::Gone,
-        EventKind::Modify(ModifyKind::Name(_)) => Change::Replaced,
-        EventKind::Modify(_) => Change::Content,
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Change::Content,
-        EventKind::Access(_) => return None,
-        EventKind::Any => Change::Replaced,
-        EventKind::Other => return None,
-    })
-}
-
 /// Absolute, without `.` and with `..` resolved lexically.
 fn normalize(path: &Path) -> Result<PathBuf, WatchError> {
     let absolute = if path.is_absolute() {
@@ -656,11 +624,4 @@ fn normalize(path: &Path) -> Result<PathBuf, WatchError> {
         }
     }
     Ok(out)
-}
-
-fn notify_to_io(err: notify::Error) -> io::Error {
-    match err.kind {
-        notify::ErrorKind::Io(e) => e,
-        _ => io::Error::other(err.to_string()),
-    }
 }
