@@ -239,12 +239,12 @@ pub const READ_AT_MAX: usize = 1 << 20;
 
 /// A path that passed the footprint check, with the grant that allowed it.
 #[derive(Debug)]
-struct Authorized {
+struct Authorized<'a> {
     /// The normalised path.
     path: PathBuf,
     /// The path of the deepest grant allowing the access; symlinks below it are never
     /// followed.
-    root: PathBuf,
+    root: &'a Path,
 }
 
 impl Footprint {
@@ -257,23 +257,23 @@ impl Footprint {
         self.authorize(path, write).map(|a| a.path)
     }
 
-    fn authorize(&self, path: &str, write: bool) -> Result<Authorized, FsError> {
+    fn authorize(&self, path: &str, write: bool) -> Result<Authorized<'_>, FsError> {
         let norm = normalise(path)?;
         let mut best: Option<&PathGrant> = None;
         for grant in &self.paths {
             if write && !grant.write {
                 continue;
             }
+            // Of two grants covering the path, the longer path is the deeper one.
             if grant_covers(grant, &norm)
-                && best
-                    .is_none_or(|b| grant.path.components().count() > b.path.components().count())
+                && best.is_none_or(|b| grant.path.as_os_str().len() > b.path.as_os_str().len())
             {
                 best = Some(grant);
             }
         }
         match best {
             Some(grant) => Ok(Authorized {
-                root: grant.path.clone(),
+                root: &grant.path,
                 path: norm,
             }),
             None => Err(self.denied(&norm, write)),
@@ -337,10 +337,27 @@ impl Footprint {
 }
 
 fn grant_covers(grant: &PathGrant, path: &Path) -> bool {
-    path == grant.path || (grant.recursive && path.starts_with(&grant.path))
+    path == grant.path || (grant.recursive && within(path, &grant.path))
+}
+
+/// Whether the normalised path `path` is `base` or below it. Compares bytes: `Path::starts_with`
+/// goes component by component, and this runs several times per `fs` call.
+fn within(path: &Path, base: &Path) -> bool {
+    let (path, base) = (path.as_os_str().as_bytes(), base.as_os_str().as_bytes());
+    path.starts_with(base) && (path.len() == base.len() || base == b"/" || path[base.len()] == b'/')
 }
 
 fn normalise(path: &str) -> Result<PathBuf, FsError> {
+    // Already normal (the usual case): no copy component by component.
+    if path.starts_with('/')
+        && !path.contains('\0')
+        && path
+            .split('/')
+            .skip(1)
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+    {
+        return Ok(PathBuf::from(path));
+    }
     if path.contains('\0') {
         return Err(FsError::new(
             ErrorCode::NotAllowed,
@@ -434,13 +451,32 @@ fn locate(fp: &Footprint, auth: &Authorized, last: OFlags) -> Result<Located, Wa
     };
     let name = cstring(path, name.as_bytes()).map_err(WalkError::Fail)?;
 
+    // The usual case, decided without listing the ancestors: no write grant is at or above
+    // the parent, and the allowing grant is not above it either, so every directory on the
+    // way may be followed (see below) and one `openat` resolves the parent.
+    let root_above = auth.root != parent_path && within(parent_path, auth.root);
+    let written_above = fp
+        .paths
+        .iter()
+        .any(|g| g.write && within(parent_path, &g.path));
+    if !root_above && !written_above {
+        let parent = open_dir(CWD, parent_path, last, true).map_err(|err| match err {
+            Errno::NOENT | Errno::NOTDIR => WalkError::Absent {
+                dir: parent_path.to_path_buf(),
+                err,
+            },
+            err => WalkError::Fail(FsError::os("open directory", parent_path, err)),
+        })?;
+        return Ok(Located { parent, name });
+    }
+
     // The directories from the top down to the parent, and whether each may be followed.
     let mut dirs: Vec<&Path> = parent_path.ancestors().collect();
     dirs.pop(); // "/"
     dirs.reverse();
     let follow: Vec<bool> = dirs
         .iter()
-        .map(|d| !(fp.write_covers(d) || (d.starts_with(&auth.root) && *d != auth.root)))
+        .map(|d| !(fp.write_covers(d) || (within(d, auth.root) && *d != auth.root)))
         .collect();
     // The leading run that may be followed is resolved by the kernel in one `openat`.
     let trusted = follow.iter().position(|f| !f).unwrap_or(dirs.len());
@@ -1797,6 +1833,27 @@ mod tests {
 
     fn is_root() -> bool {
         rustix::process::geteuid().is_root()
+    }
+
+    #[test]
+    fn within_compares_whole_components() {
+        let w = |p: &str, b: &str| within(Path::new(p), Path::new(b));
+        assert!(w("/a/b", "/a") && w("/a", "/a") && w("/a", "/") && w("/", "/"));
+        assert!(!w("/ab", "/a") && !w("/a", "/a/b") && !w("/b/a", "/a"));
+    }
+
+    #[test]
+    fn normalise_keeps_normal_paths_and_cleans_the_rest() {
+        let n = |p: &str| normalise(p).map(|p| p.to_string_lossy().into_owned());
+        assert_eq!(n("/etc/hosts").unwrap(), "/etc/hosts");
+        assert_eq!(n("/etc//hosts/").unwrap(), "/etc/hosts");
+        assert_eq!(n("/").unwrap(), "/");
+        assert_eq!(n("//").unwrap(), "/");
+        assert!(n("/etc/../shadow").is_err());
+        assert!(n("/etc/./hosts").is_err());
+        assert!(n("/etc/..").is_err());
+        assert!(n("etc/hosts").is_err());
+        assert!(n("/etc/ho\0sts").is_err());
     }
 
     #[test]
