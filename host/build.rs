@@ -1,4 +1,6 @@
-//! Embeds the bundled plugins. They are built by `cargo xtask build-plugins` into
+//! Embeds the bundled plugins, with the SHA-256 of each (hashing 1.2 MiB of wasm at every
+//! start cost several milliseconds, a third of a small graph's run). They are built by
+//! `cargo xtask build-plugins` into
 //! `target/plugins/` (never by a nested cargo here: that deadlocks on the target-dir
 //! lock and leaks RUSTFLAGS). `HOMEOSTAT_PLUGINS_DIR` overrides the directory.
 
@@ -23,7 +25,8 @@ fn main() {
         }
     };
     let mut code = String::from(
-        "/// Bundled plugins: (file stem, wasm bytes).\npub static BUNDLED: &[(&str, &[u8])] = &[\n",
+        "/// Bundled plugins: (file stem, wasm bytes, hex SHA-256 of the bytes).\n\
+         pub static BUNDLED: &[(&str, &[u8], &str)] = &[\n",
     );
     for name in BUNDLED {
         let path = dir.join(format!("{name}.wasm"));
@@ -35,8 +38,10 @@ fn main() {
             );
         }
         println!("cargo:rerun-if-changed={}", path.display());
+        let wasm = std::fs::read(&path).expect("read a bundled plugin");
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&wasm));
         code.push_str(&format!(
-            "    ({name:?}, include_bytes!({:?})),\n",
+            "    ({name:?}, include_bytes!({:?}), {sha256:?}),\n",
             path.display().to_string()
         ));
     }

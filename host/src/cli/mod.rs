@@ -134,6 +134,7 @@ fn init_logging(verbose: u8) {
 
 /// Parse the command line, run the subcommand, and map the result to an exit code.
 pub fn main() -> ExitCode {
+    let started = std::time::Instant::now();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -154,8 +155,10 @@ pub fn main() -> ExitCode {
             Command::Plugin(cmd) => plugin::plugin(cmd),
         }
     });
+    tracing::debug!("command done {:.1?} after start", started.elapsed());
     // Blocking tasks (e.g. a stuck file read) must not keep the process alive.
     rt.shutdown_timeout(Duration::from_secs(2));
+    tracing::debug!("runtime shut down {:.1?} after start", started.elapsed());
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -130,8 +130,8 @@ impl Registry {
             plugins: Vec::new(),
             unavailable: Vec::new(),
         };
-        for (name, wasm) in bundled::BUNDLED {
-            reg.add(runtime, wasm, format!("bundled:{name}"), None)?;
+        for (name, wasm, sha256) in bundled::BUNDLED {
+            reg.add(runtime, wasm, sha256, format!("bundled:{name}"), None)?;
         }
         for dir in dirs {
             let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -153,7 +153,8 @@ impl Registry {
                         continue;
                     }
                 };
-                match reg.add(runtime, &wasm, origin.clone(), Some(policy)) {
+                let sha256 = crate::plugin::inspect::sha256_hex(&wasm);
+                match reg.add(runtime, &wasm, &sha256, origin.clone(), Some(policy)) {
                     Ok(()) => {}
                     Err(e @ RegistryError::DuplicateKind { .. }) => return Err(e),
                     Err(error) => {
@@ -178,11 +179,13 @@ impl Registry {
         });
     }
 
-    /// Load one plugin; `policy` is `None` for a bundled (trusted) plugin.
+    /// Load one plugin (`sha256`: hex SHA-256 of `wasm`); `policy` is `None` for a bundled
+    /// (trusted) plugin.
     fn add(
         &mut self,
         runtime: &Runtime,
         wasm: &[u8],
+        sha256: &str,
         origin: String,
         policy: Option<&Policy>,
     ) -> Result<(), RegistryError> {
@@ -193,10 +196,9 @@ impl Registry {
         if let Some(capability) = grants::unknown_capabilities(&manifest).into_iter().next() {
             return Err(RegistryError::UnknownCapability { origin, capability });
         }
-        let sha256 = crate::plugin::inspect::sha256_hex(wasm);
         let access = match policy {
-            None => Access::trusted(&manifest, &sha256, &origin),
-            Some(p) => p.access(&manifest, &sha256, &origin),
+            None => Access::trusted(&manifest, sha256, &origin),
+            Some(p) => p.access(&manifest, sha256, &origin),
         };
         if !access.missing().is_empty() {
             let missing: Vec<&str> = access.missing().iter().map(|c| c.name()).collect();
@@ -231,7 +233,7 @@ impl Registry {
             let validator = jsonschema::validator_for(&json).map_err(|e| bad(e.to_string()))?;
             schemas.push((kind.clone(), validator, json, Arc::new(k.sends.clone())));
         }
-        let plugin = Arc::new(runtime.load(manifest, wasm, origin, access)?);
+        let plugin = Arc::new(runtime.load(manifest, wasm, sha256, origin, access)?);
         for (kind, schema, schema_json, sends) in schemas {
             self.kinds.insert(
                 kind,
@@ -299,11 +301,25 @@ pub fn default_dirs() -> Vec<PathBuf> {
 pub fn bundled(name: &str) -> Option<&'static [u8]> {
     bundled::BUNDLED
         .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, wasm)| *wasm)
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, wasm, _)| *wasm)
 }
 
 /// Names of the bundled plugins.
 pub fn bundled_names() -> Vec<&'static str> {
-    bundled::BUNDLED.iter().map(|(n, _)| *n).collect()
+    bundled::BUNDLED.iter().map(|(n, _, _)| *n).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bundled_hashes_match_the_embedded_bytes() {
+        for (name, wasm, sha256) in super::bundled::BUNDLED {
+            assert_eq!(
+                crate::plugin::inspect::sha256_hex(wasm),
+                *sha256,
+                "bundled plugin {name}: the hash computed at build time is stale"
+            );
+        }
+    }
 }

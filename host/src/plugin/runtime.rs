@@ -375,15 +375,17 @@ impl Runtime {
         &self.limits
     }
 
-    /// Compile (or load from the cache) and link a plugin whose manifest was read.
+    /// Compile (or load from the cache) and link a plugin whose manifest was read;
+    /// `sha256` is the hex SHA-256 of `wasm` (the cache key).
     pub fn load(
         &self,
         manifest: Manifest,
         wasm: &[u8],
+        sha256: &str,
         origin: String,
         access: Access,
     ) -> Result<Plugin, RuntimeError> {
-        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(wasm));
+        let sha256 = sha256.to_owned();
         let label: Arc<str> = format!("{} {}", manifest.name, manifest.version).into();
         let component = self
             .component(wasm, &sha256)
