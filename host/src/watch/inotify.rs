@@ -31,6 +31,7 @@ use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use rustix::io::Errno;
 
 use super::Change;
+use crate::plugin::capabilities::fs::is_temp_name;
 
 /// What a watch reports: whatever can change an entry of the directory or the directory
 /// itself. No `IN_OPEN`, `IN_ACCESS` or `IN_CLOSE_NOWRITE`: reads never wake anyone.
@@ -206,15 +207,23 @@ fn event_loop(inner: &Inner, stop: &OwnedFd, mut handler: impl FnMut(Raw)) {
                 inner.table().remove_wd(event.wd());
                 continue;
             }
+            let name = event.file_name().map(|n| n.to_bytes()).unwrap_or_default();
+            // The host's own staging files: created, written and renamed over a target for
+            // every durable write, five events nobody needs (the rename is reported under
+            // the target's name).
+            if is_temp_name(name) {
+                continue;
+            }
+            let Some(change) = classify(flags) else {
+                continue;
+            };
             let Some(dir) = inner.table().by_wd.get(&event.wd()).cloned() else {
                 continue; // a watch removed meanwhile
             };
-            let path = match event.file_name() {
-                Some(name) if !name.is_empty() => dir.join(OsStr::from_bytes(name.to_bytes())),
-                _ => dir,
-            };
-            let Some(change) = classify(flags) else {
-                continue;
+            let path = if name.is_empty() {
+                dir
+            } else {
+                dir.join(OsStr::from_bytes(name))
             };
             // A watched directory that was deleted or renamed away: its watch no longer
             // stands for this path (the kernel drops a deleted one by itself).

@@ -40,7 +40,10 @@
 //! Wakes mean "look again", not "it changed": they can repeat (every `write(2)` is one event)
 //! and can be spurious (an ancestor directory was created, a watch moved, events were lost).
 //! Opening or reading a file does not wake: the watches do not ask for those events, so the
-//! engine's own checks cost no event at all.
+//! engine's own checks cost no event at all. Nor do entries named like the host's own staging
+//! files (`.NAME.homeostat-` and 12 hex digits, see `plugin::capabilities::fs`): a durable
+//! write creates, fills and renames one, and only the rename matters, reported under the
+//! target's name.
 //!
 //! # Limits
 //!

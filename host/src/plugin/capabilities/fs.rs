@@ -760,6 +760,24 @@ impl Drop for TempFile {
 }
 
 /// `.NAME.homeostat-XXXXXXXXXXXX`, unique within the process and very likely across.
+/// Suffix of a temporary file's name before its 12 hex digits.
+const TEMP_SUFFIX: &[u8] = b".homeostat-";
+
+/// Whether `name` (one path component) has the shape of [`temp_name`]'s names. The file
+/// watch hub ignores such entries: they are this host's own staging files, and the rename
+/// that puts one in place is reported under the target's name.
+pub fn is_temp_name(name: &[u8]) -> bool {
+    let Some(stem) = name.len().checked_sub(12).map(|at| &name[..at]) else {
+        return false;
+    };
+    name.first() == Some(&b'.')
+        && stem.ends_with(TEMP_SUFFIX)
+        && stem.len() > TEMP_SUFFIX.len() + 1
+        && name[name.len() - 12..]
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+}
+
 fn temp_name(target: &CStr, path: &Path) -> Result<CString, FsError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -782,7 +800,8 @@ fn temp_name(target: &CStr, path: &Path) -> Result<CString, FsError> {
     let mut name = Vec::with_capacity(keep.len() + 32);
     name.push(b'.');
     name.extend_from_slice(keep);
-    name.extend_from_slice(format!(".homeostat-{:012x}", x & 0xffff_ffff_ffff).as_bytes());
+    name.extend_from_slice(TEMP_SUFFIX);
+    name.extend_from_slice(format!("{:012x}", x & 0xffff_ffff_ffff).as_bytes());
     cstring(path, &name)
 }
 
@@ -2167,6 +2186,11 @@ mod tests {
         let (temp, _, _) = FsHost::stage(&fp, &auth, Attrs::default()).expect("stage");
         let name = temp.name.to_str().expect("utf-8").to_owned();
         assert!(name.starts_with(".x.homeostat-"), "{name}");
+        assert!(is_temp_name(name.as_bytes()), "{name}");
+        assert!(!is_temp_name(b"x.homeostat-0123456789ab"));
+        assert!(!is_temp_name(b".homeostat-0123456789ab"));
+        assert!(!is_temp_name(b".x.homeostat-0123456789ag"));
+        assert!(!is_temp_name(b".x.homeostat-0123456789"));
         assert!(dir.path().join(&name).exists());
         drop(temp);
         assert!(!dir.path().join(&name).exists());
