@@ -35,7 +35,7 @@ pub enum PlanError {
 
 impl KindCatalog for Registry {
     fn schema(&self, kind: &str) -> Option<&jsonschema::Validator> {
-        self.kind(kind).map(|k| &k.schema)
+        self.kind(kind).map(|k| k.schema())
     }
     fn kinds(&self) -> Vec<String> {
         self.kind_names()

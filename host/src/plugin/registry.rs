@@ -86,7 +86,9 @@ pub struct Unavailable {
 /// One kind: its plugin and compiled params schema.
 pub struct KindEntry {
     pub plugin: Arc<Plugin>,
-    pub schema: jsonschema::Validator,
+    /// Compiled when the plugin is loaded from a directory (so a bad schema is reported
+    /// then), on first use for a bundled kind (whose schema a test compiles).
+    schema: std::sync::OnceLock<jsonschema::Validator>,
     /// The schema as JSON (for `plugin inspect` and did-you-mean suggestions).
     pub schema_json: serde_json::Value,
     /// The values check-apply publishes for send/recv, with their types.
@@ -94,6 +96,14 @@ pub struct KindEntry {
 }
 
 impl KindEntry {
+    /// The compiled params schema.
+    pub fn schema(&self) -> &jsonschema::Validator {
+        self.schema.get_or_init(|| {
+            jsonschema::validator_for(&self.schema_json)
+                .expect("bundled schemas compile (tests::bundled_schemas_compile)")
+        })
+    }
+
     /// The JSON types the schema allows for the top-level param `name`: `None` when the
     /// param does not exist, an empty list when any type is allowed.
     pub fn param_types(&self, name: &str) -> Option<Vec<String>> {
@@ -125,13 +135,21 @@ impl Registry {
         dirs: &[PathBuf],
         policy: &Policy,
     ) -> Result<Registry, RegistryError> {
+        let started = std::time::Instant::now();
         let mut reg = Registry {
             kinds: BTreeMap::new(),
             plugins: Vec::new(),
             unavailable: Vec::new(),
         };
         for (name, wasm, sha256) in bundled::BUNDLED {
-            reg.add(runtime, wasm, sha256, format!("bundled:{name}"), None)?;
+            reg.add(
+                runtime,
+                wasm,
+                sha256,
+                format!("bundled:{name}"),
+                None,
+                Some(wasm),
+            )?;
         }
         for dir in dirs {
             let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -154,7 +172,7 @@ impl Registry {
                     }
                 };
                 let sha256 = crate::plugin::inspect::sha256_hex(&wasm);
-                match reg.add(runtime, &wasm, &sha256, origin.clone(), Some(policy)) {
+                match reg.add(runtime, &wasm, &sha256, origin.clone(), Some(policy), None) {
                     Ok(()) => {}
                     Err(e @ RegistryError::DuplicateKind { .. }) => return Err(e),
                     Err(error) => {
@@ -166,6 +184,11 @@ impl Registry {
                 }
             }
         }
+        tracing::debug!(
+            "loaded {} plugins in {:.1?}",
+            reg.plugins.len(),
+            started.elapsed()
+        );
         Ok(reg)
     }
 
@@ -180,7 +203,9 @@ impl Registry {
     }
 
     /// Load one plugin (`sha256`: hex SHA-256 of `wasm`); `policy` is `None` for a bundled
-    /// (trusted) plugin.
+    /// (trusted) plugin, which is `bundled` too: the same bytes, embedded in this binary,
+    /// are compiled and linked on first use (they were built against this host, so that
+    /// cannot fail), as are its kinds' schemas.
     fn add(
         &mut self,
         runtime: &Runtime,
@@ -188,6 +213,7 @@ impl Registry {
         sha256: &str,
         origin: String,
         policy: Option<&Policy>,
+        bundled: Option<&'static [u8]>,
     ) -> Result<(), RegistryError> {
         let manifest = manifest::read(wasm).map_err(|source| RegistryError::Manifest {
             origin: origin.clone(),
@@ -230,10 +256,17 @@ impl Registry {
             };
             let json: serde_json::Value =
                 serde_json::from_str(&k.schema).map_err(|e| bad(e.to_string()))?;
-            let validator = jsonschema::validator_for(&json).map_err(|e| bad(e.to_string()))?;
-            schemas.push((kind.clone(), validator, json, Arc::new(k.sends.clone())));
+            let schema = std::sync::OnceLock::new();
+            if bundled.is_none() {
+                let validator = jsonschema::validator_for(&json).map_err(|e| bad(e.to_string()))?;
+                let _ = schema.set(validator);
+            }
+            schemas.push((kind.clone(), schema, json, Arc::new(k.sends.clone())));
         }
-        let plugin = Arc::new(runtime.load(manifest, wasm, sha256, origin, access)?);
+        let plugin = Arc::new(match bundled {
+            Some(wasm) => runtime.load_lazily(manifest, wasm, sha256, origin, access),
+            None => runtime.load(manifest, wasm, sha256, origin, access)?,
+        });
         for (kind, schema, schema_json, sends) in schemas {
             self.kinds.insert(
                 kind,
@@ -312,6 +345,20 @@ pub fn bundled_names() -> Vec<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn bundled_schemas_compile() {
+        for (name, wasm, _) in super::bundled::BUNDLED {
+            let manifest = super::manifest::read(wasm).expect("bundled manifests parse");
+            for (kind, k) in &manifest.kinds {
+                let json: serde_json::Value = serde_json::from_str(&k.schema)
+                    .unwrap_or_else(|e| panic!("{name}: kind {kind}: schema is not JSON: {e}"));
+                if let Err(e) = jsonschema::validator_for(&json) {
+                    panic!("{name}: kind {kind}: schema does not compile: {e}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn bundled_hashes_match_the_embedded_bytes() {
         for (name, wasm, sha256) in super::bundled::BUNDLED {

@@ -307,12 +307,17 @@ impl HostState {
 
 /// Runs plugin code: owns the engine, the linker, the cache and the epoch ticker.
 pub struct Runtime {
+    core: Arc<Core>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+/// What building a plugin's pool needs; shared with the plugins linked on first use.
+struct Core {
     engine: Engine,
     linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
     fs: FsHost,
     limits: Limits,
-    ticker_stop: Arc<AtomicBool>,
 }
 
 impl Drop for Runtime {
@@ -361,18 +366,20 @@ impl Runtime {
                 .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch ticker: {e}")))?;
         }
         Ok(Runtime {
-            engine,
-            linker,
-            cache_dir,
-            fs,
-            limits,
+            core: Arc::new(Core {
+                engine,
+                linker,
+                cache_dir,
+                fs,
+                limits,
+            }),
             ticker_stop,
         })
     }
 
     /// The limits every instance runs under.
     pub fn limits(&self) -> &Limits {
-        &self.limits
+        &self.core.limits
     }
 
     /// Compile (or load from the cache) and link a plugin whose manifest was read;
@@ -385,15 +392,44 @@ impl Runtime {
         origin: String,
         access: Access,
     ) -> Result<Plugin, RuntimeError> {
-        let sha256 = sha256.to_owned();
-        let label: Arc<str> = format!("{} {}", manifest.name, manifest.version).into();
-        let component = self
-            .component(wasm, &sha256)
-            .map_err(|message| RuntimeError::Compile {
-                plugin: manifest.name.clone(),
-                origin: origin.clone(),
-                message,
-            })?;
+        let limits = self.core.limits.clone();
+        let plugin = Plugin::new(manifest, sha256, origin, access, limits, None);
+        let pool = self.core.pool(&plugin, wasm)?;
+        let _ = plugin.pool.set(Ok(Arc::new(pool)));
+        Ok(plugin)
+    }
+
+    /// [`Runtime::load`] deferred to the plugin's first call: for the bundled plugins,
+    /// which were linked against this very host when it was built, so linking cannot
+    /// fail, and a graph that uses one kind pays for one plugin (loading all five took
+    /// ~5 ms, a quarter of a 100-file run).
+    pub fn load_lazily(
+        &self,
+        manifest: Manifest,
+        wasm: &'static [u8],
+        sha256: &str,
+        origin: String,
+        access: Access,
+    ) -> Plugin {
+        let core = Arc::clone(&self.core);
+        let limits = core.limits.clone();
+        let loader: Loader = Box::new(move |plugin: &Plugin| core.pool(plugin, wasm));
+        Plugin::new(manifest, sha256, origin, access, limits, Some(loader))
+    }
+}
+
+impl Core {
+    /// The compiled, linked component of `plugin` and its (empty) pool.
+    fn pool(&self, plugin: &Plugin, wasm: &[u8]) -> Result<PoolShared, RuntimeError> {
+        let manifest = &plugin.manifest;
+        let origin = &plugin.origin;
+        let component =
+            self.component(wasm, &plugin.sha256)
+                .map_err(|message| RuntimeError::Compile {
+                    plugin: manifest.name.clone(),
+                    origin: origin.clone(),
+                    message,
+                })?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -410,23 +446,17 @@ impl Runtime {
                     },
                 }
             })?;
-        let shared = Arc::new(PoolShared {
+        Ok(PoolShared {
             engine: self.engine.clone(),
             pre,
             fs: self.fs.clone(),
-            access: Arc::new(access),
+            access: plugin.access.clone(),
             states: States::default(),
-            label,
+            label: plugin.label.clone(),
             permits: Semaphore::new(self.limits.pool_size.max(1)),
             limits: self.limits.clone(),
             idle: Mutex::new(Vec::new()),
             live: Arc::new(AtomicUsize::new(0)),
-        });
-        Ok(Plugin {
-            manifest,
-            sha256,
-            origin,
-            shared,
         })
     }
 
@@ -601,6 +631,9 @@ impl Drop for Checkout<'_> {
     }
 }
 
+/// Builds a plugin's pool on its first call.
+type Loader = Box<dyn FnOnce(&Plugin) -> Result<PoolShared, RuntimeError> + Send>;
+
 /// A loaded plugin: its manifest and the pool of instances serving its kinds.
 pub struct Plugin {
     pub manifest: Manifest,
@@ -608,7 +641,16 @@ pub struct Plugin {
     pub sha256: String,
     /// Where it came from: `bundled` or a file path.
     pub origin: String,
-    pub(super) shared: Arc<PoolShared>,
+    /// `name version`.
+    label: Arc<str>,
+    /// What it may use (declared ∩ granted).
+    access: Arc<Access>,
+    /// The runtime's limits for its calls (before per-resource overrides).
+    limits: Limits,
+    /// The pool, once built (at load, or at the first call of a lazily loaded plugin);
+    /// why not, if building it failed.
+    pool: std::sync::OnceLock<Result<Arc<PoolShared>, String>>,
+    loader: Mutex<Option<Loader>>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -621,19 +663,63 @@ impl std::fmt::Debug for Plugin {
 }
 
 impl Plugin {
+    fn new(
+        manifest: Manifest,
+        sha256: &str,
+        origin: String,
+        access: Access,
+        limits: Limits,
+        loader: Option<Loader>,
+    ) -> Plugin {
+        Plugin {
+            limits,
+            label: format!("{} {}", manifest.name, manifest.version).into(),
+            manifest,
+            sha256: sha256.to_owned(),
+            origin,
+            access: Arc::new(access),
+            pool: std::sync::OnceLock::new(),
+            loader: Mutex::new(loader),
+        }
+    }
+
     /// `name version`.
     pub fn label(&self) -> &str {
-        &self.shared.label
+        &self.label
     }
 
     /// What the plugin may use (declared ∩ granted).
     pub fn access(&self) -> &Access {
-        &self.shared.access
+        &self.access
     }
 
     /// Instances currently alive (for diagnostics and benchmarks).
     pub fn instances(&self) -> usize {
-        self.shared.live.load(Ordering::Relaxed)
+        match self.pool.get() {
+            Some(Ok(pool)) => pool.live.load(Ordering::Relaxed),
+            _ => 0,
+        }
+    }
+
+    /// The pool, built now if this is the first call of a lazily loaded plugin.
+    pub(super) fn pool(&self) -> Result<&Arc<PoolShared>, CallError> {
+        self.pool
+            .get_or_init(|| {
+                let loader = self
+                    .loader
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                match loader {
+                    Some(load) => load(self).map(Arc::new).map_err(|e| e.to_string()),
+                    None => Err("it was not loaded".to_string()),
+                }
+            })
+            .as_ref()
+            .map_err(|message| CallError::Instantiate {
+                plugin: self.label.to_string(),
+                message: message.clone(),
+            })
     }
 
     /// [`Plugin::validate`] for many resources, in batches spread over the pool;
@@ -748,7 +834,9 @@ impl Plugin {
 
     /// What a skipped cleanup still does on the host side: drop the `state` value.
     fn forget(&self, id: &ResourceRef) {
-        self.shared.states.lock().expect("states lock").remove(id);
+        if let Some(Ok(pool)) = self.pool.get() {
+            pool.states.lock().expect("states lock").remove(id);
+        }
     }
 
     /// Tell the plugin a resource is leaving the graph.
@@ -781,7 +869,7 @@ impl Plugin {
         kind: CallKind,
         over: CallLimits,
     ) -> Job {
-        let global = &self.shared.limits;
+        let global = &self.limits;
         Job {
             id,
             params,
@@ -795,7 +883,7 @@ impl Plugin {
 
     fn closed(&self) -> CallError {
         CallError::Closed {
-            plugin: self.shared.label.to_string(),
+            plugin: self.label.to_string(),
         }
     }
 
@@ -807,8 +895,9 @@ impl Plugin {
         kind: CallKind,
         over: CallLimits,
     ) -> Result<Reply, CallError> {
+        let pool = self.pool()?;
         let call = self.call(id.clone(), params, footprint, kind, over);
-        Checkout::new(&self.shared).await.run(&call).await
+        Checkout::new(pool).await.run(&call).await
     }
 
     /// Runs `calls` in batches, each batch on one checked-out instance in a task of its own
@@ -816,6 +905,10 @@ impl Plugin {
     /// results in order.
     async fn submit_many(&self, calls: Vec<Job>) -> Vec<Result<Reply, CallError>> {
         let n = calls.len();
+        let pool = match self.pool() {
+            Ok(pool) => pool,
+            Err(e) => return (0..n).map(|_| Err(e.clone())).collect(),
+        };
         let mut tasks = Vec::with_capacity(n.div_ceil(BATCH));
         // Taken from the front by one iterator: splitting the rest off the vector batch
         // after batch copied it each time (quadratic: ~80 MB of copies and page faults
@@ -827,7 +920,7 @@ impl Plugin {
                 break;
             }
             let len = batch.len();
-            let shared = Arc::clone(&self.shared);
+            let shared = Arc::clone(pool);
             let task = tokio::spawn(async move {
                 let mut slot = Checkout::new(&shared).await;
                 let mut results = Vec::with_capacity(batch.len());

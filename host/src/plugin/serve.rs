@@ -196,8 +196,15 @@ impl Plugin {
         });
         let restart = Arc::new(Notify::new());
         let wake = Arc::new(Mutex::new(wake));
+        // A server starts after a successful check-apply of the same plugin, so its pool
+        // exists (it is built by the first call, and only once).
+        let pool = Arc::clone(
+            self.pool()
+                .expect("a plugin that served a check-apply has a pool"),
+        );
+        let timeout = pool.limits.call_timeout;
         let task = tokio::spawn(supervise(
-            self.shared.clone(),
+            pool,
             id.clone(),
             config_rx,
             Arc::new(status_tx),
@@ -210,7 +217,7 @@ impl Plugin {
             status,
             restart,
             wake,
-            timeout: self.shared.limits.call_timeout,
+            timeout,
             reported: std::sync::atomic::AtomicU64::new(0),
             task,
         }
