@@ -284,11 +284,11 @@ async fn validate_all(
         match result {
             Ok(info) => infos[i] = Some(info),
             Err(CallError::Plugin(e)) => errors.push(GraphError::Param {
-                loc: decl.value_loc_of(e.field.as_deref()).clone(),
+                loc: decl.value_loc_of(e.field.as_deref()),
                 message: format!("{}: {}", decl.id(), e.message),
             }),
             Err(e) => errors.push(GraphError::Param {
-                loc: decl.loc_of(None).clone(),
+                loc: decl.loc_of(None),
                 message: format!("{}: {e}", decl.id()),
             }),
         }
@@ -379,7 +379,7 @@ fn check_semaphores(doc: &GraphDoc) -> Vec<GraphError> {
         for s in &r.meta.sema {
             match first.get(s.id.as_str()) {
                 Some((count, other)) if *count != s.count => errors.push(GraphError::Invalid {
-                    loc: r.value_loc_of(Some("meta")).clone(),
+                    loc: r.value_loc_of(Some("meta")),
                     message: format!(
                         "{} uses semaphore `{}` with count {}, but {} (at {}) gives it count {count}; \
                          use one count everywhere",
@@ -413,7 +413,7 @@ fn check_footprints(doc: &GraphDoc, infos: &[ResourceInfo]) -> Result<(), PlanEr
                 Some(&j) if j != i => {
                     let (a, b) = (&doc.resources[j], &doc.resources[i]);
                     errors.push(GraphError::Duplicate {
-                        loc: b.loc_of(None).clone(),
+                        loc: b.loc_of(None),
                         message: format!(
                             "{} and {} (at {}) both manage unit {} on the {}; a unit can have \
                              only one resource",
@@ -436,7 +436,7 @@ fn check_footprints(doc: &GraphDoc, infos: &[ResourceInfo]) -> Result<(), PlanEr
                 if j != i {
                     let (a, b) = (&doc.resources[j], &doc.resources[i]);
                     errors.push(GraphError::Duplicate {
-                        loc: b.loc_of(None).clone(),
+                        loc: b.loc_of(None),
                         message: format!(
                             "{} and {} (at {}) both manage {}; a path can have only one resource",
                             b.id(),
@@ -472,7 +472,7 @@ fn overlapping_sockets(doc: &GraphDoc, infos: &[ResourceInfo]) -> Vec<GraphError
             if let Some((other, j)) = seen.iter().find(|(o, j)| *j != i && o.overlaps(g)) {
                 let (a, b) = (&doc.resources[*j], &doc.resources[i]);
                 errors.push(GraphError::Duplicate {
-                    loc: b.loc_of(None).clone(),
+                    loc: b.loc_of(None),
                     message: format!(
                         "{} binds {g} and {} (at {}) binds {other}; only one of them could \
                          listen there",
@@ -519,7 +519,7 @@ fn overlapping_trees(doc: &GraphDoc, infos: &[ResourceInfo]) -> Vec<GraphError> 
                 }
                 let (a, b) = (&doc.resources[j], &doc.resources[i]);
                 errors.push(GraphError::Duplicate {
-                    loc: b.loc_of(None).clone(),
+                    loc: b.loc_of(None),
                     message: format!(
                         "{} manages {}, which is inside {}, managed recursively by {} (at {}); \
                          a path can have only one resource: drop one of them, or make {} \

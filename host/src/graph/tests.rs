@@ -517,7 +517,7 @@ fn plugin_validate_errors_can_point_at_a_field() {
     .unwrap_or_else(|e| panic!("{e}"));
     let r = &doc.resources[0];
     let e = GraphError::Param {
-        loc: r.value_loc_of(Some("shell")).clone(),
+        loc: r.value_loc_of(Some("shell")),
         message: format!("{}: `shell` /bin/nope does not exist", r.id()),
     };
     assert_eq!(
@@ -578,5 +578,51 @@ fn many_dangling_edges_are_all_reported() {
         !e.0[1999].message().contains("did you mean"),
         "{}",
         e.0[1999]
+    );
+}
+
+#[test]
+fn long_lists_convert_in_order_with_every_error() {
+    // Long enough to be converted on two threads: with `bad`, errors in both halves, and a
+    // duplicate in the second half of a name from the first.
+    let list = |bad: bool| {
+        let mut text = String::from("graph: g\nresources:\n  file:\n");
+        for i in 0..3000 {
+            let name = match i {
+                2500 if bad => "r7".to_owned(),
+                _ => format!("r{i}"),
+            };
+            let retry = if bad && (i == 10 || i == 2900) {
+                "x"
+            } else {
+                "1"
+            };
+            text.push_str(&format!(
+                "  - {{name: {name}, path: /r{i}, meta: {{retry: {retry}}}}}\n"
+            ));
+        }
+        text
+    };
+    let e = parse(Path::new("g.yaml"), &list(true))
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+    let got: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        [
+            "g.yaml:14:43: meta `retry` of file[r10] must be -1 (retry forever) or a count of 0 \
+             or more, found a string",
+            "g.yaml:2504:6: duplicate resource file[r7]: a file named `r7` is already declared \
+             at g.yaml:11:6",
+            "g.yaml:2904:47: meta `retry` of file[r2900] must be -1 (retry forever) or a count \
+             of 0 or more, found a string",
+        ]
+    );
+    let doc = parse(Path::new("g.yaml"), &list(false)).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = doc.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names.len(), 3000);
+    assert_eq!(
+        (names[0], names[1500], names[2999]),
+        ("r0", "r1500", "r2999")
     );
 }
