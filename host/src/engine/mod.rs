@@ -174,7 +174,12 @@ struct Engine {
 impl Engine {
     /// Subscribe linked vertices to their paths and start their tasks, a batch at a time;
     /// returns the tasks in the order of `vertices`. The converger must already count them.
-    fn spawn(&mut self, vertices: &[Arc<Vertex>]) -> Vec<tokio::task::JoinHandle<()>> {
+    /// `started` is when building the vertices began, for the debug log.
+    fn spawn(
+        &mut self,
+        vertices: &[Arc<Vertex>],
+        started: Instant,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = Vec::with_capacity(vertices.len());
         for batch in vertices.chunks(SPAWN_BATCH) {
             let mut owners = Vec::new();
@@ -211,6 +216,14 @@ impl Engine {
                     }
                 }
             }
+            if tasks.is_empty() && batch.len() < vertices.len() {
+                tracing::debug!(
+                    "starting the first {} of {} vertices after {:.1?}",
+                    batch.len(),
+                    vertices.len(),
+                    started.elapsed()
+                );
+            }
             for (v, paths) in batch.iter().zip(subs) {
                 tasks.push(tokio::spawn(vertex::run(
                     v.clone(),
@@ -246,6 +259,7 @@ impl Engine {
 
     /// Start a fresh plan (no vertex running yet; the converger already counts them).
     fn load(&mut self, plan: Plan) {
+        let started = Instant::now();
         // Link before the tasks run: start them after.
         let vertices: Vec<Arc<Vertex>> = plan
             .resources
@@ -253,7 +267,7 @@ impl Engine {
             .map(|r| Arc::new(Vertex::new(r)))
             .collect();
         Self::link(&vertices, &plan.edges);
-        let tasks = self.spawn(&vertices);
+        let tasks = self.spawn(&vertices, started);
         self.running = vertices
             .into_iter()
             .zip(tasks)
@@ -329,6 +343,7 @@ impl Engine {
         drop(serving);
         self.retire(replace).await;
 
+        let started = Instant::now();
         let mut fresh = Vec::new();
         let mut kept = Vec::with_capacity(plan.resources.len());
         let vertices: Vec<Arc<Vertex>> = plan
@@ -350,7 +365,7 @@ impl Engine {
             .collect();
         Self::link(&vertices, &plan.edges);
         fresh.iter().for_each(|_| self.ctx.converger.add());
-        let mut tasks = self.spawn(&fresh).into_iter();
+        let mut tasks = self.spawn(&fresh, started).into_iter();
         self.running = vertices
             .into_iter()
             .zip(kept)
