@@ -37,10 +37,27 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    // Reading and parsing the graph needs no plugin: do it while the plugins load.
+    let parsing = std::thread::Builder::new()
+        .name("homeostat-parse".into())
+        .spawn({
+            let graph = args.graph.clone();
+            move || crate::plan::parse(&graph)
+        })?;
     let (_runtime, registry) = args.plugins.load()?;
     let registry = Arc::new(registry);
-    let plan = match crate::plan::load(&args.graph, &registry).await {
-        Ok(plan) => plan,
+    let parsed = match parsing.join() {
+        Ok(parsed) => parsed,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    let planned = match parsed {
+        Ok((text, doc)) => crate::plan::check_and_plan(doc, &registry)
+            .await
+            .map(|plan| (text, plan)),
+        Err(e) => Err(e),
+    };
+    let (text, plan) = match planned {
+        Ok(planned) => planned,
         Err(errors) => {
             eprintln!("{errors}");
             return Ok(ExitCode::FAILURE);
@@ -86,7 +103,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let _reloader = if args.no_reload {
         None
     } else {
-        Some(watch_graph(&args.graph, &hub, registry.clone(), update_tx)?)
+        Some(watch_graph(
+            &args.graph,
+            text.into_bytes(),
+            &hub,
+            registry.clone(),
+            update_tx,
+        )?)
     };
     // On a worker thread rather than the thread blocked in `block_on`: the engine spawns
     // a task per vertex and is woken by them, and from a worker both stay on the
@@ -124,8 +147,12 @@ impl Drop for Reloader {
     }
 }
 
+/// Starts the [`Reloader`]. `loaded` is the text the running graph was planned from: a
+/// save is compared with it (rather than with a second read of the file at start-up, which
+/// cost time and could miss an edit made while the graph was being planned).
 fn watch_graph(
     path: &Path,
+    loaded: Vec<u8>,
     hub: &WatchHub,
     registry: Arc<Registry>,
     updates: mpsc::Sender<Plan>,
@@ -135,7 +162,7 @@ fn watch_graph(
     let waker = changed.clone();
     let subscription = hub.subscribe(&absolute, false, Arc::new(move || waker.notify_one()))?;
     let path = path.to_path_buf();
-    let mut last = std::fs::read(&path).ok();
+    let mut last = Some(loaded);
     let task = tokio::spawn(async move {
         loop {
             changed.notified().await;

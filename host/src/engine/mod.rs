@@ -156,45 +156,83 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// The graph being run: vertices by id, in the plan's (topological) order.
+/// Vertices subscribed to their paths in one batch before their tasks start. Starting in
+/// batches lets the first check-applies run (on another worker) while the watch hub is still
+/// placing the later vertices' watches, instead of after all 10 000 of them.
+const SPAWN_BATCH: usize = 500;
+
+/// The graph being run.
 struct Engine {
     ctx: Arc<Ctx>,
     hub: WatchHub,
-    order: Vec<ResId>,
-    running: HashMap<ResId, Running>,
+    /// The vertices in the plan's (topological) order. Kept as a list rather than a map
+    /// by id: only a graph swap looks vertices up by id, and it indexes them itself.
+    running: Vec<Running>,
     swaps: usize,
 }
 
 impl Engine {
-    /// Subscribe linked vertices to their paths (one batch) and start their tasks.
-    fn spawn(&mut self, vertices: Vec<Arc<Vertex>>) {
-        let mut owners = Vec::new();
-        let mut requests = Vec::new();
-        for (i, v) in vertices.iter().enumerate() {
-            for r in vertex::path_watches(v) {
-                owners.push(i);
-                requests.push(r);
+    /// Subscribe linked vertices to their paths and start their tasks, a batch at a time;
+    /// returns the tasks in the order of `vertices`. The converger must already count them.
+    /// `started` is when building the vertices began, for the debug log.
+    fn spawn(
+        &mut self,
+        vertices: &[Arc<Vertex>],
+        started: Instant,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::with_capacity(vertices.len());
+        for batch in vertices.chunks(SPAWN_BATCH) {
+            let mut owners = Vec::new();
+            let mut requests = Vec::new();
+            for (i, v) in batch.iter().enumerate() {
+                for r in vertex::path_watches(v) {
+                    owners.push(i);
+                    requests.push(r);
+                }
+            }
+            let mut subs: Vec<Vec<crate::watch::Subscription>> =
+                batch.iter().map(|_| Vec::new()).collect();
+            let placed = self.hub.subscribe_many(requests);
+            // The n-th result of a vertex is for its n-th path watch. The path is looked up
+            // again only when it failed, rather than copied for every request up front.
+            let mut nth = vec![0usize; batch.len()];
+            for (i, result) in owners.into_iter().zip(placed) {
+                let n = nth[i];
+                nth[i] += 1;
+                match result {
+                    Ok(s) => subs[i].push(s),
+                    Err(e) => {
+                        let path = vertex::path_watches(&batch[i])
+                            .into_iter()
+                            .nth(n)
+                            .map(|(p, _, _)| p)
+                            .unwrap_or_default();
+                        tracing::error!(
+                            "{}: cannot watch {}: {e}; drift there is repaired only on other \
+                             events",
+                            batch[i].id,
+                            path.display()
+                        )
+                    }
+                }
+            }
+            if tasks.is_empty() && batch.len() < vertices.len() {
+                tracing::debug!(
+                    "starting the first {} of {} vertices after {:.1?}",
+                    batch.len(),
+                    vertices.len(),
+                    started.elapsed()
+                );
+            }
+            for (v, paths) in batch.iter().zip(subs) {
+                tasks.push(tokio::spawn(vertex::run(
+                    v.clone(),
+                    paths,
+                    self.ctx.clone(),
+                )));
             }
         }
-        let paths: Vec<_> = requests.iter().map(|(p, _, _)| p.clone()).collect();
-        let mut subs: Vec<Vec<crate::watch::Subscription>> =
-            vertices.iter().map(|_| Vec::new()).collect();
-        let placed = self.hub.subscribe_many(requests);
-        for ((i, path), result) in owners.into_iter().zip(paths).zip(placed) {
-            match result {
-                Ok(s) => subs[i].push(s),
-                Err(e) => tracing::error!(
-                    "{}: cannot watch {}: {e}; drift there is repaired only on other events",
-                    vertices[i].id,
-                    path.display()
-                ),
-            }
-        }
-        for (v, paths) in vertices.into_iter().zip(subs) {
-            self.ctx.converger.add();
-            let task = tokio::spawn(vertex::run(v.clone(), paths, self.ctx.clone()));
-            self.running.insert(v.id.clone(), Running { v, task });
-        }
+        tasks
     }
 
     /// Rewire every vertex to `edges` (indices into `vertices`), then nudge them all so
@@ -219,30 +257,29 @@ impl Engine {
         vertices.iter().for_each(|v| v.nudge());
     }
 
-    /// Start a fresh plan (no vertex running yet).
+    /// Start a fresh plan (no vertex running yet; the converger already counts them).
     fn load(&mut self, plan: Plan) {
+        let started = Instant::now();
+        // Link before the tasks run: start them after.
         let vertices: Vec<Arc<Vertex>> = plan
             .resources
             .into_iter()
-            .map(|r| {
-                self.order.push(r.id.clone());
-                // Link before the tasks run: start them after.
-                Arc::new(Vertex::new(r))
-            })
+            .map(|r| Arc::new(Vertex::new(r)))
             .collect();
         Self::link(&vertices, &plan.edges);
-        self.spawn(vertices);
+        let tasks = self.spawn(&vertices, started);
+        self.running = vertices
+            .into_iter()
+            .zip(tasks)
+            .map(|(v, task)| Running { v, task })
+            .collect();
     }
 
     /// Stop the given vertices (their in-flight check-applies finish), clean them up and
     /// take them out of the converger.
-    async fn retire(&mut self, ids: &[ResId]) {
-        let mut gone = Vec::new();
-        for id in ids {
-            if let Some(r) = self.running.remove(id) {
-                r.v.stop.send_replace(true);
-                gone.push(r);
-            }
+    async fn retire(&mut self, gone: Vec<Running>) {
+        for r in &gone {
+            r.v.stop.send_replace(true);
         }
         let mut cleanups = tokio::task::JoinSet::new();
         for r in gone {
@@ -259,40 +296,39 @@ impl Engine {
     /// Apply a new plan: keep what is unchanged, replace what changed, remove what is
     /// gone, start what is new, rewire everything.
     async fn swap(&mut self, plan: Plan) {
-        let mut keep: HashMap<ResId, Arc<Vertex>> = HashMap::new();
-        let mut replace = Vec::new();
         let mut new_ids: HashMap<&ResId, &PlannedResource> = HashMap::new();
         for r in &plan.resources {
             new_ids.insert(&r.id, r);
         }
-        for (id, running) in &self.running {
+        let mut keep: HashMap<ResId, Running> = HashMap::new();
+        let mut replace = Vec::new();
+        let mut changed = 0;
+        for running in std::mem::take(&mut self.running) {
+            let id = &running.v.id;
             match new_ids.get(id) {
                 Some(r) if r.same_as(&running.v) => {
                     let v = &running.v;
                     if v.meta.rewatch && v.phase() == Phase::Failed {
                         tracing::info!("{id}: failed earlier; restarting it (meta rewatch)");
-                        replace.push(id.clone());
+                        changed += 1;
+                        replace.push(running);
                     } else {
-                        keep.insert(id.clone(), v.clone());
+                        keep.insert(id.clone(), running);
                     }
                 }
                 Some(_) => {
                     tracing::info!("{id}: changed in the new graph; replacing it");
-                    replace.push(id.clone());
+                    changed += 1;
+                    replace.push(running);
                 }
                 None => {
                     tracing::info!("{id}: not in the new graph; removing it");
-                    replace.push(id.clone());
+                    replace.push(running);
                 }
             }
         }
-        let (added, changed) = (
-            plan.resources
-                .iter()
-                .filter(|r| !self.running.contains_key(&r.id))
-                .count(),
-            replace.iter().filter(|id| new_ids.contains_key(id)).count(),
-        );
+        // Every resource of the new plan that was running is either kept or changed.
+        let added = plan.resources.len() - keep.len() - changed;
         let removed = replace.len() - changed;
         drop(new_ids);
         // Servers of resources that are gone or no longer serve stop now; the others are
@@ -305,40 +341,51 @@ impl Engine {
             .collect();
         self.ctx.servers.retain(|id| serving.contains(id));
         drop(serving);
-        self.retire(&replace).await;
+        self.retire(replace).await;
 
-        self.order.clear();
+        let started = Instant::now();
         let mut fresh = Vec::new();
+        let mut kept = Vec::with_capacity(plan.resources.len());
         let vertices: Vec<Arc<Vertex>> = plan
             .resources
             .into_iter()
-            .map(|r| {
-                self.order.push(r.id.clone());
-                match keep.remove(&r.id) {
-                    Some(v) => v,
-                    None => {
-                        let v = Arc::new(Vertex::new(r));
-                        fresh.push(v.clone());
-                        v
-                    }
+            .map(|r| match keep.remove(&r.id) {
+                Some(running) => {
+                    let v = running.v.clone();
+                    kept.push(Some(running));
+                    v
+                }
+                None => {
+                    let v = Arc::new(Vertex::new(r));
+                    fresh.push(v.clone());
+                    kept.push(None);
+                    v
                 }
             })
             .collect();
         Self::link(&vertices, &plan.edges);
-        self.spawn(fresh);
+        fresh.iter().for_each(|_| self.ctx.converger.add());
+        let mut tasks = self.spawn(&fresh, started).into_iter();
+        self.running = vertices
+            .into_iter()
+            .zip(kept)
+            .map(|(v, kept)| {
+                kept.unwrap_or_else(|| Running {
+                    v,
+                    task: tasks.next().expect("a task per fresh vertex"),
+                })
+            })
+            .collect();
         self.swaps += 1;
         tracing::info!(
             "graph `{}` swapped in: {} unchanged, {changed} replaced, {added} added, {removed} removed",
             plan.name,
-            vertices.len() - changed - added,
+            self.running.len() - changed - added,
         );
     }
 
     fn vertices(&self) -> impl Iterator<Item = &Arc<Vertex>> {
-        self.order
-            .iter()
-            .filter_map(|id| self.running.get(id))
-            .map(|r| &r.v)
+        self.running.iter().map(|r| &r.v)
     }
 }
 
@@ -396,7 +443,9 @@ pub async fn run(
 ) -> Summary {
     let started = Instant::now();
     let ctx = Arc::new(Ctx {
-        converger: Converger::new(0),
+        // Counts the plan's vertices from the start (as busy): the same as adding them one
+        // by one, without a notification per vertex.
+        converger: Converger::new(plan.resources.len()),
         changes: AtomicUsize::new(0),
         noop: opts.noop,
         semaphores: limits::Semaphores::default(),
@@ -405,8 +454,7 @@ pub async fn run(
     let mut engine = Engine {
         ctx: ctx.clone(),
         hub,
-        order: Vec::new(),
-        running: HashMap::new(),
+        running: Vec::new(),
         swaps: 0,
     };
     engine.load(plan);
@@ -435,10 +483,10 @@ pub async fn run(
     // vertices drop their watches for free (one by one, 10 000 took ~75 ms).
     engine.hub.close();
     // Let in-flight check-applies finish unless told to abandon them.
-    for r in engine.running.values() {
+    for r in &engine.running {
         r.v.stop.send_replace(true);
     }
-    let mut tasks: Vec<_> = engine.running.values_mut().map(|r| &mut r.task).collect();
+    let mut tasks: Vec<_> = engine.running.iter_mut().map(|r| &mut r.task).collect();
     let all_done = async {
         for t in tasks.iter_mut() {
             let _ = t.await;
@@ -450,7 +498,7 @@ pub async fn run(
     };
     ctx.servers.retain(|_| false);
     let stopped = if cancelled {
-        engine.running.values().for_each(|r| r.task.abort());
+        engine.running.iter().for_each(|r| r.task.abort());
         Stopped::Cancelled
     } else {
         cleanup_all(engine.vertices().cloned().collect()).await;

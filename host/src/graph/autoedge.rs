@@ -1,13 +1,12 @@
 //! Path-based autoedges: a resource depends on whoever manages the path it needs, or the
 //! nearest directory above it.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-
-use super::ResId;
 
 /// Normalises a path for comparison, component-wise: `/etc//foo/./` becomes `/etc/foo`.
 /// Borrows when the path is already normal (the common case).
-fn normalize(p: &str) -> std::borrow::Cow<'_, str> {
+fn normalize(p: &str) -> Cow<'_, str> {
     let clean = !p.contains("//")
         && !p.contains("/./")
         && !p.ends_with("/.")
@@ -47,28 +46,31 @@ fn parent(p: &str) -> Option<&str> {
 /// itself (its own paths are skipped and the search goes on upward), and each pair appears
 /// once, in input order.
 ///
-/// `decls` holds, per resource, the paths it manages and the paths it depends on; when two
-/// resources claim the same managed path the first wins (the clash is reported elsewhere).
-/// Runs in O(total path components) with a hash map, fine for tens of thousands of resources.
-pub fn path_autoedges(decls: &[(ResId, Vec<String>, Vec<String>)]) -> Vec<(ResId, ResId)> {
-    let mut managers: HashMap<std::borrow::Cow<'_, str>, usize> = HashMap::new();
-    for (i, (_, managed, _)) in decls.iter().enumerate() {
+/// `decls` holds, per resource, the paths it manages and the paths it depends on; the edges
+/// name resources by their index in `decls`. When two resources claim the same managed path
+/// the first wins (the clash is reported elsewhere). Runs in O(total path components) with a
+/// hash map and borrows every path, fine for tens of thousands of resources.
+pub fn path_autoedges<M: AsRef<str>, D: AsRef<str>>(
+    decls: &[(Vec<M>, &[D])],
+) -> Vec<(usize, usize)> {
+    let mut managers: HashMap<Cow<'_, str>, usize> = HashMap::with_capacity(decls.len());
+    for (i, (managed, _)) in decls.iter().enumerate() {
         for p in managed {
-            managers.entry(normalize(p)).or_insert(i);
+            managers.entry(normalize(p.as_ref())).or_insert(i);
         }
     }
     let mut seen: HashSet<(usize, usize)> = HashSet::new();
     let mut edges = Vec::new();
-    for (r, (id, _, deps)) in decls.iter().enumerate() {
-        for dep in deps {
-            let dep = normalize(dep);
+    for (r, (_, deps)) in decls.iter().enumerate() {
+        for dep in deps.iter() {
+            let dep = normalize(dep.as_ref());
             let mut cur = Some(dep.as_ref());
             while let Some(p) = cur {
                 if let Some(&m) = managers.get(p)
                     && m != r
                 {
                     if seen.insert((m, r)) {
-                        edges.push((decls[m].0.clone(), id.clone()));
+                        edges.push((m, r));
                     }
                     break;
                 }
@@ -84,26 +86,34 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn file(name: &str, path: &str) -> (ResId, Vec<String>, Vec<String>) {
-        let parent = Path::new(path)
+    fn parent_of(path: &str) -> Vec<String> {
+        Path::new(path)
             .parent()
             .map(|p| p.display().to_string())
             .into_iter()
-            .collect();
-        (ResId::new("file", name), vec![path.to_owned()], parent)
+            .collect()
     }
 
     #[test]
     fn nearest_managed_ancestor() {
-        let decls = vec![
-            file("etc", "/etc/"),
-            file("foo", "/etc/foo/"),
-            file("bar", "/etc/foo/a/b/bar"),
-            file("foobar", "/etc/foobar"),
-            file("x", "/srv/x"),
+        let files = [
+            ("etc", "/etc/"),
+            ("foo", "/etc/foo/"),
+            ("bar", "/etc/foo/a/b/bar"),
+            ("foobar", "/etc/foobar"),
+            ("x", "/srv/x"),
         ];
+        let parents: Vec<Vec<String>> = files.iter().map(|(_, p)| parent_of(p)).collect();
+        let decls: Vec<(Vec<&str>, &[String])> = files
+            .iter()
+            .zip(&parents)
+            .map(|((_, path), parent)| (vec![*path], &parent[..]))
+            .collect();
         let edges = path_autoedges(&decls);
-        let got: Vec<String> = edges.iter().map(|(a, b)| format!("{a} -> {b}")).collect();
+        let got: Vec<String> = edges
+            .iter()
+            .map(|&(a, b)| format!("file[{}] -> file[{}]", files[a].0, files[b].0))
+            .collect();
         assert_eq!(
             got,
             [
@@ -136,15 +146,12 @@ mod tests {
 
     #[test]
     fn never_to_itself_and_no_duplicates() {
-        let decls = vec![
-            (ResId::new("file", "d"), vec!["/d".into()], vec![]),
-            (
-                ResId::new("svc", "s"),
-                vec!["/d/s".into()],
-                vec!["/d/s".into(), "/d/s/x".into(), "/d/t".into()],
-            ),
+        // file[d] manages /d; svc[s] manages /d/s and depends on paths at and below both.
+        let decls: Vec<(Vec<&str>, &[&str])> = vec![
+            (vec!["/d"], &[]),
+            (vec!["/d/s"], &["/d/s", "/d/s/x", "/d/t"]),
         ];
         let edges = path_autoedges(&decls);
-        assert_eq!(edges, [(ResId::new("file", "d"), ResId::new("svc", "s"))]);
+        assert_eq!(edges, [(0, 1)]);
     }
 }

@@ -191,7 +191,7 @@ fn param_error(
             for name in unexpected {
                 let hint = did_you_mean(name, names.iter().map(String::as_str));
                 errors.push(GraphError::Param {
-                    loc: decl.loc_of(Some(name)).clone(),
+                    loc: decl.loc_of(Some(name)),
                     message: format!(
                         "unknown param `{name}` for kind `{}` in {id}{hint}",
                         decl.kind
@@ -206,7 +206,7 @@ fn param_error(
                 .collect::<Vec<_>>()
                 .join(", ");
             errors.push(GraphError::Param {
-                loc: decl.value_loc_of(Some(&top)).clone(),
+                loc: decl.value_loc_of(Some(&top)),
                 message: format!("{id}: param `{path}` has unknown key(s) {list}"),
             });
         }
@@ -227,7 +227,7 @@ fn param_error(
         }
         (None, Some(top)) => {
             errors.push(GraphError::Param {
-                loc: decl.value_loc_of(Some(&top)).clone(),
+                loc: decl.value_loc_of(Some(&top)),
                 message: format!("{id}: invalid param `{path}`: {e}{}", type_hint(e)),
             });
         }

@@ -40,21 +40,47 @@ fn catalog() -> SchemaCatalog {
 }
 
 /// parse → check_params → path autoedges (parent directories of `path`) → build, as
-/// `homeostat validate` does.
-fn validate(text: &str) -> Result<Graph, GraphErrors> {
+/// `homeostat validate` does; `then` looks at the built graph.
+fn validate_with<T>(text: &str, then: impl FnOnce(&Graph<'_>) -> T) -> Result<T, GraphErrors> {
     let doc = parse(Path::new("graph.yaml"), text)?;
     check_params(&doc, &catalog())?;
-    let decls: Vec<(ResId, Vec<String>, Vec<String>)> = doc
+    let paths: Vec<(Vec<String>, Vec<String>)> = doc
         .resources
         .iter()
-        .filter(|r| r.kind == "file")
-        .filter_map(|r| {
-            let path = r.params.get("path")?.as_str()?.to_owned();
-            let parent = Path::new(&path).parent()?.display().to_string();
-            Some((r.id(), vec![path], vec![parent]))
+        .map(|r| {
+            let path = r
+                .params
+                .get("path")
+                .and_then(|p| p.as_str())
+                .filter(|_| r.kind == "file");
+            let parent = path
+                .and_then(|p| Path::new(p).parent())
+                .map(|p| p.display().to_string());
+            (
+                path.map(str::to_owned).into_iter().collect(),
+                parent.into_iter().collect(),
+            )
         })
         .collect();
-    build(&doc, &path_autoedges(&decls))
+    let decls: Vec<(Vec<String>, &[String])> = paths
+        .iter()
+        .map(|(managed, deps)| (managed.clone(), &deps[..]))
+        .collect();
+    Ok(then(&build(&doc, &path_autoedges(&decls))?))
+}
+
+fn validate(text: &str) -> Result<(), GraphErrors> {
+    validate_with(text, |_| ())
+}
+
+/// The resource index of each `(from, to)` pair, for [`build`]; pairs naming a resource
+/// that is not declared are dropped.
+fn indices(doc: &GraphDoc, pairs: &[(ResId, ResId)]) -> Vec<(usize, usize)> {
+    let at = |id: &ResId| doc.resources.iter().position(|r| r.id() == *id);
+    pairs
+        .iter()
+        .filter_map(|(a, b)| Some((at(a)?, at(b)?)))
+        .collect()
 }
 
 fn errors_of(text: &str) -> String {
@@ -111,10 +137,21 @@ cases! {
 
 #[test]
 fn case_hello_valid() {
-    let g = match validate(include_str!("../../../tests/cases/hello-valid/graph.yaml")) {
-        Ok(g) => g,
-        Err(e) => panic!("{e}"),
-    };
+    let text = include_str!("../../../tests/cases/hello-valid/graph.yaml");
+    validate_with(text, hello_valid_graph).unwrap_or_else(|e| panic!("{e}"));
+    let doc = parse(Path::new("graph.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let shared = doc
+        .resources
+        .iter()
+        .find(|r| r.name == "shared")
+        .unwrap_or_else(|| panic!("shared"));
+    assert!(shared.exported);
+    assert_eq!(shared.meta.export, ["*"]);
+    assert_eq!(doc.collect[0].pattern, "/tmp/homeostat-hello-valid/");
+    assert_eq!(issue_timeout(&doc), Some(10_000));
+}
+
+fn hello_valid_graph(g: &Graph<'_>) {
     assert_eq!(g.name(), "hello-valid");
     // The exported resource is not a vertex.
     assert_eq!(
@@ -160,20 +197,6 @@ fn case_hello_valid() {
         .map(|(d, _)| d.name.clone())
         .collect();
     assert_eq!(succ.len(), 2);
-    let doc = parse(
-        Path::new("graph.yaml"),
-        include_str!("../../../tests/cases/hello-valid/graph.yaml"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let shared = doc
-        .resources
-        .iter()
-        .find(|r| r.name == "shared")
-        .unwrap_or_else(|| panic!("shared"));
-    assert!(shared.exported);
-    assert_eq!(shared.meta.export, ["*"]);
-    assert_eq!(doc.collect[0].pattern, "/tmp/homeostat-hello-valid/");
-    assert_eq!(issue_timeout(&doc), Some(10_000));
 }
 
 fn issue_timeout(doc: &GraphDoc) -> Option<u64> {
@@ -429,6 +452,7 @@ fn autoedges_respect_meta_and_explicit_edges() {
         (id("a"), id("a")),
         (id("x"), id("a")),
     ];
+    let auto = indices(&doc, &auto);
     let g = build(&doc, &auto).unwrap_or_else(|e| panic!("{e}"));
     let edges: Vec<String> = g
         .edges()
@@ -452,7 +476,7 @@ fn cycle_through_an_autoedge_says_so() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let auto = vec![(ResId::new("file", "d"), ResId::new("file", "a"))];
-    let out = build(&doc, &auto)
+    let out = build(&doc, &indices(&doc, &auto))
         .err()
         .unwrap_or_else(|| panic!("accepted"))
         .to_string();
@@ -493,7 +517,7 @@ fn plugin_validate_errors_can_point_at_a_field() {
     .unwrap_or_else(|e| panic!("{e}"));
     let r = &doc.resources[0];
     let e = GraphError::Param {
-        loc: r.value_loc_of(Some("shell")).clone(),
+        loc: r.value_loc_of(Some("shell")),
         message: format!("{}: `shell` /bin/nope does not exist", r.id()),
     };
     assert_eq!(
@@ -554,5 +578,51 @@ fn many_dangling_edges_are_all_reported() {
         !e.0[1999].message().contains("did you mean"),
         "{}",
         e.0[1999]
+    );
+}
+
+#[test]
+fn long_lists_convert_in_order_with_every_error() {
+    // Long enough to be converted on two threads: with `bad`, errors in both halves, and a
+    // duplicate in the second half of a name from the first.
+    let list = |bad: bool| {
+        let mut text = String::from("graph: g\nresources:\n  file:\n");
+        for i in 0..3000 {
+            let name = match i {
+                2500 if bad => "r7".to_owned(),
+                _ => format!("r{i}"),
+            };
+            let retry = if bad && (i == 10 || i == 2900) {
+                "x"
+            } else {
+                "1"
+            };
+            text.push_str(&format!(
+                "  - {{name: {name}, path: /r{i}, meta: {{retry: {retry}}}}}\n"
+            ));
+        }
+        text
+    };
+    let e = parse(Path::new("g.yaml"), &list(true))
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+    let got: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        [
+            "g.yaml:14:43: meta `retry` of file[r10] must be -1 (retry forever) or a count of 0 \
+             or more, found a string",
+            "g.yaml:2504:6: duplicate resource file[r7]: a file named `r7` is already declared \
+             at g.yaml:11:6",
+            "g.yaml:2904:47: meta `retry` of file[r2900] must be -1 (retry forever) or a count \
+             of 0 or more, found a string",
+        ]
+    );
+    let doc = parse(Path::new("g.yaml"), &list(false)).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = doc.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names.len(), 3000);
+    assert_eq!(
+        (names[0], names[1500], names[2999]),
+        ("r0", "r1500", "r2999")
     );
 }
