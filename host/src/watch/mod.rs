@@ -281,6 +281,8 @@ impl WatchHub {
         let shared = &self.inner.shared;
         let mut results: Vec<Option<Result<Subscription, WatchError>>> = Vec::new();
         let mut subs = Vec::new();
+        // One lock for the whole batch, not one per subscriber.
+        let mut routes = shared.lock();
         for (path, recursive, waker) in requests {
             let target = match normalize(&path) {
                 Ok(t) => t,
@@ -296,10 +298,11 @@ impl WatchHub {
                 recursive,
                 waker,
             });
-            shared.route(&sub);
+            routes.add(&sub);
             results.push(None);
             subs.push(sub);
         }
+        drop(routes);
         let placed: Vec<Result<(), WatchError>> = if subs.is_empty() {
             Vec::new()
         } else if on_internal_thread() {
@@ -440,22 +443,6 @@ impl Shared {
         self.tx.send(cmd).is_ok()
     }
 
-    fn route(&self, sub: &Arc<Sub>) {
-        let mut routes = self.lock();
-        routes
-            .exact
-            .entry(sub.target.clone())
-            .or_default()
-            .push(Arc::clone(sub));
-        if sub.recursive {
-            routes
-                .recursive
-                .entry(sub.target.clone())
-                .or_default()
-                .push(Arc::clone(sub));
-        }
-    }
-
     fn unroute(&self, id: u64, target: &Path, recursive: bool) {
         let mut routes = self.lock();
         remove_sub(&mut routes.exact, id, target);
@@ -566,6 +553,20 @@ impl Sub {
 }
 
 impl Routes {
+    /// Routes events for `sub`'s target (and below it, when recursive) to it.
+    fn add(&mut self, sub: &Arc<Sub>) {
+        self.exact
+            .entry(sub.target.clone())
+            .or_default()
+            .push(Arc::clone(sub));
+        if sub.recursive {
+            self.recursive
+                .entry(sub.target.clone())
+                .or_default()
+                .push(Arc::clone(sub));
+        }
+    }
+
     /// The literal (subscriber-side) paths an event path under a watched directory stands for.
     fn translate(&self, path: &Path) -> Vec<PathBuf> {
         let mut out = Vec::with_capacity(1);
