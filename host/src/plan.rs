@@ -80,17 +80,8 @@ pub fn parse(path: &Path) -> Result<(String, GraphDoc), PlanError> {
 /// Check a parsed graph's kinds, edges and params against the plugins, then [`plan`] it.
 pub async fn check_and_plan(doc: GraphDoc, registry: &Registry) -> Result<Plan, PlanError> {
     let started = std::time::Instant::now();
-    // The schema checks and the params' JSON text are both needed before validate and do
-    // not depend on each other: on two threads they take half as long.
-    let (checked, params) = std::thread::scope(|s| {
-        let check = s.spawn(|| graph::check_params(&doc, registry));
-        let params: Vec<Arc<str>> = doc.resources.iter().map(params_json).collect();
-        (check.join(), params)
-    });
-    match checked {
-        Ok(result) => result?,
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
+    graph::check_params(&doc, registry)?;
+    let params: Vec<Arc<str>> = doc.resources.iter().map(params_json).collect();
     let checked = started.elapsed();
     let file = doc.file.clone();
     let plan = plan(doc, params, registry).await?;
