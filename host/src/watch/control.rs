@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 
 use super::inotify::DirWatcher;
-use super::{INTERNAL, Shared, Sub, WatchError, descendants};
+use super::{INTERNAL, Shared, Sub, WatchError, bytes, subs_below};
 
 /// Bound on anchor moves while settling one subscriber (directories that keep flapping).
 const MAX_MOVES: usize = 64;
@@ -258,14 +258,14 @@ impl Control {
         {
             let routes = self.shared.lock();
             for lit in literals {
-                if let Some(subs) = routes.exact.get(lit) {
+                if let Some(subs) = routes.exact.get(bytes(lit)) {
                     full.extend(subs.iter().map(|s| s.id));
                 }
-                for (_, subs) in descendants(&routes.exact, lit) {
+                for subs in subs_below(&routes.exact, lit) {
                     full.extend(subs.iter().map(|s| s.id));
                 }
                 for ancestor in lit.ancestors().skip(1) {
-                    if let Some(subs) = routes.recursive.get(ancestor) {
+                    if let Some(subs) = routes.recursive.get(bytes(ancestor)) {
                         partial.extend(subs.iter().map(|s| (s.id, lit.clone())));
                     }
                 }

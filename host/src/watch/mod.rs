@@ -22,7 +22,8 @@
 //!   (one non-recursive watch each, shared with other subscribers); directories created or moved
 //!   in later are added, removed ones are dropped. Symbolic links inside the tree are not
 //!   followed.
-//! * **Routing is by target path.** Subscribers are kept in a `BTreeMap` keyed by their target.
+//! * **Routing is by target path.** Subscribers are kept in a `BTreeMap` keyed by their target
+//!   (its bytes: byte order is cheaper than comparing components).
 //!   An event for path `P` wakes the subscribers of exactly `P`, the subscribers of paths below
 //!   `P` when `P` itself was created, removed or renamed (a contiguous range of the map), and the
 //!   recursive subscribers of ancestors of `P` (one lookup per ancestor). Nothing scans all
@@ -70,6 +71,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::ops::Bound;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
@@ -188,10 +190,10 @@ struct Sub {
 
 #[derive(Default)]
 struct Routes {
-    /// Every subscriber, by target path.
-    exact: BTreeMap<PathBuf, Vec<Arc<Sub>>>,
-    /// Recursive subscribers, by target path.
-    recursive: BTreeMap<PathBuf, Vec<Arc<Sub>>>,
+    /// Every subscriber, by the bytes of its (normalised) target path.
+    exact: SubMap,
+    /// Recursive subscribers, by the bytes of their target path.
+    recursive: SubMap,
     /// Watched directory (the path given to inotify, canonical) -> the literal paths of
     /// subscribers that it stands for. Events arrive under the canonical path.
     aliases: BTreeMap<PathBuf, Vec<PathBuf>>,
@@ -489,19 +491,19 @@ impl Shared {
             let routes = self.lock();
             let literals = routes.translate(path);
             for lit in &literals {
-                if let Some(subs) = routes.exact.get(lit) {
+                if let Some(subs) = routes.exact.get(bytes(lit)) {
                     out.extend(subs.iter().cloned());
                     interested |= structural && subs.iter().any(|s| s.recursive);
                 }
                 if structural {
-                    for (_, subs) in descendants(&routes.exact, lit) {
+                    for subs in subs_below(&routes.exact, lit) {
                         out.extend(subs.iter().cloned());
                         interested = true;
                     }
                 }
                 if !routes.recursive.is_empty() {
                     for ancestor in lit.ancestors().skip(1) {
-                        if let Some(subs) = routes.recursive.get(ancestor) {
+                        if let Some(subs) = routes.recursive.get(bytes(ancestor)) {
                             out.extend(subs.iter().cloned());
                             interested |= structural;
                         }
@@ -555,13 +557,16 @@ impl Sub {
 impl Routes {
     /// Routes events for `sub`'s target (and below it, when recursive) to it.
     fn add(&mut self, sub: &Arc<Sub>) {
-        self.exact
-            .entry(sub.target.clone())
-            .or_default()
-            .push(Arc::clone(sub));
+        let key = bytes(&sub.target);
+        match self.exact.get_mut(key) {
+            Some(subs) => subs.push(Arc::clone(sub)),
+            None => {
+                self.exact.insert(key.to_vec(), vec![Arc::clone(sub)]);
+            }
+        }
         if sub.recursive {
             self.recursive
-                .entry(sub.target.clone())
+                .entry(key.to_vec())
                 .or_default()
                 .push(Arc::clone(sub));
         }
@@ -587,6 +592,29 @@ impl Routes {
     }
 }
 
+/// Subscribers by the bytes of a normalised path. Byte order rather than `Path`'s
+/// component-by-component order: every subscription and every routed event compares keys,
+/// and comparing components was ~35 ms of starting 10 000 file resources.
+type SubMap = BTreeMap<Vec<u8>, Vec<Arc<Sub>>>;
+
+fn bytes(path: &Path) -> &[u8] {
+    path.as_os_str().as_bytes()
+}
+
+/// Subscriber lists of `map` strictly below the normalised `path`. In byte order they are
+/// the keys starting with `path/` (a contiguous range; `/a/b-c` sorts between `/a/b` and
+/// `/a/b/c`, so the range starts at the slash).
+fn subs_below<'a>(map: &'a SubMap, path: &Path) -> Vec<&'a Vec<Arc<Sub>>> {
+    let mut prefix = bytes(path).to_vec();
+    if prefix.last() != Some(&b'/') {
+        prefix.push(b'/');
+    }
+    map.range::<[u8], _>((Bound::Included(&prefix[..]), Bound::Unbounded))
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .map(|(_, subs)| subs)
+        .collect()
+}
+
 /// Entries of `map` strictly below `path` (a contiguous range: paths order by component).
 fn descendants<'a, V>(
     map: &'a BTreeMap<PathBuf, V>,
@@ -596,11 +624,11 @@ fn descendants<'a, V>(
         .take_while(move |(k, _)| k.starts_with(path))
 }
 
-fn remove_sub(map: &mut BTreeMap<PathBuf, Vec<Arc<Sub>>>, id: u64, target: &Path) {
-    if let Some(subs) = map.get_mut(target) {
+fn remove_sub(map: &mut SubMap, id: u64, target: &Path) {
+    if let Some(subs) = map.get_mut(bytes(target)) {
         subs.retain(|s| s.id != id);
         if subs.is_empty() {
-            map.remove(target);
+            map.remove(bytes(target));
         }
     }
 }

@@ -718,3 +718,36 @@ fn hub_and_subscription_are_send_and_sync() {
     check::<Subscription>();
     check::<WatchError>();
 }
+
+#[test]
+fn subscribers_below_a_path_are_found_in_byte_order() {
+    let sub = |target: &str| {
+        Arc::new(super::Sub {
+            id: 0,
+            target: PathBuf::from(target),
+            recursive: false,
+            waker: Arc::new(|| {}),
+        })
+    };
+    let mut map = super::SubMap::new();
+    for t in [
+        "/a/b", "/a/b-c", "/a/b/c", "/a/b/c/d", "/a/b0", "/a/bb", "/b",
+    ] {
+        map.insert(t.as_bytes().to_vec(), vec![sub(t)]);
+    }
+    let below = |p: &str| -> Vec<String> {
+        super::subs_below(&map, Path::new(p))
+            .iter()
+            .map(|subs| subs[0].target.display().to_string())
+            .collect()
+    };
+    assert_eq!(below("/a/b"), ["/a/b/c", "/a/b/c/d"]);
+    assert_eq!(below("/a/b/c"), ["/a/b/c/d"]);
+    assert_eq!(below("/a/b-c"), Vec::<String>::new());
+    assert_eq!(
+        below("/"),
+        [
+            "/a/b", "/a/b-c", "/a/b/c", "/a/b/c/d", "/a/b0", "/a/bb", "/b"
+        ]
+    );
+}
