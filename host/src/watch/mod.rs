@@ -611,6 +611,7 @@ fn subs_below<'a>(map: &'a SubMap, path: &Path) -> Vec<&'a Vec<Arc<Sub>>> {
     }
     map.range::<[u8], _>((Bound::Included(&prefix[..]), Bound::Unbounded))
         .take_while(|(k, _)| k.starts_with(&prefix))
+        .filter(|(k, _)| k.as_slice() != bytes(path)) // `/` itself, when `path` is `/`
         .map(|(_, subs)| subs)
         .collect()
 }
