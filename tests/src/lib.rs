@@ -401,7 +401,30 @@ impl UserManager {
             .then_some(())
         });
         assert!(ready.is_some(), "systemd --user did not come up");
+        // The manager answering `systemctl` (its private socket) does not mean the session
+        // bus answers: its dbus-daemon is socket-activated on the first connection. Under
+        // load that activation was seen to outlast homeostat's 10 s connect timeout, so
+        // the harness waits for the bus itself.
+        let bus = wait_for(|| m.bus_answers().then_some(()));
+        assert!(
+            bus.is_some(),
+            "the session bus of systemd --user does not answer"
+        );
         Some(m)
+    }
+
+    /// Whether the session bus answers a call to the bus daemon itself (`busctl` ships
+    /// with systemd; without it, assume it does).
+    fn bus_answers(&self) -> bool {
+        let o = Command::new("busctl")
+            .args(["--user", "--timeout=2", "call", "org.freedesktop.DBus"])
+            .args(["/org/freedesktop/DBus", "org.freedesktop.DBus", "GetId"])
+            .envs(self.env())
+            .output();
+        match o {
+            Ok(o) => o.status.success(),
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        }
     }
 
     /// Where its unit files go (`$XDG_CONFIG_HOME/systemd/user`).
