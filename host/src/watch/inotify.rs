@@ -61,33 +61,63 @@ pub(super) enum Raw {
     Error(io::Error),
 }
 
-/// Watch descriptors and the directories they stand for.
+/// Watch descriptors and the directories they stand for. The kernel gives one descriptor
+/// per inode, so two paths of one directory share one; events are reported under the path
+/// watched last. Every operation is O(paths of one descriptor), so dropping thousands of
+/// watches stays linear.
 #[derive(Default)]
 struct Table {
-    by_wd: HashMap<i32, PathBuf>,
+    by_wd: HashMap<i32, Vec<PathBuf>>,
     by_path: HashMap<PathBuf, i32>,
 }
 
 impl Table {
-    /// Forgets `path`; returns its descriptor when no other path shares it (the kernel gives
-    /// one descriptor per inode, so two paths of one directory share one).
+    /// Records that `path` is watched as `wd`. When the path was watched before as another
+    /// descriptor (another directory lived there) that nothing else uses, returns it: the
+    /// caller removes that stale watch.
+    fn insert(&mut self, wd: i32, path: &Path) -> Option<i32> {
+        let released = match self.by_path.insert(path.to_path_buf(), wd) {
+            Some(old) if old != wd => self.unlink(old, path).then_some(old),
+            _ => None,
+        };
+        let paths = self.by_wd.entry(wd).or_default();
+        paths.retain(|p| p != path);
+        paths.push(path.to_path_buf());
+        released
+    }
+
+    /// The directory events of `wd` are reported under.
+    fn dir(&self, wd: i32) -> Option<&PathBuf> {
+        self.by_wd.get(&wd)?.last()
+    }
+
+    /// Forgets `path`; returns its descriptor when no other path shares it.
     fn remove_path(&mut self, path: &Path) -> Option<i32> {
         let wd = self.by_path.remove(path)?;
-        match self.by_path.iter().find(|(_, w)| **w == wd) {
-            Some((other, _)) => {
-                self.by_wd.insert(wd, other.clone());
-                None
-            }
-            None => {
-                self.by_wd.remove(&wd);
-                Some(wd)
-            }
+        self.unlink(wd, path).then_some(wd)
+    }
+
+    /// Takes `path` off `wd`'s list; true when that was the last one.
+    fn unlink(&mut self, wd: i32, path: &Path) -> bool {
+        let Some(paths) = self.by_wd.get_mut(&wd) else {
+            return false;
+        };
+        paths.retain(|p| p != path);
+        if paths.is_empty() {
+            self.by_wd.remove(&wd);
+            true
+        } else {
+            false
         }
     }
 
+    /// The kernel dropped `wd`: forget every path of it.
     fn remove_wd(&mut self, wd: i32) {
-        self.by_wd.remove(&wd);
-        self.by_path.retain(|_, w| *w != wd);
+        for path in self.by_wd.remove(&wd).unwrap_or_default() {
+            if self.by_path.get(&path) == Some(&wd) {
+                self.by_path.remove(&path);
+            }
+        }
     }
 }
 
@@ -141,8 +171,9 @@ impl DirWatcher {
     pub(super) fn watch(&self, dir: &Path) -> io::Result<()> {
         let mut table = self.inner.table();
         let wd = inotify::add_watch(&self.inner.fd, dir, MASK)?;
-        table.by_wd.insert(wd, dir.to_path_buf());
-        table.by_path.insert(dir.to_path_buf(), wd);
+        if let Some(stale) = table.insert(wd, dir) {
+            let _ = inotify::remove_watch(&self.inner.fd, stale);
+        }
         Ok(())
     }
 
@@ -217,7 +248,7 @@ fn event_loop(inner: &Inner, stop: &OwnedFd, mut handler: impl FnMut(Raw)) {
             let Some(change) = classify(flags) else {
                 continue;
             };
-            let Some(dir) = inner.table().by_wd.get(&event.wd()).cloned() else {
+            let Some(dir) = inner.table().dir(event.wd()).cloned() else {
                 continue; // a watch removed meanwhile
             };
             let path = if name.is_empty() {
@@ -259,4 +290,30 @@ fn classify(flags: ReadFlags) -> Option<Change> {
             return None;
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Table;
+    use std::path::Path;
+
+    #[test]
+    fn table_shares_a_descriptor_between_paths_of_one_directory() {
+        let mut t = Table::default();
+        assert_eq!(t.insert(1, Path::new("/a")), None);
+        assert_eq!(t.insert(1, Path::new("/b")), None); // same inode, second spelling
+        assert_eq!(t.insert(2, Path::new("/c")), None);
+        assert_eq!(t.dir(1), Some(&Path::new("/b").to_path_buf()));
+        assert_eq!(t.remove_path(Path::new("/b")), None, "/a still uses it");
+        assert_eq!(t.dir(1), Some(&Path::new("/a").to_path_buf()));
+        assert_eq!(t.remove_path(Path::new("/a")), Some(1));
+        assert_eq!(t.dir(1), None);
+        assert_eq!(t.remove_path(Path::new("/a")), None, "already gone");
+        // A path watched again gets the new descriptor; the old one is released.
+        assert_eq!(t.insert(3, Path::new("/c")), Some(2));
+        assert_eq!(t.dir(2), None);
+        t.remove_wd(3);
+        assert_eq!(t.dir(3), None);
+        assert_eq!(t.remove_path(Path::new("/c")), None);
+    }
 }
