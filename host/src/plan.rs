@@ -176,7 +176,7 @@ pub async fn plan(
     let name = std::mem::take(&mut doc.name);
     // What is left (params, locations) takes milliseconds to free at 10 000 resources and
     // nobody needs it: free it off the start-up path.
-    drop_in_background(doc);
+    crate::engine::drop_in_background(doc);
     tracing::debug!(
         "planned {} resources and {} edges after validate in {:.1?}",
         resources.len(),
@@ -188,14 +188,6 @@ pub async fn plan(
         resources,
         edges,
     })
-}
-
-/// Drops `value` on a short-lived thread. If no thread can be started, `spawn` drops the
-/// closure, and the value with it, right here.
-fn drop_in_background<T: Send + 'static>(value: T) {
-    let _ = std::thread::Builder::new()
-        .name("homeostat-drop".into())
-        .spawn(move || drop(value));
 }
 
 /// The registry entry of the last kind looked up: resources of one kind come in runs, so

@@ -508,10 +508,17 @@ pub async fn run(
     let summary = summarize(&engine, stopped, started);
     // Freeing a large graph takes a while (~30 ms for 10 000 resources) and nobody waits
     // for it: do it off the caller's path.
+    drop_in_background(engine);
+    summary
+}
+
+/// Drops `value` on a short-lived thread: for large structures nobody waits for (a graph
+/// of 10 000 resources takes tens of milliseconds to free). If no thread can be started,
+/// `spawn` drops the closure, and the value with it, right here.
+pub(crate) fn drop_in_background<T: Send + 'static>(value: T) {
     let _ = std::thread::Builder::new()
         .name("homeostat-drop".into())
-        .spawn(move || drop(engine));
-    summary
+        .spawn(move || drop(value));
 }
 
 fn summarize(engine: &Engine, stopped: Stopped, started: Instant) -> Summary {
