@@ -83,6 +83,27 @@ pub struct Unavailable {
     pub kinds: Vec<String>,
 }
 
+/// Where a plugin comes from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// Embedded in this binary: trusted with what it declares, built against this very
+    /// host (so linking cannot fail), and therefore compiled, linked and its kinds' schemas
+    /// compiled on first use.
+    Bundled(&'static [u8]),
+    /// A `--plugin-dir` file: granted what `policy` allows, and compiled and linked at
+    /// start so that a broken plugin is reported at once.
+    Dir { wasm: &'a [u8], policy: &'a Policy },
+}
+
+impl Source<'_> {
+    fn wasm(&self) -> &[u8] {
+        match self {
+            Source::Bundled(wasm) => wasm,
+            Source::Dir { wasm, .. } => wasm,
+        }
+    }
+}
+
 /// One kind: its plugin and compiled params schema.
 pub struct KindEntry {
     pub plugin: Arc<Plugin>,
@@ -144,11 +165,9 @@ impl Registry {
         for (name, wasm, sha256) in bundled::BUNDLED {
             reg.add(
                 runtime,
-                wasm,
+                Source::Bundled(wasm),
                 sha256,
                 format!("bundled:{name}"),
-                None,
-                Some(wasm),
             )?;
         }
         for dir in dirs {
@@ -172,7 +191,11 @@ impl Registry {
                     }
                 };
                 let sha256 = crate::plugin::inspect::sha256_hex(&wasm);
-                match reg.add(runtime, &wasm, &sha256, origin.clone(), Some(policy), None) {
+                let source = Source::Dir {
+                    wasm: &wasm,
+                    policy,
+                };
+                match reg.add(runtime, source, &sha256, origin.clone()) {
                     Ok(()) => {}
                     Err(e @ RegistryError::DuplicateKind { .. }) => return Err(e),
                     Err(error) => {
@@ -202,19 +225,15 @@ impl Registry {
         });
     }
 
-    /// Load one plugin (`sha256`: hex SHA-256 of `wasm`); `policy` is `None` for a bundled
-    /// (trusted) plugin, which is `bundled` too: the same bytes, embedded in this binary,
-    /// are compiled and linked on first use (they were built against this host, so that
-    /// cannot fail), as are its kinds' schemas.
+    /// Load one plugin (`sha256`: hex SHA-256 of its wasm).
     fn add(
         &mut self,
         runtime: &Runtime,
-        wasm: &[u8],
+        source: Source<'_>,
         sha256: &str,
         origin: String,
-        policy: Option<&Policy>,
-        bundled: Option<&'static [u8]>,
     ) -> Result<(), RegistryError> {
+        let wasm = source.wasm();
         let manifest = manifest::read(wasm).map_err(|source| RegistryError::Manifest {
             origin: origin.clone(),
             source,
@@ -222,9 +241,9 @@ impl Registry {
         if let Some(capability) = grants::unknown_capabilities(&manifest).into_iter().next() {
             return Err(RegistryError::UnknownCapability { origin, capability });
         }
-        let access = match policy {
-            None => Access::trusted(&manifest, sha256, &origin),
-            Some(p) => p.access(&manifest, sha256, &origin),
+        let access = match source {
+            Source::Bundled(_) => Access::trusted(&manifest, sha256, &origin),
+            Source::Dir { policy, .. } => policy.access(&manifest, sha256, &origin),
         };
         if !access.missing().is_empty() {
             let missing: Vec<&str> = access.missing().iter().map(|c| c.name()).collect();
@@ -257,15 +276,15 @@ impl Registry {
             let json: serde_json::Value =
                 serde_json::from_str(&k.schema).map_err(|e| bad(e.to_string()))?;
             let schema = std::sync::OnceLock::new();
-            if bundled.is_none() {
+            if let Source::Dir { .. } = source {
                 let validator = jsonschema::validator_for(&json).map_err(|e| bad(e.to_string()))?;
                 let _ = schema.set(validator);
             }
             schemas.push((kind.clone(), schema, json, Arc::new(k.sends.clone())));
         }
-        let plugin = Arc::new(match bundled {
-            Some(wasm) => runtime.load_lazily(manifest, wasm, sha256, origin, access),
-            None => runtime.load(manifest, wasm, sha256, origin, access)?,
+        let plugin = Arc::new(match source {
+            Source::Bundled(wasm) => runtime.load_lazily(manifest, wasm, sha256, origin, access),
+            Source::Dir { wasm, .. } => runtime.load(manifest, wasm, sha256, origin, access)?,
         });
         for (kind, schema, schema_json, sends) in schemas {
             self.kinds.insert(
