@@ -195,8 +195,9 @@ impl Vertex {
         {
             return Ok((e.params.clone(), e.footprint.clone()));
         }
-        // Boxed like the check-apply call in `run`: only a call in flight needs its state.
-        let info = Box::pin(self.plugin.validate(&self.reference, text.clone()))
+        let info = self
+            .plugin
+            .validate(&self.reference, text.clone())
             .await
             .map_err(|e| format!("the params with received values are invalid: {e}"))?;
         let footprint = Arc::new(info.footprint);
@@ -530,21 +531,20 @@ pub(super) async fn run(v: Arc<Vertex>, paths: Vec<crate::watch::Subscription>, 
         let apply = !(ctx.noop || v.meta.noop);
         let refresh = v.refresh.swap(false, Ordering::SeqCst);
         let serving = serves(&v.meta, &v.watch, ctx.noop);
-        // The call's future (the pool checkout, the wasm call on its fiber, the timeout)
-        // is boxed: inline, it made every vertex's task ~2.2 KiB, allocated up front for
-        // each of 10 000 vertices, although only the calls in flight need one.
         let result = match v.effective().await {
-            Ok((params, footprint)) => Box::pin(v.plugin.check_apply(
-                &v.reference,
-                params.clone(),
-                footprint.clone(),
-                apply,
-                refresh,
-                v.call_limits(),
-            ))
-            .await
-            .map_err(|e| e.to_string())
-            .map(|out| (out, serving.then_some((params, footprint)))),
+            Ok((params, footprint)) => v
+                .plugin
+                .check_apply(
+                    &v.reference,
+                    params.clone(),
+                    footprint.clone(),
+                    apply,
+                    refresh,
+                    v.call_limits(),
+                )
+                .await
+                .map_err(|e| e.to_string())
+                .map(|out| (out, serving.then_some((params, footprint)))),
             Err(e) => Err(e),
         };
         // A server is started (or handed the new params) once its resource checked out.
@@ -552,6 +552,8 @@ pub(super) async fn run(v: Arc<Vertex>, paths: Vec<crate::watch::Subscription>, 
             Ok((out, Some((params, footprint)))) => {
                 // Stopping does not wait for a server that is still starting.
                 let ready = tokio::select! {
+                    // Boxed: a server start is rare, and inline its future would be
+                    // part of every vertex's task.
                     r = Box::pin(ctx.servers.ready(&v, params, footprint)) => r,
                     _ = stopped(&mut stop) => Err("stopping".to_string()),
                 };

@@ -897,7 +897,10 @@ impl Plugin {
     ) -> Result<Reply, CallError> {
         let pool = self.pool()?;
         let call = self.call(id.clone(), params, footprint, kind, over);
-        Checkout::new(pool).await.run(&call).await
+        // Boxed: the checkout, the wasm call on its fiber and its timeout make a future of
+        // ~1.5 KiB, which would otherwise sit inline in every caller's task (each of 10 000
+        // vertex tasks) although only a call in flight needs it.
+        Box::pin(async move { Checkout::new(pool).await.run(&call).await }).await
     }
 
     /// Runs `calls` in batches, each batch on one checked-out instance in a task of its own
