@@ -296,3 +296,41 @@ fn plugin_new_makes_a_crate_that_builds_with_one_command_and_runs() {
         wait_for(|| (std::fs::read_to_string(&target).ok()? == "hi\n").then_some(())).is_some()
     );
 }
+
+/// Bundled plugins are compiled (and cached) on first use: a graph of `file` resources
+/// run with an empty cache compiles the `file` plugin and no other.
+#[test]
+fn only_the_bundled_plugins_a_graph_uses_are_compiled() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let graph = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: g\nresources:\n  file:\n  - name: f\n    path: {}\n    content: \"x\\n\"\n",
+            t.path().join("f").display()
+        ),
+    );
+    let out = Command::new(binary())
+        .args(["run", graph.to_str().unwrap(), "--converged-timeout", "0"])
+        .arg("--cache-dir")
+        .arg(&cache)
+        .env("XDG_DATA_HOME", t.path().join("no-user-plugins"))
+        .output()
+        .expect("run homeostat");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let compiled: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    let file_sha = homeostat_tests::sha256_file(&root().join("target/plugins/file.wasm"));
+    assert_eq!(compiled.len(), 1, "{compiled:?}");
+    assert!(
+        compiled[0]
+            .file_name()
+            .to_string_lossy()
+            .starts_with(&file_sha),
+        "{compiled:?} is not the file plugin ({file_sha})"
+    );
+}

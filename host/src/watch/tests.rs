@@ -174,6 +174,30 @@ async fn reading_does_not_wake() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_files_do_not_wake_but_their_rename_does() {
+    let env = Env::new();
+    let tree = env.path("tree");
+    fs::create_dir(&tree).unwrap();
+    let target = tree.join("f");
+    let mut exact = probe(&env.hub, &target, false);
+    let mut whole = probe(&env.hub, &tree, true);
+    env.barrier().await;
+    exact.drain();
+    whole.drain();
+    // What the fs capability's durable write does: a staging file, filled, chmod-ed...
+    let staging = tree.join(".f.homeostat-0123456789ab");
+    fs::write(&staging, "new").unwrap();
+    fs::set_permissions(&staging, fs::Permissions::from_mode(0o600)).unwrap();
+    env.barrier().await;
+    exact.assert_quiet("staging file written");
+    whole.assert_quiet("staging file written (recursive)");
+    // ...then renamed over the target: that wakes both.
+    fs::rename(&staging, &target).unwrap();
+    exact.wake().await;
+    whole.wake().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn append_wakes() {
     let env = Env::new();
     let f = env.path("log");
