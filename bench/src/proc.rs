@@ -66,6 +66,11 @@ pub fn spawn(cmd: &mut Command) -> io::Result<Running> {
 }
 
 impl Running {
+    /// When the clock started: just before spawn.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Send `sig` to the child (still unreaped, so the pid cannot have been reused).
     pub fn signal(&self, sig: libc::c_int) {
         // SAFETY: plain kill(2) on our own unreaped child.

@@ -168,8 +168,8 @@ pub fn render(machine: &Machine, results: &[SizeResult]) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "| N | run | wall | homeostat's own summary | CPU (user+sys) | floor in-process | floor wall |\n\
-         |--:|---|--:|---|--:|--:|--:|"
+        "| N | run | to converged | to exit | homeostat's own summary | CPU (user+sys) | floor in-process | floor wall |\n\
+         |--:|---|--:|--:|---|--:|--:|--:|"
     );
     for r in results {
         detail_rows(r, &mut out);
@@ -215,7 +215,7 @@ fn size_rows(r: &SizeResult, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
     let cold = r.cold.as_ref().map_err(|e| fail("cold converge", e));
     fill_time(&mut row, &cold, &floor, Some(&durable));
     if let (Ok(c), Ok(f)) = (&cold, &floor) {
-        row.met = met(c.wall.as_secs_f64() <= COLD_TARGET * f.wall.as_secs_f64()).into();
+        row.met = met(c.converged.as_secs_f64() <= COLD_TARGET * f.wall.as_secs_f64()).into();
     }
     rows.push(row);
 
@@ -232,7 +232,7 @@ fn size_rows(r: &SizeResult, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
         .map_err(|e| fail("idempotent pass", e));
     fill_time(&mut row, &idem, &check, None);
     if let (Ok(i), Ok(f)) = (&idem, &check) {
-        row.met = met(i.wall.as_secs_f64() <= IDEMPOTENT_TARGET * f.wall.as_secs_f64()).into();
+        row.met = met(i.converged.as_secs_f64() <= IDEMPOTENT_TARGET * f.wall.as_secs_f64()).into();
     }
     rows.push(row);
 
@@ -348,12 +348,12 @@ fn fill_time(
         row.homeostat = "failed".into();
         return;
     };
-    row.homeostat = ms(h.wall);
+    row.homeostat = ms(h.converged);
     if let Ok(f) = floor {
-        row.ratio_floor = ratio(h.wall.as_secs_f64() / f.wall.as_secs_f64());
+        row.ratio_floor = ratio(h.converged.as_secs_f64() / f.wall.as_secs_f64());
     }
     if let Some(Ok(d)) = durable {
-        row.ratio_durable = ratio(h.wall.as_secs_f64() / d.wall.as_secs_f64());
+        row.ratio_durable = ratio(h.converged.as_secs_f64() / d.wall.as_secs_f64());
     }
 }
 
@@ -378,9 +378,14 @@ fn detail_rows(r: &SizeResult, out: &mut String) {
                     )
                 })
                 .unwrap_or_else(|| "(no summary line)".into());
-            format!("{} | {summary} | {}", ms(s.wall), ms(s.cpu))
+            format!(
+                "{} | {} | {summary} | {}",
+                ms(s.converged),
+                ms(s.exit),
+                ms(s.cpu)
+            )
         }
-        Err(_) => "failed | | ".into(),
+        Err(_) => "failed | | | ".into(),
     };
     let _ = writeln!(
         out,
@@ -390,7 +395,7 @@ fn detail_rows(r: &SizeResult, out: &mut String) {
     );
     let _ = writeln!(
         out,
-        "| {n} | durable floor | | | | {} |",
+        "| {n} | durable floor | | | | | {} |",
         floor_cols(&r.floor_durable)
     );
     let _ = writeln!(
@@ -409,8 +414,8 @@ fn detail_rows(r: &SizeResult, out: &mut String) {
         let cpu = d.cpu_per_repair.map(ms).unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
-            "| {n} | long run | settled {} after start | {} drift repairs, max {max}; SIGTERM → {} after {} | {cpu} \
-             per repair | | |",
+            "| {n} | long run | settled {} after start | | {} drift repairs, max {max}; SIGTERM → {} after {} | \
+             {cpu} per repair | | |",
             ms(d.settle),
             d.samples.len(),
             d.exit,
