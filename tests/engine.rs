@@ -649,3 +649,95 @@ resources:
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!dot.contains("->"), "{dot}");
 }
+
+/// `homeostat run GRAPH --converged-timeout 0 EXTRA` with the planner's debug log; the
+/// run must succeed. Returns its log.
+fn run_planned(g: &Path, extra: &[&str]) -> String {
+    let out = std::process::Command::new(homeostat_tests::binary())
+        .args([
+            "run",
+            g.to_str().expect("utf-8 path"),
+            "--converged-timeout",
+            "0",
+        ])
+        .arg("--cache-dir")
+        .arg(homeostat_tests::cache_dir())
+        .args(extra)
+        .env(
+            "RUST_LOG",
+            "homeostat=debug,homeostat::engine::vertex=info,homeostat::watch=info",
+        )
+        .output()
+        .expect("run homeostat");
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    log
+}
+
+/// Where `run` caches the plan of the graph file `g` (see host/src/plan/cache.rs).
+fn plan_file(g: &Path) -> std::path::PathBuf {
+    use sha2::Digest;
+    let name = hex::encode(sha2::Sha256::digest(g.as_os_str().as_encoded_bytes()));
+    homeostat_tests::cache_dir()
+        .join("plans")
+        .join(format!("{name}.plan"))
+}
+
+#[test]
+fn a_graph_planned_once_starts_from_its_cached_plan_until_it_or_a_plugin_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let yaml =
+        "graph: cached\nresources:\n  file:\n  - name: a\n    path: {dir}/a\n    content: one\n";
+    let g = graph(d, yaml);
+    let hit = "plan cache: hit";
+
+    let log = run_planned(&g, &[]);
+    assert!(!log.contains(hit), "{log}");
+    assert!(log.contains("validated 1 resources"), "{log}");
+    assert_eq!(std::fs::read_to_string(d.join("a")).unwrap(), "one");
+    assert!(plan_file(&g).is_file(), "{log}");
+
+    // Same text: the cached plan runs, and it repairs drift like a planned one.
+    std::fs::write(d.join("a"), "drifted").unwrap();
+    let log = run_planned(&g, &[]);
+    assert!(log.contains(hit), "{log}");
+    assert!(!log.contains("validated"), "{log}");
+    assert_eq!(std::fs::read_to_string(d.join("a")).unwrap(), "one");
+
+    // An edit plans anew: the stale plan is never used.
+    graph(d, &yaml.replace("one", "two"));
+    let log = run_planned(&g, &[]);
+    assert!(!log.contains(hit), "{log}");
+    assert!(log.contains("is for another text"), "{log}");
+    assert_eq!(std::fs::read_to_string(d.join("a")).unwrap(), "two");
+    assert!(run_planned(&g, &[]).contains(hit));
+
+    // Other plugins (here: the test plugins, which add kinds) are another key.
+    let plugins = test_plugins();
+    let grants = homeostat_tests::test_grants();
+    let with_plugins = [
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+        "--grants",
+        grants.to_str().unwrap(),
+    ];
+    let log = run_planned(&g, &with_plugins);
+    assert!(log.contains("planned with other plugins"), "{log}");
+    assert!(log.contains("validated 1 resources"), "{log}");
+
+    // A damaged file is a miss, never an error, and is replaced.
+    let mut bytes = std::fs::read(plan_file(&g)).unwrap();
+    let header = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    bytes.truncate(header + 10);
+    std::fs::write(plan_file(&g), &bytes).unwrap();
+    let log = run_planned(&g, &with_plugins);
+    assert!(log.contains("plan cache: ignoring"), "{log}");
+    assert!(run_planned(&g, &with_plugins).contains(hit));
+
+    // --no-cache neither reads nor writes it.
+    std::fs::remove_file(plan_file(&g)).unwrap();
+    let log = run_planned(&g, &["--no-cache"]);
+    assert!(!log.contains("plan cache"), "{log}");
+    assert!(!plan_file(&g).exists());
+}

@@ -62,7 +62,7 @@ pub struct PluginArgs {
     /// ~/.cache/homeostat; /var/cache/homeostat for root).
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
-    /// Compile plugins on every start instead of caching them.
+    /// Use no cache: compile the plugins, and plan the graph (`run`), on every start.
     #[arg(long)]
     no_cache: bool,
     /// Memory cap per plugin instance, in MiB.

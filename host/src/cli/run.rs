@@ -14,6 +14,9 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::PluginArgs;
 use crate::engine::{self, Plan, RunOptions, Settled, Shutdown, Stopped, Summary};
+use crate::graph::GraphDoc;
+use crate::plan::PlanError;
+use crate::plan::cache::{self, PlanCache};
 use crate::plugin::registry::Registry;
 use crate::watch::WatchHub;
 
@@ -37,32 +40,33 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    // Reading and parsing the graph needs no plugin: do it while the plugins load.
+    let plan_cache = args
+        .plugins
+        .cache_dir()
+        .and_then(|dir| PlanCache::new(&dir, &args.graph));
+    // Reading and parsing the graph (or reading its cached plan) needs no plugin: do it
+    // while the plugins load.
     let parsing = std::thread::Builder::new()
         .name("homeostat-parse".into())
         .spawn({
             let graph = args.graph.clone();
-            move || crate::plan::parse(&graph)
+            let plan_cache = plan_cache.clone();
+            move || read_graph(&graph, plan_cache.as_ref())
         })?;
     let (_runtime, registry) = args.plugins.load()?;
     let registry = Arc::new(registry);
-    let parsed = match parsing.join() {
-        Ok(parsed) => parsed,
+    let read = match parsing.join() {
+        Ok(read) => read,
         Err(panic) => std::panic::resume_unwind(panic),
     };
-    let planned = match parsed {
-        Ok((text, doc)) => crate::plan::check_and_plan(doc, &registry)
-            .await
-            .map(|plan| (text, plan)),
-        Err(e) => Err(e),
-    };
-    let (text, plan) = match planned {
-        Ok(planned) => planned,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
+    let (text, plan, cache_writer) =
+        match plan_graph(&args.graph, read, &registry, plan_cache).await {
+            Ok(planned) => planned,
+            Err(errors) => {
+                eprintln!("{errors}");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
     let converged_timeout = match args.converged_timeout {
         Some(s) if !(s.is_finite() && s >= 0.0) => {
             anyhow::bail!("--converged-timeout must be a number of seconds >= 0")
@@ -126,12 +130,78 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     ))
     .await?;
     print_summary(&summary, args.noop);
+    if let Some(writer) = cache_writer {
+        // Long finished by now, unless the run was very short.
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
     Ok(match summary.stopped {
         Stopped::Cancelled => ExitCode::from(130),
         _ if summary.failed > 0 => ExitCode::FAILURE,
         _ if args.noop && summary.pending > 0 => ExitCode::from(2),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// What the parse thread found: the graph's text, its digest when the plan cache is on,
+/// and either the parsed document or the plan cached for exactly this text.
+struct ReadGraph {
+    text: String,
+    digest: Option<cache::Digest256>,
+    content: Content,
+}
+
+enum Content {
+    Parsed(GraphDoc),
+    Cached(cache::Cached),
+}
+
+fn read_graph(path: &Path, plan_cache: Option<&PlanCache>) -> Result<ReadGraph, PlanError> {
+    let text = crate::plan::read(path)?;
+    let digest = plan_cache.map(|_| cache::text_digest(&text));
+    let cached = plan_cache
+        .zip(digest.as_deref())
+        .and_then(|(c, d)| c.read(d));
+    let content = match cached {
+        Some(cached) => Content::Cached(cached),
+        None => Content::Parsed(crate::plan::parse_text(path, &text)?),
+    };
+    Ok(ReadGraph {
+        text,
+        digest,
+        content,
+    })
+}
+
+/// The plan of the graph read: the cached one when its key still matches, else a new
+/// one, then cached on a thread (whose handle is returned) for the next start.
+async fn plan_graph(
+    path: &Path,
+    read: Result<ReadGraph, PlanError>,
+    registry: &Registry,
+    plan_cache: Option<PlanCache>,
+) -> Result<(String, Plan, Option<std::thread::JoinHandle<()>>), PlanError> {
+    let ReadGraph {
+        text,
+        digest,
+        content,
+    } = read?;
+    let key = digest.as_deref().and_then(|d| cache::key(d, registry));
+    let doc = match content {
+        Content::Cached(cached) => match key.as_deref().and_then(|k| cached.resolve(k, registry)) {
+            Some(plan) => {
+                tracing::debug!("plan cache: hit, {} resources", plan.resources.len());
+                return Ok((text, plan, None));
+            }
+            None => crate::plan::parse_text(path, &text)?,
+        },
+        Content::Parsed(doc) => doc,
+    };
+    let plan = crate::plan::check_and_plan(doc, registry).await?;
+    let writer = match (plan_cache, digest, key) {
+        (Some(c), Some(d), Some(k)) => c.write(&d, &k, &plan),
+        _ => None,
+    };
+    Ok((text, plan, writer))
 }
 
 /// Watches the graph file; each saved version that differs from the last one loaded is

@@ -66,7 +66,7 @@ impl PlannedResource {
 }
 
 /// A dependency: `from` runs before `to`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PlannedEdge {
     pub from: usize,
     pub to: usize,

@@ -18,6 +18,7 @@ mod yaml;
 #[cfg(test)]
 mod tests;
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
@@ -206,7 +207,7 @@ impl<'a> IntoIterator for &'a GraphErrors {
 }
 
 /// A resource's identity: its kind and name. Displays as `kind[name]`, like mgmt.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ResId {
     /// The resource kind, e.g. `file`.
     pub kind: String,
@@ -231,7 +232,7 @@ impl fmt::Display for ResId {
 }
 
 /// A named semaphore a resource holds while it runs check-apply (`sema: ["id:count"]`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Semaphore {
     /// The semaphore's id, shared by every resource naming it.
     pub id: String,
@@ -240,7 +241,7 @@ pub struct Semaphore {
 }
 
 /// Metaparams every resource accepts under `meta:` (mgmt's names and units).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Meta {
     /// Run check-apply with apply = false: report, never change.
     pub noop: bool,

@@ -6,6 +6,7 @@
 //! engine's own ([`ResourceInfo`], [`CheckOutcome`], [`PluginError`]). Generated types
 //! never leave this module: everything public here is a plain engine type.
 
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 use crate::plugin::capabilities::fs as fscap;
@@ -63,7 +64,7 @@ impl From<wt::Error> for PluginError {
 }
 
 /// Something that may change a resource's state and should wake it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WatchItem {
     Path {
         path: PathBuf,
@@ -96,7 +97,7 @@ fn command_in(c: wt::Command) -> pcap::CommandSpec {
 }
 
 /// What `validate` returned.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceInfo {
     pub footprint: fscap::Footprint,
     pub watch: Vec<WatchItem>,

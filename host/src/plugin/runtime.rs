@@ -494,7 +494,8 @@ impl Core {
     }
 }
 
-fn write_cache_file(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Write a file of the cache directory atomically: a temporary file renamed into place.
+pub(crate) fn write_cache_file(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;

@@ -50,6 +50,7 @@
 //! rename runs on the commit thread. [`FsHost`] is a cheap `Clone` handle; the commit thread
 //! starts with the first write and exits when the last handle is dropped.
 
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{CStr, CString, OsStr};
 use std::fmt;
@@ -85,7 +86,7 @@ const TEMP_NAME_KEEP: usize = 200;
 // ---------------------------------------------------------------------------------------------
 
 /// A path a resource may touch (WIT `path-grant`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PathGrant {
     /// Absolute, normalised path.
     pub path: PathBuf,
@@ -97,7 +98,7 @@ pub struct PathGrant {
 
 /// Everything a resource may touch (WIT `footprint`). `fs` checks `paths`; `commands` and
 /// `units` are checked by the `process` and `systemd` capabilities.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Footprint {
     pub paths: Vec<PathGrant>,
     /// Exact command lines the resource may run.

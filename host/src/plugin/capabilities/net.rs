@@ -20,6 +20,7 @@
 //! Dropping the [`NetHost`] (the serve instance ends or the resource leaves the graph)
 //! aborts every task and closes every socket.
 
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,7 +47,7 @@ const BATCH: usize = 256;
 const READ_CHUNK: usize = 16 * 1024;
 
 /// The two socket protocols.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Protocol {
     Udp,
     Tcp,
@@ -62,7 +63,7 @@ impl Protocol {
 }
 
 /// An address a resource may bind (WIT `socket-grant`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SocketGrant {
     pub protocol: Protocol,
     pub address: SocketAddr,

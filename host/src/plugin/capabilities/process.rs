@@ -18,6 +18,7 @@
 //! in [`DEFAULT_PATH`]; a missing program, a missing `cwd`, an unknown user or group are
 //! reported as errors naming what is wrong before anything is spawned.
 
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::io;
@@ -38,7 +39,7 @@ pub const OUTPUT_MAX: usize = 4 << 20;
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// A command line to run (WIT `command`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CommandSpec {
     pub argv: Vec<String>,
     /// The whole environment of the process.

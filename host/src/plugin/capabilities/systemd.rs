@@ -20,6 +20,7 @@
 //! **Unit files.** [`unit_file_paths`] says where a unit's files live, so that an `svc`
 //! depends (by autoedge) on the `file` resource writing its unit file.
 
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -70,7 +71,7 @@ impl SystemdError {
 }
 
 /// A unit on one of the two managers (WIT `unit-ref`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct UnitRef {
     /// Full unit name, e.g. `nginx.service`.
     pub name: String,

@@ -3,7 +3,9 @@
 //! dependencies), reject conflicting footprints, add autoedges, and refuse cycles.
 //!
 //! `run` and `validate` share this pipeline, so `validate` checks exactly what `run`
-//! would refuse. Every error names the file, line and column of what is wrong.
+//! would refuse. Every error names the file, line and column of what is wrong. `run`
+//! also keeps each plan it made in the [`cache`], and starts from it while the graph, its
+//! plugins and the binary are unchanged.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -16,6 +18,8 @@ use crate::plugin::bindings::{ResourceInfo, ResourceRef};
 use crate::plugin::capabilities::systemd::UnitRef;
 use crate::plugin::registry::{KindEntry, Registry};
 use crate::plugin::runtime::{CallError, Plugin};
+
+pub mod cache;
 
 /// Largest graph file accepted (a YAML bomb guard before parsing even starts).
 const MAX_GRAPH_BYTES: u64 = 64 << 20;
@@ -57,9 +61,15 @@ pub async fn load(path: &Path, registry: &Registry) -> Result<Plan, PlanError> {
     check_and_plan(doc, registry).await
 }
 
-/// Read and parse the graph in `path`; returns its text with the document. This needs no
-/// plugin, so `run` does it while the plugins load.
+/// Read and parse the graph in `path`; returns its text with the document.
 pub fn parse(path: &Path) -> Result<(String, GraphDoc), PlanError> {
+    let text = read(path)?;
+    let doc = parse_text(path, &text)?;
+    Ok((text, doc))
+}
+
+/// Read the graph file in `path`, refusing one too large to be a graph.
+pub fn read(path: &Path) -> Result<String, PlanError> {
     let read_err = |source| PlanError::Read {
         path: path.to_path_buf(),
         source,
@@ -70,11 +80,16 @@ pub fn parse(path: &Path) -> Result<(String, GraphDoc), PlanError> {
             path: path.to_path_buf(),
         });
     }
+    std::fs::read_to_string(path).map_err(read_err)
+}
+
+/// Parse the text of the graph file `path`. This needs no plugin, so `run` does it while
+/// the plugins load.
+pub fn parse_text(path: &Path, text: &str) -> Result<GraphDoc, PlanError> {
     let started = std::time::Instant::now();
-    let text = std::fs::read_to_string(path).map_err(read_err)?;
-    let doc = graph::parse(path, &text)?;
+    let doc = graph::parse(path, text)?;
     tracing::debug!("parsed {} in {:.1?}", path.display(), started.elapsed());
-    Ok((text, doc))
+    Ok(doc)
 }
 
 /// Check a parsed graph's kinds, edges and params against the plugins, then [`plan`] it.
