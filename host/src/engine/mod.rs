@@ -404,7 +404,16 @@ async fn cleanup(v: &Vertex) {
 /// ~0.1 s at 10 000 resources; one after another ~0.3 s.
 async fn cleanup_all(vertices: Vec<Arc<Vertex>>) {
     let mut by_plugin: Vec<Vec<Arc<Vertex>>> = Vec::new();
-    for v in vertices {
+    // A kind whose cleanup does nothing (e.g. `file`) needs no call, only its `state`
+    // values dropped: at 10 000 resources, copying each one's id, params and footprint
+    // into a request that is then skipped was ~3 % of an idempotent pass.
+    let (called, skipped): (Vec<_>, Vec<_>) = vertices
+        .into_iter()
+        .partition(|v| v.plugin.has_cleanup(&v.reference.kind));
+    for v in &skipped {
+        v.plugin.forget(&v.reference);
+    }
+    for v in called {
         match by_plugin
             .iter_mut()
             .find(|group| Arc::ptr_eq(&group[0].plugin, &v.plugin))

@@ -13,9 +13,10 @@
 //!   kind → plugin mapping, the params schemas, and `validate`, which the WIT contract
 //!   forbids to touch the system (it has no footprint yet), so its answer depends only on
 //!   the resource's id and params;
-//! - this very binary (device, inode, size, modification and change time of
-//!   `/proc/self/exe`): any rebuild or upgrade of the host changes the key, so a cached
-//!   plan is never read by code that plans differently or lays plans out differently.
+//! - this very binary (device, inode, size and modification time of `/proc/self/exe`):
+//!   any rebuild or upgrade of the host changes the key, so a cached plan is never read by
+//!   code that plans differently or lays plans out differently. (Not the change time:
+//!   cargo re-linking an unchanged binary, or any new hard link, changes it.)
 //!
 //! Only graphs that planned without error are cached, so a hit has nothing to report.
 //! `validate` and `graph` never use the cache; neither does a live graph swap. One file
@@ -253,14 +254,12 @@ pub fn key(text_sha: &str, registry: &Registry) -> Option<Digest256> {
     };
     line(MAGIC);
     line(&format!(
-        "exe {} {} {} {}.{} {}.{}",
+        "exe {} {} {} {}.{}",
         exe.dev(),
         exe.ino(),
         exe.size(),
         exe.mtime(),
         exe.mtime_nsec(),
-        exe.ctime(),
-        exe.ctime_nsec()
     ));
     line(text_sha);
     for kind in registry.kind_names() {

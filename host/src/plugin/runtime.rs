@@ -762,7 +762,7 @@ impl Plugin {
         let mut calls = Vec::new();
         let mut called = Vec::new();
         for (i, (id, params, footprint)) in resources.into_iter().enumerate() {
-            if self.has_cleanup(&id) {
+            if self.has_cleanup(&id.kind) {
                 called.push(i);
                 calls.push(self.call(
                     id,
@@ -829,12 +829,14 @@ impl Plugin {
 
     /// Whether the kind of `id` has a `cleanup` that does something (its manifest can
     /// say it does not; then the call is skipped).
-    fn has_cleanup(&self, id: &ResourceRef) -> bool {
-        self.manifest.kinds.get(&id.kind).is_none_or(|k| k.cleanup)
+    /// Whether `kind`'s cleanup does anything (its manifest says so); when not, the host
+    /// skips the call and only [`forget`](Self::forget)s the resource.
+    pub fn has_cleanup(&self, kind: &str) -> bool {
+        self.manifest.kinds.get(kind).is_none_or(|k| k.cleanup)
     }
 
     /// What a skipped cleanup still does on the host side: drop the `state` value.
-    fn forget(&self, id: &ResourceRef) {
+    pub fn forget(&self, id: &ResourceRef) {
         if let Some(Ok(pool)) = self.pool.get() {
             pool.states.lock().expect("states lock").remove(id);
         }
@@ -847,7 +849,7 @@ impl Plugin {
         params: Arc<str>,
         footprint: Arc<Footprint>,
     ) -> Result<(), CallError> {
-        if !self.has_cleanup(id) {
+        if !self.has_cleanup(&id.kind) {
             self.forget(id);
             return Ok(());
         }
