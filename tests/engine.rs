@@ -697,6 +697,11 @@ fn a_graph_planned_once_starts_from_its_cached_plan_until_it_or_a_plugin_changes
     assert!(log.contains("validated 1 resources"), "{log}");
     assert_eq!(std::fs::read_to_string(d.join("a")).unwrap(), "one");
     assert!(plan_file(&g).is_file(), "{log}");
+    // Params may be secrets: only the owner reads the plan.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&plan_file(&g)), 0o600);
+    assert_eq!(mode(plan_file(&g).parent().unwrap()), 0o700);
 
     // Same text: the cached plan runs, and it repairs drift like a planned one.
     std::fs::write(d.join("a"), "drifted").unwrap();

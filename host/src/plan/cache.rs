@@ -24,7 +24,8 @@
 //! that graph is planned anew; a file that cannot be read back is a miss, never an error.
 //! Writing one also removes the plans not written for [`MAX_AGE`] (graphs that moved or
 //! went away), so the directory does not grow without bound.
-//! `--no-cache` turns it off along with the compiled-plugin cache.
+//! `--no-cache` turns it off along with the compiled-plugin cache. A plan holds every
+//! resource's params, which may be secrets, so `plans/` is 0700 and its files 0600.
 //!
 //! File format: one header line `homeostat-plan-v1 TEXT-SHA256 KEY\n`, then the plan in
 //! postcard (serde's compact binary format, already used by wasmtime for its compiled
@@ -157,7 +158,8 @@ impl PlanCache {
                 let written = postcard::to_extend(&snapshot, header.into_bytes())
                     .map_err(std::io::Error::other)
                     .and_then(|bytes| {
-                        crate::plugin::runtime::write_cache_file(dir, &file, &bytes)
+                        let private = crate::plugin::runtime::CacheFile::Private;
+                        crate::plugin::runtime::write_cache_file(dir, &file, &bytes, private)
                             .map(|()| bytes.len())
                     });
                 match written {

@@ -486,7 +486,7 @@ impl Core {
             .engine
             .precompile_component(wasm)
             .map_err(|e| format!("{e:#}"))?;
-        if let Err(e) = write_cache_file(dir, &path, &bytes) {
+        if let Err(e) = write_cache_file(dir, &path, &bytes, CacheFile::Public) {
             tracing::warn!("cannot cache the compiled plugin in {}: {e}", dir.display());
         }
         // SAFETY: `bytes` was produced just now by this engine's `precompile_component`.
@@ -494,11 +494,46 @@ impl Core {
     }
 }
 
+/// Who may read a file of the cache directory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CacheFile {
+    /// Anyone (compiled plugins: nothing secret).
+    Public,
+    /// Only the owner, in a directory only the owner can list (cached plans hold params,
+    /// which may be secrets the graph file itself protects).
+    Private,
+}
+
 /// Write a file of the cache directory atomically: a temporary file renamed into place.
-pub(crate) fn write_cache_file(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+pub(crate) fn write_cache_file(
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    who: CacheFile,
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let (dir_mode, file_mode) = match who {
+        CacheFile::Public => (0o755, 0o644),
+        CacheFile::Private => (0o700, 0o600),
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(dir_mode)
+        .create(dir)?;
+    if who == CacheFile::Private {
+        // A directory made before (or by someone else's umask) is narrowed too.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dir_mode))?;
+    }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(file_mode)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    drop(file);
     std::fs::rename(&tmp, path)
 }
 
