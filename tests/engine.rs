@@ -653,16 +653,14 @@ resources:
 /// `homeostat run GRAPH --converged-timeout 0 EXTRA` with the planner's debug log; the
 /// run must succeed. Returns its log.
 fn run_planned(g: &Path, extra: &[&str]) -> String {
-    let out = std::process::Command::new(homeostat_tests::binary())
-        .args([
-            "run",
-            g.to_str().expect("utf-8 path"),
-            "--converged-timeout",
-            "0",
-        ])
-        .arg("--cache-dir")
-        .arg(homeostat_tests::cache_dir())
-        .args(extra)
+    let mut args = vec![
+        "run",
+        g.to_str().expect("utf-8 path"),
+        "--converged-timeout",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let out = homeostat_tests::homeostat_command(g.parent().expect("a graph file"), &args)
         .env(
             "RUST_LOG",
             "homeostat=debug,homeostat::engine::vertex=info,homeostat::watch=info",
@@ -720,13 +718,7 @@ fn a_graph_planned_once_starts_from_its_cached_plan_until_it_or_a_plugin_changes
 
     // Other plugins (here: the test plugins, which add kinds) are another key.
     let plugins = test_plugins();
-    let grants = homeostat_tests::test_grants();
-    let with_plugins = [
-        "--plugin-dir",
-        plugins.to_str().unwrap(),
-        "--grants",
-        grants.to_str().unwrap(),
-    ];
+    let with_plugins = ["--plugin-dir", plugins.to_str().unwrap()];
     let log = run_planned(&g, &with_plugins);
     assert!(log.contains("planned with other plugins"), "{log}");
     assert!(log.contains("validated 1 resources"), "{log}");

@@ -116,14 +116,22 @@ pub fn homeostat(args: &[&str]) -> Output {
 
 /// `homeostat ARGS` run from `dir` (so relative paths in messages are relative to it).
 pub fn homeostat_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(binary())
+    homeostat_command(dir, args)
+        .output()
+        .expect("run homeostat")
+}
+
+/// The command `homeostat ARGS` from `dir` with the shared cache (and the test grants when
+/// ARGS load a plugin directory), logging at `info`; set `RUST_LOG` again for more.
+pub fn homeostat_command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(binary());
+    command
         .current_dir(dir)
         .args(with_grants(args))
         .arg("--cache-dir")
         .arg(cache_dir())
-        .env("RUST_LOG", "info")
-        .output()
-        .expect("run homeostat")
+        .env("RUST_LOG", "info");
+    command
 }
 
 /// `homeostat run GRAPH --converged-timeout SECONDS EXTRA...`, run to completion.

@@ -44,6 +44,7 @@ use sha2::{Digest, Sha256};
 use crate::engine::{Plan, PlannedEdge, PlannedResource};
 use crate::graph::{Meta, ResId};
 use crate::plugin::bindings::ResourceInfo;
+use crate::plugin::inspect::sha256_hex;
 use crate::plugin::registry::Registry;
 
 /// First word of a cache file; bump it when the layout changes in a way the binary's
@@ -89,7 +90,7 @@ impl PlanCache {
     /// cannot be known.
     pub fn new(cache_dir: &Path, graph: &Path) -> Option<PlanCache> {
         let absolute = std::path::absolute(graph).ok()?;
-        let name = hex::encode(Sha256::digest(absolute.as_os_str().as_encoded_bytes()));
+        let name = sha256_hex(absolute.as_os_str().as_encoded_bytes());
         Some(PlanCache {
             file: cache_dir.join("plans").join(format!("{name}.plan")),
         })
@@ -213,16 +214,9 @@ impl Cached {
             return None;
         }
         let mut resources = Vec::with_capacity(n);
-        let mut last: Option<(String, &crate::plugin::registry::KindEntry)> = None;
+        let mut kinds = super::KindCache::default();
         for r in self.plan.resources {
-            let entry = match &last {
-                Some((kind, entry)) if *kind == r.id.kind => *entry,
-                _ => {
-                    let entry = registry.kind(&r.id.kind)?;
-                    last = Some((r.id.kind.clone(), entry));
-                    entry
-                }
-            };
+            let entry = kinds.lookup(registry, &r.id.kind)?;
             resources.push(PlannedResource {
                 id: r.id,
                 params: Arc::from(r.params),
@@ -242,7 +236,7 @@ impl Cached {
 
 /// The hex SHA-256 of a graph's text.
 pub fn text_digest(text: &str) -> Digest256 {
-    hex::encode(Sha256::digest(text.as_bytes()))
+    sha256_hex(text.as_bytes())
 }
 
 /// The full key of a plan made from the text with digest `text_sha` by these plugins and

@@ -213,13 +213,19 @@ struct KindCache<'r> {
 }
 
 impl<'r> KindCache<'r> {
+    /// The entry of a kind known to be in `registry`.
     fn get(&mut self, registry: &'r Registry, kind: &str) -> &'r KindEntry {
+        self.lookup(registry, kind).expect("kinds were checked")
+    }
+
+    /// The entry of `kind`, if `registry` has it.
+    fn lookup(&mut self, registry: &'r Registry, kind: &str) -> Option<&'r KindEntry> {
         match &self.last {
-            Some((k, entry)) if k == kind => entry,
+            Some((k, entry)) if k == kind => Some(entry),
             _ => {
-                let entry = registry.kind(kind).expect("kinds were checked");
+                let entry = registry.kind(kind)?;
                 self.last = Some((kind.to_owned(), entry));
-                entry
+                Some(entry)
             }
         }
     }

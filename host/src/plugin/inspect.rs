@@ -18,9 +18,9 @@ pub const HOST_INTERFACES: &[&str] = &[
     "types", "log", "fs", "process", "systemd", "kmsg", "state", "net",
 ];
 
-/// Lower-case hex SHA-256 of a plugin file (what grants name).
-pub fn sha256_hex(wasm: &[u8]) -> String {
-    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(wasm))
+/// Lower-case hex SHA-256 of some bytes: a plugin file (what grants name), a graph text.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
 }
 
 /// Whether the host links the interface `name` (a component import name).
