@@ -16,7 +16,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How long a test waits for something that should happen "at once".
@@ -363,9 +363,19 @@ pub fn process_running(pid: i32) -> bool {
 /// (hence its own session bus) and its own unit directory (`XDG_CONFIG_HOME`), stopped
 /// (SIGTERM, which stops its units) when dropped. homeostat reaches it through
 /// [`UserManager::env`].
+///
+/// Only one runs at a time in a test process. Where the managers cannot make cgroups of
+/// their own (a container whose PID 1 is not systemd, like these machines), every manager
+/// names its units' cgroups from the same root: two managers' `dbus.service` share
+/// `/session.slice/dbus.service`, and `KillMode=control-group` makes stopping one kill
+/// the other's bus daemon, then wait out its stop timeout for processes it does not own.
+/// Run side by side, the svc tests failed now and then (a bus that went away mid-test)
+/// and took 10 s longer in a third of the runs.
 pub struct UserManager {
     child: Child,
     dir: tempfile::TempDir,
+    /// Held until after the manager has exited (fields drop after [`Drop::drop`]).
+    _alone: MutexGuard<'static, ()>,
 }
 
 impl UserManager {
@@ -380,6 +390,9 @@ impl UserManager {
         };
         // `systemd --user` refuses to run unless the machine looks booted with systemd.
         let _ = std::fs::create_dir_all("/run/systemd/system");
+        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+        // A test that failed while holding it poisoned it; the manager it held is gone.
+        let alone = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
         let dir = tempfile::tempdir().expect("tempdir");
         let run = dir.path().join("run");
         std::fs::create_dir_all(&run).expect("runtime dir");
@@ -400,7 +413,11 @@ impl UserManager {
             .process_group(0)
             .spawn()
             .expect("start systemd --user");
-        let m = UserManager { child, dir };
+        let m = UserManager {
+            child,
+            dir,
+            _alone: alone,
+        };
         let ready = wait_for(|| {
             let o = m.systemctl(&["is-system-running"]);
             let state = String::from_utf8_lossy(&o.stdout).trim().to_string();
@@ -410,27 +427,29 @@ impl UserManager {
         });
         assert!(ready.is_some(), "systemd --user did not come up");
         // The manager answering `systemctl` (its private socket) does not mean the session
-        // bus answers: its dbus-daemon is socket-activated on the first connection. Under
-        // load that activation was seen to outlast homeostat's 10 s connect timeout, so
-        // the harness waits for the bus itself.
-        let bus = wait_for(|| m.bus_answers().then_some(()));
+        // bus can reach it: its dbus-daemon is socket-activated on the first connection,
+        // and the manager joins that bus only after the daemon is up. The harness waits
+        // until the manager owns its name there, so a test's first call reaches it.
+        let bus = wait_for(|| m.manager_on_bus().then_some(()));
         assert!(
             bus.is_some(),
-            "the session bus of systemd --user does not answer"
+            "systemd --user never joined its session bus (busctl NameHasOwner \
+             org.freedesktop.systemd1 stayed false)"
         );
         Some(m)
     }
 
-    /// Whether the session bus answers a call to the bus daemon itself (`busctl` ships
-    /// with systemd; without it, assume it does).
-    fn bus_answers(&self) -> bool {
+    /// Whether the session bus answers and the manager owns `org.freedesktop.systemd1` on
+    /// it (`busctl` ships with systemd; without it, assume so).
+    fn manager_on_bus(&self) -> bool {
         let o = Command::new("busctl")
             .args(["--user", "--timeout=2", "call", "org.freedesktop.DBus"])
-            .args(["/org/freedesktop/DBus", "org.freedesktop.DBus", "GetId"])
+            .args(["/org/freedesktop/DBus", "org.freedesktop.DBus"])
+            .args(["NameHasOwner", "s", "org.freedesktop.systemd1"])
             .envs(self.env())
             .output();
         match o {
-            Ok(o) => o.status.success(),
+            Ok(o) => o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "b true",
             Err(e) => e.kind() == std::io::ErrorKind::NotFound,
         }
     }
