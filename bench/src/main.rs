@@ -33,10 +33,13 @@
 //! - **cold floor**: per file, write the content to a temporary file in the same
 //!   directory, fchmod, rename over the final name: the atomic replacement a careful
 //!   tool must do for a wrong file. No fsync, so it is the bare syscall cost.
-//! - **durable floor**: the same with an fsync per file. homeostat writes durably
-//!   (data flushed before the rename, group-committed across resources), so this is
-//!   the floor its cold target is set against: a tool must not lose a config file it
-//!   reported as written, but it may batch the flushes to beat this floor.
+//! - **durable floor**: the same, durably, with the fewest flushes possible: every
+//!   temporary file written, one `syncfs`, every rename, one `fsync` of the directory.
+//!   homeostat writes durably (data flushed before the rename, names flushed before it
+//!   reports the write done, group-committed across resources), so this is the least
+//!   its durable writes could cost; no tool that writes one file at a time can reach it.
+//! - **fsync-per-file floor**: the same with an fsync of each file before its rename
+//!   (and none of the directory): what durability costs without group commit.
 //! - **idempotent floor**: per file, lstat (type, mode, size) and open + read + compare:
 //!   what it takes to know a file is correct. It also checks homeostat's result.
 //! - **drift** has no floor (the latency is event delivery plus one repair); the long
@@ -67,9 +70,9 @@
 //! number of watches, and the parent sees the exit only after it. The floors use no
 //! inotify and exit at once, so their exit is their end.
 //!
-//! Targets: cold ≤ 1.5× the plain floor while writing durably (the durable floor is
-//! context: what per-file fsync would cost), idempotent ≤ 5× floor, drift p99 < 5 ms, and
-//! at 10 000 resources every RSS < 256 MiB.
+//! Targets: cold ≤ 1.5× the plain floor while writing durably (the durable floors are
+//! context: what durability costs at the least, and per file), idempotent ≤ 5× floor,
+//! drift p99 < 5 ms, and at 10 000 resources every RSS < 256 MiB.
 
 mod drift;
 mod floor;
@@ -84,6 +87,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use floor::Flush;
 use proc::Finished;
 
 const USAGE: &str =
@@ -213,6 +217,7 @@ pub struct SizeResult {
     pub n: usize,
     pub floor_create: Result<FloorStats, String>,
     pub floor_durable: Result<FloorStats, String>,
+    pub floor_each: Result<FloorStats, String>,
     pub floor_check: Result<FloorStats, String>,
     pub cold: Result<RunStats, String>,
     pub idempotent: Result<RunStats, String>,
@@ -350,6 +355,7 @@ impl SizeResult {
     fn complete(&self) -> bool {
         self.floor_create.is_ok()
             && self.floor_durable.is_ok()
+            && self.floor_each.is_ok()
             && self.floor_check.is_ok()
             && self.cold.is_ok()
             && self.idempotent.is_ok()
@@ -389,6 +395,7 @@ fn measure_size(env: &Env, n: usize) -> Result<SizeResult, String> {
     };
     let mut floor_create = FloorSeries::default();
     let mut floor_durable = FloorSeries::default();
+    let mut floor_each = FloorSeries::default();
     let mut floor_check = FloorSeries::default();
     let mut cold = RunSeries::default();
     let mut idempotent = RunSeries::default();
@@ -400,13 +407,20 @@ fn measure_size(env: &Env, n: usize) -> Result<SizeResult, String> {
             r + 1
         );
         let floor_dir = mkdir(format!("floor-{r}"))?;
-        floor_create.add(floor_once(env, "floor-create", &floor_dir, n, false));
+        floor_create.add(floor_once(env, "floor-create", &floor_dir, n, Flush::None));
         floor_durable.add(floor_once(
             env,
             "floor-create",
             &mkdir(format!("floor-durable-{r}"))?,
             n,
-            true,
+            Flush::Grouped,
+        ));
+        floor_each.add(floor_once(
+            env,
+            "floor-create",
+            &mkdir(format!("floor-each-{r}"))?,
+            n,
+            Flush::EachFile,
         ));
         let files = mkdir(format!("files-{r}"))?;
         let graph = root.join(format!("graph-{r}.yaml"));
@@ -432,7 +446,7 @@ fn measure_size(env: &Env, n: usize) -> Result<SizeResult, String> {
             r + 1
         );
         if floor_create.error.is_none() {
-            floor_check.add(floor_once(env, "floor-check", &floor_dir, n, false));
+            floor_check.add(floor_once(env, "floor-check", &floor_dir, n, Flush::None));
         }
         if cold.error.is_none() {
             let log = root.join(format!("idempotent-{r}.log"));
@@ -466,6 +480,7 @@ fn measure_size(env: &Env, n: usize) -> Result<SizeResult, String> {
         n,
         floor_create: floor_create.finish("no run"),
         floor_durable: floor_durable.finish("no run"),
+        floor_each: floor_each.finish("no run"),
         floor_check,
         cold: cold.finish("no run"),
         idempotent,
@@ -583,19 +598,16 @@ fn floor_once(
     cmd: &str,
     dir: &Path,
     n: usize,
-    durable: bool,
+    flush: Flush,
 ) -> Result<(Finished, Duration), String> {
-    let what = if durable {
-        format!("{cmd} --durable")
-    } else {
-        cmd.to_string()
+    let what = match flush.flag() {
+        Some(flag) => format!("{cmd} {flag}"),
+        None => cmd.to_string(),
     };
     sysinfo::syncfs(&env.work).map_err(|e| format!("syncfs: {e}"))?;
     let mut command = Command::new(&env.bench);
     command.arg(cmd).arg(dir).arg(n.to_string());
-    if durable {
-        command.arg("--durable");
-    }
+    command.args(flush.flag());
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
