@@ -474,9 +474,8 @@ fn locate(fp: &Footprint, auth: &Authorized, last: OFlags) -> Result<Located, Wa
     };
     let name = cstring(path, name.as_bytes()).map_err(WalkError::Fail)?;
 
-    // The usual case, decided without listing the ancestors: no write grant is at or above
-    // the parent, and the allowing grant is not above it either, so every directory on the
-    // way may be followed (see below) and one `openat` resolves the parent.
+    // The usual case, decided without listing the ancestors: one `openat` resolves the
+    // parent.
     if every_parent_followed(fp, auth, parent_path) {
         let parent = open_dir(CWD, parent_path, last, true).map_err(|err| match err {
             Errno::NOENT | Errno::NOTDIR => WalkError::Absent {
