@@ -18,7 +18,8 @@
 //! **Durability.** `write` and `copy` never modify a file in place. The content goes into a
 //! temporary file in the same directory (`.NAME.homeostat-XXXXXXXXXXXX`, created with
 //! `O_EXCL` and mode `0600`, then `fchown`/`fchmod` to the requested attributes, or to the
-//! replaced file's, or `0644`), which is handed to a single *commit thread*. That thread works
+//! replaced file's, or `0644`; when the target does not exist, an unnamed `O_TMPFILE` inode
+//! instead, see `TempName`), which is handed to a single *commit thread*. That thread works
 //! in rounds; a round takes everything queued (whatever arrived while the previous round was
 //! flushing: no timer, so a lone write pays only for its own flushes) and
 //!
@@ -26,8 +27,9 @@
 //!    the new temporary files and the renames done by the previous round: `fsync` when there
 //!    is a single thing to flush (one file, or one directory), one `syncfs` otherwise;
 //! 2. wakes the previous round's writers, each with its own result;
-//! 3. `renameat`s each new temporary file over its target (a failing rename fails only its
-//!    writer; temporary files that were not renamed are removed). These writers are answered
+//! 3. `renameat`s each new temporary file over its target, or `linkat`s an unnamed one as
+//!    the target (a failing rename or link fails only its writer; temporary files that were
+//!    not put in place are removed). These writers are answered
 //!    after the next round's flush, which follows at once: a plain `fsync` of the directory
 //!    when nothing new arrived meanwhile.
 //!
@@ -39,7 +41,8 @@
 //!
 //! So when `write` returns `Ok`, content, attributes and name are on disk, and at no point can
 //! a crash or power cut leave a truncated or empty file under the target name: the name points
-//! at the old inode until a rename whose data was flushed first. The file is `fsync`ed rather
+//! at the old inode until a rename whose data was flushed first (and a new file's name
+//! appears only by a link of flushed data). The file is `fsync`ed rather
 //! than `fdatasync`ed because the attributes set on the temporary file must be durable too.
 //! A crash can leave a stray `.NAME.homeostat-*` file behind, never a damaged target. The
 //! other changes (`symlink`, which is a temporary link renamed over the path, `mkdir`, `remove`,
@@ -58,10 +61,10 @@ use std::ffi::{CStr, CString, OsStr};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -713,24 +716,63 @@ fn to_mode(mode: u32) -> Mode {
 // Temporary files.
 // ---------------------------------------------------------------------------------------------
 
-/// A temporary file next to its target. Removed on drop unless [`TempFile::renamed`] was
-/// called, so every early return, cancelled task or failed commit cleans up after itself.
+/// A temporary file next to its target. Removed on drop unless it was put in place
+/// ([`TempFile::placed`]), so every early return, cancelled task or failed commit cleans up
+/// after itself.
 struct TempFile {
     /// The parent directory (`O_RDONLY`, so the commit thread can `fsync` it).
     dir: OwnedFd,
-    name: CString,
+    name: TempName,
     /// The open file; the commit thread closes it after the flush.
     file: Option<File>,
 }
 
+/// Where a [`TempFile`] is in its directory.
+#[derive(Debug, PartialEq, Eq)]
+enum TempName {
+    /// Under a name of its own (`.NAME.homeostat-…`), to be renamed over the target.
+    Named(CString),
+    /// Nowhere yet: an `O_TMPFILE` inode, to be linked under the target's name, which did
+    /// not exist when the write began. Nothing to remove if it never is: closing frees it.
+    Unnamed,
+    /// Put in place under the target's name.
+    Placed,
+}
+
 impl TempFile {
-    fn create(dir: OwnedFd, target: &CStr, path: &Path) -> Result<TempFile, FsError> {
-        let flags = OFlags::WRONLY
-            | OFlags::CREATE
-            | OFlags::EXCL
-            | OFlags::NOFOLLOW
-            | OFlags::NOCTTY
-            | OFlags::CLOEXEC;
+    /// Creates the temporary file in `dir`. When the target does not exist (`target_absent`),
+    /// it is an unnamed `O_TMPFILE` inode where the file system supports that: creating a
+    /// file then costs one directory entry (the final `linkat`) instead of three (the
+    /// temporary name, and the rename's removal and insertion), two inotify events instead
+    /// of four for watchers of the directory, and a crash leaves nothing behind.
+    fn create(
+        dir: OwnedFd,
+        target: &CStr,
+        target_absent: bool,
+        path: &Path,
+    ) -> Result<TempFile, FsError> {
+        let flags = OFlags::WRONLY | OFlags::NOCTTY | OFlags::CLOEXEC;
+        if target_absent && unnamed_files_linkable() {
+            match rustix::fs::openat(
+                &dir,
+                c".",
+                flags | OFlags::TMPFILE,
+                Mode::from_bits_retain(0o600),
+            ) {
+                Ok(fd) => {
+                    return Ok(TempFile {
+                        dir,
+                        name: TempName::Unnamed,
+                        file: Some(File::from(fd)),
+                    });
+                }
+                // The file system has no `O_TMPFILE` (EOPNOTSUPP; EISDIR or EINVAL from
+                // kernels or file systems that do not know the flag): use a name.
+                Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {}
+                Err(err) => return Err(FsError::os("create a temporary file next to", path, err)),
+            }
+        }
+        let flags = flags | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
         let mut last = Errno::EXIST;
         for _ in 0..16 {
             let name = temp_name(target, path)?;
@@ -738,7 +780,7 @@ impl TempFile {
                 Ok(fd) => {
                     return Ok(TempFile {
                         dir,
-                        name,
+                        name: TempName::Named(name),
                         file: Some(File::from(fd)),
                     });
                 }
@@ -787,28 +829,82 @@ impl TempFile {
             .map_err(|e| FsError::os("set the mode of", path, e))
     }
 
-    fn renamed(mut self) {
+    /// Links an [`TempName::Unnamed`] file under `name` in its directory (`EEXIST` if
+    /// something has that name). The file must still be open.
+    fn link_as(&self, name: &CStr) -> Result<(), Errno> {
+        let file = self.file.as_ref().ok_or(Errno::BADF)?;
+        if EMPTY_PATH_LINKS.load(Ordering::Relaxed) {
+            match rustix::fs::linkat(file, c"", &self.dir, name, AtFlags::EMPTY_PATH) {
+                Err(Errno::NOENT) => EMPTY_PATH_LINKS.store(false, Ordering::Relaxed),
+                other => return other,
+            }
+        }
+        let proc_link = format!("/proc/self/fd/{}", file.as_raw_fd());
+        rustix::fs::linkat(
+            CWD,
+            proc_link.as_str(),
+            &self.dir,
+            name,
+            AtFlags::SYMLINK_FOLLOW,
+        )
+    }
+
+    /// Gives an [`TempName::Unnamed`] file a temporary name, for when its target appeared
+    /// after all and must be replaced by a rename.
+    fn name_it(&mut self, target: &CStr, path: &Path) -> Result<(), FsError> {
+        let mut last = Errno::EXIST;
+        for _ in 0..16 {
+            let name = temp_name(target, path)?;
+            match self.link_as(&name) {
+                Ok(()) => {
+                    self.name = TempName::Named(name);
+                    return Ok(());
+                }
+                Err(Errno::EXIST) => last = Errno::EXIST,
+                Err(err) => {
+                    last = err;
+                    break;
+                }
+            }
+        }
+        Err(FsError::os("create a temporary file next to", path, last))
+    }
+
+    fn placed(mut self) {
         // Nothing left to remove; the name now belongs to the target.
-        self.name = CString::default();
+        self.name = TempName::Placed;
     }
 }
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        if self.name.is_empty() {
+        let TempName::Named(name) = &self.name else {
             return;
-        }
+        };
         self.file = None;
-        if let Err(err) = rustix::fs::unlinkat(&self.dir, &self.name, AtFlags::empty())
+        if let Err(err) = rustix::fs::unlinkat(&self.dir, name, AtFlags::empty())
             && err != Errno::NOENT
         {
             tracing::warn!(
-                name = %self.name.to_string_lossy(),
+                name = %name.to_string_lossy(),
                 error = %os_text(err),
                 "could not remove a temporary file"
             );
         }
     }
+}
+
+/// Whether `linkat(fd, "", …, AT_EMPTY_PATH)` may work. It links the descriptor itself but
+/// needs CAP_DAC_READ_SEARCH; without it the kernel answers ENOENT, this turns false, and
+/// the descriptor's `/proc/self/fd` link does the same job from then on.
+static EMPTY_PATH_LINKS: AtomicBool = AtomicBool::new(true);
+
+/// Whether an `O_TMPFILE` file can be given a name by this process: with `AT_EMPTY_PATH`
+/// (which needs a capability) or else through `/proc/self/fd`, which must be there. Checked
+/// once; without either, every temporary file is created under a name.
+fn unnamed_files_linkable() -> bool {
+    static LINKABLE: OnceLock<bool> = OnceLock::new();
+    *LINKABLE.get_or_init(|| Path::new("/proc/self/fd").is_dir())
 }
 
 /// `.NAME.homeostat-XXXXXXXXXXXX`, unique within the process and very likely across.
@@ -924,7 +1020,7 @@ impl Entry {
         } = self;
         let Pending { temp, reply, .. } = pending;
         if result.is_ok() {
-            temp.renamed();
+            temp.placed();
         } else {
             // Removed (when not renamed yet) before the writer learns about the failure.
             drop(temp);
@@ -1031,21 +1127,16 @@ fn commit_round(fresh: Vec<Pending>, renamed: Vec<Entry>) -> Vec<Entry> {
     let mut next = Vec::with_capacity(fresh_entries.len());
     let mut failed = 0usize;
     for mut e in fresh_entries {
-        e.pending.temp.file = None;
         if let Some(&err) = failed_devices.get(&e.dir.0) {
             failed += 1;
             let error = FsError::os("flush to disk the new content of", &e.pending.path, err);
             e.finish(Err(error));
             continue;
         }
-        let temp = &e.pending.temp;
-        let old = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        e.replaced = rustix::fs::openat(&temp.dir, &e.pending.target, old, Mode::empty()).ok();
-        match rustix::fs::renameat(&temp.dir, &temp.name, &temp.dir, &e.pending.target) {
+        match put_in_place(&mut e) {
             Ok(()) => next.push(e),
-            Err(err) => {
+            Err(error) => {
                 failed += 1;
-                let error = FsError::os("rename the new content into", &e.pending.path, err);
                 e.finish(Err(error));
             }
         }
@@ -1059,6 +1150,37 @@ fn commit_round(fresh: Vec<Pending>, renamed: Vec<Entry>) -> Vec<Entry> {
         "fs group commit round"
     );
     next
+}
+
+/// Step 3 of a round for one file whose data is durable: links an unnamed temporary file
+/// under its target's name, or renames a named one over it (also when the target appeared
+/// after an unnamed file was staged). Closes the temporary file.
+fn put_in_place(e: &mut Entry) -> Result<(), FsError> {
+    let Pending {
+        temp, target, path, ..
+    } = &mut e.pending;
+    if temp.name == TempName::Unnamed {
+        match temp.link_as(target) {
+            Ok(()) => {
+                temp.file = None;
+                return Ok(());
+            }
+            Err(Errno::EXIST) => temp.name_it(target, path)?,
+            Err(err) => return Err(FsError::os("link the new content into", path, err)),
+        }
+    }
+    temp.file = None;
+    let TempName::Named(name) = &temp.name else {
+        return Err(FsError::internal(
+            "write",
+            path,
+            "temporary file already placed",
+        ));
+    };
+    let old = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    e.replaced = rustix::fs::openat(&temp.dir, &*target, old, Mode::empty()).ok();
+    rustix::fs::renameat(&temp.dir, name, &temp.dir, &*target)
+        .map_err(|err| FsError::os("rename the new content into", path, err))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1341,7 +1463,7 @@ impl FsHost {
         let uid = attrs.uid.or(inherited.map(|s| s.uid));
         let gid = attrs.gid.or(inherited.map(|s| s.gid));
         let Located { parent, name } = loc;
-        let temp = TempFile::create(parent, &name, &auth.path)?;
+        let temp = TempFile::create(parent, &name, existing.is_none(), &auth.path)?;
         Ok((temp, name, (mode, uid, gid)))
     }
 
@@ -2232,8 +2354,13 @@ mod tests {
         let dir = tempdir();
         let fp = tree(dir.path());
         let auth = fp.authorize(&at(dir.path(), "x"), true).expect("allowed");
+        // A file being replaced gets a named temporary file to rename over it.
+        std::fs::write(dir.path().join("x"), "old").expect("write");
         let (temp, _, _) = FsHost::stage(&fp, &auth, Attrs::default()).expect("stage");
-        let name = temp.name.to_str().expect("utf-8").to_owned();
+        let TempName::Named(name) = &temp.name else {
+            panic!("not named: {:?}", temp.name);
+        };
+        let name = name.to_str().expect("utf-8").to_owned();
         assert!(name.starts_with(".x.homeostat-"), "{name}");
         assert!(is_temp_name(name.as_bytes()), "{name}");
         assert!(!is_temp_name(b"x.homeostat-0123456789ab"));
@@ -2243,6 +2370,18 @@ mod tests {
         assert!(dir.path().join(&name).exists());
         drop(temp);
         assert!(!dir.path().join(&name).exists());
+        std::fs::remove_file(dir.path().join("x")).expect("rm");
+        // A new file's is unnamed: nothing in the directory until it is linked.
+        let (temp, _, _) = FsHost::stage(&fp, &auth, Attrs::default()).expect("stage");
+        assert_eq!(temp.name, TempName::Unnamed);
+        let listed = || -> Vec<_> {
+            std::fs::read_dir(dir.path())
+                .expect("list")
+                .map(|e| e.expect("entry").file_name())
+                .collect()
+        };
+        assert!(listed().is_empty(), "{:?}", listed());
+        drop(temp);
 
         if !is_root() {
             // chown to another user fails after the temporary file was created.
@@ -2259,6 +2398,69 @@ mod tests {
         }
         let left: Vec<_> = std::fs::read_dir(dir.path()).expect("list").collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[tokio::test]
+    async fn new_files_are_linked_into_place_and_late_rivals_replaced() {
+        let dir = tempdir();
+        let fp = tree(dir.path());
+        let host = FsHost::new();
+        let listed = || -> Vec<String> {
+            let mut names: Vec<_> = std::fs::read_dir(dir.path())
+                .expect("list")
+                .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+                .collect();
+            names.sort();
+            names
+        };
+        let attrs = Attrs {
+            mode: Some(0o640),
+            ..Attrs::default()
+        };
+        host.write(&fp, &at(dir.path(), "new"), b"one\n".to_vec(), attrs)
+            .await
+            .expect("write");
+        assert_eq!(
+            std::fs::read(dir.path().join("new")).expect("read"),
+            b"one\n"
+        );
+        assert_eq!(mode_of(&at(dir.path(), "new")), 0o640);
+        // The same through /proc/self/fd, the way a host without CAP_DAC_READ_SEARCH links.
+        let before = EMPTY_PATH_LINKS.swap(false, Ordering::Relaxed);
+        let proc_write = host
+            .write(
+                &fp,
+                &at(dir.path(), "via-proc"),
+                b"two\n".to_vec(),
+                Attrs::default(),
+            )
+            .await;
+        EMPTY_PATH_LINKS.store(before, Ordering::Relaxed);
+        proc_write.expect("write via /proc");
+        assert_eq!(
+            std::fs::read(dir.path().join("via-proc")).expect("read"),
+            b"two\n"
+        );
+        assert_eq!(mode_of(&at(dir.path(), "via-proc")), 0o644);
+
+        // Absent when staged, there by the time of the commit: replaced like any target.
+        let auth = fp
+            .authorize(&at(dir.path(), "late"), true)
+            .expect("allowed");
+        let (mut temp, target, (mode, uid, gid)) =
+            FsHost::stage(&fp, &auth, Attrs::default()).expect("stage");
+        assert_eq!(temp.name, TempName::Unnamed);
+        write_all(&mut temp, b"ours\n", &auth.path).expect("write");
+        temp.set_attrs(&auth.path, mode, uid, gid).expect("attrs");
+        std::fs::write(dir.path().join("late"), "theirs\n").expect("rival");
+        host.commit(temp, target, auth.path.clone())
+            .await
+            .expect("commit");
+        assert_eq!(
+            std::fs::read(dir.path().join("late")).expect("read"),
+            b"ours\n"
+        );
+        assert_eq!(listed(), ["late", "new", "via-proc"]);
     }
 
     #[tokio::test]
