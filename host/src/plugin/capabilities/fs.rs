@@ -1110,6 +1110,8 @@ fn commit_round(fresh: Vec<Pending>, renamed: Vec<Entry>) -> Vec<Entry> {
         }
     }
 
+    let flushed_at = Instant::now();
+
     // 2. The previous round's renames are durable (or not): answer their writers.
     for e in renamed {
         let result = match failed_devices.get(&e.dir.0) {
@@ -1146,6 +1148,7 @@ fn commit_round(fresh: Vec<Pending>, renamed: Vec<Entry>) -> Vec<Entry> {
         settled = renamed_count,
         devices = devices.len(),
         failed,
+        flush_us = (flushed_at - started).as_micros() as u64,
         elapsed_us = started.elapsed().as_micros() as u64,
         "fs group commit round"
     );
