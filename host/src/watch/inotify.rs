@@ -254,9 +254,9 @@ fn event_loop(inner: &Inner, stop: &OwnedFd, mut handler: impl FnMut(Raw)) {
                 continue;
             }
             let name = event.file_name().map(|n| n.to_bytes()).unwrap_or_default();
-            // The host's own staging files: created, written and renamed over a target for
-            // every durable write, five events nobody needs (the rename is reported under
-            // the target's name).
+            // The host's own staging files: created, written and renamed over a target by
+            // every durable write over an existing file, five events nobody needs (the
+            // rename is reported under the target's name).
             if is_temp_name(name) {
                 continue;
             }

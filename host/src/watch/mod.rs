@@ -30,10 +30,13 @@
 //!   subscribers, except an inotify queue overflow, after which everyone is woken because events
 //!   were lost.
 //! * **Threads.** Wakers run directly on the inotify event thread ([`inotify`]), without
-//!   batching or debouncing (the engine coalesces). Watch placement runs on a separate control
-//!   thread, so that the `stat`s and path resolution it does never hold up events. No lock is held while a waker runs, so a
-//!   waker may subscribe or drop subscriptions; called from a waker, those calls do not wait for
-//!   the control thread (and errors of such a `subscribe` are only logged).
+//!   debouncing (the engine coalesces). A lone event is read the moment it arrives; under a
+//!   burst the thread reads the queue at most every 0.5 ms (`inotify::COALESCE`), so a cold
+//!   run does not wake it once per written file. Watch placement runs on a separate control
+//!   thread, so that the `stat`s and path resolution it does never hold up events. No lock is
+//!   held while a waker runs, so a waker may subscribe or drop subscriptions; called from a
+//!   waker, those calls do not wait for the control thread (and errors of such a `subscribe`
+//!   are only logged).
 //! * **Aliases.** Watched directories are keyed by canonical path and by device and inode, so two
 //!   spellings of one directory (a symbolic link such as `/lib -> usr/lib`, a bind mount) share
 //!   one inotify watch and both see its events.
@@ -43,8 +46,10 @@
 //! Opening or reading a file does not wake: the watches do not ask for those events, so the
 //! engine's own checks cost no event at all. Nor do entries named like the host's own staging
 //! files (`.NAME.homeostat-` and 12 hex digits, see `plugin::capabilities::fs`): a durable
-//! write creates, fills and renames one, and only the rename matters, reported under the
-//! target's name.
+//! write over an existing file creates, fills and renames one, and only the rename matters,
+//! reported under the target's name. (A new file is written unnamed and linked into place:
+//! its writes are reported under a `#INODE` name nobody subscribes to, its link as the
+//! target's creation.)
 //!
 //! # Limits
 //!
