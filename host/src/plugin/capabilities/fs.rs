@@ -2024,6 +2024,13 @@ mod tests {
         std::fs::symlink_metadata(path).expect("stat").mode() & 0o7777
     }
 
+    /// Asserts that `dir/name` holds `content` with `mode`.
+    fn assert_file(dir: &Path, name: &str, content: &[u8], mode: u32) {
+        let path = dir.join(name);
+        assert_eq!(std::fs::read(&path).expect("read"), content, "{name}");
+        assert_eq!(mode_of(path.to_str().expect("utf-8")), mode, "{name}");
+    }
+
     fn is_root() -> bool {
         rustix::process::geteuid().is_root()
     }
@@ -2423,11 +2430,7 @@ mod tests {
         host.write(&fp, &at(dir.path(), "new"), b"one\n".to_vec(), attrs)
             .await
             .expect("write");
-        assert_eq!(
-            std::fs::read(dir.path().join("new")).expect("read"),
-            b"one\n"
-        );
-        assert_eq!(mode_of(&at(dir.path(), "new")), 0o640);
+        assert_file(dir.path(), "new", b"one\n", 0o640);
         // The same through /proc/self/fd, the way a host without CAP_DAC_READ_SEARCH links.
         let before = EMPTY_PATH_LINKS.swap(false, Ordering::Relaxed);
         let proc_write = host
@@ -2440,11 +2443,7 @@ mod tests {
             .await;
         EMPTY_PATH_LINKS.store(before, Ordering::Relaxed);
         proc_write.expect("write via /proc");
-        assert_eq!(
-            std::fs::read(dir.path().join("via-proc")).expect("read"),
-            b"two\n"
-        );
-        assert_eq!(mode_of(&at(dir.path(), "via-proc")), 0o644);
+        assert_file(dir.path(), "via-proc", b"two\n", 0o644);
 
         // Absent when staged, there by the time of the commit: replaced like any target.
         let auth = fp
@@ -2485,11 +2484,7 @@ mod tests {
         host.copy(&fp, &at(dir.path(), "small"), &at(dir.path(), "c1"), attrs)
             .await
             .expect("copy small");
-        assert_eq!(
-            std::fs::read(dir.path().join("c1")).expect("read"),
-            b"small\n"
-        );
-        assert_eq!(mode_of(&at(dir.path(), "c1")), 0o600);
+        assert_file(dir.path(), "c1", b"small\n", 0o600);
         host.copy(
             &fp,
             &at(dir.path(), "big"),
@@ -2498,8 +2493,7 @@ mod tests {
         )
         .await
         .expect("copy big over it");
-        assert_eq!(std::fs::read(dir.path().join("c1")).expect("read"), big);
-        assert_eq!(mode_of(&at(dir.path(), "c1")), 0o600);
+        assert_file(dir.path(), "c1", &big, 0o600);
 
         let err = host
             .copy(
