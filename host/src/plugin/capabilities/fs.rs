@@ -743,8 +743,8 @@ impl TempFile {
     /// Creates the temporary file in `dir`. When the target does not exist (`target_absent`),
     /// it is an unnamed `O_TMPFILE` inode where the file system supports that: creating a
     /// file then costs one directory entry (the final `linkat`) instead of three (the
-    /// temporary name, and the rename's removal and insertion), two inotify events instead
-    /// of four for watchers of the directory, and a crash leaves nothing behind.
+    /// temporary name, and the rename's removal and insertion), four inotify events instead
+    /// of six for watchers of the directory, and a crash leaves nothing behind.
     fn create(
         dir: OwnedFd,
         target: &CStr,
@@ -899,9 +899,10 @@ impl Drop for TempFile {
 /// the descriptor's `/proc/self/fd` link does the same job from then on.
 static EMPTY_PATH_LINKS: AtomicBool = AtomicBool::new(true);
 
-/// Whether an `O_TMPFILE` file can be given a name by this process: with `AT_EMPTY_PATH`
-/// (which needs a capability) or else through `/proc/self/fd`, which must be there. Checked
-/// once; without either, every temporary file is created under a name.
+/// Whether `O_TMPFILE` files are used at all: only when `/proc/self/fd` is there, the way
+/// [`TempFile::link_as`] names one when `AT_EMPTY_PATH` is refused (a file that could not be
+/// named would lose its write). Checked once; without it, every temporary file is created
+/// under a name.
 fn unnamed_files_linkable() -> bool {
     static LINKABLE: OnceLock<bool> = OnceLock::new();
     *LINKABLE.get_or_init(|| Path::new("/proc/self/fd").is_dir())
@@ -2024,6 +2025,16 @@ mod tests {
         std::fs::symlink_metadata(path).expect("stat").mode() & 0o7777
     }
 
+    /// The names in `dir`, sorted.
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .collect();
+        names.sort();
+        names
+    }
+
     /// Asserts that `dir/name` holds `content` with `mode`.
     fn assert_file(dir: &Path, name: &str, content: &[u8], mode: u32) {
         let path = dir.join(name);
@@ -2384,13 +2395,7 @@ mod tests {
         // A new file's is unnamed: nothing in the directory until it is linked.
         let (temp, _, _) = FsHost::stage(&fp, &auth, Attrs::default()).expect("stage");
         assert_eq!(temp.name, TempName::Unnamed);
-        let listed = || -> Vec<_> {
-            std::fs::read_dir(dir.path())
-                .expect("list")
-                .map(|e| e.expect("entry").file_name())
-                .collect()
-        };
-        assert!(listed().is_empty(), "{:?}", listed());
+        assert_eq!(entries(dir.path()), Vec::<String>::new());
         drop(temp);
 
         if !is_root() {
@@ -2406,8 +2411,7 @@ mod tests {
                 .expect_err("chown");
             assert_eq!(err.code, ErrorCode::PermissionDenied, "{err}");
         }
-        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("list").collect();
-        assert!(left.is_empty(), "{left:?}");
+        assert_eq!(entries(dir.path()), Vec::<String>::new());
     }
 
     #[tokio::test]
@@ -2415,14 +2419,6 @@ mod tests {
         let dir = tempdir();
         let fp = tree(dir.path());
         let host = FsHost::new();
-        let listed = || -> Vec<String> {
-            let mut names: Vec<_> = std::fs::read_dir(dir.path())
-                .expect("list")
-                .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
-                .collect();
-            names.sort();
-            names
-        };
         let attrs = Attrs {
             mode: Some(0o640),
             ..Attrs::default()
@@ -2462,7 +2458,7 @@ mod tests {
             std::fs::read(dir.path().join("late")).expect("read"),
             b"ours\n"
         );
-        assert_eq!(listed(), ["late", "new", "via-proc"]);
+        assert_eq!(entries(dir.path()), ["late", "new", "via-proc"]);
     }
 
     #[tokio::test]
