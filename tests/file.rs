@@ -4,7 +4,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use homeostat_tests::{
-    Running, homeostat, run_converged, stderr, wait_content, wait_for, wait_mode, write_graph,
+    Running, homeostat, homeostat_command, run_converged, stderr, wait_content, wait_for,
+    wait_mode, write_graph,
 };
 
 fn run_once(graph: &Path) -> std::process::Output {
@@ -188,6 +189,69 @@ fn noop_reports_and_changes_nothing() {
     );
     assert!(stderr(&out).contains("would change"), "{}", stderr(&out));
     assert!(!f.exists());
+}
+
+/// `homeostat run GRAPH --converged-timeout 0.3` logging every check-apply (`debug` logs
+/// one that found nothing to do as `kind[name]: ok`).
+fn run_logging_checks(graph: &Path) -> (std::process::Output, String) {
+    let out = homeostat_command(
+        graph.parent().expect("graph in a directory"),
+        &[
+            "run",
+            graph.to_str().expect("UTF-8 graph path"),
+            "--converged-timeout",
+            "0.3",
+        ],
+    )
+    .env("RUST_LOG", "homeostat::engine=debug")
+    .output()
+    .expect("run homeostat");
+    let log = stderr(&out);
+    (out, log)
+}
+
+#[test]
+fn a_resource_is_not_woken_by_its_own_write() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("d");
+    std::fs::create_dir(&dir).unwrap();
+    let mut yaml = String::from("graph: t\nresources:\n  file:\n");
+    for i in 0..20 {
+        yaml.push_str(&format!(
+            "  - name: f{i}\n    path: {}/f{i}\n    content: \"{i}\\n\"\n",
+            dir.display()
+        ));
+    }
+    // New files are linked into place; f1 exists and is replaced by a rename.
+    let g = write_graph(t.path(), "g.yaml", &yaml);
+    std::fs::write(dir.join("f1"), "stale\n").unwrap();
+    let (out, log) = run_logging_checks(&g);
+    assert!(out.status.success(), "{log}");
+    let changed = log
+        .lines()
+        .filter(|l| l.contains("INFO") && l.contains("file[f"));
+    assert_eq!(changed.count(), 20, "{log}");
+    // Each file's link or rename into place reached the watch hub (the other subscribers
+    // of the path would be woken by it), but not the resource that made it: no second,
+    // verifying check-apply.
+    assert!(
+        !log.contains("]: ok"),
+        "a resource re-checked its own write:\n{log}"
+    );
+
+    // Anyone else's change is still seen and repaired.
+    let f = dir.join("f3");
+    let mut run = Running::start(&g, &[]);
+    run.wait_log(&["running graph"]);
+    std::fs::write(&f, "bad\n").unwrap();
+    wait_content(&f, "3\n");
+    assert!(run.alive());
+    run.stop();
+
+    // Sanity: the log does name unchanged check-applies.
+    let (out, log) = run_logging_checks(&g);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(log.matches("]: ok").count(), 20, "{log}");
 }
 
 #[test]

@@ -205,7 +205,7 @@ impl Engine {
                         let path = vertex::path_watches(&batch[i])
                             .into_iter()
                             .nth(n)
-                            .map(|(p, _, _)| p)
+                            .map(|r| r.path)
                             .unwrap_or_default();
                         tracing::error!(
                             "{}: cannot watch {}: {e}; drift there is repaired only on other \

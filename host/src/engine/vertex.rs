@@ -25,6 +25,7 @@ use crate::plugin::capabilities::fs::Footprint;
 use crate::plugin::manifest::SendType;
 use crate::plugin::runtime::{CallLimits, Plugin};
 use crate::plugin::serve::Server;
+use crate::watch::{Echo, Request};
 
 /// An edge seen from its downstream end.
 pub(super) struct Pred {
@@ -60,6 +61,8 @@ pub(super) struct Vertex {
     pub plugin: Arc<Plugin>,
     pub meta: Meta,
     watch: Vec<WatchItem>,
+    /// One per non-recursive path watch: the resource's own writes there do not wake it.
+    echoes: Arc<[Arc<Echo>]>,
     /// Values this kind declares it sends, with their types.
     sends_declared: Arc<BTreeMap<String, SendType>>,
     /// The footprint declared for the graph's params.
@@ -101,6 +104,18 @@ impl Vertex {
             params: r.params,
             plugin: r.plugin,
             meta: r.meta,
+            echoes: r
+                .info
+                .watch
+                .iter()
+                .filter_map(|item| match item {
+                    WatchItem::Path {
+                        path,
+                        recursive: false,
+                    } => Some(Echo::new(path.clone())),
+                    _ => None,
+                })
+                .collect(),
             watch: r.info.watch,
             sends_declared: r.sends,
             footprint: Arc::new(r.info.footprint),
@@ -272,9 +287,7 @@ fn ticker(v: &Arc<Vertex>, period: Duration) -> tokio::task::JoinHandle<()> {
 
 /// The paths a vertex watches, as subscription requests for [`WatchHub::subscribe_many`]
 /// (none when hidden or polling).
-pub(super) fn path_watches(
-    v: &Arc<Vertex>,
-) -> Vec<(std::path::PathBuf, bool, crate::watch::Waker)> {
+pub(super) fn path_watches(v: &Arc<Vertex>) -> Vec<Request> {
     if v.meta.hidden || v.meta.poll > 0 {
         return Vec::new();
     }
@@ -284,7 +297,13 @@ pub(super) fn path_watches(
             WatchItem::Path { path, recursive } => {
                 let target = v.clone();
                 let waker: crate::watch::Waker = Arc::new(move || target.mark_dirty());
-                Some((path.clone(), *recursive, waker))
+                let echo = v.echoes.iter().find(|e| e.path() == path).cloned();
+                Some(Request {
+                    path: path.clone(),
+                    recursive: *recursive,
+                    waker,
+                    echo: echo.filter(|_| !*recursive),
+                })
             }
             _ => None,
         })
@@ -541,6 +560,7 @@ pub(super) async fn run(v: Arc<Vertex>, paths: Vec<crate::watch::Subscription>, 
                     apply,
                     refresh,
                     v.call_limits(),
+                    v.echoes.clone(),
                 )
                 .await
                 .map_err(|e| e.to_string())

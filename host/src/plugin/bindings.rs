@@ -307,15 +307,18 @@ fn stat_out(s: fscap::FileStat) -> wfs::FileStat {
 type FsResult<T> = wasmtime::Result<Result<T, wfs::Error>>;
 
 /// Every `fs` call first checks that the plugin was granted `fs`, then runs against
-/// the footprint of the resource being called.
+/// the footprint of the resource being called (and, for writes, with its path watches).
 macro_rules! fs_call {
-    ($self:ident, |$fs:ident, $fp:ident| $body:expr) => {{
-        let ($fs, $fp) = match $self.fs_access() {
+    ($self:ident, |$fs:ident, $fp:ident, $own:ident| $body:expr) => {{
+        let ($fs, $fp, $own) = match $self.fs_access() {
             Ok(v) => v,
             Err(e) => return Ok(Err(err_out(e))),
         };
         Ok($body.await.map_err(err_out))
     }};
+    ($self:ident, |$fs:ident, $fp:ident| $body:expr) => {
+        fs_call!($self, |$fs, $fp, _own| $body)
+    };
 }
 
 impl wfs::Host for HostState {
@@ -337,10 +340,22 @@ impl wfs::Host for HostState {
         fs_call!(self, |fs, fp| fs.content_equals(&fp, &path, &data))
     }
     async fn write(&mut self, path: String, data: Vec<u8>, attrs: wfs::Attrs) -> FsResult<()> {
-        fs_call!(self, |fs, fp| fs.write(&fp, &path, data, attrs_in(attrs)))
+        fs_call!(self, |fs, fp, own| fs.write(
+            &fp,
+            &path,
+            data,
+            attrs_in(attrs),
+            &own
+        ))
     }
     async fn copy(&mut self, source: String, path: String, attrs: wfs::Attrs) -> FsResult<()> {
-        fs_call!(self, |fs, fp| fs.copy(&fp, &source, &path, attrs_in(attrs)))
+        fs_call!(self, |fs, fp, own| fs.copy(
+            &fp,
+            &source,
+            &path,
+            attrs_in(attrs),
+            &own
+        ))
     }
     async fn symlink(&mut self, target: String, path: String) -> FsResult<()> {
         fs_call!(self, |fs, fp| fs.symlink(&fp, &target, &path))

@@ -32,7 +32,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -49,6 +49,7 @@ use crate::plugin::capabilities::process::{self as pcap, ProcessError};
 use crate::plugin::capabilities::systemd::{self as scap, SystemdError};
 use crate::plugin::grants::{Access, Capability};
 use crate::plugin::manifest::Manifest;
+use crate::watch::Echo;
 
 /// How often the epoch advances; the unit of the CPU budget.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -199,6 +200,9 @@ pub struct HostState {
     plugin: Arc<str>,
     /// The resource the current call is about and its footprint.
     pub(super) current: Option<(ResourceRef, Arc<Footprint>)>,
+    /// The current resource's path watches, for `fs` to make its writes there without
+    /// waking it (see [`Echo`]); empty outside a check-apply.
+    own: Arc<[Arc<Echo>]>,
     /// Epoch ticks left before the current call is interrupted.
     pub(super) budget: u64,
     /// Set in the instance running a resource's `serve` call (the long-running watch).
@@ -258,8 +262,10 @@ impl HostState {
         }
     }
 
-    /// The fs capability and the current resource's footprint, if `fs` is granted.
-    pub(crate) fn fs_access(&self) -> Result<(FsHost, Arc<Footprint>), FsError> {
+    /// The fs capability, the current resource's footprint and its path watches, if `fs`
+    /// is granted.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn fs_access(&self) -> Result<(FsHost, Arc<Footprint>, Arc<[Arc<Echo>]>), FsError> {
         if let Err(e) = self.access.allowed(Capability::Fs) {
             return Err(FsError {
                 code: ErrorCode::NotAllowed,
@@ -267,7 +273,7 @@ impl HostState {
             });
         }
         match &self.current {
-            Some((_, fp)) => Ok((self.fs.clone(), fp.clone())),
+            Some((_, fp)) => Ok((self.fs.clone(), fp.clone(), self.own.clone())),
             None => Err(FsError {
                 code: ErrorCode::NotAllowed,
                 message: "no resource is being served".to_string(),
@@ -570,11 +576,19 @@ enum Reply {
     Cleanup,
 }
 
+/// The `own` of a call that is not a check-apply.
+fn no_echoes() -> Arc<[Arc<Echo>]> {
+    static NONE: OnceLock<Arc<[Arc<Echo>]>> = OnceLock::new();
+    NONE.get_or_init(|| Arc::new([])).clone()
+}
+
 /// One call into the plugin.
 struct Job {
     id: ResourceRef,
     params: Arc<str>,
     footprint: Arc<Footprint>,
+    /// The resource's path watches (check-apply only).
+    own: Arc<[Arc<Echo>]>,
     kind: CallKind,
     timeout: Duration,
     /// CPU budget of this call.
@@ -837,7 +851,9 @@ impl Plugin {
         }
     }
 
-    /// Check (and with `apply`, repair) one resource within its footprint.
+    /// Check (and with `apply`, repair) one resource within its footprint. `own` are the
+    /// resource's path watches: its writes to those paths do not wake it again.
+    #[allow(clippy::too_many_arguments)]
     pub async fn check_apply(
         &self,
         id: &ResourceRef,
@@ -846,17 +862,17 @@ impl Plugin {
         apply: bool,
         refresh: bool,
         limits: CallLimits,
+        own: Arc<[Arc<Echo>]>,
     ) -> Result<CheckOutcome, CallError> {
-        match self
-            .submit(
-                id,
-                params,
-                footprint,
-                CallKind::CheckApply { apply, refresh },
-                limits,
-            )
-            .await?
-        {
+        let mut call = self.call(
+            id.clone(),
+            params,
+            footprint,
+            CallKind::CheckApply { apply, refresh },
+            limits,
+        );
+        call.own = own;
+        match self.run_one(call).await? {
             Reply::CheckApply(out) => Ok(out),
             _ => unreachable!("check-apply answered with another call's reply"),
         }
@@ -912,6 +928,7 @@ impl Plugin {
             id,
             params,
             footprint,
+            own: no_echoes(),
             kind,
             timeout: over.timeout.unwrap_or(global.call_timeout),
             cpu: over.cpu.unwrap_or(global.cpu),
@@ -933,8 +950,13 @@ impl Plugin {
         kind: CallKind,
         over: CallLimits,
     ) -> Result<Reply, CallError> {
+        self.run_one(self.call(id.clone(), params, footprint, kind, over))
+            .await
+    }
+
+    /// Runs one call on an instance checked out of the pool.
+    async fn run_one(&self, call: Job) -> Result<Reply, CallError> {
         let pool = self.pool()?;
-        let call = self.call(id.clone(), params, footprint, kind, over);
         // Boxed: the checkout, the wasm call on its fiber and its timeout make a future of
         // ~1.5 KiB, which would otherwise sit inline in every caller's task (each of 10 000
         // vertex tasks) although only a call in flight needs it.
@@ -1048,6 +1070,7 @@ pub(super) async fn instantiate(shared: &PoolShared) -> Result<Instance, String>
         states: shared.states.clone(),
         plugin: shared.label.clone(),
         current: None,
+        own: no_echoes(),
         budget: u64::MAX,
         serve: None,
     };
@@ -1087,6 +1110,7 @@ async fn run_job(
         let data = inst.store.data_mut();
         data.limits.cap = job.memory_bytes;
         data.current = Some((job.id.clone(), job.footprint.clone()));
+        data.own = job.own.clone();
         data.budget = ticks;
     }
     inst.store.set_epoch_deadline(1);
@@ -1119,6 +1143,7 @@ async fn run_job(
     };
     let outcome = tokio::time::timeout(job.timeout, call).await;
     inst.store.data_mut().current = None;
+    inst.store.data_mut().own = no_echoes();
     if matches!(job.kind, CallKind::Cleanup) {
         // The resource leaves the graph: its `state` goes with it.
         shared.states.lock().expect("states lock").remove(&job.id);

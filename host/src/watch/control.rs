@@ -250,6 +250,9 @@ impl Control {
 
     fn remove(&mut self, id: u64) {
         if let Some(state) = self.subs.remove(&id) {
+            if let Some(echo) = &state.sub.echo {
+                echo.reset(false);
+            }
             if let Some(hold) = state.anchor {
                 self.dirs.release(hold);
             }
@@ -326,8 +329,25 @@ impl Control {
         Ok(self.settle_tree(id, &root)? || moved)
     }
 
-    /// Moves the anchor to the nearest existing ancestor directory of the target's parent.
+    /// Moves the anchor to the nearest existing ancestor directory of the target's parent,
+    /// and tells the subscriber's [`Echo`](super::Echo) whether that is the parent itself.
     fn settle_anchor(&mut self, id: u64) -> Result<bool, WatchError> {
+        let result = self.place_anchor(id);
+        if let Some(state) = self.subs.get(&id)
+            && let Some(echo) = &state.sub.echo
+        {
+            let direct = result.is_ok()
+                && state.anchor.as_ref().is_some_and(|hold| {
+                    Some(hold.literal.as_path()) == state.sub.target.parent()
+                        && self.dirs.valid(hold)
+                });
+            echo.anchored(direct, !matches!(result, Ok(false)));
+        }
+        result
+    }
+
+    /// [`Control::settle_anchor`] without the echo. True when the anchor moved.
+    fn place_anchor(&mut self, id: u64) -> Result<bool, WatchError> {
         let Some(state) = self.subs.get_mut(&id) else {
             return Ok(false);
         };

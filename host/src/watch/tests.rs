@@ -197,6 +197,114 @@ async fn staging_files_do_not_wake_but_their_rename_does() {
     whole.wake().await;
 }
 
+/// A probe whose own changes of `path` go through the returned [`Echo`].
+fn probe_with_echo(hub: &WatchHub, path: &Path) -> (Probe, Arc<Echo>) {
+    let (tx, rx) = unbounded_channel();
+    let observe = path.to_path_buf();
+    let echo = Echo::new(path.to_path_buf());
+    let mut subs = hub.subscribe_many(vec![Request {
+        path: path.to_path_buf(),
+        recursive: false,
+        waker: Arc::new(move || {
+            let _ = tx.send(observe.exists());
+        }),
+        echo: Some(Arc::clone(&echo)),
+    }]);
+    let sub = subs.pop().expect("one result").expect("subscribe");
+    (Probe { rx, sub }, echo)
+}
+
+/// What the fs capability's commit thread does for a resource: the rename (or link) that
+/// puts a written file in place, counted as the resource's own change.
+fn own_replace(echo: &Echo, path: &Path, data: &str) {
+    let tmp = path.with_extension("own-tmp");
+    fs::write(&tmp, data).unwrap();
+    echo.own(|| fs::rename(&tmp, path)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_changes_wake_everyone_but_their_maker() {
+    let env = Env::new();
+    let f = env.path("f");
+    fs::write(&f, "1").unwrap();
+    let (mut own, echo) = probe_with_echo(&env.hub, &f);
+    let mut other = probe(&env.hub, &f, false);
+    env.barrier().await;
+    own.drain();
+    other.drain();
+
+    // Replaced by a rename (a file that existed), then created by a link (one that did not).
+    own_replace(&echo, &f, "2");
+    other.wake().await;
+    env.barrier().await;
+    own.assert_quiet("own rename");
+    fs::remove_file(&f).unwrap();
+    own.wake_seeing(false).await;
+    let unnamed = env.path("unnamed");
+    fs::write(&unnamed, "3").unwrap();
+    echo.own(|| fs::hard_link(&unnamed, &f)).unwrap();
+    other.wake_seeing(true).await;
+    env.barrier().await;
+    own.assert_quiet("own link");
+
+    // Anyone else's change still wakes the maker, and a failed change counts nothing.
+    echo.own(|| fs::rename(env.path("no-such-file"), &f))
+        .unwrap_err();
+    own.assert_live(&env, &f, "4").await;
+    own.drain();
+    replace(&f, "5");
+    own.wake().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outside_change_queued_with_an_own_one_still_wakes() {
+    let env = Env::new();
+    let stall = Stall::new(&env);
+    let f = env.path("f");
+    fs::write(&f, "1").unwrap();
+    let (mut own, echo) = probe_with_echo(&env.hub, &f);
+    env.barrier().await;
+    own.drain();
+    // Both events wait in the queue: an outside chmod (one event), then the own rename.
+    // Whichever of them the count takes, the other wakes.
+    let release = stall.hold();
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+    own_replace(&echo, &f, "2");
+    release.send(()).unwrap();
+    own.wake().await;
+    // And in the other order.
+    env.barrier().await;
+    own.drain();
+    let release = stall.hold();
+    own_replace(&echo, &f, "3");
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o640)).unwrap();
+    release.send(()).unwrap();
+    own.wake().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_changes_are_not_counted_while_the_parent_is_missing() {
+    let env = Env::new();
+    let d = env.path("d");
+    let f = d.join("f");
+    let (mut own, echo) = probe_with_echo(&env.hub, &f);
+    // Anchored at the temporary directory, where a change of `f` would not be reported
+    // under its name: what is "changed" now must not swallow the next outside change
+    // (not counted, and forgotten when the watch moves down).
+    echo.own(|| Ok::<(), ()>(())).unwrap();
+    fs::create_dir(&d).unwrap();
+    env.barrier().await;
+    own.drain();
+    fs::write(&f, "outside").unwrap();
+    own.wake_seeing(true).await;
+    // Now the parent is watched: own changes are counted again.
+    env.barrier().await;
+    own.drain();
+    own_replace(&echo, &f, "own");
+    env.barrier().await;
+    own.assert_quiet("own rename once the parent exists");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn append_wakes() {
     let env = Env::new();
@@ -751,6 +859,7 @@ fn subscribers_below_a_path_are_found_in_byte_order() {
             target: PathBuf::from(target),
             recursive: false,
             waker: Arc::new(|| {}),
+            echo: None,
         })
     };
     let mut map = super::SubMap::new();

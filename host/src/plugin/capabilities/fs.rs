@@ -33,6 +33,10 @@
 //!    after the next round's flush, which follows at once: a plain `fsync` of the directory
 //!    when nothing new arrived meanwhile.
 //!
+//! When the path written is one the calling resource watches (the engine hands its watches
+//! to the call), the link or rename runs through the watch hub's [`Echo::own`], so the
+//! resource is not woken by its own write (others watching the path are).
+//!
 //! A lone write thus costs `fsync(file)`, `rename`, `fsync(dir)`; under load every flush
 //! serves two batches (the data of one, the names of the one before), half the flushes of a
 //! data-flush-then-directory-fsync per batch. The inode being replaced is held open until its
@@ -72,6 +76,8 @@ use rustix::fs::{AtFlags, CWD, Mode, OFlags};
 use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
+
+use crate::watch::Echo;
 
 /// Files larger than this are read, compared, hashed, written or copied on a blocking thread
 /// instead of inline on the async task.
@@ -962,6 +968,8 @@ struct Pending {
     target: CString,
     /// For messages.
     path: PathBuf,
+    /// The writing resource's watch of `path`: putting the file in place does not wake it.
+    echo: Option<Arc<Echo>>,
     reply: oneshot::Sender<Result<(), FsError>>,
 }
 
@@ -1161,10 +1169,20 @@ fn commit_round(fresh: Vec<Pending>, renamed: Vec<Entry>) -> Vec<Entry> {
 /// after an unnamed file was staged). Closes the temporary file.
 fn put_in_place(e: &mut Entry) -> Result<(), FsError> {
     let Pending {
-        temp, target, path, ..
+        temp,
+        target,
+        path,
+        echo,
+        ..
     } = &mut e.pending;
+    // The link or rename is the one event of the write under the target's name.
+    let echo = echo.as_deref();
+    let own = |change: &mut dyn FnMut() -> Result<(), Errno>| match echo {
+        Some(echo) => echo.own(change),
+        None => change(),
+    };
     if temp.name == TempName::Unnamed {
-        match temp.link_as(target) {
+        match own(&mut || temp.link_as(target)) {
             Ok(()) => {
                 temp.file = None;
                 return Ok(());
@@ -1183,7 +1201,7 @@ fn put_in_place(e: &mut Entry) -> Result<(), FsError> {
     };
     let old = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     e.replaced = rustix::fs::openat(&temp.dir, &*target, old, Mode::empty()).ok();
-    rustix::fs::renameat(&temp.dir, name, &temp.dir, &*target)
+    own(&mut || rustix::fs::renameat(&temp.dir, name, &temp.dir, &*target))
         .map_err(|err| FsError::os("rename the new content into", path, err))
 }
 
@@ -1378,13 +1396,15 @@ impl FsHost {
     /// module documentation). Without attrs, a replaced regular file's mode and owner are
     /// kept; a new file gets `0644` and the host's user. A symlink at `path` is replaced, not
     /// followed. Once handed to the commit thread, the write completes even if the caller
-    /// stops waiting.
+    /// stops waiting. When `path` is one of `own`, the resource's path watches, putting the
+    /// file in place does not wake the resource (see [`Echo`]).
     pub async fn write(
         &self,
         fp: &Footprint,
         path: &str,
         data: Vec<u8>,
         attrs: Attrs,
+        own: &[Arc<Echo>],
     ) -> Result<(), FsError> {
         let auth = fp.authorize(path, true)?;
         let (mut temp, target, (mode, uid, gid)) = Self::stage(fp, &auth, attrs)?;
@@ -1399,7 +1419,7 @@ impl FsHost {
             .await?;
         }
         temp.set_attrs(&auth.path, mode, uid, gid)?;
-        self.commit(temp, target, auth.path).await
+        self.commit(temp, target, auth.path, own).await
     }
 
     /// Like [`FsHost::write`], with the content of the regular file `source` (which needs a
@@ -1410,6 +1430,7 @@ impl FsHost {
         source: &str,
         path: &str,
         attrs: Attrs,
+        own: &[Arc<Echo>],
     ) -> Result<(), FsError> {
         let src = fp.authorize(source, false)?;
         let auth = fp.authorize(path, true)?;
@@ -1432,7 +1453,7 @@ impl FsHost {
             .await?;
         }
         temp.set_attrs(&auth.path, mode, uid, gid)?;
-        self.commit(temp, target, auth.path).await
+        self.commit(temp, target, auth.path, own).await
     }
 
     /// Opens the parent, checks what is there now and creates the temporary file. Returns it,
@@ -1472,7 +1493,14 @@ impl FsHost {
     }
 
     /// Hands a written temporary file to the commit thread and waits for its result.
-    async fn commit(&self, temp: TempFile, target: CString, path: PathBuf) -> Result<(), FsError> {
+    async fn commit(
+        &self,
+        temp: TempFile,
+        target: CString,
+        path: PathBuf,
+        own: &[Arc<Echo>],
+    ) -> Result<(), FsError> {
+        let echo = own.iter().find(|e| e.path() == path).cloned();
         let sender = self
             .inner
             .committer
@@ -1487,6 +1515,7 @@ impl FsHost {
                 temp,
                 target,
                 path: path.clone(),
+                echo,
                 reply,
             })
             .map_err(|_| stopped(&path))?;
@@ -2078,8 +2107,8 @@ mod tests {
         send(host.read(&fp, "/x"));
         send(host.digest(&fp, "/x"));
         send(host.content_equals(&fp, "/x", b""));
-        send(host.write(&fp, "/x", Vec::new(), Attrs::default()));
-        send(host.copy(&fp, "/x", "/y", Attrs::default()));
+        send(host.write(&fp, "/x", Vec::new(), Attrs::default(), &[]));
+        send(host.copy(&fp, "/x", "/y", Attrs::default(), &[]));
         send(host.symlink(&fp, "/x", "/y"));
         send(host.read_link(&fp, "/x"));
         send(host.mkdir(&fp, "/x", Attrs::default()));
@@ -2252,7 +2281,7 @@ mod tests {
         let host = FsHost::new();
         let f = at(dir.path(), "conf");
 
-        host.write(&fp, &f, b"one\n".to_vec(), Attrs::default())
+        host.write(&fp, &f, b"one\n".to_vec(), Attrs::default(), &[])
             .await
             .expect("write new");
         assert_eq!(std::fs::read(&f).expect("read"), b"one\n");
@@ -2260,7 +2289,7 @@ mod tests {
 
         // No attrs: the replaced file's mode is kept.
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).expect("chmod");
-        host.write(&fp, &f, b"two\n".to_vec(), Attrs::default())
+        host.write(&fp, &f, b"two\n".to_vec(), Attrs::default(), &[])
             .await
             .expect("replace");
         assert_eq!(std::fs::read(&f).expect("read"), b"two\n");
@@ -2270,7 +2299,7 @@ mod tests {
             mode: Some(0o4750),
             ..Attrs::default()
         };
-        host.write(&fp, &f, Vec::new(), attrs)
+        host.write(&fp, &f, Vec::new(), attrs, &[])
             .await
             .expect("write empty");
         assert_eq!(std::fs::read(&f).expect("read"), b"");
@@ -2282,13 +2311,13 @@ mod tests {
                 uid: Some(1),
                 gid: Some(2),
             };
-            host.write(&fp, &f, b"owned\n".to_vec(), attrs)
+            host.write(&fp, &f, b"owned\n".to_vec(), attrs, &[])
                 .await
                 .expect("chown");
             let md = std::fs::metadata(&f).expect("stat");
             assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (1, 2, 0o4750));
             // Kept on the next write without attrs.
-            host.write(&fp, &f, b"again\n".to_vec(), Attrs::default())
+            host.write(&fp, &f, b"again\n".to_vec(), Attrs::default(), &[])
                 .await
                 .expect("rewrite");
             let md = std::fs::metadata(&f).expect("stat");
@@ -2297,7 +2326,7 @@ mod tests {
 
         // Large content goes through the blocking pool.
         let big = vec![7u8; 2 * INLINE_IO_MAX + 3];
-        host.write(&fp, &f, big.clone(), Attrs::default())
+        host.write(&fp, &f, big.clone(), Attrs::default(), &[])
             .await
             .expect("write big");
         assert_eq!(std::fs::read(&f).expect("read"), big);
@@ -2310,7 +2339,13 @@ mod tests {
 
         std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
         let err = host
-            .write(&fp, &at(dir.path(), "sub"), b"x".to_vec(), Attrs::default())
+            .write(
+                &fp,
+                &at(dir.path(), "sub"),
+                b"x".to_vec(),
+                Attrs::default(),
+                &[],
+            )
             .await
             .expect_err("directory");
         assert_eq!(err.code, ErrorCode::WrongType, "{err}");
@@ -2320,6 +2355,7 @@ mod tests {
                 &at(dir.path(), "missing/x"),
                 b"x".to_vec(),
                 Attrs::default(),
+                &[],
             )
             .await
             .expect_err("no parent");
@@ -2329,7 +2365,7 @@ mod tests {
             ..Default::default()
         };
         let err = host
-            .write(&read_only, &f, b"x".to_vec(), Attrs::default())
+            .write(&read_only, &f, b"x".to_vec(), Attrs::default(), &[])
             .await
             .expect_err("read-only grant");
         assert_eq!(err.code, ErrorCode::NotAllowed);
@@ -2338,7 +2374,7 @@ mod tests {
             ..Attrs::default()
         };
         let err = host
-            .write(&fp, &f, b"x".to_vec(), bad)
+            .write(&fp, &f, b"x".to_vec(), bad, &[])
             .await
             .expect_err("bad uid");
         assert_eq!(err.code, ErrorCode::Other);
@@ -2358,7 +2394,7 @@ mod tests {
             host.content_equals(&fp, &link, b"original").await,
             Ok(false)
         );
-        host.write(&fp, &link, b"new".to_vec(), Attrs::default())
+        host.write(&fp, &link, b"new".to_vec(), Attrs::default(), &[])
             .await
             .expect("write over link");
         let st = host.stat(&fp, &link).await.expect("stat").expect("exists");
@@ -2406,7 +2442,7 @@ mod tests {
                 ..Attrs::default()
             };
             let err = host
-                .write(&fp, &at(dir.path(), "x"), b"x".to_vec(), attrs)
+                .write(&fp, &at(dir.path(), "x"), b"x".to_vec(), attrs, &[])
                 .await
                 .expect_err("chown");
             assert_eq!(err.code, ErrorCode::PermissionDenied, "{err}");
@@ -2423,7 +2459,7 @@ mod tests {
             mode: Some(0o640),
             ..Attrs::default()
         };
-        host.write(&fp, &at(dir.path(), "new"), b"one\n".to_vec(), attrs)
+        host.write(&fp, &at(dir.path(), "new"), b"one\n".to_vec(), attrs, &[])
             .await
             .expect("write");
         assert_file(dir.path(), "new", b"one\n", 0o640);
@@ -2435,6 +2471,7 @@ mod tests {
                 &at(dir.path(), "via-proc"),
                 b"two\n".to_vec(),
                 Attrs::default(),
+                &[],
             )
             .await;
         EMPTY_PATH_LINKS.store(before, Ordering::Relaxed);
@@ -2451,7 +2488,7 @@ mod tests {
         write_all(&mut temp, b"ours\n", &auth.path).expect("write");
         temp.set_attrs(&auth.path, mode, uid, gid).expect("attrs");
         std::fs::write(dir.path().join("late"), "theirs\n").expect("rival");
-        host.commit(temp, target, auth.path.clone())
+        host.commit(temp, target, auth.path.clone(), &[])
             .await
             .expect("commit");
         assert_eq!(
@@ -2477,15 +2514,22 @@ mod tests {
             mode: Some(0o600),
             ..Attrs::default()
         };
-        host.copy(&fp, &at(dir.path(), "small"), &at(dir.path(), "c1"), attrs)
-            .await
-            .expect("copy small");
+        host.copy(
+            &fp,
+            &at(dir.path(), "small"),
+            &at(dir.path(), "c1"),
+            attrs,
+            &[],
+        )
+        .await
+        .expect("copy small");
         assert_file(dir.path(), "c1", b"small\n", 0o600);
         host.copy(
             &fp,
             &at(dir.path(), "big"),
             &at(dir.path(), "c1"),
             Attrs::default(),
+            &[],
         )
         .await
         .expect("copy big over it");
@@ -2497,6 +2541,7 @@ mod tests {
                 &at(dir.path(), "link"),
                 &at(dir.path(), "c2"),
                 Attrs::default(),
+                &[],
             )
             .await
             .expect_err("symlink source");
@@ -2507,6 +2552,7 @@ mod tests {
                 &at(dir.path(), "nope"),
                 &at(dir.path(), "c2"),
                 Attrs::default(),
+                &[],
             )
             .await
             .expect_err("absent source");
@@ -2521,6 +2567,7 @@ mod tests {
                 &at(dir.path(), "small"),
                 &at(dir.path(), "c2"),
                 Attrs::default(),
+                &[],
             )
             .await
             .expect_err("source outside");
@@ -2816,7 +2863,7 @@ mod tests {
         for err in [
             host.read(&fp, &through).await.expect_err("read"),
             host.stat(&fp, &through).await.expect_err("stat"),
-            host.write(&fp, &through, b"pwned".to_vec(), Attrs::default())
+            host.write(&fp, &through, b"pwned".to_vec(), Attrs::default(), &[])
                 .await
                 .expect_err("write"),
             host.remove(&fp, &through, false).await.expect_err("remove"),
@@ -2873,6 +2920,7 @@ mod tests {
             &at(dir.path(), "app-link/conf"),
             b"new".to_vec(),
             Attrs::default(),
+            &[],
         )
         .await
         .expect("write through the grant's parent");
@@ -2908,7 +2956,7 @@ mod tests {
             let err = host.read(&fp, &path).await.expect_err("read");
             assert_eq!(err.code, ErrorCode::NotAllowed, "{err}");
             let err = host
-                .write(&fp, &path, b"pwned".to_vec(), Attrs::default())
+                .write(&fp, &path, b"pwned".to_vec(), Attrs::default(), &[])
                 .await
                 .expect_err("write");
             assert_eq!(err.code, ErrorCode::NotAllowed, "{err}");
@@ -3018,7 +3066,7 @@ mod tests {
         let host = FsHost::new();
         let path = at(dir.path(), "big");
         let size = 4 * INLINE_IO_MAX;
-        host.write(&fp, &path, vec![b'a'; size], Attrs::default())
+        host.write(&fp, &path, vec![b'a'; size], Attrs::default(), &[])
             .await
             .expect("first write");
 
@@ -3042,7 +3090,7 @@ mod tests {
         };
         for i in 0..40 {
             let byte = if i % 2 == 0 { b'b' } else { b'a' };
-            host.write(&fp, &path, vec![byte; size], Attrs::default())
+            host.write(&fp, &path, vec![byte; size], Attrs::default(), &[])
                 .await
                 .expect("write");
         }
@@ -3062,7 +3110,7 @@ mod tests {
             let path = at(dir.path(), &format!("f{i:03}"));
             tasks.push(tokio::spawn(async move {
                 let data = format!("content of file {i}\n").into_bytes();
-                host.write(&fp, &path, data, Attrs::default()).await
+                host.write(&fp, &path, data, Attrs::default(), &[]).await
             }));
         }
         for task in tasks {
