@@ -239,12 +239,15 @@ fn a_resource_is_not_woken_by_its_own_write() {
         "a resource re-checked its own write:\n{log}"
     );
 
-    // Anyone else's change is still seen and repaired.
+    // Anyone else's change is still seen and repaired, also one made while the repair of
+    // the previous one is being put in place (no pause between them).
     let f = dir.join("f3");
     let mut run = Running::start(&g, &[]);
     run.wait_log(&["running graph"]);
-    std::fs::write(&f, "bad\n").unwrap();
-    wait_content(&f, "3\n");
+    for i in 0..50 {
+        std::fs::write(&f, format!("bad {i}\n")).unwrap();
+        wait_content(&f, "3\n");
+    }
     assert!(run.alive());
     run.stop();
 
