@@ -297,12 +297,12 @@ pub(super) fn path_watches(v: &Arc<Vertex>) -> Vec<Request> {
             WatchItem::Path { path, recursive } => {
                 let target = v.clone();
                 let waker: crate::watch::Waker = Arc::new(move || target.mark_dirty());
-                let echo = v.echoes.iter().find(|e| e.path() == path).cloned();
                 Some(Request {
                     path: path.clone(),
                     recursive: *recursive,
                     waker,
-                    echo: echo.filter(|_| !*recursive),
+                    // The hub ignores it for a recursive watch.
+                    echo: v.echoes.iter().find(|e| e.path() == path).cloned(),
                 })
             }
             _ => None,

@@ -336,6 +336,7 @@ impl Control {
         if let Some(state) = self.subs.get(&id)
             && let Some(echo) = &state.sub.echo
         {
+            // Valid too: after too many moves the anchor may be a watch that is gone.
             let direct = result.is_ok()
                 && state.anchor.as_ref().is_some_and(|hold| {
                     Some(hold.literal.as_path()) == state.sub.target.parent()
