@@ -40,6 +40,11 @@
 //! * **Aliases.** Watched directories are keyed by canonical path and by device and inode, so two
 //!   spellings of one directory (a symbolic link such as `/lib -> usr/lib`, a bind mount) share
 //!   one inotify watch and both see its events.
+//! * **Own changes.** A subscriber may give the hub an [`Echo`] for its path; the changes it
+//!   makes through [`Echo::own`] (the `fs` capability's link or rename of a resource's
+//!   written file into place) do not wake it, while they still wake every other subscriber
+//!   of the path. Exactly as many events as own changes are dropped, so an outside change
+//!   arriving at the same time still wakes it; see [`Echo`] for when nothing is counted.
 //!
 //! Wakes mean "look again", not "it changed": they can repeat (every `write(2)` is one event)
 //! and can be spurious (an ancestor directory was created, a watch moved, events were lost).
@@ -50,12 +55,6 @@
 //! reported under the target's name. (A new file is written unnamed and linked into place:
 //! its writes are reported under a `#INODE` name nobody subscribes to, its link as the
 //! target's creation.)
-//!
-//! * **Own changes.** A subscriber may give the hub an [`Echo`] for its path; the changes it
-//!   makes through [`Echo::own`] (the `fs` capability's link or rename of a resource's
-//!   written file into place) do not wake it, while they still wake every other subscriber
-//!   of the path. Exactly as many events as own changes are dropped, so an outside change
-//!   arriving at the same time still wakes it; see [`Echo`] for when nothing is counted.
 //!
 //! # Limits
 //!

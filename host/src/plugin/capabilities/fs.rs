@@ -779,25 +779,15 @@ impl TempFile {
             }
         }
         let flags = flags | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
-        let mut last = Errno::EXIST;
-        for _ in 0..16 {
-            let name = temp_name(target, path)?;
-            match rustix::fs::openat(&dir, &name, flags, Mode::from_bits_retain(0o600)) {
-                Ok(fd) => {
-                    return Ok(TempFile {
-                        dir,
-                        name: TempName::Named(name),
-                        file: Some(File::from(fd)),
-                    });
-                }
-                Err(Errno::EXIST) => last = Errno::EXIST,
-                Err(err) => {
-                    last = err;
-                    break;
-                }
-            }
-        }
-        Err(FsError::os("create a temporary file next to", path, last))
+        let (name, fd) =
+            under_temp_name(target, path, "create a temporary file next to", |name| {
+                rustix::fs::openat(&dir, name, flags, Mode::from_bits_retain(0o600))
+            })?;
+        Ok(TempFile {
+            dir,
+            name: TempName::Named(name),
+            file: Some(File::from(fd)),
+        })
     }
 
     fn file(&mut self) -> Result<&mut File, FsError> {
@@ -858,22 +848,10 @@ impl TempFile {
     /// Gives an [`TempName::Unnamed`] file a temporary name, for when its target appeared
     /// after all and must be replaced by a rename.
     fn name_it(&mut self, target: &CStr, path: &Path) -> Result<(), FsError> {
-        let mut last = Errno::EXIST;
-        for _ in 0..16 {
-            let name = temp_name(target, path)?;
-            match self.link_as(&name) {
-                Ok(()) => {
-                    self.name = TempName::Named(name);
-                    return Ok(());
-                }
-                Err(Errno::EXIST) => last = Errno::EXIST,
-                Err(err) => {
-                    last = err;
-                    break;
-                }
-            }
-        }
-        Err(FsError::os("create a temporary file next to", path, last))
+        let what = "create a temporary file next to";
+        let (name, ()) = under_temp_name(target, path, what, |name| self.link_as(name))?;
+        self.name = TempName::Named(name);
+        Ok(())
     }
 
     fn placed(mut self) {
@@ -931,6 +909,30 @@ pub fn is_temp_name(name: &[u8]) -> bool {
         && name[name.len() - 12..]
             .iter()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+}
+
+/// Runs `make` (an exclusive create, a link or a symlink) under fresh [`temp_name`]s until
+/// one is free (up to 16 tries on `EEXIST`); returns the name it succeeded with and its
+/// result. `what` names the failure: "create a temporary file next to" `path`.
+fn under_temp_name<T>(
+    target: &CStr,
+    path: &Path,
+    what: &str,
+    mut make: impl FnMut(&CStr) -> Result<T, Errno>,
+) -> Result<(CString, T), FsError> {
+    let mut last = Errno::EXIST;
+    for _ in 0..16 {
+        let name = temp_name(target, path)?;
+        match make(&name) {
+            Ok(made) => return Ok((name, made)),
+            Err(Errno::EXIST) => last = Errno::EXIST,
+            Err(err) => {
+                last = err;
+                break;
+            }
+        }
+    }
+    Err(FsError::os(what, path, last))
 }
 
 fn temp_name(target: &CStr, path: &Path) -> Result<CString, FsError> {
@@ -1547,25 +1549,14 @@ impl FsHost {
                 ),
             ));
         }
-        let mut last = Errno::EXIST;
-        for _ in 0..16 {
-            let temp = temp_name(&loc.name, &auth.path)?;
-            match rustix::fs::symlinkat(&ctarget, &loc.parent, &temp) {
-                Ok(()) => {
-                    return rustix::fs::renameat(&loc.parent, &temp, &loc.parent, &loc.name)
-                        .map_err(|err| {
-                            let _ = rustix::fs::unlinkat(&loc.parent, &temp, AtFlags::empty());
-                            FsError::os("replace with a symlink", &auth.path, err)
-                        });
-                }
-                Err(Errno::EXIST) => {}
-                Err(err) => {
-                    last = err;
-                    break;
-                }
-            }
-        }
-        Err(FsError::os("create a symlink next to", &auth.path, last))
+        let (temp, ()) =
+            under_temp_name(&loc.name, &auth.path, "create a symlink next to", |temp| {
+                rustix::fs::symlinkat(&ctarget, &loc.parent, temp)
+            })?;
+        rustix::fs::renameat(&loc.parent, &temp, &loc.parent, &loc.name).map_err(|err| {
+            let _ = rustix::fs::unlinkat(&loc.parent, &temp, AtFlags::empty());
+            FsError::os("replace with a symlink", &auth.path, err)
+        })
     }
 
     /// The target of a symlink.
