@@ -191,6 +191,53 @@ fn noop_reports_and_changes_nothing() {
     assert!(!f.exists());
 }
 
+#[test]
+fn every_change_is_logged_before_the_summary() {
+    // Log lines are written in batches (cli::logging); the closing summary must still
+    // come after all of them, and none may be lost at exit.
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("d");
+    std::fs::create_dir(&dir).unwrap();
+    let mut yaml = String::from("graph: t\nresources:\n  file:\n");
+    for i in 0..500 {
+        yaml.push_str(&format!(
+            "  - name: f{i}\n    path: {}/f{i}\n    content: \"{i}\\n\"\n",
+            dir.display()
+        ));
+    }
+    let g = write_graph(t.path(), "g.yaml", &yaml);
+    // The debug lines of the engine's stop are logged microseconds before the summary is
+    // printed, and `runtime shut down` just before the process exits.
+    let out = homeostat_command(t.path(), &["run", g.to_str().unwrap()])
+        .args(["--converged-timeout", "0"])
+        .env(
+            "RUST_LOG",
+            "info,homeostat::engine=debug,homeostat::engine::vertex=info,homeostat::cli=debug",
+        )
+        .output()
+        .expect("run homeostat");
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    let lines: Vec<&str> = log.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?}:\n{log}"))
+    };
+    let summary = at("converged after");
+    let logged = |ls: &[&str]| ls.iter().filter(|l| l.contains("create file")).count();
+    assert_eq!(logged(&lines[..summary]), 500, "{log}");
+    assert_eq!(logged(&lines[summary..]), 0, "{log}");
+    assert!(at("engine stopped") < summary, "{log}");
+    assert!(lines[summary].contains("500 changes"), "{log}");
+    assert!(lines[summary + 1].starts_with("  changed: file[f"), "{log}");
+    assert!(
+        lines.last().unwrap().contains("runtime shut down"),
+        "the last line logged is written before the exit:\n{log}"
+    );
+}
+
 /// `homeostat run GRAPH --converged-timeout 0.3` logging every check-apply (`debug` logs
 /// one that found nothing to do as `kind[name]: ok`).
 fn run_logging_checks(graph: &Path) -> (std::process::Output, String) {

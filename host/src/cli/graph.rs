@@ -26,7 +26,7 @@ pub async fn graph(args: GraphArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
-            eprintln!("{errors}");
+            eprintln_in_order!("{errors}");
             Ok(ExitCode::FAILURE)
         }
     }

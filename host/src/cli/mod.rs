@@ -8,7 +8,15 @@
 //! | 2 | `--noop`: changes are pending |
 //! | 130 | interrupted twice (in-flight check-applies were abandoned) |
 
+/// `eprintln!` after every line logged so far (see [`logging::eprint`]).
+macro_rules! eprintln_in_order {
+    ($($arg:tt)*) => {
+        $crate::cli::logging::eprint(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod graph;
+pub mod logging;
 mod plugin;
 mod run;
 mod validate;
@@ -114,36 +122,19 @@ impl PluginArgs {
     }
 }
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{default},wasmtime=warn,cranelift=warn"))
-    });
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
-}
-
 /// Parse the command line, run the subcommand, and map the result to an exit code.
 pub fn main() -> ExitCode {
     let started = std::time::Instant::now();
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    logging::init(cli.verbose);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            eprintln_in_order!("error: cannot start the async runtime: {e}");
+            logging::flush();
             return ExitCode::FAILURE;
         }
     };
@@ -159,11 +150,13 @@ pub fn main() -> ExitCode {
     // Blocking tasks (e.g. a stuck file read) must not keep the process alive.
     rt.shutdown_timeout(Duration::from_secs(2));
     tracing::debug!("runtime shut down {:.1?} after start", started.elapsed());
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln_in_order!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    logging::flush();
+    code
 }

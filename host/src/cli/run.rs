@@ -63,7 +63,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         match plan_graph(&args.graph, read, &registry, plan_cache).await {
             Ok(planned) => planned,
             Err(errors) => {
-                eprintln!("{errors}");
+                eprintln_in_order!("{errors}");
                 return Ok(ExitCode::FAILURE);
             }
         };
@@ -91,7 +91,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
         stop_tx.send_replace(Shutdown::Graceful);
         tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} }
-        eprintln!("interrupted: abandoning check-applies in progress");
+        eprintln_in_order!("interrupted: abandoning check-applies in progress");
         stop_tx.send_replace(Shutdown::Cancel);
         // A third signal, or a cancel that does not finish, ends the process.
         tokio::select! {
@@ -101,6 +101,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         // exit() runs no destructors: kill the commands still running ourselves.
         crate::plugin::capabilities::process::kill_all();
+        super::logging::flush();
         std::process::exit(130);
     });
     let (update_tx, update_rx) = mpsc::channel(1);
@@ -275,7 +276,7 @@ fn print_summary(s: &Summary, noop: bool) {
         Stopped::Settled(Settled::Converged) => "converged",
         Stopped::Settled(Settled::WithFailures) => "settled with failures",
     };
-    eprintln!(
+    eprintln_in_order!(
         "{how} after {:.2}s: {} resources, {} {}, {} failed",
         s.elapsed.as_secs_f64(),
         s.resources,
@@ -308,16 +309,16 @@ fn print_summary(s: &Summary, noop: bool) {
                 }
             })
             .collect();
-        eprintln!("  {label}: {}", list(items));
+        eprintln_in_order!("  {label}: {}", list(items));
     }
     for (id, error) in s.failures.iter().take(SUMMARY_LIST) {
         let first = error.lines().next().unwrap_or_default();
-        eprintln!("  failed: {id}: {first}");
+        eprintln_in_order!("  failed: {id}: {first}");
     }
     if s.failures.len() > SUMMARY_LIST {
-        eprintln!("  ... and {} more failed", s.failures.len() - SUMMARY_LIST);
+        eprintln_in_order!("  ... and {} more failed", s.failures.len() - SUMMARY_LIST);
     }
     if s.swaps > 0 {
-        eprintln!("  graph swaps: {}", s.swaps);
+        eprintln_in_order!("  graph swaps: {}", s.swaps);
     }
 }

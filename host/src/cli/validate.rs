@@ -21,7 +21,7 @@ pub async fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let broken = registry.unavailable().len();
     match crate::plan::load(&args.graph, &registry).await {
         Ok(plan) if broken > 0 => {
-            eprintln!(
+            eprintln_in_order!(
                 "{}: graph `{}` is valid, but {broken} plugin file(s) could not be loaded \
                  (logged above)",
                 args.graph.display(),
@@ -40,7 +40,7 @@ pub async fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
-            eprintln!("{errors}");
+            eprintln_in_order!("{errors}");
             Ok(ExitCode::FAILURE)
         }
     }
