@@ -14,7 +14,7 @@
 //!   holds the engine back instead of the buffer growing without bound).
 //!
 //! Everything else the CLI prints on stderr (errors, the closing summary) goes through
-//! [`eprint`], which writes the buffered lines first; [`flush`] is called before the
+//! [`eprint()`], which writes the buffered lines first; [`flush`] is called before the
 //! process exits, and a panic flushes what is buffered before its message.
 //!
 //! Hand-written rather than `tracing-appender`'s non-blocking writer: that one hands each

@@ -285,7 +285,7 @@ fn ticker(v: &Arc<Vertex>, period: Duration) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// The paths a vertex watches, as subscription requests for [`WatchHub::subscribe_many`]
+/// The paths a vertex watches, as subscription requests for [`WatchHub::subscribe_many`](crate::watch::WatchHub::subscribe_many)
 /// (none when hidden or polling).
 pub(super) fn path_watches(v: &Arc<Vertex>) -> Vec<Request> {
     if v.meta.hidden || v.meta.poll > 0 {

@@ -255,7 +255,7 @@ fn type_hint(e: &jsonschema::ValidationError<'_>) -> &'static str {
 }
 
 /// Edges whose `from` or `to` is not a resource of the graph (or is an exported one, which is
-/// not run here). Shared by [`check_params`] and [`super::build`].
+/// not run here). Shared by [`check_params`] and [`super::build()`].
 pub(crate) fn edge_endpoint_errors(doc: &GraphDoc) -> Vec<GraphError> {
     let mut errors = Vec::new();
     if doc.edges.is_empty() {

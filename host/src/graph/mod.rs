@@ -3,7 +3,7 @@
 //! names and YAML bombs are errors) and remembers the line and column of every resource, param
 //! and edge; [`check_params`] checks kinds, edge endpoints and each resource's params against
 //! its kind's JSON schema; [`path_autoedges`] derives "depends on whoever manages my parent
-//! directory" edges; and [`build`] assembles the petgraph [`StableDiGraph`] the engine runs,
+//! directory" edges; and [`build()`] assembles the petgraph [`StableDiGraph`] the engine runs,
 //! rejecting cycles. Every error is a [`GraphError`] rendered as `FILE:LINE:COLUMN: message`,
 //! and all errors found are reported together as [`GraphErrors`]. Live graph swaps compare
 //! planned resources in the engine (`engine::run`), not here.

@@ -29,7 +29,7 @@
 //!   recursive subscribers of ancestors of `P` (one lookup per ancestor). Nothing scans all
 //!   subscribers, except an inotify queue overflow, after which everyone is woken because events
 //!   were lost.
-//! * **Threads.** Wakers run directly on the inotify event thread ([`inotify`]), without
+//! * **Threads.** Wakers run directly on the inotify event thread (`inotify`), without
 //!   debouncing (the engine coalesces). A lone event is read the moment it arrives; under a
 //!   burst the thread reads the queue at most every 0.5 ms (`inotify::COALESCE`), so a cold
 //!   run does not wake it once per written file. Watch placement runs on a separate control

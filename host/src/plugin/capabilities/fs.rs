@@ -896,7 +896,7 @@ fn unnamed_files_linkable() -> bool {
 /// Suffix of a temporary file's name before its 12 hex digits.
 const TEMP_SUFFIX: &[u8] = b".homeostat-";
 
-/// Whether `name` (one path component) has the shape of [`temp_name`]'s names. The file
+/// Whether `name` (one path component) has the shape of `temp_name`'s names. The file
 /// watch hub ignores such entries: they are this host's own staging files, and the rename
 /// that puts one in place is reported under the target's name.
 pub fn is_temp_name(name: &[u8]) -> bool {

@@ -157,7 +157,7 @@ fn kill_group(pgid: i32) {
     }
 }
 
-/// Owns a running process group: kills it when dropped unless [`GroupGuard::disarm`]ed.
+/// Owns a running process group: kills it when dropped unless disarmed.
 pub struct GroupGuard {
     pgid: i32,
     armed: bool,
