@@ -131,7 +131,7 @@ impl Sink {
 
     /// The flusher thread: waits for a line, lingers so a burst shares one write, writes.
     fn flusher(&self) {
-        let mut last = Instant::now() - LINGER;
+        let mut last: Option<Instant> = None;
         loop {
             {
                 let mut p = lock(&self.pending);
@@ -139,12 +139,11 @@ impl Sink {
                     p = self.wake.wait(p).unwrap_or_else(PoisonError::into_inner);
                 }
             }
-            let since = last.elapsed();
-            if since < LINGER {
-                std::thread::sleep(LINGER - since);
+            if let Some(wait) = last.and_then(|at| LINGER.checked_sub(at.elapsed())) {
+                std::thread::sleep(wait);
             }
             self.flush();
-            last = Instant::now();
+            last = Some(Instant::now());
         }
     }
 
