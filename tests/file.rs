@@ -191,21 +191,27 @@ fn noop_reports_and_changes_nothing() {
     assert!(!f.exists());
 }
 
+/// A graph `t` of `n` files `DIR/d/f0`.. (directory `d` made here), file `fI` holding
+/// `"I\n"`; returns the directory and the graph's path.
+fn numbered_files(dir: &Path, n: usize) -> (std::path::PathBuf, std::path::PathBuf) {
+    let files = dir.join("d");
+    std::fs::create_dir(&files).unwrap();
+    let mut yaml = String::from("graph: t\nresources:\n  file:\n");
+    for i in 0..n {
+        yaml.push_str(&format!(
+            "  - name: f{i}\n    path: {}/f{i}\n    content: \"{i}\\n\"\n",
+            files.display()
+        ));
+    }
+    (files, write_graph(dir, "g.yaml", &yaml))
+}
+
 #[test]
 fn every_change_is_logged_before_the_summary() {
     // Log lines are written in batches (cli::logging); the closing summary must still
     // come after all of them, and none may be lost at exit.
     let t = tempfile::tempdir().unwrap();
-    let dir = t.path().join("d");
-    std::fs::create_dir(&dir).unwrap();
-    let mut yaml = String::from("graph: t\nresources:\n  file:\n");
-    for i in 0..500 {
-        yaml.push_str(&format!(
-            "  - name: f{i}\n    path: {}/f{i}\n    content: \"{i}\\n\"\n",
-            dir.display()
-        ));
-    }
-    let g = write_graph(t.path(), "g.yaml", &yaml);
+    let (_, g) = numbered_files(t.path(), 500);
     // The debug lines of the engine's stop are logged microseconds before the summary is
     // printed, and `runtime shut down` just before the process exits.
     let out = homeostat_command(t.path(), &["run", g.to_str().unwrap()])
@@ -260,17 +266,8 @@ fn run_logging_checks(graph: &Path) -> (std::process::Output, String) {
 #[test]
 fn a_resource_is_not_woken_by_its_own_write() {
     let t = tempfile::tempdir().unwrap();
-    let dir = t.path().join("d");
-    std::fs::create_dir(&dir).unwrap();
-    let mut yaml = String::from("graph: t\nresources:\n  file:\n");
-    for i in 0..20 {
-        yaml.push_str(&format!(
-            "  - name: f{i}\n    path: {}/f{i}\n    content: \"{i}\\n\"\n",
-            dir.display()
-        ));
-    }
     // New files are linked into place; f1 exists and is replaced by a rename.
-    let g = write_graph(t.path(), "g.yaml", &yaml);
+    let (dir, g) = numbered_files(t.path(), 20);
     std::fs::write(dir.join("f1"), "stale\n").unwrap();
     let (out, log) = run_logging_checks(&g);
     assert!(out.status.success(), "{log}");
