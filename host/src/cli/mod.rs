@@ -16,7 +16,7 @@ macro_rules! eprintln_in_order {
 }
 
 mod graph;
-pub mod logging;
+mod logging;
 mod plugin;
 mod run;
 mod validate;
@@ -134,7 +134,6 @@ pub fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln_in_order!("error: cannot start the async runtime: {e}");
-            logging::flush();
             return ExitCode::FAILURE;
         }
     };
