@@ -56,10 +56,7 @@ pub fn init(verbose: u8) {
     }
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        // try: the panic may have happened while this thread was writing.
-        if let Ok(mut out) = sink.out.try_lock() {
-            sink.write_out(&mut **out);
-        }
+        sink.flush_unless_busy();
         previous(info);
     }));
     tracing_subscriber::fmt()
@@ -121,6 +118,14 @@ impl Sink {
 
     fn flush(&self) {
         self.write_out(&mut **lock(&self.out));
+    }
+
+    /// [`Sink::flush`] for the panic hook: skipped when stderr is being written (the panic
+    /// may have happened in this very thread while it held `out`; waiting would hang).
+    fn flush_unless_busy(&self) {
+        if let Ok(mut out) = self.out.try_lock() {
+            self.write_out(&mut **out);
+        }
     }
 
     fn eprint(&self, text: &str) {
@@ -244,6 +249,19 @@ mod tests {
         line(sink, "three\n");
         sink.flush();
         assert_eq!(out.text(), "one\ntwo\nsummary\nthree\n");
+    }
+
+    #[test]
+    fn a_panic_writes_the_buffer_unless_stderr_is_held() {
+        let out = Recorder::default();
+        let sink = leaked(&out);
+        line(sink, "before the panic\n");
+        let held = lock(&sink.out);
+        sink.flush_unless_busy();
+        drop(held);
+        assert_eq!(out.text(), "", "returns without waiting for the writer");
+        sink.flush_unless_busy();
+        assert_eq!(out.text(), "before the panic\n");
     }
 
     #[test]
