@@ -24,6 +24,11 @@ pub enum Flush {
     /// directory (`--grouped`): the least any tool can do to have every file's data on disk
     /// before its rename and every name on disk at the end.
     Grouped,
+    /// homeostat's own syscalls for the work, natively, with nothing else around them
+    /// (`--pipelined`): see [`create_pipelined`]. Not a floor of the workload but of
+    /// homeostat's design: what its way of writing durably costs without the engine, the
+    /// sandbox or the graph.
+    Pipelined,
 }
 
 impl Flush {
@@ -33,6 +38,7 @@ impl Flush {
             Flush::None => None,
             Flush::EachFile => Some("--durable"),
             Flush::Grouped => Some("--grouped"),
+            Flush::Pipelined => Some("--pipelined"),
         }
     }
 }
@@ -44,13 +50,14 @@ pub fn main(cmd: &str, args: &[String]) -> ExitCode {
         Ok(parsed) => parsed,
         Err(e) => {
             eprintln!(
-                "homeostat-bench {cmd}: {e}\nusage: homeostat-bench {cmd} DIR N [--durable|--grouped]"
+                "homeostat-bench {cmd}: {e}\nusage: homeostat-bench {cmd} DIR N [--durable|--grouped|--pipelined]"
             );
             return ExitCode::from(2);
         }
     };
     let started = Instant::now();
     let result = match cmd {
+        "floor-create" if flush == Flush::Pipelined => create_pipelined(dir, n),
         "floor-create" => create(dir, n, flush),
         _ => check(dir, n),
     };
@@ -74,6 +81,7 @@ fn parse(args: &[String]) -> Result<(&Path, usize, Flush), String> {
         match arg.as_str() {
             "--durable" => flush = Flush::EachFile,
             "--grouped" => flush = Flush::Grouped,
+            "--pipelined" => flush = Flush::Pipelined,
             _ => positional.push(arg),
         }
     }
@@ -124,6 +132,215 @@ fn create(dir: &Path, n: usize, flush: Flush) -> io::Result<()> {
     Ok(())
 }
 
+/// `floor-create --pipelined`: the syscalls homeostat makes for the cold workload, in its
+/// threads, natively and with nothing else: no graph, no engine, no sandbox, no log.
+///
+/// - one writer thread per CPU (homeostat's runtime workers), each taking every k-th file:
+///   `lstat` the path (the resource's check: missing), open the directory, `fstatat` the
+///   name in it (the host's look at what it replaces), an unnamed temporary file
+///   (`O_TMPFILE`) in the directory, write the content, `fchmod`; then hand the file to
+///   the commit thread;
+/// - one commit thread doing homeostat's group commit in rounds: `fstat` each new file's
+///   directory, one flush (`fsync` of the file when it is alone, else `syncfs`) covering
+///   the new files' data and the previous round's names, `linkat` each new file to its
+///   name; a round with nothing new is an `fsync` of the directory;
+/// - an inotify watch on the directory (homeostat's mask) read by a thread of its own
+///   that lets a burst queue up for 0.5 ms between reads, as homeostat's does.
+///
+/// The difference between this and homeostat's cold run is what homeostat adds around
+/// these syscalls; the difference between this and the durable floor is what its design
+/// (unnamed files, linking, a watch, writers and committer on different threads) costs
+/// against the least work.
+fn create_pipelined(dir: &Path, n: usize) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::sync::mpsc;
+
+    /// `Ok(fd)` or the OS error of a call returning a descriptor.
+    fn fd(ret: libc::c_int) -> io::Result<OwnedFd> {
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor just returned by the kernel and owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(ret) })
+    }
+    /// `Ok(())` or the OS error of a call returning 0 on success.
+    fn ok(ret: libc::c_int) -> io::Result<()> {
+        if ret != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    /// Whether a failed lookup said "no such file", as it must for a missing file.
+    fn missing(ret: libc::c_int) -> io::Result<()> {
+        match ret {
+            0 => Err(io::Error::other("a file to create already exists")),
+            _ => match io::Error::last_os_error() {
+                e if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+    let cstr = |s: &str| CString::new(s).map_err(io::Error::other);
+
+    let c_dir = cstr(&dir.to_string_lossy())?;
+    let mask = libc::IN_CREATE
+        | libc::IN_DELETE
+        | libc::IN_MODIFY
+        | libc::IN_ATTRIB
+        | libc::IN_CLOSE_WRITE
+        | libc::IN_MOVED_FROM
+        | libc::IN_MOVED_TO
+        | libc::IN_DELETE_SELF
+        | libc::IN_MOVE_SELF
+        | libc::IN_ONLYDIR;
+    // SAFETY: plain syscalls on a valid path and descriptor.
+    let inotify = fd(unsafe { libc::inotify_init1(libc::IN_CLOEXEC) })?;
+    let watch = unsafe { libc::inotify_add_watch(inotify.as_raw_fd(), c_dir.as_ptr(), mask) };
+    if watch < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let reader = std::thread::spawn({
+        let inotify = inotify.try_clone()?;
+        move || {
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                // SAFETY: reads into a buffer of the length given.
+                let got =
+                    unsafe { libc::read(inotify.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                let Ok(got) = usize::try_from(got) else {
+                    return;
+                };
+                // The watch's removal at the end queues IN_IGNORED, the last event.
+                let mut at = 0;
+                while at + 16 <= got {
+                    let mask = u32::from_ne_bytes(buf[at + 4..at + 8].try_into().expect("4 bytes"));
+                    if mask & libc::IN_IGNORED != 0 {
+                        return;
+                    }
+                    let len =
+                        u32::from_ne_bytes(buf[at + 12..at + 16].try_into().expect("4 bytes"));
+                    at += 16 + len as usize;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(500));
+            }
+        }
+    });
+
+    /// A temporary file on its way to its name: the directory, the file, the name.
+    type Staged = (OwnedFd, OwnedFd, CString);
+    let (tx, rx) = mpsc::channel::<Staged>();
+    let committer = std::thread::spawn(move || -> io::Result<()> {
+        let mut linked: Vec<Staged> = Vec::new();
+        loop {
+            let mut fresh = Vec::new();
+            if linked.is_empty() {
+                match rx.recv() {
+                    Ok(first) => fresh.push(first),
+                    Err(_) => return Ok(()),
+                }
+            }
+            fresh.extend(rx.try_iter());
+            let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+            for (dir, _, _) in &fresh {
+                // SAFETY: a valid descriptor and room for a stat.
+                ok(unsafe { libc::fstat(dir.as_raw_fd(), st.as_mut_ptr()) })?;
+            }
+            // SAFETY (the three flushes): valid descriptors.
+            match (fresh.as_slice(), linked.last()) {
+                ([one], None) => ok(unsafe { libc::fsync(one.1.as_raw_fd()) })?,
+                ([], Some(last)) => ok(unsafe { libc::fsync(last.0.as_raw_fd()) })?,
+                ([first, ..], _) => ok(unsafe { libc::syncfs(first.1.as_raw_fd()) })?,
+                ([], None) => {}
+            }
+            // The previous round's names are durable now: their writers would be answered.
+            linked.clear();
+            for (dir, file, name) in &fresh {
+                // SAFETY: valid descriptors and NUL-terminated names.
+                ok(unsafe {
+                    libc::linkat(
+                        file.as_raw_fd(),
+                        c"".as_ptr(),
+                        dir.as_raw_fd(),
+                        name.as_ptr(),
+                        libc::AT_EMPTY_PATH,
+                    )
+                })?;
+            }
+            linked = fresh;
+        }
+    });
+
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let writers: Vec<_> = (0..threads)
+        .map(|first| {
+            let tx = tx.clone();
+            let dir = dir.to_path_buf();
+            let c_dir = c_dir.clone();
+            std::thread::spawn(move || -> io::Result<()> {
+                let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+                for i in (first..n).step_by(threads) {
+                    let name = workload::name(i);
+                    let path = cstr(&dir.join(&name).to_string_lossy())?;
+                    let name = cstr(&name)?;
+                    let content = workload::content(i);
+                    // SAFETY (all below): valid descriptors, NUL-terminated paths, a buffer
+                    // of the length given, room for a stat.
+                    missing(unsafe { libc::lstat(path.as_ptr(), st.as_mut_ptr()) })?;
+                    let dir_fd = fd(unsafe {
+                        libc::open(
+                            c_dir.as_ptr(),
+                            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                        )
+                    })?;
+                    missing(unsafe {
+                        libc::fstatat(
+                            dir_fd.as_raw_fd(),
+                            name.as_ptr(),
+                            st.as_mut_ptr(),
+                            libc::AT_SYMLINK_NOFOLLOW,
+                        )
+                    })?;
+                    let file = fd(unsafe {
+                        libc::openat(
+                            dir_fd.as_raw_fd(),
+                            c".".as_ptr(),
+                            libc::O_TMPFILE | libc::O_WRONLY | libc::O_CLOEXEC,
+                            0o600,
+                        )
+                    })?;
+                    let wrote = unsafe {
+                        libc::write(file.as_raw_fd(), content.as_ptr().cast(), content.len())
+                    };
+                    if wrote != content.len() as isize {
+                        return Err(io::Error::other(format!("short write: {wrote}")));
+                    }
+                    ok(unsafe { libc::fchmod(file.as_raw_fd(), MODE) })?;
+                    tx.send((dir_fd, file, name))
+                        .map_err(|_| io::Error::other("the commit thread failed"))?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    drop(tx);
+    let mut result = Ok(());
+    for writer in writers {
+        let done = writer
+            .join()
+            .map_err(|_| io::Error::other("a writer panicked"))?;
+        result = result.and(done);
+    }
+    let committed = committer
+        .join()
+        .map_err(|_| io::Error::other("the commit thread panicked"))?;
+    // SAFETY: a valid descriptor and watch.
+    unsafe { libc::inotify_rm_watch(inotify.as_raw_fd(), watch) };
+    let _ = reader.join();
+    // A failed commit is the cause of the writers' "the commit thread failed".
+    committed.and(result)
+}
+
 /// For each file: lstat (type, mode, size), open, read, compare, close. Fails on the
 /// first file that is not in its declared state: the floor also checks homeostat's work.
 fn check(dir: &Path, n: usize) -> io::Result<()> {
@@ -137,4 +354,39 @@ fn check(dir: &Path, n: usize) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every way of creating the files leaves all of them in their declared state, and
+    /// refuses to run over files that already exist.
+    #[test]
+    fn every_flush_creates_every_file() {
+        for flush in [
+            Flush::None,
+            Flush::EachFile,
+            Flush::Grouped,
+            Flush::Pipelined,
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let create = |dir| match flush {
+                Flush::Pipelined => create_pipelined(dir, 257),
+                _ => create(dir, 257, flush),
+            };
+            create(dir.path()).unwrap_or_else(|e| panic!("{flush:?}: {e}"));
+            assert_eq!(
+                workload::verify(dir.path(), 257).expect("verify"),
+                None,
+                "{flush:?}"
+            );
+            let entries = fs::read_dir(dir.path()).expect("read_dir").count();
+            assert_eq!(entries, 257, "{flush:?}: no temporary file is left behind");
+            if flush == Flush::Pipelined {
+                let again = create_pipelined(dir.path(), 257).expect_err("files exist");
+                assert!(again.to_string().contains("already exists"), "{again}");
+            }
+        }
+    }
 }

@@ -40,6 +40,12 @@
 //!   its durable writes could cost; no tool that writes one file at a time can reach it.
 //! - **fsync-per-file floor**: the same with an fsync of each file before its rename
 //!   (and none of the directory): what durability costs without group commit.
+//! - **homeostat's own syscalls alone** (`floor-create --pipelined`): not a floor of the
+//!   work but of homeostat's design, natively, with no graph, engine or sandbox: writer
+//!   threads making unnamed temporary files (`O_TMPFILE`, write, fchmod) after the same
+//!   lookups homeostat makes, one commit thread linking them in group-committed rounds,
+//!   an inotify watch on the directory. The cold run against it is what homeostat adds
+//!   around its syscalls; it against the durable floor is what the design itself costs.
 //! - **idempotent floor**: per file, lstat (type, mode, size) and open + read + compare:
 //!   what it takes to know a file is correct. It also checks homeostat's result.
 //! - **drift** has no floor (the latency is event delivery plus one repair); the long
@@ -220,6 +226,7 @@ pub struct SizeResult {
     pub floor_create: Result<FloorStats, String>,
     pub floor_durable: Result<FloorStats, String>,
     pub floor_each: Result<FloorStats, String>,
+    pub floor_pipelined: Result<FloorStats, String>,
     pub floor_check: Result<FloorStats, String>,
     pub cold: Result<RunStats, String>,
     pub idempotent: Result<RunStats, String>,
@@ -358,6 +365,7 @@ impl SizeResult {
         self.floor_create.is_ok()
             && self.floor_durable.is_ok()
             && self.floor_each.is_ok()
+            && self.floor_pipelined.is_ok()
             && self.floor_check.is_ok()
             && self.cold.is_ok()
             && self.idempotent.is_ok()
@@ -398,6 +406,7 @@ fn measure_size(env: &Env, n: usize) -> Result<SizeResult, String> {
     let mut floor_create = FloorSeries::default();
     let mut floor_durable = FloorSeries::default();
     let mut floor_each = FloorSeries::default();
+    let mut floor_pipelined = FloorSeries::default();
     let mut floor_check = FloorSeries::default();
     let mut cold = RunSeries::default();
     let mut idempotent = RunSeries::default();
@@ -423,6 +432,13 @@ fn measure_size(env: &Env, n: usize) -> Result<SizeResult, String> {
             &mkdir(format!("floor-each-{r}"))?,
             n,
             Flush::EachFile,
+        ));
+        floor_pipelined.add(floor_once(
+            env,
+            "floor-create",
+            &mkdir(format!("floor-pipelined-{r}"))?,
+            n,
+            Flush::Pipelined,
         ));
         let files = mkdir(format!("files-{r}"))?;
         let graph = root.join(format!("graph-{r}.yaml"));
@@ -481,6 +497,7 @@ fn measure_size(env: &Env, n: usize) -> Result<SizeResult, String> {
         floor_create: floor_create.finish("no run"),
         floor_durable: floor_durable.finish("no run"),
         floor_each: floor_each.finish("no run"),
+        floor_pipelined: floor_pipelined.finish("no run"),
         floor_check,
         cold: cold.finish("no run"),
         idempotent,

@@ -215,6 +215,15 @@ fn size_rows(r: &SizeResult, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
         .map_err(|e| fail("durable floor", e));
     let cold = r.cold.as_ref().map_err(|e| fail("cold converge", e));
     fill_time(&mut row, &cold, &floor, Some(&durable));
+    // The details' floors are context, but a failure of theirs is still reported.
+    for (what, context) in [
+        ("fsync-per-file floor", &r.floor_each),
+        ("homeostat's syscalls alone", &r.floor_pipelined),
+    ] {
+        if let Err(e) = context {
+            fail(what, e);
+        }
+    }
     if let (Ok(c), Ok(f)) = (&cold, &floor) {
         row.met = met(c.converged.as_secs_f64() <= COLD_TARGET * f.wall.as_secs_f64()).into();
     }
@@ -403,6 +412,19 @@ fn detail_rows(r: &SizeResult, out: &mut String) {
         out,
         "| {n} | fsync-per-file floor | | | | | {} |",
         floor_cols(&r.floor_each)
+    );
+    // How much of the cold run is the design's syscalls, and how much is around them.
+    let share = match (&r.cold, &r.floor_pipelined) {
+        (Ok(c), Ok(p)) => format!(
+            "the cold run is {} this",
+            ratio(c.converged.as_secs_f64() / p.wall.as_secs_f64())
+        ),
+        _ => String::new(),
+    };
+    let _ = writeln!(
+        out,
+        "| {n} | homeostat's own syscalls alone (`O_TMPFILE` writers, commit thread, inotify) | | | {share} | | {} |",
+        floor_cols(&r.floor_pipelined)
     );
     let _ = writeln!(
         out,
