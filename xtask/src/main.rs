@@ -5,7 +5,8 @@
 //! - `cargo xtask test`: the system packages the suites run (a systemd user manager,
 //!   `curl`, ...; installed with apt-get when missing and running as root), the same
 //!   builds plus the test fixtures, then the whole suite (the plugins' native unit
-//!   tests, then the host workspace's tests).
+//!   tests, then the host workspace's tests), then the host crate's API docs with
+//!   rustdoc's warnings as errors (a broken intra-doc link fails the run).
 //! - `cargo xtask build-plugins`: only the wasm parts (bundled plugins into
 //!   `target/plugins/`, test fixtures into `target/test-plugins/`, the third-party
 //!   example into `target/example-plugins/`).
@@ -244,11 +245,31 @@ fn test(root: &Path, extra: &[String]) -> Result<(), String> {
         "\ntests: {} passed, {} failed, {} skipped",
         totals[0], totals[1], totals[2]
     );
-    match (plugins_ok, host_ok) {
-        (true, true) => Ok(()),
-        (false, _) => Err("the plugins' unit tests failed".into()),
-        (_, false) => Err("cargo test failed".into()),
+    let docs_ok = check_docs(root);
+    match (plugins_ok, host_ok, docs_ok) {
+        (true, true, Ok(())) => Ok(()),
+        (false, _, _) => Err("the plugins' unit tests failed".into()),
+        (_, false, _) => Err("cargo test failed".into()),
+        (_, _, Err(e)) => Err(e),
     }
+}
+
+/// The host crate's API docs, private items included, build without a warning: a broken
+/// or ambiguous intra-doc link is a defect in the docs that move with the code.
+fn check_docs(root: &Path) -> Result<(), String> {
+    println!("\nchecking the host crate's docs (rustdoc, warnings are errors)");
+    run(Command::new(env!("CARGO"))
+        .current_dir(root)
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .args([
+            "doc",
+            "-p",
+            "homeostat",
+            "--no-deps",
+            "--document-private-items",
+            "--quiet",
+        ]))
+    .map_err(|e| format!("the host crate's docs have warnings: {e}"))
 }
 
 /// The host's target triple, from `rustc -vV`.
