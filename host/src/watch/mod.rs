@@ -215,6 +215,16 @@ struct Sub {
 /// directory is watched for it (not while it is anchored higher up, waiting for the parent
 /// to appear), the count is cleared whenever the subscriber's watch moves, and an event
 /// queue overflow clears every count.
+///
+/// It also needs the counted event to stay one event: inotify merges an event into the
+/// last one queued when both are identical (same watch, mask, cookie and name). A link
+/// onto the name (`IN_CREATE`) cannot follow an identical event, since the name must have
+/// gone in between, and a rename's `IN_MOVED_TO` carries a cookie of its own; so writes
+/// and copies, which end in one of the two, are counted. A `chmod` or `chown`
+/// (`IN_ATTRIB`) is not: an outside `chmod` right after an own one would merge into it
+/// and be swallowed as the echo. So `set-attrs` wakes its resource once more (that check
+/// finds nothing to do), as do the rarer `mkdir`, `symlink` and `remove`, which are not
+/// counted either.
 #[derive(Debug)]
 pub struct Echo {
     path: PathBuf,
