@@ -75,8 +75,9 @@
 //! summary line is printed once the graph has converged and every vertex has stopped
 //! and been cleaned up. The process exits right after, but the kernel then tears down its
 //! inotify instance, which waits for an SRCU grace period: 0–16 ms here, whatever the
-//! number of watches, and the parent sees the exit only after it. The floors use no
-//! inotify and exit at once, so their exit is their end.
+//! number of watches, and the parent sees the exit only after it. A floor's end is
+//! likewise the line on which it prints its time: the floor of homeostat's own syscalls
+//! watches with inotify too and tears that down after the line; the others exit at once.
 //!
 //! Targets: cold ≤ 1.5× the plain floor while writing durably (the durable floors are
 //! context: what durability costs at the least, and per file), idempotent ≤ 5× floor,
@@ -90,7 +91,7 @@ mod sysinfo;
 mod workload;
 
 use std::fs;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -233,7 +234,8 @@ pub struct SizeResult {
     pub drift: Result<DriftStats, String>,
 }
 
-/// Floor child runs: median wall, median in-process time, highest RSS.
+/// Floor child runs: median wall (spawn to the line with its time), median in-process
+/// time, highest RSS.
 pub struct FloorStats {
     pub wall: Duration,
     pub inner: Duration,
@@ -526,13 +528,13 @@ struct FloorSeries {
 }
 
 impl FloorSeries {
-    fn add(&mut self, run: Result<(Finished, Duration), String>) {
+    fn add(&mut self, run: Result<FloorRun, String>) {
         match run {
             _ if self.error.is_some() => {}
-            Ok((done, inner)) => {
-                self.walls.push(done.wall);
-                self.inners.push(inner);
-                self.maxrss_mib = self.maxrss_mib.max(done.maxrss_mib);
+            Ok(run) => {
+                self.walls.push(run.end);
+                self.inners.push(run.inner);
+                self.maxrss_mib = self.maxrss_mib.max(run.maxrss_mib);
             }
             Err(e) => self.error = Some(e),
         }
@@ -616,7 +618,7 @@ fn floor_once(
     dir: &Path,
     n: usize,
     flush: Flush,
-) -> Result<(Finished, Duration), String> {
+) -> Result<FloorRun, String> {
     let what = match flush.flag() {
         Some(flag) => format!("{cmd} {flag}"),
         None => cmd.to_string(),
@@ -630,15 +632,29 @@ fn floor_once(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut running = proc::spawn(&mut command).map_err(|e| format!("cannot run {what}: {e}"))?;
-    let mut stdout = running.child.stdout.take().expect("stdout is piped");
+    let stdout = running.child.stdout.take().expect("stdout is piped");
     let mut stderr = running.child.stderr.take().expect("stderr is piped");
+    // The floor's end is its line on stdout (its time), as homeostat's is its summary
+    // line: what a process does after it (exit, and for the floor that watches with
+    // inotify, that instance's teardown) is not the work.
+    let started = running.started();
+    let line = std::thread::spawn(move || {
+        let mut out = String::new();
+        let mut lines = BufReader::new(stdout);
+        let arrived = match lines.read_line(&mut out) {
+            Ok(n) if n > 0 => Some(started.elapsed()),
+            _ => None,
+        };
+        (out, arrived)
+    });
     // The child writes one short line to each: it cannot block on a full pipe.
     let done = running
         .wait(Duration::from_secs(3600))
         .map_err(|e| format!("{what}: {e}"))?;
-    let mut out = String::new();
+    let (out, arrived) = line
+        .join()
+        .map_err(|_| format!("{what}: reading its output panicked"))?;
     let mut err = String::new();
-    let _ = stdout.read_to_string(&mut out);
     let _ = stderr.read_to_string(&mut err);
     if !done.success() {
         return Err(format!(
@@ -651,7 +667,20 @@ fn floor_once(
         .trim()
         .parse()
         .map_err(|_| format!("{what} printed {out:?}, not a time"))?;
-    Ok((done, Duration::from_nanos(inner)))
+    Ok(FloorRun {
+        end: arrived.unwrap_or(done.wall),
+        inner: Duration::from_nanos(inner),
+        maxrss_mib: done.maxrss_mib,
+    })
+}
+
+/// One floor child run.
+struct FloorRun {
+    /// Spawn to the line with its time.
+    end: Duration,
+    /// The time it printed: its work alone, without process start.
+    inner: Duration,
+    maxrss_mib: f64,
 }
 
 /// The homeostat command with the bench's common flags and a clean environment: no
