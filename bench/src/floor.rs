@@ -1,12 +1,17 @@
 //! The native floor: the least work any tool must do for the workload, run as a child
 //! process of the benchmark (`homeostat-bench floor-create|floor-check DIR N`) so that
-//! process start and exit are counted as they are for homeostat.
+//! process start is counted as it is for homeostat. Each prints its in-process time on
+//! one line when its work is done, and the benchmark times that line, as it times
+//! homeostat's summary line.
 
+use std::ffi::CString;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::mpsc;
 use std::time::Instant;
 
 use crate::sysinfo;
@@ -161,10 +166,6 @@ fn create(dir: &Path, n: usize, flush: Flush) -> io::Result<()> {
 /// instance waits for an SRCU grace period (0–16 ms here), which homeostat pays after its
 /// summary line, outside the time measured.
 fn create_pipelined(dir: &Path, n: usize) -> io::Result<Watch> {
-    use std::ffi::CString;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    use std::sync::mpsc;
-
     /// `Ok(fd)` or the OS error of a call returning a descriptor.
     fn fd(ret: libc::c_int) -> io::Result<OwnedFd> {
         if ret < 0 {
@@ -356,14 +357,13 @@ fn create_pipelined(dir: &Path, n: usize) -> io::Result<Watch> {
 /// the watch, ends the thread and closes the instance.
 #[derive(Debug)]
 struct Watch {
-    inotify: std::os::fd::OwnedFd,
+    inotify: OwnedFd,
     watch: libc::c_int,
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
         // SAFETY: a valid descriptor and watch. The removal queues IN_IGNORED, on which
         // the reader returns.
         unsafe { libc::inotify_rm_watch(self.inotify.as_raw_fd(), self.watch) };
@@ -416,7 +416,14 @@ mod tests {
             let entries = fs::read_dir(dir.path()).expect("read_dir").count();
             assert_eq!(entries, 257, "{flush:?}: no temporary file is left behind");
             if flush == Flush::Pipelined {
-                let again = create_pipelined(dir.path(), 257).expect_err("files exist");
+                // The watch outlives the work (its teardown comes after the reported time)
+                // until dropped.
+                let dir = tempfile::tempdir().expect("tempdir");
+                let watch = create_pipelined(dir.path(), 3).expect("creates");
+                let reader = watch.reader.as_ref().expect("a reader thread");
+                assert!(!reader.is_finished(), "the watch is still read");
+                drop(watch);
+                let again = create_pipelined(dir.path(), 3).expect_err("files exist");
                 assert!(again.to_string().contains("already exists"), "{again}");
             }
         }
