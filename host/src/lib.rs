@@ -2,12 +2,18 @@
 //!
 //! A graph of resources (YAML, [`graph`]) is turned into a runnable [`plan`] by
 //! validating every resource in its sandboxed WebAssembly [`plugin`]; the [`engine`]
-//! then watches each resource through host event sources ([`watch`]) and runs
-//! check-apply in dependency order the moment something changes.
+//! then watches each resource through host event sources ([`watch`], and the OS
+//! services' own subscriptions in [`sys`]) and runs check-apply in dependency order the
+//! moment something changes. [`cli`] is the command line on top.
+//!
+//! Layers, top to bottom (an import only ever points down): `cli` → `plan` → `engine` →
+//! `watch` → `plugin` → `sys`, with `graph` beside them (YAML to a typed graph, used by
+//! `plan` and `engine`).
 
 pub mod cli;
 pub mod engine;
 pub mod graph;
 pub mod plan;
 pub mod plugin;
+pub mod sys;
 pub mod watch;

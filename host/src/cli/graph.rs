@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::PluginArgs;
+use super::load::PluginArgs;
 use crate::engine::Plan;
 
 #[derive(Debug, Args)]
@@ -19,7 +19,7 @@ pub struct GraphArgs {
 }
 
 pub async fn graph(args: GraphArgs) -> anyhow::Result<ExitCode> {
-    let (_runtime, registry) = args.plugins.load()?;
+    let (_runtime, registry) = args.plugins.load(&crate::sys::Services::default())?;
     match crate::plan::load(&args.graph, &registry).await {
         Ok(plan) => {
             print!("{}", dot(&plan));

@@ -12,13 +12,14 @@ use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::PluginArgs;
+use super::load::PluginArgs;
 use crate::engine::{self, Plan, RunOptions, Settled, Shutdown, Stopped, Summary};
 use crate::graph::GraphDoc;
 use crate::plan::PlanError;
 use crate::plan::cache::{self, PlanCache};
 use crate::plugin::registry::Registry;
-use crate::watch::WatchHub;
+use crate::sys::Services;
+use crate::sys::inotify::{Subscription, WatchHub};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -53,7 +54,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             let plan_cache = plan_cache.clone();
             move || read_graph(&graph, plan_cache.as_ref())
         })?;
-    let (_runtime, registry) = args.plugins.load()?;
+    let sys = Services::default();
+    let (_runtime, registry) = args.plugins.load(&sys)?;
     let registry = Arc::new(registry);
     let read = match parsing.join() {
         Ok(read) => read,
@@ -84,6 +86,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (stop_tx, stop_rx) = watch::channel(Shutdown::Run);
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    let processes = sys.processes.clone();
     tokio::spawn(async move {
         tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} }
         tracing::info!(
@@ -100,7 +103,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
         // exit() runs no destructors: kill the commands still running ourselves.
-        crate::plugin::capabilities::process::kill_all();
+        processes.kill_all();
         super::logging::flush();
         std::process::exit(130);
     });
@@ -122,6 +125,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let summary = tokio::spawn(engine::run(
         plan,
         hub,
+        sys,
         RunOptions {
             noop: args.noop,
             converged_timeout,
@@ -208,7 +212,7 @@ async fn plan_graph(
 /// Watches the graph file; each saved version that differs from the last one loaded is
 /// planned and, when valid, sent to the engine. Dropping it stops the watch.
 struct Reloader {
-    _subscription: crate::watch::Subscription,
+    _subscription: Subscription,
     task: tokio::task::JoinHandle<()>,
 }
 

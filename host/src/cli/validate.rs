@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::PluginArgs;
+use super::load::PluginArgs;
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -16,7 +16,7 @@ pub struct ValidateArgs {
 }
 
 pub async fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let (_runtime, registry) = args.plugins.load()?;
+    let (_runtime, registry) = args.plugins.load(&crate::sys::Services::default())?;
     // `run` skips a plugin that cannot be loaded and runs the rest; `validate` fails.
     let broken = registry.unavailable().len();
     match crate::plan::load(&args.graph, &registry).await {

@@ -25,130 +25,22 @@
 
 pub mod converger;
 mod limits;
+mod types;
 mod vertex;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::graph::{Meta, ResId};
-use crate::plugin::bindings::ResourceInfo;
-use crate::plugin::manifest::SendType;
-use crate::plugin::runtime::Plugin;
-use crate::watch::WatchHub;
+use crate::graph::ResId;
+use crate::sys::Services;
+use crate::sys::inotify::{Subscription, WatchHub};
 pub use converger::{Converger, Phase, Settled};
-use vertex::{Links, Pred, Succ, Vertex};
-
-/// One resource, ready to run: validated, with its plugin and what it declared.
-#[derive(Debug, Clone)]
-pub struct PlannedResource {
-    pub id: ResId,
-    /// Params as JSON text, passed to every call.
-    pub params: Arc<str>,
-    pub meta: Meta,
-    pub plugin: Arc<Plugin>,
-    pub info: ResourceInfo,
-    /// The values its kind declares it sends.
-    pub sends: Arc<BTreeMap<String, SendType>>,
-}
-
-impl PlannedResource {
-    /// Whether a running vertex for `self` can keep running for `other` (a graph swap).
-    fn same_as(&self, v: &Vertex) -> bool {
-        self.id == v.id
-            && self.params == v.params
-            && self.meta == v.meta
-            && Arc::ptr_eq(&self.plugin, &v.plugin)
-    }
-}
-
-/// A dependency: `from` runs before `to`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PlannedEdge {
-    pub from: usize,
-    pub to: usize,
-    /// `to` gets `refresh = true` after `from` changed something.
-    pub notify: bool,
-    /// send/recv: `from`'s key → `to`'s param.
-    pub send: BTreeMap<String, String>,
-    /// Added by the engine (autoedge), not written in the graph.
-    pub auto: bool,
-}
-
-/// A validated graph, resources in topological order.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub name: String,
-    pub resources: Vec<PlannedResource>,
-    pub edges: Vec<PlannedEdge>,
-}
-
-/// How the engine runs.
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    /// Report what would change, change nothing.
-    pub noop: bool,
-    /// Stop once the graph has been settled for this long.
-    pub converged_timeout: Option<Duration>,
-}
-
-/// How far a stop request has gone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Shutdown {
-    /// Keep running.
-    Run,
-    /// Stop starting check-applies, let those in progress finish, clean up.
-    Graceful,
-    /// Abandon check-applies in progress now (no cleanup).
-    Cancel,
-}
-
-/// Why the engine stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stopped {
-    /// Asked to stop (signal); in-flight check-applies finished.
-    Shutdown,
-    /// Asked twice: in-flight check-applies were abandoned.
-    Cancelled,
-    /// Settled for the converged timeout.
-    Settled(Settled),
-}
-
-/// What a run did, for the summary printed at the end.
-#[derive(Debug, Clone)]
-pub struct Summary {
-    pub stopped: Stopped,
-    pub resources: usize,
-    /// Check-applies that changed something (or would have, in noop).
-    pub changes: usize,
-    /// Resources whose last check-apply failed.
-    pub failed: usize,
-    /// Resources with changes pending (noop only).
-    pub pending: usize,
-    pub elapsed: Duration,
-    /// Resources that changed something, with how many check-applies did, in graph order.
-    pub changed: Vec<(ResId, usize)>,
-    /// Resources failed or blocked at the end, with their last error.
-    pub failures: Vec<(ResId, String)>,
-    /// Graph swaps applied while running.
-    pub swaps: usize,
-}
-
-/// What every vertex task shares.
-struct Ctx {
-    converger: Converger,
-    /// Check-applies that changed something (or would have, in noop).
-    changes: AtomicUsize,
-    noop: bool,
-    semaphores: limits::Semaphores,
-    /// The running servers of resources with a `serve` watch, by resource. Kept here
-    /// rather than in the vertex so that a vertex replaced in a graph swap hands its
-    /// server to its successor (transfers in progress survive a params change).
-    servers: vertex::Servers,
-}
+pub use types::{Plan, PlannedEdge, PlannedResource, RunOptions, Shutdown, Stopped, Summary};
+use vertex::{Ctx, Links, Pred, Succ, Vertex};
 
 /// A vertex and its task.
 struct Running {
@@ -190,8 +82,7 @@ impl Engine {
                     requests.push(r);
                 }
             }
-            let mut subs: Vec<Vec<crate::watch::Subscription>> =
-                batch.iter().map(|_| Vec::new()).collect();
+            let mut subs: Vec<Vec<Subscription>> = batch.iter().map(|_| Vec::new()).collect();
             let placed = self.hub.subscribe_many(requests);
             // The n-th result of a vertex is for its n-th path watch. The path is looked up
             // again only when it failed, rather than copied for every request up front.
@@ -306,7 +197,7 @@ impl Engine {
         for running in std::mem::take(&mut self.running) {
             let id = &running.v.id;
             match new_ids.get(id) {
-                Some(r) if r.same_as(&running.v) => {
+                Some(r) if running.v.runs(r) => {
                     let v = &running.v;
                     if v.meta.rewatch && v.phase() == Phase::Failed {
                         tracing::info!("{id}: failed earlier; restarting it (meta rewatch)");
@@ -446,6 +337,7 @@ async fn cleanup_all(vertices: Vec<Arc<Vertex>>) {
 pub async fn run(
     plan: Plan,
     hub: WatchHub,
+    sys: Services,
     opts: RunOptions,
     mut shutdown: watch::Receiver<Shutdown>,
     mut updates: mpsc::Receiver<Plan>,
@@ -459,6 +351,7 @@ pub async fn run(
         noop: opts.noop,
         semaphores: limits::Semaphores::default(),
         servers: vertex::Servers::default(),
+        sys,
     });
     let mut engine = Engine {
         ctx: ctx.clone(),

@@ -16,16 +16,23 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 
+use super::converger::Converger;
 use super::converger::Phase;
 use super::limits::Bucket;
-use super::{Ctx, PlannedResource};
+use super::limits::Semaphores;
+use super::types::PlannedResource;
 use crate::graph::{Meta, ResId};
-use crate::plugin::bindings::{CheckOutcome, ResourceRef, WatchItem};
-use crate::plugin::capabilities::fs::Footprint;
 use crate::plugin::manifest::SendType;
-use crate::plugin::runtime::{CallLimits, Plugin};
+use crate::plugin::pool::Plugin;
 use crate::plugin::serve::Server;
-use crate::watch::{Echo, Request};
+use crate::plugin::store::CallLimits;
+use crate::plugin::types::{CheckOutcome, ResourceRef, WatchItem};
+use crate::sys::Services;
+use crate::sys::footprint::Footprint;
+use crate::sys::inotify::{Echo, Request, Subscription};
+use crate::sys::kmsg::KmsgSubscription;
+use crate::sys::waker::Waker;
+use crate::watch::supervise::Restarts;
 
 /// An edge seen from its downstream end.
 pub(super) struct Pred {
@@ -93,7 +100,31 @@ pub(super) struct Vertex {
     pub stop: watch::Sender<bool>,
 }
 
+/// What every vertex task shares.
+pub(super) struct Ctx {
+    pub(super) converger: Converger,
+    /// Check-applies that changed something (or would have, in noop).
+    pub(super) changes: AtomicUsize,
+    pub(super) noop: bool,
+    pub(super) semaphores: Semaphores,
+    /// The running servers of resources with a `serve` watch, by resource. Kept here
+    /// rather than in the vertex so that a vertex replaced in a graph swap hands its
+    /// server to its successor (transfers in progress survive a params change).
+    pub(super) servers: Servers,
+    /// The OS services the vertices' watches use (watch commands, units, the kernel log).
+    pub(super) sys: Services,
+}
+
 impl Vertex {
+    /// Whether this running vertex can keep running for `r` (a graph swap): same id,
+    /// params, metaparams and plugin.
+    pub(super) fn runs(&self, r: &PlannedResource) -> bool {
+        self.id == r.id
+            && self.params == r.params
+            && self.meta == r.meta
+            && Arc::ptr_eq(&self.plugin, &r.plugin)
+    }
+
     pub fn new(r: PlannedResource) -> Vertex {
         Vertex {
             reference: ResourceRef {
@@ -261,8 +292,8 @@ impl Vertex {
 
 /// Watch subscriptions and tickers of one vertex; dropping it stops them all.
 struct Watches {
-    _subscriptions: Vec<crate::watch::Subscription>,
-    _kmsg: Option<crate::watch::kmsg::KmsgSubscription>,
+    _subscriptions: Vec<Subscription>,
+    _kmsg: Option<KmsgSubscription>,
     tickers: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -285,7 +316,7 @@ fn ticker(v: &Arc<Vertex>, period: Duration) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// The paths a vertex watches, as subscription requests for [`WatchHub::subscribe_many`](crate::watch::WatchHub::subscribe_many)
+/// The paths a vertex watches, as subscription requests for [`WatchHub::subscribe_many`](crate::sys::inotify::WatchHub::subscribe_many)
 /// (none when hidden or polling).
 pub(super) fn path_watches(v: &Arc<Vertex>) -> Vec<Request> {
     if v.meta.hidden || v.meta.poll > 0 {
@@ -296,7 +327,7 @@ pub(super) fn path_watches(v: &Arc<Vertex>) -> Vec<Request> {
         .filter_map(|item| match item {
             WatchItem::Path { path, recursive } => {
                 let target = v.clone();
-                let waker: crate::watch::Waker = Arc::new(move || target.mark_dirty());
+                let waker: Waker = Arc::new(move || target.mark_dirty());
                 Some(Request {
                     path: path.clone(),
                     recursive: *recursive,
@@ -312,7 +343,7 @@ pub(super) fn path_watches(v: &Arc<Vertex>) -> Vec<Request> {
 
 /// Start the other watches of the vertex (timers, kmsg) or poll it with `meta.poll`;
 /// `paths` are its path subscriptions, placed by the engine in one batch.
-fn start_watches(v: &Arc<Vertex>, paths: Vec<crate::watch::Subscription>) -> Watches {
+fn start_watches(v: &Arc<Vertex>, paths: Vec<Subscription>, sys: &Services) -> Watches {
     let mut w = Watches {
         _subscriptions: paths,
         _kmsg: None,
@@ -330,31 +361,24 @@ fn start_watches(v: &Arc<Vertex>, paths: Vec<crate::watch::Subscription>) -> Wat
                 .tickers
                 .push(ticker(v, Duration::from_millis(u64::from((*ms).max(1))))),
             WatchItem::Command(spec) => {
-                let target = v.clone();
                 w.tickers.push(tokio::spawn(crate::watch::process::watch(
-                    v.id.to_string(),
                     spec.clone(),
                     v.footprint.clone(),
-                    v.meta.retry,
-                    v.meta.delay,
-                    Arc::new(move || target.mark_dirty()),
+                    sys.processes.clone(),
+                    restarts(v),
                 )));
             }
-            WatchItem::Unit { name, session } => {
-                let target = v.clone();
+            WatchItem::Unit(unit) => {
                 w.tickers.push(tokio::spawn(crate::watch::systemd::watch(
-                    v.id.to_string(),
-                    name.clone(),
-                    *session,
+                    unit.clone(),
                     v.footprint.clone(),
-                    v.meta.retry,
-                    v.meta.delay,
-                    Arc::new(move || target.mark_dirty()),
+                    sys.systemd.clone(),
+                    restarts(v),
                 )));
             }
             // Started by the first check-apply (see `Servers`).
             WatchItem::Serve => {}
-            WatchItem::Kmsg => match crate::watch::kmsg::global() {
+            WatchItem::Kmsg => match sys.kmsg.get() {
                 Ok(k) => {
                     let target = v.clone();
                     w._kmsg = Some(k.subscribe(Arc::new(move || target.mark_dirty())));
@@ -364,6 +388,17 @@ fn start_watches(v: &Arc<Vertex>, paths: Vec<crate::watch::Subscription>) -> Wat
         }
     }
     w
+}
+
+/// How `v`'s watch command or unit watch is restarted: its `retry` and `delay`.
+fn restarts(v: &Arc<Vertex>) -> Restarts {
+    let target = v.clone();
+    Restarts {
+        who: v.id.to_string(),
+        retry: v.meta.retry,
+        delay_ms: v.meta.delay,
+        wake: Arc::new(move || target.mark_dirty()),
+    }
 }
 
 /// Whether a resource runs a server (its `serve` watch): not in noop, not when hidden.
@@ -396,7 +431,7 @@ impl Servers {
         footprint: Arc<Footprint>,
     ) -> Result<(), String> {
         let target = v.clone();
-        let wake: crate::watch::Waker = Arc::new(move || target.mark_dirty());
+        let wake: Waker = Arc::new(move || target.mark_dirty());
         let limits = v.call_limits();
         let server = {
             let mut all = self.0.lock().expect("servers lock");
@@ -513,7 +548,7 @@ async fn acquire(
 
 /// Drive one vertex until it is stopped. `paths` are its path subscriptions, placed
 /// before the task starts so that no change between check and watch is lost.
-pub(super) async fn run(v: Arc<Vertex>, paths: Vec<crate::watch::Subscription>, ctx: Arc<Ctx>) {
+pub(super) async fn run(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>) {
     let mut stop = v.stop.subscribe();
     if v.meta.hidden {
         // In the graph (edges, export) but never watched or applied.
@@ -522,7 +557,7 @@ pub(super) async fn run(v: Arc<Vertex>, paths: Vec<crate::watch::Subscription>, 
         stopped(&mut stop).await;
         return;
     }
-    let _watches = start_watches(&v, paths);
+    let _watches = start_watches(&v, paths, &ctx.sys);
     let mut bucket = v.meta.limit.map(|rate| Bucket::new(rate, v.meta.burst));
     let mut retries_left = v.meta.retry;
     loop {

@@ -12,7 +12,8 @@ use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::{EdgeRef, IntoEdgeReferences, NodeIndexable};
 
 use super::check::edge_endpoint_errors;
-use super::{GraphDoc, GraphError, GraphErrors, Location, ResId, ResourceDecl};
+use super::decl::{GraphDoc, ResId, ResourceDecl};
+use super::error::{GraphError, GraphErrors, Location};
 
 /// What an edge carries.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

@@ -7,8 +7,9 @@ use jsonschema::error::ValidationErrorKind;
 use jsonschema::paths::LocationSegment;
 use serde_json::Value;
 
+use super::decl::{GraphDoc, ResId, ResourceDecl};
+use super::error::{GraphError, GraphErrors};
 use super::suggest::{closest, did_you_mean};
-use super::{GraphDoc, GraphError, GraphErrors, ResId, ResourceDecl};
 
 /// What the graph needs to know about resource kinds: which exist, and each one's params
 /// schema. The plugin registry implements it; [`SchemaCatalog`] is a ready-made one.

@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use serde_json::{Map, Number, Value};
 
+use super::decl::{
+    CollectDecl, EdgeDecl, FieldLoc, GraphDoc, Meta, ResId, ResourceDecl, Semaphore,
+};
+use super::error::{GraphError, GraphErrors, Location};
 use super::suggest::did_you_mean;
 use super::yaml::{self, Entry, Node, Pos, Val};
-use super::{
-    CollectDecl, EdgeDecl, FieldLoc, GraphDoc, GraphError, GraphErrors, Location, Meta, ResId,
-    ResourceDecl, Semaphore,
-};
 
 const TOP_KEYS: &[&str] = &["graph", "comment", "resources", "edges", "collect"];
 const EDGE_KEYS: &[&str] = &["name", "from", "to", "notify", "send"];

@@ -43,9 +43,10 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::{Plan, PlannedEdge, PlannedResource};
 use crate::graph::{Meta, ResId};
-use crate::plugin::bindings::ResourceInfo;
 use crate::plugin::inspect::sha256_hex;
 use crate::plugin::registry::Registry;
+use crate::plugin::types::ResourceInfo;
+use crate::sys::fs::cache_file::{CacheFile, write_cache_file};
 
 /// First word of a cache file; bump it when the layout changes in a way the binary's
 /// identity would not catch (it always does today: the layout is compiled in).
@@ -159,8 +160,7 @@ impl PlanCache {
                 let written = postcard::to_extend(&snapshot, header.into_bytes())
                     .map_err(std::io::Error::other)
                     .and_then(|bytes| {
-                        let private = crate::plugin::runtime::CacheFile::Private;
-                        crate::plugin::runtime::write_cache_file(dir, &file, &bytes, private)
+                        write_cache_file(dir, &file, &bytes, CacheFile::Private)
                             .map(|()| bytes.len())
                     });
                 match written {

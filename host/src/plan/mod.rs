@@ -14,10 +14,11 @@ use std::sync::Arc;
 
 use crate::engine::{Plan, PlannedEdge, PlannedResource};
 use crate::graph::{self, GraphDoc, GraphError, GraphErrors, KindCatalog, ResId};
-use crate::plugin::bindings::{ResourceInfo, ResourceRef};
-use crate::plugin::capabilities::systemd::UnitRef;
+use crate::plugin::pool::Plugin;
 use crate::plugin::registry::{KindEntry, Registry};
-use crate::plugin::runtime::{CallError, Plugin};
+use crate::plugin::types::{CallError, ResourceInfo, ResourceRef};
+use crate::sys::footprint::UnitRef;
+use crate::sys::systemd::bus_name;
 
 pub mod cache;
 
@@ -425,7 +426,7 @@ fn check_footprints(doc: &GraphDoc, infos: &[ResourceInfo]) -> Result<(), PlanEr
                             a.id(),
                             a.loc_of(None),
                             unit.name,
-                            crate::plugin::capabilities::systemd::bus_name(unit.session)
+                            bus_name(unit.session)
                         ),
                     });
                 }
@@ -467,7 +468,7 @@ fn check_footprints(doc: &GraphDoc, infos: &[ResourceInfo]) -> Result<(), PlanEr
 /// Two resources binding the same protocol and port on the same IP, or one of them on
 /// every address (`0.0.0.0`): only one of them could ever serve.
 fn overlapping_sockets(doc: &GraphDoc, infos: &[ResourceInfo]) -> Vec<GraphError> {
-    use crate::plugin::capabilities::net::{Protocol, SocketGrant};
+    use crate::sys::footprint::{Protocol, SocketGrant};
     let mut by_port: HashMap<(Protocol, u16), Vec<(SocketGrant, usize)>> = HashMap::new();
     let mut errors = Vec::new();
     for (i, info) in infos.iter().enumerate() {

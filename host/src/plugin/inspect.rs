@@ -6,17 +6,13 @@
 //! `homeostat:resource/fs@0.1.0`), read with `wasmparser` at nesting depth 0. Whether the
 //! host provides one is decided by [`host_provides`]: every WASI 0.2 interface (the WASI
 //! context itself denies files, environment and network) and the `homeostat:resource`
-//! 0.1 interfaces in [`HOST_INTERFACES`]. A capability added later adds its interface
-//! name there.
+//! interfaces the bindings of each supported version link
+//! ([`crate::plugin::bindings::links`]).
 
 use serde::Serialize;
 
+use crate::plugin::bindings;
 use crate::plugin::manifest::{self, Manifest, ManifestError};
-
-/// The `homeostat:resource` interfaces the host links for API 0.1.
-pub const HOST_INTERFACES: &[&str] = &[
-    "types", "log", "fs", "process", "systemd", "kmsg", "state", "net",
-];
 
 /// Lower-case hex SHA-256 of some bytes: a plugin file (what grants name), a graph text.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -28,11 +24,7 @@ pub fn host_provides(name: &str) -> bool {
     if let Some(rest) = name.strip_prefix("wasi:") {
         return rest.contains("@0.2.");
     }
-    if let Some(rest) = name.strip_prefix("homeostat:resource/") {
-        let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
-        return HOST_INTERFACES.contains(&iface) && version.starts_with("0.1.");
-    }
-    false
+    bindings::links(name)
 }
 
 /// One import of the component.

@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use crate::plugin::grants::{self, Access, Policy};
 use crate::plugin::manifest::{self, ManifestError, SendType};
-use crate::plugin::runtime::{Plugin, Runtime, RuntimeError};
+use crate::plugin::pool::Plugin;
+use crate::plugin::runtime::{Runtime, RuntimeError};
 
 mod bundled {
     include!(concat!(env!("OUT_DIR"), "/bundled.rs"));

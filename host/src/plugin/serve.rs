@@ -2,7 +2,7 @@
 //! `serve` watch item gets an instance of its own in which the plugin's `serve` export
 //! runs for as long as the resource is in the graph. It is a loop around `net.wait`:
 //! the guest's fiber is suspended while the host waits on its sockets
-//! ([`crate::plugin::capabilities::net`]), so no thread is ever blocked and all
+//! ([`crate::sys::net`]), so no thread is ever blocked and all
 //! network-facing parsing stays inside the sandbox.
 //!
 //! **Limits.** The instance has the resource's memory cap. Its CPU budget is per *turn*:
@@ -27,129 +27,22 @@
 //! **State changes.** A `state.set` from the serve call that changes the value wakes
 //! the resource, so its check-apply runs and can publish what the server did.
 //!
-//! Dropping the [`Server`] drops the instance and closes every socket.
+//! Dropping the [`Server`] drops the instance and closes every socket. The serve call's part
+//! of its store, and one turn of its loop, are [`crate::plugin::serving`]'s.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::plugin::bindings::ResourceRef;
-use crate::plugin::capabilities::fs::Footprint;
-use crate::plugin::capabilities::net::{self as ncap, ErrorCode, NetError, NetHost};
-use crate::plugin::grants::Capability;
-use crate::plugin::runtime::{
-    CallLimits, EPOCH_TICK, HostState, Plugin, PoolShared, describe_trap, drain_stderr, instantiate,
-};
-use crate::watch::Waker;
-
-/// Where a server is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
-    /// Instantiating, or `serve` has not waited for events yet.
-    Starting,
-    /// `serve` is waiting on its sockets.
-    Serving,
-    /// `serve` returned or trapped; why.
-    Ended(String),
-}
-
-/// A server's state and how many times it was started.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
-    pub attempt: u64,
-    pub state: State,
-}
-
-/// What `net.wait` returns to the guest.
-#[derive(Debug)]
-pub enum Event {
-    Net(ncap::Event),
-    /// New params (the footprint is already in place).
-    Reconfigured(Arc<str>),
-}
-
-#[derive(Clone)]
-struct Config {
-    params: Arc<str>,
-    footprint: Arc<Footprint>,
-}
-
-/// The serve call's part of [`HostState`].
-pub(crate) struct ServeCtx {
-    id: ResourceRef,
-    net: NetHost,
-    config: watch::Receiver<Config>,
-    status: Arc<watch::Sender<Status>>,
-    wake: Arc<Mutex<Waker>>,
-    /// The CPU budget of one turn, in epoch ticks.
-    ticks: u64,
-}
-
-impl ServeCtx {
-    /// Wake the resource (its check-apply runs).
-    pub(crate) fn wake(&self) {
-        let wake = self.wake.lock().expect("wake lock").clone();
-        wake();
-    }
-}
-
-impl HostState {
-    /// The sockets and footprint of the serve call, if `net` is granted and this
-    /// instance is serving.
-    pub(crate) fn net_access(&mut self) -> Result<(&mut NetHost, Arc<Footprint>), NetError> {
-        self.access
-            .allowed(Capability::Net)
-            .map_err(|e| NetError::new(ErrorCode::NotAllowed, e.to_string()))?;
-        let fp = match &self.current {
-            Some((_, fp)) => fp.clone(),
-            None => Footprint::default().into(),
-        };
-        match self.serve.as_mut() {
-            Some(s) => Ok((&mut s.net, fp)),
-            None => Err(NetError::new(
-                ErrorCode::NotAllowed,
-                "sockets are only available to a resource's `serve` call (the long-running \
-                 watch), not to validate or check-apply",
-            )),
-        }
-    }
-
-    /// `net.wait`: a reconfiguration if one is pending, else socket events or nothing
-    /// after `timeout`. Starts a new CPU budget.
-    pub(crate) async fn serve_wait(&mut self, timeout: Duration) -> Vec<Event> {
-        let Some(s) = self.serve.as_mut() else {
-            return Vec::new();
-        };
-        s.status.send_if_modified(|st| {
-            let first = st.state == State::Starting;
-            if first {
-                st.state = State::Serving;
-            }
-            first
-        });
-        let ticks = s.ticks;
-        // `changed()` marks the value seen, so remember that it fired.
-        let (events, reconfigured) = if s.config.has_changed().unwrap_or(false) {
-            (Vec::new(), true)
-        } else {
-            tokio::select! {
-                events = s.net.wait(timeout) => (events.into_iter().map(Event::Net).collect(), false),
-                r = s.config.changed() => (Vec::new(), r.is_ok()),
-            }
-        };
-        let events = if reconfigured {
-            let c = s.config.borrow_and_update().clone();
-            let id = s.id.clone();
-            self.current = Some((id, c.footprint));
-            vec![Event::Reconfigured(c.params)]
-        } else {
-            events
-        };
-        self.budget = ticks;
-        events
-    }
-}
+use crate::plugin::pool::{Plugin, PoolShared, instantiate};
+use crate::plugin::serving::{Config, ServeCtx, State, Status};
+use crate::plugin::store::{CallLimits, Limits};
+use crate::plugin::trap::{describe_trap, drain_stderr};
+use crate::plugin::types::ResourceRef;
+use crate::sys::footprint::Footprint;
+use crate::sys::net::NetHost;
+use crate::sys::waker::Waker;
 
 /// A running (or ended) serve instance; dropping it stops serving.
 pub struct Server {
@@ -334,26 +227,18 @@ async fn serve_once(
         Ok(i) => i,
         Err(m) => return format!("plugin `{}` could not be instantiated: {m}", shared.label),
     };
-    let c = config.borrow_and_update().clone();
-    let ticks = (cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-    {
-        let data = inst.store.data_mut();
-        data.set_memory_cap(memory);
-        data.current = Some((id.clone(), c.footprint));
-        data.budget = ticks;
-        data.serve = Some(ServeCtx {
-            id: id.clone(),
-            net: NetHost::new(),
-            config,
-            status: status.clone(),
-            wake: wake.clone(),
-            ticks,
-        });
-    }
+    let params = config.borrow_and_update().params.clone();
+    let serve = ServeCtx {
+        id: id.clone(),
+        net: NetHost::new(),
+        config,
+        status: status.clone(),
+        wake: wake.clone(),
+        ticks: Limits::ticks(cpu),
+    };
+    inst.store.data_mut().begin_serving(serve, memory);
     inst.store.set_epoch_deadline(1);
-    let wid = id.into();
-    let api = inst.bindings.homeostat_resource_plugin();
-    let result = api.call_serve(&mut inst.store, &wid, &c.params).await;
+    let result = inst.guest.serve(&mut inst.store, id, &params).await;
     let why = match result {
         Ok(Ok(())) => "its serve call returned".to_string(),
         Ok(Err(e)) => e.message,

@@ -2,7 +2,7 @@
 //! line on stdout is an event for its resource.
 //!
 //! The command runs exactly like a `process.run` call (own process group, empty environment
-//! unless given, user/group switch; see `plugin::capabilities::process`) and must be one of
+//! unless given, user/group switch; see [`crate::sys::process`]) and must be one of
 //! the resource's declared command lines. When it exits, its exit status and the last lines
 //! of its stderr become the error that [`super::supervise`] logs before restarting it per
 //! the resource's `retry` and `delay`. Stopping the watch (the task is aborted: the resource
@@ -12,38 +12,38 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 
-use super::Waker;
-use super::supervise::supervise;
-use crate::plugin::capabilities::fs::Footprint;
-use crate::plugin::capabilities::process::{self as pcap, CommandSpec};
+use super::supervise::{Restarts, supervise};
+use crate::sys::footprint::Footprint;
+use crate::sys::process::{CommandSpec, Processes, check_argv};
+use crate::sys::waker::Waker;
 
 /// Bytes of a watch command's stderr kept for the error message.
 const STDERR_TAIL: usize = 2048;
 
-/// Run `spec` as the watch of `who` until the task is aborted or the retries are spent.
+/// Run `spec` (one of `footprint`'s command lines) in `processes` as the watch of
+/// `restarts.who` until the task is aborted or the retries are spent.
 pub async fn watch(
-    who: String,
     spec: CommandSpec,
     footprint: Arc<Footprint>,
-    retry: i32,
-    delay_ms: u64,
-    wake: Waker,
+    processes: Processes,
+    restarts: Restarts,
 ) {
-    if let Err(e) = pcap::check_argv(&footprint, &spec.argv) {
-        tracing::error!("{who}: cannot start the watch command: {e}");
+    if let Err(e) = check_argv(&footprint, &spec.argv) {
+        tracing::error!("{}: cannot start the watch command: {e}", restarts.who);
         return;
     }
-    let w = wake.clone();
-    supervise(who, retry, delay_ms, wake, move || {
-        run_once(spec.clone(), w.clone())
+    let w = restarts.wake.clone();
+    supervise(restarts, move || {
+        run_once(spec.clone(), processes.clone(), w.clone())
     })
     .await
 }
 
 /// One run: wake for every stdout line; when the command ends, say how.
-async fn run_once(spec: CommandSpec, wake: Waker) -> Result<(), String> {
+async fn run_once(spec: CommandSpec, processes: Processes, wake: Waker) -> Result<(), String> {
     let what = spec.display();
-    let mut spawned = pcap::spawn(&spec, false)
+    let mut spawned = processes
+        .spawn(&spec, false)
         .await
         .map_err(|e| format!("watch command failed: {e}"))?;
     let stdout = spawned.child.stdout.take().expect("stdout is piped");

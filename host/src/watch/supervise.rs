@@ -7,15 +7,35 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::Waker;
+use crate::sys::waker::Waker;
+
+/// Whose event source it is and how it is restarted: the resource's `retry` and `delay`
+/// metaparams, and how to wake it.
+#[derive(Clone)]
+pub struct Restarts {
+    /// `kind[name]`, for the log.
+    pub who: String,
+    /// Restarts left (-1: forever).
+    pub retry: i32,
+    /// Pause before each restart.
+    pub delay_ms: u64,
+    /// Wakes the resource: for every event, and after every restart.
+    pub wake: Waker,
+}
 
 /// Run `start` until it fails for good. Each call runs the source until it stops and
 /// returns why (`Err(message)`); `Ok(())` means it ended on purpose and is not restarted.
-pub async fn supervise<F, Fut>(who: String, retry: i32, delay_ms: u64, wake: Waker, mut start: F)
+pub async fn supervise<F, Fut>(restarts: Restarts, mut start: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
+    let Restarts {
+        who,
+        retry,
+        delay_ms,
+        wake,
+    } = restarts;
     let mut left = retry;
     let mut restarts = 0u64;
     loop {
@@ -57,18 +77,18 @@ mod tests {
         let wakes = Arc::new(AtomicUsize::new(0));
         let w = wakes.clone();
         let s = starts.clone();
-        supervise(
-            "exec[x]".into(),
-            2,
-            1,
-            Arc::new(move || {
+        let restarts = Restarts {
+            who: "exec[x]".into(),
+            retry: 2,
+            delay_ms: 1,
+            wake: Arc::new(move || {
                 w.fetch_add(1, Ordering::SeqCst);
             }),
-            move || {
-                s.fetch_add(1, Ordering::SeqCst);
-                async { Err("it died".to_string()) }
-            },
-        )
+        };
+        supervise(restarts, move || {
+            s.fetch_add(1, Ordering::SeqCst);
+            async { Err("it died".to_string()) }
+        })
         .await;
         assert_eq!(starts.load(Ordering::SeqCst), 3);
         assert_eq!(wakes.load(Ordering::SeqCst), 2);

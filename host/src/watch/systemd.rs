@@ -4,8 +4,8 @@
 //! `PropertiesChanged` of the unit's object (it starts, stops, fails, is reloaded, its
 //! unit file state changes) and to the manager's `Reloading` and `UnitFilesChanged` (a
 //! daemon-reload, units enabled or disabled), and wakes the resource for each. The
-//! connection is the process-wide one of `plugin::capabilities::systemd`, which has
-//! already called the manager's `Subscribe` (without it systemd sends no such signals).
+//! connection is the host's one of [`SystemdHost`], which has already called the manager's
+//! `Subscribe` (without it systemd sends no such signals).
 //! A connection that cannot be made or breaks is an error that [`super::supervise`] logs
 //! and retries per the resource's `retry` and `delay`.
 
@@ -15,30 +15,28 @@ use futures_util::StreamExt;
 use zbus::message::Type as MessageType;
 use zbus::{MatchRule, MessageStream};
 
-use super::Waker;
-use super::supervise::supervise;
-use crate::plugin::capabilities::fs::Footprint;
-use crate::plugin::capabilities::systemd::{
-    self as scap, DEST, MANAGER, MANAGER_PATH, SystemdHost, bus_name,
+use super::supervise::{Restarts, supervise};
+use crate::sys::footprint::{Footprint, UnitRef};
+use crate::sys::systemd::{
+    DEST, MANAGER, MANAGER_PATH, SystemdHost, bus_name, check_unit, unit_object_path,
 };
+use crate::sys::waker::Waker;
 
-/// Watch `unit` for `who` until the task is aborted or the retries are spent.
+/// Watch `unit` (one of `footprint`'s units) through `host` for `restarts.who` until the
+/// task is aborted or the retries are spent.
 pub async fn watch(
-    who: String,
-    unit: String,
-    session: bool,
+    unit: UnitRef,
     footprint: Arc<Footprint>,
-    retry: i32,
-    delay_ms: u64,
-    wake: Waker,
+    host: SystemdHost,
+    restarts: Restarts,
 ) {
-    if let Err(e) = scap::check_unit(&footprint, &unit, session) {
-        tracing::error!("{who}: cannot watch: {e}");
+    if let Err(e) = check_unit(&footprint, &unit.name, unit.session) {
+        tracing::error!("{}: cannot watch: {e}", restarts.who);
         return;
     }
-    let w = wake.clone();
-    supervise(who, retry, delay_ms, wake, move || {
-        run_once(unit.clone(), session, w.clone())
+    let w = restarts.wake.clone();
+    supervise(restarts, move || {
+        run_once(unit.clone(), host.clone(), w.clone())
     })
     .await
 }
@@ -55,13 +53,16 @@ fn rule(path: &str, interface: &str, member: &str) -> Result<MatchRule<'static>,
 }
 
 /// One connection's worth of watching; returns why it stopped.
-async fn run_once(unit: String, session: bool, wake: Waker) -> Result<(), String> {
-    let host = SystemdHost::global();
+async fn run_once(unit: UnitRef, host: SystemdHost, wake: Waker) -> Result<(), String> {
+    let UnitRef {
+        name: unit,
+        session,
+    } = unit;
     let conn = host
         .connection(session)
         .await
         .map_err(|e| format!("cannot watch unit `{unit}`: {e}"))?;
-    let path = scap::unit_object_path(&unit);
+    let path = unit_object_path(&unit);
     let mut streams = Vec::new();
     for r in [
         rule(

@@ -1,5 +1,5 @@
-//! Host side of the `net` capability (`homeostat:resource/net`): the sockets of a
-//! resource's `serve` call (the long-running watch, see [`crate::plugin::serve`]).
+//! Sockets as a resource's server holds them (the `net` host interface, available only to
+//! a resource's `serve` call, the long-running watch: see `crate::plugin::serve`).
 //!
 //! **Allow-list.** A resource may bind only what its footprint's `sockets` grant
 //! ([`check_bind`]): the exact address of a grant, or port 0 (an ephemeral port, e.g. a
@@ -20,7 +20,6 @@
 //! Dropping the [`NetHost`] (the serve instance ends or the resource leaves the graph)
 //! aborts every task and closes every socket.
 
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,7 +31,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use super::fs::Footprint;
+use crate::sys::footprint::{Footprint, Protocol};
 
 /// Events queued for the guest at most (see the module docs).
 pub const QUEUE: usize = 1024;
@@ -45,46 +44,6 @@ pub const MAX_SOCKETS: usize = 4096;
 const BATCH: usize = 256;
 /// Bytes read from a connection at a time.
 const READ_CHUNK: usize = 16 * 1024;
-
-/// The two socket protocols.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Protocol {
-    Udp,
-    Tcp,
-}
-
-impl Protocol {
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Udp => "udp",
-            Protocol::Tcp => "tcp",
-        }
-    }
-}
-
-/// An address a resource may bind (WIT `socket-grant`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct SocketGrant {
-    pub protocol: Protocol,
-    pub address: SocketAddr,
-}
-
-impl std::fmt::Display for SocketGrant {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.protocol.name(), self.address)
-    }
-}
-
-impl SocketGrant {
-    /// Whether both can never be bound at once: same protocol and port, and the same IP
-    /// or one of them every address (`0.0.0.0`, `[::]`).
-    pub fn overlaps(&self, other: &SocketGrant) -> bool {
-        let (a, b) = (self.address, other.address);
-        self.protocol == other.protocol
-            && a.port() == b.port()
-            && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
-    }
-}
 
 /// WIT `net.error-code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -565,6 +524,7 @@ async fn conn_writer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::footprint::SocketGrant;
 
     fn grant(p: Protocol, a: &str) -> SocketGrant {
         SocketGrant {

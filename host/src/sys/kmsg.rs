@@ -12,20 +12,20 @@
 //! on. A gap also shows up to a reader as a jump in sequence numbers, which the `kmsg`
 //! interface reports as `missed`.
 //!
-//! One reader per process ([`global`]), opened on first use; tests open their own with
-//! [`Kmsg::open`].
+//! One reader per host ([`KmsgSource`], handed to whoever needs it), opened on first use;
+//! tests open their own with [`Kmsg::open`] or a [`KmsgSource`] on a device of their own.
 
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use super::Waker;
+use crate::sys::waker::Waker;
 
 /// Records kept for readers that fall behind (the kernel's own ring holds a few
 /// thousand typical records).
@@ -214,10 +214,10 @@ impl Kmsg {
 
     /// Records with a sequence number above `after` (every buffered record for `None`),
     /// oldest first. Fails once reading has stopped.
-    pub fn read(&self, after: Option<u64>) -> Result<Batch, String> {
+    pub fn read(&self, after: Option<u64>) -> Result<Batch, KmsgError> {
         let b = self.inner.buffer.lock().expect("kmsg lock");
         if let Some(e) = &b.failed {
-            return Err(format!("reading the kernel log failed: {e}"));
+            return Err(KmsgError::Stopped(e.clone()));
         }
         let start = match after {
             None => 0,
@@ -251,13 +251,62 @@ fn push(records: &mut VecDeque<Record>, text: String) {
     });
 }
 
-/// The process's reader of `/dev/kmsg`, opened on first use.
-pub fn global() -> Result<Kmsg, String> {
-    static KMSG: OnceLock<Result<Kmsg, String>> = OnceLock::new();
-    KMSG.get_or_init(|| {
-        Kmsg::open(Path::new("/dev/kmsg")).map_err(|e| format!("cannot read /dev/kmsg: {e}"))
-    })
-    .clone()
+/// Why the kernel log cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KmsgError {
+    /// The device could not be opened (not there, or not readable by this user).
+    #[error("cannot read {}: {message}", path.display())]
+    Open { path: PathBuf, message: String },
+    /// Reading stopped after it had started.
+    #[error("reading the kernel log failed: {0}")]
+    Stopped(String),
+}
+
+/// The host's reader of a kmsg device (`/dev/kmsg` unless told otherwise), opened on first
+/// use: a host that runs no `kmsg` resource never opens it. Cheap to clone; the clones
+/// share one reader. The host makes one and hands it to the runtime (the `kmsg` host
+/// interface) and the engine (kmsg watches); tests hand in their own device.
+#[derive(Clone)]
+pub struct KmsgSource {
+    path: Arc<Path>,
+    reader: Arc<OnceLock<Result<Kmsg, KmsgError>>>,
+}
+
+impl Default for KmsgSource {
+    fn default() -> Self {
+        KmsgSource::new(Path::new("/dev/kmsg"))
+    }
+}
+
+impl std::fmt::Debug for KmsgSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsgSource")
+            .field("path", &self.path)
+            .field("opened", &self.reader.get().is_some())
+            .finish()
+    }
+}
+
+impl KmsgSource {
+    /// A source reading `path` once something asks for it.
+    pub fn new(path: &Path) -> KmsgSource {
+        KmsgSource {
+            path: path.into(),
+            reader: Arc::default(),
+        }
+    }
+
+    /// The reader, opened now if this is the first call (inside a tokio runtime).
+    pub fn get(&self) -> Result<Kmsg, KmsgError> {
+        self.reader
+            .get_or_init(|| {
+                Kmsg::open(&self.path).map_err(|e| KmsgError::Open {
+                    path: self.path.to_path_buf(),
+                    message: e.to_string(),
+                })
+            })
+            .clone()
+    }
 }
 
 #[cfg(test)]

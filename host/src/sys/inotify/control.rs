@@ -14,40 +14,15 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 
-use super::inotify::DirWatcher;
-use super::{INTERNAL, Shared, Sub, WatchError, bytes, subs_below};
+use super::error::WatchError;
+use super::event::mark_internal;
+use super::reader::DirWatcher;
+use super::routes::{Cmd, Shared, Sub, bytes, subs_below};
 
 /// Bound on anchor moves while settling one subscriber (directories that keep flapping).
 const MAX_MOVES: usize = 64;
 
-/// Work for the control thread.
-pub(super) enum Cmd {
-    /// New subscribers (already routed): place their watches and reply, one result each.
-    Add {
-        subs: Vec<Arc<Sub>>,
-        reply: Option<mpsc::SyncSender<Vec<Result<(), WatchError>>>>,
-    },
-    /// A subscriber is gone (already unrouted): release its watches.
-    Remove {
-        id: u64,
-        reply: Option<mpsc::SyncSender<()>>,
-    },
-    /// Something appeared at, or left, the watched path `path` (the literal paths are what it
-    /// stands for on the subscribers' side).
-    Changed {
-        path: PathBuf,
-        literals: Vec<PathBuf>,
-        gone: bool,
-    },
-    /// Events were lost: check every watch and anchor.
-    Resync,
-    /// Reply once everything queued before has been handled.
-    #[cfg_attr(not(test), allow(dead_code))]
-    Flush(mpsc::SyncSender<()>),
-    /// The hub was dropped.
-    Shutdown,
-}
-
+/// The control thread: its watches and where each subscriber is anchored.
 pub(super) struct Control {
     shared: Arc<Shared>,
     dirs: Dirs,
@@ -173,7 +148,7 @@ impl Control {
     }
 
     pub(super) fn run(mut self, rx: mpsc::Receiver<Cmd>) {
-        INTERNAL.with(|c| c.set(true));
+        mark_internal();
         while let Ok(cmd) = rx.recv() {
             let mut wakes = Wakes::default();
             match cmd {

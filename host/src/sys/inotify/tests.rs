@@ -5,12 +5,20 @@
 //! so every earlier event has been routed by then; it then waits for the control thread to go
 //! idle. "No wake" is asserted after such a barrier.
 
-use super::*;
+use super::control;
+use super::echo::Echo;
+use super::error::WatchError;
+use super::hub::{Request, Subscription, WatchHub, normalize};
+use super::routes::{self, Sub, SubMap};
+use crate::sys::waker::Waker;
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -854,7 +862,7 @@ fn hub_and_subscription_are_send_and_sync() {
 #[test]
 fn subscribers_below_a_path_are_found_in_byte_order() {
     let sub = |target: &str| {
-        Arc::new(super::Sub {
+        Arc::new(Sub {
             id: 0,
             target: PathBuf::from(target),
             recursive: false,
@@ -862,14 +870,14 @@ fn subscribers_below_a_path_are_found_in_byte_order() {
             echo: None,
         })
     };
-    let mut map = super::SubMap::new();
+    let mut map = SubMap::new();
     for t in [
         "/a/b", "/a/b-c", "/a/b/c", "/a/b/c/d", "/a/b0", "/a/bb", "/b",
     ] {
         map.insert(t.as_bytes().to_vec(), vec![sub(t)]);
     }
     let below = |p: &str| -> Vec<String> {
-        super::subs_below(&map, Path::new(p))
+        routes::subs_below(&map, Path::new(p))
             .iter()
             .map(|subs| subs[0].target.display().to_string())
             .collect()

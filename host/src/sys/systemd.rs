@@ -1,15 +1,15 @@
-//! Host side of the `systemd` capability (`homeostat:resource/systemd`): unit state and
-//! jobs on the system or the session service manager, over D-Bus with zbus, confined to the
-//! units the resource declared.
+//! systemd as resources reach it (the `systemd` host interface, and unit watches): unit
+//! state and jobs on the system or the session service manager, over D-Bus with zbus,
+//! confined to the units the resource declared.
 //!
 //! **Confinement.** [`check_unit`] allows a call only for a unit listed in the footprint's
 //! `units`; `daemon-reload` needs at least one declared unit.
 //!
-//! **Connections.** One connection per bus for the whole process ([`SystemdHost::global`]),
-//! made on first use and made again after it broke (a manager or bus restart). Right after
-//! connecting the host calls the manager's `Subscribe`, without which systemd emits neither
-//! `JobRemoved` (needed to wait for jobs) nor the unit property signals the unit watches
-//! (`crate::watch::systemd`) listen to. The session bus is found through
+//! **Connections.** One connection per bus for the whole host ([`SystemdHost`], handed to
+//! whoever needs it), made on first use and made again after it broke (a manager or bus
+//! restart). Right after connecting the host calls the manager's `Subscribe`, without
+//! which systemd emits neither `JobRemoved` (needed to wait for jobs) nor the unit property
+//! signals the unit watches (`crate::watch::systemd`) listen to. The session bus is found through
 //! `DBUS_SESSION_BUS_ADDRESS`, else `$XDG_RUNTIME_DIR/bus` (zbus's rules).
 //!
 //! **Jobs.** `start`, `stop`, `restart` and `reload-or-restart` subscribe to `JobRemoved`
@@ -20,10 +20,9 @@
 //! **Unit files.** [`unit_file_paths`] says where a unit's files live, so that an `svc`
 //! depends (by autoedge) on the `file` resource writing its unit file.
 
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -32,7 +31,7 @@ use zbus::message::Type as MessageType;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 use zbus::{Connection, MatchRule, MessageStream};
 
-use crate::plugin::capabilities::fs::Footprint;
+use crate::sys::footprint::Footprint;
 
 /// The manager's bus name and object.
 pub const DEST: &str = "org.freedesktop.systemd1";
@@ -68,15 +67,6 @@ impl SystemdError {
             message: message.into(),
         }
     }
-}
-
-/// A unit on one of the two managers (WIT `unit-ref`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct UnitRef {
-    /// Full unit name, e.g. `nginx.service`.
-    pub name: String,
-    /// The user's session manager rather than the system manager.
-    pub session: bool,
 }
 
 /// A unit's state (WIT `unit-status`).
@@ -186,23 +176,39 @@ pub fn unit_object_path(unit: &str) -> String {
     out
 }
 
-/// The process's connections to the two buses.
-#[derive(Default)]
+/// Connections to the two buses' service managers, each made on first use. Cheap to
+/// clone: the clones share the connections. The host makes one and hands it to the
+/// runtime (the `systemd` interface) and the engine (unit watches).
+#[derive(Clone, Default)]
 pub struct SystemdHost {
+    buses: Arc<Buses>,
+}
+
+#[derive(Default)]
+struct Buses {
     system: Mutex<Option<Connection>>,
     session: Mutex<Option<Connection>>,
 }
 
+impl std::fmt::Debug for SystemdHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SystemdHost").finish_non_exhaustive()
+    }
+}
+
 impl SystemdHost {
-    /// The one instance of the process.
-    pub fn global() -> &'static SystemdHost {
-        static HOST: OnceLock<SystemdHost> = OnceLock::new();
-        HOST.get_or_init(SystemdHost::default)
+    /// No connection yet; each bus is connected to on its first call.
+    pub fn new() -> SystemdHost {
+        SystemdHost::default()
     }
 
     /// A subscribed connection to the manager on that bus.
     pub async fn connection(&self, session: bool) -> Result<Connection, SystemdError> {
-        let slot = if session { &self.session } else { &self.system };
+        let slot = if session {
+            &self.buses.session
+        } else {
+            &self.buses.system
+        };
         let mut guard = slot.lock().await;
         if let Some(c) = guard.as_ref() {
             return Ok(c.clone());
@@ -228,7 +234,11 @@ impl SystemdHost {
 
     /// Forget a connection that failed, so the next call connects again.
     pub async fn reset(&self, session: bool) {
-        let slot = if session { &self.session } else { &self.system };
+        let slot = if session {
+            &self.buses.session
+        } else {
+            &self.buses.system
+        };
         *slot.lock().await = None;
     }
 
@@ -481,6 +491,7 @@ fn call_error(session: bool, what: &str, e: &zbus::Error) -> SystemdError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::footprint::UnitRef;
 
     #[test]
     fn object_paths_are_escaped_like_systemd() {

@@ -1,5 +1,5 @@
-//! Host side of the `process` capability (`homeostat:resource/process`): running the
-//! command lines a resource declared, and nothing else.
+//! Processes as resources run them (the `process` host interface, and watch commands):
+//! the command lines a resource declared, and nothing else.
 //!
 //! **Confinement.** [`check_argv`] allows a call only when its argv is, element by element,
 //! one of the footprint's `commands` (before any `PATH` lookup). The environment, working
@@ -10,27 +10,29 @@
 //! empty environment (only the variables the call passes), stdin from `/dev/null` (or the
 //! bytes given), and stdout/stderr captured up to [`OUTPUT_MAX`] each. [`GroupGuard`] owns
 //! the group while it runs: on timeout, when the call's future is dropped (the plugin call
-//! timed out, the engine is stopping) or when homeostat exits through [`kill_all`], the
-//! whole group gets SIGKILL, so a shell's children die with it. The direct child is always
-//! waited for (tokio reaps it even when its future is dropped), so no zombie is left.
+//! timed out, the engine is stopping) or when homeostat exits through
+//! [`Processes::kill_all`], the whole group gets SIGKILL, so a shell's children die with
+//! it. The direct child is always waited for (tokio reaps it even when its future is
+//! dropped), so no zombie is left.
 //!
 //! **Lookups.** A program without `/` is searched in `PATH` from the call's environment, or
-//! in [`DEFAULT_PATH`]; a missing program, a missing `cwd`, an unknown user or group are
-//! reported as errors naming what is wrong before anything is spawned.
+//! in [`DEFAULT_PATH`]; a missing program, a missing `cwd`, an unknown user or group
+//! ([`crate::sys::ids`]) are reported as errors naming what is wrong before anything is
+//! spawned.
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::ffi::CString;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use crate::plugin::capabilities::fs::Footprint;
+use crate::sys::footprint::Footprint;
+use crate::sys::ids::{self, IdError, IdKind};
 
 /// Bytes of stdout (and of stderr) kept per process; the rest is read and dropped.
 pub const OUTPUT_MAX: usize = 4 << 20;
@@ -131,19 +133,47 @@ pub fn check_argv(footprint: &Footprint, argv: &[String]) -> Result<(), ProcessE
     }
 }
 
-/// Process groups alive right now, so that [`kill_all`] can end them at exit.
-static GROUPS: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
-
-fn groups() -> std::sync::MutexGuard<'static, Option<HashSet<i32>>> {
-    GROUPS.lock().unwrap_or_else(PoisonError::into_inner)
+/// The process groups started through this module that are still running, so that
+/// [`Processes::kill_all`] can end them when homeostat exits without unwinding (a second
+/// signal); otherwise each group's [`GroupGuard`] does. Cheap to clone: every clone shares
+/// one set. The host makes one and hands it to the runtime and the engine.
+#[derive(Clone, Default)]
+pub struct Processes {
+    groups: Arc<Mutex<HashSet<i32>>>,
 }
 
-/// SIGKILL every process group started through this module that is still running. Called
-/// when homeostat exits without unwinding (a second signal); otherwise the guards do it.
-pub fn kill_all() {
-    if let Some(set) = groups().as_ref() {
-        for &pgid in set {
+impl std::fmt::Debug for Processes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processes")
+            .field("running", &self.lock().len())
+            .finish()
+    }
+}
+
+impl Processes {
+    /// An empty set.
+    pub fn new() -> Processes {
+        Processes::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<i32>> {
+        self.groups.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// SIGKILL every process group started through this set that is still running.
+    pub fn kill_all(&self) {
+        for &pgid in self.lock().iter() {
             kill_group(pgid);
+        }
+    }
+
+    /// A guard for the new group `pgid`, counted in this set until it is dropped.
+    fn guard(&self, pgid: i32) -> GroupGuard {
+        self.lock().insert(pgid);
+        GroupGuard {
+            pgid,
+            armed: true,
+            groups: self.clone(),
         }
     }
 }
@@ -161,14 +191,11 @@ fn kill_group(pgid: i32) {
 pub struct GroupGuard {
     pgid: i32,
     armed: bool,
+    /// The set it is counted in.
+    groups: Processes,
 }
 
 impl GroupGuard {
-    fn new(pgid: i32) -> Self {
-        groups().get_or_insert_with(HashSet::new).insert(pgid);
-        GroupGuard { pgid, armed: true }
-    }
-
     /// SIGKILL the whole group (the leader may already have exited; the rest may not).
     pub fn kill(&self) {
         kill_group(self.pgid);
@@ -190,9 +217,7 @@ impl Drop for GroupGuard {
         if self.armed {
             self.kill();
         }
-        if let Some(set) = groups().as_mut() {
-            set.remove(&self.pgid);
-        }
+        self.groups.lock().remove(&self.pgid);
     }
 }
 
@@ -202,133 +227,137 @@ pub struct Spawned {
     pub guard: GroupGuard,
 }
 
-/// Resolve everything (program, cwd, user, group) and spawn `spec` in its own process group,
-/// with stdout and stderr piped and stdin piped when `stdin` is true.
-pub async fn spawn(spec: &CommandSpec, stdin: bool) -> Result<Spawned, ProcessError> {
-    let what = spec.display();
-    let path_var = spec
-        .env
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or(DEFAULT_PATH);
-    let cwd = spec.cwd.as_deref().unwrap_or("/");
-    let program = resolve_program(&spec.argv[0], path_var, Path::new(cwd)).ok_or_else(|| {
-        ProcessError::new(
-            ErrorCode::NotFound,
-            if spec.argv[0].contains('/') {
-                format!("cannot run `{what}`: `{}` does not exist", spec.argv[0])
-            } else {
-                format!(
-                    "cannot run `{what}`: program `{}` not found in PATH ({path_var})",
-                    spec.argv[0]
+impl Processes {
+    /// Resolve everything (program, cwd, user, group) and spawn `spec` in its own process group,
+    /// with stdout and stderr piped and stdin piped when `stdin` is true.
+    pub async fn spawn(&self, spec: &CommandSpec, stdin: bool) -> Result<Spawned, ProcessError> {
+        let what = spec.display();
+        let path_var = spec
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or(DEFAULT_PATH);
+        let cwd = spec.cwd.as_deref().unwrap_or("/");
+        let program =
+            resolve_program(&spec.argv[0], path_var, Path::new(cwd)).ok_or_else(|| {
+                ProcessError::new(
+                    ErrorCode::NotFound,
+                    if spec.argv[0].contains('/') {
+                        format!("cannot run `{what}`: `{}` does not exist", spec.argv[0])
+                    } else {
+                        format!(
+                            "cannot run `{what}`: program `{}` not found in PATH ({path_var})",
+                            spec.argv[0]
+                        )
+                    },
                 )
-            },
-        )
-    })?;
-    if !Path::new(cwd).is_dir() {
-        return Err(ProcessError::new(
-            ErrorCode::NotFound,
-            format!("cannot run `{what}`: working directory `{cwd}` does not exist"),
-        ));
-    }
-    let (uid, gid) = ids(spec).await?;
-
-    let mut cmd = tokio::process::Command::new(&program);
-    cmd.arg0(&spec.argv[0])
-        .args(&spec.argv[1..])
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(cwd)
-        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(gid) = gid {
-        cmd.gid(gid);
-    }
-    if let Some(uid) = uid {
-        cmd.uid(uid);
-    }
-    let child = cmd.spawn().map_err(|e| {
-        let code = match e.kind() {
-            io::ErrorKind::NotFound => ErrorCode::NotFound,
-            io::ErrorKind::PermissionDenied => ErrorCode::PermissionDenied,
-            _ => ErrorCode::Other,
-        };
-        let hint = if code == ErrorCode::PermissionDenied && (uid.is_some() || gid.is_some()) {
-            " (running as another user or group needs homeostat to run as root)"
-        } else {
-            ""
-        };
-        ProcessError::new(code, format!("cannot run `{what}`: {e}{hint}"))
-    })?;
-    let pid = child.id().map(|p| p as i32).unwrap_or(0);
-    Ok(Spawned {
-        child,
-        guard: GroupGuard::new(pid),
-    })
-}
-
-/// Run `spec` to completion, capturing its output; kill its group after `timeout`.
-pub async fn run(
-    spec: &CommandSpec,
-    stdin: Option<Vec<u8>>,
-    timeout: Option<Duration>,
-) -> Result<Output, ProcessError> {
-    let what = spec.display();
-    let mut spawned = spawn(spec, stdin.is_some()).await?;
-    let mut child_stdin = spawned.child.stdin.take();
-    let stdout = spawned.child.stdout.take().expect("stdout is piped");
-    let stderr = spawned.child.stderr.take().expect("stderr is piped");
-    let feed = async move {
-        if let (Some(pipe), Some(data)) = (child_stdin.as_mut(), stdin) {
-            // A process that does not read its stdin closes the pipe: not an error.
-            let _ = pipe.write_all(&data).await;
+            })?;
+        if !Path::new(cwd).is_dir() {
+            return Err(ProcessError::new(
+                ErrorCode::NotFound,
+                format!("cannot run `{what}`: working directory `{cwd}` does not exist"),
+            ));
         }
-        drop(child_stdin);
-    };
-    let work = async {
-        let ((out, out_cut), (err, err_cut), status, ()) =
-            tokio::join!(capture(stdout), capture(stderr), spawned.child.wait(), feed);
-        (out, err, out_cut || err_cut, status)
-    };
-    let (stdout, stderr, truncated, status) = match timeout {
-        Some(t) => match tokio::time::timeout(t, work).await {
-            Ok(r) => r,
-            Err(_) => {
-                spawned.guard.kill();
-                // Reap the leader now that it is dead.
-                let _ = spawned.child.wait().await;
-                return Err(ProcessError::new(
-                    ErrorCode::TimedOut,
-                    format!(
-                        "`{what}` did not finish within {}ms; its process group was killed",
-                        t.as_millis()
-                    ),
-                ));
+        let (uid, gid) = ids(spec).await?;
+
+        let mut cmd = tokio::process::Command::new(&program);
+        cmd.arg0(&spec.argv[0])
+            .args(&spec.argv[1..])
+            .env_clear()
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(cwd)
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(gid) = gid {
+            cmd.gid(gid);
+        }
+        if let Some(uid) = uid {
+            cmd.uid(uid);
+        }
+        let child = cmd.spawn().map_err(|e| {
+            let code = match e.kind() {
+                io::ErrorKind::NotFound => ErrorCode::NotFound,
+                io::ErrorKind::PermissionDenied => ErrorCode::PermissionDenied,
+                _ => ErrorCode::Other,
+            };
+            let hint = if code == ErrorCode::PermissionDenied && (uid.is_some() || gid.is_some()) {
+                " (running as another user or group needs homeostat to run as root)"
+            } else {
+                ""
+            };
+            ProcessError::new(code, format!("cannot run `{what}`: {e}{hint}"))
+        })?;
+        let pid = child.id().map(|p| p as i32).unwrap_or(0);
+        Ok(Spawned {
+            child,
+            guard: self.guard(pid),
+        })
+    }
+
+    /// Run `spec` to completion, capturing its output; kill its group after `timeout`.
+    pub async fn run(
+        &self,
+        spec: &CommandSpec,
+        stdin: Option<Vec<u8>>,
+        timeout: Option<Duration>,
+    ) -> Result<Output, ProcessError> {
+        let what = spec.display();
+        let mut spawned = self.spawn(spec, stdin.is_some()).await?;
+        let mut child_stdin = spawned.child.stdin.take();
+        let stdout = spawned.child.stdout.take().expect("stdout is piped");
+        let stderr = spawned.child.stderr.take().expect("stderr is piped");
+        let feed = async move {
+            if let (Some(pipe), Some(data)) = (child_stdin.as_mut(), stdin) {
+                // A process that does not read its stdin closes the pipe: not an error.
+                let _ = pipe.write_all(&data).await;
             }
-        },
-        None => work.await,
-    };
-    let status = status.map_err(|e| {
-        ProcessError::new(ErrorCode::Other, format!("cannot wait for `{what}`: {e}"))
-    })?;
-    // Finished on its own (and its pipes are closed): anything it deliberately left running
-    // in the background keeps running, as in a shell.
-    spawned.guard.disarm();
-    let exit_code = status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(-1);
-    Ok(Output {
-        exit_code,
-        stdout,
-        stderr,
-        truncated,
-    })
+            drop(child_stdin);
+        };
+        let work = async {
+            let ((out, out_cut), (err, err_cut), status, ()) =
+                tokio::join!(capture(stdout), capture(stderr), spawned.child.wait(), feed);
+            (out, err, out_cut || err_cut, status)
+        };
+        let (stdout, stderr, truncated, status) = match timeout {
+            Some(t) => match tokio::time::timeout(t, work).await {
+                Ok(r) => r,
+                Err(_) => {
+                    spawned.guard.kill();
+                    // Reap the leader now that it is dead.
+                    let _ = spawned.child.wait().await;
+                    return Err(ProcessError::new(
+                        ErrorCode::TimedOut,
+                        format!(
+                            "`{what}` did not finish within {}ms; its process group was killed",
+                            t.as_millis()
+                        ),
+                    ));
+                }
+            },
+            None => work.await,
+        };
+        let status = status.map_err(|e| {
+            ProcessError::new(ErrorCode::Other, format!("cannot wait for `{what}`: {e}"))
+        })?;
+        // Finished on its own (and its pipes are closed): anything it deliberately left running
+        // in the background keeps running, as in a shell.
+        spawned.guard.disarm();
+        let exit_code = status
+            .code()
+            .or_else(|| status.signal().map(|s| 128 + s))
+            .unwrap_or(-1);
+        Ok(Output {
+            exit_code,
+            stdout,
+            stderr,
+            truncated,
+        })
+    }
 }
 
 /// Read a pipe to its end, keeping at most [`OUTPUT_MAX`] bytes.
@@ -373,111 +402,23 @@ fn resolve_program(program: &str, path: &str, cwd: &Path) -> Option<PathBuf> {
 
 /// uid and gid to switch to: `user`'s uid and primary gid, `group` overriding the gid.
 async fn ids(spec: &CommandSpec) -> Result<(Option<u32>, Option<u32>), ProcessError> {
-    let what = spec.display();
+    let unknown = |e: IdError| {
+        ProcessError::new(
+            ErrorCode::UnknownId,
+            format!("cannot run `{}`: {e}", spec.display()),
+        )
+    };
     let mut uid = None;
     let mut gid = None;
     if let Some(user) = &spec.user {
-        let (u, g) = lookup_user(user).await.map_err(|m| {
-            ProcessError::new(ErrorCode::UnknownId, format!("cannot run `{what}`: {m}"))
-        })?;
-        uid = Some(u);
-        gid = Some(g);
+        let ids = ids::user(user).await.map_err(unknown)?;
+        uid = Some(ids.uid);
+        gid = Some(ids.gid);
     }
     if let Some(group) = &spec.group {
-        let g = lookup_group(group).await.map_err(|m| {
-            ProcessError::new(ErrorCode::UnknownId, format!("cannot run `{what}`: {m}"))
-        })?;
-        gid = Some(g);
+        gid = Some(ids::resolve(group, IdKind::Group).await.map_err(unknown)?);
     }
     Ok((uid, gid))
-}
-
-/// `getpwnam_r`: uid and primary gid of a user name, or of a numeric uid.
-async fn lookup_user(name: &str) -> Result<(u32, u32), String> {
-    let owned = name.to_string();
-    let found = tokio::task::spawn_blocking(move || nss_lookup(&owned, true))
-        .await
-        .map_err(|e| format!("user lookup failed: {e}"))??;
-    found.ok_or_else(|| format!("user `{name}` does not exist"))
-}
-
-/// `getgrnam_r`: gid of a group name; a number is taken as a gid.
-async fn lookup_group(name: &str) -> Result<u32, String> {
-    if let Ok(gid) = name.parse::<u32>() {
-        return Ok(gid);
-    }
-    let owned = name.to_string();
-    let found = tokio::task::spawn_blocking(move || nss_lookup(&owned, false))
-        .await
-        .map_err(|e| format!("group lookup failed: {e}"))??;
-    found
-        .map(|(g, _)| g)
-        .ok_or_else(|| format!("group `{name}` does not exist"))
-}
-
-/// One NSS lookup: users by name or uid (`(uid, gid)`), groups by name (`(gid, gid)`).
-fn nss_lookup(name: &str, user: bool) -> Result<Option<(u32, u32)>, String> {
-    let c = CString::new(name).map_err(|_| format!("`{name}` contains a NUL byte"))?;
-    let numeric = name.parse::<u32>().ok();
-    let mut buf = vec![0u8; 1024];
-    loop {
-        // SAFETY: `c` is NUL-terminated, `buf` outlives the call and its length is passed,
-        // the out-records are zeroed POD structs and `res` is only compared with null.
-        let (rc, found) = unsafe {
-            if user {
-                let mut rec: libc::passwd = std::mem::zeroed();
-                let mut res: *mut libc::passwd = std::ptr::null_mut();
-                let rc = match numeric {
-                    Some(uid) => libc::getpwuid_r(
-                        uid,
-                        &mut rec,
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                        &mut res,
-                    ),
-                    None => libc::getpwnam_r(
-                        c.as_ptr(),
-                        &mut rec,
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                        &mut res,
-                    ),
-                };
-                (rc, (!res.is_null()).then_some((rec.pw_uid, rec.pw_gid)))
-            } else {
-                let mut rec: libc::group = std::mem::zeroed();
-                let mut res: *mut libc::group = std::ptr::null_mut();
-                let rc = libc::getgrnam_r(
-                    c.as_ptr(),
-                    &mut rec,
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    &mut res,
-                );
-                (rc, (!res.is_null()).then_some((rec.gr_gid, rec.gr_gid)))
-            }
-        };
-        match rc {
-            0 => {
-                // A numeric uid without a passwd entry: run with gid = uid's own number.
-                if found.is_none()
-                    && let Some(uid) = numeric
-                {
-                    return Ok(Some((uid, uid)));
-                }
-                return Ok(found);
-            }
-            libc::ERANGE if buf.len() < (1 << 24) => buf.resize(buf.len() * 2, 0),
-            libc::EINTR => {}
-            libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => return Ok(None),
-            rc => {
-                return Err(format!(
-                    "cannot look up `{name}`: {}",
-                    io::Error::from_raw_os_error(rc)
-                ));
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -509,7 +450,7 @@ mod tests {
     async fn runs_with_an_empty_environment_and_captures_output() {
         let mut s = spec(&["sh", "-c", "echo out; echo err >&2; env | wc -l; exit 3"]);
         s.cwd = Some("/tmp".into());
-        let out = run(&s, None, None).await.unwrap();
+        let out = Processes::new().run(&s, None, None).await.unwrap();
         assert_eq!(out.exit_code, 3);
         // sh itself sets PWD (and maybe SHLVL, _); nothing from homeostat's environment.
         let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -520,7 +461,8 @@ mod tests {
 
     #[tokio::test]
     async fn stdin_is_fed() {
-        let out = run(&spec(&["cat"]), Some(b"abc".to_vec()), None)
+        let out = Processes::new()
+            .run(&spec(&["cat"]), Some(b"abc".to_vec()), None)
             .await
             .unwrap();
         assert_eq!(out.stdout, b"abc");
@@ -528,7 +470,8 @@ mod tests {
 
     #[tokio::test]
     async fn missing_program_user_and_cwd_are_named() {
-        let e = run(&spec(&["no-such-program-xyz"]), None, None)
+        let e = Processes::new()
+            .run(&spec(&["no-such-program-xyz"]), None, None)
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::NotFound);
@@ -538,13 +481,14 @@ mod tests {
             "{}",
             e.message
         );
-        let e = run(&spec(&["/nonexistent/prog"]), None, None)
+        let e = Processes::new()
+            .run(&spec(&["/nonexistent/prog"]), None, None)
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::NotFound);
         let mut s = spec(&["true"]);
         s.user = Some("no-such-user-xyz".into());
-        let e = run(&s, None, None).await.unwrap_err();
+        let e = Processes::new().run(&s, None, None).await.unwrap_err();
         assert_eq!(e.code, ErrorCode::UnknownId);
         assert!(
             e.message.contains("user `no-such-user-xyz` does not exist"),
@@ -554,7 +498,7 @@ mod tests {
         let mut s = spec(&["true"]);
         s.cwd = Some("/nonexistent-dir".into());
         assert_eq!(
-            run(&s, None, None).await.unwrap_err().code,
+            Processes::new().run(&s, None, None).await.unwrap_err().code,
             ErrorCode::NotFound
         );
     }
@@ -568,7 +512,7 @@ mod tests {
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut s = spec(&["./hello.sh"]);
         s.cwd = Some(dir.path().to_str().unwrap().to_string());
-        let out = run(&s, None, None).await.unwrap();
+        let out = Processes::new().run(&s, None, None).await.unwrap();
         assert_eq!(out.exit_code, 0);
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
@@ -581,13 +525,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pidfile = dir.path().join("pid");
         let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
-        let e = run(
-            &spec(&["sh", "-c", &script]),
-            None,
-            Some(Duration::from_millis(300)),
-        )
-        .await
-        .unwrap_err();
+        let e = Processes::new()
+            .run(
+                &spec(&["sh", "-c", &script]),
+                None,
+                Some(Duration::from_millis(300)),
+            )
+            .await
+            .unwrap_err();
         assert_eq!(e.code, ErrorCode::TimedOut);
         let pid: i32 = std::fs::read_to_string(&pidfile)
             .unwrap()

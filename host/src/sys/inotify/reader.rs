@@ -31,8 +31,8 @@ use rustix::event::{EventfdFlags, PollFd, PollFlags};
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use rustix::io::Errno;
 
-use super::Change;
-use crate::plugin::capabilities::fs::is_temp_name;
+use super::event::{Change, Raw, mark_internal};
+use crate::sys::temp_name::is_temp_name;
 
 /// What a watch reports: whatever can change an entry of the directory or the directory
 /// itself. No `IN_OPEN`, `IN_ACCESS` or `IN_CLOSE_NOWRITE`: reads never wake anyone.
@@ -59,16 +59,6 @@ const COALESCE: Duration = Duration::from_micros(500);
 
 /// Bytes read from the inotify descriptor at once (an event is 16 bytes plus its name).
 const READ_BUFFER: usize = 64 * 1024;
-
-/// One thing the event thread reports.
-pub(super) enum Raw {
-    /// Something happened at `path` (an entry of a watched directory, or the directory).
-    Event { path: PathBuf, change: Change },
-    /// The kernel's event queue overflowed: events were lost.
-    Overflow,
-    /// Reading events failed.
-    Error(io::Error),
-}
 
 /// Watch descriptors and the directories they stand for. The kernel gives one descriptor
 /// per inode, so two paths of one directory share one; events are reported under the path
@@ -208,7 +198,7 @@ impl Drop for DirWatcher {
 }
 
 fn event_loop(inner: &Inner, stop: &OwnedFd, mut handler: impl FnMut(Raw)) {
-    super::INTERNAL.with(|c| c.set(true));
+    mark_internal();
     let mut buf = vec![MaybeUninit::<u8>::uninit(); READ_BUFFER];
     let mut last_read: Option<Instant> = None;
     loop {

@@ -1,0 +1,141 @@
+//! `fs` (0.1): files within the calling resource's footprint, for plugins granted `fs`;
+//! the work is [`crate::sys::fs::FsHost`]'s.
+
+use wasmtime::component::Linker;
+
+use super::wit::fs as wfs;
+use super::wit::{Data, host};
+use crate::plugin::grants::Capability;
+use crate::plugin::store::{HostState, Refused};
+use crate::sys::fs::{Attrs, ErrorCode, FileStat, FileType, FsError};
+
+pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    wfs::add_to_linker::<HostState, Data>(linker, host)
+}
+
+fn refused(e: Refused) -> wfs::Error {
+    wfs::Error {
+        code: wfs::ErrorCode::NotAllowed,
+        message: e.to_string(),
+    }
+}
+
+fn err_out(e: FsError) -> wfs::Error {
+    use ErrorCode as C;
+    let code = match e.code {
+        C::NotAllowed => wfs::ErrorCode::NotAllowed,
+        C::NotFound => wfs::ErrorCode::NotFound,
+        C::PermissionDenied => wfs::ErrorCode::PermissionDenied,
+        C::WrongType => wfs::ErrorCode::WrongType,
+        C::NotEmpty => wfs::ErrorCode::NotEmpty,
+        C::UnknownId => wfs::ErrorCode::UnknownId,
+        C::Other => wfs::ErrorCode::Other,
+    };
+    wfs::Error {
+        code,
+        message: e.message,
+    }
+}
+
+fn attrs_in(a: wfs::Attrs) -> Attrs {
+    Attrs {
+        mode: a.mode,
+        uid: a.uid,
+        gid: a.gid,
+    }
+}
+
+fn stat_out(s: FileStat) -> wfs::FileStat {
+    wfs::FileStat {
+        file_type: match s.file_type {
+            FileType::File => wfs::FileType::File,
+            FileType::Directory => wfs::FileType::Directory,
+            FileType::Symlink => wfs::FileType::Symlink,
+            FileType::Other => wfs::FileType::Other,
+        },
+        size: s.size,
+        mode: s.mode,
+        uid: s.uid,
+        gid: s.gid,
+    }
+}
+
+type FsResult<T> = wasmtime::Result<Result<T, wfs::Error>>;
+
+/// Every `fs` call first checks that the plugin was granted `fs`, then runs against
+/// the footprint of the resource being called (and, for writes, with its path watches).
+macro_rules! fs_call {
+    ($self:ident, |$fs:ident, $fp:ident, $own:ident| $body:expr) => {{
+        let $fp = match $self.granted(Capability::Fs) {
+            Ok(fp) => fp,
+            Err(e) => return Ok(Err(refused(e))),
+        };
+        let ($fs, $own) = ($self.sys().fs.clone(), $self.own().clone());
+        Ok($body.await.map_err(err_out))
+    }};
+    ($self:ident, |$fs:ident, $fp:ident| $body:expr) => {
+        fs_call!($self, |$fs, $fp, _own| $body)
+    };
+}
+
+impl wfs::Host for HostState {
+    async fn stat(&mut self, path: String) -> FsResult<Option<wfs::FileStat>> {
+        fs_call!(self, |fs, fp| async {
+            fs.stat(&fp, &path).await.map(|o| o.map(stat_out))
+        })
+    }
+    async fn read(&mut self, path: String) -> FsResult<Vec<u8>> {
+        fs_call!(self, |fs, fp| fs.read(&fp, &path))
+    }
+    async fn read_at(&mut self, path: String, offset: u64, len: u32) -> FsResult<Vec<u8>> {
+        fs_call!(self, |fs, fp| fs.read_at(&fp, &path, offset, len))
+    }
+    async fn digest(&mut self, path: String) -> FsResult<String> {
+        fs_call!(self, |fs, fp| fs.digest(&fp, &path))
+    }
+    async fn content_equals(&mut self, path: String, data: Vec<u8>) -> FsResult<bool> {
+        fs_call!(self, |fs, fp| fs.content_equals(&fp, &path, &data))
+    }
+    async fn write(&mut self, path: String, data: Vec<u8>, attrs: wfs::Attrs) -> FsResult<()> {
+        fs_call!(self, |fs, fp, own| fs.write(
+            &fp,
+            &path,
+            data,
+            attrs_in(attrs),
+            &own
+        ))
+    }
+    async fn copy(&mut self, source: String, path: String, attrs: wfs::Attrs) -> FsResult<()> {
+        fs_call!(self, |fs, fp, own| fs.copy(
+            &fp,
+            &source,
+            &path,
+            attrs_in(attrs),
+            &own
+        ))
+    }
+    async fn symlink(&mut self, target: String, path: String) -> FsResult<()> {
+        fs_call!(self, |fs, fp| fs.symlink(&fp, &target, &path))
+    }
+    async fn read_link(&mut self, path: String) -> FsResult<String> {
+        fs_call!(self, |fs, fp| fs.read_link(&fp, &path))
+    }
+    async fn mkdir(&mut self, path: String, attrs: wfs::Attrs) -> FsResult<()> {
+        fs_call!(self, |fs, fp| fs.mkdir(&fp, &path, attrs_in(attrs)))
+    }
+    async fn remove(&mut self, path: String, recursive: bool) -> FsResult<()> {
+        fs_call!(self, |fs, fp| fs.remove(&fp, &path, recursive))
+    }
+    async fn set_attrs(&mut self, path: String, attrs: wfs::Attrs) -> FsResult<()> {
+        fs_call!(self, |fs, fp| fs.set_attrs(&fp, &path, attrs_in(attrs)))
+    }
+    async fn read_dir(&mut self, path: String) -> FsResult<Vec<String>> {
+        fs_call!(self, |fs, fp| fs.read_dir(&fp, &path))
+    }
+    async fn user_id(&mut self, name: String) -> FsResult<u32> {
+        fs_call!(self, |fs, _fp| fs.user_id(&name))
+    }
+    async fn group_id(&mut self, name: String) -> FsResult<u32> {
+        fs_call!(self, |fs, _fp| fs.group_id(&name))
+    }
+}

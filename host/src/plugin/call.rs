@@ -1,0 +1,392 @@
+//! Running calls: validate, check-apply and cleanup, one at a time on a checked-out
+//! instance ([`crate::plugin::pool`]), or in batches spread over the pool for a whole
+//! graph's validates and cleanups.
+//!
+//! **Limits.** Each call gets a CPU budget (epoch interruption: a ticker thread advances
+//! the epoch every [`EPOCH_TICK`](crate::plugin::store::EPOCH_TICK); the store traps once
+//! the budget is spent and yields to tokio at every tick meanwhile), a memory cap and a
+//! wall-clock timeout. A trap, an exceeded limit or a timeout poisons only that instance:
+//! it is dropped and rebuilt from the component for the next call, and the caller gets a
+//! [`CallError`] naming the plugin. Nothing else is disturbed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::plugin::pool::{Checkout, Instance, Plugin, PoolShared, STDERR_CAPACITY, instantiate};
+use crate::plugin::store::{CallLimits, Limits, no_echoes};
+use crate::plugin::trap::{describe_trap, drain_stderr};
+use crate::plugin::types::{CallError, CheckOutcome, ResourceInfo, ResourceRef};
+use crate::sys::footprint::Footprint;
+use crate::sys::inotify::Echo;
+
+/// Which export a [`Job`] calls.
+enum CallKind {
+    Validate,
+    CheckApply { apply: bool, refresh: bool },
+    Cleanup,
+}
+
+/// What a [`Job`] returned.
+enum Reply {
+    Validate(ResourceInfo),
+    CheckApply(CheckOutcome),
+    Cleanup,
+}
+
+/// One call into the plugin.
+struct Job {
+    id: ResourceRef,
+    params: Arc<str>,
+    footprint: Arc<Footprint>,
+    /// The resource's path watches (check-apply only).
+    own: Arc<[Arc<Echo>]>,
+    kind: CallKind,
+    timeout: Duration,
+    /// CPU budget of this call.
+    cpu: Duration,
+    /// Memory cap of the instance during this call.
+    memory_bytes: usize,
+}
+
+/// Calls per batch of [`Plugin::validate_many`] and [`Plugin::cleanup_many`]: one
+/// checkout and one task per batch, small enough that a large graph's batches spread over
+/// several instances (and cores), large enough that the task per batch is noise. Each
+/// call of a batch keeps its own limits, footprint and error; a trap poisons the
+/// instance for the calls after it only.
+const BATCH: usize = 64;
+
+impl Plugin {
+    /// [`Plugin::validate`] for many resources, in batches spread over the pool;
+    /// results in the order of `resources`.
+    pub async fn validate_many(
+        &self,
+        resources: Vec<(ResourceRef, Arc<str>)>,
+    ) -> Vec<Result<ResourceInfo, CallError>> {
+        let calls = resources
+            .into_iter()
+            .map(|(id, params)| {
+                self.call(
+                    id,
+                    params,
+                    Arc::new(Footprint::default()),
+                    CallKind::Validate,
+                    CallLimits::default(),
+                )
+            })
+            .collect();
+        self.submit_many(calls)
+            .await
+            .into_iter()
+            .map(|r| match r {
+                Ok(Reply::Validate(info)) => Ok(info),
+                Ok(_) => unreachable!("validate answered with another call's reply"),
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
+
+    /// [`Plugin::cleanup`] for many resources, in batches spread over the pool;
+    /// results in the order of `resources`.
+    pub async fn cleanup_many(
+        &self,
+        resources: Vec<(ResourceRef, Arc<str>, Arc<Footprint>)>,
+    ) -> Vec<Result<(), CallError>> {
+        let mut results: Vec<Result<(), CallError>> = resources.iter().map(|_| Ok(())).collect();
+        let mut calls = Vec::new();
+        let mut called = Vec::new();
+        for (i, (id, params, footprint)) in resources.into_iter().enumerate() {
+            if self.has_cleanup(&id.kind) {
+                called.push(i);
+                calls.push(self.call(
+                    id,
+                    params,
+                    footprint,
+                    CallKind::Cleanup,
+                    CallLimits::default(),
+                ));
+            } else {
+                self.forget(&id);
+            }
+        }
+        for (i, result) in called.into_iter().zip(self.submit_many(calls).await) {
+            results[i] = result.map(|_| ());
+        }
+        results
+    }
+
+    /// Validate params and learn the resource's footprint, watches and dependencies.
+    pub async fn validate(
+        &self,
+        id: &ResourceRef,
+        params: Arc<str>,
+    ) -> Result<ResourceInfo, CallError> {
+        match self
+            .submit(
+                id,
+                params,
+                Arc::new(Footprint::default()),
+                CallKind::Validate,
+                CallLimits::default(),
+            )
+            .await?
+        {
+            Reply::Validate(info) => Ok(info),
+            _ => unreachable!("validate answered with another call's reply"),
+        }
+    }
+
+    /// Check (and with `apply`, repair) one resource within its footprint. `own` are the
+    /// resource's path watches: its writes to those paths do not wake it again.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn check_apply(
+        &self,
+        id: &ResourceRef,
+        params: Arc<str>,
+        footprint: Arc<Footprint>,
+        apply: bool,
+        refresh: bool,
+        limits: CallLimits,
+        own: Arc<[Arc<Echo>]>,
+    ) -> Result<CheckOutcome, CallError> {
+        let mut call = self.call(
+            id.clone(),
+            params,
+            footprint,
+            CallKind::CheckApply { apply, refresh },
+            limits,
+        );
+        call.own = own;
+        match self.run_one(call).await? {
+            Reply::CheckApply(out) => Ok(out),
+            _ => unreachable!("check-apply answered with another call's reply"),
+        }
+    }
+
+    /// Whether `kind`'s cleanup does anything (its manifest says so); when not, the host
+    /// skips the call and only [`forget`](Self::forget)s the resource.
+    pub fn has_cleanup(&self, kind: &str) -> bool {
+        self.manifest.kinds.get(kind).is_none_or(|k| k.cleanup)
+    }
+
+    /// What a skipped cleanup still does on the host side: drop the `state` value.
+    pub fn forget(&self, id: &ResourceRef) {
+        if let Some(Ok(pool)) = self.pool.get() {
+            pool.states.lock().expect("states lock").remove(id);
+        }
+    }
+
+    /// Tell the plugin a resource is leaving the graph.
+    pub async fn cleanup(
+        &self,
+        id: &ResourceRef,
+        params: Arc<str>,
+        footprint: Arc<Footprint>,
+    ) -> Result<(), CallError> {
+        if !self.has_cleanup(&id.kind) {
+            self.forget(id);
+            return Ok(());
+        }
+        self.submit(
+            id,
+            params,
+            footprint,
+            CallKind::Cleanup,
+            CallLimits::default(),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    fn call(
+        &self,
+        id: ResourceRef,
+        params: Arc<str>,
+        footprint: Arc<Footprint>,
+        kind: CallKind,
+        over: CallLimits,
+    ) -> Job {
+        let global = &self.limits;
+        Job {
+            id,
+            params,
+            footprint,
+            own: no_echoes(),
+            kind,
+            timeout: over.timeout.unwrap_or(global.call_timeout),
+            cpu: over.cpu.unwrap_or(global.cpu),
+            memory_bytes: over.memory_bytes.unwrap_or(global.memory_bytes),
+        }
+    }
+
+    fn closed(&self) -> CallError {
+        CallError::Closed {
+            plugin: self.label.to_string(),
+        }
+    }
+
+    async fn submit(
+        &self,
+        id: &ResourceRef,
+        params: Arc<str>,
+        footprint: Arc<Footprint>,
+        kind: CallKind,
+        over: CallLimits,
+    ) -> Result<Reply, CallError> {
+        self.run_one(self.call(id.clone(), params, footprint, kind, over))
+            .await
+    }
+
+    /// Runs one call on an instance checked out of the pool.
+    async fn run_one(&self, call: Job) -> Result<Reply, CallError> {
+        let pool = self.pool()?;
+        // Boxed: the checkout, the wasm call on its fiber and its timeout make a future of
+        // ~1.5 KiB, which would otherwise sit inline in every caller's task (each of 10 000
+        // vertex tasks) although only a call in flight needs it.
+        Box::pin(async move { Checkout::new(pool).await.run(&call).await }).await
+    }
+
+    /// Runs `calls` in batches, each batch on one checked-out instance in a task of its own
+    /// (so a large graph's batches run on several instances and cores), and collects their
+    /// results in order.
+    async fn submit_many(&self, calls: Vec<Job>) -> Vec<Result<Reply, CallError>> {
+        let n = calls.len();
+        let pool = match self.pool() {
+            Ok(pool) => pool,
+            Err(e) => return (0..n).map(|_| Err(e.clone())).collect(),
+        };
+        let mut tasks = Vec::with_capacity(n.div_ceil(BATCH));
+        // Taken from the front by one iterator: splitting the rest off the vector batch
+        // after batch copied it each time (quadratic: ~80 MB of copies and page faults
+        // at 10 000 resources, a third of planning).
+        let mut calls = calls.into_iter();
+        loop {
+            let batch: Vec<Job> = calls.by_ref().take(BATCH).collect();
+            if batch.is_empty() {
+                break;
+            }
+            let len = batch.len();
+            let shared = Arc::clone(pool);
+            let task = tokio::spawn(async move {
+                let mut slot = Checkout::new(&shared).await;
+                let mut results = Vec::with_capacity(batch.len());
+                for call in &batch {
+                    results.push(slot.run(call).await);
+                }
+                results
+            });
+            tasks.push((len, task));
+        }
+        let mut out = Vec::with_capacity(n);
+        for (len, task) in tasks {
+            match task.await {
+                Ok(results) => out.extend(results),
+                Err(_) => out.extend((0..len).map(|_| Err(self.closed()))),
+            }
+        }
+        out
+    }
+}
+
+impl Checkout<'_> {
+    /// Runs `call` on the checked-out instance (creating it first when needed); while it
+    /// runs, dropping the checkout discards the instance.
+    async fn run(&mut self, call: &Job) -> Result<Reply, CallError> {
+        self.in_call = true;
+        let result = run_call(self.shared, &mut self.instance, call).await;
+        self.in_call = false;
+        result
+    }
+}
+
+/// Run one call on a checked-out instance, creating (or replacing) the instance first
+/// when needed and discarding it when the call poisoned it.
+async fn run_call(
+    shared: &PoolShared,
+    instance: &mut Option<Instance>,
+    call: &Job,
+) -> Result<Reply, CallError> {
+    // An instance whose memory grew beyond this call's cap (another resource with a
+    // larger one used it) is replaced, so every call starts within its own cap.
+    if instance
+        .as_ref()
+        .is_some_and(|i| i.store.data().limits.grown_to > call.memory_bytes)
+    {
+        *instance = None;
+    }
+    if instance.is_none() {
+        match instantiate(shared).await {
+            Ok(i) => *instance = Some(i),
+            Err(message) => {
+                return Err(CallError::Instantiate {
+                    plugin: shared.label.to_string(),
+                    message,
+                });
+            }
+        }
+    }
+    let inst = instance.as_mut().expect("instance was just created");
+    let (result, poisoned) = run_job(shared, inst, call).await;
+    // A trapped instance's output is already part of the error; drop the instance.
+    if poisoned {
+        *instance = None;
+    } else {
+        drain_stderr(shared, inst);
+        if inst.stderr_seen > STDERR_CAPACITY / 2 {
+            *instance = None;
+        }
+    }
+    result
+}
+
+/// Run one job; returns the result and whether the instance must be discarded.
+async fn run_job(
+    shared: &PoolShared,
+    inst: &mut Instance,
+    job: &Job,
+) -> (Result<Reply, CallError>, bool) {
+    let ticks = Limits::ticks(job.cpu);
+    inst.store
+        .data_mut()
+        .begin(&job.id, &job.footprint, &job.own, ticks, job.memory_bytes);
+    inst.store.set_epoch_deadline(1);
+    let (guest, store) = (&inst.guest, &mut inst.store);
+    let (id, params) = (&job.id, &job.params);
+    let call = async {
+        match job.kind {
+            CallKind::Validate => guest
+                .validate(store, id, params)
+                .await
+                .map(|r| r.map(Reply::Validate)),
+            CallKind::CheckApply { apply, refresh } => guest
+                .check_apply(store, id, params, apply, refresh)
+                .await
+                .map(|r| r.map(Reply::CheckApply)),
+            CallKind::Cleanup => guest
+                .cleanup(store, id, params)
+                .await
+                .map(|r| r.map(|()| Reply::Cleanup)),
+        }
+    };
+    let outcome = tokio::time::timeout(job.timeout, call).await;
+    inst.store.data_mut().end();
+    if matches!(job.kind, CallKind::Cleanup) {
+        // The resource leaves the graph: its `state` goes with it.
+        shared.states.lock().expect("states lock").remove(&job.id);
+    }
+    let plugin = shared.label.to_string();
+    match outcome {
+        Ok(Ok(Ok(reply))) => (Ok(reply), false),
+        Ok(Ok(Err(e))) => (Err(CallError::Plugin(e)), false),
+        Ok(Err(trap)) => {
+            let message = describe_trap(shared, &trap, inst, job.cpu, job.memory_bytes);
+            (Err(CallError::Trap { plugin, message }), true)
+        }
+        Err(_) => (
+            Err(CallError::Timeout {
+                plugin,
+                after: job.timeout,
+            }),
+            true,
+        ),
+    }
+}

@@ -1,0 +1,330 @@
+//! What one instance's `Store` holds ([`HostState`]) and the limits it runs under: the WASI
+//! context (which grants nothing), the memory limiter, the CPU budget of the call in
+//! progress, the resource that call is about, and the handles to the OS services its host
+//! interfaces reach.
+//!
+//! Every host interface asks [`HostState::granted`] first: it says whether the plugin may
+//! use that capability (declared ∩ granted, see [`crate::plugin::grants`]) and hands back
+//! the footprint of the resource being called, which the OS service then enforces.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::plugin::grants::{Access, CapError, Capability};
+use crate::plugin::serving::{Event, ServeCtx};
+use crate::plugin::types::ResourceRef;
+use crate::sys::Services;
+use crate::sys::footprint::Footprint;
+use crate::sys::inotify::Echo;
+use crate::sys::net::NetHost;
+
+/// How often the epoch advances; the unit of the CPU budget.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Resource limits applied to every plugin instance and call.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Linear memory cap per instance.
+    pub memory_bytes: usize,
+    /// CPU time a single call may spend executing wasm.
+    pub cpu: Duration,
+    /// Wall-clock time a single call may take, host calls included.
+    pub call_timeout: Duration,
+    /// Maximum instances per plugin (calls beyond it wait for one).
+    pub pool_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 64 << 20,
+            cpu: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(60),
+            pool_size: 64,
+        }
+    }
+}
+
+impl Limits {
+    /// Epoch ticks in a CPU budget of `cpu` (at least one).
+    pub(crate) fn ticks(cpu: Duration) -> u64 {
+        (cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+    }
+}
+
+/// One resource's overrides of the plugin-wide [`Limits`] for its check-applies (its
+/// `timeout`, `cpu` and `memory` metaparams); `None` keeps the global value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallLimits {
+    /// Wall-clock time of one call.
+    pub timeout: Option<Duration>,
+    /// CPU time of one call.
+    pub cpu: Option<Duration>,
+    /// Linear memory cap of the instance serving the call.
+    pub memory_bytes: Option<usize>,
+}
+
+/// Grows memory up to a cap that can change from call to call (the per-resource
+/// `memory` metaparam), and remembers how large the instance's memory got, so an
+/// instance grown beyond the next call's cap is replaced instead of reused.
+pub(crate) struct Limiter {
+    inner: StoreLimits,
+    cap: usize,
+    pub(crate) grown_to: usize,
+}
+
+impl Limiter {
+    /// A limiter allowing `cap` bytes of linear memory.
+    pub(crate) fn new(cap: usize) -> Limiter {
+        Limiter {
+            inner: StoreLimitsBuilder::new()
+                .instances(16)
+                .tables(16)
+                .memories(4)
+                .build(),
+            cap,
+            grown_to: 0,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            return Ok(false);
+        }
+        let ok = self.inner.memory_growing(current, desired, maximum)?;
+        if ok {
+            self.grown_to = self.grown_to.max(desired);
+        }
+        Ok(ok)
+    }
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+/// The WIT `state` values of one plugin's resources, kept until the resource is
+/// cleaned up (shared by the plugin's instances).
+pub(crate) type States = Arc<Mutex<HashMap<ResourceRef, String>>>;
+
+/// Why a host call may not go ahead.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum Refused {
+    /// The plugin did not declare the capability, or was not granted it.
+    #[error(transparent)]
+    NotGranted(#[from] CapError),
+    /// Called between calls (no resource is being served).
+    #[error("no resource is being served")]
+    NoResource,
+    /// A socket call outside a `serve` call.
+    #[error(
+        "sockets are only available to a resource's `serve` call (the long-running watch), \
+         not to validate or check-apply"
+    )]
+    NotServing,
+}
+
+/// Per-store data: WASI context, limits and the context of the call in progress.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limits: Limiter,
+    /// The OS services the host interfaces reach.
+    sys: Services,
+    /// The plugin's effective capabilities (declared ∩ granted), checked by every host
+    /// interface before it does anything.
+    access: Arc<Access>,
+    /// The `state` values of the plugin's resources (shared by its instances).
+    states: States,
+    /// `name version` of the plugin, for log lines and errors.
+    plugin: Arc<str>,
+    /// The resource the current call is about and its footprint.
+    current: Option<(ResourceRef, Arc<Footprint>)>,
+    /// The current resource's path watches, for `fs` to make its writes there without
+    /// waking it (see [`Echo`]); empty outside a check-apply.
+    own: Arc<[Arc<Echo>]>,
+    /// Epoch ticks left before the current call is interrupted.
+    pub(crate) budget: u64,
+    /// Set in the instance running a resource's `serve` call (the long-running watch).
+    serve: Option<ServeCtx>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The `own` of a call that is not a check-apply.
+pub(crate) fn no_echoes() -> Arc<[Arc<Echo>]> {
+    static NONE: OnceLock<Arc<[Arc<Echo>]>> = OnceLock::new();
+    NONE.get_or_init(|| Arc::new([])).clone()
+}
+
+impl HostState {
+    /// The state of a fresh instance: `wasi` is its (empty) WASI context, between calls.
+    pub(crate) fn new(
+        wasi: WasiCtx,
+        memory_bytes: usize,
+        sys: Services,
+        access: Arc<Access>,
+        states: States,
+        plugin: Arc<str>,
+    ) -> HostState {
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: Limiter::new(memory_bytes),
+            sys,
+            access,
+            states,
+            plugin,
+            current: None,
+            own: no_echoes(),
+            budget: u64::MAX,
+            serve: None,
+        }
+    }
+
+    /// Start a call about `id` with `footprint` (and, for a check-apply, its path watches
+    /// `own`), with `ticks` of CPU and `memory_bytes` of memory.
+    pub(crate) fn begin(
+        &mut self,
+        id: &ResourceRef,
+        footprint: &Arc<Footprint>,
+        own: &Arc<[Arc<Echo>]>,
+        ticks: u64,
+        memory_bytes: usize,
+    ) {
+        self.limits.cap = memory_bytes;
+        self.current = Some((id.clone(), footprint.clone()));
+        self.own = own.clone();
+        self.budget = ticks;
+    }
+
+    /// The call is over: nothing is being served until the next one.
+    pub(crate) fn end(&mut self) {
+        self.current = None;
+        self.own = no_echoes();
+    }
+
+    /// Make this the instance serving `id` (see [`crate::plugin::serve`]).
+    pub(crate) fn begin_serving(&mut self, serve: ServeCtx, memory_bytes: usize) {
+        let footprint = serve.config.borrow().footprint.clone();
+        let ticks = serve.ticks;
+        self.begin(
+            &serve.id.clone(),
+            &footprint,
+            &no_echoes(),
+            ticks,
+            memory_bytes,
+        );
+        self.serve = Some(serve);
+    }
+
+    /// `kind[name]` of the resource being served, or the plugin's name between calls.
+    pub(crate) fn who(&self) -> String {
+        match &self.current {
+            Some((r, _)) => format!("{}[{}]", r.kind, r.name),
+            None => self.plugin.to_string(),
+        }
+    }
+
+    /// The footprint of the resource being called, if the plugin may use `capability`.
+    pub(crate) fn granted(&self, capability: Capability) -> Result<Arc<Footprint>, Refused> {
+        self.access.allowed(capability)?;
+        match &self.current {
+            Some((_, fp)) => Ok(fp.clone()),
+            None => Err(Refused::NoResource),
+        }
+    }
+
+    /// The OS services.
+    pub(crate) fn sys(&self) -> &Services {
+        &self.sys
+    }
+
+    /// The path watches of the resource being checked (empty outside a check-apply).
+    pub(crate) fn own(&self) -> &Arc<[Arc<Echo>]> {
+        &self.own
+    }
+
+    /// The `state` value of the resource being called.
+    pub(crate) fn state_get(&self) -> Option<String> {
+        let (r, _) = self.current.as_ref()?;
+        self.states.lock().expect("states lock").get(r).cloned()
+    }
+
+    /// Store the `state` value of the resource being called (ignored between calls). From
+    /// a `serve` call, a new value wakes the resource so its check-apply can publish it.
+    pub(crate) fn state_set(&self, value: String) {
+        if let Some((r, _)) = &self.current {
+            let old = self
+                .states
+                .lock()
+                .expect("states lock")
+                .insert(r.clone(), value.clone());
+            if let Some(serve) = &self.serve
+                && old.as_deref() != Some(value.as_str())
+            {
+                serve.wake();
+            }
+        }
+    }
+
+    /// The sockets and footprint of the serve call, if `net` is granted and this instance
+    /// is serving.
+    pub(crate) fn serving(&mut self) -> Result<(&mut NetHost, Arc<Footprint>), Refused> {
+        self.access.allowed(Capability::Net)?;
+        let fp = match &self.current {
+            Some((_, fp)) => fp.clone(),
+            None => Footprint::default().into(),
+        };
+        match self.serve.as_mut() {
+            Some(s) => Ok((&mut s.net, fp)),
+            None => Err(Refused::NotServing),
+        }
+    }
+
+    /// `net.wait`: one turn of the serve loop (see [`ServeCtx::wait`]); a reconfiguration
+    /// puts the new footprint in place. Starts a new CPU budget.
+    pub(crate) async fn serve_wait(&mut self, timeout: Duration) -> Vec<Event> {
+        let Some(s) = self.serve.as_mut() else {
+            return Vec::new();
+        };
+        let turn = s.wait(timeout).await;
+        if let Some(footprint) = turn.footprint {
+            self.current = Some((s.id.clone(), footprint));
+        }
+        self.budget = turn.ticks;
+        turn.events
+    }
+}

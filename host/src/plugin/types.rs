@@ -1,0 +1,101 @@
+//! The engine-facing side of a plugin call: what the engine and the planner hand a plugin
+//! and get back, as plain Rust types. Each WIT version's bindings convert to and from
+//! these (see [`crate::plugin::bindings`]), so no generated type leaves its bindings.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::sys::footprint::{Footprint, UnitRef};
+use crate::sys::process::CommandSpec;
+
+/// A resource's identity as the plugin sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ResourceRef {
+    /// Its kind, e.g. `file`.
+    pub kind: String,
+    /// Its name in the graph.
+    pub name: String,
+}
+
+/// An expected failure reported by the plugin (a WIT `error` value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginError {
+    /// What went wrong, for the user.
+    pub message: String,
+    /// The param it is about, if the plugin said so.
+    pub field: Option<String>,
+}
+
+/// Something that may change a resource's state and should wake it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WatchItem {
+    /// A path, or (`recursive`) a directory and everything below it.
+    Path { path: PathBuf, recursive: bool },
+    /// A timer, every `ms` milliseconds.
+    Interval { ms: u32 },
+    /// Every new kernel log record.
+    Kmsg,
+    /// A long-running command whose stdout lines are events.
+    Command(CommandSpec),
+    /// A systemd unit's property changes and its manager's reloads.
+    Unit(UnitRef),
+    /// Run the plugin's `serve` export in an instance of its own (the long-running watch).
+    Serve,
+}
+
+/// What `validate` returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceInfo {
+    /// What it may touch.
+    pub footprint: Footprint,
+    /// What wakes it.
+    pub watch: Vec<WatchItem>,
+    /// Paths whose managing resource this one depends on (autoedges).
+    pub depends_on_paths: Vec<String>,
+}
+
+/// What one check-apply found and did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CheckOutcome {
+    /// Already in the declared state.
+    pub ok: bool,
+    /// One entry per change made (or that would be made in noop).
+    pub changes: Vec<Change>,
+    /// Published values: name and JSON text.
+    pub sends: Vec<(String, String)>,
+}
+
+/// One change a check-apply made or would make.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Change {
+    /// One line, e.g. `mode 0644 -> 0600`.
+    pub summary: String,
+    /// A unified diff of text content, when the plugin could show one.
+    pub diff: Option<String>,
+}
+
+/// Why a call into a plugin failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The plugin returned an error value: an expected failure.
+    #[error("{}", .0.message)]
+    Plugin(PluginError),
+    /// The plugin trapped (a bug, or a limit was exceeded); its instance was discarded.
+    #[error(
+        "plugin `{plugin}` trapped: {message} (the instance was discarded and will be rebuilt)"
+    )]
+    Trap { plugin: String, message: String },
+    /// The call took longer than its wall-clock timeout; its instance was discarded.
+    #[error(
+        "plugin `{plugin}` did not return within {}ms (the instance was discarded and will be rebuilt)",
+        .after.as_millis()
+    )]
+    Timeout { plugin: String, after: Duration },
+    /// A fresh instance could not be created.
+    #[error("plugin `{plugin}` could not be instantiated: {message}")]
+    Instantiate { plugin: String, message: String },
+    /// The runtime is shutting down.
+    #[error("plugin `{plugin}` is shut down")]
+    Closed { plugin: String },
+}

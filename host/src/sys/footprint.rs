@@ -1,0 +1,86 @@
+//! What a resource may touch: the footprint it declares from its params in `validate`
+//! (WIT `footprint`), which every OS service enforces on every call made for it. Plain
+//! data with no behaviour of its own beyond comparing grants: the checks live with the
+//! service that enforces them (`fs::path`, `process::check_argv`, `systemd::check_unit`,
+//! `net::check_bind`), so each rule is stated once, where the syscalls are.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A path a resource may touch (WIT `path-grant`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PathGrant {
+    /// Absolute, normalised path.
+    pub path: PathBuf,
+    /// The grant covers everything below `path` as well.
+    pub recursive: bool,
+    /// Writes (create, replace, remove, chmod, chown) are allowed; otherwise read-only.
+    pub write: bool,
+}
+
+/// Everything a resource may touch (WIT `footprint`): `fs` enforces `paths`, `process`
+/// `commands`, `systemd` `units` and `net` `sockets`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Footprint {
+    /// Paths the resource may read, or write.
+    pub paths: Vec<PathGrant>,
+    /// Exact command lines the resource may run.
+    pub commands: Vec<Vec<String>>,
+    /// systemd units (and on which manager) the resource may query and control.
+    pub units: Vec<UnitRef>,
+    /// Addresses the resource may bind while serving.
+    pub sockets: Vec<SocketGrant>,
+}
+
+/// A unit on one of the two managers (WIT `unit-ref`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UnitRef {
+    /// Full unit name, e.g. `nginx.service`.
+    pub name: String,
+    /// The user's session manager rather than the system manager.
+    pub session: bool,
+}
+
+/// The two socket protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Protocol {
+    /// Datagrams (TFTP).
+    Udp,
+    /// Streams (HTTP).
+    Tcp,
+}
+
+impl Protocol {
+    /// `udp` or `tcp`, as users write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Udp => "udp",
+            Protocol::Tcp => "tcp",
+        }
+    }
+}
+
+/// An address a resource may bind (WIT `socket-grant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SocketGrant {
+    pub protocol: Protocol,
+    pub address: SocketAddr,
+}
+
+impl std::fmt::Display for SocketGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.protocol.name(), self.address)
+    }
+}
+
+impl SocketGrant {
+    /// Whether both can never be bound at once: same protocol and port, and the same IP
+    /// or one of them every address (`0.0.0.0`, `[::]`).
+    pub fn overlaps(&self, other: &SocketGrant) -> bool {
+        let (a, b) = (self.address, other.address);
+        self.protocol == other.protocol
+            && a.port() == b.port()
+            && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+    }
+}

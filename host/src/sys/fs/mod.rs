@@ -1,0 +1,35 @@
+//! The file system as resources reach it (the `fs` host interface): every call confined to
+//! the calling resource's [`Footprint`](crate::sys::footprint::Footprint), and writes that
+//! are atomic and durable, group-committed across resources.
+//!
+//! One file per concern, each with its tests beside it:
+//!
+//! - [`host`]: [`FsHost`], the API a resource's calls reach (stat, read, digest, compare,
+//!   write, copy, symlink, mkdir, remove, set-attrs, list, user and group ids through
+//!   [`crate::sys::ids`]) and which thread each runs on;
+//! - [`path`]: the footprint check and the walk to a path's parent that never follows a
+//!   symlink the resource could have made;
+//! - [`temp`]: temporary files beside their target, named by
+//!   [`crate::sys::temp_name`];
+//! - [`commit`]: the commit thread, which flushes and renames new content into place in
+//!   group-committed rounds;
+//! - [`stat`] and [`error`]: the plain types the WIT mirrors (file type and stat,
+//!   attributes, error codes);
+//! - [`cache_file`]: atomic writes of homeostat's own cache files (compiled plugins,
+//!   plans), outside any footprint.
+
+pub mod cache_file;
+mod commit;
+mod error;
+mod host;
+mod path;
+mod stat;
+mod temp;
+#[cfg(test)]
+mod testutil;
+
+pub use commit::CommitStats;
+pub use error::{ErrorCode, FsError};
+pub use host::{FsHost, INLINE_IO_MAX, READ_AT_MAX};
+pub use path::check;
+pub use stat::{Attrs, FileStat, FileType};
