@@ -75,6 +75,19 @@ impl fmt::Debug for FsHost {
     }
 }
 
+/// A write's temporary file, created beside its target and not filled yet.
+pub(super) struct Staged {
+    pub(super) temp: TempFile,
+    /// The target's name in the temporary file's directory.
+    pub(super) target: CString,
+    /// The mode the new file gets: asked for, else the replaced file's, else `0644`.
+    pub(super) mode: u32,
+    /// The owner it gets (asked for, else the replaced file's; `None`: the host's).
+    pub(super) uid: Option<u32>,
+    /// The group it gets, likewise.
+    pub(super) gid: Option<u32>,
+}
+
 /// Runs `f` on tokio's blocking pool.
 async fn blocking<T: Send + 'static>(
     what: &str,
@@ -249,7 +262,13 @@ impl FsHost {
         own: &[Arc<Echo>],
     ) -> Result<(), FsError> {
         let auth = authorize(fp, path, true)?;
-        let (mut temp, target, (mode, uid, gid)) = Self::stage(fp, &auth, attrs)?;
+        let Staged {
+            mut temp,
+            target,
+            mode,
+            uid,
+            gid,
+        } = Self::stage(fp, &auth, attrs)?;
         if data.len() <= INLINE_IO_MAX {
             write_all(&mut temp, &data, &auth.path)?;
         } else {
@@ -277,7 +296,13 @@ impl FsHost {
         let src = authorize(fp, source, false)?;
         let auth = authorize(fp, path, true)?;
         let (mut from, size) = Self::open_for_read(fp, &src)?;
-        let (mut temp, target, (mode, uid, gid)) = Self::stage(fp, &auth, attrs)?;
+        let Staged {
+            mut temp,
+            target,
+            mode,
+            uid,
+            gid,
+        } = Self::stage(fp, &auth, attrs)?;
         let copy = move |from: &mut File, temp: &mut TempFile, src: &Path| -> Result<(), FsError> {
             let to = temp.file()?;
             // `io::copy` between files uses `copy_file_range` on Linux.
@@ -298,14 +323,12 @@ impl FsHost {
         self.commit(temp, target, auth.path, own).await
     }
 
-    /// Opens the parent, checks what is there now and creates the temporary file. Returns it,
-    /// the target name and the attributes the new file must get.
-    #[allow(clippy::type_complexity)]
+    /// Opens the parent, checks what is there now and creates the temporary file.
     pub(super) fn stage(
         fp: &Footprint,
         auth: &Authorized,
         attrs: Attrs,
-    ) -> Result<(TempFile, CString, (u32, Option<u32>, Option<u32>)), FsError> {
+    ) -> Result<Staged, FsError> {
         check_id(&auth.path, "owner", attrs.uid)?;
         check_id(&auth.path, "group", attrs.gid)?;
         let loc = locate(fp, auth, OFlags::RDONLY).map_err(|e| e.into_error(&auth.path))?;
@@ -331,7 +354,13 @@ impl FsHost {
         let gid = attrs.gid.or(inherited.map(|s| s.gid));
         let Located { parent, name } = loc;
         let temp = TempFile::create(parent, &name, existing.is_none(), &auth.path)?;
-        Ok((temp, name, (mode, uid, gid)))
+        Ok(Staged {
+            temp,
+            target: name,
+            mode,
+            uid,
+            gid,
+        })
     }
 
     /// Hands a written temporary file to the commit thread and waits for its result; the

@@ -194,7 +194,7 @@ fn unnamed_files_linkable() -> bool {
     *LINKABLE.get_or_init(|| Path::new("/proc/self/fd").is_dir())
 }
 
-/// Runs `make` (an exclusive create, a link or a symlink) under fresh [`temp_name`]s until
+/// Runs `make` (an exclusive create, a link or a symlink) under fresh `temp_name`s until
 /// one is free (up to 16 tries on `EEXIST`); returns the name it succeeded with and its
 /// result. `what` names the failure: "create a temporary file next to" `path`.
 pub(super) fn under_temp_name<T>(
@@ -236,7 +236,9 @@ mod tests {
         let auth = authorize(&fp, &at(dir.path(), "x"), true).expect("allowed");
         // A file being replaced gets a named temporary file to rename over it.
         std::fs::write(dir.path().join("x"), "old").expect("write");
-        let (temp, _, _) = FsHost::stage(&fp, &auth, Attrs::default()).expect("stage");
+        let temp = FsHost::stage(&fp, &auth, Attrs::default())
+            .expect("stage")
+            .temp;
         let TempName::Named(name) = &temp.name else {
             panic!("not named: {:?}", temp.name);
         };
@@ -248,7 +250,9 @@ mod tests {
         assert!(!dir.path().join(&name).exists());
         std::fs::remove_file(dir.path().join("x")).expect("rm");
         // A new file's is unnamed: nothing in the directory until it is linked.
-        let (temp, _, _) = FsHost::stage(&fp, &auth, Attrs::default()).expect("stage");
+        let temp = FsHost::stage(&fp, &auth, Attrs::default())
+            .expect("stage")
+            .temp;
         assert_eq!(temp.name, TempName::Unnamed);
         assert_eq!(entries(dir.path()), Vec::<String>::new());
         drop(temp);
@@ -299,8 +303,13 @@ mod tests {
 
         // Absent when staged, there by the time of the commit: replaced like any target.
         let auth = authorize(&fp, &at(dir.path(), "late"), true).expect("allowed");
-        let (mut temp, target, (mode, uid, gid)) =
-            FsHost::stage(&fp, &auth, Attrs::default()).expect("stage");
+        let Staged {
+            mut temp,
+            target,
+            mode,
+            uid,
+            gid,
+        } = FsHost::stage(&fp, &auth, Attrs::default()).expect("stage");
         assert_eq!(temp.name, TempName::Unnamed);
         write_all(&mut temp, b"ours\n", &auth.path).expect("write");
         temp.set_attrs(&auth.path, mode, uid, gid).expect("attrs");
