@@ -206,6 +206,7 @@ fn create_pipelined(dir: &Path, n: usize) -> io::Result<Watch> {
         | libc::IN_ONLYDIR;
     // SAFETY: plain syscalls on a valid path and descriptor.
     let inotify = fd(unsafe { libc::inotify_init1(libc::IN_CLOEXEC) })?;
+    // SAFETY: a valid inotify descriptor and a NUL-terminated path.
     let watch = unsafe { libc::inotify_add_watch(inotify.as_raw_fd(), c_dir.as_ptr(), mask) };
     if watch < 0 {
         return Err(io::Error::last_os_error());
@@ -263,8 +264,11 @@ fn create_pipelined(dir: &Path, n: usize) -> io::Result<Watch> {
             }
             // SAFETY (the three flushes): valid descriptors.
             match (fresh.as_slice(), linked.last()) {
+                // SAFETY: a valid descriptor.
                 ([one], None) => ok(unsafe { libc::fsync(one.1.as_raw_fd()) })?,
+                // SAFETY: a valid descriptor.
                 ([], Some(last)) => ok(unsafe { libc::fsync(last.0.as_raw_fd()) })?,
+                // SAFETY: a valid descriptor.
                 ([first, ..], _) => ok(unsafe { libc::syncfs(first.1.as_raw_fd()) })?,
                 ([], None) => {}
             }
@@ -299,15 +303,16 @@ fn create_pipelined(dir: &Path, n: usize) -> io::Result<Watch> {
                     let path = cstr(&dir.join(&name).to_string_lossy())?;
                     let name = cstr(&name)?;
                     let content = workload::content(i);
-                    // SAFETY (all below): valid descriptors, NUL-terminated paths, a buffer
-                    // of the length given, room for a stat.
+                    // SAFETY: a NUL-terminated path and room for a stat.
                     missing(unsafe { libc::lstat(path.as_ptr(), st.as_mut_ptr()) })?;
+                    // SAFETY: a NUL-terminated path.
                     let dir_fd = fd(unsafe {
                         libc::open(
                             c_dir.as_ptr(),
                             libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
                         )
                     })?;
+                    // SAFETY: a valid directory descriptor, a NUL-terminated name, room for a stat.
                     missing(unsafe {
                         libc::fstatat(
                             dir_fd.as_raw_fd(),
@@ -316,6 +321,7 @@ fn create_pipelined(dir: &Path, n: usize) -> io::Result<Watch> {
                             libc::AT_SYMLINK_NOFOLLOW,
                         )
                     })?;
+                    // SAFETY: a valid directory descriptor and a NUL-terminated name.
                     let file = fd(unsafe {
                         libc::openat(
                             dir_fd.as_raw_fd(),
@@ -324,12 +330,14 @@ fn create_pipelined(dir: &Path, n: usize) -> io::Result<Watch> {
                             0o600,
                         )
                     })?;
+                    // SAFETY: a valid descriptor and a buffer of the length given.
                     let wrote = unsafe {
                         libc::write(file.as_raw_fd(), content.as_ptr().cast(), content.len())
                     };
                     if wrote != content.len() as isize {
                         return Err(io::Error::other(format!("short write: {wrote}")));
                     }
+                    // SAFETY: a valid descriptor.
                     ok(unsafe { libc::fchmod(file.as_raw_fd(), MODE) })?;
                     tx.send((dir_fd, file, name))
                         .map_err(|_| io::Error::other("the commit thread failed"))?;

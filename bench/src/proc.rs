@@ -79,6 +79,7 @@ impl Running {
 
     /// Whether the child has exited (without reaping it).
     pub fn has_exited(&self) -> bool {
+        // SAFETY: `siginfo_t` is plain data, for which all zeroes is a valid value.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: waitid with WNOWAIT only inspects; `info` is a valid out-pointer.
         let rc = unsafe {

@@ -31,6 +31,7 @@ pub fn fs_info(dir: &Path) -> io::Result<FsInfo> {
     cpath.push(0);
     // SAFETY: zeroed statfs is a valid out-value; `cpath` is NUL-terminated.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a `statfs` to fill.
     if unsafe { libc::statfs(cpath.as_ptr().cast(), &mut st) } != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -122,11 +123,13 @@ pub fn nproc() -> usize {
 pub fn kernel() -> String {
     // SAFETY: zeroed utsname is a valid out-value.
     let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: a `utsname` to fill.
     if unsafe { libc::uname(&mut uts) } != 0 {
         return "unknown kernel".into();
     }
     // SAFETY: uname NUL-terminates its fields.
     let field = |f: &[libc::c_char]| {
+        // SAFETY: `uname` filled the field with a NUL-terminated string.
         unsafe { CStr::from_ptr(f.as_ptr()) }
             .to_string_lossy()
             .into_owned()

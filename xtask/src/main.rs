@@ -194,10 +194,11 @@ fn ensure_test_packages() -> Result<(), String> {
     if missing.is_empty() {
         return Ok(());
     }
-    // SAFETY: geteuid has no preconditions; declared here to avoid a libc dependency.
+    // Declared here to avoid a libc dependency.
     unsafe extern "C" {
         fn geteuid() -> u32;
     }
+    // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { geteuid() } == 0;
     if !root || !Path::new("/usr/bin/apt-get").exists() {
         eprintln!(

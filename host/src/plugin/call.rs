@@ -137,7 +137,10 @@ impl Plugin {
 
     /// Check (and with `apply`, repair) one resource within its footprint. `own` are the
     /// resource's path watches: its writes to those paths do not wake it again.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each comes from elsewhere: params and footprint after send/recv, limits from the metaparams, `own` from the watches"
+    )]
     pub async fn check_apply(
         &self,
         id: &ResourceRef,

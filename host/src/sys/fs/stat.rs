@@ -48,7 +48,10 @@ pub(super) fn kind_of(st: &rustix::fs::Stat) -> FileType {
     }
 }
 
-#[allow(clippy::unnecessary_cast)] // field widths differ between architectures
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "the field widths of `stat` differ between architectures"
+)]
 pub(super) fn file_stat(st: &rustix::fs::Stat) -> FileStat {
     FileStat {
         file_type: kind_of(st),
@@ -60,7 +63,10 @@ pub(super) fn file_stat(st: &rustix::fs::Stat) -> FileStat {
 }
 
 /// `(st_dev, st_ino)`: identifies a directory (and its file system by the first half).
-#[allow(clippy::unnecessary_cast)] // field widths differ between architectures
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "the field widths of `stat` differ between architectures"
+)]
 pub(super) fn dev_ino(st: &rustix::fs::Stat) -> (u64, u64) {
     (st.st_dev as u64, st.st_ino as u64)
 }

@@ -17,7 +17,7 @@ use crate::sys::waker::Waker;
 pub(super) struct Shared {
     pub(super) routes: Mutex<Routes>,
     pub(super) tx: mpsc::Sender<Cmd>,
-    /// Set by [`WatchHub::close`]: no more events are routed, and dropping a
+    /// Set by `WatchHub::close`: no more events are routed, and dropping a
     /// subscription costs nothing.
     pub(super) closed: AtomicBool,
 }
@@ -275,7 +275,10 @@ pub(super) enum Cmd {
     /// Events were lost: check every watch and anchor.
     Resync,
     /// Reply once everything queued before has been handled.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "only tests wait for the control thread")
+    )]
     Flush(mpsc::SyncSender<()>),
     /// The hub was dropped.
     Shutdown,

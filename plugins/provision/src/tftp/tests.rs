@@ -1,7 +1,7 @@
 //! Transfers and the server, driven by a simulated client over in-memory files.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::rc::Rc;
 use std::time::Duration;
 
 use super::netascii;
@@ -51,25 +51,25 @@ fn content(len: usize, seed: u64) -> Vec<u8> {
     (0..len).map(|_| rng.next() as u8).collect()
 }
 
-fn files(list: &[(&str, Vec<u8>)]) -> Arc<MemFiles> {
+fn files(list: &[(&str, Vec<u8>)]) -> Rc<MemFiles> {
     let mut m = MemFiles::new();
     for (n, c) in list {
         m.insert(n, c.clone()).unwrap();
     }
-    Arc::new(m)
+    Rc::new(m)
 }
 
 fn start(
     req: &Request,
-    src: &Arc<MemFiles>,
+    src: &Rc<MemFiles>,
     config: &Config,
-) -> (Transfer<Arc<MemFiles>>, Vec<u8>) {
+) -> (Transfer<Rc<MemFiles>>, Vec<u8>) {
     Transfer::new(req, src.clone(), config, T0).unwrap()
 }
 
 /// A well-behaved client: ACKs every DATA once, checks block numbers (with rollover),
 /// and returns the file and the number of DATA packets.
-fn download(t: &mut Transfer<Arc<MemFiles>>, first: Vec<u8>, blksize: usize) -> (Vec<u8>, u64) {
+fn download(t: &mut Transfer<Rc<MemFiles>>, first: Vec<u8>, blksize: usize) -> (Vec<u8>, u64) {
     let mut got = Vec::new();
     let mut expect: u16 = 1;
     let mut packets = 0u64;
