@@ -1,7 +1,7 @@
 //! The wasmtime side of plugins as a whole: one `Engine` (configured once), the `Linker`
 //! with WASI and every host interface of every supported WIT version, the epoch ticker
 //! that drives CPU budgets, and loading a plugin: compiling it (through the
-//! [`cache`](crate::plugin::cache)), linking it, and giving it a pool
+//! [`crate::plugin::cache`]), linking it, and giving it a pool
 //! ([`crate::plugin::pool`]).
 
 use std::path::PathBuf;

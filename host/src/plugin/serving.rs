@@ -1,6 +1,6 @@
 //! The serve call's part of an instance's store (see [`crate::plugin::serve`]): its
 //! sockets, the channel its new params arrive on, the status it reports, and one *turn*
-//! of its loop ([`ServeCtx::wait`]).
+//! of its loop (`ServeCtx::wait`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

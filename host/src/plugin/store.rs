@@ -3,7 +3,7 @@
 //! progress, the resource that call is about, and the handles to the OS services its host
 //! interfaces reach.
 //!
-//! Every host interface asks [`HostState::granted`] first: it says whether the plugin may
+//! Every host interface asks `HostState::granted` first: it says whether the plugin may
 //! use that capability (declared ∩ granted, see [`crate::plugin::grants`]) and hands back
 //! the footprint of the resource being called, which the OS service then enforces.
 

@@ -4,8 +4,8 @@
 //! error mapping) and its own conversions to the engine's types
 //! ([`crate::plugin::types`]), so its generated types never leave its folder.
 //!
-//! Everything above talks to a plugin through [`Pre`] and [`Guest`], which dispatch to the
-//! version the component was built against (found by what it exports, see [`Pre::new`]).
+//! Everything above talks to a plugin through `Pre` and `Guest`, which dispatch to the
+//! version the component was built against (found by what it exports, see `Pre::new`).
 //! A new version (`0.2.0`, with `world`) is a folder beside `v0_1/`, a variant here and a
 //! line in [`VERSIONS`]; 0.1 plugins keep running unchanged next to it.
 

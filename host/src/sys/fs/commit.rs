@@ -54,7 +54,7 @@ use super::stat::dev_ino;
 use super::temp::{TempFile, TempName};
 use crate::sys::inotify::Echo;
 
-/// Group-commit counters since the [`FsHost`] was created.
+/// Group-commit counters since the `FsHost` was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CommitStats {
     /// Batches flushed by the commit thread.

@@ -4,16 +4,16 @@
 //!
 //! One file per concern, each with its tests beside it:
 //!
-//! - [`host`]: [`FsHost`], the API a resource's calls reach (stat, read, digest, compare,
+//! - `host`: [`FsHost`], the API a resource's calls reach (stat, read, digest, compare,
 //!   write, copy, symlink, mkdir, remove, set-attrs, list, user and group ids through
 //!   [`crate::sys::ids`]) and which thread each runs on;
-//! - [`path`]: the footprint check and the walk to a path's parent that never follows a
+//! - `path`: the footprint check and the walk to a path's parent that never follows a
 //!   symlink the resource could have made;
-//! - [`temp`]: temporary files beside their target, named by
+//! - `temp`: temporary files beside their target, named by
 //!   [`crate::sys::temp_name`];
-//! - [`commit`]: the commit thread, which flushes and renames new content into place in
+//! - `commit`: the commit thread, which flushes and renames new content into place in
 //!   group-committed rounds;
-//! - [`stat`] and [`error`]: the plain types the WIT mirrors (file type and stat,
+//! - `stat` and `error`: the plain types the WIT mirrors (file type and stat,
 //!   attributes, error codes);
 //! - [`cache_file`]: atomic writes of homeostat's own cache files (compiled plugins,
 //!   plans), outside any footprint.

@@ -43,7 +43,7 @@ struct EchoState {
 }
 
 impl Echo {
-    /// For a subscription to `path` (as [`WatchHub::subscribe`] will be given it).
+    /// For a subscription to `path` (as `WatchHub::subscribe` will be given it).
     pub fn new(path: PathBuf) -> Arc<Echo> {
         Arc::new(Echo {
             path,

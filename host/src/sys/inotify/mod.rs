@@ -2,7 +2,7 @@
 //! care about may have changed (DESIGN.md §3, "Host-driven watch").
 //!
 //! This module owns every inotify watch the engine places on the file system. Resources do not
-//! talk to inotify themselves; they [`WatchHub::subscribe`] to a path with a [`Waker`] and keep
+//! talk to inotify themselves; they [`WatchHub::subscribe`] to a path with a `Waker` and keep
 //! the returned [`Subscription`] for as long as they want to hear about it.
 //!
 //! # Design
@@ -70,10 +70,10 @@
 //!
 //! # Files
 //!
-//! [`hub`] is the public face ([`WatchHub`], [`Subscription`]); [`routes`] decides which
-//! subscribers an event concerns; [`control`] is the thread that places and moves watches;
-//! [`reader`] is the inotify instance and its event thread; [`echo`] keeps a subscriber from
-//! waking at its own changes; [`event`] and [`error`] are what they pass around.
+//! `hub` is the public face ([`WatchHub`], [`Subscription`]); `routes` decides which
+//! subscribers an event concerns; `control` is the thread that places and moves watches;
+//! `reader` is the inotify instance and its event thread; `echo` keeps a subscriber from
+//! waking at its own changes; `event` and `error` are what they pass around.
 
 mod control;
 mod echo;
