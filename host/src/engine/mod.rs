@@ -37,6 +37,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::graph::ResId;
 use crate::sys::Services;
+use crate::sys::fs::Managed;
 use crate::sys::inotify::{Subscription, WatchHub};
 pub use converger::{Converger, Phase, Settled};
 pub use types::{Plan, PlannedEdge, PlannedResource, RunOptions, Shutdown, Stopped, Summary};
@@ -151,6 +152,7 @@ impl Engine {
     /// Start a fresh plan (no vertex running yet; the converger already counts them).
     fn load(&mut self, plan: Plan) {
         let started = Instant::now();
+        self.manage(&plan);
         // Link before the tasks run: start them after.
         let vertices: Vec<Arc<Vertex>> = plan
             .resources
@@ -164,6 +166,17 @@ impl Engine {
             .zip(tasks)
             .map(|(v, task)| Running { v, task })
             .collect();
+    }
+
+    /// Tell the `fs` service which paths `plan` writes: on the way to any path, a symlink
+    /// at one of them is never followed.
+    fn manage(&self, plan: &Plan) {
+        let managed = Managed::new(
+            plan.resources
+                .iter()
+                .map(|r| (r.id.to_string(), &r.info.footprint)),
+        );
+        self.ctx.sys.fs.set_managed(managed);
     }
 
     /// Stop the given vertices (their in-flight check-applies finish), clean them up and
@@ -187,6 +200,7 @@ impl Engine {
     /// Apply a new plan: keep what is unchanged, replace what changed, remove what is
     /// gone, start what is new, rewire everything.
     async fn swap(&mut self, plan: Plan) {
+        self.manage(&plan);
         let mut new_ids: HashMap<&ResId, &PlannedResource> = HashMap::new();
         for r in &plan.resources {
             new_ids.insert(&r.id, r);

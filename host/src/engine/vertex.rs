@@ -126,6 +126,7 @@ impl Vertex {
     }
 
     pub fn new(r: PlannedResource) -> Vertex {
+        let footprint = Arc::new(with_meta(r.info.footprint, &r.meta));
         Vertex {
             reference: ResourceRef {
                 kind: r.id.kind.clone(),
@@ -149,7 +150,7 @@ impl Vertex {
                 .collect(),
             watch: r.info.watch,
             sends_declared: r.sends,
-            footprint: Arc::new(r.info.footprint),
+            footprint,
             effective: Mutex::new(None),
             dirty: AtomicBool::new(true),
             wake: Notify::new(),
@@ -246,7 +247,7 @@ impl Vertex {
             .validate(&self.reference, text.clone())
             .await
             .map_err(|e| format!("the params with received values are invalid: {e}"))?;
-        let footprint = Arc::new(info.footprint);
+        let footprint = Arc::new(with_meta(info.footprint, &self.meta));
         *self.effective.lock().expect("effective lock") = Some(Effective {
             params: text.clone(),
             footprint: footprint.clone(),
@@ -388,6 +389,13 @@ fn start_watches(v: &Arc<Vertex>, paths: Vec<Subscription>, sys: &Services) -> W
         }
     }
     w
+}
+
+/// `footprint` as the host enforces it for a resource with `meta` (the metaparams that
+/// widen or narrow what its calls may do).
+fn with_meta(mut footprint: Footprint, meta: &Meta) -> Footprint {
+    footprint.trust_parents = meta.trust_parents;
+    footprint
 }
 
 /// How `v`'s watch command or unit watch is restarted: its `retry` and `delay`.

@@ -78,6 +78,9 @@ pub struct Meta {
     pub hidden: bool,
     /// Hostnames (or `*`) this resource is exported to.
     pub export: Vec<String>,
+    /// Follow symlinks on the way to this resource's paths even where an unprivileged
+    /// user owns them (the operator vouches for the layout; see `sys::fs::walk`).
+    pub trust_parents: bool,
 }
 
 impl Default for Meta {
@@ -96,6 +99,7 @@ impl Default for Meta {
             rewatch: false,
             autoedge: true,
             hidden: false,
+            trust_parents: false,
             export: Vec::new(),
         }
     }

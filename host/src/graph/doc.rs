@@ -20,8 +20,21 @@ const EDGE_KEYS: &[&str] = &["name", "from", "to", "notify", "send"];
 const ENDPOINT_KEYS: &[&str] = &["kind", "name"];
 const COLLECT_KEYS: &[&str] = &["kind", "pattern"];
 const META_KEYS: &[&str] = &[
-    "noop", "retry", "delay", "poll", "limit", "burst", "sema", "timeout", "cpu", "memory",
-    "rewatch", "autoedge", "hidden", "export",
+    "noop",
+    "retry",
+    "delay",
+    "poll",
+    "limit",
+    "burst",
+    "sema",
+    "timeout",
+    "cpu",
+    "memory",
+    "rewatch",
+    "autoedge",
+    "hidden",
+    "export",
+    "trust_parents",
 ];
 /// mgmt metaparams homeostat deliberately does not have.
 const MGMT_ONLY_META: &[&str] = &[
@@ -488,6 +501,9 @@ impl Cx {
                     meta.autoedge = self.boolean(e.value, &what).unwrap_or(meta.autoedge);
                 }
                 "hidden" => meta.hidden = self.boolean(e.value, &what).unwrap_or(meta.hidden),
+                "trust_parents" => {
+                    meta.trust_parents = self.boolean(e.value, &what).unwrap_or(meta.trust_parents);
+                }
                 "retry" => match e.value.val {
                     Val::Int(-1) => meta.retry = -1,
                     Val::UInt(n) => match i32::try_from(n) {

@@ -31,6 +31,11 @@ pub struct Footprint {
     pub units: Vec<UnitRef>,
     /// Addresses the resource may bind while serving.
     pub sockets: Vec<SocketGrant>,
+    /// Follow links on the way to `paths` even where an unprivileged user owns them (the
+    /// `trust_parents` metaparam: the operator vouches for the layout; see
+    /// `sys::fs::walk`). Not part of the WIT: the host sets it from the metaparam.
+    #[serde(default)]
+    pub trust_parents: bool,
 }
 
 /// A unit on one of the two managers (WIT `unit-ref`).

@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
@@ -22,14 +22,15 @@ use sha2::{Digest, Sha256};
 
 use super::commit::{CommitStats, Committer};
 use super::error::{ErrorCode, FsError, os_text};
-use super::path::{
-    Authorized, Located, Regular, WalkError, authorize, covers_tree, describe, locate,
-    locate_lookup, lstat_at, open_dir, open_regular,
-};
+use super::path::{Authorized, authorize, covers_tree, describe};
 use super::stat::{
     Attrs, FileStat, FileType, MODE_MASK, dev_ino, file_stat, kind_of, to_mode, wrong_type,
 };
 use super::temp::{TempFile, under_temp_name};
+use super::walk::{
+    Entry, Located, Managed, Regular, Rules, WalkError, locate, lstat_at, open_dir, open_entry,
+    open_regular,
+};
 use crate::sys::footprint::Footprint;
 use crate::sys::ids::{self, IdKind};
 use crate::sys::inotify::Echo;
@@ -65,6 +66,8 @@ fn check_id(path: &Path, what: &str, id: Option<u32>) -> Result<(), FsError> {
 pub struct FsHost {
     /// Shared by the clones: one commit thread for the whole host.
     committer: Arc<Committer>,
+    /// The paths the running graph writes, which the walk never follows as symlinks.
+    managed: Arc<RwLock<Arc<Managed>>>,
 }
 
 impl fmt::Debug for FsHost {
@@ -110,25 +113,49 @@ impl FsHost {
         self.committer.stats()
     }
 
+    /// The paths the running graph writes (every resource's write grants): on the way to
+    /// any path, a symlink at one of them is never followed. The engine sets it for each
+    /// graph it runs.
+    pub fn set_managed(&self, managed: Managed) {
+        *self.managed.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(managed);
+    }
+
+    /// The managed paths now.
+    fn managed(&self) -> Arc<Managed> {
+        self.managed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// `lstat`; `None` when the path (or a parent) does not exist.
     pub async fn stat(&self, fp: &Footprint, path: &str) -> Result<Option<FileStat>, FsError> {
         let auth = authorize(fp, path, false)?;
-        let loc = match locate_lookup(fp, &auth) {
-            Ok(loc) => loc,
-            Err(WalkError::Absent { .. }) => return Ok(None),
-            Err(WalkError::Fail(e)) => return Err(e),
+        let managed = self.managed();
+        let rules = Rules {
+            fp,
+            auth: &auth,
+            managed: &managed,
         };
-        match rustix::fs::statat(&loc.parent, &loc.name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => Ok(Some(file_stat(&st))),
-            Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
-            Err(err) => Err(FsError::os("stat", &auth.path, err)),
+        match open_entry(&rules, OFlags::PATH).map_err(|e| e.into_error(&auth.path))? {
+            Entry::Open(fd) => rustix::fs::fstat(&fd)
+                .map(|st| Some(file_stat(&st)))
+                .map_err(|err| FsError::os("stat", &auth.path, err)),
+            Entry::Absent => Ok(None),
+            // `O_PATH` opens a symlink itself; this is for completeness.
+            Entry::Symlink => Err(FsError::os("stat", &auth.path, Errno::LOOP)),
         }
     }
 
+    /// The walk's rules for `auth` in `fp`, with the graph's managed paths `managed`.
+    fn rules<'a>(fp: &'a Footprint, auth: &'a Authorized<'a>, managed: &'a Managed) -> Rules<'a> {
+        Rules { fp, auth, managed }
+    }
+
     /// Opens a regular file for reading; errors when it is absent or something else.
-    fn open_for_read(fp: &Footprint, auth: &Authorized) -> Result<(File, u64), FsError> {
-        let loc = locate(fp, auth, OFlags::PATH).map_err(|e| e.into_error(&auth.path))?;
-        match open_regular(&loc, &auth.path)? {
+    fn open_for_read(&self, fp: &Footprint, auth: &Authorized) -> Result<(File, u64), FsError> {
+        let managed = self.managed();
+        match open_regular(&Self::rules(fp, auth, &managed))? {
             Regular::File(file, size) => Ok((file, size)),
             Regular::Absent => Err(FsError::os("read", &auth.path, Errno::NOENT)),
             Regular::Not(kind) => Err(wrong_type(&auth.path, kind, "a regular file")),
@@ -138,7 +165,7 @@ impl FsHost {
     /// The whole content of a regular file.
     pub async fn read(&self, fp: &Footprint, path: &str) -> Result<Vec<u8>, FsError> {
         let auth = authorize(fp, path, false)?;
-        let (mut file, size) = Self::open_for_read(fp, &auth)?;
+        let (mut file, size) = self.open_for_read(fp, &auth)?;
         let read = move |file: &mut File, path: &Path| {
             let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0).saturating_add(1));
             file.read_to_end(&mut buf)
@@ -163,7 +190,7 @@ impl FsHost {
     ) -> Result<Vec<u8>, FsError> {
         use std::os::unix::fs::FileExt;
         let auth = authorize(fp, path, false)?;
-        let (file, size) = Self::open_for_read(fp, &auth)?;
+        let (file, size) = self.open_for_read(fp, &auth)?;
         let want = (len as usize)
             .min(READ_AT_MAX)
             .min(usize::try_from(size.saturating_sub(offset)).unwrap_or(usize::MAX));
@@ -192,7 +219,7 @@ impl FsHost {
     /// Lower-case hex SHA-256 of a regular file's content.
     pub async fn digest(&self, fp: &Footprint, path: &str) -> Result<String, FsError> {
         let auth = authorize(fp, path, false)?;
-        let (mut file, size) = Self::open_for_read(fp, &auth)?;
+        let (mut file, size) = self.open_for_read(fp, &auth)?;
         let hash = |file: &mut File, path: &Path| -> Result<String, FsError> {
             let mut hasher = Sha256::new();
             let mut buf = vec![0u8; 64 * 1024];
@@ -224,12 +251,8 @@ impl FsHost {
         data: &[u8],
     ) -> Result<bool, FsError> {
         let auth = authorize(fp, path, false)?;
-        let loc = match locate_lookup(fp, &auth) {
-            Ok(loc) => loc,
-            Err(WalkError::Absent { .. }) => return Ok(false),
-            Err(WalkError::Fail(e)) => return Err(e),
-        };
-        let Regular::File(mut file, size) = open_regular(&loc, &auth.path)? else {
+        let managed = self.managed();
+        let Regular::File(mut file, size) = open_regular(&Self::rules(fp, &auth, &managed))? else {
             return Ok(false);
         };
         if size != data.len() as u64 {
@@ -268,7 +291,7 @@ impl FsHost {
             mode,
             uid,
             gid,
-        } = Self::stage(fp, &auth, attrs)?;
+        } = Self::stage(&Self::rules(fp, &auth, &self.managed()), attrs)?;
         if data.len() <= INLINE_IO_MAX {
             write_all(&mut temp, &data, &auth.path)?;
         } else {
@@ -295,14 +318,14 @@ impl FsHost {
     ) -> Result<(), FsError> {
         let src = authorize(fp, source, false)?;
         let auth = authorize(fp, path, true)?;
-        let (mut from, size) = Self::open_for_read(fp, &src)?;
+        let (mut from, size) = self.open_for_read(fp, &src)?;
         let Staged {
             mut temp,
             target,
             mode,
             uid,
             gid,
-        } = Self::stage(fp, &auth, attrs)?;
+        } = Self::stage(&Self::rules(fp, &auth, &self.managed()), attrs)?;
         let copy = move |from: &mut File, temp: &mut TempFile, src: &Path| -> Result<(), FsError> {
             let to = temp.file()?;
             // `io::copy` between files uses `copy_file_range` on Linux.
@@ -324,14 +347,11 @@ impl FsHost {
     }
 
     /// Opens the parent, checks what is there now and creates the temporary file.
-    pub(super) fn stage(
-        fp: &Footprint,
-        auth: &Authorized,
-        attrs: Attrs,
-    ) -> Result<Staged, FsError> {
+    pub(super) fn stage(rules: &Rules, attrs: Attrs) -> Result<Staged, FsError> {
+        let auth = rules.auth;
         check_id(&auth.path, "owner", attrs.uid)?;
         check_id(&auth.path, "group", attrs.gid)?;
-        let loc = locate(fp, auth, OFlags::RDONLY).map_err(|e| e.into_error(&auth.path))?;
+        let loc = locate(rules, OFlags::RDONLY).map_err(|e| e.into_error(&auth.path))?;
         let existing = lstat_at(&loc)
             .map_err(|e| FsError::os("stat", &auth.path, e))?
             .map(|st| file_stat(&st));
@@ -380,7 +400,8 @@ impl FsHost {
     /// same directory renamed over `path`.
     pub async fn symlink(&self, fp: &Footprint, target: &str, path: &str) -> Result<(), FsError> {
         let auth = authorize(fp, path, true)?;
-        let loc = locate(fp, &auth, OFlags::PATH).map_err(|e| e.into_error(&auth.path))?;
+        let loc = locate(&Self::rules(fp, &auth, &self.managed()), OFlags::PATH)
+            .map_err(|e| e.into_error(&auth.path))?;
         let ctarget = CString::new(target).map_err(|_| {
             FsError::new(
                 ErrorCode::Other,
@@ -414,7 +435,8 @@ impl FsHost {
     /// The target of a symlink.
     pub async fn read_link(&self, fp: &Footprint, path: &str) -> Result<String, FsError> {
         let auth = authorize(fp, path, false)?;
-        let loc = locate(fp, &auth, OFlags::PATH).map_err(|e| e.into_error(&auth.path))?;
+        let loc = locate(&Self::rules(fp, &auth, &self.managed()), OFlags::PATH)
+            .map_err(|e| e.into_error(&auth.path))?;
         match rustix::fs::readlinkat(&loc.parent, &loc.name, Vec::new()) {
             Ok(target) => target.into_string().map_err(|e| {
                 FsError::new(
@@ -444,7 +466,8 @@ impl FsHost {
         let auth = authorize(fp, path, true)?;
         check_id(&auth.path, "owner", attrs.uid)?;
         check_id(&auth.path, "group", attrs.gid)?;
-        let loc = locate(fp, &auth, OFlags::PATH).map_err(|e| e.into_error(&auth.path))?;
+        let loc = locate(&Self::rules(fp, &auth, &self.managed()), OFlags::PATH)
+            .map_err(|e| e.into_error(&auth.path))?;
         // Created private, then opened, chowned and chmoded, so it is never briefly wider.
         match rustix::fs::mkdirat(&loc.parent, &loc.name, Mode::from_bits_retain(0o700)) {
             Ok(()) => {}
@@ -466,7 +489,6 @@ impl FsHost {
             &loc.parent,
             Path::new(OsStr::from_bytes(loc.name.to_bytes())),
             OFlags::RDONLY,
-            false,
         )
         .map_err(|e| FsError::os("open the new directory", &auth.path, e))?;
         if attrs.uid.is_some() || attrs.gid.is_some() {
@@ -493,7 +515,7 @@ impl FsHost {
                 "refusing to remove `/`",
             ));
         }
-        let loc = match locate(fp, &auth, OFlags::PATH) {
+        let loc = match locate(&Self::rules(fp, &auth, &self.managed()), OFlags::PATH) {
             Ok(loc) => loc,
             Err(WalkError::Absent { .. }) => return Ok(()),
             Err(WalkError::Fail(e)) => return Err(e),
@@ -554,20 +576,26 @@ impl FsHost {
         let auth = authorize(fp, path, true)?;
         check_id(&auth.path, "owner", attrs.uid)?;
         check_id(&auth.path, "group", attrs.gid)?;
-        let loc = locate(fp, &auth, OFlags::PATH).map_err(|e| e.into_error(&auth.path))?;
+        let loc = locate(&Self::rules(fp, &auth, &self.managed()), OFlags::PATH)
+            .map_err(|e| e.into_error(&auth.path))?;
         let Some(st) = lstat_at(&loc).map_err(|e| FsError::os("stat", &auth.path, e))? else {
             return Err(FsError::os("set attributes of", &auth.path, Errno::NOENT));
         };
-        set_attrs_at(&loc, &auth.path, &file_stat(&st), attrs)
+        let current = file_stat(&st);
+        if changes_attrs(&current, attrs) {
+            refuse_hard_link(&loc, &auth.path, &st)?;
+        }
+        set_attrs_at(&loc, &auth.path, &current, attrs)
     }
 
     /// Names of the entries of a directory, sorted, without `.` and `..`. A name that is not
     /// UTF-8 is an error rather than a lossy name that would not exist.
     pub async fn read_dir(&self, fp: &Footprint, path: &str) -> Result<Vec<String>, FsError> {
         let auth = authorize(fp, path, false)?;
-        let loc = locate(fp, &auth, OFlags::PATH).map_err(|e| e.into_error(&auth.path))?;
+        let loc = locate(&Self::rules(fp, &auth, &self.managed()), OFlags::PATH)
+            .map_err(|e| e.into_error(&auth.path))?;
         let name = Path::new(OsStr::from_bytes(loc.name.to_bytes()));
-        let fd = match open_dir(&loc.parent, name, OFlags::RDONLY, false) {
+        let fd = match open_dir(&loc.parent, name, OFlags::RDONLY) {
             Ok(fd) => fd,
             Err(err @ (Errno::NOTDIR | Errno::LOOP)) => {
                 return Err(match lstat_at(&loc) {
@@ -644,6 +672,40 @@ fn stream_equals(file: &mut File, data: &[u8]) -> io::Result<bool> {
     }
 }
 
+/// Whether `attrs` would change anything of an entry that is `current`.
+fn changes_attrs(current: &FileStat, attrs: Attrs) -> bool {
+    attrs.uid.is_some_and(|u| u != current.uid)
+        || attrs.gid.is_some_and(|g| g != current.gid)
+        || attrs.mode.is_some_and(|m| m & MODE_MASK != current.mode)
+}
+
+/// Refuses to change the owner or mode of a file with several hard links in a directory an
+/// unprivileged user owns: that user may have linked another user's file (`/etc/shadow`)
+/// under the managed name, and a `chown` would change that file (CVE-2017-18078;
+/// systemd-tmpfiles' `hardlink_vulnerable()`). Directories have no such links.
+fn refuse_hard_link(loc: &Located, path: &Path, st: &rustix::fs::Stat) -> Result<(), FsError> {
+    if kind_of(st) == FileType::Directory || st.st_nlink <= 1 {
+        return Ok(());
+    }
+    let dir =
+        rustix::fs::fstat(&loc.parent).map_err(|e| FsError::os("stat the parent of", path, e))?;
+    if dir.st_uid == 0 {
+        return Ok(());
+    }
+    Err(FsError::new(
+        ErrorCode::NotAllowed,
+        format!(
+            "cannot set the owner or mode of `{}`: it has {} hard links and its directory is \
+             owned by uid {}, who could have linked another user's file under this name; \
+             homeostat changes no attributes through such a name (remove the extra links, \
+             or manage the file where its owner cannot link)",
+            path.display(),
+            st.st_nlink,
+            dir.st_uid
+        ),
+    ))
+}
+
 fn set_attrs_at(
     loc: &Located,
     path: &Path,
@@ -714,7 +776,6 @@ fn remove_tree(parent: BorrowedFd<'_>, name: &CStr, dev: u64, path: &Path) -> Re
         parent,
         Path::new(OsStr::from_bytes(name.to_bytes())),
         OFlags::RDONLY,
-        false,
     ) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(()),

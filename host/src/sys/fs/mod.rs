@@ -7,8 +7,10 @@
 //! - `host`: [`FsHost`], the API a resource's calls reach (stat, read, digest, compare,
 //!   write, copy, symlink, mkdir, remove, set-attrs, list, user and group ids through
 //!   [`crate::sys::ids`]) and which thread each runs on;
-//! - `path`: the footprint check and the walk to a path's parent that never follows a
-//!   symlink the resource could have made;
+//! - `path`: the footprint check;
+//! - `walk`: reaching a path without being redirected (no symlink the resource or
+//!   another user could have made, none at a path the graph manages, no unsafe
+//!   transition from a user's entry to another owner's);
 //! - `temp`: temporary files beside their target, named by
 //!   [`crate::sys::temp_name`];
 //! - `commit`: the commit thread, which flushes and renames new content into place in
@@ -27,9 +29,11 @@ mod stat;
 mod temp;
 #[cfg(test)]
 mod testutil;
+mod walk;
 
 pub use commit::CommitStats;
 pub use error::{ErrorCode, FsError};
 pub use host::{FsHost, INLINE_IO_MAX, READ_AT_MAX};
 pub use path::check;
 pub use stat::{Attrs, FileStat, FileType};
+pub use walk::Managed;

@@ -20,8 +20,8 @@ use rustix::fs::{AtFlags, CWD, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::error::{ErrorCode, FsError, os_text};
-use super::path::cstring;
 use super::stat::{file_stat, to_mode};
+use super::walk::cstring;
 use crate::sys::temp_name;
 
 /// A temporary file next to its target. Removed on drop unless it was put in place
@@ -236,7 +236,7 @@ mod tests {
         let auth = authorize(&fp, &at(dir.path(), "x"), true).expect("allowed");
         // A file being replaced gets a named temporary file to rename over it.
         std::fs::write(dir.path().join("x"), "old").expect("write");
-        let temp = FsHost::stage(&fp, &auth, Attrs::default())
+        let temp = FsHost::stage(&rules(&fp, &auth), Attrs::default())
             .expect("stage")
             .temp;
         let TempName::Named(name) = &temp.name else {
@@ -250,7 +250,7 @@ mod tests {
         assert!(!dir.path().join(&name).exists());
         std::fs::remove_file(dir.path().join("x")).expect("rm");
         // A new file's is unnamed: nothing in the directory until it is linked.
-        let temp = FsHost::stage(&fp, &auth, Attrs::default())
+        let temp = FsHost::stage(&rules(&fp, &auth), Attrs::default())
             .expect("stage")
             .temp;
         assert_eq!(temp.name, TempName::Unnamed);
@@ -309,7 +309,7 @@ mod tests {
             mode,
             uid,
             gid,
-        } = FsHost::stage(&fp, &auth, Attrs::default()).expect("stage");
+        } = FsHost::stage(&rules(&fp, &auth), Attrs::default()).expect("stage");
         assert_eq!(temp.name, TempName::Unnamed);
         write_all(&mut temp, b"ours\n", &auth.path).expect("write");
         temp.set_attrs(&auth.path, mode, uid, gid).expect("attrs");

@@ -5,8 +5,9 @@ pub(super) use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 pub(super) use super::host::{FsHost, INLINE_IO_MAX, Staged, write_all};
-pub(super) use super::path::authorize;
+pub(super) use super::path::{Authorized, authorize};
 pub(super) use super::stat::Attrs;
+pub(super) use super::walk::{Managed, Rules};
 pub(super) use crate::sys::footprint::{Footprint, PathGrant};
 pub(super) use std::os::unix::fs::{PermissionsExt, symlink as os_symlink};
 pub(super) use std::sync::atomic::AtomicBool;
@@ -65,4 +66,14 @@ pub(super) fn assert_file(dir: &Path, name: &str, content: &[u8], mode: u32) {
 
 pub(super) fn is_root() -> bool {
     rustix::process::geteuid().is_root()
+}
+
+/// The walk's rules for `auth` in `fp`, with no path managed by a graph.
+pub(super) fn rules<'a>(fp: &'a Footprint, auth: &'a Authorized<'a>) -> Rules<'a> {
+    static NONE: std::sync::OnceLock<Managed> = std::sync::OnceLock::new();
+    Rules {
+        fp,
+        auth,
+        managed: NONE.get_or_init(Managed::default),
+    }
 }

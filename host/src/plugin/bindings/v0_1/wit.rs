@@ -112,6 +112,8 @@ impl TryFrom<wt::ResourceInfo> for ResourceInfo {
                     })
                     .collect(),
                 sockets,
+                // The host sets it from the metaparam.
+                trust_parents: false,
             },
             watch: i
                 .watch

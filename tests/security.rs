@@ -1,0 +1,120 @@
+//! Hardening end to end (docs/security.md): the real binary, run as root, against a
+//! directory layout an unprivileged user controls part of.
+
+use std::os::unix::fs::{chown, lchown, symlink};
+
+use homeostat_tests::{Running, wait_content, write_graph};
+
+/// An unprivileged uid for the "user" of these tests.
+const USER: u32 = 65534;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A user replaces a directory of their home with a link to root's `/etc` between two
+/// check-applies: homeostat, as root, neither writes nor reads there, and says why.
+#[test]
+fn a_home_directory_turned_into_a_link_to_etc_is_never_written_through() {
+    if !is_root() {
+        eprintln!("skipped: needs root to hand directories to another user");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let alice = t.path().join("home/alice");
+    let etc = t.path().join("etc");
+    std::fs::create_dir_all(alice.join("www")).unwrap();
+    std::fs::create_dir(&etc).unwrap();
+    for d in [alice.as_path(), &alice.join("www")] {
+        chown(d, Some(USER), Some(USER)).unwrap();
+    }
+    let page = alice.join("www/index.html");
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: web\nresources:\n  file:\n  - name: index\n    path: {}\n    content: \"hello\\n\"\n",
+            page.display()
+        ),
+    );
+    let run = Running::start(&g, &[]);
+    wait_content(&page, "hello\n");
+
+    // The user's move: keep the old directory, point the name at root's.
+    std::fs::rename(alice.join("www"), alice.join("www.old")).unwrap();
+    symlink(&etc, alice.join("www")).unwrap();
+    lchown(alice.join("www"), Some(USER), Some(USER)).unwrap();
+    let line = run.wait_log(&["file[index]", "goes through the symlink", "home/alice/www`"]);
+    assert!(
+        line.contains("uid 65534") && line.contains("trust_parents"),
+        "{line}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&etc).unwrap().count(),
+        0,
+        "nothing lands in etc"
+    );
+    drop(run);
+
+    // Put back, the directory is managed again.
+    std::fs::remove_file(alice.join("www")).unwrap();
+    std::fs::rename(alice.join("www.old"), alice.join("www")).unwrap();
+    std::fs::write(&page, "defaced\n").unwrap();
+    let _run = Running::start(&g, &[]);
+    wait_content(&page, "hello\n");
+    assert_eq!(std::fs::read_dir(&etc).unwrap().count(), 0);
+}
+
+/// The operator's own layout (`/var/run -> /run`, a link root owns) keeps working, and
+/// `trust_parents` lets the operator vouch for a user's link.
+#[test]
+fn roots_links_are_followed_and_trust_parents_is_per_resource() {
+    if !is_root() {
+        eprintln!("skipped: needs root to hand directories to another user");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let run_dir = t.path().join("run");
+    std::fs::create_dir(&run_dir).unwrap();
+    symlink(&run_dir, t.path().join("varrun")).unwrap();
+    let shared = t.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let alice = t.path().join("alice");
+    std::fs::create_dir(&alice).unwrap();
+    chown(&alice, Some(USER), Some(USER)).unwrap();
+    symlink(&shared, alice.join("data")).unwrap();
+    lchown(alice.join("data"), Some(USER), Some(USER)).unwrap();
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: layout\nresources:\n  file:\n  - name: pid\n    path: {run}/pid\n    content: \"1\\n\"\n  \
+             - name: trusted\n    path: {alice}/data/a\n    content: \"a\\n\"\n    meta: {{trust_parents: true}}\n  \
+             - name: untrusted\n    path: {alice}/data/b\n    content: \"b\\n\"\n",
+            run = t.path().join("varrun").display(),
+            alice = alice.display()
+        ),
+    );
+    let out = homeostat_tests::run_converged(&g, "0.3", &[]);
+    let log = homeostat_tests::stderr(&out);
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("pid")).unwrap(),
+        "1\n",
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(shared.join("a")).unwrap(),
+        "a\n",
+        "{log}"
+    );
+    assert!(!shared.join("b").exists(), "{log}");
+    assert!(
+        log.contains("file[untrusted]") && log.contains("goes through the symlink"),
+        "{log}"
+    );
+    assert!(
+        !out.status.success(),
+        "a refused resource is a failure: {log}"
+    );
+}
