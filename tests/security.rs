@@ -118,3 +118,75 @@ fn roots_links_are_followed_and_trust_parents_is_per_resource() {
         "a refused resource is a failure: {log}"
     );
 }
+
+/// Two resources reach one file through two names (a linked directory): the second write
+/// is refused, both resources fail naming each other, and the run settles instead of
+/// rewriting the file forever.
+#[test]
+fn one_file_two_names_through_a_linked_directory_is_a_conflict_not_a_fight() {
+    let t = tempfile::tempdir().unwrap();
+    let real = t.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    symlink(&real, t.path().join("alias")).unwrap();
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: twins\nresources:\n  file:\n  - name: a\n    path: {real}/f\n    content: \"a\\n\"\n  \
+             - name: b\n    path: {alias}/f\n    content: \"b\\n\"\n",
+            real = real.display(),
+            alias = t.path().join("alias").display()
+        ),
+    );
+    let out = homeostat_tests::run_converged(&g, "0.5", &[]);
+    let log = homeostat_tests::stderr(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("one file, two names"), "{log}");
+    assert!(
+        log.contains("failed: file[a]") || log.contains("file[a]: "),
+        "both are named: {log}"
+    );
+    let summary = log
+        .lines()
+        .find(|l| l.contains("settled"))
+        .unwrap_or_default();
+    assert!(summary.contains("2 failed"), "{log}");
+    let changes: usize = summary
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" changes")?.parse().ok())
+        .unwrap_or(usize::MAX);
+    assert!(changes <= 2, "no fight: {summary}");
+}
+
+/// A `file` that receives its `path` from another `file` would fight it forever; it is a
+/// conflict at the second write, and the run settles.
+#[test]
+fn a_path_received_from_another_resource_is_a_conflict_not_a_fight() {
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("f");
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: recv\nresources:\n  file:\n  - name: a\n    path: {f}\n    content: \"a\\n\"\n  \
+             - name: b\n    path: {other}\n    content: \"b\\n\"\n\
+             edges:\n- name: e\n  from: {{kind: file, name: a}}\n  to: {{kind: file, name: b}}\n  send: {{path: path}}\n",
+            f = f.display(),
+            other = t.path().join("other").display()
+        ),
+    );
+    let out = homeostat_tests::run_converged(&g, "0.5", &[]);
+    let log = homeostat_tests::stderr(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("one file, two names"), "{log}");
+    let summary = log
+        .lines()
+        .find(|l| l.contains("settled"))
+        .unwrap_or_default();
+    let changes: usize = summary
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" changes")?.parse().ok())
+        .unwrap_or(usize::MAX);
+    assert!(changes <= 2, "no fight: {summary}");
+    assert!(!t.path().join("other").exists());
+}

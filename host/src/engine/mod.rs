@@ -218,6 +218,11 @@ impl Engine {
                         changed += 1;
                         replace.push(running);
                     } else {
+                        // A conflict (one file, two names) holds until the graph changes:
+                        // it just did, so look again.
+                        if v.conflicted.swap(false, Ordering::SeqCst) {
+                            v.mark_dirty();
+                        }
                         keep.insert(id.clone(), running);
                     }
                 }

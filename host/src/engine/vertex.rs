@@ -29,6 +29,7 @@ use crate::plugin::store::CallLimits;
 use crate::plugin::types::{CheckOutcome, ResourceRef, WatchItem};
 use crate::sys::Services;
 use crate::sys::footprint::Footprint;
+use crate::sys::fs::ConflictWatch;
 use crate::sys::inotify::{Echo, Request, Subscription};
 use crate::sys::kmsg::KmsgSubscription;
 use crate::sys::waker::Waker;
@@ -96,6 +97,9 @@ pub(super) struct Vertex {
     pub changes: AtomicUsize,
     /// The last error, while the vertex is failing.
     pub last_error: Mutex<Option<String>>,
+    /// Failed for a conflict with another resource (one file, two names): not run again
+    /// until a new graph is swapped in, which pokes it.
+    pub conflicted: AtomicBool,
     /// Stops this vertex's task (on shutdown, or when a swap removes it).
     pub stop: watch::Sender<bool>,
 }
@@ -126,7 +130,7 @@ impl Vertex {
     }
 
     pub fn new(r: PlannedResource) -> Vertex {
-        let footprint = Arc::new(with_meta(r.info.footprint, &r.meta));
+        let footprint = Arc::new(enforced(r.info.footprint, &r.id, &r.meta));
         Vertex {
             reference: ResourceRef {
                 kind: r.id.kind.clone(),
@@ -163,6 +167,7 @@ impl Vertex {
             links: RwLock::new(Links::default()),
             changes: AtomicUsize::new(0),
             last_error: Mutex::new(None),
+            conflicted: AtomicBool::new(false),
             stop: watch::channel(false).0,
         }
     }
@@ -247,7 +252,7 @@ impl Vertex {
             .validate(&self.reference, text.clone())
             .await
             .map_err(|e| format!("the params with received values are invalid: {e}"))?;
-        let footprint = Arc::new(with_meta(info.footprint, &self.meta));
+        let footprint = Arc::new(enforced(info.footprint, &self.id, &self.meta));
         *self.effective.lock().expect("effective lock") = Some(Effective {
             params: text.clone(),
             footprint: footprint.clone(),
@@ -295,6 +300,7 @@ impl Vertex {
 struct Watches {
     _subscriptions: Vec<Subscription>,
     _kmsg: Option<KmsgSubscription>,
+    _conflict: Option<ConflictWatch>,
     tickers: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -348,6 +354,12 @@ fn start_watches(v: &Arc<Vertex>, paths: Vec<Subscription>, sys: &Services) -> W
     let mut w = Watches {
         _subscriptions: paths,
         _kmsg: None,
+        // Found writing a file another resource writes: look again (and fail for good).
+        _conflict: v.footprint.owner.clone().map(|owner| {
+            let target = v.clone();
+            sys.fs
+                .on_conflict(owner, Arc::new(move || target.mark_dirty()))
+        }),
         tickers: Vec::new(),
     };
     if v.meta.poll > 0 {
@@ -391,11 +403,33 @@ fn start_watches(v: &Arc<Vertex>, paths: Vec<Subscription>, sys: &Services) -> W
     w
 }
 
-/// `footprint` as the host enforces it for a resource with `meta` (the metaparams that
-/// widen or narrow what its calls may do).
-fn with_meta(mut footprint: Footprint, meta: &Meta) -> Footprint {
+/// `footprint` as the host enforces it for the resource `id` with `meta`: whose it is
+/// (one file, two names is told by it), and the metaparams that widen or narrow what its
+/// calls may do.
+fn enforced(mut footprint: Footprint, id: &ResId, meta: &Meta) -> Footprint {
     footprint.trust_parents = meta.trust_parents;
+    footprint.owner = Some(id.to_string().into());
     footprint
+}
+
+/// Why `v` may not be applied until the graph changes (it writes a file another resource
+/// writes through another name), if so.
+fn conflict(v: &Vertex, ctx: &Ctx) -> Option<String> {
+    ctx.sys.fs.conflict_of(v.footprint.owner.as_deref()?)
+}
+
+/// `v` failed with `why` and is not retried: only a new graph (which may change either of
+/// the two resources) runs it again.
+fn fail_for_good(v: &Vertex, ctx: &Ctx, why: String) {
+    v.waiting.store(false, Ordering::SeqCst);
+    let repeated = v.last_error.lock().expect("error lock").as_deref() == Some(why.as_str());
+    if !repeated {
+        tracing::error!("{}: {why}", v.id);
+    }
+    *v.last_error.lock().expect("error lock") = Some(why);
+    v.conflicted.store(true, Ordering::SeqCst);
+    ctx.converger.activity();
+    v.set_phase(ctx, Phase::Failed);
 }
 
 /// How `v`'s watch command or unit watch is restarted: its `retry` and `delay`.
@@ -586,6 +620,11 @@ pub(super) async fn run(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>)
                 }
             }
         }
+        if let Some(why) = conflict(&v, &ctx) {
+            // One file, two names: not applied again until the graph changes.
+            fail_for_good(&v, &ctx, why);
+            continue;
+        }
         let Some(permits) = acquire(&v, &ctx, &mut stop).await else {
             return;
         };
@@ -634,6 +673,10 @@ pub(super) async fn run(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>)
             Err(e) => {
                 if refresh {
                     v.refresh.store(true, Ordering::SeqCst);
+                }
+                if let Some(why) = conflict(&v, &ctx) {
+                    fail_for_good(&v, &ctx, why);
+                    continue;
                 }
                 tracing::error!("{}: {e}", v.id);
                 *v.last_error.lock().expect("error lock") = Some(e);

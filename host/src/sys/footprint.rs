@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// A path a resource may touch (WIT `path-grant`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -36,6 +37,11 @@ pub struct Footprint {
     /// `sys::fs::walk`). Not part of the WIT: the host sets it from the metaparam.
     #[serde(default)]
     pub trust_parents: bool,
+    /// The resource whose footprint this is (`file[motd]`), so that the `fs` service can
+    /// tell two resources writing one file through two names apart; set by the engine,
+    /// `None` for calls that write nothing (validate).
+    #[serde(skip)]
+    pub owner: Option<Arc<str>>,
 }
 
 /// A unit on one of the two managers (WIT `unit-ref`).

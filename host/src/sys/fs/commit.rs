@@ -50,7 +50,6 @@ use rustix::io::Errno;
 use tokio::sync::oneshot;
 
 use super::error::FsError;
-use super::stat::dev_ino;
 use super::temp::{TempFile, TempName};
 use crate::sys::inotify::Echo;
 
@@ -93,12 +92,14 @@ impl Committer {
     }
 
     /// Hands `temp`, written and given its attributes, to the commit thread to be made
-    /// durable and put in place as `target` in its directory, and waits for the result.
-    /// `echo` is the writing resource's watch of `path`: putting the file in place does not
-    /// wake it. Once handed over, the write completes even if the caller stops waiting.
+    /// durable and put in place as `target` in its directory (`dir`: its `st_dev` and
+    /// `st_ino`), and waits for the result. `echo` is the writing resource's watch of
+    /// `path`: putting the file in place does not wake it. Once handed over, the write
+    /// completes even if the caller stops waiting.
     pub(super) async fn commit(
         &self,
         temp: TempFile,
+        dir: (u64, u64),
         target: CString,
         path: PathBuf,
         echo: Option<Arc<Echo>>,
@@ -114,6 +115,7 @@ impl Committer {
         sender
             .send(Pending {
                 temp,
+                dir,
                 target,
                 path: path.clone(),
                 echo,
@@ -127,6 +129,8 @@ impl Committer {
 /// One file waiting to be made durable and renamed into place.
 struct Pending {
     temp: TempFile,
+    /// `(st_dev, st_ino)` of `temp.dir`.
+    dir: (u64, u64),
     /// The target's name in `temp.dir`.
     target: CString,
     /// For messages.
@@ -231,22 +235,11 @@ fn commit_round(fresh: Vec<Pending>, renamed: Vec<Entry>) -> Vec<Entry> {
     let (fresh_count, renamed_count) = (fresh.len(), renamed.len());
     let mut fresh_entries: Vec<Entry> = Vec::with_capacity(fresh.len());
     for pending in fresh {
-        match rustix::fs::fstat(&pending.temp.dir) {
-            Ok(st) => fresh_entries.push(Entry {
-                pending,
-                dir: dev_ino(&st),
-                replaced: None,
-            }),
-            Err(err) => {
-                let e = FsError::os("stat the directory of", &pending.path, err);
-                Entry {
-                    pending,
-                    dir: (0, 0),
-                    replaced: None,
-                }
-                .finish(Err(e));
-            }
-        }
+        fresh_entries.push(Entry {
+            dir: pending.dir,
+            pending,
+            replaced: None,
+        });
     }
 
     // 1. Flush, once per file system.

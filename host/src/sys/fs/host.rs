@@ -20,6 +20,7 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
+use super::claims::{Claims, ConflictWatch};
 use super::commit::{CommitStats, Committer};
 use super::error::{ErrorCode, FsError, os_text};
 use super::path::{Authorized, authorize, covers_tree, describe};
@@ -34,6 +35,7 @@ use super::walk::{
 use crate::sys::footprint::Footprint;
 use crate::sys::ids::{self, IdKind};
 use crate::sys::inotify::Echo;
+use crate::sys::waker::Waker;
 
 /// Files larger than this are read, compared, hashed, written or copied on a blocking thread
 /// instead of inline on the async task.
@@ -68,6 +70,8 @@ pub struct FsHost {
     committer: Arc<Committer>,
     /// The paths the running graph writes, which the walk never follows as symlinks.
     managed: Arc<RwLock<Arc<Managed>>>,
+    /// Which resource writes which directory entry (one file, two names).
+    claims: Arc<Claims>,
 }
 
 impl fmt::Debug for FsHost {
@@ -81,6 +85,8 @@ impl fmt::Debug for FsHost {
 /// A write's temporary file, created beside its target and not filled yet.
 pub(super) struct Staged {
     pub(super) temp: TempFile,
+    /// `(st_dev, st_ino)` of the temporary file's (and the target's) directory.
+    pub(super) dir: (u64, u64),
     /// The target's name in the temporary file's directory.
     pub(super) target: CString,
     /// The mode the new file gets: asked for, else the replaced file's, else `0644`.
@@ -116,8 +122,36 @@ impl FsHost {
     /// The paths the running graph writes (every resource's write grants): on the way to
     /// any path, a symlink at one of them is never followed. The engine sets it for each
     /// graph it runs.
+    /// It also forgets which resource wrote which entry (see [`FsHost::conflict_of`]).
     pub fn set_managed(&self, managed: Managed) {
         *self.managed.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(managed);
+        self.claims.clear();
+    }
+
+    /// Why the resource `owner` (`Footprint::owner`) may not be applied until the graph
+    /// changes: it writes a file another resource writes through another name (a linked
+    /// or bind-mounted directory, a received path).
+    pub fn conflict_of(&self, owner: &str) -> Option<String> {
+        self.claims.conflict_of(owner)
+    }
+
+    /// Calls `wake` when the resource `owner` is found writing a file another resource
+    /// writes, until the returned guard is dropped (the engine wakes the resource, which
+    /// then fails with [`FsHost::conflict_of`]).
+    pub fn on_conflict(&self, owner: Arc<str>, wake: Waker) -> ConflictWatch {
+        self.claims.on_conflict(owner, wake)
+    }
+
+    /// Claims the entry at `loc` for the resource of `fp` (see `claims`); returns its
+    /// directory's `(st_dev, st_ino)`.
+    fn claim(&self, loc: &Located, path: &Path, fp: &Footprint) -> Result<(u64, u64), FsError> {
+        let st = rustix::fs::fstat(&loc.parent)
+            .map_err(|e| FsError::os("stat the directory of", path, e))?;
+        let dir = dev_ino(&st);
+        if let Some(owner) = &fp.owner {
+            self.claims.claim(dir, &loc.name, path, owner)?;
+        }
+        Ok(dir)
     }
 
     /// The managed paths now.
@@ -287,11 +321,12 @@ impl FsHost {
         let auth = authorize(fp, path, true)?;
         let Staged {
             mut temp,
+            dir,
             target,
             mode,
             uid,
             gid,
-        } = Self::stage(&Self::rules(fp, &auth, &self.managed()), attrs)?;
+        } = self.stage(&Self::rules(fp, &auth, &self.managed()), attrs)?;
         if data.len() <= INLINE_IO_MAX {
             write_all(&mut temp, &data, &auth.path)?;
         } else {
@@ -303,7 +338,7 @@ impl FsHost {
             .await?;
         }
         temp.set_attrs(&auth.path, mode, uid, gid)?;
-        self.commit(temp, target, auth.path, own).await
+        self.commit(temp, dir, target, auth.path, own).await
     }
 
     /// Like [`FsHost::write`], with the content of the regular file `source` (which needs a
@@ -321,11 +356,12 @@ impl FsHost {
         let (mut from, size) = self.open_for_read(fp, &src)?;
         let Staged {
             mut temp,
+            dir,
             target,
             mode,
             uid,
             gid,
-        } = Self::stage(&Self::rules(fp, &auth, &self.managed()), attrs)?;
+        } = self.stage(&Self::rules(fp, &auth, &self.managed()), attrs)?;
         let copy = move |from: &mut File, temp: &mut TempFile, src: &Path| -> Result<(), FsError> {
             let to = temp.file()?;
             // `io::copy` between files uses `copy_file_range` on Linux.
@@ -343,11 +379,11 @@ impl FsHost {
             .await?;
         }
         temp.set_attrs(&auth.path, mode, uid, gid)?;
-        self.commit(temp, target, auth.path, own).await
+        self.commit(temp, dir, target, auth.path, own).await
     }
 
     /// Opens the parent, checks what is there now and creates the temporary file.
-    pub(super) fn stage(rules: &Rules, attrs: Attrs) -> Result<Staged, FsError> {
+    pub(super) fn stage(&self, rules: &Rules, attrs: Attrs) -> Result<Staged, FsError> {
         let auth = rules.auth;
         check_id(&auth.path, "owner", attrs.uid)?;
         check_id(&auth.path, "group", attrs.gid)?;
@@ -372,10 +408,12 @@ impl FsHost {
             .unwrap_or(DEFAULT_FILE_MODE);
         let uid = attrs.uid.or(inherited.map(|s| s.uid));
         let gid = attrs.gid.or(inherited.map(|s| s.gid));
+        let dir = self.claim(&loc, &auth.path, rules.fp)?;
         let Located { parent, name } = loc;
         let temp = TempFile::create(parent, &name, existing.is_none(), &auth.path)?;
         Ok(Staged {
             temp,
+            dir,
             target: name,
             mode,
             uid,
@@ -388,12 +426,13 @@ impl FsHost {
     pub(super) async fn commit(
         &self,
         temp: TempFile,
+        dir: (u64, u64),
         target: CString,
         path: PathBuf,
         own: &[Arc<Echo>],
     ) -> Result<(), FsError> {
         let echo = own.iter().find(|e| e.path() == path).cloned();
-        self.committer.commit(temp, target, path, echo).await
+        self.committer.commit(temp, dir, target, path, echo).await
     }
 
     /// Atomically makes `path` a symlink to `target` (not checked): a temporary link in the
@@ -422,6 +461,7 @@ impl FsHost {
                 ),
             ));
         }
+        self.claim(&loc, &auth.path, fp)?;
         let (temp, ()) =
             under_temp_name(&loc.name, &auth.path, "create a symlink next to", |temp| {
                 rustix::fs::symlinkat(&ctarget, &loc.parent, temp)
@@ -468,6 +508,7 @@ impl FsHost {
         check_id(&auth.path, "group", attrs.gid)?;
         let loc = locate(&Self::rules(fp, &auth, &self.managed()), OFlags::PATH)
             .map_err(|e| e.into_error(&auth.path))?;
+        self.claim(&loc, &auth.path, fp)?;
         // Created private, then opened, chowned and chmoded, so it is never briefly wider.
         match rustix::fs::mkdirat(&loc.parent, &loc.name, Mode::from_bits_retain(0o700)) {
             Ok(()) => {}

@@ -13,6 +13,7 @@
 //!   transition from a user's entry to another owner's);
 //! - `temp`: temporary files beside their target, named by
 //!   [`crate::sys::temp_name`];
+//! - `claims`: which resource writes which directory entry (one file, two names);
 //! - `commit`: the commit thread, which flushes and renames new content into place in
 //!   group-committed rounds;
 //! - `stat` and `error`: the plain types the WIT mirrors (file type and stat,
@@ -21,6 +22,7 @@
 //!   plans), outside any footprint.
 
 pub mod cache_file;
+mod claims;
 mod commit;
 mod error;
 mod host;
@@ -31,6 +33,7 @@ mod temp;
 mod testutil;
 mod walk;
 
+pub use claims::ConflictWatch;
 pub use commit::CommitStats;
 pub use error::{ErrorCode, FsError};
 pub use host::{FsHost, INLINE_IO_MAX, READ_AT_MAX};

@@ -236,7 +236,8 @@ mod tests {
         let auth = authorize(&fp, &at(dir.path(), "x"), true).expect("allowed");
         // A file being replaced gets a named temporary file to rename over it.
         std::fs::write(dir.path().join("x"), "old").expect("write");
-        let temp = FsHost::stage(&rules(&fp, &auth), Attrs::default())
+        let temp = FsHost::new()
+            .stage(&rules(&fp, &auth), Attrs::default())
             .expect("stage")
             .temp;
         let TempName::Named(name) = &temp.name else {
@@ -250,7 +251,8 @@ mod tests {
         assert!(!dir.path().join(&name).exists());
         std::fs::remove_file(dir.path().join("x")).expect("rm");
         // A new file's is unnamed: nothing in the directory until it is linked.
-        let temp = FsHost::stage(&rules(&fp, &auth), Attrs::default())
+        let temp = FsHost::new()
+            .stage(&rules(&fp, &auth), Attrs::default())
             .expect("stage")
             .temp;
         assert_eq!(temp.name, TempName::Unnamed);
@@ -305,16 +307,19 @@ mod tests {
         let auth = authorize(&fp, &at(dir.path(), "late"), true).expect("allowed");
         let Staged {
             mut temp,
+            dir: entry_dir,
             target,
             mode,
             uid,
             gid,
-        } = FsHost::stage(&rules(&fp, &auth), Attrs::default()).expect("stage");
+        } = host
+            .stage(&rules(&fp, &auth), Attrs::default())
+            .expect("stage");
         assert_eq!(temp.name, TempName::Unnamed);
         write_all(&mut temp, b"ours\n", &auth.path).expect("write");
         temp.set_attrs(&auth.path, mode, uid, gid).expect("attrs");
         std::fs::write(dir.path().join("late"), "theirs\n").expect("rival");
-        host.commit(temp, target, auth.path.clone(), &[])
+        host.commit(temp, entry_dir, target, auth.path.clone(), &[])
             .await
             .expect("commit");
         assert_eq!(

@@ -112,8 +112,9 @@ impl TryFrom<wt::ResourceInfo> for ResourceInfo {
                     })
                     .collect(),
                 sockets,
-                // The host sets it from the metaparam.
+                // The engine sets these.
                 trust_parents: false,
+                owner: None,
             },
             watch: i
                 .watch
