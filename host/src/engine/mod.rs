@@ -153,6 +153,7 @@ impl Engine {
     fn load(&mut self, plan: Plan) {
         let started = Instant::now();
         self.manage(&plan);
+        self.sweep();
         // Link before the tasks run: start them after.
         let vertices: Vec<Arc<Vertex>> = plan
             .resources
@@ -177,6 +178,28 @@ impl Engine {
                 .map(|r| (r.id.to_string(), &r.info.footprint)),
         );
         self.ctx.sys.fs.set_managed(managed);
+    }
+
+    /// Remove the staging files a killed homeostat left beside what the graph writes, before
+    /// any check-apply runs (so none of this run's writes is in flight).
+    fn sweep(&self) {
+        let swept = self.ctx.sys.fs.sweep();
+        if !swept.removed.is_empty() {
+            tracing::info!(
+                "removed {} temporary file(s) left by an earlier run that was killed: {}",
+                swept.removed.len(),
+                swept
+                    .removed
+                    .iter()
+                    .take(5)
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        for (path, why) in swept.failed {
+            tracing::warn!("cannot remove temporary files in {}: {why}", path.display());
+        }
     }
 
     /// Stop the given vertices (their in-flight check-applies finish), clean them up and

@@ -26,6 +26,20 @@ pub fn is_temp_name(name: &[u8]) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
 }
 
+/// The target name a staging name was made for (`.motd.homeostat-…` → `motd`), when
+/// `name` is one; cut at [`fresh`]'s limit for long names.
+pub fn target_of(name: &[u8]) -> Option<&[u8]> {
+    if !is_temp_name(name) {
+        return None;
+    }
+    Some(&name[1..name.len() - 12 - SUFFIX.len()])
+}
+
+/// Whether `name` is a staging name made for the file name `target`.
+pub fn is_staging_for(name: &[u8], target: &[u8]) -> bool {
+    target_of(name) == Some(&target[..target.len().min(KEEP)])
+}
+
 /// `.TARGET.homeostat-XXXXXXXXXXXX` for the file name `target`, unique within the process
 /// and very likely across.
 pub fn fresh(target: &[u8]) -> Vec<u8> {
@@ -68,5 +82,10 @@ mod tests {
         assert!(!is_temp_name(b".homeostat-0123456789ab"));
         assert!(!is_temp_name(b".x.homeostat-0123456789ag"));
         assert!(!is_temp_name(b".x.homeostat-0123456789"));
+        assert_eq!(target_of(&a), Some(&b"motd"[..]));
+        assert_eq!(target_of(&long), Some(&[b'x'; KEEP][..]));
+        assert_eq!(target_of(b"motd"), None);
+        assert!(is_staging_for(&a, b"motd") && !is_staging_for(&a, b"mot"));
+        assert!(is_staging_for(&long, &[b'x'; 255]));
     }
 }

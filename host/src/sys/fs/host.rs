@@ -27,6 +27,7 @@ use super::path::{Authorized, authorize, covers_tree, describe};
 use super::stat::{
     Attrs, FileStat, FileType, MODE_MASK, dev_ino, file_stat, kind_of, to_mode, wrong_type,
 };
+use super::sweep::{Swept, sweep};
 use super::temp::{TempFile, under_temp_name};
 use super::walk::{
     Entry, Located, Managed, Regular, Rules, WalkError, locate, lstat_at, open_dir, open_entry,
@@ -133,6 +134,12 @@ impl FsHost {
     /// or bind-mounted directory, a received path).
     pub fn conflict_of(&self, owner: &str) -> Option<String> {
         self.claims.conflict_of(owner)
+    }
+
+    /// Removes the staging files a killed homeostat left beside the paths the graph
+    /// writes (see `sweep`): the engine calls it once, before the first check-apply.
+    pub fn sweep(&self) -> Swept {
+        sweep(&self.managed())
     }
 
     /// Calls `wake` when the resource `owner` is found writing a file another resource

@@ -16,6 +16,7 @@
 //! - `claims`: which resource writes which directory entry (one file, two names);
 //! - `commit`: the commit thread, which flushes and renames new content into place in
 //!   group-committed rounds;
+//! - `sweep`: removing the staging files a killed homeostat left behind;
 //! - `stat` and `error`: the plain types the WIT mirrors (file type and stat,
 //!   attributes, error codes);
 //! - [`cache_file`]: atomic writes of homeostat's own cache files (compiled plugins,
@@ -28,6 +29,7 @@ mod error;
 mod host;
 mod path;
 mod stat;
+mod sweep;
 mod temp;
 #[cfg(test)]
 mod testutil;
@@ -39,4 +41,5 @@ pub use error::{ErrorCode, FsError};
 pub use host::{FsHost, INLINE_IO_MAX, READ_AT_MAX};
 pub use path::check;
 pub use stat::{Attrs, FileStat, FileType};
+pub use sweep::Swept;
 pub use walk::Managed;

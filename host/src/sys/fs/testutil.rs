@@ -77,3 +77,12 @@ pub(super) fn rules<'a>(fp: &'a Footprint, auth: &'a Authorized<'a>) -> Rules<'a
         managed: NONE.get_or_init(Managed::default),
     }
 }
+
+/// The graph's managed paths when one resource, `owner`, has the grants `grants`.
+pub(super) fn managed_by(owner: &str, grants: &[PathGrant]) -> Managed {
+    let fp = Footprint {
+        paths: grants.to_vec(),
+        ..Footprint::default()
+    };
+    Managed::new([(owner.to_owned(), &fp)])
+}

@@ -127,6 +127,12 @@ impl Managed {
         managed
     }
 
+    /// Every write grant: its path, and whether it is recursive.
+    pub(super) fn grants(&self) -> impl Iterator<Item = (&Path, bool)> {
+        let exact = self.exact.keys().map(|p| (p.as_path(), false));
+        exact.chain(self.trees.keys().map(|p| (p.as_path(), true)))
+    }
+
     /// The resource that manages `path` (a write grant of it, or below a recursive one).
     fn owner_of(&self, path: &Path) -> Option<&str> {
         if let Some(owner) = self.exact.get(path) {
