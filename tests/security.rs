@@ -190,3 +190,68 @@ fn a_path_received_from_another_resource_is_a_conflict_not_a_fight() {
     assert!(changes <= 2, "no fight: {summary}");
     assert!(!t.path().join("other").exists());
 }
+
+/// A homeostat bug that panics while running a resource (injected in test builds) fails
+/// that resource visibly: logged, in the summary, in the exit code; the rest runs on.
+#[test]
+fn a_panic_while_running_a_resource_is_a_counted_failure() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: bug\nresources:\n  file:\n  - name: a\n    path: {}\n    content: \"a\\n\"\n  \
+             - name: b\n    path: {}\n    content: \"b\\n\"\n    meta: {{poll: 1}}\n",
+            a.display(),
+            b.display()
+        ),
+    );
+    for (place, who) in [("check-apply", "file[a]"), ("timer", "file[b]")] {
+        let out = homeostat_tests::homeostat_command(
+            t.path(),
+            &["run", g.to_str().unwrap(), "--converged-timeout", "1.5"],
+        )
+        .env("HOMEOSTAT_TEST_PANIC", format!("{place}:{who}"))
+        .output()
+        .unwrap();
+        let log = homeostat_tests::stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{log}");
+        assert!(
+            log.contains(&format!("failed: {who}: internal error")),
+            "{log}"
+        );
+        assert!(log.contains("1 failed"), "{log}");
+    }
+    // The other resource ran.
+    assert_eq!(std::fs::read_to_string(&b).unwrap(), "b\n");
+}
+
+/// `meta: {noop: true}` in a normal run reports "would change", never "changed", in the
+/// log and the summary; the pending change is not counted among the changes made.
+#[test]
+fn a_noop_resource_is_never_reported_as_changed() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: dry\nresources:\n  file:\n  - name: a\n    path: {}\n    content: \"a\\n\"\n  \
+             - name: b\n    path: {}\n    content: \"b\\n\"\n    meta: {{noop: true}}\n",
+            a.display(),
+            b.display()
+        ),
+    );
+    let out = homeostat_tests::run_converged(&g, "0.3", &[]);
+    let log = homeostat_tests::stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("1 changes, 1 changes pending (noop), 0 failed"),
+        "{log}"
+    );
+    assert!(log.contains("  changed: file[a]\n"), "{log}");
+    assert!(log.contains("  would change (noop): file[b]"), "{log}");
+    assert!(log.contains("file[b]: would change (noop)"), "{log}");
+    assert!(!b.exists());
+}

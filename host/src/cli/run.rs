@@ -280,12 +280,22 @@ fn print_summary(s: &Summary, noop: bool) {
         Stopped::Settled(Settled::Converged) => "converged",
         Stopped::Settled(Settled::WithFailures) => "settled with failures",
     };
+    // Changes made and changes that would be made (noop) are never added up: a dry run
+    // cannot be mistaken for a repair.
+    let counts = if noop {
+        format!("{} changes pending", s.would_change)
+    } else if s.would_change > 0 {
+        format!(
+            "{} changes, {} changes pending (noop)",
+            s.changes, s.would_change
+        )
+    } else {
+        format!("{} changes", s.changes)
+    };
     eprintln_in_order!(
-        "{how} after {:.2}s: {} resources, {} {}, {} failed",
+        "{how} after {:.2}s: {} resources, {counts}, {} failed",
         s.elapsed.as_secs_f64(),
         s.resources,
-        s.changes,
-        if noop { "changes pending" } else { "changes" },
         s.failed
     );
     let list = |items: Vec<String>| {
@@ -300,10 +310,8 @@ fn print_summary(s: &Summary, noop: bool) {
         }
         text
     };
-    if !s.changed.is_empty() {
-        let label = if noop { "would change" } else { "changed" };
-        let items = s
-            .changed
+    let ids = |changed: &[(crate::graph::ResId, usize)]| {
+        changed
             .iter()
             .map(|(id, n)| {
                 if *n > 1 {
@@ -312,8 +320,13 @@ fn print_summary(s: &Summary, noop: bool) {
                     id.to_string()
                 }
             })
-            .collect();
-        eprintln_in_order!("  {label}: {}", list(items));
+            .collect()
+    };
+    if !s.changed.is_empty() {
+        eprintln_in_order!("  changed: {}", list(ids(&s.changed)));
+    }
+    if !s.would.is_empty() {
+        eprintln_in_order!("  would change (noop): {}", list(ids(&s.would)));
     }
     for (id, error) in s.failures.iter().take(SUMMARY_LIST) {
         let first = error.lines().next().unwrap_or_default();

@@ -390,6 +390,7 @@ pub async fn run(
         // by one, without a notification per vertex.
         converger: Converger::new(plan.resources.len()),
         changes: AtomicUsize::new(0),
+        would: AtomicUsize::new(0),
         noop: opts.noop,
         semaphores: limits::Semaphores::default(),
         servers: vertex::Servers::default(),
@@ -471,10 +472,12 @@ fn summarize(engine: &Engine, stopped: Stopped, started: Instant) -> Summary {
         stopped,
         resources: engine.running.len(),
         changes: engine.ctx.changes.load(Ordering::Acquire),
+        would_change: engine.ctx.would.load(Ordering::Acquire),
         failed: 0,
         pending: 0,
         elapsed: started.elapsed(),
         changed: Vec::new(),
+        would: Vec::new(),
         failures: Vec::new(),
         swaps: engine.swaps,
     };
@@ -489,6 +492,10 @@ fn summarize(engine: &Engine, stopped: Stopped, started: Instant) -> Summary {
         let n = v.changes.load(Ordering::Acquire);
         if n > 0 {
             summary.changed.push((v.id.clone(), n));
+        }
+        let n = v.would.load(Ordering::Acquire);
+        if n > 0 {
+            summary.would.push((v.id.clone(), n));
         }
         if v.pending.load(Ordering::Acquire) {
             summary.pending += 1;

@@ -93,16 +93,20 @@ pub struct Summary {
     pub stopped: Stopped,
     /// Resources in the (last) graph.
     pub resources: usize,
-    /// Check-applies that changed something (or would have, in noop).
+    /// Check-applies that changed something.
     pub changes: usize,
+    /// Check-applies that would have changed something (`--noop`, or `meta: {noop: true}`).
+    pub would_change: usize,
     /// Resources whose last check-apply failed.
     pub failed: usize,
-    /// Resources with changes pending (noop only).
+    /// Resources whose last check-apply would have changed something (noop).
     pub pending: usize,
     /// Time from start to stop.
     pub elapsed: Duration,
     /// Resources that changed something, with how many check-applies did, in graph order.
     pub changed: Vec<(ResId, usize)>,
+    /// Resources that would have changed something (noop), likewise.
+    pub would: Vec<(ResId, usize)>,
     /// Resources failed or blocked at the end, with their last error.
     pub failures: Vec<(ResId, String)>,
     /// Graph swaps applied while running.

@@ -9,10 +9,12 @@
 //! vertex learns that its predecessor recovered.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use serde_json::Value;
 use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 
@@ -33,7 +35,7 @@ use crate::sys::fs::ConflictWatch;
 use crate::sys::inotify::{Echo, Request, Subscription};
 use crate::sys::kmsg::KmsgSubscription;
 use crate::sys::waker::Waker;
-use crate::watch::supervise::Restarts;
+use crate::watch::supervise::{Backoff, Restarts};
 
 /// An edge seen from its downstream end.
 pub(super) struct Pred {
@@ -93,8 +95,10 @@ pub(super) struct Vertex {
     /// Values published by the last successful check-apply.
     sent: Mutex<HashMap<String, Value>>,
     pub links: RwLock<Links>,
-    /// Check-applies that changed something (or would have, in noop).
+    /// Check-applies that changed something.
     pub changes: AtomicUsize,
+    /// Check-applies that would have changed something (noop).
+    pub would: AtomicUsize,
     /// The last error, while the vertex is failing.
     pub last_error: Mutex<Option<String>>,
     /// Failed for a conflict with another resource (one file, two names): not run again
@@ -107,8 +111,10 @@ pub(super) struct Vertex {
 /// What every vertex task shares.
 pub(super) struct Ctx {
     pub(super) converger: Converger,
-    /// Check-applies that changed something (or would have, in noop).
+    /// Check-applies that changed something.
     pub(super) changes: AtomicUsize,
+    /// Check-applies that would have changed something (noop).
+    pub(super) would: AtomicUsize,
     pub(super) noop: bool,
     pub(super) semaphores: Semaphores,
     /// The running servers of resources with a `serve` watch, by resource. Kept here
@@ -120,6 +126,19 @@ pub(super) struct Ctx {
 }
 
 impl Vertex {
+    /// `what` of this vertex panicked (a homeostat bug): the resource failed for good,
+    /// said so, and counted.
+    fn panicked(&self, ctx: &Ctx, what: &str, panic: &str) {
+        let why = format!(
+            "internal error: {what} panicked ({panic}); the resource is not enforced until \
+             homeostat restarts or the graph changes (please report this bug)"
+        );
+        tracing::error!("{}: {why}", self.id);
+        *self.last_error.lock().expect("error lock") = Some(why);
+        ctx.converger.activity();
+        self.set_phase(ctx, Phase::Failed);
+    }
+
     /// Whether this running vertex can keep running for `r` (a graph swap): same id,
     /// params, metaparams and plugin.
     pub(super) fn runs(&self, r: &PlannedResource) -> bool {
@@ -166,6 +185,7 @@ impl Vertex {
             sent: Mutex::new(HashMap::new()),
             links: RwLock::new(Links::default()),
             changes: AtomicUsize::new(0),
+            would: AtomicUsize::new(0),
             last_error: Mutex::new(None),
             conflicted: AtomicBool::new(false),
             stop: watch::channel(false).0,
@@ -310,17 +330,35 @@ impl Drop for Watches {
     }
 }
 
-fn ticker(v: &Arc<Vertex>, period: Duration) -> tokio::task::JoinHandle<()> {
+fn ticker(v: &Arc<Vertex>, ctx: &Arc<Ctx>, period: Duration) -> tokio::task::JoinHandle<()> {
     let w = v.clone();
-    tokio::spawn(async move {
+    spawn_watch(v, ctx, "its timer", async move {
         let mut t = tokio::time::interval(period);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t.tick().await;
         loop {
             t.tick().await;
+            injected_panic("timer", &w.id);
             w.mark_dirty();
         }
     })
+}
+
+/// Test builds only: panics at `place` of the resource `id` when `HOMEOSTAT_TEST_PANIC`
+/// is `place:kind[name]`, so the suites can check that a homeostat bug there fails the
+/// resource visibly (release builds compile this to nothing).
+fn injected_panic(place: &str, id: &ResId) {
+    #[cfg(debug_assertions)]
+    {
+        static WANTED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        let wanted = WANTED.get_or_init(|| std::env::var("HOMEOSTAT_TEST_PANIC").ok());
+        if let Some(w) = wanted
+            && w.split_once(':') == Some((place, id.to_string().as_str()))
+        {
+            panic!("injected by HOMEOSTAT_TEST_PANIC");
+        }
+    }
+    let _ = (place, id);
 }
 
 /// The paths a vertex watches, as subscription requests for [`WatchHub::subscribe_many`](crate::sys::inotify::WatchHub::subscribe_many)
@@ -350,7 +388,8 @@ pub(super) fn path_watches(v: &Arc<Vertex>) -> Vec<Request> {
 
 /// Start the other watches of the vertex (timers, kmsg) or poll it with `meta.poll`;
 /// `paths` are its path subscriptions, placed by the engine in one batch.
-fn start_watches(v: &Arc<Vertex>, paths: Vec<Subscription>, sys: &Services) -> Watches {
+fn start_watches(v: &Arc<Vertex>, paths: Vec<Subscription>, ctx: &Arc<Ctx>) -> Watches {
+    let sys = &ctx.sys;
     let mut w = Watches {
         _subscriptions: paths,
         _kmsg: None,
@@ -364,30 +403,42 @@ fn start_watches(v: &Arc<Vertex>, paths: Vec<Subscription>, sys: &Services) -> W
     };
     if v.meta.poll > 0 {
         w.tickers
-            .push(ticker(v, Duration::from_secs(u64::from(v.meta.poll))));
+            .push(ticker(v, ctx, Duration::from_secs(u64::from(v.meta.poll))));
         return w;
     }
     for item in &v.watch {
         match item {
             WatchItem::Path { .. } => {}
-            WatchItem::Interval { ms } => w
-                .tickers
-                .push(ticker(v, Duration::from_millis(u64::from((*ms).max(1))))),
+            WatchItem::Interval { ms } => w.tickers.push(ticker(
+                v,
+                ctx,
+                Duration::from_millis(u64::from((*ms).max(1))),
+            )),
             WatchItem::Command(spec) => {
-                w.tickers.push(tokio::spawn(crate::watch::process::watch(
-                    spec.clone(),
-                    v.footprint.clone(),
-                    sys.processes.clone(),
-                    restarts(v),
-                )));
+                w.tickers.push(spawn_watch(
+                    v,
+                    ctx,
+                    "its watch command",
+                    crate::watch::process::watch(
+                        spec.clone(),
+                        v.footprint.clone(),
+                        sys.processes.clone(),
+                        restarts(v),
+                    ),
+                ));
             }
             WatchItem::Unit(unit) => {
-                w.tickers.push(tokio::spawn(crate::watch::systemd::watch(
-                    unit.clone(),
-                    v.footprint.clone(),
-                    sys.systemd.clone(),
-                    restarts(v),
-                )));
+                w.tickers.push(spawn_watch(
+                    v,
+                    ctx,
+                    "its unit watch",
+                    crate::watch::systemd::watch(
+                        unit.clone(),
+                        v.footprint.clone(),
+                        sys.systemd.clone(),
+                        restarts(v),
+                    ),
+                ));
             }
             // Started by the first check-apply (see `Servers`).
             WatchItem::Serve => {}
@@ -590,7 +641,46 @@ async fn acquire(
 
 /// Drive one vertex until it is stopped. `paths` are its path subscriptions, placed
 /// before the task starts so that no change between check and watch is lost.
+/// Runs a vertex's task. A panic in it (a homeostat bug) fails the resource, reported,
+/// counted in the summary and carried by the exit code like any failure, instead of
+/// leaving it quietly unenforced.
 pub(super) async fn run(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>) {
+    let task = run_loop(v.clone(), paths, ctx.clone());
+    if let Err(panic) = caught(task).await {
+        v.panicked(&ctx, "its check-apply loop", &panic);
+    }
+}
+
+/// `fut`, with a panic in it turned into its message.
+pub(super) async fn caught<T>(fut: impl Future<Output = T>) -> Result<T, String> {
+    std::panic::AssertUnwindSafe(fut)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_string())
+        })
+}
+
+/// Spawns one of `v`'s watch sources; a panic in it fails the resource (see [`run`]).
+fn spawn_watch(
+    v: &Arc<Vertex>,
+    ctx: &Arc<Ctx>,
+    what: &'static str,
+    fut: impl Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let (v, ctx) = (v.clone(), ctx.clone());
+    tokio::spawn(async move {
+        if let Err(panic) = caught(fut).await {
+            v.panicked(&ctx, what, &panic);
+        }
+    })
+}
+
+async fn run_loop(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>) {
     let mut stop = v.stop.subscribe();
     if v.meta.hidden {
         // In the graph (edges, export) but never watched or applied.
@@ -599,9 +689,11 @@ pub(super) async fn run(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>)
         stopped(&mut stop).await;
         return;
     }
-    let _watches = start_watches(&v, paths, &ctx.sys);
+    let _watches = start_watches(&v, paths, &ctx);
     let mut bucket = v.meta.limit.map(|rate| Bucket::new(rate, v.meta.burst));
     let mut retries_left = v.meta.retry;
+    // A floor under retries, whatever `delay` says (see `watch::supervise`).
+    let mut backoff = Backoff::default();
     loop {
         if !wait_dirty(&v, &mut stop).await {
             return;
@@ -629,6 +721,7 @@ pub(super) async fn run(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>)
             return;
         };
         v.waiting.store(false, Ordering::SeqCst);
+        injected_panic("check-apply", &v.id);
         let apply = !(ctx.noop || v.meta.noop);
         let refresh = v.refresh.swap(false, Ordering::SeqCst);
         let serving = serves(&v.meta, &v.watch, ctx.noop);
@@ -668,6 +761,7 @@ pub(super) async fn run(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>)
         match result {
             Ok(out) => {
                 retries_left = v.meta.retry;
+                backoff.reset();
                 succeeded(&v, &ctx, out, apply);
             }
             Err(e) => {
@@ -685,7 +779,8 @@ pub(super) async fn run(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>)
                     if retries_left > 0 {
                         retries_left -= 1;
                     }
-                    if !sleep(Duration::from_millis(v.meta.delay), &mut stop).await {
+                    let pause = backoff.next(Duration::ZERO, Duration::from_millis(v.meta.delay));
+                    if !sleep(pause, &mut stop).await {
                         return;
                     }
                     v.mark_dirty();
@@ -706,8 +801,14 @@ fn succeeded(v: &Vertex, ctx: &Ctx, out: CheckOutcome, apply: bool) {
     let changed = !out.ok;
     v.pending.store(changed && !apply, Ordering::Release);
     if changed {
-        v.changes.fetch_add(1, Ordering::AcqRel);
-        ctx.changes.fetch_add(1, Ordering::AcqRel);
+        // A dry run is never counted as a repair.
+        let (mine, all) = if apply {
+            (&v.changes, &ctx.changes)
+        } else {
+            (&v.would, &ctx.would)
+        };
+        mine.fetch_add(1, Ordering::AcqRel);
+        all.fetch_add(1, Ordering::AcqRel);
         ctx.converger.activity();
         log_changes(v, &out, apply);
     } else {
@@ -751,4 +852,25 @@ fn log_changes(v: &Vertex, out: &CheckOutcome, apply: bool) {
         }
     }
     tracing::info!("{}: {text}", v.id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::caught;
+
+    #[tokio::test]
+    async fn a_panic_becomes_its_message() {
+        assert_eq!(caught(async { 5 }).await, Ok(5));
+        let n = 1;
+        assert_eq!(
+            caught(async move { panic!("boom {n}") }).await,
+            Err::<(), _>("boom 1".to_string())
+        );
+        assert_eq!(
+            caught(async { panic!("static") }).await,
+            Err::<(), _>("static".into())
+        );
+        let odd = caught(async { std::panic::panic_any(3u8) }).await;
+        assert_eq!(odd, Err::<(), _>("a panic without a message".into()));
+    }
 }
