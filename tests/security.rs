@@ -255,3 +255,55 @@ fn a_noop_resource_is_never_reported_as_changed() {
     assert!(log.contains("file[b]: would change (noop)"), "{log}");
     assert!(!b.exists());
 }
+
+/// Unmounts (lazily) when dropped, so a failing test leaves no mount behind.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A new mount over a managed directory changes what the path means without an inotify
+/// event; homeostat notices it through the mount table and manages the file that is there
+/// now, and again after the mount goes.
+#[test]
+fn a_mount_over_a_managed_directory_is_noticed_and_repaired() {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("conf.d");
+    std::fs::create_dir(&dir).unwrap();
+    let f = dir.join("app.conf");
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: mounts\nresources:\n  file:\n  - name: conf\n    path: {}\n    content: \"managed\\n\"\n",
+            f.display()
+        ),
+    );
+    let run = Running::start(&g, &[]);
+    wait_content(&f, "managed\n");
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "homeostat-test"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mount a tmpfs over {}", dir.display());
+    let mounted = Mounted(dir.clone());
+    // The mount hides the file; the graph's file appears in the new file system.
+    wait_content(&f, "managed\n");
+    // And drift there is repaired: the watch was placed again on the mount.
+    std::fs::write(&f, "drift\n").unwrap();
+    wait_content(&f, "managed\n");
+    drop(mounted);
+    wait_content(&f, "managed\n");
+    drop(run);
+}

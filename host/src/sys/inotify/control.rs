@@ -180,6 +180,7 @@ impl Control {
                     self.resettle(&literals, &mut wakes);
                 }
                 Cmd::Resync => self.resync(&mut wakes),
+                Cmd::Mounts(points) => self.remounted(&points, &mut wakes),
                 Cmd::Flush(reply) => {
                     let _ = reply.send(());
                 }
@@ -276,6 +277,31 @@ impl Control {
         for id in ids {
             let result = self.settle(id);
             self.note(id, result, wakes);
+        }
+    }
+
+    /// Mounts appeared or went at `points`: a watched directory there may now be covered
+    /// (or uncovered), and what lies below changed without an event. Watches whose path
+    /// now leads to another directory are placed again, and every subscriber at or below a
+    /// point (or watching a tree around it) is woken.
+    fn remounted(&mut self, points: &[PathBuf], wakes: &mut Wakes) {
+        self.dirs.verify();
+        self.resettle(points, wakes);
+        let routes = self.shared.lock();
+        for point in points {
+            for subs in routes
+                .exact
+                .get(bytes(point))
+                .into_iter()
+                .chain(subs_below(&routes.exact, point))
+            {
+                subs.iter().for_each(|s| wakes.add(s));
+            }
+            for ancestor in point.ancestors().skip(1) {
+                if let Some(subs) = routes.recursive.get(bytes(ancestor)) {
+                    subs.iter().for_each(|s| wakes.add(s));
+                }
+            }
         }
     }
 

@@ -10,6 +10,7 @@ use super::control::Control;
 use super::echo::Echo;
 use super::error::WatchError;
 use super::event::on_internal_thread;
+use super::mounts;
 use super::reader::DirWatcher;
 use super::routes::{Cmd, Routes, Shared, Sub};
 use crate::sys::waker::Waker;
@@ -63,6 +64,7 @@ impl WatchHub {
         let watcher = DirWatcher::new(move |raw| handler_shared.on_event(raw))
             .map_err(|source| WatchError::Init { source })?;
         let control = Control::new(Arc::clone(&shared), watcher);
+        mounts::watch(Arc::clone(&shared));
         std::thread::Builder::new()
             .name("homeostat-watch".into())
             .spawn(move || control.run(rx))

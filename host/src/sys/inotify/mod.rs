@@ -37,6 +37,10 @@
 //!   held while a waker runs, so a waker may subscribe or drop subscriptions; called from a
 //!   waker, those calls do not wait for the control thread (and errors of such a `subscribe`
 //!   are only logged).
+//! * **Mounts.** A mount over (or under) a watched directory changes what a path means
+//!   without an event; a thread watches the mount table (`/proc/self/mountinfo`) and, when
+//!   mount points appear or go, the watches at and below them are placed again and their
+//!   subscribers woken.
 //! * **Aliases.** Watched directories are keyed by canonical path and by device and inode, so two
 //!   spellings of one directory (a symbolic link such as `/lib -> usr/lib`, a bind mount) share
 //!   one inotify watch and both see its events.
@@ -66,7 +70,6 @@
 //!   layer, nor on most network file systems.
 //! * Relative paths are made absolute against the current directory, and `..` is resolved
 //!   lexically.
-
 //!
 //! # Files
 //!
@@ -80,6 +83,7 @@ mod echo;
 mod error;
 mod event;
 mod hub;
+mod mounts;
 mod reader;
 mod routes;
 #[cfg(test)]

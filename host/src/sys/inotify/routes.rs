@@ -274,6 +274,9 @@ pub(super) enum Cmd {
     },
     /// Events were lost: check every watch and anchor.
     Resync,
+    /// These mount points appeared or went: re-check the watches at and below them, and
+    /// wake their subscribers.
+    Mounts(Vec<PathBuf>),
     /// Reply once everything queued before has been handled.
     #[cfg_attr(
         not(test),
