@@ -307,3 +307,69 @@ fn a_mount_over_a_managed_directory_is_noticed_and_repaired() {
     wait_content(&f, "managed\n");
     drop(run);
 }
+
+/// The pids of running processes whose command line is exactly `argv`.
+fn pids_running(argv: &[&str]) -> Vec<i32> {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .filter(|pid| {
+            // Not a zombie waiting for its reaper.
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.rsplit(") ").next().is_some_and(|r| !r.starts_with('Z')))
+        })
+        .collect()
+}
+
+/// Kills the test's daemon if homeostat did not.
+struct KillOnDrop(Vec<String>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let argv: Vec<&str> = self.0.iter().map(String::as_str).collect();
+        for pid in pids_running(&argv) {
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// A command that leaves a child behind with `setsid` (out of its process group) does not
+/// outlive homeostat: each command runs in a cgroup of its own, stopped with its resource.
+#[test]
+fn a_setsid_child_of_a_command_stops_with_its_resource() {
+    if !is_root() {
+        eprintln!("skipped: needs root to make cgroups");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    // A command line nothing else runs, to find the daemon by.
+    let secs = format!("300.{}", std::process::id());
+    let argv = vec!["sleep".to_string(), secs.clone()];
+    let _cleanup = KillOnDrop(argv.clone());
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: daemons\nresources:\n  exec:\n  - name: daemon\n    \
+             cmd: \"setsid sleep {secs} >/dev/null 2>&1 < /dev/null &\"\n    shell: /bin/sh\n"
+        ),
+    );
+    let mut run = Running::start(&g, &[]);
+    let argv_ref: Vec<&str> = argv.iter().map(String::as_str).collect();
+    assert!(
+        homeostat_tests::wait_for(|| (!pids_running(&argv_ref).is_empty()).then_some(())).is_some(),
+        "the command started its daemon"
+    );
+    assert!(run.stop().success());
+    assert!(
+        homeostat_tests::wait_for(|| pids_running(&argv_ref).is_empty().then_some(())).is_some(),
+        "the daemon outlived homeostat: {:?}",
+        pids_running(&argv_ref)
+    );
+}

@@ -215,6 +215,11 @@ impl Engine {
                 let _ = r.task.await;
                 ctx.converger.remove(r.v.phase());
                 cleanup(&r.v).await;
+                // What its commands left running (a daemon) stops with it.
+                if let Some(owner) = r.v.footprint.owner.clone() {
+                    let processes = ctx.sys.processes.clone();
+                    let _ = tokio::task::spawn_blocking(move || processes.stop_owner(&owner)).await;
+                }
             });
         }
         while cleanups.join_next().await.is_some() {}
@@ -447,6 +452,9 @@ pub async fn run(
         Stopped::Cancelled
     } else {
         cleanup_all(engine.vertices().cloned().collect()).await;
+        // What the resources' commands left running (daemons) stops with them.
+        let processes = engine.ctx.sys.processes.clone();
+        let _ = tokio::task::spawn_blocking(move || processes.stop_all()).await;
         stopped
     };
     tracing::debug!("engine stopped after {:.1?}", started.elapsed());

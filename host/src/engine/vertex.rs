@@ -692,8 +692,6 @@ async fn run_loop(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>) {
     let _watches = start_watches(&v, paths, &ctx);
     let mut bucket = v.meta.limit.map(|rate| Bucket::new(rate, v.meta.burst));
     let mut retries_left = v.meta.retry;
-    // A floor under retries, whatever `delay` says (see `watch::supervise`).
-    let mut backoff = Backoff::default();
     loop {
         if !wait_dirty(&v, &mut stop).await {
             return;
@@ -761,7 +759,6 @@ async fn run_loop(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>) {
         match result {
             Ok(out) => {
                 retries_left = v.meta.retry;
-                backoff.reset();
                 succeeded(&v, &ctx, out, apply);
             }
             Err(e) => {
@@ -779,7 +776,8 @@ async fn run_loop(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>) {
                     if retries_left > 0 {
                         retries_left -= 1;
                     }
-                    let pause = backoff.next(Duration::ZERO, Duration::from_millis(v.meta.delay));
+                    // A floor under retries, whatever `delay` says: never hundreds a second.
+                    let pause = Duration::from_millis(v.meta.delay).max(Backoff::FLOOR);
                     if !sleep(pause, &mut stop).await {
                         return;
                     }

@@ -5,7 +5,8 @@
 //! - [`footprint`]: what a resource may touch, as it declared it;
 //! - [`fs`]: the file system, footprint-scoped, with atomic durable writes and group
 //!   commit;
-//! - [`process`]: the command lines a resource declared, in process groups;
+//! - [`process`]: the command lines a resource declared, each in a process group and a
+//!   cgroup of its own (`cgroup`);
 //! - [`systemd`]: unit state and jobs over D-Bus;
 //! - [`net`]: the sockets of a resource's server;
 //! - [`kmsg`]: the kernel log as a stream of records;
@@ -19,6 +20,7 @@
 //! [`Services`] bundles the handles a host hands to the runtime and the engine, so that
 //! nothing reaches for a process-wide instance and a test can hand in its own.
 
+pub(crate) mod cgroup;
 pub mod footprint;
 pub mod fs;
 pub mod ids;

@@ -26,11 +26,13 @@ use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
+use crate::sys::cgroup::{self, Cgroup, Cgroups};
 use crate::sys::footprint::Footprint;
 use crate::sys::ids::{self, IdError, IdKind};
 
@@ -140,6 +142,20 @@ pub fn check_argv(footprint: &Footprint, argv: &[String]) -> Result<(), ProcessE
 #[derive(Clone, Default)]
 pub struct Processes {
     groups: Arc<Mutex<HashSet<i32>>>,
+    /// Where commands' cgroups are made (found on first use).
+    cgroups: Arc<OnceLock<Cgroups>>,
+    /// Every command cgroup not removed yet: those of running commands, and those a
+    /// finished command left processes in (a daemon), kept until their resource stops.
+    held: Arc<Mutex<Vec<Held>>>,
+}
+
+/// A command cgroup not removed yet.
+struct Held {
+    /// Distinguishes entries for [`GroupGuard`]'s drop.
+    id: u64,
+    /// The resource whose command it is.
+    owner: Option<Arc<str>>,
+    cgroup: Arc<Cgroup>,
 }
 
 impl std::fmt::Debug for Processes {
@@ -160,21 +176,78 @@ impl Processes {
         self.groups.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// SIGKILL every process group started through this set that is still running.
+    fn held(&self) -> std::sync::MutexGuard<'_, Vec<Held>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// SIGKILL every process group started through this set that is still running, and
+    /// everything in the commands' cgroups (what a command left running included).
     pub fn kill_all(&self) {
         for &pgid in self.lock().iter() {
             kill_group(pgid);
         }
+        for held in self.held().iter() {
+            held.cgroup.kill();
+        }
     }
 
-    /// A guard for the new group `pgid`, counted in this set until it is dropped.
-    fn guard(&self, pgid: i32) -> GroupGuard {
+    /// The resource `owner` stopped (it left the graph, or homeostat is stopping): kill
+    /// what its commands left running (a child that called `setsid`, a daemon) and remove
+    /// their cgroups. Blocks up to a second per cgroup while the killed processes go.
+    pub fn stop_owner(&self, owner: &str) {
+        let mine: Vec<Arc<Cgroup>> = {
+            let mut held = self.held();
+            let (mine, rest) = std::mem::take(&mut *held)
+                .into_iter()
+                .partition(|h| h.owner.as_deref() == Some(owner));
+            *held = rest;
+            mine.into_iter().map(|h| h.cgroup).collect()
+        };
+        for cgroup in mine {
+            reap(cgroup, owner);
+        }
+    }
+
+    /// Every resource stopped (homeostat is stopping): [`Processes::stop_owner`] for all.
+    pub fn stop_all(&self) {
+        let all = std::mem::take(&mut *self.held());
+        for held in all {
+            reap(held.cgroup, held.owner.as_deref().unwrap_or("a command"));
+        }
+    }
+
+    /// A guard for the new group `pgid` (and its cgroup), counted in this set until it is
+    /// dropped.
+    fn guard(&self, pgid: i32, cgroup: Option<Cgroup>, owner: Option<Arc<str>>) -> GroupGuard {
         self.lock().insert(pgid);
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let held = cgroup.map(|cg| {
+            let cgroup = Arc::new(cg);
+            let id = NEXT.fetch_add(1, Ordering::Relaxed);
+            self.held().push(Held {
+                id,
+                owner,
+                cgroup: Arc::clone(&cgroup),
+            });
+            (id, cgroup)
+        });
         GroupGuard {
             pgid,
             armed: true,
             groups: self.clone(),
+            held,
         }
+    }
+}
+
+/// Kills everything in `cgroup` and removes it, waiting up to a second for the killed
+/// processes to go; a cgroup a running command's guard still holds is removed by it.
+fn reap(cgroup: Arc<Cgroup>, who: &str) {
+    cgroup.kill();
+    if let Ok(cgroup) = Arc::try_unwrap(cgroup)
+        && let Err(cgroup) = cgroup.kill_and_remove(Duration::from_secs(1))
+    {
+        tracing::warn!("{who}: a command's cgroup {cgroup:?} could not be removed");
     }
 }
 
@@ -193,12 +266,18 @@ pub struct GroupGuard {
     armed: bool,
     /// The set it is counted in.
     groups: Processes,
+    /// Its cgroup (and its entry in the set), when one could be made.
+    held: Option<(u64, Arc<Cgroup>)>,
 }
 
 impl GroupGuard {
-    /// SIGKILL the whole group (the leader may already have exited; the rest may not).
+    /// SIGKILL the whole group (the leader may already have exited; the rest may not),
+    /// and everything in its cgroup (children that left the group with `setsid`).
     pub fn kill(&self) {
         kill_group(self.pgid);
+        if let Some((_, cgroup)) = &self.held {
+            cgroup.kill();
+        }
     }
 
     /// The process group id (= the leader's pid).
@@ -218,6 +297,18 @@ impl Drop for GroupGuard {
             self.kill();
         }
         self.groups.lock().remove(&self.pgid);
+        // An empty cgroup goes now; one the command left processes in (or whose killed
+        // processes are not gone yet) stays held until its resource stops.
+        if let Some((id, cgroup)) = self.held.take()
+            && !cgroup.populated()
+        {
+            let mut held = self.groups.held();
+            held.retain(|h| h.id != id);
+            drop(held);
+            if let Ok(cgroup) = Arc::try_unwrap(cgroup) {
+                let _ = cgroup.remove_if_empty();
+            }
+        }
     }
 }
 
@@ -230,7 +321,15 @@ pub struct Spawned {
 impl Processes {
     /// Resolve everything (program, cwd, user, group) and spawn `spec` in its own process group,
     /// with stdout and stderr piped and stdin piped when `stdin` is true.
-    pub async fn spawn(&self, spec: &CommandSpec, stdin: bool) -> Result<Spawned, ProcessError> {
+    ///
+    /// The command runs in a cgroup of its own (see `cgroup`) held for `owner`, the
+    /// resource running it, so that what it leaves running stops with that resource.
+    pub async fn spawn(
+        &self,
+        spec: &CommandSpec,
+        stdin: bool,
+        owner: Option<&Arc<str>>,
+    ) -> Result<Spawned, ProcessError> {
         let what = spec.display();
         let path_var = spec
             .env
@@ -279,6 +378,17 @@ impl Processes {
         if let Some(uid) = uid {
             cmd.uid(uid);
         }
+        let cgroup = self.cgroups.get_or_init(Cgroups::detect).create();
+        if let Some(procs) = cgroup.as_ref().map(|c| c.procs().clone()) {
+            // SAFETY: `join` makes only async-signal-safe calls, on a path prepared before
+            // the fork.
+            unsafe {
+                cmd.pre_exec(move || {
+                    cgroup::join(&procs);
+                    Ok(())
+                });
+            }
+        }
         let child = cmd.spawn().map_err(|e| {
             let code = match e.kind() {
                 io::ErrorKind::NotFound => ErrorCode::NotFound,
@@ -295,7 +405,7 @@ impl Processes {
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
         Ok(Spawned {
             child,
-            guard: self.guard(pid),
+            guard: self.guard(pid, cgroup, owner.cloned()),
         })
     }
 
@@ -305,9 +415,10 @@ impl Processes {
         spec: &CommandSpec,
         stdin: Option<Vec<u8>>,
         timeout: Option<Duration>,
+        owner: Option<&Arc<str>>,
     ) -> Result<Output, ProcessError> {
         let what = spec.display();
-        let mut spawned = self.spawn(spec, stdin.is_some()).await?;
+        let mut spawned = self.spawn(spec, stdin.is_some(), owner).await?;
         let mut child_stdin = spawned.child.stdin.take();
         let stdout = spawned.child.stdout.take().expect("stdout is piped");
         let stderr = spawned.child.stderr.take().expect("stderr is piped");
@@ -450,7 +561,7 @@ mod tests {
     async fn runs_with_an_empty_environment_and_captures_output() {
         let mut s = spec(&["sh", "-c", "echo out; echo err >&2; env | wc -l; exit 3"]);
         s.cwd = Some("/tmp".into());
-        let out = Processes::new().run(&s, None, None).await.unwrap();
+        let out = Processes::new().run(&s, None, None, None).await.unwrap();
         assert_eq!(out.exit_code, 3);
         // sh itself sets PWD (and maybe SHLVL, _); nothing from homeostat's environment.
         let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -462,7 +573,7 @@ mod tests {
     #[tokio::test]
     async fn stdin_is_fed() {
         let out = Processes::new()
-            .run(&spec(&["cat"]), Some(b"abc".to_vec()), None)
+            .run(&spec(&["cat"]), Some(b"abc".to_vec()), None, None)
             .await
             .unwrap();
         assert_eq!(out.stdout, b"abc");
@@ -471,7 +582,7 @@ mod tests {
     #[tokio::test]
     async fn missing_program_user_and_cwd_are_named() {
         let e = Processes::new()
-            .run(&spec(&["no-such-program-xyz"]), None, None)
+            .run(&spec(&["no-such-program-xyz"]), None, None, None)
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::NotFound);
@@ -482,13 +593,16 @@ mod tests {
             e.message
         );
         let e = Processes::new()
-            .run(&spec(&["/nonexistent/prog"]), None, None)
+            .run(&spec(&["/nonexistent/prog"]), None, None, None)
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::NotFound);
         let mut s = spec(&["true"]);
         s.user = Some("no-such-user-xyz".into());
-        let e = Processes::new().run(&s, None, None).await.unwrap_err();
+        let e = Processes::new()
+            .run(&s, None, None, None)
+            .await
+            .unwrap_err();
         assert_eq!(e.code, ErrorCode::UnknownId);
         assert!(
             e.message.contains("user `no-such-user-xyz` does not exist"),
@@ -498,7 +612,11 @@ mod tests {
         let mut s = spec(&["true"]);
         s.cwd = Some("/nonexistent-dir".into());
         assert_eq!(
-            Processes::new().run(&s, None, None).await.unwrap_err().code,
+            Processes::new()
+                .run(&s, None, None, None)
+                .await
+                .unwrap_err()
+                .code,
             ErrorCode::NotFound
         );
     }
@@ -512,7 +630,7 @@ mod tests {
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut s = spec(&["./hello.sh"]);
         s.cwd = Some(dir.path().to_str().unwrap().to_string());
-        let out = Processes::new().run(&s, None, None).await.unwrap();
+        let out = Processes::new().run(&s, None, None, None).await.unwrap();
         assert_eq!(out.exit_code, 0);
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
@@ -530,6 +648,7 @@ mod tests {
                 &spec(&["sh", "-c", &script]),
                 None,
                 Some(Duration::from_millis(300)),
+                None,
             )
             .await
             .unwrap_err();

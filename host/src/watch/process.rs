@@ -33,17 +33,23 @@ pub async fn watch(
         return;
     }
     let w = restarts.wake.clone();
+    let owner = footprint.owner.clone();
     supervise(restarts, move || {
-        run_once(spec.clone(), processes.clone(), w.clone())
+        run_once(spec.clone(), processes.clone(), owner.clone(), w.clone())
     })
     .await
 }
 
 /// One run: wake for every stdout line; when the command ends, say how.
-async fn run_once(spec: CommandSpec, processes: Processes, wake: Waker) -> Result<(), String> {
+async fn run_once(
+    spec: CommandSpec,
+    processes: Processes,
+    owner: Option<Arc<str>>,
+    wake: Waker,
+) -> Result<(), String> {
     let what = spec.display();
     let mut spawned = processes
-        .spawn(&spec, false)
+        .spawn(&spec, false, owner.as_ref())
         .await
         .map_err(|e| format!("watch command failed: {e}"))?;
     let stdout = spawned.child.stdout.take().expect("stdout is piped");

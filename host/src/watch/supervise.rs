@@ -7,8 +7,9 @@
 //! **A floor under restarts.** Whatever `retry` and `delay` say, a source that keeps
 //! failing is restarted no sooner than a [`Backoff`] allows: 50 ms after the first quick
 //! failure, twice that after the next, up to 30 s; a source that ran for a while starts
-//! over at 50 ms. The engine applies the same floor to a resource's retried
-//! check-applies, so nothing is restarted or re-applied hundreds of times a second.
+//! over at 50 ms. The engine keeps a resource's retried check-applies at least
+//! [`Backoff::FLOOR`] apart, so nothing is restarted or re-applied hundreds of times a
+//! second.
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -51,7 +51,7 @@ impl wproc::Host for HostState {
         let timeout = timeout_ms.map(|ms| std::time::Duration::from_millis(u64::from(ms)));
         let processes = self.sys().processes.clone();
         Ok(processes
-            .run(&spec, stdin, timeout)
+            .run(&spec, stdin, timeout, fp.owner.as_ref())
             .await
             .map(|o| wproc::Output {
                 exit_code: o.exit_code,
