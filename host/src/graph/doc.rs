@@ -149,6 +149,20 @@ impl Cx {
         Some(s)
     }
 
+    /// A name (of a resource, an edge or the graph): a non-empty string of the characters
+    /// [`NAME_PUNCTUATION`] lists besides ASCII letters and digits. A name reaches logs,
+    /// summaries and terminals, so a control character in it is refused here rather than
+    /// escaped everywhere it is shown.
+    fn name(&mut self, node: Node<'_>, what: impl fmt::Display) -> Option<String> {
+        let pos = node.pos;
+        let s = self.nonempty(node, &what)?;
+        if let Some(message) = name_error(&what, &s) {
+            self.invalid(pos, message);
+            return None;
+        }
+        Some(s)
+    }
+
     /// A mapping's entries; `null` (an empty value) counts as an empty mapping.
     fn mapping<'a>(
         &mut self,
@@ -256,7 +270,7 @@ impl Cx {
             match e.key.as_ref() {
                 "graph" => {
                     have_graph = true;
-                    if let Some(name) = self.nonempty(e.value, "`graph` (the graph's name)") {
+                    if let Some(name) = self.name(e.value, "`graph` (the graph's name)") {
                         doc.name = name;
                     }
                 }
@@ -426,7 +440,7 @@ impl Cx {
                 "name" => {
                     name_seen = true;
                     let vpos = e.value.pos;
-                    if let Some(n) = self.nonempty(e.value, "`name`") {
+                    if let Some(n) = self.name(e.value, "`name`") {
                         match n.strip_prefix("@@") {
                             Some("") => self.invalid(
                                 vpos,
@@ -669,20 +683,29 @@ impl Cx {
             }
         };
         let (mut kind, mut name) = (None, None);
+        // Keys given with a bad value are reported as such, not as missing.
+        let (mut kind_given, mut name_given) = (false, false);
         for e in entries {
             match e.key.as_ref() {
-                "kind" => kind = self.nonempty(e.value, format_args!("`{which}.kind` of {label}")),
-                "name" => name = self.nonempty(e.value, format_args!("`{which}.name` of {label}")),
+                "kind" => {
+                    kind_given = true;
+                    kind = self.nonempty(e.value, format_args!("`{which}.kind` of {label}"));
+                }
+                "name" => {
+                    name_given = true;
+                    name = self.name(e.value, format_args!("`{which}.name` of {label}"));
+                }
                 _ => self.unknown_key(&e, format_args!("`{which}` of {label}"), ENDPOINT_KEYS),
             }
         }
         match (kind, name) {
             (Some(k), Some(n)) => Some(ResId::new(k, n)),
-            (k, n) => {
-                let missing = match (k, n) {
-                    (None, None) => "`kind` and `name`",
-                    (None, _) => "`kind`",
-                    _ => "`name`",
+            _ => {
+                let missing = match (kind_given, name_given) {
+                    (false, false) => "`kind` and `name`",
+                    (false, true) => "`kind`",
+                    (true, false) => "`name`",
+                    (true, true) => return None,
                 };
                 self.invalid(pos, format!("`{which}` of {label} needs {missing}"));
                 None
@@ -708,6 +731,8 @@ impl Cx {
         for e in &entries {
             if e.key == "name"
                 && let Val::Str(s) = &e.value.val
+                && !s.is_empty()
+                && bad_name_char(s).is_none()
             {
                 name = Some(s.to_string());
             }
@@ -722,7 +747,7 @@ impl Cx {
             match e.key.as_ref() {
                 "name" => {
                     if self
-                        .nonempty(e.value, format_args!("the name of {label}"))
+                        .name(e.value, format_args!("the name of {label}"))
                         .is_none()
                     {
                         ok = false;
@@ -833,6 +858,42 @@ impl Cx {
             kind_loc: self.loc(kind_pos),
         })
     }
+}
+
+/// What a name may hold besides ASCII letters and digits: space and `-_.:@/+=,\`. Enough
+/// for mgmt-style path names (`/etc/motd`), systemd units with instances and escapes
+/// (`getty@tty1.service`, `mnt-my\x2ddata.mount`), `host:port` and `key=value` pairs;
+/// without control characters (a newline could forge a log line, ESC drive a terminal),
+/// brackets (which would blur `kind[name]`), quotes or non-ASCII look-alikes.
+pub const NAME_PUNCTUATION: &str = " -_.:@/+=,\\";
+
+/// The first character of `name` that a name may not hold.
+pub(crate) fn bad_name_char(name: &str) -> Option<char> {
+    name.chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || NAME_PUNCTUATION.contains(c)))
+}
+
+/// Why `name` is not a valid name, naming its first bad character escaped (`\n`,
+/// `\u{1b}`) with its code point; `None` when it is valid.
+fn name_error(what: &dyn fmt::Display, name: &str) -> Option<String> {
+    let c = bad_name_char(name)?;
+    let at = name.chars().take_while(|&x| x != c).count() + 1;
+    const SHOWN: usize = 60;
+    let mut shown: String = name
+        .chars()
+        .take(SHOWN)
+        .flat_map(char::escape_default)
+        .collect();
+    if name.chars().nth(SHOWN).is_some() {
+        shown.push('…');
+    }
+    Some(format!(
+        "{what} \"{shown}\" holds the character `{}` (U+{:04X}) at position {at}, which a name \
+         may not hold; use ASCII letters, digits, spaces and `{}`",
+        c.escape_default(),
+        u32::from(c),
+        NAME_PUNCTUATION.trim_start()
+    ))
 }
 
 /// A value where a number was expected, for an error message: the number as YAML spells

@@ -1,6 +1,6 @@
 //! The graph module owns the way from a YAML graph file to a typed, validated resource graph:
-//! [`parse`] reads mgmt's yamlgraph shape strictly (unknown keys, bad metaparams, duplicate
-//! names and YAML bombs are errors) and remembers the line and column of every resource, param
+//! [`parse`] reads mgmt's yamlgraph shape strictly (unknown keys, metaparams out of their
+//! ranges, names outside [`NAME_PUNCTUATION`], duplicate names and YAML bombs are errors) and remembers the line and column of every resource, param
 //! and edge; [`check_params`] checks kinds, edge endpoints and each resource's params against
 //! its kind's JSON schema; [`path_autoedges`] derives "depends on whoever manages my parent
 //! directory" edges; and [`build()`] assembles the petgraph [`StableDiGraph`] the engine runs,
@@ -24,6 +24,6 @@ pub use autoedge::path_autoedges;
 pub use build::{EdgeInfo, Graph, build};
 pub use check::{KindCatalog, SchemaCatalog, SchemaError, check_params, schema_param_names};
 pub use decl::{CollectDecl, EdgeDecl, FieldLoc, GraphDoc, Meta, ResId, ResourceDecl, Semaphore};
-pub use doc::parse;
+pub use doc::{NAME_PUNCTUATION, parse};
 pub use error::{GraphError, GraphErrors, Location};
 pub use petgraph::stable_graph::{NodeIndex, StableDiGraph};

@@ -137,6 +137,26 @@ cases! {
     case_meta_durations_out_of_range => "meta-durations-out-of-range",
     case_meta_not_whole_numbers => "meta-not-whole-numbers",
     case_meta_burst_zero_with_limit => "meta-burst-zero-with-limit",
+    case_resource_name_control_character => "resource-name-control-character",
+    case_resource_name_outside_charset => "resource-name-outside-charset",
+    case_edge_name_control_character => "edge-name-control-character",
+}
+
+#[test]
+fn case_names_valid() {
+    let text = include_str!("../../../tests/cases/names-valid/graph.yaml");
+    let doc = parse(Path::new("graph.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = doc.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "/tmp/homeostat-names-valid/motd",
+            "web server: config=main, v1.2+build_3",
+            "shared-key",
+            "getty@tty1.service",
+            "mnt-my\\x2ddata.mount",
+        ]
+    );
 }
 
 #[test]
