@@ -312,6 +312,7 @@ impl Cx {
                 _ => self.unknown_key(&e, "the graph file", TOP_KEYS),
             }
         }
+        self.refuse_duplicate_edge_names(&doc.edges);
         if !have_graph {
             self.invalid(
                 root_pos,
@@ -370,6 +371,32 @@ impl Cx {
         for item in items {
             if let Some(decl) = self.resource(kind, item) {
                 out.push(decl);
+            }
+        }
+    }
+
+    /// Reports every edge whose `name:` an earlier edge already has, naming both: a name
+    /// is how a message, `homeostat graph` and a reader tell edges apart.
+    fn refuse_duplicate_edge_names(&mut self, edges: &[EdgeDecl]) {
+        let mut first: HashMap<&str, &EdgeDecl> = HashMap::new();
+        for edge in edges {
+            let Some(name) = &edge.name else { continue };
+            match first.entry(name) {
+                MapEntry::Vacant(v) => {
+                    v.insert(edge);
+                }
+                MapEntry::Occupied(f) => {
+                    let other = f.get();
+                    self.errors.push(GraphError::Duplicate {
+                        loc: edge.loc.clone(),
+                        message: format!(
+                            "duplicate edge name `{name}`: this edge ({} -> {}) and the edge \
+                             at {} ({} -> {}) are both named `{name}`; give each edge its own \
+                             name",
+                            edge.from, edge.to, other.loc, other.from, other.to
+                        ),
+                    });
+                }
             }
         }
     }

@@ -140,6 +140,7 @@ cases! {
     case_resource_name_control_character => "resource-name-control-character",
     case_resource_name_outside_charset => "resource-name-outside-charset",
     case_edge_name_control_character => "edge-name-control-character",
+    case_duplicate_edge_name => "duplicate-edge-name",
 }
 
 #[test]
