@@ -140,6 +140,7 @@ cases! {
     case_resource_name_control_character => "resource-name-control-character",
     case_resource_name_outside_charset => "resource-name-outside-charset",
     case_edge_name_control_character => "edge-name-control-character",
+    case_file_mode_unquoted_decimal => "file-mode-unquoted-decimal",
     case_duplicate_edge_name => "duplicate-edge-name",
 }
 
@@ -196,6 +197,7 @@ fn numbers_at_the_edges_of_their_ranges() {
             "{delay: 1e3}",
             "must be a whole number from 0 to 86400000, found 1000.0",
         ),
+        ("{delay: 0x10}", "found a string"),
         (
             "{delay: 010}",
             "`010`, a string (YAML keeps a number with a leading zero as text)",

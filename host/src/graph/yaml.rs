@@ -8,8 +8,11 @@
 //! laughs).
 //!
 //! Scalars are resolved with the YAML 1.2 core schema, with one deliberate exception: a plain
-//! decimal integer with a redundant leading zero (`0644`) stays a string, so file modes written
-//! without quotes keep their meaning instead of silently becoming the decimal number 644.
+//! integer with a redundant leading zero (`0644`) or a radix prefix (`0o644`, `0x1a4`) stays a
+//! string, exactly as written. An unquoted file mode then reaches the plugin as the text the
+//! user wrote, which reads it as octal, instead of silently becoming the decimal number 644
+//! (mode 01204) or, for `0o644`, the number 420 that would read back as mode 0420. A tag
+//! (`!!int 0o644`) still asks for the number.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -630,8 +633,12 @@ fn resolve_plain(s: &str) -> Option<Val<'static>> {
     }
 }
 
-/// Integers: decimal `[-+]?[0-9]+`, `0x…`, `0o…`. With `keep_leading_zero`, `0644` is not one.
+/// Integers: decimal `[-+]?[0-9]+`, `0x…`, `0o…`. With `keep_leading_zero` (a plain scalar),
+/// `0644`, `0o644` and `0x1a4` are not: they stay text as written.
 fn resolve_int(s: &str, keep_leading_zero: bool) -> Option<Val<'static>> {
+    if keep_leading_zero && (s.starts_with("0x") || s.starts_with("0o")) {
+        return None;
+    }
     if let Some(hex) = s.strip_prefix("0x") {
         return u64::from_str_radix(hex, 16).ok().map(Val::UInt);
     }
@@ -722,7 +729,8 @@ mod tests {
     #[test]
     fn scalars_resolve_with_core_schema() {
         let r = root(
-            "a: 1\nb: -2\nc: 0644\nd: 1.5\ne: true\nf: yes\ng: ~\nh: '1'\ni: 0x1f\nj:\nk: 1e3\n",
+            "a: 1\nb: -2\nc: 0644\nd: 1.5\ne: true\nf: yes\ng: ~\nh: '1'\ni: 0x1f\nj:\nk: 1e3\n\
+             l: 0o644\nm: !!int 0o644\nn: !!int 0x1f\n",
         );
         let m = map(&r);
         let got: Vec<String> = m.iter().map(|e| format!("{:?}", e.value.val)).collect();
@@ -737,9 +745,12 @@ mod tests {
                 "Str(\"yes\")",
                 "Null",
                 "Str(\"1\")",
-                "UInt(31)",
+                "Str(\"0x1f\")",
                 "Null",
                 "Float(1000.0)",
+                "Str(\"0o644\")",
+                "UInt(420)",
+                "UInt(31)",
             ]
         );
     }
