@@ -141,6 +141,7 @@ cases! {
     case_resource_name_outside_charset => "resource-name-outside-charset",
     case_edge_name_control_character => "edge-name-control-character",
     case_file_mode_unquoted_decimal => "file-mode-unquoted-decimal",
+    case_yaml_tab_indent => "yaml-tab-indent",
     case_duplicate_edge_name => "duplicate-edge-name",
 }
 

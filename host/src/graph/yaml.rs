@@ -135,7 +135,7 @@ pub(crate) fn load(text: &str) -> Result<Loaded<'_>, YamlError> {
     let mut parser = Parser::new_from_str_with_options(text, options);
     let mut loader = Loader::default();
     while let Some(next) = parser.next_event() {
-        let (event, span) = next.map_err(scan_error)?;
+        let (event, span) = next.map_err(|e| scan_error(e, text))?;
         if loader.event(event, &span)? {
             break;
         }
@@ -150,24 +150,70 @@ pub(crate) fn load(text: &str) -> Result<Loaded<'_>, YamlError> {
     })
 }
 
-fn scan_error(e: ScanError) -> YamlError {
+fn scan_error(e: ScanError, text: &str) -> YamlError {
     let m = e.marker();
+    let mut pos = Pos {
+        line: clamp_u32(m.line()),
+        col: clamp_u32(m.col().saturating_add(1)),
+    };
     let info = if matches!(e.kind(), ErrorKind::RecursionLimitExceeded) {
         format!("nested more than {MAX_DEPTH} levels deep; the graph is rejected")
+    } else if matches!(
+        e.kind(),
+        ErrorKind::TabNotAllowed
+            | ErrorKind::TabInBlockIndentation
+            | ErrorKind::TabAtBlockScalarStart
+            | ErrorKind::TabInIndentation
+            | ErrorKind::TabInPlainScalar
+    ) {
+        if let Some(tab) = tab_position(text, pos) {
+            pos = tab;
+        }
+        format!("{} (indent with spaces: YAML allows no tab here)", e.info())
     } else {
         e.info()
     };
     YamlError {
-        pos: Pos {
-            line: clamp_u32(m.line()),
-            col: clamp_u32(m.col().saturating_add(1)),
-        },
+        pos,
         message: if info.is_empty() {
             "invalid YAML".to_owned()
         } else {
             format!("invalid YAML: {info}")
         },
     }
+}
+
+/// Where the tab behind a tab error is. The parser reports some at the start of the plain
+/// scalar before it, a line too early (`path: /x` then a tab-indented line), others just
+/// after the tab: the tab is the first one on the reported line before the reported
+/// column, else the first one at or after it.
+fn tab_position(text: &str, reported: Pos) -> Option<Pos> {
+    let mut at = Pos::START;
+    let mut after = None;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\t' {
+            if at.line == reported.line && at.col < reported.col {
+                return Some(at);
+            }
+            if at >= reported {
+                after = after.or(Some(at));
+                if at.line > reported.line {
+                    break;
+                }
+            }
+        }
+        // Line breaks as YAML counts them: `\n`, `\r\n`, and a lone `\r`.
+        if c == '\n' || (c == '\r' && chars.peek() != Some(&'\n')) {
+            at = Pos {
+                line: at.line.saturating_add(1),
+                col: 1,
+            };
+        } else {
+            at.col = at.col.saturating_add(1);
+        }
+    }
+    after
 }
 
 /// A finished node with the size of its subtree (for alias budgets).
@@ -816,6 +862,32 @@ mod tests {
         assert!(e.message.contains("deep"), "{}", e.message);
         let recursive = load("a: &a [*a]\n").err().unwrap_or_else(|| panic!());
         assert!(recursive.message.contains("recursive"));
+    }
+
+    #[test]
+    fn tab_errors_point_at_the_tab() {
+        for (text, line, col) in [
+            // Reported by the parser at the start of `/x`, on line 2.
+            ("a:\n  path: /x\n\tcontent: hi\n", 3, 1),
+            ("a:\n  path: \"/x\"\n\tcontent: hi\n", 3, 1),
+            ("a:\n\tb: 1\n", 2, 1),
+            ("a:\n  b:\n\t  hi\n", 3, 1),
+            ("a:\n  b: c\n  \td: 1\n", 3, 3),
+            ("a: 'x\ty'\nb:\n\tc: 1\n", 3, 1),
+            ("a:\r\n  b: c\r\n\td: 1\r\n", 3, 1),
+            ("a:\r  b: c\r\td: 1\r", 3, 1),
+        ] {
+            let e = load(text)
+                .err()
+                .unwrap_or_else(|| panic!("accepted {text:?}"));
+            assert_eq!(
+                (e.pos.line, e.pos.col),
+                (line, col),
+                "{text:?}: {}",
+                e.message
+            );
+            assert!(e.message.contains("tab"), "{}", e.message);
+        }
     }
 
     #[test]
