@@ -1,12 +1,14 @@
 //! The graph module owns the way from a YAML graph file to a typed, validated resource graph:
-//! [`parse`] reads mgmt's yamlgraph shape strictly (unknown keys, metaparams out of their
-//! ranges, names outside [`NAME_PUNCTUATION`], duplicate names and YAML bombs are errors) and remembers the line and column of every resource, param
-//! and edge; [`check_params`] checks kinds, edge endpoints and each resource's params against
-//! its kind's JSON schema; [`path_autoedges`] derives "depends on whoever manages my parent
-//! directory" edges; and [`build()`] assembles the petgraph [`StableDiGraph`] the engine runs,
-//! rejecting cycles. Every error is a [`GraphError`] rendered as `FILE:LINE:COLUMN: message`,
-//! and all errors found are reported together as [`GraphErrors`]. Live graph swaps compare
-//! planned resources in the engine (`engine::run`), not here.
+//! [`decode`] takes the file's bytes as UTF-8 (naming the first bad byte); [`parse`] reads
+//! mgmt's yamlgraph shape strictly (unknown keys, metaparams out of their ranges, names
+//! outside [`NAME_PUNCTUATION`], duplicate names and YAML bombs are errors) and remembers
+//! the line and column of every resource, param and edge; [`check_params`] checks kinds,
+//! edge endpoints and each resource's params against its kind's JSON schema;
+//! [`path_autoedges`] derives "depends on whoever manages my parent directory" edges; and
+//! [`build()`] assembles the petgraph [`StableDiGraph`] the engine runs, rejecting cycles.
+//! Every error is a [`GraphError`] rendered as `FILE:LINE:COLUMN: message`, and all errors
+//! found are reported together as [`GraphErrors`]. Live graph swaps compare planned
+//! resources in the engine (`engine::run`), not here.
 
 mod autoedge;
 mod build;
@@ -15,6 +17,7 @@ mod decl;
 mod doc;
 mod error;
 pub(crate) mod suggest;
+mod text;
 mod yaml;
 
 #[cfg(test)]
@@ -27,3 +30,4 @@ pub use decl::{CollectDecl, EdgeDecl, FieldLoc, GraphDoc, Meta, ResId, ResourceD
 pub use doc::{NAME_PUNCTUATION, parse};
 pub use error::{GraphError, GraphErrors, Location};
 pub use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+pub use text::{decode, decode_owned, parse_bytes};

@@ -81,7 +81,8 @@ pub fn read(path: &Path) -> Result<String, PlanError> {
             path: path.to_path_buf(),
         });
     }
-    std::fs::read_to_string(path).map_err(read_err)
+    let bytes = std::fs::read(path).map_err(read_err)?;
+    Ok(graph::decode_owned(path, bytes).map_err(GraphErrors::from)?)
 }
 
 /// Parse the text of the graph file `path`. This needs no plugin, so `run` does it while
