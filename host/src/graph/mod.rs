@@ -8,7 +8,8 @@
 //! [`build()`] assembles the petgraph [`StableDiGraph`] the engine runs, rejecting cycles.
 //! Every error is a [`GraphError`] rendered as `FILE:LINE:COLUMN: message`, and all errors
 //! found are reported together as [`GraphErrors`]. Live graph swaps compare planned
-//! resources in the engine (`engine::run`), not here.
+//! resources in the engine (`engine::run`), not here. With the `fuzzing` feature,
+//! `fuzzing` holds the loader's oracle for the fuzz target and the property tests.
 
 mod autoedge;
 mod build;
@@ -16,10 +17,14 @@ mod check;
 mod decl;
 mod doc;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub(crate) mod suggest;
 mod text;
 mod yaml;
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;
 
