@@ -52,6 +52,51 @@ fn creates_file_with_content_and_mode_then_is_idempotent() {
     );
 }
 
+/// Issue 19 §6: an unquoted mode is applied as written (octal), never as another mode;
+/// unquoted forms that YAML reads as a number are refused before anything is applied.
+#[test]
+fn unquoted_modes_are_applied_as_written_or_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b, c) = (t.path().join("a"), t.path().join("b"), t.path().join("c"));
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: t\nresources:\n  file:\n  - {{name: a, path: {}, mode: 0640}}\n  \
+             - {{name: b, path: {}, mode: 0o604}}\n  - {{name: c, path: {}, mode: 02711}}\n",
+            a.display(),
+            b.display(),
+            c.display()
+        ),
+    );
+    let out = run_once(&g);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mode(&a), 0o640);
+    assert_eq!(mode(&b), 0o604);
+    assert_eq!(mode(&c), 0o2711);
+
+    for (written, hint) in [
+        ("644", "quote it"),
+        ("420", "quote it"),
+        ("6.44", "quote it"),
+        ("0x1a4", "not a valid mode"),
+    ] {
+        let d = t.path().join("d");
+        let g = write_graph(
+            t.path(),
+            "bad.yaml",
+            &format!(
+                "graph: t\nresources:\n  file:\n  - {{name: d, path: {}, mode: {written}}}\n",
+                d.display()
+            ),
+        );
+        let out = run_once(&g);
+        assert!(!out.status.success(), "mode: {written} was accepted");
+        assert!(stderr(&out).contains(hint), "{written}: {}", stderr(&out));
+        assert!(!d.exists(), "mode: {written}: nothing is applied");
+    }
+}
+
 #[test]
 fn directory_tree_with_autoedges_owner_and_symlink() {
     let t = tempfile::tempdir().unwrap();

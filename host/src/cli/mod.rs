@@ -4,7 +4,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | converged (or the graph is valid) |
-//! | 1 | the graph or a plugin is invalid, or the run settled with failed resources |
+//! | 1 | the command line, the graph or a plugin is invalid, or the run settled with failed resources |
 //! | 2 | `--noop`: changes are pending |
 //! | 130 | interrupted twice (in-flight check-applies were abandoned) |
 
@@ -54,7 +54,20 @@ enum Command {
 /// Parse the command line, run the subcommand, and map the result to an exit code.
 pub fn main() -> ExitCode {
     let started = std::time::Instant::now();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // `--help` and `--version` print and exit 0; a bad command line (an unknown flag,
+        // a limit out of its range) is an error like an invalid graph: exit 1, never 2,
+        // which would read as "`--noop`: changes pending".
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     logging::init(cli.verbose);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -87,4 +100,70 @@ pub fn main() -> ExitCode {
     };
     logging::flush();
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `homeostat ARGS`; `Err` holds clap's message.
+    fn parse(args: &[&str]) -> Result<Cli, String> {
+        Cli::try_parse_from(std::iter::once("homeostat").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn limit_flags_refuse_zero_and_overflow() {
+        for sub in ["run", "validate", "graph"] {
+            for (flag, bad) in [
+                ("--plugin-memory", "0"),
+                // MiB shifted left by 20 would wrap past 64 bits.
+                ("--plugin-memory", "17592186044416"),
+                ("--plugin-memory", "4097"),
+                ("--plugin-memory", "-1"),
+                ("--plugin-cpu", "0"),
+                ("--plugin-cpu", "18446744073709551616"),
+                ("--plugin-timeout", "0"),
+                ("--plugin-timeout", "86400001"),
+                ("--plugin-pool", "0"),
+                ("--plugin-pool", "18446744073709551615"),
+                ("--plugin-pool", "1.5"),
+            ] {
+                let arg = format!("{flag}={bad}");
+                let e = parse(&[sub, "g.yaml", &arg])
+                    .err()
+                    .unwrap_or_else(|| panic!("{sub} {flag} {bad} accepted"));
+                assert!(
+                    e.contains(flag) && e.contains("expected a whole number from"),
+                    "{e}"
+                );
+            }
+            for (flag, good) in [
+                ("--plugin-memory", "1"),
+                ("--plugin-memory", "4096"),
+                ("--plugin-cpu", "1"),
+                ("--plugin-timeout", "86400000"),
+                ("--plugin-pool", "1024"),
+            ] {
+                parse(&[sub, "g.yaml", flag, good]).unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn converged_timeout_is_a_sane_number_of_seconds() {
+        for bad in [
+            "-1", "nan", "NaN", "inf", "-inf", "1e-300", "0.0001", "1e30", "86401", "x", "",
+        ] {
+            let arg = format!("--converged-timeout={bad}");
+            let e = parse(&["run", "g.yaml", &arg])
+                .err()
+                .unwrap_or_else(|| panic!("--converged-timeout {bad} accepted"));
+            assert!(e.contains("--converged-timeout"), "{e}");
+        }
+        for good in ["0", "0.0", "0.001", "0.5", "2", "86400"] {
+            parse(&["run", "g.yaml", "--converged-timeout", good])
+                .unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+    }
 }

@@ -14,7 +14,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::load::PluginArgs;
 use crate::engine::{self, Plan, RunOptions, Settled, Shutdown, Stopped, Summary};
-use crate::graph::GraphDoc;
+use crate::graph::{GraphDoc, Meta};
 use crate::plan::PlanError;
 use crate::plan::cache::{self, PlanCache};
 use crate::plugin::registry::Registry;
@@ -25,10 +25,10 @@ use crate::sys::inotify::{Subscription, WatchHub};
 pub struct RunArgs {
     /// The graph file (YAML).
     graph: PathBuf,
-    /// Exit once every resource has been converged for N seconds: 0 when all are in
-    /// their declared state, 1 when some failed.
-    #[arg(long, value_name = "N")]
-    converged_timeout: Option<f64>,
+    /// Exit once every resource has been converged for N seconds (0, or 0.001 to 86400;
+    /// fractions allowed): 0 when all are in their declared state, 1 when some failed.
+    #[arg(long, value_name = "N", value_parser = converged_timeout)]
+    converged_timeout: Option<Duration>,
     /// Change nothing: report what would change (exit 2 when something would).
     #[arg(long)]
     noop: bool,
@@ -69,13 +69,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         };
-    let converged_timeout = match args.converged_timeout {
-        Some(s) if !(s.is_finite() && s >= 0.0) => {
-            anyhow::bail!("--converged-timeout must be a number of seconds >= 0")
-        }
-        Some(s) => Some(Duration::from_secs_f64(s)),
-        None => None,
-    };
+    let converged_timeout = args.converged_timeout;
     tracing::info!(
         "running graph `{}`: {} resources, {} edges",
         plan.name,
@@ -145,6 +139,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         _ if args.noop && summary.pending > 0 => ExitCode::from(2),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// Parses `--converged-timeout`: seconds from 0 to one day, fractions allowed. NaN,
+/// infinities, negative numbers and a positive value under a millisecond (`1e-300`, which
+/// would silently become 0) are refused while the command line is parsed.
+fn converged_timeout(text: &str) -> Result<Duration, String> {
+    let max = Meta::MAX_MILLIS / 1000;
+    let range = || format!("expected 0, or a number of seconds from 0.001 to {max}");
+    let secs: f64 = text.trim().parse().map_err(|_| range())?;
+    if secs == 0.0 {
+        return Ok(Duration::ZERO);
+    }
+    if !(0.001..=Duration::from_secs(max).as_secs_f64()).contains(&secs) {
+        return Err(range());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| range())
 }
 
 /// What the parse thread found: the graph's text, its digest when the plan cache is on,

@@ -23,7 +23,9 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    /// `rate` events per second (> 0), `burst` at once (≥ 1, checked by the parser).
+    /// `rate` events per second, `burst` at once; the parser keeps both in their ranges
+    /// (`Meta::MIN_LIMIT`..=`Meta::MAX_LIMIT`, at least 1), and a wait that would not fit
+    /// a `Duration` anyway is capped instead of panicking.
     pub fn new(rate: f64, burst: u32) -> Bucket {
         let burst = f64::from(burst.max(1));
         Bucket {
@@ -46,7 +48,7 @@ impl Bucket {
         if self.tokens >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-self.tokens / self.rate)
+            Duration::try_from_secs_f64(-self.tokens / self.rate).unwrap_or(Duration::MAX)
         }
     }
 }
@@ -71,14 +73,20 @@ impl Semaphores {
             .map(|d| {
                 let entry = map
                     .entry(d.id.clone())
-                    .or_insert_with(|| (d.count, Arc::new(Semaphore::new(d.count as usize))));
+                    .or_insert_with(|| (d.count, Arc::new(Semaphore::new(permits(d.count)))));
                 if entry.0 != d.count {
-                    *entry = (d.count, Arc::new(Semaphore::new(d.count as usize)));
+                    *entry = (d.count, Arc::new(Semaphore::new(permits(d.count))));
                 }
                 entry.1.clone()
             })
             .collect()
     }
+}
+
+/// A semaphore's count as tokio permits. The parser caps counts far below tokio's
+/// maximum; a larger one is capped rather than panicking in `Semaphore::new`.
+fn permits(count: u32) -> usize {
+    usize::try_from(count).map_or(Semaphore::MAX_PERMITS, |n| n.min(Semaphore::MAX_PERMITS))
 }
 
 #[cfg(test)]
@@ -100,6 +108,19 @@ mod tests {
         assert_eq!(b.take(t2), Duration::ZERO);
         assert_eq!(b.take(t2), Duration::ZERO);
         assert!(b.take(t2) > Duration::ZERO);
+    }
+
+    #[test]
+    fn extreme_rates_never_panic() {
+        let t0 = Instant::now();
+        for rate in [f64::MIN_POSITIVE, 1e-300, 1e-9] {
+            let mut b = Bucket::new(rate, 1);
+            assert_eq!(b.take(t0), Duration::ZERO);
+            assert!(b.take(t0) > Duration::from_secs(1_000_000));
+        }
+        let mut b = Bucket::new(1e300, u32::MAX);
+        assert_eq!(b.take(t0), Duration::ZERO);
+        assert_eq!(permits(u32::MAX), 4_294_967_295.min(Semaphore::MAX_PERMITS));
     }
 
     #[test]

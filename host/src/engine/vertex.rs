@@ -197,7 +197,11 @@ impl Vertex {
         CallLimits {
             timeout: self.meta.timeout.map(Duration::from_millis),
             cpu: self.meta.cpu.map(Duration::from_millis),
-            memory_bytes: self.meta.memory.map(|m| (m as usize) << 20),
+            // At most `Meta::MAX_MEMORY_MIB` (4096) by the parser; saturate, never wrap.
+            memory_bytes: self
+                .meta
+                .memory
+                .map(|m| usize::try_from(m).map_or(usize::MAX, |m| m.saturating_mul(1 << 20))),
         }
     }
 

@@ -83,6 +83,27 @@ pub struct Meta {
     pub trust_parents: bool,
 }
 
+/// The accepted range of every numeric metaparam, checked by [`parse`](super::parse) with
+/// a located error. The limit flags of the command line share them, so a flag and the
+/// metaparam that overrides it accept the same values. A value outside its range is an
+/// error, never clamped, wrapped or truncated.
+impl Meta {
+    /// Longest duration in milliseconds (`delay`, `timeout`, `cpu`): one day.
+    pub const MAX_MILLIS: u64 = 86_400_000;
+    /// Longest `poll` interval in seconds: one day.
+    pub const MAX_POLL_SECS: u32 = 86_400;
+    /// Largest `memory` cap in MiB: a wasm32 linear memory cannot exceed 4 GiB.
+    pub const MAX_MEMORY_MIB: u64 = 4096;
+    /// Slowest finite `limit`, in events per second (one per 1000 s; slower is `poll`).
+    pub const MIN_LIMIT: f64 = 0.001;
+    /// Fastest finite `limit`, in events per second (faster: `.inf`, unlimited).
+    pub const MAX_LIMIT: f64 = 1_000_000.0;
+    /// Largest `burst`.
+    pub const MAX_BURST: u32 = 1_000_000;
+    /// Largest count of a `sema` semaphore.
+    pub const MAX_SEMA_COUNT: u32 = 1_000_000;
+}
+
 impl Default for Meta {
     fn default() -> Self {
         Meta {

@@ -162,6 +162,20 @@ impl Cx {
         Some(s)
     }
 
+    /// A name (of a resource, an edge or the graph): a non-empty string of the characters
+    /// [`NAME_PUNCTUATION`] lists besides ASCII letters and digits. A name reaches logs,
+    /// summaries and terminals, so a control character in it is refused here rather than
+    /// escaped everywhere it is shown.
+    fn name(&mut self, node: Node<'_>, what: impl fmt::Display) -> Option<String> {
+        let pos = node.pos;
+        let s = self.nonempty(node, &what)?;
+        if let Some(message) = name_error(&what, &s) {
+            self.invalid(pos, message);
+            return None;
+        }
+        Some(s)
+    }
+
     /// A mapping's entries; `null` (an empty value) counts as an empty mapping.
     fn mapping<'a>(
         &mut self,
@@ -209,38 +223,37 @@ impl Cx {
         }
     }
 
-    /// An unsigned integer no larger than `max`.
+    /// A whole number from 0 to `max`.
     fn unsigned(&mut self, node: Node<'_>, what: impl fmt::Display, max: u64) -> Option<u64> {
-        match node.val {
-            Val::UInt(n) if n <= max => Some(n),
-            Val::UInt(n) => {
-                self.invalid(node.pos, format!("{what} must be at most {max}, found {n}"));
-                None
-            }
-            Val::Int(n) => {
-                self.invalid(node.pos, format!("{what} must not be negative, found {n}"));
-                None
-            }
-            other => {
-                self.invalid(
-                    node.pos,
-                    format!("{what} must be a whole number, found {}", other.describe()),
-                );
-                None
-            }
-        }
+        self.whole(node, what, 0, max)
     }
 
     /// A whole number from 1 to `max` (a limit: 0 would stop every call).
     fn positive(&mut self, node: Node<'_>, what: impl fmt::Display, max: u64) -> Option<u64> {
-        let pos = node.pos;
-        match self.unsigned(node, &what, max)? {
-            0 => {
-                self.invalid(pos, format!("{what} must be at least 1, found 0"));
-                None
-            }
-            n => Some(n),
-        }
+        self.whole(node, what, 1, max)
+    }
+
+    /// A whole number from `min` to `max`. Anything else (a fraction, a negative or huge
+    /// number, NaN, text) is reported at the value, never wrapped or truncated.
+    fn whole(
+        &mut self,
+        node: Node<'_>,
+        what: impl fmt::Display,
+        min: u64,
+        max: u64,
+    ) -> Option<u64> {
+        let message = match node.val {
+            Val::UInt(n) if (min..=max).contains(&n) => return Some(n),
+            Val::UInt(n) if n < min => format!("{what} must be at least {min}, found {n}"),
+            Val::UInt(n) => format!("{what} must be at most {max}, found {n}"),
+            Val::Int(n) => format!("{what} must not be negative, found {n}"),
+            ref other => format!(
+                "{what} must be a whole number from {min} to {max}, found {}",
+                describe_number(other)
+            ),
+        };
+        self.invalid(node.pos, message);
+        None
     }
 
     fn top(&mut self, root: Node<'_>, doc: &mut GraphDoc) {
@@ -270,7 +283,7 @@ impl Cx {
             match e.key.as_ref() {
                 "graph" => {
                     have_graph = true;
-                    if let Some(name) = self.nonempty(e.value, "`graph` (the graph's name)") {
+                    if let Some(name) = self.name(e.value, "`graph` (the graph's name)") {
                         doc.name = name;
                     }
                 }
@@ -312,6 +325,7 @@ impl Cx {
                 _ => self.unknown_key(&e, "the graph file", TOP_KEYS),
             }
         }
+        self.refuse_duplicate_edge_names(&doc.edges);
         if !have_graph {
             self.invalid(
                 root_pos,
@@ -370,6 +384,32 @@ impl Cx {
         for item in items {
             if let Some(decl) = self.resource(kind, item) {
                 out.push(decl);
+            }
+        }
+    }
+
+    /// Reports every edge whose `name:` an earlier edge already has, naming both: a name
+    /// is how a message, `homeostat graph` and a reader tell edges apart.
+    fn refuse_duplicate_edge_names(&mut self, edges: &[EdgeDecl]) {
+        let mut first: HashMap<&str, &EdgeDecl> = HashMap::new();
+        for edge in edges {
+            let Some(name) = &edge.name else { continue };
+            match first.entry(name) {
+                MapEntry::Vacant(v) => {
+                    v.insert(edge);
+                }
+                MapEntry::Occupied(f) => {
+                    let other = f.get();
+                    self.errors.push(GraphError::Duplicate {
+                        loc: edge.loc.clone(),
+                        message: format!(
+                            "duplicate edge name `{name}`: this edge ({} -> {}) and the edge \
+                             at {} ({} -> {}) are both named `{name}`; give each edge its own \
+                             name",
+                            edge.from, edge.to, other.loc, other.from, other.to
+                        ),
+                    });
+                }
             }
         }
     }
@@ -440,7 +480,7 @@ impl Cx {
                 "name" => {
                     name_seen = true;
                     let vpos = e.value.pos;
-                    if let Some(n) = self.nonempty(e.value, "`name`") {
+                    if let Some(n) = self.name(e.value, "`name`") {
                         match n.strip_prefix("@@") {
                             Some("") => self.invalid(
                                 vpos,
@@ -491,7 +531,8 @@ impl Cx {
             return meta;
         };
         let mut limit_pos = None;
-        let mut burst_set = false;
+        // The `burst` given and where, to check it against `limit` at the end.
+        let mut burst: Option<(u32, Pos)> = None;
         for e in entries {
             let what = Lazy(|f: &mut fmt::Formatter<'_>| write!(f, "meta `{}` of {id}", e.key));
             match e.key.as_ref() {
@@ -510,26 +551,27 @@ impl Cx {
                         Ok(n) => meta.retry = n,
                         Err(_) => self.invalid(
                             e.value.pos,
-                            format!("{what} is too large ({n}); use -1 to retry forever"),
+                            format!(
+                                "{what} is too large ({n}, at most {}); use -1 to retry forever",
+                                i32::MAX
+                            ),
                         ),
                     },
-                    Val::Int(n) => self.invalid(
-                        e.value.pos,
-                        format!(
-                            "{what} must be -1 (retry forever) or a count of 0 or more, found {n}"
-                        ),
-                    ),
                     ref other => self.invalid(
                         e.value.pos,
                         format!(
                             "{what} must be -1 (retry forever) or a count of 0 or more, found {}",
-                            other.describe()
+                            describe_number(other)
                         ),
                     ),
                 },
                 "delay" => {
                     meta.delay = self
-                        .unsigned(e.value, format_args!("{what} (milliseconds)"), u64::MAX)
+                        .unsigned(
+                            e.value,
+                            format_args!("{what} (milliseconds)"),
+                            Meta::MAX_MILLIS,
+                        )
                         .unwrap_or(0);
                 }
                 "poll" => {
@@ -537,53 +579,66 @@ impl Cx {
                         .unsigned(
                             e.value,
                             format_args!("{what} (seconds, 0 = watch)"),
-                            u64::from(u32::MAX),
+                            u64::from(Meta::MAX_POLL_SECS),
                         )
                         .and_then(|n| u32::try_from(n).ok())
                         .unwrap_or(0);
                 }
                 "burst" => {
-                    burst_set = true;
-                    meta.burst = self
-                        .unsigned(e.value, &what, u64::from(u32::MAX))
+                    let pos = e.value.pos;
+                    if let Some(n) = self
+                        .unsigned(e.value, &what, u64::from(Meta::MAX_BURST))
                         .and_then(|n| u32::try_from(n).ok())
-                        .unwrap_or(0);
-                    if meta.burst == 0 {
-                        // Reported with `limit` if there is one; harmless otherwise.
-                        burst_set = false;
+                    {
+                        meta.burst = n;
+                        burst = Some((n, pos));
+                    } else {
+                        // Reported; do not also report a missing burst.
+                        burst = Some((1, pos));
                     }
                 }
                 "timeout" => {
                     meta.timeout = self
-                        .unsigned(e.value, format_args!("{what} (milliseconds)"), u64::MAX)
+                        .unsigned(
+                            e.value,
+                            format_args!("{what} (milliseconds, 0 = none)"),
+                            Meta::MAX_MILLIS,
+                        )
                         .filter(|&t| t > 0);
                 }
                 "cpu" => {
-                    meta.cpu =
-                        self.positive(e.value, format_args!("{what} (milliseconds)"), 86_400_000);
+                    meta.cpu = self.positive(
+                        e.value,
+                        format_args!("{what} (milliseconds)"),
+                        Meta::MAX_MILLIS,
+                    );
                 }
                 "memory" => {
-                    // A wasm32 linear memory cannot exceed 4 GiB.
-                    meta.memory = self.positive(e.value, format_args!("{what} (MiB)"), 4096);
+                    meta.memory =
+                        self.positive(e.value, format_args!("{what} (MiB)"), Meta::MAX_MEMORY_MIB);
                 }
                 "limit" => {
-                    let n = match e.value.val {
-                        Val::UInt(n) => Some(n as f64),
-                        Val::Int(n) => Some(n as f64),
+                    // Integers beyond u32 are far above the largest limit: no need to
+                    // convert them exactly.
+                    let rate = match e.value.val {
+                        Val::UInt(n) => Some(u32::try_from(n).map_or(f64::MAX, f64::from)),
+                        Val::Int(_) => Some(-1.0),
                         Val::Float(f) => Some(f),
                         _ => None,
                     };
-                    match n {
+                    match rate {
                         Some(f) if f == f64::INFINITY => meta.limit = None,
-                        Some(f) if f > 0.0 && f.is_finite() => {
+                        Some(f) if (Meta::MIN_LIMIT..=Meta::MAX_LIMIT).contains(&f) => {
                             meta.limit = Some(f);
                             limit_pos = Some(e.key_pos);
                         }
                         _ => self.invalid(
                             e.value.pos,
                             format!(
-                                "{what} must be a number of events per second above 0 \
+                                "{what} must be a number of events per second from {} to {} \
                                  (or .inf for unlimited), found {}",
+                                Meta::MIN_LIMIT,
+                                Meta::MAX_LIMIT,
                                 describe_number(&e.value.val)
                             ),
                         ),
@@ -633,16 +688,24 @@ impl Cx {
                 }
             }
         }
-        if let Some(p) = limit_pos
-            && !burst_set
-        {
-            self.invalid(
-                p,
-                format!(
-                    "meta `limit` of {id} needs a `burst` of at least 1 (how many events may \
-                     pass at once); add e.g. `burst: 1` next to it"
+        if let Some(p) = limit_pos {
+            match burst {
+                None => self.invalid(
+                    p,
+                    format!(
+                        "meta `limit` of {id} needs a `burst` of at least 1 (how many events \
+                         may pass at once); add e.g. `burst: 1` next to it"
+                    ),
                 ),
-            );
+                Some((0, at)) => self.invalid(
+                    at,
+                    format!(
+                        "meta `burst` of {id} must be at least 1 when `limit` is set (how many \
+                         events may pass at once), found 0"
+                    ),
+                ),
+                Some(_) => {}
+            }
         }
         meta
     }
@@ -663,20 +726,29 @@ impl Cx {
             }
         };
         let (mut kind, mut name) = (None, None);
+        // Keys given with a bad value are reported as such, not as missing.
+        let (mut kind_given, mut name_given) = (false, false);
         for e in entries {
             match e.key.as_ref() {
-                "kind" => kind = self.nonempty(e.value, format_args!("`{which}.kind` of {label}")),
-                "name" => name = self.nonempty(e.value, format_args!("`{which}.name` of {label}")),
+                "kind" => {
+                    kind_given = true;
+                    kind = self.nonempty(e.value, format_args!("`{which}.kind` of {label}"));
+                }
+                "name" => {
+                    name_given = true;
+                    name = self.name(e.value, format_args!("`{which}.name` of {label}"));
+                }
                 _ => self.unknown_key(&e, format_args!("`{which}` of {label}"), ENDPOINT_KEYS),
             }
         }
         match (kind, name) {
             (Some(k), Some(n)) => Some(ResId::new(k, n)),
-            (k, n) => {
-                let missing = match (k, n) {
-                    (None, None) => "`kind` and `name`",
-                    (None, _) => "`kind`",
-                    _ => "`name`",
+            _ => {
+                let missing = match (kind_given, name_given) {
+                    (false, false) => "`kind` and `name`",
+                    (false, true) => "`kind`",
+                    (true, false) => "`name`",
+                    (true, true) => return None,
                 };
                 self.invalid(pos, format!("`{which}` of {label} needs {missing}"));
                 None
@@ -702,6 +774,8 @@ impl Cx {
         for e in &entries {
             if e.key == "name"
                 && let Val::Str(s) = &e.value.val
+                && !s.is_empty()
+                && bad_name_char(s).is_none()
             {
                 name = Some(s.to_string());
             }
@@ -716,7 +790,7 @@ impl Cx {
             match e.key.as_ref() {
                 "name" => {
                     if self
-                        .nonempty(e.value, format_args!("the name of {label}"))
+                        .name(e.value, format_args!("the name of {label}"))
                         .is_none()
                     {
                         ok = false;
@@ -829,12 +903,79 @@ impl Cx {
     }
 }
 
+/// What a name may hold besides ASCII letters and digits: space and `-_.:@/+=,\`. Enough
+/// for mgmt-style path names (`/etc/motd`), systemd units with instances and escapes
+/// (`getty@tty1.service`, `mnt-my\x2ddata.mount`), `host:port` and `key=value` pairs;
+/// without control characters (a newline could forge a log line, ESC drive a terminal),
+/// brackets (which would blur `kind[name]`), quotes or non-ASCII look-alikes.
+pub const NAME_PUNCTUATION: &str = " -_.:@/+=,\\";
+
+/// The first character of `name` that a name may not hold.
+pub(crate) fn bad_name_char(name: &str) -> Option<char> {
+    name.chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || NAME_PUNCTUATION.contains(c)))
+}
+
+/// Why `name` is not a valid name, naming its first bad character escaped (`\n`,
+/// `\u{1b}`) with its code point; `None` when it is valid.
+fn name_error(what: &dyn fmt::Display, name: &str) -> Option<String> {
+    let c = bad_name_char(name)?;
+    let at = name.chars().take_while(|&x| x != c).count() + 1;
+    const SHOWN: usize = 60;
+    let mut shown: String = name
+        .chars()
+        .take(SHOWN)
+        .flat_map(char::escape_default)
+        .collect();
+    if name.chars().nth(SHOWN).is_some() {
+        shown.push('…');
+    }
+    Some(format!(
+        "{what} \"{shown}\" holds the character `{}` (U+{:04X}) at position {at}, which a name \
+         may not hold; use ASCII letters, digits, spaces and `{}`",
+        c.escape_default(),
+        u32::from(c),
+        NAME_PUNCTUATION.trim_start()
+    ))
+}
+
+/// A value where a number was expected, for an error message: the number as YAML spells
+/// it (`1.5`, `1e-300`, `.nan`), or what else it is. Integers too large for 64 bits and
+/// integers with a leading zero stay strings in the YAML loader; they are named as such.
 fn describe_number(v: &Val) -> String {
     match v {
         Val::UInt(n) => n.to_string(),
         Val::Int(n) => n.to_string(),
-        Val::Float(f) => f.to_string(),
+        Val::Float(f) => show_float(*f),
+        Val::Str(s) => {
+            let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                "a string".to_owned()
+            } else if digits.len() > 1 && digits.starts_with('0') {
+                format!("`{s}`, a string (YAML keeps a number with a leading zero as text)")
+            } else if s.parse::<i64>().is_ok() || s.parse::<u64>().is_ok() {
+                format!("`{s}`, a string (write numbers without quotes)")
+            } else {
+                format!("`{s}`, which is too large")
+            }
+        }
         other => other.describe().to_owned(),
+    }
+}
+
+/// A float as YAML writes it; tiny and huge ones in exponent form (`1e-300`, not three
+/// hundred zeros).
+fn show_float(f: f64) -> String {
+    if f.is_nan() {
+        ".nan".to_owned()
+    } else if f == f64::INFINITY {
+        ".inf".to_owned()
+    } else if f == f64::NEG_INFINITY {
+        "-.inf".to_owned()
+    } else if f != 0.0 && !(1e-4..1e16).contains(&f.abs()) {
+        format!("{f:e}")
+    } else {
+        format!("{f:?}")
     }
 }
 
@@ -855,12 +996,17 @@ fn parse_sema(s: &str) -> Result<Semaphore, String> {
         Ok(0) => Err(format!(
             "`{s}`: a semaphore count must be at least 1 (`{id}:1` lets one resource in at a time)"
         )),
+        Ok(n) if n > Meta::MAX_SEMA_COUNT => Err(format!(
+            "`{s}`: a semaphore count must be at most {}",
+            Meta::MAX_SEMA_COUNT
+        )),
         Ok(n) => Ok(Semaphore {
             id: id.to_owned(),
             count: n,
         }),
         Err(_) => Err(format!(
-            "`{s}`: the count after `:` must be a whole number of at least 1"
+            "`{s}`: the count after `:` must be a whole number from 1 to {}",
+            Meta::MAX_SEMA_COUNT
         )),
     }
 }

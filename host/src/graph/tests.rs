@@ -133,6 +133,97 @@ cases! {
     case_empty_name => "empty-name",
     case_retry_negative => "retry-negative",
     case_unknown_kind => "unknown-kind",
+    case_meta_limit_out_of_range => "meta-limit-out-of-range",
+    case_meta_durations_out_of_range => "meta-durations-out-of-range",
+    case_meta_not_whole_numbers => "meta-not-whole-numbers",
+    case_meta_burst_zero_with_limit => "meta-burst-zero-with-limit",
+    case_resource_name_control_character => "resource-name-control-character",
+    case_resource_name_outside_charset => "resource-name-outside-charset",
+    case_edge_name_control_character => "edge-name-control-character",
+    case_file_mode_unquoted_decimal => "file-mode-unquoted-decimal",
+    case_yaml_tab_indent => "yaml-tab-indent",
+    case_duplicate_edge_name => "duplicate-edge-name",
+}
+
+#[test]
+fn case_names_valid() {
+    let text = include_str!("../../../tests/cases/names-valid/graph.yaml");
+    let doc = parse(Path::new("graph.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = doc.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "/tmp/homeostat-names-valid/motd",
+            "web server: config=main, v1.2+build_3",
+            "shared-key",
+            "getty@tty1.service",
+            "mnt-my\\x2ddata.mount",
+        ]
+    );
+}
+
+#[test]
+fn numbers_at_the_edges_of_their_ranges() {
+    let meta = |m: &str| {
+        parse(
+            Path::new("g.yaml"),
+            &format!("graph: g\nresources:\n  file:\n  - {{name: a, path: /a, meta: {m}}}\n"),
+        )
+        .map(|doc| doc.resources[0].meta.clone())
+        .map_err(|e| e.to_string())
+    };
+    let ok = |m: &str| meta(m).unwrap_or_else(|e| panic!("{m}: {e}"));
+    assert_eq!(ok("{limit: 0.001, burst: 1}").limit, Some(0.001));
+    assert_eq!(ok("{limit: 1000000, burst: 1000000}").limit, Some(1e6));
+    assert_eq!(ok("{limit: .inf, burst: 0}").limit, None);
+    assert_eq!(ok("{delay: 86400000}").delay, 86_400_000);
+    assert_eq!(ok("{poll: 86400}").poll, 86_400);
+    assert_eq!(ok("{timeout: 0}").timeout, None);
+    assert_eq!(ok("{timeout: 86400000}").timeout, Some(86_400_000));
+    assert_eq!(ok("{cpu: 1, memory: 4096}").memory, Some(4096));
+    assert_eq!(ok("{retry: 2147483647}").retry, i32::MAX);
+    assert_eq!(ok("{sema: [\"a:1000000\"]}").sema[0].count, 1_000_000);
+    for (m, want) in [
+        ("{limit: 0.0009, burst: 1}", "found 0.0009"),
+        ("{limit: 1000001, burst: 1}", "found 1000001"),
+        ("{limit: 5e-324, burst: 1}", "found 5e-324"),
+        ("{limit: -1, burst: 1}", "found -1"),
+        (
+            "{limit: \"2\", burst: 1}",
+            "found `2`, a string (write numbers without quotes)",
+        ),
+        ("{burst: 1000001}", "must be at most 1000000"),
+        ("{delay: 86400001}", "must be at most 86400000"),
+        (
+            "{delay: 1e3}",
+            "must be a whole number from 0 to 86400000, found 1000.0",
+        ),
+        ("{delay: 0x10}", "found a string"),
+        (
+            "{delay: 010}",
+            "`010`, a string (YAML keeps a number with a leading zero as text)",
+        ),
+        ("{poll: 86401}", "must be at most 86400"),
+        ("{timeout: -1}", "must not be negative"),
+        ("{cpu: 86400001}", "must be at most 86400000"),
+        ("{memory: 0}", "must be at least 1, found 0"),
+        (
+            "{retry: 2147483648}",
+            "is too large (2147483648, at most 2147483647)",
+        ),
+        ("{retry: -2}", "found -2"),
+        ("{retry: .nan}", "found .nan"),
+        (
+            "{retry: -9223372036854775809}",
+            "`-9223372036854775809`, which is too large",
+        ),
+        ("{sema: [\"a:1000001\"]}", "must be at most 1000000"),
+        ("{sema: [\"a:-1\"]}", "a whole number from 1 to 1000000"),
+    ] {
+        let e = meta(m).err().unwrap_or_else(|| panic!("{m} accepted"));
+        assert!(e.contains(want), "{m}: want {want:?} in {e}");
+        assert!(e.starts_with("g.yaml:4:"), "{m}: located: {e}");
+    }
 }
 
 #[test]

@@ -8,8 +8,11 @@
 //! laughs).
 //!
 //! Scalars are resolved with the YAML 1.2 core schema, with one deliberate exception: a plain
-//! decimal integer with a redundant leading zero (`0644`) stays a string, so file modes written
-//! without quotes keep their meaning instead of silently becoming the decimal number 644.
+//! integer with a redundant leading zero (`0644`) or a radix prefix (`0o644`, `0x1a4`) stays a
+//! string, exactly as written. An unquoted file mode then reaches the plugin as the text the
+//! user wrote, which reads it as octal, instead of silently becoming the decimal number 644
+//! (mode 01204) or, for `0o644`, the number 420 that would read back as mode 0420. A tag
+//! (`!!int 0o644`) still asks for the number.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -132,7 +135,7 @@ pub(crate) fn load(text: &str) -> Result<Loaded<'_>, YamlError> {
     let mut parser = Parser::new_from_str_with_options(text, options);
     let mut loader = Loader::default();
     while let Some(next) = parser.next_event() {
-        let (event, span) = next.map_err(scan_error)?;
+        let (event, span) = next.map_err(|e| scan_error(e, text))?;
         if loader.event(event, &span)? {
             break;
         }
@@ -147,24 +150,70 @@ pub(crate) fn load(text: &str) -> Result<Loaded<'_>, YamlError> {
     })
 }
 
-fn scan_error(e: ScanError) -> YamlError {
+fn scan_error(e: ScanError, text: &str) -> YamlError {
     let m = e.marker();
+    let mut pos = Pos {
+        line: clamp_u32(m.line()),
+        col: clamp_u32(m.col().saturating_add(1)),
+    };
     let info = if matches!(e.kind(), ErrorKind::RecursionLimitExceeded) {
         format!("nested more than {MAX_DEPTH} levels deep; the graph is rejected")
+    } else if matches!(
+        e.kind(),
+        ErrorKind::TabNotAllowed
+            | ErrorKind::TabInBlockIndentation
+            | ErrorKind::TabAtBlockScalarStart
+            | ErrorKind::TabInIndentation
+            | ErrorKind::TabInPlainScalar
+    ) {
+        if let Some(tab) = tab_position(text, pos) {
+            pos = tab;
+        }
+        format!("{} (indent with spaces: YAML allows no tab here)", e.info())
     } else {
         e.info()
     };
     YamlError {
-        pos: Pos {
-            line: clamp_u32(m.line()),
-            col: clamp_u32(m.col().saturating_add(1)),
-        },
+        pos,
         message: if info.is_empty() {
             "invalid YAML".to_owned()
         } else {
             format!("invalid YAML: {info}")
         },
     }
+}
+
+/// Where the tab behind a tab error is. The parser reports some at the start of the plain
+/// scalar before it, a line too early (`path: /x` then a tab-indented line), others just
+/// after the tab: the tab is the first one on the reported line before the reported
+/// column, else the first one at or after it.
+fn tab_position(text: &str, reported: Pos) -> Option<Pos> {
+    let mut at = Pos::START;
+    let mut after = None;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\t' {
+            if at.line == reported.line && at.col < reported.col {
+                return Some(at);
+            }
+            if at >= reported {
+                after = after.or(Some(at));
+                if at.line > reported.line {
+                    break;
+                }
+            }
+        }
+        // Line breaks as YAML counts them: `\n`, `\r\n`, and a lone `\r`.
+        if c == '\n' || (c == '\r' && chars.peek() != Some(&'\n')) {
+            at = Pos {
+                line: at.line.saturating_add(1),
+                col: 1,
+            };
+        } else {
+            at.col = at.col.saturating_add(1);
+        }
+    }
+    after
 }
 
 /// A finished node with the size of its subtree (for alias budgets).
@@ -630,8 +679,12 @@ fn resolve_plain(s: &str) -> Option<Val<'static>> {
     }
 }
 
-/// Integers: decimal `[-+]?[0-9]+`, `0x…`, `0o…`. With `keep_leading_zero`, `0644` is not one.
+/// Integers: decimal `[-+]?[0-9]+`, `0x…`, `0o…`. With `keep_leading_zero` (a plain scalar),
+/// `0644`, `0o644` and `0x1a4` are not: they stay text as written.
 fn resolve_int(s: &str, keep_leading_zero: bool) -> Option<Val<'static>> {
+    if keep_leading_zero && (s.starts_with("0x") || s.starts_with("0o")) {
+        return None;
+    }
     if let Some(hex) = s.strip_prefix("0x") {
         return u64::from_str_radix(hex, 16).ok().map(Val::UInt);
     }
@@ -722,7 +775,8 @@ mod tests {
     #[test]
     fn scalars_resolve_with_core_schema() {
         let r = root(
-            "a: 1\nb: -2\nc: 0644\nd: 1.5\ne: true\nf: yes\ng: ~\nh: '1'\ni: 0x1f\nj:\nk: 1e3\n",
+            "a: 1\nb: -2\nc: 0644\nd: 1.5\ne: true\nf: yes\ng: ~\nh: '1'\ni: 0x1f\nj:\nk: 1e3\n\
+             l: 0o644\nm: !!int 0o644\nn: !!int 0x1f\n",
         );
         let m = map(&r);
         let got: Vec<String> = m.iter().map(|e| format!("{:?}", e.value.val)).collect();
@@ -737,9 +791,12 @@ mod tests {
                 "Str(\"yes\")",
                 "Null",
                 "Str(\"1\")",
-                "UInt(31)",
+                "Str(\"0x1f\")",
                 "Null",
                 "Float(1000.0)",
+                "Str(\"0o644\")",
+                "UInt(420)",
+                "UInt(31)",
             ]
         );
     }
@@ -805,6 +862,32 @@ mod tests {
         assert!(e.message.contains("deep"), "{}", e.message);
         let recursive = load("a: &a [*a]\n").err().unwrap_or_else(|| panic!());
         assert!(recursive.message.contains("recursive"));
+    }
+
+    #[test]
+    fn tab_errors_point_at_the_tab() {
+        for (text, line, col) in [
+            // Reported by the parser at the start of `/x`, on line 2.
+            ("a:\n  path: /x\n\tcontent: hi\n", 3, 1),
+            ("a:\n  path: \"/x\"\n\tcontent: hi\n", 3, 1),
+            ("a:\n\tb: 1\n", 2, 1),
+            ("a:\n  b:\n\t  hi\n", 3, 1),
+            ("a:\n  b: c\n  \td: 1\n", 3, 3),
+            ("a: 'x\ty'\nb:\n\tc: 1\n", 3, 1),
+            ("a:\r\n  b: c\r\n\td: 1\r\n", 3, 1),
+            ("a:\r  b: c\r\td: 1\r", 3, 1),
+        ] {
+            let e = load(text)
+                .err()
+                .unwrap_or_else(|| panic!("accepted {text:?}"));
+            assert_eq!(
+                (e.pos.line, e.pos.col),
+                (line, col),
+                "{text:?}: {}",
+                e.message
+            );
+            assert!(e.message.contains("tab"), "{}", e.message);
+        }
     }
 
     #[test]

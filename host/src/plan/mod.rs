@@ -81,7 +81,8 @@ pub fn read(path: &Path) -> Result<String, PlanError> {
             path: path.to_path_buf(),
         });
     }
-    std::fs::read_to_string(path).map_err(read_err)
+    let bytes = std::fs::read(path).map_err(read_err)?;
+    Ok(graph::decode_owned(path, bytes).map_err(GraphErrors::from)?)
 }
 
 /// Parse the text of the graph file `path`. This needs no plugin, so `run` does it while
@@ -494,8 +495,15 @@ fn overlapping_sockets(doc: &GraphDoc, infos: &[ResourceInfo]) -> Vec<GraphError
     errors
 }
 
+/// Whether `decl` says `state: absent`. Only the wording of an error depends on it: what
+/// is refused follows from the footprints alone (a `file` declared absent claims its whole
+/// tree, as a recursive one does).
+fn declared_absent(decl: &graph::ResourceDecl) -> bool {
+    decl.params.get("state").and_then(serde_json::Value::as_str) == Some("absent")
+}
+
 /// A resource writing a path inside a tree that another resource writes recursively
-/// (`file` with `recurse`/`force`). A directory and a file inside it do not conflict: the
+/// (`file` with `recurse`/`force`, or `state: absent`: nothing may exist below it). A directory and a file inside it do not conflict: the
 /// directory's grant is that entry only. Ancestors are looked up in a map of the recursive
 /// grants, so this costs O(paths × depth), not O(paths²).
 fn overlapping_trees(doc: &GraphDoc, infos: &[ResourceInfo]) -> Vec<GraphError> {
@@ -523,9 +531,19 @@ fn overlapping_trees(doc: &GraphDoc, infos: &[ResourceInfo]) -> Vec<GraphError> 
                     continue;
                 }
                 let (a, b) = (&doc.resources[j], &doc.resources[i]);
-                errors.push(GraphError::Duplicate {
-                    loc: b.loc_of(None),
-                    message: format!(
+                let message = if declared_absent(a) {
+                    format!(
+                        "{} manages {}, which is inside {}, which {} (at {}) declares \
+                         `state: absent`: nothing may exist there, so the two would undo each \
+                         other forever; drop one of them",
+                        b.id(),
+                        g.path.display(),
+                        tree.display(),
+                        a.id(),
+                        a.loc_of(Some("state")),
+                    )
+                } else {
+                    format!(
                         "{} manages {}, which is inside {}, managed recursively by {} (at {}); \
                          a path can have only one resource: drop one of them, or make {} \
                          non-recursive",
@@ -535,7 +553,11 @@ fn overlapping_trees(doc: &GraphDoc, infos: &[ResourceInfo]) -> Vec<GraphError> 
                         a.id(),
                         a.loc_of(None),
                         a.id()
-                    ),
+                    )
+                };
+                errors.push(GraphError::Duplicate {
+                    loc: b.loc_of(None),
+                    message,
                 });
             }
         }

@@ -148,7 +148,11 @@ impl Spec {
     pub fn declare(&self) -> Declared {
         let mut d = Declared::default();
         // `force` may remove a whole directory that stands where the entry should be.
-        let tree = self.is_tree() || self.force;
+        // `absent` claims the whole tree too: nothing may exist at or below `path`, so
+        // the host refuses another resource managing a path inside it (a contradiction
+        // that would otherwise fail at every check-apply) as it refuses one inside a
+        // recursive tree. Without `force` the plugin still removes only an empty directory.
+        let tree = self.is_tree() || self.force || self.want == Want::Absent;
         d.grants.push(Grant {
             path: self.path.clone(),
             recursive: tree,
@@ -764,6 +768,20 @@ mod tests {
         let d = spec(r#"{"path": "/var/www/"}"#).declare();
         assert_eq!(d.grants, [grant("/var/www", false, true)]);
         assert_eq!(d.watches, [watch("/var/www", false)]);
+    }
+
+    #[test]
+    fn absent_declares_the_whole_tree() {
+        for params in [
+            r#"{"path": "/etc/app/", "state": "absent"}"#,
+            r#"{"path": "/etc/app", "state": "absent"}"#,
+            r#"{"path": "/etc/app/", "state": "absent", "force": true}"#,
+        ] {
+            let d = spec(params).declare();
+            assert_eq!(d.grants, [grant("/etc/app", true, true)], "{params}");
+            assert_eq!(d.watches, [watch("/etc/app", false)], "{params}");
+            assert_eq!(d.depends, ["/etc"], "{params}");
+        }
     }
 
     #[test]
