@@ -59,11 +59,7 @@ fn files(list: &[(&str, Vec<u8>)]) -> Rc<MemFiles> {
     Rc::new(m)
 }
 
-fn start(
-    req: &Request,
-    src: &Rc<MemFiles>,
-    config: &Config,
-) -> (Transfer<Rc<MemFiles>>, Vec<u8>) {
+fn start(req: &Request, src: &Rc<MemFiles>, config: &Config) -> (Transfer<Rc<MemFiles>>, Vec<u8>) {
     Transfer::new(req, src.clone(), config, T0).unwrap()
 }
 
