@@ -158,8 +158,11 @@ fn one_file_two_names_through_a_linked_directory_is_a_conflict_not_a_fight() {
     assert!(changes <= 2, "no fight: {summary}");
 }
 
-/// A `file` that receives its `path` from another `file` would fight it forever; it is a
-/// conflict at the second write, and the run settles.
+/// A `file` that receives its `path` from another `file` would fight it forever. When
+/// the graph shows it (the sender's own `path` is what it sends), `validate` refuses it
+/// (`tests/cases/send-path-to-another-file`); when only the run shows it (here the path
+/// comes from a command's output), it is a conflict at the second write, and the run
+/// settles.
 #[test]
 fn a_path_received_from_another_resource_is_a_conflict_not_a_fight() {
     let t = tempfile::tempdir().unwrap();
@@ -168,9 +171,10 @@ fn a_path_received_from_another_resource_is_a_conflict_not_a_fight() {
         t.path(),
         "g.yaml",
         &format!(
-            "graph: recv\nresources:\n  file:\n  - name: a\n    path: {f}\n    content: \"a\\n\"\n  \
+            "graph: recv\nresources:\n  exec:\n  - name: where\n    cmd: \"printf {f}\"\n    shell: /bin/sh\n  \
+             file:\n  - name: a\n    path: {f}\n    content: \"a\\n\"\n  \
              - name: b\n    path: {other}\n    content: \"b\\n\"\n\
-             edges:\n- name: e\n  from: {{kind: file, name: a}}\n  to: {{kind: file, name: b}}\n  send: {{path: path}}\n",
+             edges:\n- name: e\n  from: {{kind: exec, name: where}}\n  to: {{kind: file, name: b}}\n  send: {{stdout: path}}\n",
             f = f.display(),
             other = t.path().join("other").display()
         ),
@@ -187,7 +191,7 @@ fn a_path_received_from_another_resource_is_a_conflict_not_a_fight() {
         .split(", ")
         .find_map(|p| p.strip_suffix(" changes")?.parse().ok())
         .unwrap_or(usize::MAX);
-    assert!(changes <= 2, "no fight: {summary}");
+    assert!(changes <= 3, "no fight: {summary}");
     assert!(!t.path().join("other").exists());
 }
 

@@ -133,6 +133,7 @@ pub async fn plan(
     );
     let started = std::time::Instant::now();
     check_footprints(&doc, &infos)?;
+    GraphErrors::check(received_footprints(&doc, &params, &infos, registry).await)?;
 
     let paths: Vec<(Vec<Cow<'_, str>>, &[String])> = infos
         .iter()
@@ -375,6 +376,104 @@ fn check_sends(doc: &GraphDoc, registry: &Registry) -> Vec<GraphError> {
         }
     }
     errors
+}
+
+/// A resource that would receive, through send/recv, a value that makes it write what its
+/// sender writes: the sender's own param of the sent key's name is what it sends in the
+/// common case (a `file` sends its `path`), so the receiver is validated with that value
+/// and its write grants compared with the sender's. At run time the `fs` service catches
+/// the same (one file, two names); this says it before anything runs.
+async fn received_footprints(
+    doc: &GraphDoc,
+    params: &[Arc<str>],
+    infos: &[ResourceInfo],
+    registry: &Registry,
+) -> Vec<GraphError> {
+    let mut errors = Vec::new();
+    if doc.edges.iter().all(|e| e.send.is_empty()) {
+        return errors;
+    }
+    let index: HashMap<(&str, &str), usize> = doc
+        .resources
+        .iter()
+        .enumerate()
+        .map(|(i, r)| ((r.kind.as_str(), r.name.as_str()), i))
+        .collect();
+    let at = |id: &ResId| index.get(&(id.kind.as_str(), id.name.as_str())).copied();
+    for (n, edge) in doc.edges.iter().enumerate() {
+        let (Some(from), Some(to)) = (at(&edge.from), at(&edge.to)) else {
+            continue;
+        };
+        let Ok(serde_json::Value::Object(sender)) = serde_json::from_str(&params[from]) else {
+            continue;
+        };
+        let Ok(serde_json::Value::Object(mut receiver)) = serde_json::from_str(&params[to]) else {
+            continue;
+        };
+        let mut predicted = false;
+        for (key, param) in &edge.send {
+            if let Some(value) = sender.get(key) {
+                receiver.insert(param.clone(), value.clone());
+                predicted = true;
+            }
+        }
+        if !predicted {
+            continue;
+        }
+        let decl = &doc.resources[to];
+        let Some(entry) = registry.kind(&decl.kind) else {
+            continue;
+        };
+        let reference = ResourceRef {
+            kind: decl.kind.clone(),
+            name: decl.name.clone(),
+        };
+        let text: Arc<str> = serde_json::Value::Object(receiver).to_string().into();
+        // Invalid with the received values: the run reports it when they arrive.
+        let Ok(info) = entry.plugin.validate(&reference, text).await else {
+            continue;
+        };
+        let theirs = infos[from].footprint.paths.iter().filter(|g| g.write);
+        let clash = info
+            .footprint
+            .paths
+            .iter()
+            .filter(|g| g.write)
+            .find_map(|mine| {
+                theirs
+                    .clone()
+                    .find(|t| grants_overlap(mine, t))
+                    .map(|t| (mine, t))
+            });
+        if let Some((mine, theirs)) = clash {
+            errors.push(GraphError::Invalid {
+                loc: edge.loc.clone(),
+                message: format!(
+                    "{}: {} would receive its `{}` from {} and then write {}, which {} writes \
+                     ({}): one file, two names, and the two would rewrite it in turn forever",
+                    edge.label(n),
+                    edge.to,
+                    edge.send.values().cloned().collect::<Vec<_>>().join("`, `"),
+                    edge.from,
+                    mine.path.display(),
+                    edge.from,
+                    theirs.path.display()
+                ),
+            });
+        }
+    }
+    errors
+}
+
+/// Whether two write grants reach a common path.
+fn grants_overlap(
+    a: &crate::sys::footprint::PathGrant,
+    b: &crate::sys::footprint::PathGrant,
+) -> bool {
+    let below = |p: &Path, g: &crate::sys::footprint::PathGrant| {
+        p == g.path || (g.recursive && p.starts_with(&g.path))
+    };
+    below(&a.path, b) || below(&b.path, a)
 }
 
 /// Resources naming the same semaphore must agree on its count.
