@@ -28,6 +28,8 @@ mod commit;
 mod error;
 mod host;
 mod path;
+#[cfg(test)]
+mod proptests;
 mod stat;
 mod sweep;
 mod temp;

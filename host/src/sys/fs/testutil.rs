@@ -5,7 +5,7 @@ pub(super) use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 pub(super) use super::host::{FsHost, INLINE_IO_MAX, Staged, write_all};
-pub(super) use super::path::{Authorized, authorize};
+pub(super) use super::path::{Authorized, authorize, check};
 pub(super) use super::stat::Attrs;
 pub(super) use super::walk::{Managed, Rules};
 pub(super) use crate::sys::footprint::{Footprint, PathGrant};
