@@ -9,10 +9,10 @@
 //! left the graph or the engine stops) kills the command's whole process group.
 //!
 //! Both pipes are read in chunks, never a line at a time: a command that prints a
-//! gigabyte without a newline costs one buffer, not a gigabyte. Only the last
-//! [`STDERR_TAIL`] bytes of stderr are kept, and their last lines reach the log escaped
-//! ([`crate::sys::text`]), so a command cannot forge log lines or send escape sequences to
-//! the operator's terminal.
+//! gigabyte without a newline costs one buffer, not a gigabyte. Only the last 2 KiB of
+//! stderr are kept (`STDERR_TAIL`), and their last lines reach the log escaped
+//! ([`crate::sys::text`]), so a command cannot forge log lines or send escape sequences
+//! to the operator's terminal.
 
 use std::sync::Arc;
 

@@ -1,8 +1,7 @@
 //! `log` (0.1): leveled log lines into the host's log, prefixed with `kind[name]`. Always
-//! available: nothing to grant. A message is cut at
-//! [`MAX_LOG_MESSAGE`](crate::plugin::types::MAX_LOG_MESSAGE) bytes (with a marker) and its
-//! control characters escaped: a plugin cannot forge a log line with a newline, nor reach
-//! the operator's terminal with an escape sequence.
+//! available: nothing to grant. A message is cut at [`MAX_LOG_MESSAGE`] bytes (with a
+//! marker) and its control characters escaped: a plugin cannot forge a log line with a
+//! newline, nor reach the operator's terminal with an escape sequence.
 
 use wasmtime::component::Linker;
 
