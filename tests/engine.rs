@@ -507,7 +507,12 @@ resources:
         err.contains("file[motd]: would change (noop): content: 14 bytes -> 14 bytes"),
         "{err}"
     );
-    assert!(err.contains("\n-old line\n+new line\n same\n"), "{err}");
+    // The diff's lines are below the line, indented: only homeostat's own lines start at
+    // the first column.
+    assert!(
+        err.contains("\n  -old line\n  +new line\n   same\n"),
+        "{err}"
+    );
     assert!(err.contains("changes pending"), "{err}");
     assert_eq!(std::fs::read_to_string(&motd).unwrap(), "old line\nsame\n");
     assert!(!d.join("quiet").exists());
@@ -737,4 +742,81 @@ fn a_graph_planned_once_starts_from_its_cached_plan_until_it_or_a_plugin_changes
     let log = run_planned(&g, &["--no-cache"]);
     assert!(!log.contains("plan cache"), "{log}");
     assert!(!plan_file(&g).exists());
+}
+
+#[test]
+fn a_graph_path_that_becomes_a_device_or_fifo_is_refused_during_live_swap() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let yaml = r#"
+graph: swap
+resources:
+  steer:
+  - name: keep
+    state: {dir}/keep
+"#;
+    let mut r = start(d, yaml, &[]);
+    r.wait_log(&["steer keep end"]);
+    let g = d.join("graph.yaml");
+    // Each replacement is put in place atomically (made aside, renamed over the graph).
+    let aside = d.join("aside");
+    std::os::unix::fs::symlink("/dev/zero", &aside).unwrap();
+    std::fs::rename(&aside, &g).unwrap();
+    r.wait_log(&[
+        "is a character device, not a regular file",
+        "still running the previous graph",
+    ]);
+    homeostat_tests::mkfifo(&aside);
+    std::fs::rename(&aside, &g).unwrap();
+    r.wait_log(&[
+        "is a FIFO, not a regular file",
+        "still running the previous graph",
+    ]);
+    std::fs::File::create(&aside)
+        .unwrap()
+        .set_len(65 << 20)
+        .unwrap();
+    std::fs::rename(&aside, &g).unwrap();
+    r.wait_log(&["is 65 MiB (68157440 bytes), larger than the cap of 64 MiB"]);
+    assert!(r.alive());
+    // Nothing was left waiting or reading: a valid graph is swapped in as usual.
+    std::fs::write(
+        &aside,
+        yaml.replace("{dir}", &d.display().to_string())
+            + &format!("  - name: new\n    state: {}/new\n", d.display()),
+    )
+    .unwrap();
+    std::fs::rename(&aside, &g).unwrap();
+    r.wait_log(&["steer new end"]);
+    assert!(
+        r.rss_kib() < 512 * 1024,
+        "nothing big was read: {} KiB",
+        r.rss_kib()
+    );
+    assert!(r.stop().success());
+}
+
+#[test]
+fn a_signal_during_start_up_exits_at_once() {
+    // `stall` loops in `validate`, so start-up never ends by itself (its CPU budget and
+    // timeout are ten minutes).
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let yaml = r#"
+graph: stuck
+resources:
+  stall:
+  - name: s
+    path: {dir}/s
+"#;
+    let mut r = start(
+        d,
+        yaml,
+        &["--plugin-cpu", "600000", "--plugin-timeout", "600000"],
+    );
+    r.wait_log(&["stall[s]: stalling in validate"]);
+    r.signal(libc::SIGINT);
+    let status = r.wait_exit();
+    assert_eq!(status.code(), Some(130), "{status}");
+    r.wait_log(&["interrupted while starting: nothing was applied"]);
 }

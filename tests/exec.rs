@@ -368,3 +368,65 @@ edges:
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "hello from exec\n");
 }
+
+#[test]
+fn a_command_that_prints_megabytes_keeps_its_tail() {
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("out");
+    // 10 MiB on stdout, then the line that matters; the same on stderr for the failing one.
+    let ten_mib = "head -c 10485760 /dev/zero | tr '\\\\0' x";
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            r#"graph: t
+resources:
+  exec:
+  - name: chatty
+    shell: /bin/sh
+    cmd: "{ten_mib}; echo; echo the very end"
+  - name: failing
+    shell: /bin/sh
+    cmd: "{{ {ten_mib}; echo; echo the final error; }} >&2; exit 3"
+  file:
+  - name: out
+    path: {}
+edges:
+- name: e1
+  from: {{kind: exec, name: chatty}}
+  to: {{kind: file, name: out}}
+  send: {{stdout: content}}
+"#,
+            f.display()
+        ),
+    );
+    let out = run_once(&g, "0.5");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "`failing` fails:\n{err}");
+    // The failure's message ends with the command's last line of stderr.
+    let failed = err
+        .lines()
+        .find(|l| l.contains("exec[failing]: ") && l.contains("exited with status 3"))
+        .unwrap_or_else(|| panic!("no failure line:\n{err}"));
+    assert!(failed.ends_with("the final error"), "{failed}");
+    assert!(failed.len() < 64 << 10, "{} bytes", failed.len());
+    // What was sent on: the output's beginning and end, and where the middle was dropped.
+    let content = std::fs::read_to_string(&f).unwrap();
+    assert!(content.len() <= 4 << 20, "{}", content.len());
+    assert!(content.starts_with("xxxx"));
+    assert!(
+        content.ends_with("xxxx\nthe very end\n"),
+        "{}",
+        &content[content.len() - 40..]
+    );
+    assert!(content.contains("bytes of output dropped here]"));
+    assert!(
+        err.contains("exec[chatty]: `") && err.contains("printed more than 4 MiB"),
+        "{err}"
+    );
+    assert!(
+        err.len() < 1 << 20,
+        "the log stays small: {} bytes",
+        err.len()
+    );
+}

@@ -559,3 +559,397 @@ fn limits_can_be_set_per_resource() {
         "{err}"
     );
 }
+
+// ---- Input from outside: bounded, and never waited on (issue 19, §2) ----
+
+/// `homeostat validate GRAPH` and `homeostat run GRAPH`, each within the deadline: both
+/// must fail, and their stderr (the two joined) is returned.
+fn refused_graph(graph: &Path, extra: &[&str]) -> String {
+    let mut all = String::new();
+    for cmd in ["validate", "run"] {
+        let mut args = vec![cmd, graph.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = homeostat_tests::homeostat_within_deadline(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {err}");
+        all.push_str(&err);
+    }
+    all
+}
+
+#[test]
+fn a_fifo_as_graph_is_refused_at_once() {
+    let t = tempfile::tempdir().unwrap();
+    let fifo = t.path().join("g.yaml");
+    homeostat_tests::mkfifo(&fifo);
+    // Nobody ever writes to it: reading it would wait forever.
+    let err = refused_graph(&fifo, &[]);
+    assert!(
+        err.contains(&format!(
+            "graph file {} is a FIFO, not a regular file",
+            fifo.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_device_as_graph_is_refused_at_once() {
+    let err = refused_graph(Path::new("/dev/zero"), &[]);
+    assert!(
+        err.contains("graph file /dev/zero is a character device, not a regular file"),
+        "{err}"
+    );
+    // Through a link: what counts is what it leads to.
+    let t = tempfile::tempdir().unwrap();
+    let link = t.path().join("g.yaml");
+    std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+    let err = refused_graph(&link, &[]);
+    assert!(err.contains("is a character device"), "{err}");
+    // A directory.
+    let err = refused_graph(t.path(), &[]);
+    assert!(err.contains("is a directory"), "{err}");
+}
+
+#[test]
+fn an_oversized_sparse_graph_is_refused_naming_its_size_and_the_cap() {
+    let t = tempfile::tempdir().unwrap();
+    let g = t.path().join("big.yaml");
+    // 65 MiB of nothing: no disk used, and still refused by its size.
+    std::fs::File::create(&g)
+        .unwrap()
+        .set_len(65 << 20)
+        .unwrap();
+    let err = refused_graph(&g, &[]);
+    assert!(
+        err.contains(&format!(
+            "graph file {} is 65 MiB (68157440 bytes), larger than the cap of 64 MiB (raise it \
+             with --max-graph-size)",
+            g.display()
+        )),
+        "{err}"
+    );
+    // The flag moves the cap, both ways.
+    let small = write_graph(
+        t.path(),
+        "small.yaml",
+        &format!(
+            "graph: t\nresources:\n  file:\n  - name: f\n    path: {}\n    # {}\n",
+            t.path().join("f").display(),
+            "x".repeat(2 << 20)
+        ),
+    );
+    let err = refused_graph(&small, &["--max-graph-size", "1"]);
+    assert!(err.contains("larger than the cap of 1 MiB"), "{err}");
+    let out = homeostat(&["validate", small.to_str().unwrap(), "--max-graph-size", "3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_fifo_or_device_as_plugin_is_refused_at_once_and_the_rest_runs() {
+    let d = tempfile::tempdir().unwrap();
+    homeostat_tests::mkfifo(&d.path().join("fifo.wasm"));
+    std::os::unix::fs::symlink("/dev/zero", d.path().join("zero.wasm")).unwrap();
+    std::fs::create_dir(d.path().join("dir.wasm")).unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let good = t.path().join("good");
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: t\nresources:\n  file:\n  - name: good\n    path: {}\n    content: \"ok\\n\"\n",
+            good.display()
+        ),
+    );
+    let dir = d.path().to_str().unwrap();
+    let out = homeostat_tests::homeostat_within_deadline(&[
+        "validate",
+        g.to_str().unwrap(),
+        "--plugin-dir",
+        dir,
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for (file, kind) in [
+        ("fifo.wasm", "a FIFO"),
+        ("zero.wasm", "a character device"),
+        ("dir.wasm", "a directory"),
+    ] {
+        assert!(
+            err.contains(&format!(
+                "plugin {} is {kind}, not a regular file",
+                d.path().join(file).display()
+            )),
+            "{file}: {err}"
+        );
+    }
+    let out = homeostat_tests::homeostat_within_deadline(&[
+        "run",
+        g.to_str().unwrap(),
+        "--converged-timeout",
+        "0.5",
+        "--plugin-dir",
+        dir,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&good).unwrap(), "ok\n");
+    // `plugin inspect` reads the same way.
+    let out = homeostat_tests::output_within_deadline({
+        let mut c = std::process::Command::new(homeostat_tests::binary());
+        c.args(["plugin", "inspect"])
+            .arg(d.path().join("fifo.wasm"));
+        c
+    });
+    assert!(
+        !out.status.success() && stderr(&out).contains("is a FIFO"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_fifo_as_grants_file_is_refused_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("grants.toml");
+    homeostat_tests::mkfifo(&fifo);
+    let (_t, g) = {
+        let t = tempfile::tempdir().unwrap();
+        let g = hostile_graph(t.path(), "flaky", "");
+        (t, g)
+    };
+    let plugins = test_plugins();
+    let out = homeostat_tests::homeostat_within_deadline(&[
+        "validate",
+        g.to_str().unwrap(),
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+        "--grants",
+        fifo.to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "grants file {} is a FIFO, not a regular file",
+            fifo.display()
+        )),
+        "{err}"
+    );
+}
+
+// ---- What reaches a terminal or a log is what it claims to be (issue 19, §5) ----
+
+/// What the hostile plugin says: a newline and a line made to look like homeostat's own,
+/// a carriage return, and escape sequences (colour, clear screen, window title).
+const FORGED: &str =
+    r#"hello\n2026-01-01T00:00:00.000000Z  INFO file[good]: forged\r\e[31m\e[2J\e]0;owned\a"#;
+
+/// The same, as homeostat must show it: on one line, escaped.
+const SHOWN: &str =
+    r"hello\n2026-01-01T00:00:00.000000Z  INFO file[good]: forged\r\x1b[31m\x1b[2J\x1b]0;owned\x07";
+
+/// The forged line as a diff shows it: its newline is a line break there (a diff is
+/// lines), and the line after it is indented like every line of a diff, so it cannot pass
+/// for a log line either.
+const DIFF_SHOWN: &str = r"hello
+  2026-01-01T00:00:00.000000Z  INFO file[good]: forged\r\x1b[31m\x1b[2J\x1b]0;owned\x07";
+
+/// What the plugin printed on stderr: each line is logged as a line of homeostat's own,
+/// saying that the plugin printed it.
+const PRINTED: [&str; 2] = [
+    "hostile 0.1.0 printed: hello",
+    r"hostile 0.1.0 printed: 2026-01-01T00:00:00.000000Z  INFO file[good]: forged\r\x1b[31m\x1b[2J\x1b]0;owned\x07",
+];
+
+/// No line of `err` was forged, and no escape character reached it.
+fn assert_unforged(err: &str) {
+    assert!(
+        !err.contains('\x1b'),
+        "an escape character got through:\n{err}"
+    );
+    assert!(!err.contains('\r'), "a carriage return got through:\n{err}");
+    for line in err.lines() {
+        assert!(
+            !line.starts_with("2026-01-01T00:00:00.000000Z"),
+            "a forged line: {line:?}\n{err}"
+        );
+    }
+}
+
+#[test]
+fn a_plugin_cannot_forge_log_lines_nor_reach_the_terminal() {
+    let t = tempfile::tempdir().unwrap();
+    let extra = format!("    target: \"{FORGED}\"\n");
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: t\nresources:\n  forge:\n  - name: bad\n    path: {0}/bad\n{extra}  forgefail:\n  - name: worse\n    path: {0}/worse\n{extra}  file:\n  - name: good\n    path: {0}/good\n    content: \"ok\\n\"\n",
+            t.path().display()
+        ),
+    );
+    let plugins = test_plugins();
+    let args = [
+        "run",
+        g.to_str().unwrap(),
+        "--converged-timeout",
+        "0.5",
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+    ];
+    let out = homeostat(&args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "forgefail fails:\n{err}");
+    assert_unforged(&err);
+    // Each way the plugin spoke is there, escaped on one line: its log message and its
+    // change summary, its error (in the log and in the summary); what it printed is
+    // logged line by line, each saying so.
+    let said = format!("forge[bad]: {SHOWN}");
+    assert_eq!(
+        err.lines().filter(|l| l.ends_with(&said)).count(),
+        2,
+        "log message and change:\n{err}"
+    );
+    for printed in PRINTED {
+        assert!(
+            err.lines().any(|l| l.ends_with(printed)),
+            "{printed}:\n{err}"
+        );
+    }
+    assert!(
+        err.contains(&format!("forgefail[worse]: {SHOWN}\n")),
+        "error:\n{err}"
+    );
+    assert!(
+        err.contains(&format!("  failed: forgefail[worse]: {SHOWN}")),
+        "summary:\n{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("good")).unwrap(),
+        "ok\n"
+    );
+
+    // In noop, its diff keeps its lines, each escaped and indented below the line.
+    let mut noop = args.to_vec();
+    noop.push("--noop");
+    let out = homeostat(&noop);
+    let err = stderr(&out);
+    assert_unforged(&err);
+    assert!(
+        err.contains(&format!("forge[bad]: would change (noop): {SHOWN}\n")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("\n  -{DIFF_SHOWN}\n  +{DIFF_SHOWN}\n")),
+        "the diff's lines:\n{err}"
+    );
+}
+
+#[test]
+fn a_plugin_that_says_too_much_is_cut_and_the_engine_carries_on() {
+    // 17 MiB in a log message, a change summary and a sent value.
+    let (_t, err, code) = run_hostile(
+        "loud",
+        &format!("    target: \"{}\"\n", 17 << 20),
+        &["--plugin-memory", "512"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let log = err
+        .lines()
+        .find(|l| l.contains("loud[bad]: loud log"))
+        .unwrap_or_else(|| panic!("no log line:\n{}", &err[..err.len().min(4000)]));
+    assert!(
+        log.len() < 64 << 10 && log.contains("bytes cut] …yyy"),
+        "the log message is cut with a marker: {} bytes",
+        log.len()
+    );
+    let change = err
+        .lines()
+        .find(|l| l.contains("loud[bad]: loud change"))
+        .expect("a change line");
+    assert!(
+        change.len() < 16 << 10 && change.contains("bytes cut]"),
+        "{}",
+        change.len()
+    );
+    assert!(
+        err.contains(
+            "loud[bad]: sent `blob` is 17 MiB (17825794 bytes), more than the cap of 16 MiB \
+             for one value; dropped"
+        ),
+        "{}",
+        &err[..err.len().min(4000)]
+    );
+    assert!(
+        err.len() < 1 << 20,
+        "the whole log is small: {} bytes",
+        err.len()
+    );
+}
+
+// ---- The missing-grants message names the file looked for (issue 19, §6) ----
+
+#[test]
+fn the_missing_grant_message_names_the_grants_file_given() {
+    let (_g, grants) = grants_file("[plugins]\n");
+    let (_t, err, code) = run_hostile("flaky", "", &["--grants", grants.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    let file = grants.display().to_string();
+    // The warning at load and the call's error both say where the line goes.
+    assert!(
+        err.contains(&format!(
+            "is not granted [fs, process, net], which it declares: its calls to them will \
+             fail. To grant them, put this line under `[plugins]` in {file}: hostile = "
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "the grants file {file} has no grant for plugin `hostile`"
+        )) && err.contains(&format!("under `[plugins]` in {file}: hostile = ")),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_missing_grant_message_names_the_default_grants_file() {
+    // Without --grants (the harness adds one to every run with --plugin-dir, so this one
+    // is started by hand): root's file is /etc/homeostat/grants.toml, another user's is
+    // under XDG_CONFIG_HOME, which the test points at a directory of its own.
+    let config = tempfile::tempdir().unwrap();
+    let root = running_as_root();
+    let expected = if root {
+        std::path::PathBuf::from("/etc/homeostat/grants.toml")
+    } else {
+        config.path().join("homeostat/grants.toml")
+    };
+    if expected.exists() {
+        eprintln!("SKIP: {} exists on this machine", expected.display());
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let g = hostile_graph(t.path(), "flaky", "");
+    let mut c = std::process::Command::new(homeostat_tests::binary());
+    c.args(["run", g.to_str().unwrap(), "--converged-timeout", "0.5"])
+        .arg("--plugin-dir")
+        .arg(test_plugins())
+        .arg("--cache-dir")
+        .arg(homeostat_tests::cache_dir())
+        .env("RUST_LOG", "info")
+        .env("XDG_CONFIG_HOME", config.path());
+    let out = homeostat_tests::output_within_deadline(c);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let file = expected.display().to_string();
+    assert!(
+        err.contains(&format!("the default one, {file}, does not exist"))
+            && err.contains(&format!("under `[plugins]` in {file}: hostile = ")),
+        "{err}"
+    );
+}
+
+/// Whether the tests run as root.
+fn running_as_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}

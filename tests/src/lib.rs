@@ -134,6 +134,64 @@ pub fn homeostat_command(dir: &Path, args: &[&str]) -> Command {
     command
 }
 
+/// Run `command` to completion with its output captured, but for at most [`DEADLINE`]:
+/// one still running then is killed and the test fails. For input that must be refused
+/// at once (a FIFO is never waited on), so that a regression fails instead of hanging.
+pub fn output_within_deadline(mut command: Command) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start homeostat");
+    let out = drain(child.stdout.take().expect("stdout is piped"));
+    let err = drain(child.stderr.take().expect("stderr is piped"));
+    let status = wait_for(|| child.try_wait().expect("try_wait"));
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "homeostat did not exit within {DEADLINE:?} (killed); stderr:\n{}",
+            String::from_utf8_lossy(&err.join().unwrap_or_default())
+        );
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// Read `pipe` to its end on a thread of its own.
+fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// `homeostat ARGS` like [`homeostat`], within [`DEADLINE`] ([`output_within_deadline`]).
+pub fn homeostat_within_deadline(args: &[&str]) -> Output {
+    let cwd = std::env::current_dir().expect("current dir");
+    output_within_deadline(homeostat_command(&cwd, args))
+}
+
+/// Make a FIFO (named pipe) at `path`.
+pub fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL in path");
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    let r = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+    assert_eq!(
+        r,
+        0,
+        "mkfifo {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
 /// `homeostat run GRAPH --converged-timeout SECONDS EXTRA...`, run to completion.
 pub fn run_converged(graph: &Path, seconds: &str, extra: &[&str]) -> Output {
     let mut args = vec![

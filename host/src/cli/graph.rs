@@ -7,20 +7,24 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use super::input::GraphFileArgs;
 use super::load::PluginArgs;
 use crate::engine::Plan;
+use crate::sys::text;
 
 #[derive(Debug, Args)]
 pub struct GraphArgs {
     /// The graph file (YAML).
     graph: PathBuf,
     #[command(flatten)]
+    input: GraphFileArgs,
+    #[command(flatten)]
     plugins: PluginArgs,
 }
 
 pub async fn graph(args: GraphArgs) -> anyhow::Result<ExitCode> {
     let (_runtime, registry) = args.plugins.load(&crate::sys::Services::default())?;
-    match crate::plan::load(&args.graph, &registry).await {
+    match crate::plan::load_capped(&args.graph, args.input.max_bytes(), &registry).await {
         Ok(plan) => {
             print!("{}", dot(&plan));
             Ok(ExitCode::SUCCESS)
@@ -32,13 +36,14 @@ pub async fn graph(args: GraphArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A dot string literal.
+/// A dot string literal. Names come from the graph: a newline is dot's `\n`, and other
+/// control characters are escaped so that none reaches a terminal the output is shown on.
 fn quote(s: &str) -> String {
     let escaped = s
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n");
-    format!("\"{escaped}\"")
+    format!("\"{}\"", text::escape(&escaped))
 }
 
 /// The plan as a dot digraph: one node per resource (`kind[name]`; dashed when

@@ -21,18 +21,45 @@
 //! line to its thread through a channel and writes it as it arrives, so at our rates it
 //! still makes one `write` per line (and one wake-up of its thread), and it has no flush
 //! that orders its lines with direct writes to stderr.
+//!
+//! **What a line may hold.** Log lines quote resource names, file contents, command
+//! output and what plugins say, none of which homeostat trusts. [`Fields`] formats every
+//! event's fields: it escapes their control characters ([`crate::sys::text::escape`]: a
+//! newline cannot start a forged line, an escape sequence cannot reach the terminal) and
+//! cuts the line at [`MAX_LOG_LINE`] bytes with a marker. Text laid out in lines goes in
+//! one of the [`MULTI_LINE`] fields instead (`diff`: the unified diffs of `--noop`;
+//! `lines`: errors of several paragraphs): each of its lines is escaped and written below
+//! the line, indented by two spaces, so every line that starts at column 0 is one of
+//! homeostat's own. [`eprint()`] escapes what it prints the same way, keeping only the
+//! line breaks of the text it was given (errors of several paragraphs).
 
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use tracing_subscriber::fmt::MakeWriter;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FormatFields, MakeWriter};
+
+use crate::sys::text;
 
 /// The longest a line waits in the buffer while lines keep coming.
 pub const LINGER: Duration = Duration::from_millis(2);
 
 /// Buffered bytes at which the writer of a line writes the buffer itself.
 pub const HIGH_WATER: usize = 1 << 20;
+
+/// Longest log line, in bytes before escaping (the message and its fields; a `diff`
+/// below it has its own cap): longer ones are cut with a marker.
+pub const MAX_LOG_LINE: usize = 64 << 10;
+
+/// Longest multi-line field written below a log line.
+pub const MAX_LOG_DIFF: usize = 4 << 20;
+
+/// The fields whose text is written below the line, line by line (escaped, indented).
+pub const MULTI_LINE: [&str; 2] = ["diff", "lines"];
 
 /// Install the `tracing` subscriber: `RUST_LOG` if set, otherwise info (debug, trace with
 /// `-v`, `-vv`), written through the batching sink.
@@ -64,7 +91,78 @@ pub fn init(verbose: u8) {
         .with_writer(sink)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
+        .fmt_fields(Fields)
         .init();
+}
+
+/// Formats the fields of every log event (see the module's "What a line may hold").
+pub struct Fields;
+
+impl<'w> FormatFields<'w> for Fields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut collected = Collected::default();
+        fields.record(&mut collected);
+        collected.write(&mut writer)
+    }
+}
+
+/// An event's fields, gathered before any is written: the message first, the other
+/// fields after it, the [`MULTI_LINE`] ones below.
+#[derive(Default)]
+struct Collected {
+    line: String,
+    below: String,
+}
+
+impl Collected {
+    fn field(&mut self, field: &Field) {
+        if field.name() != "message" {
+            if !self.line.is_empty() {
+                self.line.push(' ');
+            }
+            self.line.push_str(field.name());
+            self.line.push('=');
+        }
+    }
+
+    fn write(self, w: &mut Writer<'_>) -> std::fmt::Result {
+        w.write_str(&text::one_line(self.line, MAX_LOG_LINE))?;
+        for line in text::clip_owned(self.below, MAX_LOG_DIFF).lines() {
+            w.write_str("\n  ")?;
+            w.write_str(&text::escape(line))?;
+        }
+        Ok(())
+    }
+}
+
+impl Visit for Collected {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if MULTI_LINE.contains(&field.name()) {
+            if !self.below.is_empty() {
+                self.below.push('\n');
+            }
+            let _ = write!(self.below, "{value:?}");
+            return;
+        }
+        self.field(field);
+        let _ = write!(self.line, "{value:?}");
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if MULTI_LINE.contains(&field.name()) {
+            if !self.below.is_empty() {
+                self.below.push('\n');
+            }
+            self.below.push_str(value);
+            return;
+        }
+        self.field(field);
+        self.line.push_str(value);
+    }
 }
 
 /// Write every buffered line to stderr now.
@@ -129,6 +227,7 @@ impl Sink {
     }
 
     fn eprint(&self, text: &str) {
+        let text = text::escape_lines(text);
         let mut out = lock(&self.out);
         self.write_out(&mut **out);
         let _ = out.write_all(text.as_bytes());
@@ -249,6 +348,81 @@ mod tests {
         line(sink, "three\n");
         sink.flush();
         assert_eq!(out.text(), "one\ntwo\nsummary\nthree\n");
+    }
+
+    /// What `log` writes through a subscriber formatted like the real one (no time).
+    fn logged(log: impl FnOnce()) -> String {
+        let out = Recorder::default();
+        let sink = leaked(&out);
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(sink)
+            .with_ansi(false)
+            .with_target(false)
+            .without_time()
+            .fmt_fields(Fields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, log);
+        sink.flush();
+        out.text()
+    }
+
+    #[test]
+    fn a_log_line_cannot_be_forged_nor_carry_escape_sequences() {
+        let evil = "hello\n2026-01-01T00:00:00.000000Z  INFO file[x]: forged\x1b[2J\x1b]0;t\x07";
+        let text = logged(|| tracing::info!("hostile[bad]: {evil}"));
+        assert_eq!(text.lines().count(), 1, "{text:?}");
+        assert!(
+            text.contains(
+                "hostile[bad]: hello\\n2026-01-01T00:00:00.000000Z  INFO file[x]: forged\\x1b[2J\\x1b]0;t\\x07"
+            ),
+            "{text:?}"
+        );
+        assert!(!text.contains('\x1b'));
+        // Fields other than the message too.
+        let text = logged(|| tracing::warn!(who = %"a\nb", "msg"));
+        assert!(
+            text.contains("msg who=a\\nb") && text.lines().count() == 1,
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn a_diff_keeps_its_lines_indented_and_escaped() {
+        let diff = "--- /m\n+++ /m\n-old\x1b[31m\n+2026-01-01T00:00:00Z  INFO forged\n same";
+        let text = logged(|| tracing::info!(diff = %diff, "file[m]: would change (noop): content"));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 6, "{text:?}");
+        assert!(
+            lines[0].ends_with("file[m]: would change (noop): content"),
+            "{text:?}"
+        );
+        assert_eq!(
+            &lines[1..],
+            [
+                "  --- /m",
+                "  +++ /m",
+                "  -old\\x1b[31m",
+                "  +2026-01-01T00:00:00Z  INFO forged",
+                "   same"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_long_line_is_cut_with_a_marker() {
+        let big = "x".repeat(MAX_LOG_LINE * 4);
+        let text = logged(|| tracing::info!("r[n]: {big}"));
+        assert_eq!(text.lines().count(), 1);
+        assert!(text.len() < MAX_LOG_LINE + 200, "{}", text.len());
+        assert!(text.contains("bytes cut] …"), "a visible marker");
+    }
+
+    #[test]
+    fn direct_prints_keep_their_lines_and_escape_the_rest() {
+        let out = Recorder::default();
+        let sink = leaked(&out);
+        sink.eprint("error: one\n  two \x1b[1mbold\r\n");
+        assert_eq!(out.text(), "error: one\n  two \\x1b[1mbold\\r\n");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! | 0 | converged (or the graph is valid) |
 //! | 1 | the command line, the graph or a plugin is invalid, or the run settled with failed resources |
 //! | 2 | `--noop`: changes are pending |
-//! | 130 | interrupted twice (in-flight check-applies were abandoned) |
+//! | 130 | interrupted: while starting, or twice while running (in-flight check-applies were abandoned) |
 
 /// `eprintln!` after every line logged so far (see [`logging::eprint`]).
 macro_rules! eprintln_in_order {
@@ -16,6 +16,7 @@ macro_rules! eprintln_in_order {
 }
 
 mod graph;
+mod input;
 mod load;
 mod logging;
 mod plugin;
@@ -88,8 +89,10 @@ pub fn main() -> ExitCode {
         }
     });
     tracing::debug!("command done {:.1?} after start", started.elapsed());
-    // Blocking tasks (e.g. a stuck file read) must not keep the process alive.
-    rt.shutdown_timeout(Duration::from_secs(2));
+    // Blocking tasks (e.g. a file read stuck on a slow file system) must not keep the
+    // process alive: everything that matters was awaited before the command returned, so
+    // a stop (^C) ends the process well within a second.
+    rt.shutdown_timeout(Duration::from_millis(500));
     tracing::debug!("runtime shut down {:.1?} after start", started.elapsed());
     let code = match result {
         Ok(code) => code,

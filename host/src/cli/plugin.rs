@@ -12,6 +12,7 @@ use clap::{Args, Subcommand};
 use crate::plugin::grants::{self, Policy};
 use crate::plugin::inspect::{self, Report};
 use crate::plugin::registry;
+use crate::sys::{input, text as esc};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
@@ -70,7 +71,7 @@ fn inspect_cmd(args: InspectArgs) -> anyhow::Result<ExitCode> {
             ),
         },
         None => (
-            std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file))?,
+            input::read_file(Path::new(&args.file), &registry::PLUGIN_CAP)?,
             false,
         ),
     };
@@ -154,16 +155,19 @@ fn text(
     grant_line: &str,
     granted: Option<&BTreeSet<grants::Capability>>,
 ) -> String {
+    // Everything but the layout comes from the plugin file: each piece is escaped, so a
+    // name cannot add a line of its own or send escape sequences to the terminal.
+    let e = |t: &str| esc::escape(t).into_owned();
     let m = &r.manifest;
     let mut s = String::new();
     let caps = if m.capabilities.is_empty() {
         "none (log and state only)".to_string()
     } else {
-        m.capabilities.join(", ")
+        e(&m.capabilities.join(", "))
     };
-    let _ = writeln!(s, "name:         {}", m.name);
-    let _ = writeln!(s, "version:      {}", m.version);
-    let _ = writeln!(s, "api:          homeostat:resource@{}", m.api);
+    let _ = writeln!(s, "name:         {}", e(&m.name));
+    let _ = writeln!(s, "version:      {}", e(&m.version));
+    let _ = writeln!(s, "api:          homeostat:resource@{}", e(&m.api));
     let _ = writeln!(s, "sha256:       {}", r.sha256);
     let _ = writeln!(s, "size:         {} bytes", r.size);
     let _ = writeln!(s, "capabilities: {caps}");
@@ -186,10 +190,11 @@ fn text(
     }
     let _ = writeln!(s, "kinds:");
     for (kind, k) in &m.kinds {
+        let kind = e(kind);
         let sends: Vec<String> = k
             .sends
             .iter()
-            .map(|(key, ty)| format!("{key}: {}", ty.name()))
+            .map(|(key, ty)| format!("{}: {}", e(key), ty.name()))
             .collect();
         if sends.is_empty() {
             let _ = writeln!(s, "  {kind}");
@@ -200,23 +205,23 @@ fn text(
     let _ = writeln!(s, "imports:");
     for i in &r.imports {
         if i.provided {
-            let _ = writeln!(s, "  {}", i.name);
+            let _ = writeln!(s, "  {}", e(&i.name));
         } else {
-            let _ = writeln!(s, "  {}  (NOT provided by this homeostat)", i.name);
+            let _ = writeln!(s, "  {}  (NOT provided by this homeostat)", e(&i.name));
         }
     }
     let _ = writeln!(s, "exports:");
-    for e in &r.exports {
-        let _ = writeln!(s, "  {e}");
+    for x in &r.exports {
+        let _ = writeln!(s, "  {}", e(x));
     }
     for (kind, k) in &m.kinds {
         let pretty = serde_json::from_str::<serde_json::Value>(&k.schema)
             .ok()
             .and_then(|v| serde_json::to_string_pretty(&v).ok())
             .unwrap_or_else(|| k.schema.clone());
-        let _ = writeln!(s, "params schema of `{kind}`:");
+        let _ = writeln!(s, "params schema of `{}`:", e(kind));
         for line in pretty.lines() {
-            let _ = writeln!(s, "  {line}");
+            let _ = writeln!(s, "  {}", e(line));
         }
     }
     s

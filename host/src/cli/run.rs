@@ -2,16 +2,28 @@
 //! for `--converged-timeout` seconds. Saving a new version of the graph file swaps it in
 //! live (an invalid one is reported and the running graph stays); `--no-reload` turns
 //! that off.
+//!
+//! **Signals.** SIGINT and SIGTERM are handled from the first moment: while starting
+//! (reading the graph, loading plugins, planning) nothing has been applied yet, so a
+//! signal ends the process at once (exit 130) whatever it is waiting for. Once the engine
+//! runs, the first signal stops it after the check-applies in progress, the second
+//! abandons them (exit 130), and a third, or a cancel that does not finish in 5 s, exits.
+//!
+//! **The graph file** is read with a size cap (`--max-graph-size`) and a file-type check
+//! ([`crate::sys::input`]), at start and at every live swap (on a blocking thread, so a
+//! slow file system never holds up the engine): a graph path that became a FIFO, a
+//! device or a link to one is refused and the running graph stays.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, mpsc, watch};
 
+use super::input::GraphFileArgs;
 use super::load::PluginArgs;
 use crate::engine::{self, Plan, RunOptions, Settled, Shutdown, Stopped, Summary};
 use crate::graph::{GraphDoc, Meta};
@@ -20,6 +32,8 @@ use crate::plan::cache::{self, PlanCache};
 use crate::plugin::registry::Registry;
 use crate::sys::Services;
 use crate::sys::inotify::{Subscription, WatchHub};
+use crate::sys::process::Processes;
+use crate::sys::text;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -37,10 +51,17 @@ pub struct RunArgs {
     #[arg(long)]
     no_reload: bool,
     #[command(flatten)]
+    input: GraphFileArgs,
+    #[command(flatten)]
     plugins: PluginArgs,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let sys = Services::default();
+    let (stop_tx, stop_rx) = watch::channel(Shutdown::Run);
+    let engine_started = Arc::new(Mutex::new(false));
+    handle_signals(stop_tx, engine_started.clone(), sys.processes.clone())?;
+    let max_bytes = args.input.max_bytes();
     let plan_cache = args
         .plugins
         .cache_dir()
@@ -52,9 +73,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .spawn({
             let graph = args.graph.clone();
             let plan_cache = plan_cache.clone();
-            move || read_graph(&graph, plan_cache.as_ref())
+            move || read_graph(&graph, max_bytes, plan_cache.as_ref())
         })?;
-    let sys = Services::default();
     let (_runtime, registry) = args.plugins.load(&sys)?;
     let registry = Arc::new(registry);
     let read = match parsing.join() {
@@ -77,12 +97,81 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         plan.edges.len()
     );
     let hub = WatchHub::new()?;
-    let (stop_tx, stop_rx) = watch::channel(Shutdown::Run);
+    let (update_tx, update_rx) = mpsc::channel(1);
+    let _reloader = if args.no_reload {
+        None
+    } else {
+        Some(watch_graph(
+            &args.graph,
+            max_bytes,
+            text.into_bytes(),
+            &hub,
+            registry.clone(),
+            update_tx,
+        )?)
+    };
+    // On a worker thread rather than the thread blocked in `block_on`: the engine spawns
+    // a task per vertex and is woken by them, and from a worker both stay on the
+    // runtime's local queues instead of crossing threads through its global one.
+    let engine = {
+        // From here on a signal stops the engine instead of the process (see
+        // `handle_signals`); the lock orders the two.
+        let mut started = engine_started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *started = true;
+        tokio::spawn(engine::run(
+            plan,
+            hub,
+            sys,
+            RunOptions {
+                noop: args.noop,
+                converged_timeout,
+            },
+            stop_rx,
+            update_rx,
+        ))
+    };
+    let summary = engine.await?;
+    print_summary(&summary, args.noop);
+    if let Some(writer) = cache_writer {
+        // Long finished by now, unless the run was very short.
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
+    Ok(match summary.stopped {
+        Stopped::Cancelled => ExitCode::from(130),
+        _ if summary.failed > 0 => ExitCode::FAILURE,
+        _ if args.noop && summary.pending > 0 => ExitCode::from(2),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+/// Handle SIGINT and SIGTERM for the whole run (see the module's "Signals"). While
+/// `engine_started` is false a signal exits at once; the flag is set under its lock
+/// together with the engine's start, so a signal either ends the process before the
+/// engine exists or stops the engine.
+fn handle_signals(
+    stop_tx: watch::Sender<Shutdown>,
+    engine_started: Arc<Mutex<bool>>,
+    processes: Processes,
+) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    let processes = sys.processes.clone();
     tokio::spawn(async move {
         tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} }
+        {
+            let started = engine_started
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !*started {
+                // Reading the graph (whatever its source), loading plugins or planning:
+                // nothing was applied, so there is nothing to wait for.
+                eprintln_in_order!("interrupted while starting: nothing was applied");
+                processes.kill_all();
+                super::logging::flush();
+                std::process::exit(130);
+            }
+        }
         tracing::info!(
             "stopping: waiting for check-applies in progress (signal again to abandon them)"
         );
@@ -101,44 +190,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         super::logging::flush();
         std::process::exit(130);
     });
-    let (update_tx, update_rx) = mpsc::channel(1);
-    let _reloader = if args.no_reload {
-        None
-    } else {
-        Some(watch_graph(
-            &args.graph,
-            text.into_bytes(),
-            &hub,
-            registry.clone(),
-            update_tx,
-        )?)
-    };
-    // On a worker thread rather than the thread blocked in `block_on`: the engine spawns
-    // a task per vertex and is woken by them, and from a worker both stay on the
-    // runtime's local queues instead of crossing threads through its global one.
-    let summary = tokio::spawn(engine::run(
-        plan,
-        hub,
-        sys,
-        RunOptions {
-            noop: args.noop,
-            converged_timeout,
-        },
-        stop_rx,
-        update_rx,
-    ))
-    .await?;
-    print_summary(&summary, args.noop);
-    if let Some(writer) = cache_writer {
-        // Long finished by now, unless the run was very short.
-        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-    }
-    Ok(match summary.stopped {
-        Stopped::Cancelled => ExitCode::from(130),
-        _ if summary.failed > 0 => ExitCode::FAILURE,
-        _ if args.noop && summary.pending > 0 => ExitCode::from(2),
-        _ => ExitCode::SUCCESS,
-    })
+    Ok(())
 }
 
 /// Parses `--converged-timeout`: seconds from 0 to one day, fractions allowed. NaN,
@@ -170,8 +222,12 @@ enum Content {
     Cached(cache::Cached),
 }
 
-fn read_graph(path: &Path, plan_cache: Option<&PlanCache>) -> Result<ReadGraph, PlanError> {
-    let text = crate::plan::read(path)?;
+fn read_graph(
+    path: &Path,
+    max_bytes: u64,
+    plan_cache: Option<&PlanCache>,
+) -> Result<ReadGraph, PlanError> {
+    let text = crate::plan::read(path, max_bytes)?;
     let digest = plan_cache.map(|_| cache::text_digest(&text));
     let cached = plan_cache
         .zip(digest.as_deref())
@@ -237,6 +293,7 @@ impl Drop for Reloader {
 /// cost time and could miss an edit made while the graph was being planned).
 fn watch_graph(
     path: &Path,
+    max_bytes: u64,
     loaded: Vec<u8>,
     hub: &WatchHub,
     registry: Arc<Registry>,
@@ -247,26 +304,54 @@ fn watch_graph(
     let waker = changed.clone();
     let subscription = hub.subscribe(&absolute, false, Arc::new(move || waker.notify_one()))?;
     let path = path.to_path_buf();
-    let mut last = Some(loaded);
+    let mut last = loaded;
     let task = tokio::spawn(async move {
+        // The last refusal logged (a FIFO, a device, too large), so a file that keeps
+        // changing while refused is reported once.
+        let mut refused: Option<String> = None;
         loop {
             changed.notified().await;
             // Editors write in several steps; let a burst settle before reading.
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let now = std::fs::read(&path).ok();
-            if now.is_none() || now == last {
+            let reading = tokio::task::spawn_blocking({
+                let path = path.clone();
+                move || crate::plan::read(&path, max_bytes)
+            });
+            let text = match reading.await {
+                Ok(Ok(text)) => text,
+                // Between an editor's delete and create: the next event brings it back.
+                Ok(Err(e)) if e.is_not_found() => continue,
+                Ok(Err(e)) => {
+                    let message = e.to_string();
+                    if refused.as_deref() != Some(message.as_str()) {
+                        tracing::error!("{message}; still running the previous graph");
+                        refused = Some(message);
+                    }
+                    continue;
+                }
+                // The runtime is shutting down.
+                Err(_) => return,
+            };
+            refused = None;
+            if text.as_bytes() == last.as_slice() {
                 continue;
             }
-            last = now;
-            match crate::plan::load(&path, &registry).await {
+            last = text.as_bytes().to_vec();
+            let planned = match crate::plan::parse_text(&path, &text) {
+                Ok(doc) => crate::plan::check_and_plan(doc, &registry).await,
+                Err(e) => Err(e),
+            };
+            match planned {
                 Ok(plan) => {
                     tracing::info!("{}: changed; swapping in the new graph", path.display());
                     if updates.send(plan).await.is_err() {
                         return;
                     }
                 }
+                // One error per paragraph: below the line, in the log's `lines` field.
                 Err(errors) => tracing::error!(
-                    "{}: the new version is invalid; still running the previous graph:\n{errors}",
+                    lines = %errors,
+                    "{}: the new version is invalid; still running the previous graph:",
                     path.display()
                 ),
             }
@@ -324,11 +409,8 @@ fn print_summary(s: &Summary, noop: bool) {
         changed
             .iter()
             .map(|(id, n)| {
-                if *n > 1 {
-                    format!("{id} ({n}x)")
-                } else {
-                    id.to_string()
-                }
+                let id = text::escape(&id.to_string()).into_owned();
+                if *n > 1 { format!("{id} ({n}x)") } else { id }
             })
             .collect()
     };
@@ -340,7 +422,11 @@ fn print_summary(s: &Summary, noop: bool) {
     }
     for (id, error) in s.failures.iter().take(SUMMARY_LIST) {
         let first = error.lines().next().unwrap_or_default();
-        eprintln_in_order!("  failed: {id}: {first}");
+        eprintln_in_order!(
+            "  failed: {}: {}",
+            text::escape(&id.to_string()),
+            text::escape(first)
+        );
     }
     if s.failures.len() > SUMMARY_LIST {
         eprintln_in_order!("  ... and {} more failed", s.failures.len() - SUMMARY_LIST);

@@ -28,12 +28,13 @@ use crate::plugin::manifest::SendType;
 use crate::plugin::pool::Plugin;
 use crate::plugin::serve::Server;
 use crate::plugin::store::CallLimits;
-use crate::plugin::types::{CheckOutcome, ResourceRef, WatchItem};
+use crate::plugin::types::{CheckOutcome, MAX_SENT_VALUE, ResourceRef, WatchItem};
 use crate::sys::Services;
 use crate::sys::footprint::Footprint;
 use crate::sys::fs::ConflictWatch;
 use crate::sys::inotify::{Echo, Request, Subscription};
 use crate::sys::kmsg::KmsgSubscription;
+use crate::sys::text;
 use crate::sys::waker::Waker;
 use crate::watch::supervise::{Backoff, Restarts};
 
@@ -289,10 +290,23 @@ impl Vertex {
         let mut changed = Vec::new();
         let mut sent = self.sent.lock().expect("sent lock");
         for (key, json) in sends {
+            if json.len() > MAX_SENT_VALUE {
+                tracing::warn!(
+                    "{}: sent `{}` is {} ({} bytes), more than the cap of {} for one value; \
+                     dropped",
+                    self.id,
+                    text::clip(&key, 256),
+                    text::bytes(json.len() as u64),
+                    json.len(),
+                    text::bytes(MAX_SENT_VALUE as u64)
+                );
+                continue;
+            }
             let Some(ty) = self.sends_declared.get(&key) else {
                 tracing::warn!(
-                    "{}: the plugin sent `{key}`, which its kind does not declare; dropped",
-                    self.id
+                    "{}: the plugin sent `{}`, which its kind does not declare; dropped",
+                    self.id,
+                    text::clip(&key, 256)
                 );
                 continue;
             };
@@ -305,8 +319,9 @@ impl Vertex {
             };
             if !ty.matches(&value) {
                 tracing::warn!(
-                    "{}: sent `{key}` = {value}, which is not of its declared type {}; dropped",
+                    "{}: sent `{key}` = {}, which is not of its declared type {}; dropped",
                     self.id,
+                    text::clip(&value.to_string(), 1024),
                     ty.name()
                 );
                 continue;
@@ -835,9 +850,11 @@ fn succeeded(v: &Vertex, ctx: &Ctx, out: CheckOutcome, apply: bool) {
     v.set_phase(ctx, Phase::Ok);
 }
 
-/// One INFO line per changing check-apply, with the diffs below it in noop.
+/// One INFO line per changing check-apply, with the diffs below it in noop. The diffs go
+/// in the log's `diff` field: the log writes each of its lines escaped and indented below
+/// the line (`cli/logging.rs`), so they stay readable and cannot pass for log lines.
 fn log_changes(v: &Vertex, out: &CheckOutcome, apply: bool) {
-    let mut text = if out.changes.is_empty() {
+    let summary = if out.changes.is_empty() {
         "changed".to_string()
     } else {
         out.changes
@@ -846,14 +863,22 @@ fn log_changes(v: &Vertex, out: &CheckOutcome, apply: bool) {
             .collect::<Vec<_>>()
             .join("; ")
     };
-    if !apply {
-        text = format!("would change (noop): {text}");
-        for diff in out.changes.iter().filter_map(|c| c.diff.as_deref()) {
-            text.push('\n');
-            text.push_str(diff.trim_end_matches('\n'));
-        }
+    if apply {
+        tracing::info!("{}: {summary}", v.id);
+        return;
     }
-    tracing::info!("{}: {text}", v.id);
+    let diffs: Vec<&str> = out
+        .changes
+        .iter()
+        .filter_map(|c| c.diff.as_deref())
+        .map(|d| d.trim_end_matches('\n'))
+        .collect();
+    if diffs.is_empty() {
+        tracing::info!("{}: would change (noop): {summary}", v.id);
+    } else {
+        let diff = diffs.join("\n");
+        tracing::info!(diff = %diff, "{}: would change (noop): {summary}", v.id);
+    }
 }
 
 #[cfg(test)]

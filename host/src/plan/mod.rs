@@ -6,6 +6,11 @@
 //! would refuse. Every error names the file, line and column of what is wrong. `run`
 //! also keeps each plan it made in the [`cache`], and starts from it while the graph, its
 //! plugins and the binary are unchanged.
+//!
+//! The graph file is read through [`crate::sys::input`]: a FIFO, a device or a directory
+//! is refused before anything is read, and so is a file above its cap
+//! ([`DEFAULT_MAX_GRAPH_MIB`], `--max-graph-size`). What plugins declared (paths, units)
+//! is escaped ([`crate::sys::text`]) where it appears in an error.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -18,25 +23,46 @@ use crate::plugin::pool::Plugin;
 use crate::plugin::registry::{KindEntry, Registry};
 use crate::plugin::types::{CallError, ResourceInfo, ResourceRef};
 use crate::sys::footprint::UnitRef;
+use crate::sys::input::{self, Cap, InputError};
 use crate::sys::systemd::bus_name;
+use crate::sys::text;
 
 pub mod cache;
 
-/// Largest graph file accepted (a YAML bomb guard before parsing even starts).
-const MAX_GRAPH_BYTES: u64 = 64 << 20;
+/// Largest graph file accepted by default, in MiB (`--max-graph-size`): a YAML bomb
+/// guard before parsing even starts, and far above any real graph (10 000 resources are
+/// about 1 MiB).
+pub const DEFAULT_MAX_GRAPH_MIB: u64 = 64;
+
+/// The graph file's [`Cap`] when it may be `max_bytes` long.
+pub fn graph_cap(max_bytes: u64) -> Cap {
+    Cap {
+        what: "graph file",
+        bytes: max_bytes,
+        flag: Some("--max-graph-size"),
+    }
+}
 
 /// Why a graph cannot run. Displays one error per paragraph.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
+    /// Not read: missing, not a regular file, or larger than its cap.
+    #[error(transparent)]
+    Input(#[from] InputError),
     #[error("cannot read graph {}: {source}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: the graph file is larger than {} MiB", path.display(), MAX_GRAPH_BYTES >> 20)]
-    TooLarge { path: PathBuf },
     #[error("{0}")]
     Graph(#[from] GraphErrors),
+}
+
+impl PlanError {
+    /// The graph file does not exist (e.g. between an editor's delete and create).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, PlanError::Input(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound))
+    }
 }
 
 impl KindCatalog for Registry {
@@ -56,32 +82,33 @@ impl KindCatalog for Registry {
     }
 }
 
-/// Load, check and plan the graph in `path`.
+/// Load, check and plan the graph in `path` (at most [`DEFAULT_MAX_GRAPH_MIB`]).
 pub async fn load(path: &Path, registry: &Registry) -> Result<Plan, PlanError> {
-    let (_, doc) = parse(path)?;
+    load_capped(path, DEFAULT_MAX_GRAPH_MIB << 20, registry).await
+}
+
+/// [`load`] a graph file of at most `max_bytes`.
+pub async fn load_capped(
+    path: &Path,
+    max_bytes: u64,
+    registry: &Registry,
+) -> Result<Plan, PlanError> {
+    let (_, doc) = parse(path, max_bytes)?;
     check_and_plan(doc, registry).await
 }
 
 /// Read and parse the graph in `path`; returns its text with the document.
-pub fn parse(path: &Path) -> Result<(String, GraphDoc), PlanError> {
-    let text = read(path)?;
+pub fn parse(path: &Path, max_bytes: u64) -> Result<(String, GraphDoc), PlanError> {
+    let text = read(path, max_bytes)?;
     let doc = parse_text(path, &text)?;
     Ok((text, doc))
 }
 
-/// Read the graph file in `path`, refusing one too large to be a graph.
-pub fn read(path: &Path) -> Result<String, PlanError> {
-    let read_err = |source| PlanError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let meta = std::fs::metadata(path).map_err(read_err)?;
-    if meta.len() > MAX_GRAPH_BYTES {
-        return Err(PlanError::TooLarge {
-            path: path.to_path_buf(),
-        });
-    }
-    let bytes = std::fs::read(path).map_err(read_err)?;
+/// Read the graph file in `path`: a regular file of at most `max_bytes` (anything else,
+/// a FIFO or a device included, is refused before it is read; see [`crate::sys::input`]).
+pub fn read(path: &Path, max_bytes: u64) -> Result<String, PlanError> {
+    let bytes = input::read_file(path, &graph_cap(max_bytes))?;
+    // Not UTF-8: the error names the offset, line and column of the first bad byte.
     Ok(graph::decode_owned(path, bytes).map_err(GraphErrors::from)?)
 }
 
@@ -525,7 +552,7 @@ fn check_footprints(doc: &GraphDoc, infos: &[ResourceInfo]) -> Result<(), PlanEr
                             b.id(),
                             a.id(),
                             a.loc_of(None),
-                            unit.name,
+                            text::escape(&unit.name),
                             bus_name(unit.session)
                         ),
                     });
@@ -547,7 +574,7 @@ fn check_footprints(doc: &GraphDoc, infos: &[ResourceInfo]) -> Result<(), PlanEr
                             b.id(),
                             a.id(),
                             a.loc_of(None),
-                            grant.path.display()
+                            text::escape(&grant.path.to_string_lossy())
                         ),
                     });
                 }
@@ -647,8 +674,8 @@ fn overlapping_trees(doc: &GraphDoc, infos: &[ResourceInfo]) -> Vec<GraphError> 
                          a path can have only one resource: drop one of them, or make {} \
                          non-recursive",
                         b.id(),
-                        g.path.display(),
-                        tree.display(),
+                        text::escape(&g.path.to_string_lossy()),
+                        text::escape(&tree.to_string_lossy()),
                         a.id(),
                         a.loc_of(None),
                         a.id()

@@ -8,7 +8,10 @@
 //!
 //! **Policy file** (TOML; `--grants FILE`, else [`default_path`] when it exists): one line
 //! per plugin under `[plugins]`, so the error for an ungranted call can print the exact
-//! line that would allow it:
+//! line that would allow it, and the file to put it in: the one homeostat looked for
+//! (`--grants FILE`, or the default path for this user, saying when it does not exist).
+//! It is read through [`crate::sys::input`]: at most [`MAX_GRANTS_BYTES`], and a FIFO or
+//! a device is refused without being read.
 //!
 //! ```toml
 //! [plugins]
@@ -24,12 +27,25 @@
 //! plugin, the capability and the grant line.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::plugin::manifest::Manifest;
+use crate::sys::input::{self, Cap, InputError};
+
+/// Largest grants file read: a grant line is about 120 bytes, so this is thousands of
+/// plugins.
+pub const MAX_GRANTS_BYTES: u64 = 1 << 20;
+
+/// The [`Cap`] of the grants file.
+pub const GRANTS_CAP: Cap = Cap {
+    what: "grants file",
+    bytes: MAX_GRANTS_BYTES,
+    flag: None,
+};
 
 /// A host interface a plugin must be granted (`log` and `state` are always available).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -91,11 +107,9 @@ impl fmt::Display for Capability {
 /// Why the grants file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum GrantsError {
-    #[error("cannot read grants file {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    /// Not read: unreadable, not a regular file, or too large.
+    #[error(transparent)]
+    Input(#[from] InputError),
     #[error("grants file {}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
 }
@@ -132,22 +146,56 @@ struct Grant {
 /// The operator's grants, by plugin name.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    /// Where it was read from (`None`: no file; nothing is granted).
-    path: Option<PathBuf>,
+    /// Where the grants were looked for, for messages.
+    source: Source,
     plugins: BTreeMap<String, Grant>,
+}
+
+/// Where a [`Policy`] comes from: the file homeostat read, or looked for and did not find.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Source {
+    /// No file was looked for ([`Policy::empty`]).
+    #[default]
+    Nothing,
+    /// The grants file read (`--grants FILE`, or the default one), as an absolute path.
+    File(PathBuf),
+    /// No `--grants`, and the default file for this user does not exist.
+    MissingDefault(PathBuf),
+    /// No `--grants`, and no default file (no home directory to find one in).
+    NoDefault,
 }
 
 /// The grants file used when `--grants` is not given: `/etc/homeostat/grants.toml` for
 /// root, `$XDG_CONFIG_HOME/homeostat/grants.toml` (else `~/.config/homeostat/grants.toml`)
-/// for other users.
+/// for other users. An empty or relative `XDG_CONFIG_HOME` is ignored, as the XDG base
+/// directory specification says.
 pub fn default_path() -> Option<PathBuf> {
-    if rustix::process::geteuid().is_root() {
+    default_path_for(
+        rustix::process::geteuid().is_root(),
+        std::env::var_os("XDG_CONFIG_HOME"),
+        std::env::var_os("HOME"),
+    )
+}
+
+/// [`default_path`] for a user who is root or not, with these variables.
+fn default_path_for(
+    root: bool,
+    xdg_config_home: Option<OsString>,
+    home: Option<OsString>,
+) -> Option<PathBuf> {
+    if root {
         return Some(PathBuf::from("/etc/homeostat/grants.toml"));
     }
-    std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config")))
+    let absolute = |v: OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    xdg_config_home
+        .and_then(absolute)
+        .or_else(|| home.and_then(absolute).map(|h| h.join(".config")))
         .map(|d| d.join("homeostat/grants.toml"))
+}
+
+/// `path` made absolute (for messages that must name the file unambiguously).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 impl Policy {
@@ -156,26 +204,45 @@ impl Policy {
         Policy::default()
     }
 
-    /// Read and check the grants file at `path`.
+    /// Read and check the grants file at `path` (a regular file of at most
+    /// [`MAX_GRANTS_BYTES`]).
     pub fn load(path: &Path) -> Result<Policy, GrantsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| GrantsError::Read {
+        let bytes = input::read_file(path, &GRANTS_CAP)?;
+        let text = String::from_utf8(bytes).map_err(|e| GrantsError::Invalid {
             path: path.to_path_buf(),
-            source,
+            message: format!("not UTF-8 text: {}", e.utf8_error()),
         })?;
         Policy::parse(&text, path)
     }
 
     /// `--grants FILE` when given (it must exist), else the default file when it exists.
     pub fn load_default(explicit: Option<&Path>) -> Result<Policy, GrantsError> {
-        match explicit {
-            Some(p) => Policy::load(p),
-            None => match default_path() {
-                Some(p) if p.is_file() => Policy::load(&p),
-                _ => Ok(Policy {
-                    path: default_path(),
-                    plugins: BTreeMap::new(),
-                }),
+        Policy::resolve(explicit, default_path())
+    }
+
+    /// [`Policy::load_default`] with `default` as this user's default file.
+    fn resolve(explicit: Option<&Path>, default: Option<PathBuf>) -> Result<Policy, GrantsError> {
+        use std::io::ErrorKind;
+        match (explicit, default) {
+            (Some(p), _) => Policy::load(p),
+            (None, Some(p)) => match Policy::load(&p) {
+                Err(GrantsError::Input(e))
+                    if matches!(
+                        e.io_kind(),
+                        Some(ErrorKind::NotFound | ErrorKind::NotADirectory)
+                    ) =>
+                {
+                    Ok(Policy {
+                        source: Source::MissingDefault(absolute(&p)),
+                        plugins: BTreeMap::new(),
+                    })
+                }
+                loaded => loaded,
             },
+            (None, None) => Ok(Policy {
+                source: Source::NoDefault,
+                plugins: BTreeMap::new(),
+            }),
         }
     }
 
@@ -225,16 +292,38 @@ impl Policy {
             );
         }
         Ok(Policy {
-            path: Some(path.to_path_buf()),
+            source: Source::File(absolute(path)),
             plugins,
         })
     }
 
-    /// Where the grants come from, for messages.
-    fn place(&self) -> String {
-        match &self.path {
-            Some(p) => p.display().to_string(),
-            None => "a grants file (--grants FILE)".to_string(),
+    /// The file a grant line belongs in: the one read, or the default one homeostat looked
+    /// for; `None` when there is neither.
+    fn grants_file(&self) -> Option<&Path> {
+        match &self.source {
+            Source::File(p) | Source::MissingDefault(p) => Some(p),
+            Source::Nothing | Source::NoDefault => None,
+        }
+    }
+
+    /// Why `plugin` has no grant at all, naming the file looked for.
+    fn no_grant(&self, plugin: &str) -> String {
+        match &self.source {
+            Source::File(p) => {
+                format!(
+                    "the grants file {} has no grant for plugin `{plugin}`",
+                    p.display()
+                )
+            }
+            Source::MissingDefault(p) => format!(
+                "no grants file was given (--grants FILE) and the default one, {}, does not \
+                 exist",
+                p.display()
+            ),
+            Source::NoDefault => "no grants file was given (--grants FILE), and there is no \
+                                  default one (no home directory)"
+                .to_string(),
+            Source::Nothing => "no grants file was read".to_string(),
         }
     }
 
@@ -248,22 +337,24 @@ impl Policy {
             _ => BTreeSet::new(),
         };
         let effective: BTreeSet<Capability> = declared.intersection(&granted).copied().collect();
+        // A grant was found, so a file was read.
+        let place = || {
+            self.grants_file()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
         let why = match grant {
-            None => format!(
-                "{} has no grant for plugin `{}`",
-                self.place(),
-                manifest.name
-            ),
+            None => self.no_grant(&manifest.name),
             Some(g) if !sha_ok => format!(
                 "the grant for `{}` in {} is for sha256 {}, but {origin} has sha256 {sha256} \
                  (a different build: check it before trusting it)",
                 manifest.name,
-                self.place(),
+                place(),
                 g.sha256.join(", ")
             ),
             Some(_) => format!(
                 "{} grants `{}` only [{}]",
-                self.place(),
+                place(),
                 manifest.name,
                 names(&granted)
             ),
@@ -276,6 +367,7 @@ impl Policy {
             declared,
             effective,
             denied_because: Some(why),
+            grants_file: self.grants_file().map(Path::to_path_buf),
         }
     }
 }
@@ -315,6 +407,8 @@ pub struct Access {
     effective: BTreeSet<Capability>,
     /// Why a declared capability is missing from `effective`; `None` for bundled plugins.
     denied_because: Option<String>,
+    /// The grants file homeostat read or looked for (where a grant line goes).
+    grants_file: Option<PathBuf>,
 }
 
 /// A host call the plugin may not make. The message says how to allow it, if it can be.
@@ -334,6 +428,7 @@ impl Access {
             effective: declared.clone(),
             declared,
             denied_because: None,
+            grants_file: None,
         }
     }
 
@@ -354,14 +449,24 @@ impl Access {
         want.insert(cap);
         Err(CapError(format!(
             "plugin `{}` ({}) is not granted the `{cap}` capability: {}. To allow it, put \
-             this line under `[plugins]` in the grants file: {}",
+             this line under `[plugins]` in {}: {}",
             self.plugin,
             self.origin,
             self.denied_because
                 .as_deref()
                 .unwrap_or("it is not granted"),
+            self.grants_file_hint(),
             self.grant_line(&want)
         )))
+    }
+
+    /// Where a grant line goes, for messages: the grants file homeostat read or looked
+    /// for, else how to give one.
+    pub fn grants_file_hint(&self) -> String {
+        match &self.grants_file {
+            Some(p) => p.display().to_string(),
+            None => "a grants file, passed with --grants FILE".to_string(),
+        }
     }
 
     /// The policy line granting `caps` to this exact build.
@@ -485,6 +590,118 @@ mod tests {
                 && e.contains("capabilities = [\"fs\", \"process\"]"),
             "{e}"
         );
+    }
+
+    /// The message a call of `fs` gets from a plugin `policy` does not grant.
+    fn refusal(policy: &Policy) -> String {
+        policy
+            .access(&manifest(&["fs"]), SHA, "/p/line.wasm")
+            .allowed(Capability::Fs)
+            .unwrap_err()
+            .0
+    }
+
+    #[test]
+    fn the_refusal_names_the_grants_file_given() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("my-grants.toml");
+        std::fs::write(&file, "[plugins]\n").unwrap();
+        // --grants FILE, whatever the default path is.
+        let p = Policy::resolve(Some(&file), Some(d.path().join("default.toml"))).unwrap();
+        let e = refusal(&p);
+        assert!(
+            e.contains(&format!(
+                "the grants file {} has no grant for plugin `line`",
+                file.display()
+            )) && e.contains(&format!("under `[plugins]` in {}:", file.display())),
+            "{e}"
+        );
+        assert!(!e.contains("default.toml"), "{e}");
+        let a = p.access(&manifest(&["fs"]), SHA, "/p/line.wasm");
+        assert_eq!(a.grants_file_hint(), file.display().to_string());
+    }
+
+    #[test]
+    fn the_refusal_names_the_default_file_looked_for() {
+        let d = tempfile::tempdir().unwrap();
+        let default = d.path().join("homeostat/grants.toml");
+        // It does not exist: the message says so, and where the line goes.
+        let p = Policy::resolve(None, Some(default.clone())).unwrap();
+        let e = refusal(&p);
+        assert!(
+            e.contains(&format!(
+                "the default one, {}, does not exist",
+                default.display()
+            )) && e.contains(&format!("under `[plugins]` in {}:", default.display())),
+            "{e}"
+        );
+        // It exists: it is read, and named.
+        std::fs::create_dir_all(default.parent().unwrap()).unwrap();
+        std::fs::write(&default, "[plugins]\n").unwrap();
+        let e = refusal(&Policy::resolve(None, Some(default.clone())).unwrap());
+        assert!(
+            e.contains(&format!(
+                "the grants file {} has no grant",
+                default.display()
+            )),
+            "{e}"
+        );
+        // No default at all (no home directory): how to give one.
+        let e = refusal(&Policy::resolve(None, None).unwrap());
+        assert!(
+            e.contains("no grants file was given") && e.contains("--grants FILE"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_relative_grants_path_is_named_absolute() {
+        let relative = PathBuf::from("no-such-dir-here/grants.toml");
+        let e = refusal(&Policy::resolve(None, Some(relative.clone())).unwrap());
+        let absolute = std::env::current_dir().unwrap().join(&relative);
+        assert!(e.contains(&format!("in {}:", absolute.display())), "{e}");
+    }
+
+    #[test]
+    fn the_default_path_follows_the_user_and_xdg() {
+        let os = |s: &str| Some(OsString::from(s));
+        assert_eq!(
+            default_path_for(true, os("/x"), os("/root")),
+            Some(PathBuf::from("/etc/homeostat/grants.toml"))
+        );
+        assert_eq!(
+            default_path_for(false, os("/cfg"), os("/home/u")),
+            Some(PathBuf::from("/cfg/homeostat/grants.toml"))
+        );
+        // Empty or relative XDG_CONFIG_HOME: ignored, as the specification says.
+        for xdg in ["", "relative/cfg"] {
+            assert_eq!(
+                default_path_for(false, os(xdg), os("/home/u")),
+                Some(PathBuf::from("/home/u/.config/homeostat/grants.toml")),
+                "XDG_CONFIG_HOME={xdg:?}"
+            );
+        }
+        assert_eq!(default_path_for(false, None, None), None);
+        assert_eq!(default_path_for(false, None, os("")), None);
+    }
+
+    #[test]
+    fn a_grants_file_that_is_not_a_regular_file_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("grants.toml");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let e = Policy::load_default(Some(&fifo)).unwrap_err().to_string();
+        assert!(e.contains("grants file") && e.contains("is a FIFO"), "{e}");
+        // The default path, too: it exists, so it is not "missing".
+        let e = Policy::resolve(None, Some(fifo)).unwrap_err().to_string();
+        assert!(e.contains("is a FIFO"), "{e}");
     }
 
     #[test]

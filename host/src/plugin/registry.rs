@@ -10,6 +10,9 @@
 //! unsupported API, an import the host does not provide, ...) fails alone: it is logged,
 //! recorded in [`Registry::unavailable`], and every other plugin still loads; a graph
 //! that uses one of its kinds gets a validation error saying why the kind is missing.
+//! Plugin files are read through [`crate::sys::input`]: a FIFO, a device, a socket or a
+//! directory named `*.wasm` is refused without being read (nor waited on), and so is a
+//! file above [`MAX_PLUGIN_BYTES`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +22,19 @@ use crate::plugin::grants::{self, Access, Policy};
 use crate::plugin::manifest::{self, ManifestError, SendType};
 use crate::plugin::pool::Plugin;
 use crate::plugin::runtime::{Runtime, RuntimeError};
+use crate::sys::input::{self, Cap, InputError};
+use crate::sys::text;
+
+/// Largest plugin file read: far above any resource plugin (the bundled ones are well
+/// under 1 MiB; a component embedding a whole language runtime is tens of MiB).
+pub const MAX_PLUGIN_BYTES: u64 = 256 << 20;
+
+/// The [`Cap`] of a plugin file.
+pub const PLUGIN_CAP: Cap = Cap {
+    what: "plugin",
+    bytes: MAX_PLUGIN_BYTES,
+    flag: None,
+};
 
 mod bundled {
     include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
@@ -39,11 +55,9 @@ pub enum RegistryError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot read plugin {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    /// A plugin file that was not read: unreadable, not a regular file, or too large.
+    #[error(transparent)]
+    Input(#[from] InputError),
     #[error(
         "kind `{kind}` is provided by both {first} and {second}; {}",
         duplicate_hint(first)
@@ -183,11 +197,10 @@ impl Registry {
             files.sort();
             for path in files {
                 let origin = path.display().to_string();
-                let wasm = match std::fs::read(&path) {
+                let wasm = match input::read_file(&path, &PLUGIN_CAP) {
                     Ok(w) => w,
-                    Err(source) => {
-                        let error = RegistryError::Read { path, source };
-                        reg.skip(origin, error, Vec::new());
+                    Err(e) => {
+                        reg.skip(origin, RegistryError::Input(e), Vec::new());
                         continue;
                     }
                 };
@@ -250,11 +263,11 @@ impl Registry {
             let missing: Vec<&str> = access.missing().iter().map(|c| c.name()).collect();
             tracing::warn!(
                 "plugin `{} {}` ({origin}) is not granted [{}], which it declares: its calls \
-                 to them will fail. To grant them, put this line under `[plugins]` in the \
-                 grants file: {}",
+                 to them will fail. To grant them, put this line under `[plugins]` in {}: {}",
                 manifest.name,
                 manifest.version,
                 missing.join(", "),
+                access.grants_file_hint(),
                 access.full_grant_line()
             );
         }
@@ -322,12 +335,13 @@ impl Registry {
         &self.unavailable
     }
 
-    /// Why `kind` is missing, when a plugin naming it could not be loaded.
+    /// Why `kind` is missing, when a plugin naming it could not be loaded: on one line,
+    /// escaped (it may quote the plugin's manifest, and it is printed in graph errors).
     pub fn why_unavailable(&self, kind: &str) -> Option<String> {
         self.unavailable
             .iter()
             .find(|u| u.kinds.iter().any(|k| k == kind))
-            .map(|u| u.error.to_string())
+            .map(|u| text::escape(&u.error.to_string()).into_owned())
     }
 }
 

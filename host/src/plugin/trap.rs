@@ -1,14 +1,35 @@
 //! What a plugin printed and why it trapped, in words a user can act on: which limit it
 //! hit, or where it panicked (from its captured stderr). Shared by every call and by the
 //! long-running serve call.
+//!
+//! Both quote the plugin's own output, so both cut and escape it
+//! ([`crate::sys::text`]): a trap's description is at most
+//! [`MAX_ERROR_MESSAGE`] bytes, each printed line at most [`MAX_LOG_MESSAGE`], and neither
+//! can break a log line or carry an escape sequence.
 
 use std::time::Duration;
 
 use crate::plugin::pool::{Instance, PoolShared};
+use crate::plugin::types::{MAX_ERROR_MESSAGE, MAX_LOG_MESSAGE};
+use crate::sys::text;
 
 /// A trap message a user can act on: which limit, or where and why the plugin
 /// panicked. The wasm backtrace goes to the debug log.
 pub(crate) fn describe_trap(
+    shared: &PoolShared,
+    err: &wasmtime::Error,
+    inst: &Instance,
+    cpu: Duration,
+    memory_bytes: usize,
+) -> String {
+    text::one_line(
+        describe(shared, err, inst, cpu, memory_bytes),
+        MAX_ERROR_MESSAGE,
+    )
+}
+
+/// [`describe_trap`] before it is cut and escaped.
+fn describe(
     shared: &PoolShared,
     err: &wasmtime::Error,
     inst: &Instance,
@@ -69,8 +90,9 @@ fn panic_message(output: &str) -> Option<String> {
 pub(crate) fn drain_stderr(shared: &PoolShared, inst: &mut Instance) {
     let out = inst.stderr.contents();
     if out.len() > inst.stderr_seen {
-        let text = String::from_utf8_lossy(&out[inst.stderr_seen..]);
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let printed = String::from_utf8_lossy(&out[inst.stderr_seen..]);
+        for line in printed.lines().filter(|l| !l.trim().is_empty()) {
+            let line = text::one_line(line.to_string(), MAX_LOG_MESSAGE);
             tracing::warn!(target: "homeostat::plugin", "{} printed: {line}", shared.label);
         }
         inst.stderr_seen = out.len();

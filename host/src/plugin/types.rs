@@ -9,6 +9,26 @@ use std::time::Duration;
 use crate::sys::footprint::{Footprint, UnitRef};
 use crate::sys::process::CommandSpec;
 
+// What a plugin hands the host crosses into the host's memory and log: each kind of
+// string has a cap (in bytes, before escaping). Longer ones are cut with a visible marker
+// (`… [N bytes cut] …`, keeping both ends), and control characters are escaped where they enter (the
+// bindings' conversions, `crate::sys::text`), so nothing a plugin says can forge a log
+// line, reach the operator's terminal as an escape sequence, or take the engine down.
+
+/// An `error.message` (and a trap's description, which quotes the plugin's output).
+pub const MAX_ERROR_MESSAGE: usize = 16 << 10;
+/// One `log` call's message, and each line a plugin prints on stdout or stderr.
+pub const MAX_LOG_MESSAGE: usize = 16 << 10;
+/// A change's one-line `summary`.
+pub const MAX_CHANGE_SUMMARY: usize = 4 << 10;
+/// A change's unified `diff` (shown by `--noop`).
+pub const MAX_CHANGE_DIFF: usize = 1 << 20;
+/// Changes listed per check-apply; the rest are counted in one last entry.
+pub const MAX_CHANGES: usize = 256;
+/// One value published for send/recv (JSON text); a larger one is dropped with a
+/// warning. Room for an `exec`'s whole captured output (4 MiB) escaped as JSON.
+pub const MAX_SENT_VALUE: usize = 16 << 20;
+
 /// A resource's identity as the plugin sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ResourceRef {

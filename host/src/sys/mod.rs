@@ -13,6 +13,9 @@
 //! - [`inotify`]: the file watch hub, and the [`Echo`](inotify::Echo) that keeps a resource
 //!   from waking at its own writes;
 //! - [`ids`]: user and group names;
+//! - [`input`]: files read from outside (graph, plugins, grants): type-checked before the
+//!   first read, and capped;
+//! - [`text`]: text for a terminal or a log: control characters escaped, sizes capped;
 //! - [`temp_name`]: the names of homeostat's staging files, which `fs` makes and the hub
 //!   ignores;
 //! - [`waker`]: how all of them say "look again".
@@ -25,11 +28,13 @@ pub mod footprint;
 pub mod fs;
 pub mod ids;
 pub mod inotify;
+pub mod input;
 pub mod kmsg;
 pub mod net;
 pub mod process;
 pub mod systemd;
 pub mod temp_name;
+pub mod text;
 pub mod waker;
 
 /// The handles to the OS services that plugins' host interfaces and the engine's watches

@@ -15,6 +15,14 @@
 //! it. The direct child is always waited for (tokio reaps it even when its future is
 //! dropped), so no zombie is left.
 //!
+//! **Output.** A command may print without bound, and what matters for the log is usually
+//! at its end (the error after pages of progress). Each stream is read to its end, whatever
+//! its length; when it is longer than [`OUTPUT_MAX`], the first [`OUTPUT_HEAD`] bytes and
+//! the last bytes are kept, joined by one line `[homeostat: N bytes of output dropped
+//! here]`, at most [`OUTPUT_MAX`] in all, and `truncated` is set. Memory stays bounded
+//! ([`TailBuffer`] is a ring), and reading never stops early, so a chatty command is
+//! never blocked on a full pipe.
+//!
 //! **Lookups.** A program without `/` is searched in `PATH` from the call's environment, or
 //! in [`DEFAULT_PATH`]; a missing program, a missing `cwd`, an unknown user or group
 //! ([`crate::sys::ids`]) are reported as errors naming what is wrong before anything is
@@ -38,6 +46,74 @@ use crate::sys::ids::{self, IdError, IdKind};
 
 /// Bytes of stdout (and of stderr) kept per process; the rest is read and dropped.
 pub const OUTPUT_MAX: usize = 4 << 20;
+
+/// Of a stream longer than [`OUTPUT_MAX`], the bytes kept from its beginning; the rest of
+/// what is kept is its end.
+pub const OUTPUT_HEAD: usize = 64 << 10;
+
+/// Room left for the line that marks where bytes were dropped.
+const MARKER_ROOM: usize = 96;
+
+/// The last bytes written to it, at most a fixed number, in a ring: memory stays bounded
+/// however much goes through (a command's output, a watch command's stderr).
+#[derive(Debug, Clone)]
+pub struct TailBuffer {
+    buf: Vec<u8>,
+    cap: usize,
+    /// Once `buf` is full: where its oldest byte is (and the next one goes).
+    next: usize,
+    dropped: u64,
+}
+
+impl TailBuffer {
+    /// A buffer that keeps the last `cap` bytes.
+    pub fn new(cap: usize) -> TailBuffer {
+        TailBuffer {
+            buf: Vec::new(),
+            cap,
+            next: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Append `data`, dropping the oldest bytes beyond the capacity.
+    pub fn push(&mut self, mut data: &[u8]) {
+        let cap = self.cap;
+        if data.len() >= cap {
+            self.dropped += (self.buf.len() + data.len() - cap) as u64;
+            self.buf.clear();
+            self.buf.extend_from_slice(&data[data.len() - cap..]);
+            self.next = 0;
+            return;
+        }
+        if self.buf.len() < cap {
+            let n = (cap - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if data.is_empty() {
+                return;
+            }
+        }
+        // Full: overwrite the oldest bytes.
+        self.dropped += data.len() as u64;
+        let first = (cap - self.next).min(data.len());
+        self.buf[self.next..self.next + first].copy_from_slice(&data[..first]);
+        let rest = &data[first..];
+        self.buf[..rest.len()].copy_from_slice(rest);
+        self.next = (self.next + data.len()) % cap;
+    }
+
+    /// How many bytes went through and were dropped.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The bytes kept, oldest first.
+    pub fn into_vec(mut self) -> Vec<u8> {
+        self.buf.rotate_left(self.next);
+        self.buf
+    }
+}
 
 /// Where programs are looked up when the command's environment has no `PATH`.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -471,24 +547,41 @@ impl Processes {
     }
 }
 
-/// Read a pipe to its end, keeping at most [`OUTPUT_MAX`] bytes.
+/// Read a pipe to its end, keeping at most [`OUTPUT_MAX`] bytes: all of it when it fits,
+/// else its first [`OUTPUT_HEAD`] and last bytes around a marker line (see the module's
+/// "Output"). Returns whether bytes were dropped.
 async fn capture(mut pipe: impl AsyncRead + Unpin) -> (Vec<u8>, bool) {
-    let mut kept = Vec::new();
-    let mut cut = false;
+    let mut head = Vec::new();
+    let mut tail = TailBuffer::new(OUTPUT_MAX - OUTPUT_HEAD - MARKER_ROOM);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                let room = OUTPUT_MAX - kept.len();
-                if n > room {
-                    cut = true;
+                let mut data = &buf[..n];
+                if head.len() < OUTPUT_HEAD {
+                    let take = (OUTPUT_HEAD - head.len()).min(data.len());
+                    head.extend_from_slice(&data[..take]);
+                    data = &data[take..];
                 }
-                kept.extend_from_slice(&buf[..n.min(room)]);
+                tail.push(data);
             }
         }
     }
-    (kept, cut)
+    join_output(head, tail)
+}
+
+/// The bytes kept of a stream: `head` then `tail`, with a line saying how many bytes were
+/// dropped between them when some were.
+fn join_output(mut head: Vec<u8>, tail: TailBuffer) -> (Vec<u8>, bool) {
+    let dropped = tail.dropped();
+    if dropped > 0 {
+        head.extend_from_slice(
+            format!("\n[homeostat: {dropped} bytes of output dropped here]\n").as_bytes(),
+        );
+    }
+    head.extend_from_slice(&tail.into_vec());
+    (head, dropped > 0)
 }
 
 /// `program` itself when it contains `/` (relative to `cwd`, where the command runs), else
@@ -568,6 +661,51 @@ mod tests {
         let n: usize = text.lines().nth(1).unwrap().trim().parse().unwrap();
         assert!(n <= 3, "{text}");
         assert_eq!(out.stderr, b"err\n");
+    }
+
+    #[test]
+    fn a_tail_buffer_keeps_the_last_bytes() {
+        let mut t = TailBuffer::new(4);
+        t.push(b"ab");
+        assert_eq!(t.clone().into_vec(), b"ab");
+        t.push(b"cde");
+        assert_eq!(t.clone().into_vec(), b"bcde");
+        assert_eq!(t.dropped(), 1);
+        t.push(b"f");
+        t.push(b"gh");
+        assert_eq!(t.clone().into_vec(), b"efgh");
+        t.push(b"0123456789");
+        assert_eq!(t.clone().into_vec(), b"6789");
+        assert_eq!(t.dropped(), 18 - 4);
+        // Byte by byte, around the ring many times.
+        let mut t = TailBuffer::new(3);
+        for b in b"abcdefghij" {
+            t.push(&[*b]);
+        }
+        assert_eq!(t.into_vec(), b"hij");
+    }
+
+    #[tokio::test]
+    async fn long_output_keeps_its_beginning_and_its_end() {
+        // 10 MiB of numbered lines, then the line that matters.
+        let script = "i=0; while [ $i -lt 163840 ]; do \
+            echo \"line $i ..................................................\"; \
+            i=$((i+1)); done; echo 'the last words' >&2; echo 'the very end'";
+        let s = spec(&["sh", "-c", script]);
+        let out = Processes::new().run(&s, None, None, None).await.unwrap();
+        assert!(out.truncated);
+        assert!(out.stdout.len() <= OUTPUT_MAX, "{}", out.stdout.len());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("line 0 ...."), "{}", &text[..100]);
+        assert!(text.ends_with(
+            "line 163839 ..................................................\nthe very end\n"
+        ));
+        assert!(
+            text.contains("bytes of output dropped here]\n"),
+            "the cut is marked"
+        );
+        // The stream that fits is whole.
+        assert_eq!(out.stderr, b"the last words\n");
     }
 
     #[tokio::test]

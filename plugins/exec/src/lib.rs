@@ -28,18 +28,32 @@ fn run(c: &Command, timeout_ms: Option<u32>) -> Result<Output> {
     Ok(process::run(c, None, timeout_ms)?)
 }
 
-/// The last lines of a process's stderr, for an error message.
+/// Bytes kept of the end of each stderr line quoted in an error message.
+const TAIL_LINE: usize = 512;
+
+/// The last lines of a process's stderr, for an error message: at most 3, each cut to
+/// its last [`TAIL_LINE`] bytes (a long line's end is where its error is).
 fn stderr_tail(o: &Output) -> String {
     let text = String::from_utf8_lossy(&o.stderr);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     if lines.is_empty() {
         String::new()
     } else {
-        format!(
-            "; stderr: {}",
-            lines[lines.len().saturating_sub(3)..].join(" | ")
-        )
+        let last: Vec<String> = lines[lines.len().saturating_sub(3)..]
+            .iter()
+            .map(|l| line_end(l))
+            .collect();
+        format!("; stderr: {}", last.join(" | "))
     }
+}
+
+/// `line`, or `…` and its last [`TAIL_LINE`] bytes.
+fn line_end(line: &str) -> String {
+    if line.len() <= TAIL_LINE {
+        return line.to_string();
+    }
+    let start = line.ceil_char_boundary(line.len() - TAIL_LINE);
+    format!("…{}", &line[start..])
 }
 
 impl Resource for Exec {
@@ -103,7 +117,8 @@ impl Resource for Exec {
         }
         if o.truncated {
             log::warn(&format!(
-                "`{what}` printed more than 4 MiB; the rest was dropped"
+                "`{what}` printed more than 4 MiB on a stream: only its first 64 KiB and \
+                 its last bytes were kept"
             ));
         }
         out.send("stdout", String::from_utf8_lossy(&o.stdout));

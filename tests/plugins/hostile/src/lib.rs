@@ -14,10 +14,17 @@
 //! - `servespin`: a server (`serve` watch) that loops forever before it ever waits for
 //!   events (stopped by the CPU budget of its turn);
 //! - `netescape`: a server that declares UDP on `target` but binds another port, and
-//!   whose check-apply tries a socket (sockets are for `serve` only).
+//!   whose check-apply tries a socket (sockets are for `serve` only);
+//! - `forge`: says `target` (meant to hold newlines, fake log lines and escape sequences)
+//!   every way a plugin can: a log message, a line on stderr, a change summary and a
+//!   change diff;
+//! - `forgefail`: fails with `target` as its error message;
+//! - `loud`: says `target` bytes (a number) at once: a log message, a change summary and
+//!   a sent value of that size;
+//! - `stall`: loops forever in `validate` (so in start-up), after logging that it does.
 
 use homeostat_sdk::{
-    CheckApply, Error, Info, Outcome, Resource, ResourceId, Result, fs, net, process, systemd,
+    CheckApply, Error, Info, Outcome, Resource, ResourceId, Result, fs, log, net, process, systemd,
 };
 
 #[derive(serde::Deserialize)]
@@ -193,7 +200,62 @@ server!(
     }
 );
 
+kind!(Forge, "forge", |p| {
+    let t = p.target.as_deref().unwrap_or("");
+    log::info(t);
+    eprintln!("{t}");
+    let mut out = Outcome::new();
+    out.change_with_diff(t, format!("--- {0}\n+++ {0}\n-{t}\n+{t}\n", p.path));
+    Ok(out)
+});
+
+kind!(ForgeFail, "forgefail", |p| {
+    Err(Error::new(p.target.clone().unwrap_or_default()))
+});
+
+struct Loud;
+impl Resource for Loud {
+    const KIND: &'static str = "loud";
+    const SCHEMA: &'static str = SCHEMA;
+    const SENDS: &'static [(&'static str, &'static str)] = &[("blob", "string")];
+    type Params = Params;
+    fn validate(_: &ResourceId, p: &Params) -> Result<Info> {
+        info(p)
+    }
+    fn check_apply(_: &ResourceId, p: &Params, _: &CheckApply) -> Result<Outcome> {
+        let n: usize = p.target.as_deref().unwrap_or("0").parse().unwrap_or(0);
+        let big = "y".repeat(n);
+        log::warn(&format!("loud log {big}"));
+        let mut out = Outcome::new();
+        out.change(format!("loud change {big}"));
+        out.send("blob", &big);
+        Ok(out)
+    }
+}
+
+struct Stall;
+impl Resource for Stall {
+    const KIND: &'static str = "stall";
+    const SCHEMA: &'static str = SCHEMA;
+    type Params = Params;
+    fn validate(_: &ResourceId, p: &Params) -> Result<Info> {
+        log::warn("stalling in validate");
+        let mut n: u64 = 0;
+        loop {
+            n = n.wrapping_add(1);
+            if n == u64::MAX && p.path.is_empty() {
+                return info(p);
+            }
+            std::hint::black_box(n);
+        }
+    }
+    fn check_apply(_: &ResourceId, _: &Params, _: &CheckApply) -> Result<Outcome> {
+        Ok(Outcome::new())
+    }
+}
+
 homeostat_sdk::export_resource!(
-    Trap, Spin, Hog, Escape, Flaky, Runaway, Unitgrab, Socket, ServeSpin, NetEscape;
+    Trap, Spin, Hog, Escape, Flaky, Runaway, Unitgrab, Socket, ServeSpin, NetEscape, Forge,
+    ForgeFail, Loud, Stall;
     capabilities = ["fs", "process", "net"]
 );

@@ -1,6 +1,11 @@
 //! The generated side of `homeostat:resource@0.1.0`: the one `bindgen!` of this version,
 //! and the conversions between its types and the engine's ([`crate::plugin::types`]).
 //! Only the files of this version (`v0_1/`) see the generated types.
+//!
+//! The conversions out of the guest are where its strings enter the host: error messages,
+//! change summaries and diffs are cut to their caps ([`crate::plugin::types`]) and their
+//! control characters escaped here, once, so every later use (the log, the summary, a
+//! graph error) gets them safe.
 
 use std::path::PathBuf;
 
@@ -8,11 +13,13 @@ use wasmtime::component::{HasSelf, Linker};
 
 use crate::plugin::store::HostState;
 use crate::plugin::types::{
-    Change, CheckOutcome, PluginError, ResourceInfo, ResourceRef, WatchItem,
+    Change, CheckOutcome, MAX_CHANGE_DIFF, MAX_CHANGE_SUMMARY, MAX_CHANGES, MAX_ERROR_MESSAGE,
+    PluginError, ResourceInfo, ResourceRef, WatchItem,
 };
 use crate::sys::footprint::{Footprint, PathGrant, Protocol, SocketGrant, UnitRef};
 use crate::sys::process::CommandSpec;
 use crate::sys::systemd::unit_file_paths;
+use crate::sys::text;
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -51,8 +58,9 @@ impl From<&ResourceRef> for wt::ResourceId {
 impl From<wt::Error> for PluginError {
     fn from(e: wt::Error) -> Self {
         PluginError {
-            message: e.message,
-            field: e.field,
+            message: text::one_line(e.message, MAX_ERROR_MESSAGE),
+            // A param name: anything longer is not one of the graph's keys.
+            field: e.field.map(|f| text::one_line(f, 1024)),
         }
     }
 }
@@ -77,7 +85,7 @@ impl TryFrom<wt::ResourceInfo> for ResourceInfo {
                 message: format!(
                     "the plugin declared the socket address `{}`, which is not `IP:PORT` or \
                      `[IPV6]:PORT` (a plugin bug)",
-                    g.address
+                    text::one_line(g.address.clone(), 256)
                 ),
                 field: None,
             })?;
@@ -149,16 +157,26 @@ impl TryFrom<wt::ResourceInfo> for ResourceInfo {
 
 impl From<wt::CheckResult> for CheckOutcome {
     fn from(r: wt::CheckResult) -> Self {
+        let ok = r.ok && r.changes.is_empty();
+        let total = r.changes.len();
+        let mut changes: Vec<Change> = r
+            .changes
+            .into_iter()
+            .take(MAX_CHANGES)
+            .map(|c| Change {
+                summary: text::one_line(c.summary, MAX_CHANGE_SUMMARY),
+                diff: c.diff.map(|d| text::lines(d, MAX_CHANGE_DIFF)),
+            })
+            .collect();
+        if total > MAX_CHANGES {
+            changes.push(Change {
+                summary: format!("and {} more changes", total - MAX_CHANGES),
+                diff: None,
+            });
+        }
         CheckOutcome {
-            ok: r.ok && r.changes.is_empty(),
-            changes: r
-                .changes
-                .into_iter()
-                .map(|c| Change {
-                    summary: c.summary,
-                    diff: c.diff,
-                })
-                .collect(),
+            ok,
+            changes,
             sends: r.sends,
         }
     }
@@ -167,4 +185,59 @@ impl From<wt::CheckResult> for CheckOutcome {
 /// Link `types` (shared types only; no functions).
 pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wt::add_to_linker::<HostState, Data>(linker, host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_strings_are_capped_and_escaped_where_they_enter() {
+        let e = PluginError::from(wt::Error {
+            message: format!(
+                "bad\n2026-01-01T00:00:00Z  INFO x[y]: forged\x1b[2J{}",
+                "z".repeat(1 << 20)
+            ),
+            field: Some("mode\n".into()),
+        });
+        assert!(
+            e.message
+                .starts_with("bad\\n2026-01-01T00:00:00Z  INFO x[y]: forged\\x1b[2J")
+        );
+        assert!(
+            e.message.len() < MAX_ERROR_MESSAGE + 100,
+            "{}",
+            e.message.len()
+        );
+        assert!(e.message.contains("bytes cut] …"), "a visible marker");
+        assert_eq!(e.field.as_deref(), Some("mode\\n"));
+
+        let change = |summary: &str, diff: Option<&str>| wt::Change {
+            summary: summary.into(),
+            diff: diff.map(str::to_string),
+        };
+        let out = CheckOutcome::from(wt::CheckResult {
+            ok: false,
+            changes: vec![change(
+                "content\r\nINFO forged",
+                Some("--- a\n+++ b\n-old\x1b]0;title\x07\n+new\n"),
+            )],
+            sends: Vec::new(),
+        });
+        assert_eq!(out.changes[0].summary, "content\\r\\nINFO forged");
+        assert_eq!(
+            out.changes[0].diff.as_deref(),
+            Some("--- a\n+++ b\n-old\\x1b]0;title\\x07\n+new\n"),
+            "a diff keeps its lines"
+        );
+
+        let many = CheckOutcome::from(wt::CheckResult {
+            ok: true,
+            changes: (0..1000).map(|i| change(&format!("c{i}"), None)).collect(),
+            sends: Vec::new(),
+        });
+        assert_eq!(many.changes.len(), MAX_CHANGES + 1);
+        assert_eq!(many.changes[MAX_CHANGES].summary, "and 744 more changes");
+        assert!(!many.ok);
+    }
 }
