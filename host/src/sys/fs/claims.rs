@@ -122,7 +122,7 @@ impl Claims {
     }
 }
 
-/// Keeps a resource's conflict waker registered (see [`Claims::on_conflict`]).
+/// Keeps a resource's conflict waker registered while it lives (from `Claims::on_conflict`).
 pub struct ConflictWatch {
     claims: Arc<Claims>,
     owner: Arc<str>,
