@@ -109,6 +109,22 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| FsError::internal(what, path, format!("blocking task failed: {e}")))?
 }
 
+/// Runs `f`, which moves `size` bytes, on the caller's thread when that is at most
+/// [`INLINE_IO_MAX`] (a thread hop costs more than the I/O) and on the blocking pool
+/// otherwise, so a large file never stalls the runtime.
+async fn sized<T: Send + 'static>(
+    what: &str,
+    path: &Path,
+    size: u64,
+    f: impl FnOnce() -> Result<T, FsError> + Send + 'static,
+) -> Result<T, FsError> {
+    if size <= INLINE_IO_MAX as u64 {
+        f()
+    } else {
+        blocking(what, path, f).await
+    }
+}
+
 impl FsHost {
     /// A new host; the commit thread starts with the first `write` or `copy`.
     pub fn new() -> FsHost {
@@ -213,12 +229,8 @@ impl FsHost {
                 .map_err(|e| FsError::io("read", path, &e))?;
             Ok(buf)
         };
-        if size <= INLINE_IO_MAX as u64 {
-            read(&mut file, &auth.path)
-        } else {
-            let path = auth.path;
-            blocking("read", &path.clone(), move || read(&mut file, &path)).await
-        }
+        let path = auth.path.clone();
+        sized("read", &auth.path, size, move || read(&mut file, &path)).await
     }
 
     /// Up to `len` bytes (at most [`READ_AT_MAX`]) of a regular file from `offset`.
@@ -249,12 +261,8 @@ impl FsHost {
             buf.truncate(got);
             Ok(buf)
         };
-        if want <= INLINE_IO_MAX {
-            read(&file, &auth.path)
-        } else {
-            let path = auth.path;
-            blocking("read", &path.clone(), move || read(&file, &path)).await
-        }
+        let path = auth.path.clone();
+        sized("read", &auth.path, want as u64, move || read(&file, &path)).await
     }
 
     /// Lower-case hex SHA-256 of a regular file's content.
@@ -274,12 +282,8 @@ impl FsHost {
             }
             Ok(hex::encode(hasher.finalize()))
         };
-        if size <= INLINE_IO_MAX as u64 {
-            hash(&mut file, &auth.path)
-        } else {
-            let path = auth.path;
-            blocking("hash", &path.clone(), move || hash(&mut file, &path)).await
-        }
+        let path = auth.path.clone();
+        sized("hash", &auth.path, size, move || hash(&mut file, &path)).await
     }
 
     /// Whether the regular file at `path` holds exactly `data`; `false` when the path does
@@ -334,16 +338,12 @@ impl FsHost {
             uid,
             gid,
         } = self.stage(&Self::rules(fp, &auth, &self.managed()), attrs)?;
-        if data.len() <= INLINE_IO_MAX {
-            write_all(&mut temp, &data, &auth.path)?;
-        } else {
-            let path = auth.path.clone();
-            temp = blocking("write", &auth.path, move || {
-                write_all(&mut temp, &data, &path)?;
-                Ok(temp)
-            })
-            .await?;
-        }
+        let path = auth.path.clone();
+        let mut temp = sized("write", &auth.path, data.len() as u64, move || {
+            write_all(&mut temp, &data, &path)?;
+            Ok(temp)
+        })
+        .await?;
         temp.set_attrs(&auth.path, mode, uid, gid)?;
         self.commit(temp, dir, target, auth.path, own).await
     }
@@ -375,16 +375,12 @@ impl FsHost {
             io::copy(from, to).map_err(|e| FsError::io("copy from", src, &e))?;
             Ok(())
         };
-        if size <= INLINE_IO_MAX as u64 {
-            copy(&mut from, &mut temp, &src.path)?;
-        } else {
-            let src_path = src.path.clone();
-            temp = blocking("copy from", &src.path, move || {
-                copy(&mut from, &mut temp, &src_path)?;
-                Ok(temp)
-            })
-            .await?;
-        }
+        let src_path = src.path.clone();
+        let mut temp = sized("copy from", &src.path, size, move || {
+            copy(&mut from, &mut temp, &src_path)?;
+            Ok(temp)
+        })
+        .await?;
         temp.set_attrs(&auth.path, mode, uid, gid)?;
         self.commit(temp, dir, target, auth.path, own).await
     }
