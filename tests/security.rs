@@ -2,6 +2,7 @@
 //! directory layout an unprivileged user controls part of.
 
 use std::os::unix::fs::{chown, lchown, symlink};
+use std::path::{Path, PathBuf};
 
 use homeostat_tests::{Running, wait_content, write_graph};
 
@@ -195,22 +196,29 @@ fn a_path_received_from_another_resource_is_a_conflict_not_a_fight() {
     assert!(!t.path().join("other").exists());
 }
 
+/// A graph of two files, `a` and `b` in `dir`, with `b_meta` as `b`'s metaparams; the
+/// graph's path and `b`'s.
+fn a_and_b(dir: &Path, b_meta: &str) -> (PathBuf, PathBuf) {
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let g = write_graph(
+        dir,
+        "g.yaml",
+        &format!(
+            "graph: ab\nresources:\n  file:\n  - name: a\n    path: {}\n    content: \"a\\n\"\n  \
+             - name: b\n    path: {}\n    content: \"b\\n\"\n    meta: {{{b_meta}}}\n",
+            a.display(),
+            b.display()
+        ),
+    );
+    (g, b)
+}
+
 /// A homeostat bug that panics while running a resource (injected in test builds) fails
 /// that resource visibly: logged, in the summary, in the exit code; the rest runs on.
 #[test]
 fn a_panic_while_running_a_resource_is_a_counted_failure() {
     let t = tempfile::tempdir().unwrap();
-    let (a, b) = (t.path().join("a"), t.path().join("b"));
-    let g = write_graph(
-        t.path(),
-        "g.yaml",
-        &format!(
-            "graph: bug\nresources:\n  file:\n  - name: a\n    path: {}\n    content: \"a\\n\"\n  \
-             - name: b\n    path: {}\n    content: \"b\\n\"\n    meta: {{poll: 1}}\n",
-            a.display(),
-            b.display()
-        ),
-    );
+    let (g, b) = a_and_b(t.path(), "poll: 1");
     for (place, who) in [("check-apply", "file[a]"), ("timer", "file[b]")] {
         let out = homeostat_tests::homeostat_command(
             t.path(),
@@ -236,17 +244,7 @@ fn a_panic_while_running_a_resource_is_a_counted_failure() {
 #[test]
 fn a_noop_resource_is_never_reported_as_changed() {
     let t = tempfile::tempdir().unwrap();
-    let (a, b) = (t.path().join("a"), t.path().join("b"));
-    let g = write_graph(
-        t.path(),
-        "g.yaml",
-        &format!(
-            "graph: dry\nresources:\n  file:\n  - name: a\n    path: {}\n    content: \"a\\n\"\n  \
-             - name: b\n    path: {}\n    content: \"b\\n\"\n    meta: {{noop: true}}\n",
-            a.display(),
-            b.display()
-        ),
-    );
+    let (g, b) = a_and_b(t.path(), "noop: true");
     let out = homeostat_tests::run_converged(&g, "0.3", &[]);
     let log = homeostat_tests::stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{log}");
