@@ -19,7 +19,8 @@ const TOP_KEYS: &[&str] = &["graph", "comment", "resources", "edges", "collect"]
 const EDGE_KEYS: &[&str] = &["name", "from", "to", "notify", "send"];
 const ENDPOINT_KEYS: &[&str] = &["kind", "name"];
 const COLLECT_KEYS: &[&str] = &["kind", "pattern"];
-const META_KEYS: &[&str] = &[
+/// The metaparams a resource's `meta:` may set.
+pub(super) const META_KEYS: &[&str] = &[
     "noop",
     "retry",
     "delay",

@@ -70,25 +70,14 @@ fn scalar() -> impl Strategy<Value = String> {
 
 /// A `meta:` flow mapping of known, mgmt-only and unknown keys with any values.
 fn meta() -> impl Strategy<Value = String> {
-    let key = prop::sample::select(vec![
-        "noop",
-        "retry",
-        "delay",
-        "poll",
-        "limit",
-        "burst",
-        "sema",
-        "timeout",
-        "cpu",
-        "memory",
-        "rewatch",
-        "autoedge",
-        "hidden",
-        "export",
-        "autogroup",
-        "retries",
-        "",
-    ]);
+    // Every key homeostat knows, one mgmt has and homeostat does not, a misspelling and
+    // an empty key.
+    let keys: Vec<&str> = super::doc::META_KEYS
+        .iter()
+        .copied()
+        .chain(["autogroup", "retries", ""])
+        .collect();
+    let key = prop::sample::select(keys);
     let sema = prop::collection::vec(
         (name(), prop::option::of(number())).prop_map(|(id, count)| match count {
             Some(c) => quoted(&format!("{id}:{c}")),
