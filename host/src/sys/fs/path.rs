@@ -189,16 +189,21 @@ mod tests {
         assert!(n("/etc/ho\0sts").is_err());
     }
 
-    #[test]
-    fn footprint_allows_granted_paths() {
-        let fp = Footprint {
+    /// `/etc/motd` read-write, the tree `/srv/app` read-write, `/etc/hosts` read-only.
+    fn motd_app_hosts() -> Footprint {
+        Footprint {
             paths: vec![
                 grant("/etc/motd", false, true),
                 grant("/srv/app", true, true),
                 grant("/etc/hosts", false, false),
             ],
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn footprint_allows_granted_paths() {
+        let fp = motd_app_hosts();
         assert_eq!(
             check(&fp, "/etc/motd", true),
             Ok(PathBuf::from("/etc/motd"))
@@ -230,14 +235,7 @@ mod tests {
 
     #[test]
     fn footprint_refuses_everything_else() {
-        let fp = Footprint {
-            paths: vec![
-                grant("/etc/motd", false, true),
-                grant("/srv/app", true, true),
-                grant("/etc/hosts", false, false),
-            ],
-            ..Default::default()
-        };
+        let fp = motd_app_hosts();
         let refused = |path: &str, write: bool| {
             let err = check(&fp, path, write).expect_err(path);
             assert_eq!(err.code, ErrorCode::NotAllowed, "{path}: {err}");
