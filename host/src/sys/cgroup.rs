@@ -14,6 +14,10 @@
 //! nothing it starts can be outside. Where no cgroup can be made (no cgroup2, not root, a
 //! delegated subtree refusing it) commands run in their process group alone, as before,
 //! and the first failure is logged once.
+//!
+//! Under systemd the service wants `Delegate=yes` (docs/security.md); a transient scope
+//! per command would cost a D-Bus round trip with the child held stopped, for the same
+//! guarantee this gives whether systemd runs or not.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
