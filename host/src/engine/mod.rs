@@ -153,13 +153,25 @@ impl Engine {
     fn load(&mut self, plan: Plan) {
         let started = Instant::now();
         self.manage(&plan);
-        self.sweep();
+        // The sweep (a directory listing of every managed directory) overlaps building
+        // the vertices; it is done before any task starts.
+        let vertices: Vec<Arc<Vertex>> = std::thread::scope(|scope| {
+            let sweep = scope.spawn(|| self.sweep());
+            let vertices = plan
+                .resources
+                .into_iter()
+                .map(|r| Arc::new(Vertex::new(r)))
+                .collect();
+            if sweep.join().is_err() {
+                tracing::error!("sweeping staging files panicked");
+            }
+            vertices
+        });
+        tracing::debug!(
+            "managed paths recorded, staging files swept and vertices built in {:.1?}",
+            started.elapsed()
+        );
         // Link before the tasks run: start them after.
-        let vertices: Vec<Arc<Vertex>> = plan
-            .resources
-            .into_iter()
-            .map(|r| Arc::new(Vertex::new(r)))
-            .collect();
         Self::link(&vertices, &plan.edges);
         let tasks = self.spawn(&vertices, started);
         self.running = vertices

@@ -37,7 +37,13 @@ pub fn target_of(name: &[u8]) -> Option<&[u8]> {
 
 /// Whether `name` is a staging name made for the file name `target`.
 pub fn is_staging_for(name: &[u8], target: &[u8]) -> bool {
-    target_of(name) == Some(&target[..target.len().min(KEEP)])
+    target_of(name) == Some(kept_of(target))
+}
+
+/// What of the file name `target` its staging names keep ([`target_of`] gives it back): a
+/// long name is cut so that the staging name still fits in `NAME_MAX`.
+pub fn kept_of(target: &[u8]) -> &[u8] {
+    &target[..target.len().min(KEEP)]
 }
 
 /// `.TARGET.homeostat-XXXXXXXXXXXX` for the file name `target`, unique within the process

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use super::error::{ErrorCode, FsError};
 use crate::sys::waker::Waker;
@@ -28,9 +28,11 @@ struct Inner {
     /// Resources found writing an entry another one writes, with why.
     conflicts: HashMap<Arc<str>, String>,
     /// Who to wake when a resource is found in conflict (it may be idle: the other one's
-    /// write was refused, so no event reaches it).
-    wakers: HashMap<Arc<str>, (u64, Waker)>,
-    next_id: u64,
+    /// write was refused, so no event reaches it). Weak: the resource's [`ConflictWatch`]
+    /// holds the waker, so a stopped resource is not woken and its guard's drop takes no
+    /// lock (a graph of ten thousand resources stops at once); the entries of stopped
+    /// resources are pruned by the next graph's `clear`.
+    wakers: HashMap<Arc<str>, Weak<dyn Fn() + Send + Sync>>,
 }
 
 /// The claims of the graph being run (see the module docs).
@@ -80,7 +82,7 @@ impl Claims {
         };
         let mine = why(owner, path, &first, &first_path);
         let theirs = why(&first, &first_path, owner, path);
-        let wake = inner.wakers.get(&first).map(|(_, w)| w.clone());
+        let wake = inner.wakers.get(&first).and_then(Weak::upgrade);
         inner.conflicts.insert(owner.clone(), mine.clone());
         inner.conflicts.insert(first, theirs);
         self.any_conflict.store(true, Ordering::Release);
@@ -101,16 +103,10 @@ impl Claims {
 
     /// Calls `wake` when `owner` is found in conflict, until the returned guard is
     /// dropped.
-    pub(super) fn on_conflict(self: &Arc<Self>, owner: Arc<str>, wake: Waker) -> ConflictWatch {
-        let mut inner = self.lock();
-        inner.next_id += 1;
-        let id = inner.next_id;
-        inner.wakers.insert(owner.clone(), (id, wake));
-        ConflictWatch {
-            claims: Arc::clone(self),
-            owner,
-            id,
-        }
+    pub(super) fn on_conflict(&self, owner: Arc<str>, wake: Waker) -> ConflictWatch {
+        // A newer registration for the same resource (a graph swap) replaces the older.
+        self.lock().wakers.insert(owner, Arc::downgrade(&wake));
+        ConflictWatch { _wake: wake }
     }
 
     /// Forget every claim and conflict (a new graph).
@@ -118,29 +114,15 @@ impl Claims {
         let mut inner = self.lock();
         inner.by_entry.clear();
         inner.conflicts.clear();
+        // Resources that stay across a graph swap keep their registration.
+        inner.wakers.retain(|_, wake| wake.strong_count() > 0);
         self.any_conflict.store(false, Ordering::Release);
     }
 }
 
 /// Keeps a resource's conflict waker registered while it lives (from `Claims::on_conflict`).
 pub struct ConflictWatch {
-    claims: Arc<Claims>,
-    owner: Arc<str>,
-    id: u64,
-}
-
-impl Drop for ConflictWatch {
-    fn drop(&mut self) {
-        let mut inner = self.claims.lock();
-        // A newer registration for the same resource (a graph swap) stays.
-        if inner
-            .wakers
-            .get(&self.owner)
-            .is_some_and(|(id, _)| *id == self.id)
-        {
-            inner.wakers.remove(&self.owner);
-        }
-    }
+    _wake: Waker,
 }
 
 #[cfg(test)]
@@ -175,5 +157,38 @@ mod tests {
         claims
             .claim((1, 2), c"f", Path::new("/link/f"), &b)
             .expect("a new graph starts over");
+    }
+
+    #[test]
+    fn the_first_writer_is_woken_while_its_watch_lives() {
+        use std::sync::atomic::AtomicUsize;
+        let claims = Claims::default();
+        let (a, b): (Arc<str>, Arc<str>) = ("file[a]".into(), "file[b]".into());
+        let woken = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&woken);
+        let watch = claims.on_conflict(
+            a.clone(),
+            Arc::new(move || {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }),
+        );
+        claims.claim((1, 2), c"f", Path::new("/x/f"), &a).unwrap();
+        claims
+            .claim((1, 2), c"f", Path::new("/y/f"), &b)
+            .unwrap_err();
+        assert_eq!(
+            woken.load(Ordering::Relaxed),
+            1,
+            "a is idle: it must look again"
+        );
+        // A stopped resource is not woken, and the next graph forgets it.
+        drop(watch);
+        claims.clear();
+        claims.claim((1, 2), c"f", Path::new("/x/f"), &a).unwrap();
+        claims
+            .claim((1, 2), c"f", Path::new("/y/f"), &b)
+            .unwrap_err();
+        assert_eq!(woken.load(Ordering::Relaxed), 1);
+        assert!(claims.lock().wakers.is_empty());
     }
 }

@@ -10,7 +10,7 @@
 //! skipped, never followed. It runs once, before the first check-apply, so no write of
 //! this process can be in flight.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -33,16 +33,17 @@ pub struct Swept {
 
 /// Which names' staging files to remove in one directory.
 #[derive(Default)]
-struct Dir {
-    /// The names the graph writes there.
-    names: BTreeSet<Vec<u8>>,
+struct Dir<'a> {
+    /// The names the graph writes there, as their staging names keep them
+    /// ([`temp_name::kept_of`]).
+    names: HashSet<&'a [u8]>,
     /// The graph writes everything directly in it (a recursive grant).
     all: bool,
 }
 
 /// Removes the staging files left beside the paths `managed` writes (see the module docs).
 pub(super) fn sweep(managed: &Managed) -> Swept {
-    let mut dirs: BTreeMap<&Path, Dir> = BTreeMap::new();
+    let mut dirs: HashMap<&Path, Dir> = HashMap::new();
     for (path, recursive) in managed.grants() {
         if recursive {
             dirs.entry(path).or_default().all = true;
@@ -51,7 +52,7 @@ pub(super) fn sweep(managed: &Managed) -> Swept {
             dirs.entry(parent)
                 .or_default()
                 .names
-                .insert(name.as_bytes().to_vec());
+                .insert(temp_name::kept_of(name.as_bytes()));
         }
     }
     let mut swept = Swept::default();
@@ -78,10 +79,13 @@ fn sweep_dir(dir: &Path, wanted: &Dir, swept: &mut Swept) {
             return;
         }
     };
+    // Only staging-file names are kept: a directory of ten thousand managed files has
+    // ten thousand other names, read at every start.
     let names: Vec<CString> = match rustix::io::dup(&fd)
         .and_then(rustix::fs::Dir::new)
         .map(|d| {
             d.filter_map(Result::ok)
+                .filter(|e| temp_name::is_temp_name(e.file_name().to_bytes()))
                 .map(|e| e.file_name().to_owned())
                 .collect()
         }) {
@@ -93,12 +97,8 @@ fn sweep_dir(dir: &Path, wanted: &Dir, swept: &mut Swept) {
     };
     for name in names {
         let name_bytes = name.to_bytes();
-        let ours = temp_name::is_temp_name(name_bytes)
-            && (wanted.all
-                || wanted
-                    .names
-                    .iter()
-                    .any(|n| temp_name::is_staging_for(name_bytes, n)));
+        let ours = wanted.all
+            || temp_name::target_of(name_bytes).is_some_and(|t| wanted.names.contains(t));
         if !ours {
             continue;
         }

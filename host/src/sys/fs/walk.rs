@@ -31,7 +31,7 @@
 //! `O_NOFOLLOW` opens, `lchown`, rename over a link). Kernels without `openat2` (before
 //! 5.6) take the walk every time.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
@@ -102,10 +102,12 @@ pub(super) fn cstring(path: &Path, bytes: &[u8]) -> Result<CString, FsError> {
 /// followed on the way to another path.
 #[derive(Debug, Default)]
 pub struct Managed {
-    /// Exact write grants, by path.
-    exact: BTreeMap<PathBuf, Arc<str>>,
+    /// Exact write grants, by path. Hashed, not ordered: built for every graph, from up to
+    /// tens of thousands of paths, where comparing paths component by component costs more
+    /// than hashing them.
+    exact: HashMap<PathBuf, Arc<str>>,
     /// Recursive write grants, by path.
-    trees: BTreeMap<PathBuf, Arc<str>>,
+    trees: HashMap<PathBuf, Arc<str>>,
 }
 
 impl Managed {
@@ -113,6 +115,8 @@ impl Managed {
     /// resource in errors (`file[motd]`).
     pub fn new<'a>(resources: impl IntoIterator<Item = (String, &'a Footprint)>) -> Managed {
         let mut managed = Managed::default();
+        let resources = resources.into_iter();
+        managed.exact.reserve(resources.size_hint().0);
         for (owner, fp) in resources {
             let owner: Arc<str> = owner.into();
             for g in fp.paths.iter().filter(|g| g.write) {
