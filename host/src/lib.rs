@@ -11,9 +11,11 @@
 //! `plan` and `engine`).
 
 pub mod cli;
+pub mod cluster;
 pub mod engine;
 pub mod graph;
 pub mod plan;
 pub mod plugin;
 pub mod sys;
 pub mod watch;
+pub mod world;

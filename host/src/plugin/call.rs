@@ -174,7 +174,7 @@ impl Plugin {
     /// What a skipped cleanup still does on the host side: drop the `state` value.
     pub fn forget(&self, id: &ResourceRef) {
         if let Some(Ok(pool)) = self.pool.get() {
-            pool.states.lock().expect("states lock").remove(id);
+            pool.sys.states.forget(&id.kind, &id.name);
         }
     }
 
@@ -374,7 +374,7 @@ async fn run_job(
     inst.store.data_mut().end();
     if matches!(job.kind, CallKind::Cleanup) {
         // The resource leaves the graph: its `state` goes with it.
-        shared.states.lock().expect("states lock").remove(&job.id);
+        shared.sys.states.forget(&job.id.kind, &job.id.name);
     }
     let plugin = shared.label.to_string();
     match outcome {

@@ -26,7 +26,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use crate::plugin::bindings::{Guest, Pre};
 use crate::plugin::grants::Access;
 use crate::plugin::manifest::Manifest;
-use crate::plugin::store::{HostState, Limits, States};
+use crate::plugin::store::{HostState, Limits};
 use crate::plugin::types::CallError;
 use crate::sys::Services;
 
@@ -41,7 +41,6 @@ pub(crate) struct PoolShared {
     /// What the instances' host interfaces reach.
     pub(crate) sys: Services,
     pub(crate) access: Arc<Access>,
-    pub(crate) states: States,
     /// `name version`.
     pub(crate) label: Arc<str>,
     pub(crate) limits: Limits,
@@ -61,7 +60,6 @@ impl PoolShared {
             pre,
             sys,
             access: plugin.access.clone(),
-            states: States::default(),
             label: plugin.label.clone(),
             permits: Semaphore::new(plugin.limits.pool_size.max(1)),
             limits: plugin.limits.clone(),
@@ -254,7 +252,6 @@ pub(crate) async fn instantiate(shared: &PoolShared) -> Result<Instance, String>
         shared.limits.memory_bytes,
         shared.sys.clone(),
         shared.access.clone(),
-        shared.states.clone(),
         shared.label.clone(),
     );
     let mut store = Store::new(&shared.engine, state);

@@ -7,8 +7,7 @@
 //! use that capability (declared ∩ granted, see [`crate::plugin::grants`]) and hands back
 //! the footprint of the resource being called, which the OS service then enforces.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use wasmtime::component::ResourceTable;
@@ -128,10 +127,6 @@ impl wasmtime::ResourceLimiter for Limiter {
     }
 }
 
-/// The WIT `state` values of one plugin's resources, kept until the resource is
-/// cleaned up (shared by the plugin's instances).
-pub(crate) type States = Arc<Mutex<HashMap<ResourceRef, String>>>;
-
 /// Why a host call may not go ahead.
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum Refused {
@@ -159,8 +154,6 @@ pub struct HostState {
     /// The plugin's effective capabilities (declared ∩ granted), checked by every host
     /// interface before it does anything.
     access: Arc<Access>,
-    /// The `state` values of the plugin's resources (shared by its instances).
-    states: States,
     /// `name version` of the plugin, for log lines and errors.
     plugin: Arc<str>,
     /// The resource the current call is about and its footprint.
@@ -196,7 +189,6 @@ impl HostState {
         memory_bytes: usize,
         sys: Services,
         access: Arc<Access>,
-        states: States,
         plugin: Arc<str>,
     ) -> HostState {
         HostState {
@@ -205,7 +197,6 @@ impl HostState {
             limits: Limiter::new(memory_bytes),
             sys,
             access,
-            states,
             plugin,
             current: None,
             own: no_echoes(),
@@ -280,20 +271,16 @@ impl HostState {
     /// The `state` value of the resource being called.
     pub(crate) fn state_get(&self) -> Option<String> {
         let (r, _) = self.current.as_ref()?;
-        self.states.lock().expect("states lock").get(r).cloned()
+        self.sys.states.get(&r.kind, &r.name)
     }
 
     /// Store the `state` value of the resource being called (ignored between calls). From
     /// a `serve` call, a new value wakes the resource so its check-apply can publish it.
     pub(crate) fn state_set(&self, value: String) {
         if let Some((r, _)) = &self.current {
-            let old = self
-                .states
-                .lock()
-                .expect("states lock")
-                .insert(r.clone(), value.clone());
+            let changed = self.sys.states.set(&r.kind, &r.name, value);
             if let Some(serve) = &self.serve
-                && old.as_deref() != Some(value.as_str())
+                && changed
             {
                 serve.wake();
             }

@@ -50,4 +50,6 @@ pub struct Services {
     pub systemd: systemd::SystemdHost,
     /// The kernel log reader, opened on first use.
     pub kmsg: kmsg::KmsgSource,
+    /// The plugins' `state` values (in memory unless loaded from the World).
+    pub states: std::sync::Arc<crate::world::states::States>,
 }

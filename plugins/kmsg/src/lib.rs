@@ -239,7 +239,14 @@ impl Resource for Kmsg {
 
     fn check_apply(_: &ResourceId, p: &Params, ctx: &CheckApply) -> Result<Outcome> {
         let filter = Filter::from_params(p)?;
-        let mut cursor = match state::load::<Cursor>() {
+        // The host keeps the cursor across restarts. One that is past the newest record
+        // of this boot is from an earlier boot (sequence numbers restart at 0): start over.
+        let saved = state::load::<Cursor>().filter(|c| match (c.after, kmsg::start_seq()) {
+            (Some(after), Ok(Some(newest))) => after <= newest,
+            (Some(_), Ok(None)) => false,
+            _ => true,
+        });
+        let mut cursor = match saved {
             Some(c) => c,
             None => Cursor {
                 after: match p.since {

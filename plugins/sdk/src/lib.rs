@@ -478,8 +478,9 @@ pub mod net {
     };
 }
 
-/// A small value the host keeps per resource between calls (in memory; gone when the
-/// resource leaves the graph or homeostat restarts). Calls are otherwise stateless.
+/// A small value the host keeps per resource between calls, and across restarts (in the
+/// World: the local store, or etcd); gone when the resource leaves the graph. Calls are
+/// otherwise stateless.
 /// A [`set`] from [`Resource::serve`] that changes the value wakes the resource, so its
 /// check-apply can publish what the server did.
 pub mod state {
