@@ -132,6 +132,7 @@ async fn noop_settles_and_changes_nothing() {
     let opts = RunOptions {
         noop: true,
         converged_timeout: Some(Duration::from_millis(200)),
+        cluster: None,
     };
     let summary = tokio::time::timeout(
         Duration::from_secs(30),

@@ -1,9 +1,11 @@
 //! Project tasks, so the README needs only two commands.
 //!
-//! - `cargo xtask demo`: install the `wasm32-wasip2` target, build the plugins and the
-//!   host, run `examples/hello.yaml` until it converges.
-//! - `cargo xtask test`: the system packages the suites run (a systemd user manager,
-//!   `curl`, ...; installed with apt-get when missing and running as root), the same
+//! - `cargo xtask demo`: install the `wasm32-wasip2` target and `protoc` (Debian's
+//!   `protobuf-compiler`, which etcd-client's build needs; with apt-get when missing and
+//!   running as root), build the plugins and the host, run `examples/hello.yaml` until it
+//!   converges.
+//! - `cargo xtask test`: the system packages the build and the suites need (`protoc`, a
+//!   systemd user manager, `curl`, etcd and `etcdctl`, ...; installed with apt-get when missing and running as root), the same
 //!   builds plus the test fixtures, then the whole suite (the plugins' native unit
 //!   tests, then the host workspace's tests), then the host crate's API docs with
 //!   rustdoc's warnings as errors (a broken intra-doc link fails the run).
@@ -157,6 +159,7 @@ fn build_plugins(root: &Path) -> Result<(), String> {
 }
 
 fn demo(root: &Path, extra: &[String]) -> Result<(), String> {
+    ensure_packages(BUILD_PACKAGES, "building homeostat")?;
     build_plugins(root)?;
     run(Command::new(env!("CARGO"))
         .current_dir(root)
@@ -169,11 +172,18 @@ fn demo(root: &Path, extra: &[String]) -> Result<(), String> {
     run(&mut cmd)
 }
 
+/// Debian packages the host's build needs: `protoc`, for etcd-client's generated gRPC
+/// code.
+const BUILD_PACKAGES: &[(&str, &str)] = &[("protobuf-compiler", "/usr/bin/protoc")];
+
 /// Debian packages the end-to-end suites use, each with a file that shows it is there.
 /// The svc suite runs a real `systemd --user` manager on its own session bus; the exec
 /// suite creates a user with `useradd`; the provision suite downloads with `curl` (TFTP
-/// and HTTP).
+/// and HTTP); the world suite runs real etcd servers (`etcd-server`) and reads them with
+/// `etcdctl` (`etcd-client`).
 const TEST_PACKAGES: &[(&str, &str)] = &[
+    ("etcd-server", "/usr/bin/etcd"),
+    ("etcd-client", "/usr/bin/etcdctl"),
     ("systemd", "/lib/systemd/systemd"),
     ("dbus", "/usr/bin/dbus-daemon"),
     ("dbus-user-session", "/usr/lib/systemd/user/dbus.socket"),
@@ -182,11 +192,11 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("ca-certificates", "/etc/ssl/certs"),
 ];
 
-/// Install the missing [`TEST_PACKAGES`] with apt-get when running as root on a system
-/// that has it; otherwise say what is missing (the suites that need it will fail and
+/// Install the missing `packages` with apt-get when running as root on a system that has
+/// it; otherwise say what is missing and what for (the step that needs it will fail and
 /// name it).
-fn ensure_test_packages() -> Result<(), String> {
-    let missing: Vec<&str> = TEST_PACKAGES
+fn ensure_packages(packages: &[(&str, &str)], what: &str) -> Result<(), String> {
+    let missing: Vec<&str> = packages
         .iter()
         .filter(|(_, probe)| !Path::new(probe).exists())
         .map(|(pkg, _)| *pkg)
@@ -202,7 +212,7 @@ fn ensure_test_packages() -> Result<(), String> {
     let root = unsafe { geteuid() } == 0;
     if !root || !Path::new("/usr/bin/apt-get").exists() {
         eprintln!(
-            "xtask: the test suites need these packages, which are missing: {} \
+            "xtask: {what} needs these packages, which are missing: {} \
              (install them as root, e.g. `apt-get install {}`)",
             missing.join(", "),
             missing.join(" ")
@@ -220,7 +230,12 @@ fn ensure_test_packages() -> Result<(), String> {
 }
 
 fn test(root: &Path, extra: &[String]) -> Result<(), String> {
-    ensure_test_packages()?;
+    let all: Vec<(&str, &str)> = BUILD_PACKAGES
+        .iter()
+        .chain(TEST_PACKAGES)
+        .copied()
+        .collect();
+    ensure_packages(&all, "the test suites")?;
     build_plugins(root)?;
     // The end-to-end suites run the real binary.
     run(Command::new(env!("CARGO"))

@@ -22,6 +22,7 @@ mod logging;
 mod plugin;
 mod run;
 mod validate;
+mod world;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -42,7 +43,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a graph: watch every resource and repair drift as it happens.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Check a graph (YAML, params, plugins, edges, cycles) without applying anything.
     Validate(validate::ValidateArgs),
     /// Print the resolved graph (autoedges included) as Graphviz dot.
@@ -82,7 +83,7 @@ pub fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         match cli.command {
-            Command::Run(args) => run::run(args).await,
+            Command::Run(args) => run::run(*args).await,
             Command::Validate(args) => validate::validate(args).await,
             Command::Graph(args) => graph::graph(args).await,
             Command::Plugin(cmd) => plugin::plugin(cmd),

@@ -21,19 +21,22 @@ use std::time::Duration;
 
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::input::GraphFileArgs;
 use super::load::PluginArgs;
+use super::world::WorldArgs;
 use crate::engine::{self, Plan, RunOptions, Settled, Shutdown, Stopped, Summary};
 use crate::graph::{GraphDoc, Meta};
 use crate::plan::PlanError;
 use crate::plan::cache::{self, PlanCache};
+use crate::plan::source::{self, WorldSide};
 use crate::plugin::registry::Registry;
 use crate::sys::Services;
-use crate::sys::inotify::{Subscription, WatchHub};
+use crate::sys::inotify::WatchHub;
 use crate::sys::process::Processes;
 use crate::sys::text;
+use crate::world::converged;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -54,6 +57,8 @@ pub struct RunArgs {
     input: GraphFileArgs,
     #[command(flatten)]
     plugins: PluginArgs,
+    #[command(flatten)]
+    world: WorldArgs,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -75,17 +80,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             let plan_cache = plan_cache.clone();
             move || read_graph(&graph, max_bytes, plan_cache.as_ref())
         })?;
+    // The World (the local store, or etcd: served here or joined) opens while the plugins
+    // load.
+    let opening = tokio::spawn(async move { args.world.open().await });
     let (_runtime, registry) = args.plugins.load(&sys)?;
     let registry = Arc::new(registry);
+    let opened = opening.await??;
+    let world = opened.world.clone();
+    sys.states.attach(&world).await?;
+    if world.is_shared() {
+        converged::announce(&world).await?;
+    }
     let read = match parsing.join() {
         Ok(read) => read,
         Err(panic) => std::panic::resume_unwind(panic),
     };
-    let (text, plan, cache_writer) =
-        match plan_graph(&args.graph, read, &registry, plan_cache).await {
+    let mut world_side = WorldSide::new(world.clone());
+    let (text, plan, doc, cache_writer) =
+        match plan_graph(&args.graph, read, &registry, plan_cache, &mut world_side).await {
             Ok(planned) => planned,
             Err(errors) => {
                 eprintln_in_order!("{errors}");
+                opened.close().await;
                 return Ok(ExitCode::FAILURE);
             }
         };
@@ -98,18 +114,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     );
     let hub = WatchHub::new()?;
     let (update_tx, update_rx) = mpsc::channel(1);
-    let _reloader = if args.no_reload {
-        None
-    } else {
-        Some(watch_graph(
-            &args.graph,
+    let _source = source::start(
+        source::Start {
+            path: args.graph.clone(),
             max_bytes,
-            text.into_bytes(),
-            &hub,
-            registry.clone(),
-            update_tx,
-        )?)
-    };
+            loaded: text.into_bytes(),
+            doc,
+            reload: !args.no_reload,
+        },
+        &hub,
+        registry.clone(),
+        Some(world_side),
+        update_tx,
+    )?;
     // On a worker thread rather than the thread blocked in `block_on`: the engine spawns
     // a task per vertex and is woken by them, and from a worker both stay on the
     // runtime's local queues instead of crossing threads through its global one.
@@ -127,12 +144,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             RunOptions {
                 noop: args.noop,
                 converged_timeout,
+                cluster: world.is_shared().then(|| world.clone()),
             },
             stop_rx,
             update_rx,
         ))
     };
     let summary = engine.await?;
+    drop(_source);
+    opened.close().await;
     print_summary(&summary, args.noop);
     if let Some(writer) = cache_writer {
         // Long finished by now, unless the run was very short.
@@ -228,6 +248,8 @@ fn read_graph(
     plan_cache: Option<&PlanCache>,
 ) -> Result<ReadGraph, PlanError> {
     let text = crate::plan::read(path, max_bytes)?;
+    // The plan cache keeps no exports or collects: such a graph is always parsed.
+    let plan_cache = plan_cache.filter(|_| !source::may_use_world(&text));
     let digest = plan_cache.map(|_| cache::text_digest(&text));
     let cached = plan_cache
         .zip(digest.as_deref())
@@ -243,14 +265,25 @@ fn read_graph(
     })
 }
 
+/// The graph's text, its plan, its document when it collects (the graph source plans it
+/// again as what it collects changes), and the thread writing the plan cache.
+type Planned = (
+    String,
+    Plan,
+    Option<GraphDoc>,
+    Option<std::thread::JoinHandle<()>>,
+);
+
 /// The plan of the graph read: the cached one when its key still matches, else a new
-/// one, then cached on a thread (whose handle is returned) for the next start.
+/// one (with its exports published and what it collects merged in), then cached on a
+/// thread (whose handle is returned) for the next start.
 async fn plan_graph(
     path: &Path,
     read: Result<ReadGraph, PlanError>,
     registry: &Registry,
     plan_cache: Option<PlanCache>,
-) -> Result<(String, Plan, Option<std::thread::JoinHandle<()>>), PlanError> {
+    world: &mut WorldSide,
+) -> Result<Planned, PlanError> {
     let ReadGraph {
         text,
         digest,
@@ -261,106 +294,26 @@ async fn plan_graph(
         Content::Cached(cached) => match key.as_deref().and_then(|k| cached.resolve(k, registry)) {
             Some(plan) => {
                 tracing::debug!("plan cache: hit, {} resources", plan.resources.len());
-                return Ok((text, plan, None));
+                // A cached graph exports nothing: retract what an earlier run exported.
+                world.publish(&[]).await;
+                return Ok((text, plan, None, None));
             }
             None => crate::plan::parse_text(path, &text)?,
         },
         Content::Parsed(doc) => doc,
     };
+    if source::may_use_world(&text) {
+        let collecting = (!doc.collect.is_empty()).then(|| doc.clone());
+        let plan = world.plan(doc, registry).await?;
+        return Ok((text, plan, collecting, None));
+    }
     let plan = crate::plan::check_and_plan(doc, registry).await?;
+    world.publish(&[]).await;
     let writer = match (plan_cache, digest, key) {
         (Some(c), Some(d), Some(k)) => c.write(&d, &k, &plan),
         _ => None,
     };
-    Ok((text, plan, writer))
-}
-
-/// Watches the graph file; each saved version that differs from the last one loaded is
-/// planned and, when valid, sent to the engine. Dropping it stops the watch.
-struct Reloader {
-    _subscription: Subscription,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Reloader {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Starts the [`Reloader`]. `loaded` is the text the running graph was planned from: a
-/// save is compared with it (rather than with a second read of the file at start-up, which
-/// cost time and could miss an edit made while the graph was being planned).
-fn watch_graph(
-    path: &Path,
-    max_bytes: u64,
-    loaded: Vec<u8>,
-    hub: &WatchHub,
-    registry: Arc<Registry>,
-    updates: mpsc::Sender<Plan>,
-) -> anyhow::Result<Reloader> {
-    let absolute = std::path::absolute(path)?;
-    let changed = Arc::new(Notify::new());
-    let waker = changed.clone();
-    let subscription = hub.subscribe(&absolute, false, Arc::new(move || waker.notify_one()))?;
-    let path = path.to_path_buf();
-    let mut last = loaded;
-    let task = tokio::spawn(async move {
-        // The last refusal logged (a FIFO, a device, too large), so a file that keeps
-        // changing while refused is reported once.
-        let mut refused: Option<String> = None;
-        loop {
-            changed.notified().await;
-            // Editors write in several steps; let a burst settle before reading.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let reading = tokio::task::spawn_blocking({
-                let path = path.clone();
-                move || crate::plan::read(&path, max_bytes)
-            });
-            let text = match reading.await {
-                Ok(Ok(text)) => text,
-                // Between an editor's delete and create: the next event brings it back.
-                Ok(Err(e)) if e.is_not_found() => continue,
-                Ok(Err(e)) => {
-                    let message = e.to_string();
-                    if refused.as_deref() != Some(message.as_str()) {
-                        tracing::error!("{message}; still running the previous graph");
-                        refused = Some(message);
-                    }
-                    continue;
-                }
-                // The runtime is shutting down.
-                Err(_) => return,
-            };
-            refused = None;
-            if text.as_bytes() == last.as_slice() {
-                continue;
-            }
-            last = text.as_bytes().to_vec();
-            let planned = match crate::plan::parse_text(&path, &text) {
-                Ok(doc) => crate::plan::check_and_plan(doc, &registry).await,
-                Err(e) => Err(e),
-            };
-            match planned {
-                Ok(plan) => {
-                    tracing::info!("{}: changed; swapping in the new graph", path.display());
-                    if updates.send(plan).await.is_err() {
-                        return;
-                    }
-                }
-                // One error per paragraph: below the line, in the log's `lines` field.
-                Err(errors) => tracing::error!(
-                    lines = %errors,
-                    "{}: the new version is invalid; still running the previous graph:",
-                    path.display()
-                ),
-            }
-        }
-    });
-    Ok(Reloader {
-        _subscription: subscription,
-        task,
-    })
+    Ok((text, plan, None, writer))
 }
 
 /// Most resources listed by name in the closing summary, per list.

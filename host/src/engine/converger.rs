@@ -145,6 +145,20 @@ impl Converger {
         }
     }
 
+    /// Wait until something happens (a change, a failure, a vertex joining or leaving).
+    pub async fn unsettled(&self) {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.epoch.load(Ordering::Acquire) != epoch {
+                return;
+            }
+            changed.await;
+        }
+    }
+
     /// Wait until nothing has happened for `hold` and nothing is busy.
     pub async fn settled_for(&self, hold: Duration) -> Settled {
         'restart: loop {

@@ -31,7 +31,7 @@ mod vertex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
@@ -39,6 +39,7 @@ use crate::graph::ResId;
 use crate::sys::Services;
 use crate::sys::fs::Managed;
 use crate::sys::inotify::{Subscription, WatchHub};
+use crate::world::World;
 pub use converger::{Converger, Phase, Settled};
 pub use types::{Plan, PlannedEdge, PlannedResource, RunOptions, Shutdown, Stopped, Summary};
 use vertex::{Ctx, Links, Pred, Succ, Vertex};
@@ -339,6 +340,33 @@ impl Engine {
     }
 }
 
+/// How long a host in a cluster must be settled before it says it has converged, when no
+/// `--converged-timeout` says.
+const CLUSTER_HOLD: Duration = Duration::from_secs(5);
+
+/// In a cluster: publish this host's converged state as it changes, and (with a converged
+/// timeout) return once this host and every other live host have converged.
+async fn cluster_settled(converger: &Converger, hold: Option<Duration>, world: &World) -> Settled {
+    use crate::world::converged::{self, HostState};
+    let publish = async |state: HostState| {
+        if let Err(e) = converged::publish(world, state).await {
+            tracing::warn!("cannot publish this host's converged state: {e}");
+        }
+    };
+    loop {
+        let settled = converger.settled_for(hold.unwrap_or(CLUSTER_HOLD)).await;
+        publish(match settled {
+            Settled::Converged => HostState::Converged,
+            Settled::WithFailures => HostState::Failed,
+        })
+        .await;
+        tokio::select! {
+            () = converged::all_settled(world), if hold.is_some() => return settled,
+            () = converger.unsettled() => publish(HostState::Busy).await,
+        }
+    }
+}
+
 async fn cleanup(v: &Vertex) {
     if let Err(e) = v
         .plugin
@@ -424,9 +452,10 @@ pub async fn run(
 
     let stopped = loop {
         let settle = async {
-            match opts.converged_timeout {
-                Some(hold) => ctx.converger.settled_for(hold).await,
-                None => std::future::pending().await,
+            match (opts.converged_timeout, &opts.cluster) {
+                (Some(hold), None) => ctx.converger.settled_for(hold).await,
+                (hold, Some(world)) => cluster_settled(&ctx.converger, hold, world).await,
+                (None, None) => std::future::pending().await,
             }
         };
         tokio::select! {
@@ -463,7 +492,10 @@ pub async fn run(
         engine.running.iter().for_each(|r| r.task.abort());
         Stopped::Cancelled
     } else {
+        // The resources stay in the graph: their `state` values are kept for the next run.
+        engine.ctx.sys.states.stopping();
         cleanup_all(engine.vertices().cloned().collect()).await;
+        engine.ctx.sys.states.flush().await;
         // What the resources' commands left running (daemons) stops with them.
         let processes = engine.ctx.sys.processes.clone();
         let _ = tokio::task::spawn_blocking(move || processes.stop_all()).await;

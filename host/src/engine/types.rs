@@ -60,8 +60,12 @@ pub struct Plan {
 pub struct RunOptions {
     /// Report what would change, change nothing.
     pub noop: bool,
-    /// Stop once the graph has been settled for this long.
+    /// Stop once the graph has been settled for this long (in a cluster: once every live
+    /// host has).
     pub converged_timeout: Option<Duration>,
+    /// The World shared with other hosts, when there is one: this host's converged state
+    /// is published there, and `converged_timeout` waits for every host.
+    pub cluster: Option<crate::world::World>,
 }
 
 /// How far a stop request has gone.
