@@ -8,10 +8,10 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use homeostat_tests::{binary, cache_dir, run_converged, stderr, write_graph};
+use homeostat_tests::{cache_dir, run_converged, stderr, write_graph};
 
 /// Small and large files (the large ones keep a write in flight for a while).
 const SIZES: &[usize] = &[0, 1, 700, 4096, 65_537, 1 << 20, 3 << 20, 8 << 20];
@@ -97,7 +97,7 @@ fn killed_at_random_moments_every_file_is_whole_and_nothing_is_left_behind() {
         let graph = write_graph(t.path(), "g.yaml", &yaml);
 
         // Killed at a random moment, from before it read the graph to after it converged.
-        let mut child = Command::new(binary())
+        let mut child = homeostat_tests::command()
             .arg("run")
             .arg(&graph)
             .arg("--cache-dir")

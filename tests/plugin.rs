@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use homeostat_tests::{
-    Running, binary, homeostat, root, run_converged, stderr, wait_content, wait_for, write_atomic,
+    Running, homeostat, root, run_converged, stderr, wait_content, wait_for, write_atomic,
     write_graph,
 };
 
@@ -23,7 +23,7 @@ fn line_wasm() -> PathBuf {
 
 /// `homeostat plugin ARGS` (no cache or grants flags: `plugin` takes none).
 fn plugin(args: &[&str]) -> std::process::Output {
-    Command::new(binary())
+    homeostat_tests::command()
         .arg("plugin")
         .args(args)
         .output()
@@ -311,7 +311,7 @@ fn only_the_bundled_plugins_a_graph_uses_are_compiled() {
             t.path().join("f").display()
         ),
     );
-    let out = Command::new(binary())
+    let out = homeostat_tests::command()
         .args(["run", graph.to_str().unwrap(), "--converged-timeout", "0"])
         .arg("--cache-dir")
         .arg(&cache)

@@ -695,7 +695,7 @@ fn a_fifo_or_device_as_plugin_is_refused_at_once_and_the_rest_runs() {
     assert_eq!(std::fs::read_to_string(&good).unwrap(), "ok\n");
     // `plugin inspect` reads the same way.
     let out = homeostat_tests::output_within_deadline({
-        let mut c = std::process::Command::new(homeostat_tests::binary());
+        let mut c = homeostat_tests::command();
         c.args(["plugin", "inspect"])
             .arg(d.path().join("fifo.wasm"));
         c
@@ -929,7 +929,7 @@ fn the_missing_grant_message_names_the_default_grants_file() {
     }
     let t = tempfile::tempdir().unwrap();
     let g = hostile_graph(t.path(), "flaky", "");
-    let mut c = std::process::Command::new(homeostat_tests::binary());
+    let mut c = homeostat_tests::command();
     c.args(["run", g.to_str().unwrap(), "--converged-timeout", "0.5"])
         .arg("--plugin-dir")
         .arg(test_plugins())

@@ -20,7 +20,7 @@ fn unit_text(starts: &Path) -> String {
 }
 
 fn run_once(m: &UserManager, graph: &Path) -> std::process::Output {
-    let mut cmd = std::process::Command::new(homeostat_tests::binary());
+    let mut cmd = homeostat_tests::command();
     cmd.envs(m.env())
         .args(["run", graph.to_str().unwrap(), "--converged-timeout", "0.5"])
         .arg("--cache-dir")
@@ -85,7 +85,7 @@ fn noop_reports_and_changes_nothing() {
         "g.yaml",
         "graph: t\nresources:\n  svc:\n  - name: hs-n\n    state: running\n    startup: enabled\n    session: true\n",
     );
-    let out = std::process::Command::new(homeostat_tests::binary())
+    let out = homeostat_tests::command()
         .envs(m.env())
         .args([
             "run",
@@ -262,7 +262,7 @@ fn an_unreachable_bus_is_a_clear_error() {
         "g.yaml",
         "graph: t\nresources:\n  svc:\n  - name: hs-x\n    state: running\n    session: true\n",
     );
-    let out = std::process::Command::new(homeostat_tests::binary())
+    let out = homeostat_tests::command()
         .env(
             "DBUS_SESSION_BUS_ADDRESS",
             format!("unix:path={}/no-bus", t.path().display()),

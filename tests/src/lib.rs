@@ -44,6 +44,15 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// `homeostat` as a command, with a throwaway state directory of its own
+/// (`HOMEOSTAT_TMP_PREFIX`, unless the test passes `--prefix`), so that runs in parallel
+/// never share a local World.
+pub fn command() -> Command {
+    let mut c = Command::new(binary());
+    c.env("HOMEOSTAT_TMP_PREFIX", "1");
+    c
+}
+
 /// Directory of the test plugins (`hostile.wasm`, ...).
 pub fn test_plugins() -> PathBuf {
     let dir = root().join("target/test-plugins");
@@ -124,7 +133,7 @@ pub fn homeostat_in(dir: &Path, args: &[&str]) -> Output {
 /// The command `homeostat ARGS` from `dir` with the shared cache (and the test grants when
 /// ARGS load a plugin directory), logging at `info`; set `RUST_LOG` again for more.
 pub fn homeostat_command(dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(binary());
+    let mut command = command();
     command
         .current_dir(dir)
         .args(with_grants(args))
@@ -225,7 +234,7 @@ impl Running {
 
     /// [`Running::start`] with extra environment variables (e.g. a user manager's bus).
     pub fn start_env(graph: &Path, extra: &[&str], env: &[(String, String)]) -> Running {
-        let mut child = Command::new(binary())
+        let mut child = command()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .arg("run")
             .arg(graph)

@@ -238,8 +238,12 @@ impl EdgeDecl {
 pub struct CollectDecl {
     /// The kind to collect.
     pub kind: String,
-    /// The pattern (for `file`, a path prefix); empty collects all.
+    /// The pattern: for `file`, the directory collected files are placed in; for other
+    /// kinds, a prefix of the names collected. Empty collects all, unchanged.
     pub pattern: String,
+    /// When an export vanishes, apply `state: absent` to what it made (kinds with a
+    /// `state` param that takes `absent`).
+    pub purge: bool,
     /// The entry.
     pub loc: Location,
     /// The `kind:` value.

@@ -18,7 +18,7 @@ use super::yaml::{self, Entry, Node, Pos, Val};
 const TOP_KEYS: &[&str] = &["graph", "comment", "resources", "edges", "collect"];
 const EDGE_KEYS: &[&str] = &["name", "from", "to", "notify", "send"];
 const ENDPOINT_KEYS: &[&str] = &["kind", "name"];
-const COLLECT_KEYS: &[&str] = &["kind", "pattern"];
+const COLLECT_KEYS: &[&str] = &["kind", "pattern", "purge"];
 /// The metaparams a resource's `meta:` may set.
 pub(super) const META_KEYS: &[&str] = &[
     "noop",
@@ -872,7 +872,7 @@ impl Cx {
             );
             return None;
         };
-        let (mut kind, mut pattern) = (None, String::new());
+        let (mut kind, mut pattern, mut purge) = (None, String::new(), false);
         for e in entries {
             match e.key.as_ref() {
                 "kind" => {
@@ -888,6 +888,11 @@ impl Cx {
                             .unwrap_or_default();
                     }
                 }
+                "purge" => {
+                    purge = self
+                        .boolean(e.value, format_args!("`purge` of {label}"))
+                        .unwrap_or_default();
+                }
                 _ => self.unknown_key(&e, &label, COLLECT_KEYS),
             }
         }
@@ -898,6 +903,7 @@ impl Cx {
         Some(CollectDecl {
             kind,
             pattern,
+            purge,
             loc: self.loc(pos),
             kind_loc: self.loc(kind_pos),
         })

@@ -28,6 +28,8 @@ use crate::sys::systemd::bus_name;
 use crate::sys::text;
 
 pub mod cache;
+pub mod collect;
+pub mod source;
 
 /// Largest graph file accepted by default, in MiB (`--max-graph-size`): a YAML bomb
 /// guard before parsing even starts, and far above any real graph (10 000 resources are

@@ -1,0 +1,294 @@
+//! The graph source of a run: it feeds the engine's swap channel with a new [`Plan`]
+//! whenever the graph changes, from either side:
+//!
+//! - **the file**: each saved version that differs from the last one loaded is planned
+//!   and, when valid, swapped in; an invalid one is reported and the running graph stays.
+//!   The file is read with its cap and type check ([`crate::sys::input`]) on a blocking
+//!   thread, so a slow file system never holds up the engine.
+//! - **the World**, for a graph that exports or collects: its exports are published (and
+//!   retracted when they leave the graph), and every change to what this host may
+//!   collect is merged in ([`super::collect`]) and swapped in through the same live swap
+//!   (a new export is applied, a changed one updates its vertex, a vanished one removes
+//!   it). An unchanged set of collected resources swaps nothing.
+//!
+//! Dropping the [`Source`] stops it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+
+use super::collect::{self, Collector};
+use super::{PlanError, check_and_plan, parse_text, read};
+use crate::engine::Plan;
+use crate::graph::{GraphDoc, ResourceDecl};
+use crate::plugin::registry::Registry;
+use crate::sys::inotify::{Subscription, WatchHub};
+use crate::world::exports::{self, Exporter};
+use crate::world::{World, segment};
+
+/// Whether a graph's text may export or collect, so that it must be parsed (not taken
+/// from the plan cache, which keeps no exports) and the World consulted. Conservative: a
+/// comment that mentions `collect` costs the cache, never correctness.
+pub fn may_use_world(text: &str) -> bool {
+    text.contains("@@") || text.contains("export") || text.contains("collect")
+}
+
+/// The World side of a graph source.
+pub struct WorldSide {
+    world: World,
+    exporter: Exporter,
+    collector: Collector,
+    /// The collected declarations last planned.
+    collected: Vec<ResourceDecl>,
+}
+
+impl WorldSide {
+    pub fn new(world: World) -> WorldSide {
+        WorldSide {
+            exporter: Exporter::new(world.clone()),
+            world,
+            collector: Collector::default(),
+            collected: Vec::new(),
+        }
+    }
+
+    /// Make this host's exports in the World `exports`, logging what changed.
+    pub async fn publish(&mut self, exports: &[exports::Export]) {
+        match self.exporter.sync(exports).await {
+            Ok((0, 0)) => {}
+            Ok((written, retracted)) => {
+                tracing::info!("world: exported {written} resources, retracted {retracted}")
+            }
+            Err(e) => tracing::error!("world: cannot publish this host's exports: {e}"),
+        }
+    }
+
+    /// Publish `doc`'s exports, collect what it collects, and plan it with them.
+    pub async fn plan(&mut self, doc: GraphDoc, registry: &Registry) -> Result<Plan, PlanError> {
+        let me = self.world.hostname().to_owned();
+        self.publish(&collect::exports_of(&doc, &me)).await;
+        if doc.collect.is_empty() {
+            self.collected.clear();
+            return check_and_plan(doc, registry).await;
+        }
+        self.collected = self.collect(&doc, registry).await;
+        self.plan_collected(doc, registry).await
+    }
+
+    /// What `doc` collects now; errors are logged.
+    async fn collect(&mut self, doc: &GraphDoc, registry: &Registry) -> Vec<ResourceDecl> {
+        let me = self.world.hostname().to_owned();
+        let available = match exports::collectable(&self.world, &me).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(
+                    "world: cannot read the exports to collect: {e}; keeping what was collected"
+                );
+                return self.collected.clone();
+            }
+        };
+        let (decls, errors) = self.collector.collect(doc, &available, registry);
+        for e in errors {
+            tracing::error!("collect: {e}");
+        }
+        decls
+    }
+
+    async fn plan_collected(&self, doc: GraphDoc, registry: &Registry) -> Result<Plan, PlanError> {
+        let (plan, dropped) = collect::plan_with(doc, self.collected.clone(), registry).await?;
+        for d in dropped {
+            tracing::error!("collect: {d}");
+        }
+        Ok(plan)
+    }
+
+    /// The prefixes whose changes may change what this host collects.
+    fn watched(&self) -> [String; 2] {
+        let me = segment(self.world.hostname()).into_owned();
+        [
+            format!("{}{me}/", exports::PREFIX),
+            format!("{}{}/", exports::PREFIX, exports::EVERYWHERE),
+        ]
+    }
+}
+
+/// A running graph source (see the module doc).
+pub struct Source {
+    _subscription: Option<Subscription>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What the source starts from.
+pub struct Start {
+    /// The graph file.
+    pub path: PathBuf,
+    /// Its cap.
+    pub max_bytes: u64,
+    /// The text the running graph was planned from: a save is compared with it (rather
+    /// than with a second read at start-up, which cost time and could miss an edit made
+    /// while the graph was being planned).
+    pub loaded: Vec<u8>,
+    /// The running graph's document, when it collects (it is planned again whenever what
+    /// it may collect changes).
+    pub doc: Option<GraphDoc>,
+    /// Watch the file (`--no-reload` turns this off).
+    pub reload: bool,
+}
+
+/// Start the source. Returns `None` when there is nothing to watch (no reload and
+/// nothing collected).
+pub fn start(
+    start: Start,
+    hub: &WatchHub,
+    registry: Arc<Registry>,
+    mut world: Option<WorldSide>,
+    updates: mpsc::Sender<Plan>,
+) -> Result<Option<Source>, crate::sys::inotify::WatchError> {
+    let collecting = start.doc.as_ref().is_some_and(|d| !d.collect.is_empty());
+    if !start.reload && !collecting {
+        return Ok(None);
+    }
+    let file_changed = Arc::new(Notify::new());
+    let subscription = if start.reload {
+        let absolute = std::path::absolute(&start.path).unwrap_or_else(|_| start.path.clone());
+        let waker = file_changed.clone();
+        Some(hub.subscribe(&absolute, false, Arc::new(move || waker.notify_one()))?)
+    } else {
+        None
+    };
+    let mut world_changed = match (&world, collecting) {
+        (Some(w), true) => {
+            let [mine, all] = w.watched();
+            Some((w.world.watch(&mine), w.world.watch(&all)))
+        }
+        _ => None,
+    };
+    let Start {
+        path,
+        max_bytes,
+        loaded,
+        mut doc,
+        ..
+    } = start;
+    let task = tokio::spawn(async move {
+        let mut last = loaded;
+        // The last refusal logged (a FIFO, a device, too large), so a file that keeps
+        // changing while refused is reported once.
+        let mut refused: Option<String> = None;
+        loop {
+            let from_file = tokio::select! {
+                () = file_changed.notified() => true,
+                () = world_moved(&mut world_changed) => false,
+            };
+            let planned = if from_file {
+                // Editors write in several steps; let a burst settle before reading.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let Some(text) = read_file(&path, max_bytes, &mut refused).await else {
+                    continue;
+                };
+                if text.as_bytes() == last.as_slice() {
+                    continue;
+                }
+                last = text.as_bytes().to_vec();
+                let parsed = parse_text(&path, &text);
+                match (parsed, world.as_mut()) {
+                    (Ok(new), Some(w)) => {
+                        let now_collecting = !new.collect.is_empty();
+                        if now_collecting && world_changed.is_none() {
+                            let [mine, all] = w.watched();
+                            world_changed = Some((w.world.watch(&mine), w.world.watch(&all)));
+                        }
+                        doc = now_collecting.then(|| new.clone());
+                        w.plan(new, &registry).await
+                    }
+                    (Ok(new), None) => check_and_plan(new, &registry).await,
+                    (Err(e), _) => Err(e),
+                }
+            } else {
+                let (Some(w), Some(d)) = (world.as_mut(), doc.as_ref()) else {
+                    continue;
+                };
+                let decls = w.collect(d, &registry).await;
+                if decls == w.collected {
+                    continue;
+                }
+                tracing::info!("world: what this host collects changed; swapping it in");
+                w.collected = decls;
+                w.plan_collected(d.clone(), &registry).await
+            };
+            match planned {
+                Ok(plan) => {
+                    if from_file {
+                        tracing::info!("{}: changed; swapping in the new graph", path.display());
+                    }
+                    if updates.send(plan).await.is_err() {
+                        return;
+                    }
+                }
+                // One error per paragraph: below the line, in the log's `lines` field.
+                Err(errors) => tracing::error!(
+                    lines = %errors,
+                    "{}: the new version is invalid; still running the previous graph:",
+                    path.display()
+                ),
+            }
+        }
+    });
+    Ok(Some(Source {
+        _subscription: subscription,
+        task,
+    }))
+}
+
+/// Wait until either watch of the World moves (forever when there is none).
+async fn world_moved(
+    watches: &mut Option<(
+        tokio::sync::watch::Receiver<u64>,
+        tokio::sync::watch::Receiver<u64>,
+    )>,
+) {
+    let Some((a, b)) = watches else {
+        return std::future::pending().await;
+    };
+    let moved = tokio::select! {
+        r = a.changed() => r.is_ok(),
+        r = b.changed() => r.is_ok(),
+    };
+    if !moved {
+        *watches = None;
+    }
+}
+
+/// Read the graph file; `None` (logged once per distinct refusal) when it cannot be.
+async fn read_file(path: &Path, max_bytes: u64, refused: &mut Option<String>) -> Option<String> {
+    let reading = tokio::task::spawn_blocking({
+        let path = path.to_path_buf();
+        move || read(&path, max_bytes)
+    });
+    match reading.await {
+        Ok(Ok(text)) => {
+            *refused = None;
+            Some(text)
+        }
+        // Between an editor's delete and create: the next event brings it back.
+        Ok(Err(e)) if e.is_not_found() => None,
+        Ok(Err(e)) => {
+            let message = e.to_string();
+            if refused.as_deref() != Some(message.as_str()) {
+                tracing::error!("{message}; still running the previous graph");
+                *refused = Some(message);
+            }
+            None
+        }
+        // The runtime is shutting down.
+        Err(_) => std::future::pending().await,
+    }
+}

@@ -1,0 +1,421 @@
+//! Hosts sharing a World on a real etcd (Debian's `etcd-server`), all on loopback ports
+//! the tests pick: one homeostat serves a one-member etcd, the others join it with
+//! `--seeds`. Every host is a `homeostat run` process with its own state directory and
+//! hostname; the etcd a host serves stops with it (SIGTERM, or the kernel's parent-death
+//! signal when the test kills it), so nothing outlives a test.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::Duration;
+
+use homeostat_tests::{Running, homeostat_command, wait_for, write_atomic, write_graph};
+
+/// A loopback port nobody listens on (bound and released; the tests that use it start
+/// at once).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("local address")
+        .port()
+}
+
+/// The client URL of an etcd served on `port`.
+fn url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+/// A host that serves etcd on two fresh ports; returns it with its client URL.
+fn server(dir: &Path, graph: &Path, name: &str, extra: &[&str]) -> (Running, String) {
+    let (client, peer) = (free_port(), free_port());
+    let state = dir.join(format!("state-{name}"));
+    let mut args = vec![
+        "--hostname".to_owned(),
+        name.to_owned(),
+        "--client-urls".to_owned(),
+        url(client),
+        "--server-urls".to_owned(),
+        url(peer),
+        "--prefix".to_owned(),
+        state.display().to_string(),
+        "--lease-ttl".to_owned(),
+        "2".to_owned(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let host = Running::start(graph, &args);
+    host.wait_log(&["world: etcd at", name]);
+    (host, url(client))
+}
+
+/// A host that joins the etcd at `seeds` as a client.
+fn client(dir: &Path, graph: &Path, name: &str, seeds: &str, extra: &[&str]) -> Running {
+    let state = dir.join(format!("state-{name}"));
+    let mut args = vec![
+        "--hostname",
+        name,
+        "--seeds",
+        seeds,
+        "--no-server",
+        "--lease-ttl",
+        "2",
+        "--prefix",
+    ];
+    let state = state.display().to_string();
+    args.push(&state);
+    args.extend(extra);
+    let host = Running::start(graph, &args);
+    host.wait_log(&["world: etcd at", name]);
+    host
+}
+
+fn exporter_graph(content: &str) -> String {
+    format!(
+        "graph: exporter\nresources:\n  file:\n  - name: \"@@motd\"\n    path: /srv/motd\n    content: \"{content}\"\n"
+    )
+}
+
+/// A collector's graph: its own directory, and every exported file placed in it.
+fn collector_graph(dir: &Path, purge: bool) -> String {
+    let d = dir.display();
+    format!(
+        "graph: collector\nresources:\n  file:\n  - name: own\n    path: {d}/\ncollect:\n- kind: file\n  pattern: {d}/\n  purge: {purge}\n"
+    )
+}
+
+/// The etcd cluster's id, as `etcdctl endpoint status` reports it: the same after a
+/// restart from the data directory, new after a fresh bootstrap.
+fn cluster_id(endpoint: &str) -> u64 {
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoint, "endpoint", "status", "-w", "json"])
+        .output()
+        .expect("etcdctl (Debian's etcd-client) runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON status");
+    v[0]["Status"]["header"]["cluster_id"]
+        .as_u64()
+        .expect("a cluster id")
+}
+
+fn read(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+fn wait_gone(path: &Path) {
+    assert!(
+        wait_for(|| (!path.exists()).then_some(())).is_some(),
+        "{} is still there",
+        path.display()
+    );
+}
+
+fn wait_text(path: &Path, text: &str) {
+    assert!(
+        wait_for(|| (read(path).as_deref() == Some(text)).then_some(())).is_some(),
+        "{} never held {text:?} (holds {:?})",
+        path.display(),
+        read(path)
+    );
+}
+
+#[test]
+fn an_export_reaches_two_collectors_follows_edits_and_vanishes_with_its_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = write_graph(dir.path(), "server.yaml", "graph: server\nresources: {}\n");
+    let (_server, seeds) = server(dir.path(), &empty, "s", &[]);
+    let exp_graph = write_graph(dir.path(), "exporter.yaml", &exporter_graph("one\\n"));
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let ga = write_graph(dir.path(), "a.yaml", &collector_graph(&a, true));
+    let gb = write_graph(dir.path(), "b.yaml", &collector_graph(&b, false));
+    let mut exporter = client(dir.path(), &exp_graph, "e", &seeds, &[]);
+    let _ca = client(dir.path(), &ga, "ca", &seeds, &[]);
+    let cb = client(dir.path(), &gb, "cb", &seeds, &[]);
+    // Placed in each collector's own directory; the exporter applies nothing itself.
+    wait_text(&a.join("motd"), "one\n");
+    wait_text(&b.join("motd"), "one\n");
+    assert_eq!(
+        exporter.count_log(&["file[motd]"]),
+        0,
+        "the exporter applied its export"
+    );
+
+    // Editing the export swaps the change in on both collectors.
+    write_atomic(&exp_graph, &exporter_graph("two\\n"));
+    wait_text(&a.join("motd"), "two\n");
+    wait_text(&b.join("motd"), "two\n");
+    cb.wait_log(&["file[motd]", "changed in the new graph"]);
+
+    // The exporter dies: its export goes with its lease (2 s); the purging collector
+    // removes the file, the other drops the vertex and leaves the file.
+    exporter.signal(libc::SIGKILL);
+    exporter.wait_exit();
+    wait_gone(&a.join("motd"));
+    cb.wait_log(&["graph `collector` swapped in", "1 removed"]);
+    assert_eq!(read(&b.join("motd")).as_deref(), Some("two\n"));
+}
+
+#[test]
+fn a_restarted_server_comes_back_with_its_exports_and_collectors_reapply_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp_graph = write_graph(dir.path(), "exporter.yaml", &exporter_graph("kept\\n"));
+    let (client_port, peer_port) = (free_port(), free_port());
+    let state = dir.path().join("state-s");
+    let args = [
+        "--hostname",
+        "s",
+        "--client-urls",
+        &url(client_port),
+        "--server-urls",
+        &url(peer_port),
+        "--prefix",
+        state.to_str().unwrap(),
+        "--lease-ttl",
+        "2",
+    ];
+    let mut server = Running::start(&exp_graph, &args);
+    server.wait_log(&["world: exported 1 resources"]);
+    let c = dir.path().join("c");
+    let gc = write_graph(dir.path(), "c.yaml", &collector_graph(&c, false));
+    let collector = client(dir.path(), &gc, "c", &url(client_port), &[]);
+    wait_text(&c.join("motd"), "kept\n");
+    let before = cluster_id(&url(client_port));
+    assert!(server.stop().success());
+    assert!(
+        !std::process::Command::new("pgrep")
+            .args([
+                "-f",
+                &format!("--data-dir={}", state.join("etcd").display())
+            ])
+            .status()
+            .unwrap()
+            .success(),
+        "etcd outlived the homeostat that served it"
+    );
+
+    // Same flags: etcd comes back from its data directory, not a fresh bootstrap.
+    let server = Running::start(&exp_graph, &args);
+    server.wait_log(&["world: etcd at"]);
+    server.wait_log(&["running graph `exporter`"]);
+    // The collector's watch comes back; it finds the same export and changes nothing.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(read(&c.join("motd")).as_deref(), Some("kept\n"));
+    assert_eq!(collector.count_log(&["file[motd]: create file"]), 1);
+    assert_eq!(collector.count_log(&["file[motd]: content"]), 0);
+    assert_eq!(
+        cluster_id(&url(client_port)),
+        before,
+        "etcd bootstrapped a new cluster"
+    );
+}
+
+#[test]
+fn plugin_state_and_exports_survive_a_restart_in_the_local_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // A kmsg fact counts records since it started; its cursor is its `state` value.
+    let g = write_graph(
+        dir.path(),
+        "g.yaml",
+        "graph: g\nresources:\n  kmsg:\n  - name: k\n    since: now\n  file:\n  - name: \"@@x\"\n    path: /srv/x\n",
+    );
+    let run = |g: &Path| {
+        let out = homeostat_command(
+            dir.path(),
+            &[
+                "run",
+                g.to_str().unwrap(),
+                "--converged-timeout",
+                "0.3",
+                "--prefix",
+                state.to_str().unwrap(),
+            ],
+        )
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let first = run(&g);
+    assert!(first.contains("world: exported 1 resources"), "{first}");
+    let db = std::fs::read(state.join("world.redb")).unwrap();
+    let has = |needle: &[u8]| db.windows(needle.len()).any(|w| w == needle);
+    assert!(has(b"state/"), "no kmsg cursor was saved");
+    assert!(has(b"exported/*/"), "no export was saved");
+    // The same graph again: the export is unchanged (nothing written).
+    let second = run(&g);
+    assert!(!second.contains("world: exported"), "{second}");
+    // Without the export: the earlier run's export is retracted.
+    let g2 = write_graph(
+        dir.path(),
+        "g2.yaml",
+        "graph: g\nresources:\n  kmsg:\n  - name: k\n    since: now\n",
+    );
+    let third = run(&g2);
+    assert!(third.contains("retracted 1"), "{third}");
+}
+
+#[test]
+fn duplicate_exporters_and_rejected_params_are_errors_and_the_rest_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = write_graph(dir.path(), "server.yaml", "graph: server\nresources: {}\n");
+    let (_server, seeds) = server(dir.path(), &empty, "s", &[]);
+    let e1 = write_graph(dir.path(), "e1.yaml", &exporter_graph("from e1\\n"));
+    let e2 = write_graph(dir.path(), "e2.yaml", &exporter_graph("from e2\\n"));
+    let _x1 = client(dir.path(), &e1, "e1", &seeds, &[]);
+    let _x2 = client(dir.path(), &e2, "e2", &seeds, &[]);
+    // An export no homeostat would write (a relative path), as an older or foreign
+    // exporter might: the collector's own plugin rejects it.
+    let put = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([
+            "--endpoints",
+            &seeds,
+            "put",
+            "/homeostat/exported/*/old/file/bad",
+            r#"{"path": "relative/bad", "content": "x"}"#,
+        ])
+        .output()
+        .expect("etcdctl (Debian's etcd-client) runs");
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let c = dir.path().join("c");
+    std::fs::create_dir(&c).unwrap();
+    let gc = write_graph(
+        dir.path(),
+        "c.yaml",
+        &format!(
+            "graph: c\nresources:\n  file:\n  - name: own\n    path: {}/own\n    content: mine\ncollect:\n- kind: file\n",
+            c.display()
+        ),
+    );
+    let collector = client(dir.path(), &gc, "c", &seeds, &[]);
+    collector.wait_log(&[
+        "file[motd] is exported to this host by `e1` and `e2`",
+        "collecting neither",
+    ]);
+    collector.wait_log(&[
+        "world:exported/*/old/file/bad",
+        "collected resource left out",
+    ]);
+    wait_text(&c.join("own"), "mine");
+    assert!(!c.join("motd").exists());
+}
+
+#[test]
+fn every_live_host_converges_before_a_cluster_run_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = |secs: u32, marker: &Path| {
+        format!(
+            "graph: slow\nresources:\n  exec:\n  - name: work\n    shell: /bin/sh\n    cmd: \"sleep {secs} && touch {}\"\n    creates: {}\n",
+            marker.display(),
+            marker.display()
+        )
+    };
+    let gs = write_graph(dir.path(), "s.yaml", &slow(1, &dir.path().join("s-done")));
+    let gc = write_graph(dir.path(), "c.yaml", &slow(4, &dir.path().join("c-done")));
+    let (mut s, seeds) = server(dir.path(), &gs, "s", &["--converged-timeout", "1"]);
+    let mut c = client(dir.path(), &gc, "c", &seeds, &["--converged-timeout", "1"]);
+    // The server settles first but waits for the client.
+    assert!(c.wait_exit().success());
+    assert!(s.wait_exit().success());
+    let line = s.wait_log(&["every host has converged"]);
+    assert!(
+        line.contains("s (converged)") && line.contains("c (converged)"),
+        "{line}"
+    );
+    assert!(dir.path().join("c-done").exists());
+}
+
+#[test]
+fn bad_cluster_flags_and_environments_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = write_graph(dir.path(), "g.yaml", "graph: g\nresources: {}\n");
+    let g = g.to_str().unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = homeostat_command(dir.path(), &[&["run", g][..], args].concat());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = homeostat_tests::output_within_deadline(cmd);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // A port in use.
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let (code, err) = run(
+        &[
+            "--client-urls",
+            &url(port),
+            "--server-urls",
+            &url(free_port()),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("cannot serve etcd on {}", url(port))) && err.contains("in use"),
+        "{err}"
+    );
+    // etcd not installed (not on PATH): the error names the package.
+    let (code, err) = run(
+        &[
+            "--client-urls",
+            &url(free_port()),
+            "--server-urls",
+            &url(free_port()),
+        ],
+        &[("PATH", "/nonexistent")],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("`etcd-server`"), "{err}");
+    // A data directory homeostat did not create.
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir_all(foreign.join("etcd/member")).unwrap();
+    let (code, err) = run(
+        &[
+            "--client-urls",
+            &url(free_port()),
+            "--server-urls",
+            &url(free_port()),
+            "--prefix",
+            foreign.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("homeostat did not create"), "{err}");
+    // Flags that contradict each other.
+    let (code, err) = run(&["--no-server"], &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--no-server needs --seeds"), "{err}");
+}
+
+#[test]
+fn unreachable_seeds_are_retried_with_an_error_each_time_and_a_signal_ends_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = write_graph(dir.path(), "g.yaml", "graph: g\nresources: {}\n");
+    let seeds = url(free_port());
+    let mut host = Running::start(
+        &g,
+        &["--seeds", &seeds, "--no-server", "--hostname", "lost"],
+    );
+    host.wait_log(&["cannot join the cluster", &seeds, "retrying in 0.5 s"]);
+    host.wait_log(&["cannot join the cluster", "retrying in 1.0 s"]);
+    host.signal(libc::SIGTERM);
+    assert_eq!(host.wait_exit().code(), Some(130));
+}
