@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 /// Bundled plugins, by file stem in the plugins directory.
-const BUNDLED: &[&str] = &["file", "exec", "svc", "kmsg", "provision"];
+const BUNDLED: &[&str] = &["file", "exec", "svc", "kmsg", "provision", "kv"];
 
 fn main() {
     println!("cargo:rerun-if-env-changed=HOMEOSTAT_PLUGINS_DIR");

@@ -419,3 +419,47 @@ fn unreachable_seeds_are_retried_with_an_error_each_time_and_a_signal_ends_the_w
     host.signal(libc::SIGTERM);
     assert_eq!(host.wait_exit().code(), Some(130));
 }
+
+/// A graph with a `kv` (0.2 plugin) that sets this host's value of `greeting` and a file
+/// (0.1 plugin) that receives every host's values.
+fn kv_graph(dir: &Path, host: &str) -> String {
+    format!(
+        "graph: kv\nresources:\n  kv:\n  - name: greeting\n    key: greeting\n    value: hello from {host}\n  file:\n  - name: seen\n    path: {}/seen-{host}\n    content: \"\"\nedges:\n- from: {{kind: kv, name: greeting}}\n  to: {{kind: file, name: seen}}\n  send: {{values: content}}\n",
+        dir.display()
+    )
+}
+
+#[test]
+fn kv_values_cross_hosts_through_send_recv() {
+    let dir = tempfile::tempdir().unwrap();
+    let ga = write_graph(dir.path(), "a.yaml", &kv_graph(dir.path(), "a"));
+    let gb = write_graph(dir.path(), "b.yaml", &kv_graph(dir.path(), "b"));
+    let (_a, seeds) = server(dir.path(), &ga, "a", &[]);
+    let b = client(dir.path(), &gb, "b", &seeds, &[]);
+    let both = r#"{"a":"hello from a","b":"hello from b"}"#;
+    // Each host's file holds what both hosts set: a's learnt b's value when b set it.
+    wait_text(&dir.path().join("seen-a"), both);
+    wait_text(&dir.path().join("seen-b"), both);
+    // b leaves: its value goes with its lease, and a's file follows.
+    drop(b);
+    wait_text(&dir.path().join("seen-a"), r#"{"a":"hello from a"}"#);
+}
+
+#[test]
+fn a_bad_world_key_is_a_located_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = write_graph(
+        dir.path(),
+        "g.yaml",
+        "graph: g\nresources:\n  kv:\n  - name: bad\n    key: a/b\n    value: x\n",
+    );
+    let out = homeostat_command(dir.path(), &["validate", g.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("g.yaml:5:10") && err.contains("cannot be part of a key"),
+        "{err}"
+    );
+}

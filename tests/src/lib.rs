@@ -80,7 +80,7 @@ pub fn test_grants() -> PathBuf {
             for f in files {
                 let name = f.file_stem().unwrap().to_string_lossy().replace('_', "-");
                 text.push_str(&format!(
-                    "{name} = {{ sha256 = \"{}\", capabilities = [\"fs\", \"process\", \"systemd\", \"kmsg\", \"net\"] }}\n",
+                    "{name} = {{ sha256 = \"{}\", capabilities = [\"fs\", \"process\", \"systemd\", \"kmsg\", \"net\", \"world\"] }}\n",
                     sha256_file(&f)
                 ));
             }

@@ -88,6 +88,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let opened = opening.await??;
     let world = opened.world.clone();
     sys.states.attach(&world).await?;
+    let _ = sys.world.set(world.clone());
     if world.is_shared() {
         converged::announce(&world).await?;
     }

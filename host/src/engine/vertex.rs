@@ -461,6 +461,19 @@ fn start_watches(v: &Arc<Vertex>, paths: Vec<Subscription>, ctx: &Arc<Ctx>) -> W
             }
             // Started by the first check-apply (see `Servers`).
             WatchItem::Serve => {}
+            WatchItem::World { key } => match sys.world.get() {
+                Some(world) => {
+                    let mut changed = world.watch(&crate::world::values_of(key));
+                    let target = v.clone();
+                    w.tickers
+                        .push(spawn_watch(v, ctx, "its world watch", async move {
+                            while changed.changed().await.is_ok() {
+                                target.mark_dirty();
+                            }
+                        }));
+                }
+                None => tracing::error!("{}: cannot watch world key {key}: no World is open", v.id),
+            },
             WatchItem::Kmsg => match sys.kmsg.get() {
                 Ok(k) => {
                     let target = v.clone();

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::plugin::pool::{Checkout, Instance, Plugin, PoolShared, STDERR_CAPACITY, instantiate};
-use crate::plugin::store::{CallLimits, Limits, no_echoes};
+use crate::plugin::store::{CallLimits, CallPhase, Limits, no_echoes};
 use crate::plugin::trap::{describe_trap, drain_stderr};
-use crate::plugin::types::{CallError, CheckOutcome, ResourceInfo, ResourceRef};
+use crate::plugin::types::{CallError, CheckOutcome, ResourceInfo, ResourceRef, WatchItem};
 use crate::sys::footprint::Footprint;
 use crate::sys::inotify::Echo;
 
@@ -351,6 +351,11 @@ async fn run_job(
     inst.store
         .data_mut()
         .begin(&job.id, &job.footprint, &job.own, ticks, job.memory_bytes);
+    inst.store.data_mut().call = match job.kind {
+        CallKind::Validate => CallPhase::Validate,
+        CallKind::CheckApply { apply, .. } => CallPhase::CheckApply { apply },
+        CallKind::Cleanup => CallPhase::Cleanup,
+    };
     inst.store.set_epoch_deadline(1);
     let (guest, store) = (&inst.guest, &mut inst.store);
     let (id, params) = (&job.id, &job.params);
@@ -372,6 +377,19 @@ async fn run_job(
     };
     let outcome = tokio::time::timeout(job.timeout, call).await;
     inst.store.data_mut().end();
+    // The world keys `validate` declared become watches, like those of its answer.
+    let world_watches = std::mem::take(&mut inst.store.data_mut().world_watches);
+    let outcome = match outcome {
+        Ok(Ok(Ok(Reply::Validate(mut info)))) => {
+            info.watch.extend(
+                world_watches
+                    .into_iter()
+                    .map(|key| WatchItem::World { key }),
+            );
+            Ok(Ok(Ok(Reply::Validate(info))))
+        }
+        other => other,
+    };
     if matches!(job.kind, CallKind::Cleanup) {
         // The resource leaves the graph: its `state` goes with it.
         shared.sys.states.forget(&job.id.kind, &job.id.name);

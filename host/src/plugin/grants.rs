@@ -60,6 +60,8 @@ pub enum Capability {
     Kmsg,
     /// `homeostat:resource/net`: binding the resource's own addresses while serving.
     Net,
+    /// `homeostat:resource/world@0.2.0`: values shared between hosts.
+    World,
 }
 
 impl Capability {
@@ -70,6 +72,7 @@ impl Capability {
         Capability::Systemd,
         Capability::Kmsg,
         Capability::Net,
+        Capability::World,
     ];
 
     /// The name used in manifests and grants.
@@ -80,6 +83,7 @@ impl Capability {
             Capability::Systemd => "systemd",
             Capability::Kmsg => "kmsg",
             Capability::Net => "net",
+            Capability::World => "world",
         }
     }
 
@@ -88,7 +92,7 @@ impl Capability {
         Capability::ALL.iter().copied().find(|c| c.name() == name)
     }
 
-    /// `fs, process, systemd, kmsg, net`.
+    /// `fs, process, systemd, kmsg, net, world`.
     pub fn known() -> String {
         Capability::ALL
             .iter()

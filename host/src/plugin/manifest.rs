@@ -14,7 +14,7 @@ use serde::Deserialize;
 pub const SECTION: &str = "homeostat:manifest";
 
 /// WIT API versions of `homeostat:resource` this host can run.
-pub const SUPPORTED_APIS: &[&str] = &["0.1.0"];
+pub const SUPPORTED_APIS: &[&str] = &["0.1.0", "0.2.0"];
 
 /// What a plugin says about itself.
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]

@@ -165,6 +165,23 @@ pub struct HostState {
     pub(crate) budget: u64,
     /// Set in the instance running a resource's `serve` call (the long-running watch).
     serve: Option<ServeCtx>,
+    /// Which export is being called (some host calls are allowed in some only).
+    pub(crate) call: CallPhase,
+    /// The `world` keys the current `validate` declared it watches.
+    pub(crate) world_watches: Vec<String>,
+}
+
+/// Which of a plugin's exports the host is calling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallPhase {
+    /// Between calls.
+    Idle,
+    Validate,
+    CheckApply {
+        apply: bool,
+    },
+    Cleanup,
+    Serve,
 }
 
 impl WasiView for HostState {
@@ -202,6 +219,8 @@ impl HostState {
             own: no_echoes(),
             budget: u64::MAX,
             serve: None,
+            call: CallPhase::Idle,
+            world_watches: Vec::new(),
         }
     }
 
@@ -223,6 +242,7 @@ impl HostState {
 
     /// The call is over: nothing is being served until the next one.
     pub(crate) fn end(&mut self) {
+        self.call = CallPhase::Idle;
         self.current = None;
         self.own = no_echoes();
     }
@@ -239,6 +259,7 @@ impl HostState {
             memory_bytes,
         );
         self.serve = Some(serve);
+        self.call = CallPhase::Serve;
     }
 
     /// `kind[name]` of the resource being served, or the plugin's name between calls.

@@ -62,6 +62,8 @@ pub enum WatchItem {
     Unit(UnitRef),
     /// Run the plugin's `serve` export in an instance of its own (the long-running watch).
     Serve,
+    /// Any host's value of a `world` key (declared with `world.watch` from `validate`).
+    World { key: String },
 }
 
 /// What `validate` returned.

@@ -52,4 +52,7 @@ pub struct Services {
     pub kmsg: kmsg::KmsgSource,
     /// The plugins' `state` values (in memory unless loaded from the World).
     pub states: std::sync::Arc<crate::world::states::States>,
+    /// The World, once the run has opened it (the `world` host interface and world-key
+    /// watches reach it here).
+    pub world: std::sync::Arc<std::sync::OnceLock<crate::world::World>>,
 }

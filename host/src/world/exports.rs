@@ -1,5 +1,5 @@
 //! Exported resources in the World: `exported/<to>/<from>/<kind>/<name>` (each part a
-//! [`segment`](super::segment)), the value the resource's params as JSON, leased to the
+//! [`segment`]), the value the resource's params as JSON, leased to the
 //! exporting host so that they vanish when it dies. `<to>` is a hostname, or `*` for
 //! every host (a resource named `@@NAME`).
 //!

@@ -18,6 +18,7 @@
 //! | `converged/<host>` | JSON: `busy`, `converged` or `failed` | leased |
 //! | `exported/<to>/<from>/<kind>/<name>` | JSON: the resource's params and metaparams | leased |
 //! | `state/<host>/<kind>/<name>` | a plugin's `state` value (text) | until the resource leaves the graph |
+//! | `values/<key>/<host>` | a host's value of a `world` key (WIT 0.2, the `kv` resource) | leased |
 //!
 //! A *leased* value is attached to its host's etcd lease: when the host dies (or loses
 //! etcd for longer than the lease's TTL) it disappears by itself. In the local store,
@@ -156,6 +157,14 @@ impl World {
             World::Etcd(e) => e.close().await,
         }
     }
+}
+
+/// The prefix of the plugins' `world` values (WIT 0.2): `values/<key>/<host>`.
+pub const VALUES: &str = "values/";
+
+/// The prefix of every host's value of the `world` key `key`.
+pub fn values_of(key: &str) -> String {
+    format!("{VALUES}{}/", segment(key))
 }
 
 /// Run a local store's write (which waits for its flush) off the async workers.

@@ -51,14 +51,29 @@ pub mod __bindings {
     });
 }
 
+/// The part 0.2 adds (`world`). A plugin that calls none of it imports none of it (the
+/// component keeps only what the code uses) and stays a 0.1 plugin.
+#[doc(hidden)]
+pub mod __world_bindings {
+    wit_bindgen::generate!({
+        path: "../../wit/v0.2",
+        world: "world-access",
+        default_bindings_module: "homeostat_sdk::__world_bindings",
+    });
+}
+
 #[doc(hidden)]
 pub use serde_json as __serde_json;
 
 use __bindings::exports::homeostat::resource::plugin as wit_plugin;
 use __bindings::homeostat::resource::types as wit;
 
-/// The WIT API version this SDK targets; stamped into every plugin's manifest.
+/// The WIT API version of a plugin that uses only 0.1's interfaces; stamped into its
+/// manifest.
 pub const API_VERSION: &str = "0.1.0";
+
+/// The WIT API version of a plugin that declares the `world` capability (0.2 added it).
+pub const API_VERSION_WORLD: &str = "0.2.0";
 
 /// Which resource a call is about: `kind[name]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -478,6 +493,16 @@ pub mod net {
     };
 }
 
+/// Values shared between hosts (WIT `homeostat:resource/world@0.2.0`; capability
+/// `world`): each key holds one value per host, in the World (the local store, or etcd
+/// in a cluster). Declare the keys a resource watches from [`Resource::validate`] with
+/// [`watch`]; read and write them from [`Resource::check_apply`] ([`put`] and [`delete`]
+/// only when it applies). A plugin that declares `world` is a 0.2 plugin: it runs on
+/// hosts that have 0.2.
+pub mod world {
+    pub use crate::__world_bindings::homeostat::resource::world::{all, delete, get, put, watch};
+}
+
 /// A small value the host keeps per resource between calls, and across restarts (in the
 /// World: the local store, or etcd); gone when the resource leaves the graph. Calls are
 /// otherwise stateless.
@@ -622,6 +647,26 @@ pub mod __glue {
         }};
     }
 
+    /// The API version a plugin with these capabilities needs: 0.2 when it declares
+    /// `world`.
+    pub const fn api_for(capabilities: &[&str]) -> &'static str {
+        let mut i = 0;
+        while i < capabilities.len() {
+            let c = capabilities[i].as_bytes();
+            if c.len() == 5
+                && c[0] == b'w'
+                && c[1] == b'o'
+                && c[2] == b'r'
+                && c[3] == b'l'
+                && c[4] == b'd'
+            {
+                return crate::API_VERSION_WORLD;
+            }
+            i += 1;
+        }
+        crate::API_VERSION
+    }
+
     /// Total length of the manifest (const, so the manifest is a fixed array).
     pub const fn manifest_len(pieces: &[Piece]) -> usize {
         let mut n = 0;
@@ -659,7 +704,7 @@ macro_rules! export_resource {
         const _: () = {
             use $crate::__glue::Piece::{Sends, Text};
             const PIECES: &[$crate::__glue::Piece] = &[
-                Text("api = \""), Text($crate::API_VERSION), Text("\"\n"),
+                Text("api = \""), Text($crate::__glue::api_for(&[$($cap),*])), Text("\"\n"),
                 Text("name = \""), Text(env!("CARGO_PKG_NAME")), Text("\"\n"),
                 Text("version = \""), Text(env!("CARGO_PKG_VERSION")), Text("\"\n"),
                 Text("capabilities = ["), $(Text("\""), Text($cap), Text("\", "),)* Text("]\n"),

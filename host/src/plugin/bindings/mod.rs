@@ -6,10 +6,13 @@
 //!
 //! Everything above talks to a plugin through `Pre` and `Guest`, which dispatch to the
 //! version the component was built against (found by what it exports, see `Pre::new`).
-//! A new version (`0.2.0`, with `world`) is a folder beside `v0_1/`, a variant here and a
-//! line in [`VERSIONS`]; 0.1 plugins keep running unchanged next to it.
+//! `v0_2/` is what `0.2.0` adds (the `world` interface): a 0.2 plugin imports 0.1's
+//! interfaces and exports 0.1's `plugin`, so it is linked by both folders and called
+//! through `v0_1`'s `Pre`; 0.1 plugins keep running unchanged next to it. A version that
+//! changes the `plugin` export would add a `Pre` and `Guest` variant here.
 
 mod v0_1;
+mod v0_2;
 
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker};
@@ -19,7 +22,10 @@ use crate::plugin::types::{CheckOutcome, PluginError, ResourceInfo, ResourceRef}
 
 /// Every version series this host runs (`0.1`: any `0.1.x`, which differ only in
 /// additions a `0.1.0` host ignores) and the host interfaces it links.
-pub const VERSIONS: &[(&str, &[&str])] = &[(v0_1::SERIES, v0_1::INTERFACES)];
+pub const VERSIONS: &[(&str, &[&str])] = &[
+    (v0_1::SERIES, v0_1::INTERFACES),
+    (v0_2::SERIES, v0_2::INTERFACES),
+];
 
 /// Whether the host links the `homeostat:resource` interface `name`
 /// (`homeostat:resource/fs@0.1.0`).
@@ -48,7 +54,8 @@ fn exports_plugin(name: &str, series: &str) -> bool {
 
 /// Link every host interface of every version.
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    v0_1::add_to_linker(linker)
+    v0_1::add_to_linker(linker)?;
+    v0_2::add_to_linker(linker)
 }
 
 /// A component linked and ready to instantiate, in its WIT version.
