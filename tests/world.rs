@@ -463,3 +463,125 @@ fn a_bad_world_key_is_a_located_error() {
         "{err}"
     );
 }
+
+/// A graph of one `worldly` test resource making the `world` call `call`.
+fn worldly(dir: &Path, call: &str) -> std::path::PathBuf {
+    write_graph(
+        dir,
+        &format!("{call}.yaml"),
+        &format!("graph: w\nresources:\n  worldly:\n  - name: w\n    call: {call}\n"),
+    )
+}
+
+#[test]
+fn world_calls_are_refused_outside_their_phase_and_noop_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = homeostat_tests::test_plugins();
+    let plugins = plugins.to_str().unwrap();
+    let stderr = |args: &[&str]| {
+        let out = homeostat_command(dir.path(), args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (call, want) in [
+        (
+            "put-in-validate",
+            "put in validate: refused: world.put is not allowed from validate",
+        ),
+        (
+            "get-in-validate",
+            "get in validate: refused: world.get is not allowed from validate",
+        ),
+        (
+            "key",
+            "watch of ../x: refused: '/' cannot be part of a world key",
+        ),
+    ] {
+        let g = worldly(dir.path(), call);
+        let (code, err) = stderr(&["validate", g.to_str().unwrap(), "--plugin-dir", plugins]);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains(want), "{call}: {err}");
+    }
+    let g = worldly(dir.path(), "watch-in-check");
+    let (code, err) = stderr(&[
+        "run",
+        g.to_str().unwrap(),
+        "--converged-timeout",
+        "0.2",
+        "--plugin-dir",
+        plugins,
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("world.watch is only allowed from validate"),
+        "{err}"
+    );
+    // A noop check-apply may read but never write the World.
+    let g = worldly(dir.path(), "put");
+    let (code, err) = stderr(&[
+        "run",
+        g.to_str().unwrap(),
+        "--converged-timeout",
+        "0.2",
+        "--noop",
+        "--plugin-dir",
+        plugins,
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("put (apply: false): refused: world.put is not allowed from a check-apply that does not apply (noop)"), "{err}");
+    let (code, err) = stderr(&[
+        "run",
+        g.to_str().unwrap(),
+        "--converged-timeout",
+        "0.2",
+        "--plugin-dir",
+        plugins,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("worldly[w]: put k"), "{err}");
+}
+
+#[test]
+fn a_0_1_plugin_and_a_0_2_plugin_run_in_one_graph() {
+    let inspect = |which: &str| {
+        let out = homeostat_tests::command()
+            .args(["plugin", "inspect", which])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(inspect("bundled:file").contains("api:          homeostat:resource@0.1.0"));
+    let kv = inspect("bundled:kv");
+    assert!(
+        kv.contains("api:          homeostat:resource@0.2.0"),
+        "{kv}"
+    );
+    assert!(kv.contains("homeostat:resource/world@0.2.0"), "{kv}");
+    // The graph of `kv_values_cross_hosts_through_send_recv` has both, in one host.
+    let dir = tempfile::tempdir().unwrap();
+    let g = write_graph(dir.path(), "g.yaml", &kv_graph(dir.path(), "solo"));
+    let out = homeostat_command(
+        dir.path(),
+        &[
+            "run",
+            g.to_str().unwrap(),
+            "--converged-timeout",
+            "0.3",
+            "--hostname",
+            "solo",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        read(&dir.path().join("seen-solo")).as_deref(),
+        Some(r#"{"solo":"hello from solo"}"#)
+    );
+}

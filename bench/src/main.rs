@@ -84,6 +84,7 @@
 //! place by then) at every size; idempotent ≤ 3× floor; drift p99 < 5 ms while the disk
 //! flushes steadily; and at 10 000 resources every RSS < 256 MiB.
 
+mod cluster;
 mod drift;
 mod floor;
 mod proc;
@@ -125,6 +126,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(cmd @ ("floor-create" | "floor-check")) = args.first().map(String::as_str) {
         return floor::main(cmd, &args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("cluster") {
+        return cluster::main(&args[1..]);
     }
     let options = match parse_args(&args) {
         Ok(Some(options)) => options,

@@ -6,9 +6,12 @@
 //! services' own subscriptions in [`sys`]) and runs check-apply in dependency order the
 //! moment something changes. [`cli`] is the command line on top.
 //!
+//! Hosts share a [`world`] (the local store by default, etcd in a cluster, whose server
+//! [`cluster`] runs): exported and collected resources, converged states, plugin state.
+//!
 //! Layers, top to bottom (an import only ever points down): `cli` → `plan` → `engine` →
-//! `watch` → `plugin` → `sys`, with `graph` beside them (YAML to a typed graph, used by
-//! `plan` and `engine`).
+//! `watch` → `plugin` → `sys` → `world`, with `graph` beside them (YAML to a typed graph,
+//! used by `plan` and `engine`) and `cluster` used by `cli` only.
 
 pub mod cli;
 pub mod cluster;

@@ -102,7 +102,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(planned) => planned,
             Err(errors) => {
                 eprintln_in_order!("{errors}");
-                opened.close().await;
+                opened.close(false).await;
                 return Ok(ExitCode::FAILURE);
             }
         };
@@ -153,7 +153,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let summary = engine.await?;
     drop(_source);
-    opened.close().await;
+    opened
+        .close(matches!(summary.stopped, Stopped::Settled(_)))
+        .await;
     print_summary(&summary, args.noop);
     if let Some(writer) = cache_writer {
         // Long finished by now, unless the run was very short.

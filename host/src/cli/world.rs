@@ -16,7 +16,7 @@ use clap::Args;
 use crate::cluster::server::{EtcdServer, ServerConfig};
 use crate::world::etcd::EtcdWorld;
 use crate::world::local::LocalWorld;
-use crate::world::{DEFAULT_LEASE_TTL, World};
+use crate::world::{DEFAULT_LEASE_TTL, World, converged};
 
 /// The etcd key prefix by default.
 pub const DEFAULT_ETCD_PREFIX: &str = "/homeostat/";
@@ -85,12 +85,18 @@ pub(super) struct WorldArgs {
 pub(super) struct Opened {
     pub(super) world: World,
     server: Option<EtcdServer>,
+    lease_ttl: Duration,
     _tmp: Option<tempfile::TempDir>,
 }
 
 impl Opened {
-    /// Retract this host's leased values and stop its etcd.
-    pub(super) async fn close(self) {
+    /// Retract this host's leased values and stop its etcd. After a cluster-wide
+    /// converge (`settled`), the host serving etcd first waits (up to twice the lease's
+    /// TTL) for the other hosts to read the final states and leave.
+    pub(super) async fn close(self, settled: bool) {
+        if settled && self.server.is_some() {
+            converged::others_gone(&self.world, self.lease_ttl * 2).await;
+        }
         self.world.close().await;
         if let Some(server) = self.server {
             server.stop().await;
@@ -138,6 +144,12 @@ impl WorldArgs {
     pub(super) async fn open(&self) -> anyhow::Result<Opened> {
         let hostname = self.hostname()?;
         let serving = !self.client_urls.is_empty() || !self.server_urls.is_empty();
+        if !self.etcd_prefix.starts_with('/') || !self.etcd_prefix.ends_with('/') {
+            bail!(
+                "--etcd-prefix {:?}: a key prefix starts and ends with `/` (e.g. /homeostat/)",
+                self.etcd_prefix
+            );
+        }
         if self.no_server && self.seeds.is_empty() {
             bail!("--no-server needs --seeds: the etcd cluster to join");
         }
@@ -168,6 +180,7 @@ impl WorldArgs {
             return Ok(Opened {
                 world,
                 server: None,
+                lease_ttl: ttl,
                 _tmp: tmp,
             });
         }
@@ -202,6 +215,7 @@ impl WorldArgs {
             return Ok(Opened {
                 world,
                 server: Some(server),
+                lease_ttl: ttl,
                 _tmp: tmp,
             });
         }
@@ -210,6 +224,7 @@ impl WorldArgs {
         Ok(Opened {
             world: World::Local(world.into()),
             server: None,
+            lease_ttl: ttl,
             _tmp: tmp,
         })
     }

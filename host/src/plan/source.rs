@@ -42,7 +42,13 @@ pub struct WorldSide {
     collector: Collector,
     /// The collected declarations last planned.
     collected: Vec<ResourceDecl>,
+    /// Exports that could not be published (etcd unreachable): tried again every
+    /// [`RETRY`] until they are.
+    unpublished: Option<Vec<exports::Export>>,
 }
+
+/// How long after a failed publish of the exports it is tried again.
+const RETRY: Duration = Duration::from_secs(2);
 
 impl WorldSide {
     pub fn new(world: World) -> WorldSide {
@@ -51,17 +57,39 @@ impl WorldSide {
             world,
             collector: Collector::default(),
             collected: Vec::new(),
+            unpublished: None,
         }
     }
 
     /// Make this host's exports in the World `exports`, logging what changed.
     pub async fn publish(&mut self, exports: &[exports::Export]) {
         match self.exporter.sync(exports).await {
-            Ok((0, 0)) => {}
             Ok((written, retracted)) => {
-                tracing::info!("world: exported {written} resources, retracted {retracted}")
+                if written + retracted > 0 {
+                    tracing::info!("world: exported {written} resources, retracted {retracted}");
+                }
+                if self.unpublished.take().is_some() {
+                    tracing::info!("world: this host's exports are published again");
+                }
             }
-            Err(e) => tracing::error!("world: cannot publish this host's exports: {e}"),
+            Err(e) => {
+                if self.unpublished.is_none() {
+                    tracing::error!(
+                        "world: cannot publish this host's exports: {e}; retrying every {} s",
+                        RETRY.as_secs()
+                    );
+                }
+                self.unpublished = Some(exports.to_vec());
+            }
+        }
+    }
+
+    /// Wait until a failed publish is due again (forever when none failed).
+    async fn retry_due(&self) {
+        if self.unpublished.is_some() {
+            tokio::time::sleep(RETRY).await;
+        } else {
+            std::future::pending::<()>().await;
         }
     }
 
@@ -153,7 +181,8 @@ pub fn start(
     updates: mpsc::Sender<Plan>,
 ) -> Result<Option<Source>, crate::sys::inotify::WatchError> {
     let collecting = start.doc.as_ref().is_some_and(|d| !d.collect.is_empty());
-    if !start.reload && !collecting {
+    let unpublished = world.as_ref().is_some_and(|w| w.unpublished.is_some());
+    if !start.reload && !collecting && !unpublished {
         return Ok(None);
     }
     let file_changed = Arc::new(Notify::new());
@@ -184,9 +213,23 @@ pub fn start(
         // changing while refused is reported once.
         let mut refused: Option<String> = None;
         loop {
+            let retry = async {
+                match world.as_ref() {
+                    Some(w) => w.retry_due().await,
+                    None => std::future::pending().await,
+                }
+            };
             let from_file = tokio::select! {
                 () = file_changed.notified() => true,
                 () = world_moved(&mut world_changed) => false,
+                () = retry => {
+                    if let Some(w) = world.as_mut()
+                        && let Some(exports) = w.unpublished.clone()
+                    {
+                        w.publish(&exports).await;
+                    }
+                    continue;
+                }
             };
             let planned = if from_file {
                 // Editors write in several steps; let a burst settle before reading.

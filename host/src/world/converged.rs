@@ -49,6 +49,17 @@ impl HostState {
 /// Say that this host is alive (and busy: it has not converged yet).
 pub async fn announce(world: &World) -> Result<(), WorldError> {
     let me = segment(world.hostname()).into_owned();
+    if let Some(other) = world.get(&format!("{HOSTS}{me}")).await? {
+        // Another live host with this name, or this host's previous run whose lease has
+        // not expired yet (it was killed): both write the same keys.
+        tracing::warn!(
+            "another host announced itself as `{}` ({}); host names must be unique in a \
+             cluster (--hostname). If it was this host's previous run, its keys expire \
+             with its lease.",
+            world.hostname(),
+            String::from_utf8_lossy(&other)
+        );
+    }
     let about = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "pid": std::process::id(),
@@ -89,6 +100,34 @@ pub async fn hosts(world: &World) -> Result<BTreeMap<String, HostState>, WorldEr
             (host, state)
         })
         .collect())
+}
+
+/// Wait (at most `limit`) until this host is the only live one: the host that serves
+/// etcd lets the others see the final converged states and leave before it stops etcd
+/// under them.
+pub async fn others_gone(world: &World, limit: std::time::Duration) {
+    let mut changed = world.watch(HOSTS);
+    let me = world.hostname().to_owned();
+    let wait = async {
+        loop {
+            match hosts(world).await {
+                Ok(all) if all.keys().all(|h| *h == me) => return,
+                Ok(all) => tracing::debug!(
+                    "waiting for {} to leave before stopping etcd",
+                    all.keys()
+                        .filter(|h| **h != me)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Err(_) => return,
+            }
+            if changed.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(limit, wait).await;
 }
 
 /// Wait until every live host has settled (converged or failed). Errors reading the

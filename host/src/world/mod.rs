@@ -14,9 +14,9 @@
 //!
 //! | key | value | lives |
 //! |---|---|---|
-//! | `hosts/<host>` | JSON: when it started, its version | leased |
+//! | `hosts/<host>` | JSON: its homeostat version and process id | leased |
 //! | `converged/<host>` | JSON: `busy`, `converged` or `failed` | leased |
-//! | `exported/<to>/<from>/<kind>/<name>` | JSON: the resource's params and metaparams | leased |
+//! | `exported/<to>/<from>/<kind>/<name>` | JSON: the resource's params | leased |
 //! | `state/<host>/<kind>/<name>` | a plugin's `state` value (text) | until the resource leaves the graph |
 //! | `values/<key>/<host>` | a host's value of a `world` key (WIT 0.2, the `kv` resource) | leased |
 //!

@@ -56,10 +56,17 @@ impl HostState {
         self.granted(Capability::World).map_err(|e| e.to_string())?;
         check_key(key)?;
         if !phase(self.call) {
-            return Err(format!(
-                "world.{what} is not allowed here ({:?})",
-                self.call
-            ));
+            let here = match self.call {
+                CallPhase::Validate => "from validate",
+                CallPhase::CheckApply { apply: false } => {
+                    "from a check-apply that does not apply (noop)"
+                }
+                CallPhase::CheckApply { apply: true } => "from check-apply",
+                CallPhase::Cleanup => "from cleanup",
+                CallPhase::Serve => "from serve",
+                CallPhase::Idle => "between calls",
+            };
+            return Err(format!("world.{what} is not allowed {here}"));
         }
         self.sys()
             .world
