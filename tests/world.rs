@@ -585,3 +585,35 @@ fn a_0_1_plugin_and_a_0_2_plugin_run_in_one_graph() {
         Some(r#"{"solo":"hello from solo"}"#)
     );
 }
+
+#[test]
+fn noop_publishes_no_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let g = write_graph(dir.path(), "g.yaml", &exporter_graph("x\\n"));
+    let out = homeostat_command(
+        dir.path(),
+        &[
+            "run",
+            g.to_str().unwrap(),
+            "--converged-timeout",
+            "0.2",
+            "--noop",
+            "--prefix",
+            state.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("world: would export 1 resources (noop: nothing is published)"),
+        "{err}"
+    );
+    let db = std::fs::read(state.join("world.redb")).unwrap();
+    assert!(
+        !db.windows(9).any(|w| w == b"exported/"),
+        "a noop run published an export"
+    );
+}

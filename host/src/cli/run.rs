@@ -96,7 +96,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(read) => read,
         Err(panic) => std::panic::resume_unwind(panic),
     };
-    let mut world_side = WorldSide::new(world.clone());
+    let mut world_side = WorldSide::new(world.clone(), args.noop);
     let (text, plan, doc, cache_writer) =
         match plan_graph(&args.graph, read, &registry, plan_cache, &mut world_side).await {
             Ok(planned) => planned,

@@ -342,6 +342,14 @@ async fn forward(reader: impl AsyncBufReadExt + Unpin, log: Log) {
             Err(_) => ("info".to_owned(), line.clone()),
         };
         let text = crate::sys::text::escape(&text).into_owned();
+        // etcd warns at every start that its default auth token is not signed; auth is
+        // not enabled here (mutual TLS between hosts comes with `homeostat ca`), so the
+        // warning says nothing an operator can act on.
+        let level = if text.contains("simple token is not cryptographically signed") {
+            "debug".to_owned()
+        } else {
+            level
+        };
         match level.as_str() {
             "warn" => tracing::warn!("etcd: {text}"),
             "error" | "dpanic" | "panic" | "fatal" => tracing::error!("etcd: {text}"),

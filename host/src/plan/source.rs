@@ -45,15 +45,19 @@ pub struct WorldSide {
     /// Exports that could not be published (etcd unreachable): tried again every
     /// [`RETRY`] until they are.
     unpublished: Option<Vec<exports::Export>>,
+    /// `--noop`: the World is read (collected resources run, in noop) but not written.
+    noop: bool,
 }
 
 /// How long after a failed publish of the exports it is tried again.
 const RETRY: Duration = Duration::from_secs(2);
 
 impl WorldSide {
-    pub fn new(world: World) -> WorldSide {
+    /// `noop`: change nothing in the World either (exports are reported, not published).
+    pub fn new(world: World, noop: bool) -> WorldSide {
         WorldSide {
             exporter: Exporter::new(world.clone()),
+            noop,
             world,
             collector: Collector::default(),
             collected: Vec::new(),
@@ -63,6 +67,15 @@ impl WorldSide {
 
     /// Make this host's exports in the World `exports`, logging what changed.
     pub async fn publish(&mut self, exports: &[exports::Export]) {
+        if self.noop {
+            if !exports.is_empty() {
+                tracing::info!(
+                    "world: would export {} resources (noop: nothing is published)",
+                    exports.len()
+                );
+            }
+            return;
+        }
         match self.exporter.sync(exports).await {
             Ok((written, retracted)) => {
                 if written + retracted > 0 {
