@@ -187,10 +187,7 @@ fn a_restarted_server_comes_back_with_its_exports_and_collectors_reapply_nothing
     assert!(server.stop().success());
     assert!(
         !std::process::Command::new("pgrep")
-            .args([
-                "-f",
-                &format!("--data-dir={}", state.join("etcd").display())
-            ])
+            .args(["-f", &format!("data-dir={}", state.join("etcd").display()),])
             .status()
             .unwrap()
             .success(),
@@ -616,4 +613,59 @@ fn noop_publishes_no_export() {
         !db.windows(9).any(|w| w == b"exported/"),
         "a noop run published an export"
     );
+}
+
+#[test]
+fn an_etcd_that_dies_is_restarted_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = write_graph(dir.path(), "server.yaml", "graph: server\nresources: {}\n");
+    let (server, seeds) = server(dir.path(), &empty, "s", &[]);
+    let etcd_pid = || {
+        let out = std::process::Command::new("pgrep")
+            .args([
+                "-f",
+                &format!("data-dir={}", dir.path().join("state-s/etcd").display()),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<i32>()
+            .ok()
+    };
+    let first = etcd_pid().expect("the served etcd runs");
+    // SAFETY: kill(2) on a pid read from pgrep.
+    unsafe { libc::kill(first, libc::SIGKILL) };
+    server.wait_log(&["etcd: exited", "restarting in"]);
+    assert!(
+        wait_for(|| etcd_pid().filter(|p| *p != first)).is_some(),
+        "etcd was not restarted"
+    );
+    // It serves again: a client joins and its export reaches a collector on the server's
+    // etcd (its data came back from the data directory).
+    let exp = write_graph(dir.path(), "e.yaml", &exporter_graph("after\\n"));
+    let _e = client(dir.path(), &exp, "e", &seeds, &[]);
+    let c = dir.path().join("c");
+    let gc = write_graph(dir.path(), "c.yaml", &collector_graph(&c, false));
+    let _c = client(dir.path(), &gc, "c", &seeds, &[]);
+    wait_text(&c.join("motd"), "after\n");
+}
+
+#[test]
+fn a_host_collects_its_own_exports_from_the_local_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let g = write_graph(
+        dir.path(),
+        "g.yaml",
+        &format!(
+            "graph: self\nresources:\n  file:\n  - name: \"@@motd\"\n    path: /srv/motd\n    content: mine\n  - name: out\n    path: {}/\ncollect:\n- kind: file\n  pattern: {}/\n",
+            out.display(),
+            out.display()
+        ),
+    );
+    let state = dir.path().join("state");
+    let host = Running::start(&g, &["--prefix", state.to_str().unwrap()]);
+    wait_text(&out.join("motd"), "mine");
+    host.wait_log(&["world: exported 1 resources"]);
 }

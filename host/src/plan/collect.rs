@@ -208,7 +208,14 @@ pub async fn plan_with(
 ) -> Result<(Plan, Vec<String>), PlanError> {
     let mut dropped = Vec::new();
     loop {
-        let own: BTreeSet<ResId> = doc.resources.iter().map(ResourceDecl::id).collect();
+        // The graph's own resources, as this host runs them: an `@@` one is only sent
+        // away, so collecting it back (a host collects its own exports) is no clash.
+        let own: BTreeSet<ResId> = doc
+            .resources
+            .iter()
+            .filter(|r| !r.exported)
+            .map(ResourceDecl::id)
+            .collect();
         collected.retain(|d| {
             let clash = own.contains(&d.id());
             if clash {

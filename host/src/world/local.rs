@@ -17,6 +17,9 @@ use super::{Entry, Watchers, WorldError};
 /// Every key of the World, with its value.
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("world");
 
+/// The page cache of the local store.
+const CACHE_BYTES: usize = 4 << 20;
+
 /// The database file's name in the state directory.
 pub const FILE: &str = "world.redb";
 
@@ -45,14 +48,19 @@ impl LocalWorld {
                 .create(dir)
                 .map_err(|e| fail(format!("cannot create the state directory: {e}")))?;
         }
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => fail(
-                "already in use by another homeostat (give this one its own --prefix, or \
+        // The store holds a host's exports and small values: a few MiB of cache is plenty
+        // (redb's default of 1 GiB is reserved as it fills, but sizes its buffers for it).
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => fail(
+                    "already in use by another homeostat (give this one its own --prefix, or \
                  --tmp-prefix)"
-                    .into(),
-            ),
-            e => fail(e.to_string()),
-        })?;
+                        .into(),
+                ),
+                e => fail(e.to_string()),
+            })?;
         // Create the table once, so that reads never meet a missing one (a write
         // transaction at every start would cost a flush).
         let exists = db
