@@ -219,8 +219,14 @@ impl WorldArgs {
                 _tmp: tmp,
             });
         }
+        let started = std::time::Instant::now();
         let world =
             tokio::task::spawn_blocking(move || LocalWorld::open(&state_dir, &hostname)).await??;
+        tracing::debug!(
+            "world: local store {} opened in {:.1?}",
+            world.path().display(),
+            started.elapsed()
+        );
         Ok(Opened {
             world: World::Local(world.into()),
             server: None,
