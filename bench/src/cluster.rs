@@ -377,7 +377,11 @@ fn edits(c: &Cluster, edits: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let t0 = Instant::now();
         write_atomic(&c.exporter_graph, &exporter_graph_text(i));
         let want = format!("{}\n", edit_text(i));
-        let files: Vec<PathBuf> = c.collectors.iter().map(|(_, out)| out.join("motd")).collect();
+        let files: Vec<PathBuf> = c
+            .collectors
+            .iter()
+            .map(|(_, out)| out.join("motd"))
+            .collect();
         let applied = wait_all(&files, &want, Duration::from_secs(30));
         if applied.len() < files.len() {
             eprintln!(

@@ -121,7 +121,11 @@ fn json(
                 serde_json::from_str(&m.schema).unwrap_or(serde_json::Value::Null);
             (
                 k.clone(),
-                serde_json::json!({ "schema": schema, "sends": m.sends }),
+                serde_json::json!({
+                    "schema": schema,
+                    "sends": m.sends,
+                    "collect_dir": m.collect_dir,
+                }),
             )
         })
         .collect();
@@ -196,10 +200,20 @@ fn text(
             .iter()
             .map(|(key, ty)| format!("{}: {}", e(key), ty.name()))
             .collect();
-        if sends.is_empty() {
+        let mut about = Vec::new();
+        if !sends.is_empty() {
+            about.push(format!("sends {}", sends.join(", ")));
+        }
+        if let Some(param) = &k.collect_dir {
+            about.push(format!(
+                "collected into the pattern's directory: `{}`",
+                e(param)
+            ));
+        }
+        if about.is_empty() {
             let _ = writeln!(s, "  {kind}");
         } else {
-            let _ = writeln!(s, "  {kind} (sends {})", sends.join(", "));
+            let _ = writeln!(s, "  {kind} ({})", about.join("; "));
         }
     }
     let _ = writeln!(s, "imports:");

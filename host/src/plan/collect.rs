@@ -54,21 +54,27 @@ pub fn exports_of(doc: &GraphDoc, me: &str) -> Vec<Export> {
     out
 }
 
-/// Whether a collect entry takes `e`, and the params it runs with.
-fn apply_pattern(kind: &str, pattern: &str, e: &Export) -> Option<Map<String, Value>> {
+/// Whether a collect entry takes `e`, and the params it runs with. `collect_dir` is the
+/// kind's path param that the pattern places in its directory (its manifest says which),
+/// if it has one; otherwise the pattern is a name prefix.
+fn apply_pattern(
+    collect_dir: Option<&str>,
+    pattern: &str,
+    e: &Export,
+) -> Option<Map<String, Value>> {
     if pattern.is_empty() {
         return Some(e.params.clone());
     }
-    if kind == "file" {
+    if let Some(param) = collect_dir {
         let mut params = e.params.clone();
-        let path = e.params.get("path")?.as_str()?;
+        let path = e.params.get(param)?.as_str()?;
         let dir = path.ends_with('/');
         let base = Path::new(path.trim_end_matches('/')).file_name()?;
         let mut placed = Path::new(pattern).join(base).to_string_lossy().into_owned();
         if dir {
             placed.push('/');
         }
-        params.insert("path".into(), Value::String(placed));
+        params.insert(param.into(), Value::String(placed));
         return Some(params);
     }
     e.name.starts_with(pattern).then(|| e.params.clone())
@@ -141,8 +147,11 @@ impl Collector {
             BTreeMap::new();
         let mut clashes: BTreeMap<ResId, BTreeSet<String>> = BTreeMap::new();
         for c in &doc.collect {
+            let collect_dir = registry
+                .kind(&c.kind)
+                .and_then(|k| k.plugin.collect_dir(&c.kind));
             for e in exports.iter().filter(|e| e.kind == c.kind) {
-                let Some(params) = apply_pattern(&c.kind, &c.pattern, e) else {
+                let Some(params) = apply_pattern(collect_dir, &c.pattern, e) else {
                     continue;
                 };
                 let id = ResId::new(e.kind.clone(), e.name.clone());
@@ -273,18 +282,21 @@ mod tests {
     #[test]
     fn a_file_pattern_is_the_directory_it_is_placed_in() {
         let e = export("h1", "motd", "/srv/a/motd");
-        let p = apply_pattern("file", "/etc/", &e).unwrap();
+        let p = apply_pattern(Some("path"), "/etc/", &e).unwrap();
         assert_eq!(p["path"], "/etc/motd");
-        let p = apply_pattern("file", "", &e).unwrap();
+        let p = apply_pattern(Some("path"), "", &e).unwrap();
         assert_eq!(p["path"], "/srv/a/motd");
         let d = export("h1", "d", "/srv/a/d/");
-        assert_eq!(apply_pattern("file", "/x", &d).unwrap()["path"], "/x/d/");
+        assert_eq!(
+            apply_pattern(Some("path"), "/x", &d).unwrap()["path"],
+            "/x/d/"
+        );
         // Other kinds: a name prefix.
         let mut s = e.clone();
         s.kind = "svc".into();
         s.name = "web-nginx".into();
-        assert!(apply_pattern("svc", "web-", &s).is_some());
-        assert!(apply_pattern("svc", "db-", &s).is_none());
+        assert!(apply_pattern(None, "web-", &s).is_some());
+        assert!(apply_pattern(None, "db-", &s).is_none());
     }
 
     #[test]

@@ -171,6 +171,12 @@ impl Plugin {
         self.manifest.kinds.get(kind).is_none_or(|k| k.cleanup)
     }
 
+    /// The path param a `collect:` pattern places in its directory, if `kind` has one
+    /// (its manifest's `collect_dir`).
+    pub fn collect_dir(&self, kind: &str) -> Option<&str> {
+        self.manifest.kinds.get(kind)?.collect_dir.as_deref()
+    }
+
     /// What a skipped cleanup still does on the host side: drop the `state` value.
     pub fn forget(&self, id: &ResourceRef) {
         if let Some(Ok(pool)) = self.pool.get() {

@@ -46,6 +46,11 @@ pub struct KindManifest {
     /// Absent (plugins built before the key existed): `true`.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub cleanup: bool,
+    /// How a graph's `collect:` pattern applies to this kind: the name of a path param
+    /// that is placed in the pattern's directory (`file` says `path`). Absent: the
+    /// pattern is a prefix of the names collected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collect_dir: Option<String>,
 }
 
 fn yes() -> bool {

@@ -34,6 +34,8 @@ pub struct File;
 impl Resource for File {
     /// Nothing to release: the host skips `cleanup` calls.
     const CLEANUP: bool = false;
+    // A `collect:` pattern is the directory a collected file is placed in (mgmt's meaning).
+    const COLLECT_DIR: Option<&'static str> = Some("path");
     const KIND: &'static str = "file";
     const SCHEMA: &'static str = include_str!("../schema/file.json");
     type Params = Params;

@@ -383,6 +383,12 @@ pub trait Resource {
     /// resources when one leaves the graph or homeostat stops (10 000 calls that do
     /// nothing cost ~75 ms at exit). Leave it `true` whenever you override `cleanup`.
     const CLEANUP: bool = true;
+
+    /// How a graph's `collect:` pattern applies to exported resources of this kind: the
+    /// name of a path param that the pattern's directory replaces the directory of
+    /// (`file` says `Some("path")`: `/srv/motd` collected with `pattern: /etc/` runs as
+    /// `/etc/motd`). `None`: the pattern is a prefix of the names collected.
+    const COLLECT_DIR: Option<&'static str> = None;
 }
 
 /// Leveled logging into the host's log.
@@ -712,6 +718,9 @@ macro_rules! export_resource {
                     Text("[kinds.\""), Text(<$res as $crate::Resource>::KIND), Text("\"]\n"),
                     Text("schema = '''\n"), Text(<$res as $crate::Resource>::SCHEMA), Text("'''\n"),
                     Text(if <$res as $crate::Resource>::CLEANUP { "" } else { "cleanup = false\n" }),
+                    Text(if <$res as $crate::Resource>::COLLECT_DIR.is_some() { "collect_dir = \"" } else { "" }),
+                    Text(match <$res as $crate::Resource>::COLLECT_DIR { Some(p) => p, None => "" }),
+                    Text(if <$res as $crate::Resource>::COLLECT_DIR.is_some() { "\"\n" } else { "" }),
                     Text("[kinds.\""), Text(<$res as $crate::Resource>::KIND), Text("\".sends]\n"),
                     Sends(<$res as $crate::Resource>::SENDS),
                 )+
