@@ -501,15 +501,23 @@ fn world_calls_are_refused_outside_their_phase_and_noop_writes_nothing() {
         assert_eq!(code, Some(1), "{err}");
         assert!(err.contains(want), "{call}: {err}");
     }
-    let g = worldly(dir.path(), "watch-in-check");
-    let (code, err) = stderr(&[
-        "run",
-        g.to_str().unwrap(),
-        "--converged-timeout",
-        "0.2",
-        "--plugin-dir",
-        plugins,
-    ]);
+    // `run` of the graph `g`, settled for 0.2 s, with `extra` flags.
+    let run = |g: &Path, extra: &[&str]| {
+        let g = g.to_str().unwrap();
+        let args = [
+            &[
+                "run",
+                g,
+                "--converged-timeout",
+                "0.2",
+                "--plugin-dir",
+                plugins,
+            ],
+            extra,
+        ];
+        stderr(&args.concat())
+    };
+    let (code, err) = run(&worldly(dir.path(), "watch-in-check"), &[]);
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("world.watch is only allowed from validate"),
@@ -517,25 +525,10 @@ fn world_calls_are_refused_outside_their_phase_and_noop_writes_nothing() {
     );
     // A noop check-apply may read but never write the World.
     let g = worldly(dir.path(), "put");
-    let (code, err) = stderr(&[
-        "run",
-        g.to_str().unwrap(),
-        "--converged-timeout",
-        "0.2",
-        "--noop",
-        "--plugin-dir",
-        plugins,
-    ]);
+    let (code, err) = run(&g, &["--noop"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("put (apply: false): refused: world.put is not allowed from a check-apply that does not apply (noop)"), "{err}");
-    let (code, err) = stderr(&[
-        "run",
-        g.to_str().unwrap(),
-        "--converged-timeout",
-        "0.2",
-        "--plugin-dir",
-        plugins,
-    ]);
+    let (code, err) = run(&g, &[]);
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("worldly[w]: put k"), "{err}");
 }

@@ -241,6 +241,25 @@ struct Cluster {
     server: Host,
 }
 
+/// The flags of the host `server`, which serves etcd to clients at `seeds` and to peers
+/// on `peer`, with its state in `dir`, plus `extra`.
+fn server_args(dir: &Path, seeds: &str, peer: u16, extra: [&str; 2]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--hostname",
+        "server",
+        "--client-urls",
+        seeds,
+        "--server-urls",
+        &format!("http://127.0.0.1:{peer}"),
+        "--prefix",
+        &dir.join("state-server").display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.map(String::from));
+    args
+}
+
 fn client_args(dir: &Path, name: &str, seeds: &str) -> Vec<String> {
     [
         "--hostname",
@@ -275,18 +294,7 @@ fn start_cluster(
     let server = Host::start(
         &o.homeostat,
         &empty,
-        &[
-            "--hostname".into(),
-            "server".into(),
-            "--client-urls".into(),
-            seeds.clone(),
-            "--server-urls".into(),
-            format!("http://127.0.0.1:{peer}"),
-            "--prefix".into(),
-            dir.join("state-server").display().to_string(),
-            "--lease-ttl".into(),
-            "2".into(),
-        ],
+        &server_args(&dir, &seeds, peer, ["--lease-ttl", "2"]),
         cache,
     );
     server
@@ -451,18 +459,7 @@ fn converged_detection(o: &Options, root: &Path, cache: &Path) -> Result<f64, St
     let mut hosts = vec![Host::start(
         &o.homeostat,
         &graph("server"),
-        &[
-            "--hostname".into(),
-            "server".into(),
-            "--client-urls".into(),
-            seeds.clone(),
-            "--server-urls".into(),
-            format!("http://127.0.0.1:{peer}"),
-            "--prefix".into(),
-            dir.path().join("state-server").display().to_string(),
-            "--converged-timeout".into(),
-            "1".into(),
-        ],
+        &server_args(dir.path(), &seeds, peer, ["--converged-timeout", "1"]),
         cache,
     )];
     hosts[0]
