@@ -102,6 +102,17 @@ fn cluster_id(endpoint: &str) -> u64 {
         .expect("a cluster id")
 }
 
+/// `homeostat run GRAPH --converged-timeout 0.3 EXTRA...` from `dir`, to completion.
+fn run_settled(dir: &Path, graph: &Path, extra: &[&str]) -> std::process::Output {
+    let g = graph.to_str().unwrap();
+    homeostat_command(
+        dir,
+        &[&["run", g, "--converged-timeout", "0.3"][..], extra].concat(),
+    )
+    .output()
+    .unwrap()
+}
+
 fn read(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok()
 }
@@ -221,19 +232,7 @@ fn plugin_state_and_exports_survive_a_restart_in_the_local_store() {
         "graph: g\nresources:\n  kmsg:\n  - name: k\n    since: now\n  file:\n  - name: \"@@x\"\n    path: /srv/x\n",
     );
     let run = |g: &Path| {
-        let out = homeostat_command(
-            dir.path(),
-            &[
-                "run",
-                g.to_str().unwrap(),
-                "--converged-timeout",
-                "0.3",
-                "--prefix",
-                state.to_str().unwrap(),
-            ],
-        )
-        .output()
-        .unwrap();
+        let out = run_settled(dir.path(), g, &["--prefix", state.to_str().unwrap()]);
         assert!(
             out.status.success(),
             "{}",
@@ -552,19 +551,7 @@ fn a_0_1_plugin_and_a_0_2_plugin_run_in_one_graph() {
     // The graph of `kv_values_cross_hosts_through_send_recv` has both, in one host.
     let dir = tempfile::tempdir().unwrap();
     let g = write_graph(dir.path(), "g.yaml", &kv_graph(dir.path(), "solo"));
-    let out = homeostat_command(
-        dir.path(),
-        &[
-            "run",
-            g.to_str().unwrap(),
-            "--converged-timeout",
-            "0.3",
-            "--hostname",
-            "solo",
-        ],
-    )
-    .output()
-    .unwrap();
+    let out = run_settled(dir.path(), &g, &["--hostname", "solo"]);
     assert!(
         out.status.success(),
         "{}",
@@ -581,20 +568,11 @@ fn noop_publishes_no_export() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let g = write_graph(dir.path(), "g.yaml", &exporter_graph("x\\n"));
-    let out = homeostat_command(
+    let out = run_settled(
         dir.path(),
-        &[
-            "run",
-            g.to_str().unwrap(),
-            "--converged-timeout",
-            "0.2",
-            "--noop",
-            "--prefix",
-            state.to_str().unwrap(),
-        ],
-    )
-    .output()
-    .unwrap();
+        &g,
+        &["--noop", "--prefix", state.to_str().unwrap()],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
