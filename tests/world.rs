@@ -640,3 +640,54 @@ fn a_host_collects_its_own_exports_from_the_local_store() {
     wait_text(&out.join("motd"), "mine");
     host.wait_log(&["world: exported 1 resources"]);
 }
+
+#[test]
+fn cluster_status_shows_members_and_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = write_graph(dir.path(), "server.yaml", "graph: server\nresources: {}\n");
+    let (_s, seeds) = server(dir.path(), &empty, "s", &[]);
+    let _c = client(dir.path(), &empty, "c", &seeds, &[]);
+    let status = |extra: &[&str]| {
+        let out = homeostat_tests::command()
+            .args([&["cluster", "status", "--seeds", &seeds][..], extra].concat())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = status(&[]);
+    assert!(
+        text.contains("  s (voter) leader healthy clients http://127.0.0.1:"),
+        "{text}"
+    );
+    // Each host is busy until it has been settled for 5 s, then converged.
+    for host in ["c", "s"] {
+        let listed = ["busy", "converged"]
+            .iter()
+            .any(|state| text.contains(&format!("\n  {host} {state}\n")));
+        assert!(listed, "{host} is not listed as a live host: {text}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&status(&["--json"])).unwrap();
+    assert_eq!(json["members"][0]["name"], "s");
+    assert_eq!(json["members"][0]["role"], "voter");
+    assert_eq!(json["members"][0]["leader"], true);
+    assert!(
+        json["hosts"].get("c").is_some() && json["hosts"].get("s").is_some(),
+        "{json}"
+    );
+    // Nothing answers: a clear error, exit 1.
+    let out = homeostat_tests::command()
+        .args(["cluster", "status", "--seeds", &url(free_port())])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot read the cluster's status from http://127.0.0.1:"),
+        "{err}"
+    );
+}

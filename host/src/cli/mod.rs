@@ -15,6 +15,7 @@ macro_rules! eprintln_in_order {
     };
 }
 
+mod cluster;
 mod graph;
 mod input;
 mod load;
@@ -51,6 +52,9 @@ enum Command {
     /// Inspect a plugin file, or start a new plugin crate.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// The etcd cluster hosts share: its members and every live host's converged state.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 /// Parse the command line, run the subcommand, and map the result to an exit code.
@@ -87,6 +91,7 @@ pub fn main() -> ExitCode {
             Command::Validate(args) => validate::validate(args).await,
             Command::Graph(args) => graph::graph(args).await,
             Command::Plugin(cmd) => plugin::plugin(cmd),
+            Command::Cluster(cmd) => cluster::cluster(cmd).await,
         }
     });
     tracing::debug!("command done {:.1?} after start", started.elapsed());

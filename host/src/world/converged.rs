@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Lifetime, World, WorldError, segment, unsegment};
+use super::{Entry, Lifetime, World, WorldError, segment, unsegment};
 
 /// Live hosts.
 pub const HOSTS: &str = "hosts/";
@@ -84,22 +84,27 @@ pub async fn publish(world: &World, state: HostState) -> Result<(), WorldError> 
 
 /// Every live host with its converged state (`Busy` for one that has published none).
 pub async fn hosts(world: &World) -> Result<BTreeMap<String, HostState>, WorldError> {
-    let states: BTreeMap<String, HostState> = world
-        .list(CONVERGED)
-        .await?
+    Ok(from_entries(
+        world.list(HOSTS).await?,
+        world.list(CONVERGED).await?,
+    ))
+}
+
+/// The live hosts and their states from the entries under [`HOSTS`] and [`CONVERGED`].
+pub fn from_entries(hosts: Vec<Entry>, states: Vec<Entry>) -> BTreeMap<String, HostState> {
+    let strip = |k: &str, prefix: &str| unsegment(k.strip_prefix(prefix).unwrap_or(k));
+    let states: BTreeMap<String, HostState> = states
         .into_iter()
-        .map(|(k, v)| (unsegment(&k[CONVERGED.len()..]), HostState::parse(&v)))
+        .map(|(k, v)| (strip(&k, CONVERGED), HostState::parse(&v)))
         .collect();
-    Ok(world
-        .list(HOSTS)
-        .await?
+    hosts
         .into_iter()
         .map(|(k, _)| {
-            let host = unsegment(&k[HOSTS.len()..]);
+            let host = strip(&k, HOSTS);
             let state = states.get(&host).copied().unwrap_or(HostState::Busy);
             (host, state)
         })
-        .collect())
+        .collect()
 }
 
 /// Wait (at most `limit`) until this host is the only live one: the host that serves
