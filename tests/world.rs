@@ -205,20 +205,49 @@ fn a_restarted_server_comes_back_with_its_exports_and_collectors_reapply_nothing
         "etcd outlived the homeostat that served it"
     );
 
-    // Same flags: etcd comes back from its data directory, not a fresh bootstrap.
-    let server = Running::start(&exp_graph, &args);
-    server.wait_log(&["world: etcd at"]);
-    server.wait_log(&["running graph `exporter`"]);
-    // The collector's watch comes back; it finds the same export and changes nothing.
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(read(&c.join("motd")).as_deref(), Some("kept\n"));
-    assert_eq!(collector.count_log(&["file[motd]: create file"]), 1);
-    assert_eq!(collector.count_log(&["file[motd]: content"]), 0);
+    // Same flags: etcd comes back from its data directory, not a fresh bootstrap. The
+    // clean stop revoked the server's lease, so its export left and comes back.
+    let mut server = Running::start(&exp_graph, &args);
+    server.wait_log(&["world: exported 1 resources"]);
     assert_eq!(
         cluster_id(&url(client_port)),
         before,
         "etcd bootstrapped a new cluster"
     );
+    // Killed this time: its export stays in etcd on the dead run's lease, which etcd
+    // restores with its data. The next run must move it to its own lease, or it would
+    // vanish a TTL later.
+    server.signal(libc::SIGKILL);
+    server.wait_exit();
+    let server = Running::start(&exp_graph, &args);
+    server.wait_log(&["running graph `exporter`"]);
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        exported_keys(&url(client_port)).contains("/homeostat/exported/*/s/file/motd"),
+        "the export vanished with the killed run's lease"
+    );
+    // Through all of it the collector rewrote nothing: the file was created once.
+    assert_eq!(read(&c.join("motd")).as_deref(), Some("kept\n"));
+    assert_eq!(collector.count_log(&["file[motd]: create file"]), 1);
+    assert_eq!(collector.count_log(&["file[motd]: content"]), 0);
+    drop(server);
+}
+
+/// The keys under `/homeostat/exported/`, one per line, as `etcdctl` lists them.
+fn exported_keys(endpoint: &str) -> String {
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([
+            "--endpoints",
+            endpoint,
+            "get",
+            "--prefix",
+            "--keys-only",
+            "/homeostat/exported/",
+        ])
+        .output()
+        .expect("etcdctl (Debian's etcd-client) runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

@@ -125,7 +125,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
         &hub,
         registry.clone(),
-        Some(world_side),
+        world_side,
         update_tx,
     )?;
     // On a worker thread rather than the thread blocked in `block_on`: the engine spawns

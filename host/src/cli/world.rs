@@ -170,66 +170,52 @@ impl WorldArgs {
         } else {
             None
         };
-        let state_dir = match &tmp {
-            Some(t) => t.path().to_path_buf(),
-            None => self.state_dir()?,
+        let state_dir = || match &tmp {
+            Some(t) => Ok(t.path().to_path_buf()),
+            None => self.state_dir(),
         };
         let ttl = Duration::from_secs(self.lease_ttl);
-        if !self.seeds.is_empty() {
-            let world = connect(&hostname, &self.seeds, &self.etcd_prefix, ttl).await;
-            return Ok(Opened {
-                world,
-                server: None,
-                lease_ttl: ttl,
-                _tmp: tmp,
-            });
-        }
-        if serving {
-            let or = |v: &Vec<String>, d: &str| {
-                if v.is_empty() {
-                    vec![d.to_owned()]
+        let (world, server) = if !self.seeds.is_empty() {
+            (
+                connect(&hostname, &self.seeds, &self.etcd_prefix, ttl).await,
+                None,
+            )
+        } else if serving {
+            let or = |given: &[String], default: &[String]| {
+                if given.is_empty() {
+                    default.to_vec()
                 } else {
-                    v.clone()
+                    given.to_vec()
                 }
             };
-            let client_urls = or(&self.client_urls, DEFAULT_CLIENT_URL);
-            let server_urls = or(&self.server_urls, DEFAULT_SERVER_URL);
-            let cfg = ServerConfig {
+            let client_urls = or(&self.client_urls, &[DEFAULT_CLIENT_URL.to_owned()]);
+            let server_urls = or(&self.server_urls, &[DEFAULT_SERVER_URL.to_owned()]);
+            let server = EtcdServer::start(ServerConfig {
                 name: hostname.clone(),
-                state_dir,
-                advertise_client_urls: if self.advertise_client_urls.is_empty() {
-                    client_urls.clone()
-                } else {
-                    self.advertise_client_urls.clone()
-                },
-                advertise_server_urls: if self.advertise_server_urls.is_empty() {
-                    server_urls.clone()
-                } else {
-                    self.advertise_server_urls.clone()
-                },
+                state_dir: state_dir()?,
+                advertise_client_urls: or(&self.advertise_client_urls, &client_urls),
+                advertise_server_urls: or(&self.advertise_server_urls, &server_urls),
                 client_urls,
                 server_urls,
-            };
-            let server = EtcdServer::start(cfg).await?;
+            })
+            .await?;
             let world = connect(&hostname, server.client_urls(), &self.etcd_prefix, ttl).await;
-            return Ok(Opened {
-                world,
-                server: Some(server),
-                lease_ttl: ttl,
-                _tmp: tmp,
-            });
-        }
-        let started = std::time::Instant::now();
-        let world =
-            tokio::task::spawn_blocking(move || LocalWorld::open(&state_dir, &hostname)).await??;
-        tracing::debug!(
-            "world: local store {} opened in {:.1?}",
-            world.path().display(),
-            started.elapsed()
-        );
+            (world, Some(server))
+        } else {
+            let dir = state_dir()?;
+            let started = std::time::Instant::now();
+            let world =
+                tokio::task::spawn_blocking(move || LocalWorld::open(&dir, &hostname)).await??;
+            tracing::debug!(
+                "world: local store {} opened in {:.1?}",
+                world.path().display(),
+                started.elapsed()
+            );
+            (World::Local(world.into()), None)
+        };
         Ok(Opened {
-            world: World::Local(world.into()),
-            server: None,
+            world,
+            server,
             lease_ttl: ttl,
             _tmp: tmp,
         })

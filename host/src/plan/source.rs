@@ -145,15 +145,23 @@ impl WorldSide {
         Ok(plan)
     }
 
-    /// The prefixes whose changes may change what this host collects.
-    fn watched(&self) -> [String; 2] {
-        let me = segment(self.world.hostname()).into_owned();
-        [
-            format!("{}{me}/", exports::PREFIX),
-            format!("{}{}/", exports::PREFIX, exports::EVERYWHERE),
-        ]
+    /// Watches of the two prefixes whose changes may change what this host collects:
+    /// the exports to it and those to every host.
+    fn watch_collectable(&self) -> Watches {
+        let me = segment(self.world.hostname());
+        (
+            self.world.watch(&format!("{}{me}/", exports::PREFIX)),
+            self.world
+                .watch(&format!("{}{}/", exports::PREFIX, exports::EVERYWHERE)),
+        )
     }
 }
+
+/// What [`WorldSide::watch_collectable`] watches.
+type Watches = (
+    tokio::sync::watch::Receiver<u64>,
+    tokio::sync::watch::Receiver<u64>,
+);
 
 /// A running graph source (see the module doc).
 pub struct Source {
@@ -184,18 +192,17 @@ pub struct Start {
     pub reload: bool,
 }
 
-/// Start the source. Returns `None` when there is nothing to watch (no reload and
-/// nothing collected).
+/// Start the source. Returns `None` when there is nothing to watch (no reload, nothing
+/// collected and no export waiting to be published again).
 pub fn start(
     start: Start,
     hub: &WatchHub,
     registry: Arc<Registry>,
-    mut world: Option<WorldSide>,
+    mut world: WorldSide,
     updates: mpsc::Sender<Plan>,
 ) -> Result<Option<Source>, crate::sys::inotify::WatchError> {
     let collecting = start.doc.as_ref().is_some_and(|d| !d.collect.is_empty());
-    let unpublished = world.as_ref().is_some_and(|w| w.unpublished.is_some());
-    if !start.reload && !collecting && !unpublished {
+    if !start.reload && !collecting && world.unpublished.is_none() {
         return Ok(None);
     }
     let file_changed = Arc::new(Notify::new());
@@ -206,13 +213,7 @@ pub fn start(
     } else {
         None
     };
-    let mut world_changed = match (&world, collecting) {
-        (Some(w), true) => {
-            let [mine, all] = w.watched();
-            Some((w.world.watch(&mine), w.world.watch(&all)))
-        }
-        _ => None,
-    };
+    let mut world_changed = collecting.then(|| world.watch_collectable());
     let Start {
         path,
         max_bytes,
@@ -226,20 +227,12 @@ pub fn start(
         // changing while refused is reported once.
         let mut refused: Option<String> = None;
         loop {
-            let retry = async {
-                match world.as_ref() {
-                    Some(w) => w.retry_due().await,
-                    None => std::future::pending().await,
-                }
-            };
             let from_file = tokio::select! {
                 () = file_changed.notified() => true,
                 () = world_moved(&mut world_changed) => false,
-                () = retry => {
-                    if let Some(w) = world.as_mut()
-                        && let Some(exports) = w.unpublished.clone()
-                    {
-                        w.publish(&exports).await;
+                () = world.retry_due() => {
+                    if let Some(exports) = world.unpublished.clone() {
+                        world.publish(&exports).await;
                     }
                     continue;
                 }
@@ -254,31 +247,30 @@ pub fn start(
                     continue;
                 }
                 last = text.as_bytes().to_vec();
-                let parsed = parse_text(&path, &text);
-                match (parsed, world.as_mut()) {
-                    (Ok(new), Some(w)) => {
+                match parse_text(&path, &text) {
+                    Ok(new) => {
                         let now_collecting = !new.collect.is_empty();
-                        if now_collecting && world_changed.is_none() {
-                            let [mine, all] = w.watched();
-                            world_changed = Some((w.world.watch(&mine), w.world.watch(&all)));
+                        if !now_collecting {
+                            world_changed = None;
+                        } else if world_changed.is_none() {
+                            world_changed = Some(world.watch_collectable());
                         }
                         doc = now_collecting.then(|| new.clone());
-                        w.plan(new, &registry).await
+                        world.plan(new, &registry).await
                     }
-                    (Ok(new), None) => check_and_plan(new, &registry).await,
-                    (Err(e), _) => Err(e),
+                    Err(e) => Err(e),
                 }
             } else {
-                let (Some(w), Some(d)) = (world.as_mut(), doc.as_ref()) else {
+                let Some(d) = doc.as_ref() else {
                     continue;
                 };
-                let decls = w.collect(d, &registry).await;
-                if decls == w.collected {
+                let decls = world.collect(d, &registry).await;
+                if decls == world.collected {
                     continue;
                 }
                 tracing::info!("world: what this host collects changed; swapping it in");
-                w.collected = decls;
-                w.plan_collected(d.clone(), &registry).await
+                world.collected = decls;
+                world.plan_collected(d.clone(), &registry).await
             };
             match planned {
                 Ok(plan) => {
@@ -305,12 +297,7 @@ pub fn start(
 }
 
 /// Wait until either watch of the World moves (forever when there is none).
-async fn world_moved(
-    watches: &mut Option<(
-        tokio::sync::watch::Receiver<u64>,
-        tokio::sync::watch::Receiver<u64>,
-    )>,
-) {
+async fn world_moved(watches: &mut Option<Watches>) {
     let Some((a, b)) = watches else {
         return std::future::pending().await;
     };

@@ -354,14 +354,19 @@ async fn run_job(
     job: &Job,
 ) -> (Result<Reply, CallError>, bool) {
     let ticks = Limits::ticks(job.cpu);
-    inst.store
-        .data_mut()
-        .begin(&job.id, &job.footprint, &job.own, ticks, job.memory_bytes);
-    inst.store.data_mut().call = match job.kind {
+    let call = match job.kind {
         CallKind::Validate => CallPhase::Validate,
         CallKind::CheckApply { apply, .. } => CallPhase::CheckApply { apply },
         CallKind::Cleanup => CallPhase::Cleanup,
     };
+    inst.store.data_mut().begin(
+        call,
+        &job.id,
+        &job.footprint,
+        &job.own,
+        ticks,
+        job.memory_bytes,
+    );
     inst.store.set_epoch_deadline(1);
     let (guest, store) = (&inst.guest, &mut inst.store);
     let (id, params) = (&job.id, &job.params);

@@ -224,16 +224,19 @@ impl HostState {
         }
     }
 
-    /// Start a call about `id` with `footprint` (and, for a check-apply, its path watches
-    /// `own`), with `ticks` of CPU and `memory_bytes` of memory.
+    /// Start the `call` about `id` with `footprint` (and, for a check-apply, its path
+    /// watches `own`), with `ticks` of CPU and `memory_bytes` of memory.
     pub(crate) fn begin(
         &mut self,
+        call: CallPhase,
         id: &ResourceRef,
         footprint: &Arc<Footprint>,
         own: &Arc<[Arc<Echo>]>,
         ticks: u64,
         memory_bytes: usize,
     ) {
+        self.call = call;
+        self.world_watches.clear();
         self.limits.cap = memory_bytes;
         self.current = Some((id.clone(), footprint.clone()));
         self.own = own.clone();
@@ -252,6 +255,7 @@ impl HostState {
         let footprint = serve.config.borrow().footprint.clone();
         let ticks = serve.ticks;
         self.begin(
+            CallPhase::Serve,
             &serve.id.clone(),
             &footprint,
             &no_echoes(),
@@ -259,7 +263,6 @@ impl HostState {
             memory_bytes,
         );
         self.serve = Some(serve);
-        self.call = CallPhase::Serve;
     }
 
     /// `kind[name]` of the resource being served, or the plugin's name between calls.

@@ -32,7 +32,6 @@ pub struct EtcdWorld {
     endpoints: String,
     prefix: String,
     client: Client,
-    ttl: Duration,
     /// The current lease, and the leased values to write again under a new one.
     lease: Arc<Mutex<Lease>>,
     keeper: tokio::task::JoinHandle<()>,
@@ -88,7 +87,6 @@ impl EtcdWorld {
             endpoints: joined,
             prefix: prefix.to_owned(),
             client,
-            ttl,
             lease,
             keeper,
         })
@@ -102,11 +100,6 @@ impl EtcdWorld {
     /// The endpoints, comma-separated, for messages.
     pub fn endpoints(&self) -> &str {
         &self.endpoints
-    }
-
-    /// The lease's TTL.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
     }
 
     fn fail(&self, e: &etcd_client::Error) -> WorldError {
@@ -216,8 +209,63 @@ fn describe(e: &etcd_client::Error) -> String {
     }
 }
 
+/// Why keeping a lease alive stopped.
+enum LeaseLost {
+    /// etcd says it expired (or no longer has it).
+    Expired,
+    /// The keep-alive stream failed (etcd unreachable, restarting, ...).
+    Failed(etcd_client::Error),
+}
+
+/// Keep the lease `id` alive every `every` until it is lost; also says whether any
+/// keep-alive was answered.
+async fn keep_until_lost(c: &mut Client, id: i64, every: Duration) -> (LeaseLost, bool) {
+    let (mut keeper, mut stream) = match c.lease_keep_alive(id).await {
+        Ok(pair) => pair,
+        Err(e) => return (LeaseLost::Failed(e), false),
+    };
+    let mut answered = false;
+    loop {
+        if let Err(e) = keeper.keep_alive().await {
+            return (LeaseLost::Failed(e), answered);
+        }
+        match stream.message().await {
+            Ok(Some(r)) if r.ttl() > 0 => answered = true,
+            Ok(_) => return (LeaseLost::Expired, answered),
+            Err(e) => return (LeaseLost::Failed(e), answered),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Take a new lease of `ttl` and write every leased value again under it; returns how
+/// many were written.
+async fn renew(
+    c: &mut Client,
+    lease: &Mutex<Lease>,
+    ttl: Duration,
+    prefix: &str,
+) -> Result<usize, etcd_client::Error> {
+    let granted = c.lease_grant(ttl.as_secs().max(1) as i64, None).await?;
+    let values = {
+        let mut l = lease.lock().unwrap_or_else(PoisonError::into_inner);
+        l.id = granted.id();
+        l.values.clone()
+    };
+    for (key, value) in &values {
+        let options = PutOptions::new().with_lease(granted.id());
+        if let Err(e) = c
+            .put(format!("{prefix}{key}"), value.clone(), Some(options))
+            .await
+        {
+            tracing::warn!("etcd: writing {key} again: {}", describe(&e));
+        }
+    }
+    Ok(values.len())
+}
+
 /// Keep the lease alive; when it is lost, take a new one and write the leased values
-/// again under it.
+/// again under it. A failure is reported once until the lease is kept alive again.
 async fn keep_alive(
     client: Client,
     lease: Arc<Mutex<Lease>>,
@@ -231,67 +279,28 @@ async fn keep_alive(
     loop {
         let id = lease.lock().unwrap_or_else(PoisonError::into_inner).id;
         let mut c = client.clone();
-        let alive = async {
-            let (mut keeper, mut stream) = c.lease_keep_alive(id).await?;
-            loop {
-                keeper.keep_alive().await?;
-                match stream.message().await? {
-                    Some(r) if r.ttl() > 0 => {}
-                    // The lease expired (or etcd lost it): a new one is needed.
-                    _ => return Ok::<bool, etcd_client::Error>(false),
-                }
-                tokio::time::sleep(every).await;
-            }
-        };
-        match alive.await {
-            Ok(_) => {
-                // Lost: take a new lease and put the leased values back under it.
-                let mut c = client.clone();
-                let ttl_secs = ttl.as_secs().max(1) as i64;
-                match c.lease_grant(ttl_secs, None).await {
-                    Ok(granted) => {
-                        let values = {
-                            let mut l = lease.lock().unwrap_or_else(PoisonError::into_inner);
-                            l.id = granted.id();
-                            l.values.clone()
-                        };
-                        tracing::warn!(
-                            "etcd: this host's lease had expired; took a new one and wrote its \
-                             {} leased keys again",
-                            values.len()
-                        );
-                        for (key, value) in values {
-                            let options = PutOptions::new().with_lease(granted.id());
-                            if let Err(e) =
-                                c.put(format!("{prefix}{key}"), value, Some(options)).await
-                            {
-                                tracing::warn!("etcd: writing {key} again: {}", describe(&e));
-                            }
-                        }
-                        backoff = Duration::from_millis(200);
-                        reported = false;
-                        continue;
-                    }
-                    Err(e) => {
-                        if !reported {
-                            tracing::warn!(
-                                "etcd at {endpoints}: cannot renew this host's lease: {}",
-                                describe(&e)
-                            );
-                            reported = true;
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                if !reported {
+        let (lost, answered) = keep_until_lost(&mut c, id, every).await;
+        if answered {
+            backoff = Duration::from_millis(200);
+            reported = false;
+        }
+        let (what, e) = match lost {
+            LeaseLost::Expired => match renew(&mut c, &lease, ttl, &prefix).await {
+                Ok(n) => {
                     tracing::warn!(
-                        "etcd at {endpoints}: keeping this host's lease alive: {}; retrying",
-                        describe(&e)
+                        "etcd: this host's lease had expired; took a new one and wrote its \
+                         {n} leased keys again"
                     );
-                    reported = true;
+                    reported = false;
+                    continue;
                 }
-            }
+                Err(e) => ("cannot renew this host's lease", e),
+            },
+            LeaseLost::Failed(e) => ("keeping this host's lease alive", e),
+        };
+        if !reported {
+            tracing::warn!("etcd at {endpoints}: {what}: {}; retrying", describe(&e));
+            reported = true;
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);

@@ -8,7 +8,7 @@
 //! what an earlier run of this host left behind). [`collectable`] lists what a host may
 //! collect: everything exported to it or to `*`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
@@ -92,6 +92,9 @@ pub struct Exporter {
     written: BTreeMap<String, Vec<u8>>,
     /// Whether what an earlier run left has been looked for.
     swept: bool,
+    /// Keys an earlier run wrote on a lease of its own (etcd): written again even when
+    /// unchanged, so that they move to this run's lease.
+    earlier_lease: BTreeSet<String>,
 }
 
 impl Exporter {
@@ -100,6 +103,7 @@ impl Exporter {
             world,
             written: BTreeMap::new(),
             swept: false,
+            earlier_lease: BTreeSet::new(),
         }
     }
 
@@ -117,6 +121,9 @@ impl Exporter {
             let me = self.world.hostname().to_owned();
             for (key, value) in self.world.list(PREFIX).await? {
                 if parse(&key, &value).is_some_and(|e| e.from == me) {
+                    if self.world.is_shared() {
+                        self.earlier_lease.insert(key.clone());
+                    }
                     self.written.insert(key, value);
                 }
             }
@@ -132,10 +139,9 @@ impl Exporter {
         self.written.retain(|k, _| wanted.contains_key(k));
         let mut written = 0;
         for (key, value) in wanted {
-            if self.written.get(&key) != Some(&value) || self.world.is_shared() {
-                // In etcd a put is needed even when unchanged after a restart: the value
-                // must move to this run's lease. An unchanged value moves no watch.
+            if self.written.get(&key) != Some(&value) || self.earlier_lease.contains(&key) {
                 self.world.put(&key, &value, Lifetime::Leased).await?;
+                self.earlier_lease.remove(&key);
                 written += 1;
             }
             self.written.insert(key, value);
