@@ -25,25 +25,37 @@ fn url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
+/// The flags of a host `name` serving etcd on `client` and `peer`, its state in `dir`,
+/// with a lease TTL of 2 s: the same flags start it again on the same data.
+fn server_args(dir: &Path, name: &str, client: u16, peer: u16) -> Vec<String> {
+    let state = dir.join(format!("state-{name}"));
+    [
+        "--hostname",
+        name,
+        "--client-urls",
+        &url(client),
+        "--server-urls",
+        &url(peer),
+        "--prefix",
+        &state.display().to_string(),
+        "--lease-ttl",
+        "2",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `args` as `&str`s, for [`Running::start`].
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 /// A host that serves etcd on two fresh ports; returns it with its client URL.
 fn server(dir: &Path, graph: &Path, name: &str, extra: &[&str]) -> (Running, String) {
-    let (client, peer) = (free_port(), free_port());
-    let state = dir.join(format!("state-{name}"));
-    let mut args = vec![
-        "--hostname".to_owned(),
-        name.to_owned(),
-        "--client-urls".to_owned(),
-        url(client),
-        "--server-urls".to_owned(),
-        url(peer),
-        "--prefix".to_owned(),
-        state.display().to_string(),
-        "--lease-ttl".to_owned(),
-        "2".to_owned(),
-    ];
+    let client = free_port();
+    let mut args = server_args(dir, name, client, free_port());
     args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let host = Running::start(graph, &args);
+    let host = Running::start(graph, &strs(&args));
     host.wait_log(&["world: etcd at", name]);
     (host, url(client))
 }
@@ -174,20 +186,10 @@ fn an_export_reaches_two_collectors_follows_edits_and_vanishes_with_its_host() {
 fn a_restarted_server_comes_back_with_its_exports_and_collectors_reapply_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let exp_graph = write_graph(dir.path(), "exporter.yaml", &exporter_graph("kept\\n"));
-    let (client_port, peer_port) = (free_port(), free_port());
+    let client_port = free_port();
     let state = dir.path().join("state-s");
-    let args = [
-        "--hostname",
-        "s",
-        "--client-urls",
-        &url(client_port),
-        "--server-urls",
-        &url(peer_port),
-        "--prefix",
-        state.to_str().unwrap(),
-        "--lease-ttl",
-        "2",
-    ];
+    let args = server_args(dir.path(), "s", client_port, free_port());
+    let args = strs(&args);
     let mut server = Running::start(&exp_graph, &args);
     server.wait_log(&["world: exported 1 resources"]);
     let c = dir.path().join("c");
@@ -465,6 +467,14 @@ fn kv_values_cross_hosts_through_send_recv() {
     // Each host's file holds what both hosts set: a's learnt b's value when b set it.
     wait_text(&dir.path().join("seen-a"), both);
     wait_text(&dir.path().join("seen-b"), both);
+    // `state: absent` on b (a live edit) removes b's value everywhere; present again
+    // brings it back.
+    let absent =
+        kv_graph(dir.path(), "b").replace("    value: hello from b\n", "    state: absent\n");
+    write_atomic(&gb, &absent);
+    wait_text(&dir.path().join("seen-a"), r#"{"a":"hello from a"}"#);
+    write_atomic(&gb, &kv_graph(dir.path(), "b"));
+    wait_text(&dir.path().join("seen-a"), both);
     // b leaves: its value goes with its lease, and a's file follows.
     drop(b);
     wait_text(&dir.path().join("seen-a"), r#"{"a":"hello from a"}"#);
@@ -719,4 +729,30 @@ fn cluster_status_shows_members_and_hosts() {
         err.contains("cannot read the cluster's status from http://127.0.0.1:"),
         "{err}"
     );
+}
+
+#[test]
+fn exports_etcd_refused_are_published_once_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = write_graph(dir.path(), "server.yaml", "graph: server\nresources: {}\n");
+    let client_port = free_port();
+    let args = server_args(dir.path(), "s", client_port, free_port());
+    let mut s = Running::start(&empty, &strs(&args));
+    s.wait_log(&["world: etcd at"]);
+    let seeds = url(client_port);
+    let exp = write_graph(dir.path(), "e.yaml", &exporter_graph("one\\n"));
+    let e = client(dir.path(), &exp, "e", &seeds, &[]);
+    let c = dir.path().join("c");
+    let gc = write_graph(dir.path(), "c.yaml", &collector_graph(&c, false));
+    let _c = client(dir.path(), &gc, "c", &seeds, &[]);
+    wait_text(&c.join("motd"), "one\n");
+    // etcd goes (its host killed), and the exporter's graph changes meanwhile.
+    s.signal(libc::SIGKILL);
+    s.wait_exit();
+    write_atomic(&exp, &exporter_graph("two\\n"));
+    e.wait_log(&["cannot publish this host's exports", "retrying every 2 s"]);
+    // etcd is back: the export is published without another edit.
+    let _s = Running::start(&empty, &strs(&args));
+    e.wait_log(&["this host's exports are published again"]);
+    wait_text(&c.join("motd"), "two\n");
 }

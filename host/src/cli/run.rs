@@ -115,7 +115,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     );
     let hub = WatchHub::new()?;
     let (update_tx, update_rx) = mpsc::channel(1);
-    let _source = source::start(
+    let graph_source = source::start(
         source::Start {
             path: args.graph.clone(),
             max_bytes,
@@ -152,7 +152,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ))
     };
     let summary = engine.await?;
-    drop(_source);
+    drop(graph_source);
     opened
         .close(matches!(summary.stopped, Stopped::Settled(_)))
         .await;
@@ -237,6 +237,8 @@ fn converged_timeout(text: &str) -> Result<Duration, String> {
 struct ReadGraph {
     text: String,
     digest: Option<cache::Digest256>,
+    /// The graph may export or collect ([`source::may_use_world`]).
+    uses_world: bool,
     content: Content,
 }
 
@@ -252,7 +254,8 @@ fn read_graph(
 ) -> Result<ReadGraph, PlanError> {
     let text = crate::plan::read(path, max_bytes)?;
     // The plan cache keeps no exports or collects: such a graph is always parsed.
-    let plan_cache = plan_cache.filter(|_| !source::may_use_world(&text));
+    let uses_world = source::may_use_world(&text);
+    let plan_cache = plan_cache.filter(|_| !uses_world);
     let digest = plan_cache.map(|_| cache::text_digest(&text));
     let cached = plan_cache
         .zip(digest.as_deref())
@@ -264,6 +267,7 @@ fn read_graph(
     Ok(ReadGraph {
         text,
         digest,
+        uses_world,
         content,
     })
 }
@@ -290,6 +294,7 @@ async fn plan_graph(
     let ReadGraph {
         text,
         digest,
+        uses_world,
         content,
     } = read?;
     let key = digest.as_deref().and_then(|d| cache::key(d, registry));
@@ -305,7 +310,7 @@ async fn plan_graph(
         },
         Content::Parsed(doc) => doc,
     };
-    if source::may_use_world(&text) {
+    if uses_world {
         let collecting = (!doc.collect.is_empty()).then(|| doc.clone());
         let plan = world.plan(doc, registry).await?;
         return Ok((text, plan, collecting, None));

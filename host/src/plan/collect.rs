@@ -216,27 +216,27 @@ pub async fn plan_with(
     registry: &Registry,
 ) -> Result<(Plan, Vec<String>), PlanError> {
     let mut dropped = Vec::new();
+    // The graph's own resources, as this host runs them: an `@@` one is only sent away,
+    // so collecting it back (a host collects its own exports) is no clash.
+    let own: BTreeSet<ResId> = doc
+        .resources
+        .iter()
+        .filter(|r| !r.exported)
+        .map(ResourceDecl::id)
+        .collect();
+    collected.retain(|d| {
+        let clash = own.contains(&d.id());
+        if clash {
+            dropped.push(format!(
+                "{}: {} is also declared by this graph: the graph's own is kept, the \
+                 collected one left out",
+                d.loc.file.display(),
+                d.id()
+            ));
+        }
+        !clash
+    });
     loop {
-        // The graph's own resources, as this host runs them: an `@@` one is only sent
-        // away, so collecting it back (a host collects its own exports) is no clash.
-        let own: BTreeSet<ResId> = doc
-            .resources
-            .iter()
-            .filter(|r| !r.exported)
-            .map(ResourceDecl::id)
-            .collect();
-        collected.retain(|d| {
-            let clash = own.contains(&d.id());
-            if clash {
-                dropped.push(format!(
-                    "{}: {} is also declared by this graph: the graph's own is kept, the \
-                     collected one left out",
-                    d.loc.file.display(),
-                    d.id()
-                ));
-            }
-            !clash
-        });
         let mut merged = doc.clone();
         merged.resources.extend(collected.iter().cloned());
         match super::check_and_plan(merged, registry).await {
@@ -250,12 +250,17 @@ pub async fn plan_with(
                 }
                 let bad: BTreeSet<Arc<Path>> =
                     errors.iter().map(|e| e.location().file.clone()).collect();
+                let before = collected.len();
+                collected.retain(|d| !bad.contains(&d.loc.file));
+                if collected.len() == before {
+                    // Nothing left to leave out: report rather than plan the same again.
+                    return Err(PlanError::Graph(GraphErrors::new(errors)));
+                }
                 dropped.extend(
                     errors
                         .iter()
                         .map(|e| format!("{e} (collected resource left out)")),
                 );
-                collected.retain(|d| !bad.contains(&d.loc.file));
             }
             Err(e) => return Err(e),
         }

@@ -167,6 +167,11 @@ pub fn values_of(key: &str) -> String {
     format!("{VALUES}{}/", segment(key))
 }
 
+/// The key of `host`'s value of the `world` key `key`: `values/<key>/<host>`.
+pub fn value_of(key: &str, host: &str) -> String {
+    format!("{}{}", values_of(key), segment(host))
+}
+
 /// Run a local store's write (which waits for its flush) off the async workers.
 async fn blocking(
     write: impl FnOnce() -> Result<(), WorldError> + Send + 'static,

@@ -9,7 +9,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use crate::plugin::grants::Capability;
 use crate::plugin::store::{CallPhase, HostState};
-use crate::world::{Lifetime, World, segment, unsegment, values_of};
+use crate::world::{Lifetime, World, unsegment, value_of, values_of};
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -105,7 +105,7 @@ impl wworld::Host for HostState {
             Ok(w) => w,
             Err(e) => return Ok(Err(e)),
         };
-        let full = format!("{}{}", values_of(&key), segment(world.hostname()));
+        let full = value_of(&key, world.hostname());
         Ok(world
             .get(&full)
             .await
@@ -124,7 +124,7 @@ impl wworld::Host for HostState {
                 value.len()
             )));
         }
-        let full = format!("{}{}", values_of(&key), segment(world.hostname()));
+        let full = value_of(&key, world.hostname());
         Ok(world
             .put(&full, value.as_bytes(), Lifetime::Leased)
             .await
@@ -136,7 +136,7 @@ impl wworld::Host for HostState {
             Ok(w) => w,
             Err(e) => return Ok(Err(e)),
         };
-        let full = format!("{}{}", values_of(&key), segment(world.hostname()));
+        let full = value_of(&key, world.hostname());
         Ok(world.delete(&full).await.map_err(|e| e.to_string()))
     }
 
