@@ -9,7 +9,9 @@
 //!   retracted when they leave the graph), and every change to what this host may
 //!   collect is merged in ([`super::collect`]) and swapped in through the same live swap
 //!   (a new export is applied, a changed one updates its vertex, a vanished one removes
-//!   it). An unchanged set of collected resources swaps nothing.
+//!   it). An unchanged set of collected resources swaps nothing. Exports that could not
+//!   be published (etcd unreachable) are tried again every 2 s until they are; `--noop`
+//!   publishes none.
 //!
 //! Dropping the [`Source`] stops it.
 

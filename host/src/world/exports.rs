@@ -5,8 +5,10 @@
 //!
 //! An [`Exporter`] keeps this host's exports equal to what its graph exports: new and
 //! changed ones are written, those that left the graph are retracted (at start too, for
-//! what an earlier run of this host left behind). [`collectable`] lists what a host may
-//! collect: everything exported to it or to `*`.
+//! what an earlier run of this host left behind). An unchanged export is not written
+//! again, except one an earlier run left on its own lease (etcd, after a crash): it is
+//! moved to this run's lease, or it would vanish when that lease expires.
+//! [`collectable`] lists what a host may collect: everything exported to it or to `*`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
