@@ -42,13 +42,13 @@ struct Options {
 type Lines = Arc<Mutex<Vec<(Instant, String)>>>;
 
 /// One `homeostat run` host, with its stderr lines timed as they arrive.
-struct Host {
-    child: Child,
+pub(crate) struct Host {
+    pub(crate) child: Child,
     lines: Lines,
 }
 
 impl Host {
-    fn start(bin: &Path, graph: &Path, args: &[String], cache: &Path) -> Host {
+    pub(crate) fn start(bin: &Path, graph: &Path, args: &[String], cache: &Path) -> Host {
         let mut child = Command::new(bin)
             .arg("run")
             .arg(graph)
@@ -73,7 +73,7 @@ impl Host {
     }
 
     /// When a line containing `needle` arrived, waiting up to `limit`.
-    fn wait_line(&self, needle: &str, limit: Duration) -> Option<Instant> {
+    pub(crate) fn wait_line(&self, needle: &str, limit: Duration) -> Option<Instant> {
         let start = Instant::now();
         while start.elapsed() < limit {
             if let Some((t, _)) = self
@@ -91,7 +91,7 @@ impl Host {
     }
 
     /// The last `n` lines it wrote.
-    fn tail(&self, n: usize) -> String {
+    pub(crate) fn tail(&self, n: usize) -> String {
         let lines = self.lines.lock().unwrap();
         let start = lines.len().saturating_sub(n);
         lines[start..]
@@ -101,7 +101,7 @@ impl Host {
             .join("\n")
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }
@@ -122,7 +122,7 @@ impl Drop for Host {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -131,7 +131,7 @@ fn free_port() -> u16 {
 }
 
 /// Resident memory of `pid`, MiB.
-fn rss_mib(pid: u32) -> f64 {
+pub(crate) fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -157,7 +157,7 @@ fn cpu(pid: u32) -> Duration {
 }
 
 /// The etcd process a homeostat serves (its child, spawned by any of its threads).
-fn etcd_of(pid: u32) -> Option<u32> {
+pub(crate) fn etcd_of(pid: u32) -> Option<u32> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     tasks
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
@@ -171,7 +171,7 @@ fn etcd_of(pid: u32) -> Option<u32> {
         })
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

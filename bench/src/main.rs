@@ -87,6 +87,7 @@
 mod cluster;
 mod drift;
 mod floor;
+mod membership;
 mod proc;
 mod report;
 mod sysinfo;
@@ -129,6 +130,9 @@ fn main() -> ExitCode {
     }
     if args.first().map(String::as_str) == Some("cluster") {
         return cluster::main(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("membership") {
+        return membership::main(&args[1..]);
     }
     let options = match parse_args(&args) {
         Ok(Some(options)) => options,

@@ -1,9 +1,9 @@
 //! Project tasks, so the README needs only two commands.
 //!
 //! - `cargo xtask demo`: install the `wasm32-wasip2` target and `protoc` (Debian's
-//!   `protobuf-compiler`, which etcd-client's build needs; with apt-get when missing and
-//!   running as root), build the plugins and the host, run `examples/hello.yaml` until it
-//!   converges.
+//!   `protobuf-compiler` and `libprotobuf-dev`, which etcd-client's build needs; with
+//!   apt-get when missing and running as root), build the plugins and the host, run
+//!   `examples/hello.yaml` until it converges.
 //! - `cargo xtask test`: the system packages the build and the suites need (`protoc`, a
 //!   systemd user manager, `curl`, etcd and `etcdctl`, ...; installed with apt-get when missing and running as root), the same
 //!   builds plus the test fixtures, then the whole suite (the plugins' native unit
@@ -173,8 +173,16 @@ fn demo(root: &Path, extra: &[String]) -> Result<(), String> {
 }
 
 /// Debian packages the host's build needs: `protoc`, for etcd-client's generated gRPC
-/// code.
-const BUILD_PACKAGES: &[(&str, &str)] = &[("protobuf-compiler", "/usr/bin/protoc")];
+/// code, and the protobuf well-known types its `.proto` files import
+/// (`google/protobuf/descriptor.proto`), which Debian ships in `libprotobuf-dev`, only a
+/// recommendation of `protobuf-compiler` (and recommendations are not installed here).
+const BUILD_PACKAGES: &[(&str, &str)] = &[
+    ("protobuf-compiler", "/usr/bin/protoc"),
+    (
+        "libprotobuf-dev",
+        "/usr/include/google/protobuf/descriptor.proto",
+    ),
+];
 
 /// Debian packages the end-to-end suites use, each with a file that shows it is there.
 /// The svc suite runs a real `systemd --user` manager on its own session bus; the exec

@@ -87,11 +87,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let registry = Arc::new(registry);
     let opened = opening.await??;
     let world = opened.world.clone();
-    sys.states.attach(&world).await?;
-    let _ = sys.world.set(world.clone());
     if world.is_shared() {
-        converged::announce(&world).await?;
+        // etcd may be between leaders, or the member asked may have just died: wait.
+        let attach = || sys.states.attach(&world);
+        super::world::until_ok("reading this host's plugin state from etcd", attach).await;
+        let announce = || converged::announce(&world);
+        super::world::until_ok("announcing this host in etcd", announce).await;
+    } else {
+        sys.states.attach(&world).await?;
     }
+    let _ = sys.world.set(world.clone());
     let read = match parsing.join() {
         Ok(read) => read,
         Err(panic) => std::panic::resume_unwind(panic),

@@ -5,7 +5,14 @@
 //! |---|---|
 //! | none | local, in `--prefix` (default `/var/lib/homeostat` as root, else the XDG state dir) |
 //! | `--client-urls` and/or `--server-urls` | serve a one-member etcd (data in `--prefix`/etcd) and use it |
-//! | `--seeds URL,...` (with `--no-server`) | join that etcd cluster as a client |
+//! | `--seeds URL,...` (alone, or with `--no-server`) | join that etcd cluster as a client |
+//! | `--seeds` with `--client-urls`/`--server-urls` | join it and volunteer to serve: the chooser nominates volunteers up to the ideal size |
+//! | `--ideal-cluster-size N` (no seeds) | serve on the default URLs and let the cluster grow to N |
+//!
+//! A host that served before comes back from its data directory (and its `etcd.json`
+//! marker): its etcd starts at once, whatever the seeds; a host that was unnominated
+//! finds its cluster again from the URLs the marker remembers, rather than bootstrapping
+//! a second one.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,7 +20,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use crate::cluster::server::{EtcdServer, ServerConfig};
+use crate::cluster::membership::{self, Membership};
+use crate::cluster::server::{EtcdServer, Marker, ServerConfig, has_data};
 use crate::world::etcd::EtcdWorld;
 use crate::world::local::LocalWorld;
 use crate::world::{DEFAULT_LEASE_TTL, World, converged};
@@ -79,12 +87,17 @@ pub(super) struct WorldArgs {
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_LEASE_TTL.as_secs(),
           value_parser = super::load::whole(2, 3600))]
     lease_ttl: u64,
+    /// The number of etcd voting members the hosts keep (1 to 7; default 5). Written
+    /// into the cluster when it has none; change it live with `homeostat cluster set
+    /// ideal-size N`. Without --seeds, serves etcd (on the default URLs unless given).
+    #[arg(long, value_name = "N")]
+    ideal_cluster_size: Option<u64>,
 }
 
 /// What the World flags opened; dropped (after [`Opened::close`]) at exit.
 pub(super) struct Opened {
     pub(super) world: World,
-    server: Option<EtcdServer>,
+    membership: Option<Membership>,
     lease_ttl: Duration,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -94,12 +107,16 @@ impl Opened {
     /// converge (`settled`), the host serving etcd first waits (up to twice the lease's
     /// TTL) for the other hosts to read the final states and leave.
     pub(super) async fn close(self, settled: bool) {
-        if settled && self.server.is_some() {
+        let serving = match &self.membership {
+            Some(m) => m.serving().await,
+            None => false,
+        };
+        if settled && serving {
             converged::others_gone(&self.world, self.lease_ttl * 2).await;
         }
         self.world.close().await;
-        if let Some(server) = self.server {
-            server.stop().await;
+        if let Some(m) = self.membership {
+            m.stop().await;
         }
     }
 }
@@ -143,7 +160,7 @@ impl WorldArgs {
     /// asked to. Joining etcd retries with a backoff until it answers, saying so each time.
     pub(super) async fn open(&self) -> anyhow::Result<Opened> {
         let hostname = self.hostname()?;
-        let serving = !self.client_urls.is_empty() || !self.server_urls.is_empty();
+        let urls_given = !self.client_urls.is_empty() || !self.server_urls.is_empty();
         if !self.etcd_prefix.starts_with('/') || !self.etcd_prefix.ends_with('/') {
             bail!(
                 "--etcd-prefix {:?}: a key prefix starts and ends with `/` (e.g. /homeostat/)",
@@ -153,12 +170,26 @@ impl WorldArgs {
         if self.no_server && self.seeds.is_empty() {
             bail!("--no-server needs --seeds: the etcd cluster to join");
         }
-        if serving && (self.no_server || !self.seeds.is_empty()) {
+        if self.no_server && (urls_given || self.ideal_cluster_size.is_some()) {
             bail!(
-                "--client-urls/--server-urls serve etcd, --seeds/--no-server join one as a \
-                 client: choose one (serving while joining comes with elastic membership)"
+                "--no-server never serves etcd: drop it, or drop --client-urls, --server-urls \
+                 and --ideal-cluster-size"
             );
         }
+        let ideal = match self.ideal_cluster_size {
+            Some(n) => {
+                let n = usize::try_from(n).unwrap_or(usize::MAX);
+                match membership::check_ideal_size(n) {
+                    Ok(Some(warning)) => tracing::warn!("--ideal-cluster-size: {warning}"),
+                    Ok(None) => {}
+                    Err(e) => bail!("--ideal-cluster-size {n}: {e}"),
+                }
+                Some(n)
+            }
+            None => None,
+        };
+        // A host serves, or may serve, etcd when given its URLs or an ideal size.
+        let may_serve = !self.no_server && (urls_given || ideal.is_some());
         let tmp_from_env = self.prefix.is_none()
             && std::env::var_os("HOMEOSTAT_TMP_PREFIX").is_some_and(|v| !v.is_empty());
         let tmp = if self.tmp_prefix || tmp_from_env {
@@ -175,33 +206,16 @@ impl WorldArgs {
             None => self.state_dir(),
         };
         let ttl = Duration::from_secs(self.lease_ttl);
-        let (world, server) = if !self.seeds.is_empty() {
-            (
-                connect(&hostname, &self.seeds, &self.etcd_prefix, ttl).await,
-                None,
-            )
-        } else if serving {
-            let or = |given: &[String], default: &[String]| {
-                if given.is_empty() {
-                    default.to_vec()
-                } else {
-                    given.to_vec()
-                }
-            };
-            let client_urls = or(&self.client_urls, &[DEFAULT_CLIENT_URL.to_owned()]);
-            let server_urls = or(&self.server_urls, &[DEFAULT_SERVER_URL.to_owned()]);
-            let server = EtcdServer::start(ServerConfig {
-                name: hostname.clone(),
-                state_dir: state_dir()?,
-                advertise_client_urls: or(&self.advertise_client_urls, &client_urls),
-                advertise_server_urls: or(&self.advertise_server_urls, &server_urls),
-                client_urls,
-                server_urls,
-            })
-            .await?;
-            let world = connect(&hostname, server.client_urls(), &self.etcd_prefix, ttl).await;
-            (world, Some(server))
-        } else {
+        if !may_serve && !self.seeds.is_empty() {
+            let world = connect(&hostname, &self.seeds, &self.etcd_prefix, ttl).await;
+            return Ok(Opened {
+                world,
+                membership: None,
+                lease_ttl: ttl,
+                _tmp: tmp,
+            });
+        }
+        if !may_serve {
             let dir = state_dir()?;
             let started = std::time::Instant::now();
             let world =
@@ -211,33 +225,147 @@ impl WorldArgs {
                 world.path().display(),
                 started.elapsed()
             );
-            (World::Local(world.into()), None)
+            return Ok(Opened {
+                world: World::Local(world.into()),
+                membership: None,
+                lease_ttl: ttl,
+                _tmp: tmp,
+            });
+        }
+        let or = |given: &[String], default: &[String]| {
+            if given.is_empty() {
+                default.to_vec()
+            } else {
+                given.to_vec()
+            }
         };
+        let client_urls = or(&self.client_urls, &[DEFAULT_CLIENT_URL.to_owned()]);
+        let server_urls = or(&self.server_urls, &[DEFAULT_SERVER_URL.to_owned()]);
+        let state = state_dir()?;
+        let cfg = ServerConfig {
+            name: hostname.clone(),
+            state_dir: state.clone(),
+            advertise_client_urls: or(&self.advertise_client_urls, &client_urls),
+            advertise_server_urls: or(&self.advertise_server_urls, &server_urls),
+            client_urls,
+            server_urls,
+            join: None,
+        };
+        // The seeds: given, or the cluster this host was part of.
+        let remembered = Marker::read(&state)
+            .filter(|m| m.host == hostname)
+            .map(|m| m.endpoints)
+            .unwrap_or_default();
+        let seeds = if self.seeds.is_empty() {
+            remembered
+        } else {
+            self.seeds.clone()
+        };
+        let (server, endpoints, bootstrap) = if has_data(&state) {
+            // A member: come back from the data directory (etcd ignores the bootstrap
+            // flags then); its etcd must run before the cluster can have a quorum. When
+            // it will not start (the cluster removed the member while this host was
+            // down, and etcd exits at once), a host that knows its cluster joins it as a
+            // volunteer: the membership check clears the stale data.
+            match EtcdServer::start(cfg.clone()).await {
+                Ok(server) => {
+                    let mut endpoints = server.client_urls().to_vec();
+                    for s in &seeds {
+                        if !endpoints.contains(s) {
+                            endpoints.push(s.clone());
+                        }
+                    }
+                    (Some(server), endpoints, false)
+                }
+                Err(e) if !seeds.is_empty() => {
+                    tracing::warn!(
+                        "{e}; joining the cluster at {} as a volunteer instead",
+                        seeds.join(",")
+                    );
+                    (None, seeds, false)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        } else if seeds.is_empty() {
+            let server = EtcdServer::start(cfg.clone()).await?;
+            let endpoints = server.client_urls().to_vec();
+            (Some(server), endpoints, true)
+        } else {
+            if self.seeds.is_empty() {
+                tracing::info!(
+                    "world: this host left the etcd server set earlier; joining its cluster \
+                     at {} again (remembered in {})",
+                    seeds.join(","),
+                    state.join("etcd.json").display()
+                );
+            }
+            (None, seeds, false)
+        };
+        let world = connect(&hostname, &endpoints, &self.etcd_prefix, ttl).await;
+        let World::Etcd(etcd) = &world else {
+            unreachable!("connect returns an etcd World")
+        };
+        if bootstrap {
+            let n =
+                membership::init_ideal_size(etcd, ideal.unwrap_or(membership::DEFAULT_IDEAL_SIZE))
+                    .await?;
+            tracing::info!("cluster: bootstrapped; ideal cluster size {n}");
+        } else if !membership::is_homeostat_cluster(etcd).await? {
+            if let Some(server) = server {
+                server.stop().await;
+            }
+            world.close().await;
+            bail!(
+                "the etcd at {} is not a cluster homeostat formed (it has no {}{}): \
+                 homeostat serves only in clusters it started. Join it as a client with \
+                 --no-server, or start the first host without --seeds",
+                endpoints.join(","),
+                self.etcd_prefix,
+                membership::IDEAL_SIZE
+            );
+        } else if let Some(n) = ideal {
+            let kept = membership::init_ideal_size(etcd, n).await?;
+            if kept != n {
+                tracing::warn!(
+                    "--ideal-cluster-size {n}: the cluster's ideal size is {kept} (set earlier, \
+                     or with `homeostat cluster set ideal-size`); keeping it"
+                );
+            }
+        }
+        let membership = Membership::start(etcd.clone(), cfg, server);
         Ok(Opened {
             world,
-            server,
+            membership: Some(membership),
             lease_ttl: ttl,
             _tmp: tmp,
         })
     }
 }
 
-/// Connect to etcd, retrying with a backoff (0.5 s doubling to 10 s) and an error line
-/// per failed attempt until it answers; a signal ends the wait (the process is still
-/// starting).
+/// Connect to etcd, retrying until it answers (see [`until_ok`]).
 async fn connect(hostname: &str, endpoints: &[String], prefix: &str, ttl: Duration) -> World {
+    let w = until_ok("cannot join the cluster", || {
+        EtcdWorld::connect(hostname, endpoints, prefix, ttl)
+    })
+    .await;
+    tracing::info!("world: etcd at {} as host `{hostname}`", w.endpoints());
+    World::Etcd(w.into())
+}
+
+/// Run `attempt` until it succeeds, with a backoff (0.5 s doubling to 10 s) and an error
+/// line per failure (`what: ERROR; retrying in ...`). For the requests a host makes to
+/// etcd while it starts: etcd may be electing a leader, or the member it asked may have
+/// just died, and nothing has been applied yet, so a signal ends the wait.
+pub(super) async fn until_ok<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> T {
     let mut backoff = Duration::from_millis(500);
     loop {
-        match EtcdWorld::connect(hostname, endpoints, prefix, ttl).await {
-            Ok(w) => {
-                tracing::info!("world: etcd at {} as host `{hostname}`", w.endpoints());
-                return World::Etcd(w.into());
-            }
+        match attempt().await {
+            Ok(v) => return v,
             Err(e) => {
-                tracing::error!(
-                    "cannot join the cluster: {e}; retrying in {:.1} s",
-                    backoff.as_secs_f64()
-                );
+                tracing::error!("{what}: {e}; retrying in {:.1} s", backoff.as_secs_f64());
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }

@@ -1,9 +1,16 @@
-//! Runs the real `etcd` server a host serves (homeostat never embeds etcd): its flags, its
-//! data directory under the state directory, its output in homeostat's log, a restart
-//! when it dies, and a clean stop with homeostat. See [`server`]. [`status`] is what
-//! `homeostat cluster status` reads from any member.
-//!
-//! Growing and shrinking the server set (volunteer, nominate, learners) builds on this.
+//! Runs the real `etcd` servers of a cluster (homeostat never embeds etcd) and grows and
+//! shrinks their set:
+//! - [`server`]: one supervised etcd process: its flags, its data directory under the
+//!   state directory, its output in homeostat's log, a restart when it dies, a clean
+//!   stop with homeostat;
+//! - [`membership`]: a host's side of elastic membership (volunteer, serve when
+//!   nominated, leave when unnominated) and the keys it uses;
+//! - [`chooser`]: the one host at a time (a lease-backed election) that adds, promotes and
+//!   removes members, by the rules in [`rules`];
+//! - [`status`]: what `homeostat cluster status` reads from any member.
 
+pub mod chooser;
+pub mod membership;
+pub mod rules;
 pub mod server;
 pub mod status;

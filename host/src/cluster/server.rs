@@ -77,24 +77,34 @@ pub struct ServerConfig {
     pub advertise_client_urls: Vec<String>,
     /// Peer URLs given to others (default: `server_urls`).
     pub advertise_server_urls: Vec<String>,
+    /// Join a running cluster as the member it added for this host (its
+    /// `--initial-cluster`, `name=peer-url,...`) instead of bootstrapping a new one.
+    /// Ignored by etcd when the data directory already holds a member.
+    pub join: Option<String>,
 }
 
 impl ServerConfig {
     fn data_dir(&self) -> PathBuf {
-        self.state_dir.join("etcd")
+        data_dir(&self.state_dir)
     }
 
     fn marker(&self) -> PathBuf {
-        self.state_dir.join("etcd.json")
+        marker_path(&self.state_dir)
     }
 
     fn args(&self) -> Vec<String> {
         let adv_server = self.advertise_server_urls.join(",");
-        let initial: Vec<String> = self
-            .advertise_server_urls
-            .iter()
-            .map(|u| format!("{}={u}", self.name))
-            .collect();
+        let (initial, state) = match &self.join {
+            Some(cluster) => (cluster.clone(), "existing"),
+            None => (
+                self.advertise_server_urls
+                    .iter()
+                    .map(|u| format!("{}={u}", self.name))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                "new",
+            ),
+        };
         vec![
             format!("--name={}", self.name),
             format!("--data-dir={}", self.data_dir().display()),
@@ -105,8 +115,8 @@ impl ServerConfig {
             ),
             format!("--listen-peer-urls={}", self.server_urls.join(",")),
             format!("--initial-advertise-peer-urls={adv_server}"),
-            format!("--initial-cluster={}", initial.join(",")),
-            "--initial-cluster-state=new".into(),
+            format!("--initial-cluster={initial}"),
+            format!("--initial-cluster-state={state}"),
             "--initial-cluster-token=homeostat".into(),
             "--logger=zap".into(),
             "--log-outputs=stderr".into(),
@@ -142,11 +152,65 @@ fn find_etcd() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// What the marker file records.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Marker {
-    created_by: String,
-    host: String,
+/// The etcd data directory in a state directory.
+pub fn data_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("etcd")
+}
+
+fn marker_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("etcd.json")
+}
+
+/// What the marker file (`etcd.json` in the state directory) records: whose data
+/// directory it is and, for elastic membership, which member the data belongs to and
+/// where the cluster was last seen (a host that left the server set finds its cluster
+/// again from there, rather than bootstrapping a second one).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Marker {
+    /// homeostat's version that created it.
+    pub created_by: String,
+    /// The host whose member the data is.
+    pub host: String,
+    /// The etcd member id (hex) the data directory holds, once started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    /// The cluster's client URLs when this host last served or saw it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+}
+
+impl Marker {
+    /// The marker in `state_dir`, if there is one homeostat can read.
+    pub fn read(state_dir: &Path) -> Option<Marker> {
+        serde_json::from_slice(&std::fs::read(marker_path(state_dir)).ok()?).ok()
+    }
+
+    /// Write it to `state_dir` (atomically: a crash leaves the old one or the new one).
+    pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
+        let path = marker_path(state_dir);
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("serialises"))?;
+        std::fs::rename(tmp, path)
+    }
+
+    /// The member id it records.
+    pub fn member_id(&self) -> Option<u64> {
+        u64::from_str_radix(self.member.as_deref()?, 16).ok()
+    }
+}
+
+/// Whether the data directory in `state_dir` holds an etcd member's data.
+pub fn has_data(state_dir: &Path) -> bool {
+    data_dir(state_dir).join("member").is_dir()
+}
+
+/// Remove the data directory in `state_dir` (a member that left, or whose data belongs
+/// to a member the cluster removed).
+pub fn wipe_data(state_dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(data_dir(state_dir)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Refuse a data directory that homeostat did not create for this host; write the marker
@@ -188,12 +252,11 @@ fn check_data_dir(cfg: &ServerConfig) -> Result<(), ServerError> {
             let marker = Marker {
                 created_by: format!("homeostat {}", env!("CARGO_PKG_VERSION")),
                 host: cfg.name.clone(),
+                ..Marker::default()
             };
-            std::fs::write(
-                cfg.marker(),
-                serde_json::to_vec_pretty(&marker).expect("serialises"),
-            )
-            .map_err(|e| fail(format!("cannot write {}: {e}", cfg.marker().display())))
+            marker
+                .write(&cfg.state_dir)
+                .map_err(|e| fail(format!("cannot write {}: {e}", cfg.marker().display())))
         }
     }
 }
@@ -326,6 +389,21 @@ fn spawn(binary: &Path, cfg: &ServerConfig) -> Result<(Child, Log), ServerError>
 /// Lines kept for an error message.
 const KEPT_LINES: usize = 5;
 
+/// etcd's warnings that say nothing an operator can act on, logged at debug:
+/// - its default auth token is not signed: auth is not enabled here (mutual TLS between
+///   hosts comes with `homeostat ca`);
+/// - a peer connection came up (good news, at warn level in etcd 3.4);
+/// - it refused a membership change because a member joined less than 5 s ago: the
+///   chooser asked, gets the refusal, and reports it (see `cluster::chooser`).
+const QUIET: &[&str] = &[
+    "simple token is not cryptographically signed",
+    "established TCP streaming connection with remote peer",
+    "peer became active",
+    "rejecting member add request",
+    "rejecting member remove request",
+    "rejecting member promote request",
+];
+
 /// Forward etcd's output into the log, `etcd:` first, at etcd's level.
 async fn forward(reader: impl AsyncBufReadExt + Unpin, log: Log) {
     let mut lines = reader.lines();
@@ -342,10 +420,7 @@ async fn forward(reader: impl AsyncBufReadExt + Unpin, log: Log) {
             Err(_) => ("info".to_owned(), line.clone()),
         };
         let text = crate::sys::text::escape(&text).into_owned();
-        // etcd warns at every start that its default auth token is not signed; auth is
-        // not enabled here (mutual TLS between hosts comes with `homeostat ca`), so the
-        // warning says nothing an operator can act on.
-        let level = if text.contains("simple token is not cryptographically signed") {
+        let level = if QUIET.iter().any(|q| text.contains(q)) {
             "debug".to_owned()
         } else {
             level
@@ -473,6 +548,7 @@ mod tests {
             server_urls: vec!["http://127.0.0.1:2".into()],
             advertise_client_urls: vec!["http://127.0.0.1:1".into()],
             advertise_server_urls: vec!["http://127.0.0.1:2".into()],
+            join: None,
         }
     }
 
@@ -509,5 +585,11 @@ mod tests {
         let args = config(Path::new("/s"), "h1").args();
         assert!(args.contains(&"--initial-cluster=h1=http://127.0.0.1:2".to_owned()));
         assert!(args.contains(&"--data-dir=/s/etcd".to_owned()));
+        assert!(args.contains(&"--initial-cluster-state=new".to_owned()));
+        let mut joining = config(Path::new("/s"), "h2");
+        joining.join = Some("h1=http://a:1,h2=http://127.0.0.1:2".into());
+        let args = joining.args();
+        assert!(args.contains(&"--initial-cluster=h1=http://a:1,h2=http://127.0.0.1:2".to_owned()));
+        assert!(args.contains(&"--initial-cluster-state=existing".to_owned()));
     }
 }

@@ -1,14 +1,17 @@
 //! What `homeostat cluster status` reports: the etcd members (voter or learner, their
-//! URLs, whether each answers, which one leads) and every live host with its converged
-//! state, read from any member given. Read-only: it takes no lease and writes nothing.
+//! URLs, whether each answers, which one leads), the ideal size and the host that
+//! chooses the members, the volunteers and the nominees, and every live host with its
+//! converged state, read from any member given. Read-only: it takes no lease and writes
+//! nothing.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, GetOptions};
+use etcd_client::{Client, ConnectOptions, GetOptions, MemberListResponse};
 use serde::Serialize;
 
-use crate::world::converged;
+use super::membership::{self, CHOOSER, IDEAL_SIZE, NOMINATED, Nomination, VOLUNTEERS, Volunteer};
+use crate::world::{converged, unsegment};
 
 /// How long one request may take.
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -36,6 +39,14 @@ pub struct Status {
     /// etcd's cluster id, in hex.
     pub cluster_id: String,
     pub members: Vec<Member>,
+    /// The number of voting members the chooser keeps.
+    pub ideal_size: usize,
+    /// The host that chooses the members (none while the election is open).
+    pub chooser: Option<String>,
+    /// Hosts that offer to serve etcd, with their client and peer URLs.
+    pub volunteers: BTreeMap<String, Volunteer>,
+    /// Hosts nominated to serve, with the member id (hex) added for each.
+    pub nominees: BTreeMap<String, String>,
     /// Live hosts (`hosts/`) with their converged state.
     pub hosts: BTreeMap<String, &'static str>,
 }
@@ -48,24 +59,75 @@ pub struct StatusError {
     message: String,
 }
 
+fn options() -> ConnectOptions {
+    ConnectOptions::new()
+        .with_connect_timeout(TIMEOUT)
+        .with_timeout(TIMEOUT)
+}
+
+/// A connection to the first of `endpoints` that answers (with the member list it gave):
+/// one connection to several endpoints would send some requests to one that is down.
+async fn connect_any(endpoints: &[String]) -> Result<(Client, MemberListResponse), String> {
+    let mut last = String::from("no endpoint given");
+    for url in endpoints {
+        let answer = async {
+            let mut c = Client::connect([url], Some(options())).await?;
+            let listed = c.member_list().await?;
+            Ok::<_, etcd_client::Error>((c, listed))
+        };
+        match answer.await {
+            Ok(pair) => return Ok(pair),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
+
+/// Set the cluster's ideal size (checked by the caller) through the etcd at `endpoints`;
+/// returns the one it replaces. Refused for an etcd homeostat did not form.
+pub async fn set_ideal_size(
+    endpoints: &[String],
+    prefix: &str,
+    n: usize,
+) -> Result<usize, StatusError> {
+    let fail = |message: String| StatusError {
+        endpoints: endpoints.join(","),
+        message,
+    };
+    let (mut client, _) = connect_any(endpoints).await.map_err(fail)?;
+    let key = format!("{prefix}{IDEAL_SIZE}");
+    let old = client
+        .get(key.as_str(), None)
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .kvs()
+        .first()
+        .map(|kv| {
+            String::from_utf8_lossy(kv.value())
+                .trim()
+                .parse()
+                .unwrap_or(0)
+        })
+        .ok_or_else(|| {
+            fail(format!(
+                "it is not a cluster homeostat formed (no {key}); start its first host with \
+                 --ideal-cluster-size or --client-urls"
+            ))
+        })?;
+    client
+        .put(key, n.to_string(), None)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(old)
+}
+
 /// Read the status from the etcd at `endpoints`, homeostat's keys under `prefix`.
 pub async fn read(endpoints: &[String], prefix: &str) -> Result<Status, StatusError> {
     let fail = |message: String| StatusError {
         endpoints: endpoints.join(","),
         message,
     };
-    let options = || {
-        ConnectOptions::new()
-            .with_connect_timeout(TIMEOUT)
-            .with_timeout(TIMEOUT)
-    };
-    let mut client = Client::connect(endpoints, Some(options()))
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let listed = client
-        .member_list()
-        .await
-        .map_err(|e| fail(e.to_string()))?;
+    let (client, listed) = connect_any(endpoints).await.map_err(fail)?;
     let cluster_id = listed.header().map_or(0, |h| h.cluster_id());
     let mut leader_id = None;
     let mut members = Vec::new();
@@ -123,6 +185,34 @@ pub async fn read(endpoints: &[String], prefix: &str) -> Result<Status, StatusEr
             )
         }
     };
+    let by_host = |entries: Vec<(String, Vec<u8>)>, what: &str| {
+        entries
+            .into_iter()
+            .map(|(k, v)| (unsegment(&k[what.len()..]), v))
+            .collect::<Vec<_>>()
+    };
+    let volunteers = by_host(list(VOLUNTEERS).await.map_err(fail)?, VOLUNTEERS)
+        .into_iter()
+        .filter_map(|(h, v)| Some((h, serde_json::from_slice::<Volunteer>(&v).ok()?)))
+        .collect();
+    let nominees = by_host(list(NOMINATED).await.map_err(fail)?, NOMINATED)
+        .into_iter()
+        .filter_map(|(h, v)| Some((h, serde_json::from_slice::<Nomination>(&v).ok()?.member)))
+        .collect();
+    let single = |what: &'static str| async move {
+        list(what)
+            .await
+            .map(|e| e.into_iter().find(|(k, _)| k == what).map(|(_, v)| v))
+    };
+    let ideal_size = single(IDEAL_SIZE)
+        .await
+        .map_err(fail)?
+        .and_then(|v| String::from_utf8(v).ok()?.trim().parse().ok())
+        .unwrap_or(membership::DEFAULT_IDEAL_SIZE);
+    let chooser = single(CHOOSER)
+        .await
+        .map_err(fail)?
+        .map(|v| String::from_utf8_lossy(&v).into_owned());
     let hosts = list(converged::HOSTS).await.map_err(fail)?;
     let states = list(converged::CONVERGED).await.map_err(fail)?;
     let hosts = converged::from_entries(hosts, states)
@@ -132,6 +222,10 @@ pub async fn read(endpoints: &[String], prefix: &str) -> Result<Status, StatusEr
     Ok(Status {
         cluster_id: format!("{cluster_id:x}"),
         members,
+        ideal_size,
+        chooser,
+        volunteers,
+        nominees,
         hosts,
     })
 }
@@ -157,6 +251,33 @@ impl Status {
                 e(&m.client_urls.join(",")),
                 e(&m.peer_urls.join(",")),
             );
+        }
+        let voters = self.members.iter().filter(|m| m.role == "voter").count();
+        let _ = writeln!(
+            out,
+            "ideal size: {} ({voters} voting now); chosen by: {}",
+            self.ideal_size,
+            self.chooser.as_deref().map_or("(nobody yet)".into(), e)
+        );
+        let _ = writeln!(out, "volunteers:");
+        if self.volunteers.is_empty() {
+            let _ = writeln!(out, "  (none)");
+        }
+        for (h, v) in &self.volunteers {
+            let _ = writeln!(
+                out,
+                "  {} clients {} peers {}",
+                e(h),
+                e(&v.client_urls.join(",")),
+                e(&v.server_urls.join(","))
+            );
+        }
+        let _ = writeln!(out, "nominees:");
+        if self.nominees.is_empty() {
+            let _ = writeln!(out, "  (none)");
+        }
+        for (h, id) in &self.nominees {
+            let _ = writeln!(out, "  {} member {}", e(h), e(id));
         }
         let _ = writeln!(out, "hosts:");
         if self.hosts.is_empty() {

@@ -109,8 +109,39 @@ impl EtcdWorld {
         }
     }
 
-    fn full(&self, key: &str) -> String {
+    /// `key` with the World's prefix: the key as etcd stores it.
+    pub fn full(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
+    }
+
+    /// The World's key prefix in etcd (`/homeostat/` by default).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A handle on the connection, for what the World does not wrap (membership, the
+    /// chooser's election): clones share the connection and its endpoints.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// The host's current lease (it changes when a lost lease is replaced).
+    pub fn lease_id(&self) -> i64 {
+        self.lease().id
+    }
+
+    /// Also send requests to `url` (a member that joined); adding one twice is harmless.
+    pub async fn add_endpoint(&self, url: &str) {
+        if let Err(e) = self.client.add_endpoint(url).await {
+            tracing::debug!("etcd: adding endpoint {url}: {}", describe(&e));
+        }
+    }
+
+    /// Stop sending requests to `url` (a member that left).
+    pub async fn remove_endpoint(&self, url: &str) {
+        if let Err(e) = self.client.remove_endpoint(url).await {
+            tracing::debug!("etcd: removing endpoint {url}: {}", describe(&e));
+        }
     }
 
     fn lease(&self) -> std::sync::MutexGuard<'_, Lease> {
@@ -202,7 +233,7 @@ impl Drop for EtcdWorld {
 
 /// An etcd error in a line a user can act on (the gRPC status's message, not its debug
 /// form).
-fn describe(e: &etcd_client::Error) -> String {
+pub fn describe(e: &etcd_client::Error) -> String {
     match e {
         etcd_client::Error::GRpcStatus(s) => format!("{:?}: {}", s.code(), s.message()),
         e => e.to_string(),

@@ -1,0 +1,521 @@
+//! Elastic membership, the host's side: a host that may serve etcd **volunteers**, serves
+//! when the chooser **nominates** it, and stops serving (clearing its data directory, and
+//! staying a client) when it is **unnominated**.
+//!
+//! Keys (under the World's etcd prefix; docs/clustering.md lists them with the others):
+//!
+//! | key | value | lives |
+//! |---|---|---|
+//! | `volunteers/<host>` | JSON: its client and peer URLs, and the member whose data it holds | leased |
+//! | `nominated/<host>` | JSON: the member id added for it and its `--initial-cluster` | until unnominated |
+//! | `cluster/ideal-size` | the ideal number of voting members (text) | persistent |
+//! | `cluster/chooser` | the host that decides (see [`super::chooser`]) | leased |
+//!
+//! **What the host does**, on every change to its nomination and at least every
+//! [`CHECK`]:
+//! - nominated, not serving: it starts etcd, from its data directory when that holds the
+//!   nominated member, else (wiping whatever is there) joining the cluster as that member,
+//!   but only while the member has never started: a member that ran before and whose data
+//!   this host lost is left for the chooser to replace (joining it with an empty log would
+//!   corrupt it);
+//! - serving, and its member is no longer in the cluster: it stops etcd, wipes the data
+//!   directory and volunteers again, on the same ports;
+//! - always: it sends its requests to every voting member (and remembers their URLs in
+//!   the marker, so a host restarted without `--seeds` finds its cluster again instead
+//!   of bootstrapping a second one).
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions};
+use tokio::sync::Mutex;
+
+use super::server::{EtcdServer, Marker, ServerConfig, has_data, wipe_data};
+use crate::world::etcd::{EtcdWorld, describe};
+use crate::world::{Lifetime, WorldError, segment};
+
+/// Hosts offering to serve etcd.
+pub const VOLUNTEERS: &str = "volunteers/";
+/// Hosts chosen to serve, and their members.
+pub const NOMINATED: &str = "nominated/";
+/// The ideal number of voting members.
+pub const IDEAL_SIZE: &str = "cluster/ideal-size";
+/// The host that chooses the members.
+pub const CHOOSER: &str = "cluster/chooser";
+/// How long a member has to answer a status request.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Connections to members' client URLs, kept between rounds, for status requests.
+#[derive(Default)]
+pub struct Probes(HashMap<String, Client>);
+
+impl Probes {
+    /// Ask the member at each URL for its status, all at once: the raft leader each one
+    /// names, or `None` when it does not answer within a second (or has no URL yet).
+    pub async fn status(&mut self, urls: &[Option<String>]) -> Vec<Option<u64>> {
+        let mut asks = Vec::new();
+        for url in urls {
+            let client = match url {
+                Some(url) => match self.0.get(url) {
+                    Some(c) => Some(c.clone()),
+                    None => {
+                        let options = ConnectOptions::new()
+                            .with_connect_timeout(STATUS_TIMEOUT)
+                            .with_timeout(STATUS_TIMEOUT);
+                        // Connecting is lazy: this fails only for a malformed URL.
+                        Client::connect([url], Some(options))
+                            .await
+                            .ok()
+                            .inspect(|c| {
+                                self.0.insert(url.clone(), c.clone());
+                            })
+                    }
+                },
+                None => None,
+            };
+            asks.push(async move {
+                let mut c = client?;
+                tokio::time::timeout(STATUS_TIMEOUT, c.status())
+                    .await
+                    .ok()?
+                    .ok()
+                    .map(|s| s.leader())
+            });
+        }
+        futures_util::future::join_all(asks).await
+    }
+}
+
+/// The ideal size when none was set (etcd's recommendation: five tolerates two failures).
+pub const DEFAULT_IDEAL_SIZE: usize = 5;
+/// The largest ideal size accepted (etcd's FAQ: more than seven members slow every write
+/// and gain little).
+pub const MAX_IDEAL_SIZE: usize = 7;
+/// The longest time between two checks of this host's membership.
+pub const CHECK: Duration = Duration::from_secs(2);
+
+/// What a volunteer offers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Volunteer {
+    /// Its etcd's client URLs (advertised).
+    pub client_urls: Vec<String>,
+    /// Its etcd's peer URLs (advertised).
+    pub server_urls: Vec<String>,
+    /// The member (hex id) whose data its data directory holds, if any.
+    #[serde(default)]
+    pub holds: Option<String>,
+}
+
+impl Volunteer {
+    /// The member id it holds data for.
+    pub fn holds_id(&self) -> Option<u64> {
+        u64::from_str_radix(self.holds.as_deref()?, 16).ok()
+    }
+}
+
+/// A host's nomination.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Nomination {
+    /// The member id (hex) added for it.
+    pub member: String,
+    /// Its `--initial-cluster`: every started member and itself.
+    pub cluster: String,
+}
+
+impl Nomination {
+    pub fn new(id: u64, cluster: String) -> Nomination {
+        Nomination {
+            member: format!("{id:x}"),
+            cluster,
+        }
+    }
+
+    pub fn member_id(&self) -> Option<u64> {
+        u64::from_str_radix(&self.member, 16).ok()
+    }
+}
+
+/// Check an ideal size: 1 to [`MAX_IDEAL_SIZE`]; an even one is kept, with a warning of
+/// what it costs (returned).
+pub fn check_ideal_size(n: usize) -> Result<Option<String>, String> {
+    if n == 0 {
+        return Err(
+            "an ideal cluster size of 0 would leave no etcd member to serve the \
+                    cluster: use 1 or more (3 or 5 tolerate 1 or 2 failed members)"
+                .into(),
+        );
+    }
+    if n > MAX_IDEAL_SIZE {
+        return Err(format!(
+            "an ideal cluster size of {n} is more than etcd's recommended {MAX_IDEAL_SIZE}: \
+             every write waits for a majority, so more members make each slower and \
+             tolerate few more failures"
+        ));
+    }
+    Ok(n.is_multiple_of(2).then(|| {
+        format!(
+            "an ideal cluster size of {n} is even: it tolerates as many failed members as \
+             {} ({}), and every write waits for one more member; kept as asked",
+            n - 1,
+            (n - 1) / 2
+        )
+    }))
+}
+
+/// The cluster's ideal size (the key, else [`DEFAULT_IDEAL_SIZE`]).
+pub async fn ideal_size(world: &EtcdWorld) -> Result<usize, WorldError> {
+    Ok(world
+        .get(IDEAL_SIZE)
+        .await?
+        .and_then(|v| String::from_utf8(v).ok()?.trim().parse().ok())
+        .filter(|n| check_ideal_size(*n).is_ok())
+        .unwrap_or(DEFAULT_IDEAL_SIZE))
+}
+
+/// Whether the etcd behind `world` is a cluster homeostat formed (its bootstrap host
+/// wrote the ideal size).
+pub async fn is_homeostat_cluster(world: &EtcdWorld) -> Result<bool, WorldError> {
+    Ok(world.get(IDEAL_SIZE).await?.is_some())
+}
+
+/// Write the ideal size `n` unless the cluster has one; returns the cluster's.
+pub async fn init_ideal_size(world: &EtcdWorld, n: usize) -> Result<usize, WorldError> {
+    use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+    let key = world.full(IDEAL_SIZE);
+    let txn = Txn::new()
+        .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(key.as_str(), n.to_string(), None)]);
+    world
+        .client()
+        .txn(txn)
+        .await
+        .map_err(|e| WorldError::Etcd {
+            endpoints: world.endpoints().to_owned(),
+            message: describe(&e),
+        })?;
+    ideal_size(world).await
+}
+
+/// The host's side of elastic membership, running until [`Membership::stop`].
+pub struct Membership {
+    server: Arc<Mutex<Option<EtcdServer>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Membership {
+    /// Volunteer, serve when nominated, and run the chooser. `server` is the etcd this
+    /// host already serves (bootstrapped, or come back from its data directory).
+    pub fn start(
+        world: Arc<EtcdWorld>,
+        cfg: ServerConfig,
+        server: Option<EtcdServer>,
+    ) -> Membership {
+        let server = Arc::new(Mutex::new(server));
+        let host = Host {
+            world: world.clone(),
+            cfg,
+            server: server.clone(),
+            // The endpoints the World connected with, so a seed that goes away is
+            // dropped like any member.
+            endpoints: world.endpoints().split(',').map(str::to_owned).collect(),
+            probes: Probes::default(),
+            published: None,
+            warned: None,
+        };
+        let tasks = vec![
+            tokio::spawn(host.run()),
+            tokio::spawn(super::chooser::run(world)),
+        ];
+        Membership { server, tasks }
+    }
+
+    /// Whether this host serves etcd now.
+    pub async fn serving(&self) -> bool {
+        self.server.lock().await.is_some()
+    }
+
+    /// Stop deciding and volunteering (the keys go with the lease), then stop etcd. The
+    /// host stays a member: started again, it comes back from its data directory.
+    pub async fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(server) = self.server.lock().await.take() {
+            server.stop().await;
+        }
+    }
+}
+
+/// The volunteer's loop (see the module doc).
+struct Host {
+    world: Arc<EtcdWorld>,
+    cfg: ServerConfig,
+    server: Arc<Mutex<Option<EtcdServer>>>,
+    /// The client URLs requests are sent to.
+    endpoints: BTreeSet<String>,
+    /// Connections for status requests.
+    probes: Probes,
+    /// The volunteer value last written.
+    published: Option<Volunteer>,
+    /// The last warning, logged once.
+    warned: Option<String>,
+}
+
+impl Host {
+    fn state_dir(&self) -> PathBuf {
+        self.cfg.state_dir.clone()
+    }
+
+    /// The member whose data this host holds.
+    fn held(&self) -> Option<u64> {
+        let dir = self.state_dir();
+        Marker::read(&dir)
+            .and_then(|m| m.member_id())
+            .filter(|_| has_data(&dir))
+    }
+
+    fn remember(&self, member: Option<u64>, endpoints: Option<Vec<String>>) {
+        let dir = self.state_dir();
+        let mut marker = Marker::read(&dir).unwrap_or_else(|| Marker {
+            created_by: format!("homeostat {}", env!("CARGO_PKG_VERSION")),
+            host: self.cfg.name.clone(),
+            ..Marker::default()
+        });
+        if let Some(m) = member {
+            marker.member = Some(format!("{m:x}"));
+        } else if !has_data(&dir) {
+            marker.member = None;
+        }
+        if let Some(e) = endpoints {
+            marker.endpoints = e;
+        }
+        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| marker.write(&dir)) {
+            tracing::warn!("cluster: writing {}: {e}", dir.join("etcd.json").display());
+        }
+    }
+
+    fn warn_once(&mut self, text: String) {
+        if self.warned.as_ref() != Some(&text) {
+            tracing::warn!("cluster: {text}");
+            self.warned = Some(text);
+        }
+    }
+
+    async fn run(mut self) {
+        let key = format!("{NOMINATED}{}", segment(&self.cfg.name));
+        let mut changes = super::chooser::merged_watches(&self.world, &[key.as_str()]);
+        loop {
+            if let Err(e) = self.step(&key).await {
+                tracing::debug!("cluster: membership check: {e}");
+            }
+            let _ = tokio::time::timeout(CHECK, changes.recv()).await;
+        }
+    }
+
+    async fn step(&mut self, key: &str) -> Result<(), String> {
+        let mut c = self.world.client();
+        let listed = c.member_list().await.map_err(|e| describe(&e))?;
+        let members = listed.members();
+        let held = self.held();
+        let serving = self.server.lock().await.is_some();
+        if serving {
+            // Our own member's id, once etcd knows it (a learner that just joined, or
+            // data from an earlier run).
+            let own = match held {
+                Some(id) => Some(id),
+                None => self.own_member_id().await,
+            };
+            match own {
+                Some(id) if !members.iter().any(|m| m.id() == id) => {
+                    self.leave(id).await;
+                }
+                Some(id) if held.is_none() => self.remember(Some(id), None),
+                _ => {}
+            }
+        } else if let Some(id) = held
+            && !members.iter().any(|m| m.id() == id)
+        {
+            // The cluster removed the member while this host was down (its etcd would
+            // not start from the data): clear it, and be a plain volunteer again.
+            match wipe_data(&self.state_dir()) {
+                Ok(()) => tracing::info!(
+                    "cluster: unnominated: member {id:x} left the cluster while this host \
+                     was down; cleared its data; this host stays a client and a volunteer"
+                ),
+                Err(e) => self.warn_once(format!("cannot clear the etcd data directory: {e}")),
+            }
+            self.remember(None, None);
+        } else if let Some(nomination) = self
+            .world
+            .get(key)
+            .await
+            .map_err(|e| e.to_string())?
+            .and_then(|v| serde_json::from_slice::<super::membership::Nomination>(&v).ok())
+        {
+            let id = nomination.member_id();
+            let member = members.iter().find(|m| Some(m.id()) == id);
+            match member {
+                Some(_) if held == id => self.serve(None, id).await,
+                Some(m) if m.name().is_empty() => {
+                    if let Err(e) = wipe_data(&self.state_dir()) {
+                        self.warn_once(format!("cannot clear the etcd data directory: {e}"));
+                    } else {
+                        self.serve(Some(nomination.cluster.clone()), id).await;
+                    }
+                }
+                Some(m) => self.warn_once(format!(
+                    "nominated as member {:x}, which ran before, but this host does not hold \
+                     its data (it was removed or lost); waiting for the chooser to replace it",
+                    m.id()
+                )),
+                None => {}
+            }
+        }
+        self.follow(members).await;
+        self.publish().await;
+        Ok(())
+    }
+
+    /// The member id of the etcd this host serves, as that etcd says.
+    async fn own_member_id(&self) -> Option<u64> {
+        let url = self.cfg.client_urls.first()?;
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(1))
+            .with_timeout(Duration::from_secs(1));
+        let mut c = etcd_client::Client::connect([url], Some(options))
+            .await
+            .ok()?;
+        Some(c.status().await.ok()?.header()?.member_id())
+    }
+
+    /// Start etcd: from the data directory (`join` none) or joining as a new member.
+    async fn serve(&mut self, join: Option<String>, id: Option<u64>) {
+        let mut cfg = self.cfg.clone();
+        cfg.join = join;
+        let joining = cfg.join.is_some();
+        match EtcdServer::start(cfg).await {
+            Ok(server) => {
+                *self.server.lock().await = Some(server);
+                self.remember(id, None);
+                self.warned = None;
+                tracing::info!(
+                    "cluster: nominated: serving etcd as member {:x}{}",
+                    id.unwrap_or_default(),
+                    if joining {
+                        ", joining the cluster"
+                    } else {
+                        " from its data"
+                    }
+                );
+            }
+            Err(e) => self.warn_once(format!("nominated, but cannot serve etcd: {e}")),
+        }
+    }
+
+    /// The member was removed: stop etcd, clear its data, volunteer again.
+    async fn leave(&mut self, id: u64) {
+        if let Some(server) = self.server.lock().await.take() {
+            server.stop().await;
+        }
+        match wipe_data(&self.state_dir()) {
+            Ok(()) => tracing::info!(
+                "cluster: unnominated: member {id:x} left the cluster; stopped etcd and \
+                 cleared its data; this host stays a client and a volunteer"
+            ),
+            Err(e) => tracing::warn!("cluster: clearing the etcd data directory: {e}"),
+        }
+        self.remember(None, None);
+        for url in &self.cfg.advertise_client_urls {
+            self.world.remove_endpoint(url).await;
+            self.endpoints.remove(url);
+        }
+    }
+
+    /// Send requests to every voting member that answers (learners refuse client
+    /// requests, and the connection sends some requests to an endpoint that does not
+    /// answer, which then fail), and remember the voters' URLs.
+    async fn follow(&mut self, members: &[etcd_client::Member]) {
+        let voters: Vec<String> = members
+            .iter()
+            .filter(|m| !m.is_learner())
+            .flat_map(|m| m.client_urls().iter().cloned())
+            .collect();
+        let urls: Vec<Option<String>> = voters.iter().cloned().map(Some).collect();
+        let answering: BTreeSet<String> = voters
+            .iter()
+            .zip(self.probes.status(&urls).await)
+            .filter(|(_, status)| status.is_some())
+            .map(|(url, _)| url.clone())
+            .collect();
+        if !answering.is_empty() {
+            for url in answering.difference(&self.endpoints.clone()) {
+                self.world.add_endpoint(url).await;
+                self.endpoints.insert(url.clone());
+            }
+            for url in self.endpoints.clone().difference(&answering) {
+                self.world.remove_endpoint(url).await;
+                self.endpoints.remove(url);
+            }
+        }
+        let mut now = voters;
+        now.sort();
+        now.dedup();
+        if !now.is_empty()
+            && Marker::read(&self.state_dir()).map(|m| m.endpoints) != Some(now.clone())
+        {
+            self.remember(None, Some(now));
+        }
+    }
+
+    /// Write the volunteer key when it changed.
+    async fn publish(&mut self) {
+        let v = Volunteer {
+            client_urls: self.cfg.advertise_client_urls.clone(),
+            server_urls: self.cfg.advertise_server_urls.clone(),
+            holds: self.held().map(|id| format!("{id:x}")),
+        };
+        if self.published.as_ref() == Some(&v) {
+            return;
+        }
+        let key = format!("{VOLUNTEERS}{}", segment(&self.cfg.name));
+        match self
+            .world
+            .put(
+                &key,
+                &serde_json::to_vec(&v).expect("serialises"),
+                Lifetime::Leased,
+            )
+            .await
+        {
+            Ok(()) => self.published = Some(v),
+            Err(e) => tracing::debug!("cluster: volunteering: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ideal_sizes_from_one_to_seven_and_even_ones_warn() {
+        assert!(check_ideal_size(0).unwrap_err().contains("no etcd member"));
+        assert!(check_ideal_size(8).unwrap_err().contains("recommended 7"));
+        assert_eq!(check_ideal_size(1), Ok(None));
+        assert_eq!(check_ideal_size(5), Ok(None));
+        let w = check_ideal_size(4).unwrap().unwrap();
+        assert!(w.contains("as many failed members as 3 (1)"), "{w}");
+    }
+
+    #[test]
+    fn keys_round_trip_their_member_ids() {
+        let n = Nomination::new(0x8e9e05c52164694d, "h1=http://a:1".into());
+        assert_eq!(n.member, "8e9e05c52164694d");
+        assert_eq!(n.member_id(), Some(0x8e9e05c52164694d));
+        let v: Volunteer =
+            serde_json::from_str(r#"{"client_urls":[],"server_urls":[],"holds":"ff"}"#).unwrap();
+        assert_eq!(v.holds_id(), Some(255));
+    }
+}
