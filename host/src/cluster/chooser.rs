@@ -9,9 +9,9 @@
 //! chooser checks again that it still holds the key on its current lease.
 //!
 //! **Rounds.** On every change under `volunteers/`, `nominated/`, `hosts/` and `cluster/`,
-//! and at least every [`TICK`], the chooser reads the members (and asks each for its
-//! status), the live hosts, the volunteers and the ideal size, lets
-//! [`super::rules::decide`] choose, and acts: `member add --learner` and a nomination,
+//! and at least every [`TICK`] while it holds the key (the others wait for a change), the
+//! chooser reads the members (and asks each for its status), the live hosts, the
+//! volunteers and the ideal size, lets [`super::rules::decide`] choose, and acts: `member add --learner` and a nomination,
 //! `member promote`, or `member remove` and the end of the nomination.
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use etcd_client::{Compare, CompareOp, MemberAddOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 
 use super::membership::{
-    CHOOSER, NOMINATED, Nomination, Probes, VOLUNTEERS, Volunteer, ideal_size,
+    CHOOSER, CLUSTER, NOMINATED, Nomination, Probes, VOLUNTEERS, Volunteer, ideal_size,
 };
 use super::rules::{self, Action, MemberView, View, VolunteerView};
 use crate::world::etcd::{EtcdWorld, describe};
@@ -46,10 +46,7 @@ struct Chooser {
 
 /// Run the chooser for this host until aborted.
 pub async fn run(world: Arc<EtcdWorld>) {
-    let mut changes = merged_watches(
-        &world,
-        &[VOLUNTEERS, NOMINATED, converged::HOSTS, "cluster/"],
-    );
+    let mut changes = merged_watches(&world, &[VOLUNTEERS, NOMINATED, converged::HOSTS, CLUSTER]);
     let mut chooser = Chooser {
         me: world.hostname().to_owned(),
         world,
@@ -62,7 +59,13 @@ pub async fn run(world: Arc<EtcdWorld>) {
         if let Err(e) = chooser.round().await {
             tracing::debug!("cluster: chooser round: {e}");
         }
-        let _ = tokio::time::timeout(TICK, changes.recv()).await;
+        if chooser.leading {
+            let _ = tokio::time::timeout(TICK, changes.recv()).await;
+        } else {
+            // Only a change can make this host the chooser: the chooser's key going away
+            // with its lease is one (under `cluster/`).
+            changes.recv().await;
+        }
     }
 }
 

@@ -40,6 +40,8 @@ use crate::world::{Lifetime, WorldError, segment};
 pub const VOLUNTEERS: &str = "volunteers/";
 /// Hosts chosen to serve, and their members.
 pub const NOMINATED: &str = "nominated/";
+/// The cluster's own settings.
+pub const CLUSTER: &str = "cluster/";
 /// The ideal number of voting members.
 pub const IDEAL_SIZE: &str = "cluster/ideal-size";
 /// The host that chooses the members.

@@ -13,6 +13,7 @@
 //! its prefix again and misses nothing that happened while the watch was down.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -35,6 +36,9 @@ pub struct EtcdWorld {
     /// The current lease, and the leased values to write again under a new one.
     lease: Arc<Mutex<Lease>>,
     keeper: tokio::task::JoinHandle<()>,
+    /// Set by [`EtcdWorld::close`]: the watches end quietly when etcd goes away after it
+    /// (a serving host stops its etcd right after).
+    closed: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -89,6 +93,7 @@ impl EtcdWorld {
             client,
             lease,
             keeper,
+            closed: Arc::default(),
         })
     }
 
@@ -210,12 +215,14 @@ impl EtcdWorld {
             self.full(prefix),
             self.endpoints.clone(),
             tx,
+            self.closed.clone(),
         ));
         rx
     }
 
     /// Stop keeping the lease alive and revoke it: every leased value goes at once.
     pub async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         self.keeper.abort();
         let id = self.lease().id;
         let mut c = self.client.clone();
@@ -339,7 +346,13 @@ async fn keep_alive(
 }
 
 /// Watch `prefix` (a full key) until every receiver of `tx` is gone.
-async fn watch_prefix(client: Client, prefix: String, endpoints: String, tx: watch::Sender<u64>) {
+async fn watch_prefix(
+    client: Client,
+    prefix: String,
+    endpoints: String,
+    tx: watch::Sender<u64>,
+    closed: Arc<AtomicBool>,
+) {
     let mut backoff = Duration::from_millis(200);
     let mut reported = false;
     let bump = |tx: &watch::Sender<u64>| tx.send_modify(|n| *n += 1);
@@ -364,7 +377,11 @@ async fn watch_prefix(client: Client, prefix: String, endpoints: String, tx: wat
                 }
                 Ok::<(), etcd_client::Error>(())
             };
-            if let Err(e) = watching.await
+            let result = watching.await;
+            if closed.load(Ordering::Acquire) {
+                return;
+            }
+            if let Err(e) = result
                 && !reported
             {
                 tracing::warn!(
