@@ -5,14 +5,15 @@
 //! failure tests short.
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use homeostat_tests::{Running, homeostat_command, stderr, write_graph};
+use homeostat_tests::{
+    Running, free_port, homeostat_command, loopback_url as url, stderr, write_graph,
+};
 
 /// One cluster at a time: four etcd servers and their hosts are plenty for two cores, and
 /// the quorum checks should measure the cluster, not a neighbour test.
@@ -27,18 +28,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// How long a membership change may take here (a lease expiry, an etcd start, a
 /// promotion; two cores shared with other suites).
 const LONG: Duration = Duration::from_secs(90);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .expect("local address")
-        .port()
-}
-
-fn url(port: u16) -> String {
-    format!("http://127.0.0.1:{port}")
-}
 
 /// A host of a test cluster: its name, ports and state directory, so it can be started
 /// again with the same flags.
@@ -106,6 +95,18 @@ impl Host {
         running.wait_log(&["world: etcd at", &self.name]);
         running
     }
+}
+
+/// The seed's four hosts: `h1` with `--ideal-cluster-size 3`, and `h2`, `h3`, `h4` with
+/// `--seeds` pointing at it and their own etcd URLs.
+fn the_seed_example(dir: &Path) -> (Host, Vec<Host>) {
+    let h1 = Host::new(dir, "h1", &["--ideal-cluster-size", "3"]);
+    let seeds = h1.client_url();
+    let others = ["h2", "h3", "h4"]
+        .iter()
+        .map(|n| Host::new(dir, n, &["--seeds", &seeds]))
+        .collect();
+    (h1, others)
 }
 
 /// One member as `etcdctl member list` reports it.
@@ -336,12 +337,8 @@ impl Drop for Writer {
 fn the_seed_example_forms_three_voters_and_resizes_live_on_the_same_ports() {
     let _one = serial();
     let dir = tempfile::tempdir().unwrap();
-    let h1 = Host::new(dir.path(), "h1", &["--ideal-cluster-size", "3"]);
+    let (h1, others) = the_seed_example(dir.path());
     let seeds = h1.client_url();
-    let others: Vec<Host> = ["h2", "h3", "h4"]
-        .iter()
-        .map(|n| Host::new(dir.path(), n, &["--seeds", &seeds]))
-        .collect();
     let _r1 = h1.start();
     let _running: Vec<Running> = others.iter().map(Host::start).collect();
 
@@ -389,12 +386,8 @@ fn the_seed_example_forms_three_voters_and_resizes_live_on_the_same_ports() {
 fn killed_members_and_the_chooser_are_replaced_without_losing_quorum_or_exports() {
     let _one = serial();
     let dir = tempfile::tempdir().unwrap();
-    let h1 = Host::new(dir.path(), "h1", &["--ideal-cluster-size", "3"]);
+    let (h1, hosts) = the_seed_example(dir.path());
     let seeds = h1.client_url();
-    let hosts: Vec<Host> = ["h2", "h3", "h4"]
-        .iter()
-        .map(|n| Host::new(dir.path(), n, &["--seeds", &seeds]))
-        .collect();
     let mut r1 = h1.start();
     let mut running: Vec<Running> = hosts.iter().map(Host::start).collect();
     wait_voters(&seeds, &["h1", "h2", "h3"]);

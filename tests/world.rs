@@ -4,26 +4,12 @@
 //! hostname; the etcd a host serves stops with it (SIGTERM, or the kernel's parent-death
 //! signal when the test kills it), so nothing outlives a test.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
-use homeostat_tests::{Running, homeostat_command, wait_for, write_atomic, write_graph};
-
-/// A loopback port nobody listens on (bound and released; the tests that use it start
-/// at once).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .expect("local address")
-        .port()
-}
-
-/// The client URL of an etcd served on `port`.
-fn url(port: u16) -> String {
-    format!("http://127.0.0.1:{port}")
-}
+use homeostat_tests::{
+    Running, free_port, homeostat_command, loopback_url as url, wait_for, write_atomic, write_graph,
+};
 
 /// The flags of a host `name` serving etcd on `client` and `peer`, its state in `dir`,
 /// with a lease TTL of 2 s: the same flags start it again on the same data.
@@ -382,7 +368,7 @@ fn bad_cluster_flags_and_environments_get_clear_errors() {
         )
     };
     // A port in use.
-    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
     let (code, err) = run(
         &[

@@ -522,17 +522,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
     Ok(o)
 }
 
-pub fn main(args: &[String]) -> std::process::ExitCode {
-    match run(args) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("homeostat-bench cluster: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-fn run(args: &[String]) -> Result<(), String> {
+/// Run it with its arguments (after `cluster`).
+pub fn run(args: &[String]) -> Result<(), String> {
     let o = parse(args)?;
     let root = tempfile::Builder::new()
         .prefix("homeostat-bench-cluster.")

@@ -128,11 +128,20 @@ fn main() -> ExitCode {
     if let Some(cmd @ ("floor-create" | "floor-check")) = args.first().map(String::as_str) {
         return floor::main(cmd, &args[1..]);
     }
-    if args.first().map(String::as_str) == Some("cluster") {
-        return cluster::main(&args[1..]);
-    }
-    if args.first().map(String::as_str) == Some("membership") {
-        return membership::main(&args[1..]);
+    type Sub = fn(&[String]) -> Result<(), String>;
+    let sub: Option<(&str, Sub)> = match args.first().map(String::as_str) {
+        Some("cluster") => Some(("cluster", cluster::run)),
+        Some("membership") => Some(("membership", membership::run)),
+        _ => None,
+    };
+    if let Some((name, run)) = sub {
+        return match run(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("homeostat-bench {name}: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let options = match parse_args(&args) {
         Ok(Some(options)) => options,

@@ -201,17 +201,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
     Ok(o)
 }
 
-pub fn main(args: &[String]) -> std::process::ExitCode {
-    match run(args) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("homeostat-bench membership: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-fn run(args: &[String]) -> Result<(), String> {
+/// Run it with its arguments (after `membership`).
+pub fn run(args: &[String]) -> Result<(), String> {
     let o = parse(args)?;
     println!(
         "## Elastic membership (homeostat {}, etcd on loopback, {} runs)\n",

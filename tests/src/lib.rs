@@ -600,3 +600,18 @@ pub fn system_manager_available() -> bool {
         && Path::new("/run/dbus/system_bus_socket").exists()
         && std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd")
 }
+
+/// A loopback port nobody listens on (bound and released; the tests that use it start
+/// at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("local address")
+        .port()
+}
+
+/// `http://127.0.0.1:PORT`: the URL of an etcd (or HTTP server) on a loopback port.
+pub fn loopback_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}

@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use crate::cluster::membership::{self, Membership};
+use crate::cluster::membership::{self, Follower, Membership};
 use crate::cluster::server::{EtcdServer, Marker, ServerConfig, has_data};
 use crate::world::etcd::EtcdWorld;
 use crate::world::local::LocalWorld;
@@ -98,21 +98,30 @@ pub(super) struct WorldArgs {
 pub(super) struct Opened {
     pub(super) world: World,
     membership: Option<Membership>,
+    /// A client's task that follows the etcd members (see [`Follower`]).
+    follower: Option<tokio::task::JoinHandle<()>>,
     lease_ttl: Duration,
     _tmp: Option<tempfile::TempDir>,
 }
 
 impl Opened {
     /// Retract this host's leased values and stop its etcd. After a cluster-wide
-    /// converge (`settled`), the host serving etcd first waits (up to twice the lease's
-    /// TTL) for the other hosts to read the final states and leave.
+    /// converge (`settled`), a host serving etcd first waits (up to twice the lease's
+    /// TTL) for the hosts that do not serve to read the final states and leave.
     pub(super) async fn close(self, settled: bool) {
         let serving = match &self.membership {
             Some(m) => m.serving().await,
             None => false,
         };
         if settled && serving {
-            converged::others_gone(&self.world, self.lease_ttl * 2).await;
+            let servers = match &self.world {
+                World::Etcd(etcd) => membership::member_names(etcd).await,
+                World::Local(_) => Default::default(),
+            };
+            converged::others_gone(&self.world, &servers, self.lease_ttl * 2).await;
+        }
+        if let Some(f) = &self.follower {
+            f.abort();
         }
         self.world.close().await;
         if let Some(m) = self.membership {
@@ -208,9 +217,14 @@ impl WorldArgs {
         let ttl = Duration::from_secs(self.lease_ttl);
         if !may_serve && !self.seeds.is_empty() {
             let world = connect(&hostname, &self.seeds, &self.etcd_prefix, ttl).await;
+            let follower = match &world {
+                World::Etcd(etcd) => Some(tokio::spawn(Follower::new(etcd.clone()).run())),
+                World::Local(_) => None,
+            };
             return Ok(Opened {
                 world,
                 membership: None,
+                follower,
                 lease_ttl: ttl,
                 _tmp: tmp,
             });
@@ -228,6 +242,7 @@ impl WorldArgs {
             return Ok(Opened {
                 world: World::Local(world.into()),
                 membership: None,
+                follower: None,
                 lease_ttl: ttl,
                 _tmp: tmp,
             });
@@ -336,6 +351,7 @@ impl WorldArgs {
         Ok(Opened {
             world,
             membership: Some(membership),
+            follower: None,
             lease_ttl: ttl,
             _tmp: tmp,
         })

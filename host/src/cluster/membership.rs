@@ -200,6 +200,91 @@ pub async fn init_ideal_size(world: &EtcdWorld, n: usize) -> Result<usize, World
     ideal_size(world).await
 }
 
+/// Which etcd members a host sends its requests to: every voting member that answers a
+/// status request. Learners refuse client requests, and the World's connection would
+/// send some requests to a member that is down, which then fail; so the seeds a host
+/// started with may go away, and members that join are used as soon as they vote.
+pub struct Follower {
+    world: Arc<EtcdWorld>,
+    /// The client URLs requests are sent to (first the ones the World connected with).
+    endpoints: BTreeSet<String>,
+    probes: Probes,
+}
+
+impl Follower {
+    pub fn new(world: Arc<EtcdWorld>) -> Follower {
+        Follower {
+            endpoints: world.endpoints().split(',').map(str::to_owned).collect(),
+            world,
+            probes: Probes::default(),
+        }
+    }
+
+    /// Send requests to the voting members of `members` that answer; returns every
+    /// voter's client URLs.
+    pub async fn follow(&mut self, members: &[etcd_client::Member]) -> Vec<String> {
+        let voters: Vec<String> = members
+            .iter()
+            .filter(|m| !m.is_learner())
+            .flat_map(|m| m.client_urls().iter().cloned())
+            .collect();
+        let urls: Vec<Option<String>> = voters.iter().cloned().map(Some).collect();
+        let answering: BTreeSet<String> = voters
+            .iter()
+            .zip(self.probes.status(&urls).await)
+            .filter(|(_, status)| status.is_some())
+            .map(|(url, _)| url.clone())
+            .collect();
+        // With none answering there is nothing better to send requests to.
+        if !answering.is_empty() {
+            for url in answering.difference(&self.endpoints.clone()) {
+                self.world.add_endpoint(url).await;
+                self.endpoints.insert(url.clone());
+            }
+            for url in self.endpoints.clone().difference(&answering) {
+                self.drop_endpoint(url).await;
+            }
+        }
+        voters
+    }
+
+    /// Stop sending requests to `url`.
+    pub async fn drop_endpoint(&mut self, url: &str) {
+        self.world.remove_endpoint(url).await;
+        self.endpoints.remove(url);
+    }
+
+    /// Follow the members until aborted: a client's task (a host that may serve follows
+    /// them in its membership check).
+    pub async fn run(mut self) {
+        loop {
+            match self.world.client().member_list().await {
+                Ok(listed) => {
+                    self.follow(listed.members()).await;
+                }
+                Err(e) => tracing::debug!("cluster: listing the members: {}", describe(&e)),
+            }
+            tokio::time::sleep(CHECK).await;
+        }
+    }
+}
+
+/// The names of the etcd members (the hosts that serve); empty when etcd cannot say.
+pub async fn member_names(world: &EtcdWorld) -> BTreeSet<String> {
+    match world.client().member_list().await {
+        Ok(listed) => listed
+            .members()
+            .iter()
+            .map(|m| m.name().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect(),
+        Err(e) => {
+            tracing::debug!("cluster: listing the members: {}", describe(&e));
+            BTreeSet::new()
+        }
+    }
+}
+
 /// The host's side of elastic membership, running until [`Membership::stop`].
 pub struct Membership {
     server: Arc<Mutex<Option<EtcdServer>>>,
@@ -219,10 +304,7 @@ impl Membership {
             world: world.clone(),
             cfg,
             server: server.clone(),
-            // The endpoints the World connected with, so a seed that goes away is
-            // dropped like any member.
-            endpoints: world.endpoints().split(',').map(str::to_owned).collect(),
-            probes: Probes::default(),
+            follower: Follower::new(world.clone()),
             published: None,
             warned: None,
         };
@@ -255,10 +337,8 @@ struct Host {
     world: Arc<EtcdWorld>,
     cfg: ServerConfig,
     server: Arc<Mutex<Option<EtcdServer>>>,
-    /// The client URLs requests are sent to.
-    endpoints: BTreeSet<String>,
-    /// Connections for status requests.
-    probes: Probes,
+    /// Which members requests go to.
+    follower: Follower,
     /// The volunteer value last written.
     published: Option<Volunteer>,
     /// The last warning, logged once.
@@ -430,38 +510,13 @@ impl Host {
         }
         self.remember(None, None);
         for url in &self.cfg.advertise_client_urls {
-            self.world.remove_endpoint(url).await;
-            self.endpoints.remove(url);
+            self.follower.drop_endpoint(url).await;
         }
     }
 
-    /// Send requests to every voting member that answers (learners refuse client
-    /// requests, and the connection sends some requests to an endpoint that does not
-    /// answer, which then fail), and remember the voters' URLs.
+    /// Follow the voting members (see [`Follower`]) and remember their URLs.
     async fn follow(&mut self, members: &[etcd_client::Member]) {
-        let voters: Vec<String> = members
-            .iter()
-            .filter(|m| !m.is_learner())
-            .flat_map(|m| m.client_urls().iter().cloned())
-            .collect();
-        let urls: Vec<Option<String>> = voters.iter().cloned().map(Some).collect();
-        let answering: BTreeSet<String> = voters
-            .iter()
-            .zip(self.probes.status(&urls).await)
-            .filter(|(_, status)| status.is_some())
-            .map(|(url, _)| url.clone())
-            .collect();
-        if !answering.is_empty() {
-            for url in answering.difference(&self.endpoints.clone()) {
-                self.world.add_endpoint(url).await;
-                self.endpoints.insert(url.clone());
-            }
-            for url in self.endpoints.clone().difference(&answering) {
-                self.world.remove_endpoint(url).await;
-                self.endpoints.remove(url);
-            }
-        }
-        let mut now = voters;
+        let mut now = self.follower.follow(members).await;
         now.sort();
         now.dedup();
         if !now.is_empty()

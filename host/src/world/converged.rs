@@ -107,26 +107,33 @@ pub fn from_entries(hosts: Vec<Entry>, states: Vec<Entry>) -> BTreeMap<String, H
         .collect()
 }
 
-/// Wait (at most `limit`) until this host is the only live one: the host that serves
-/// etcd lets the others see the final converged states and leave before it stops etcd
-/// under them.
-pub async fn others_gone(world: &World, limit: std::time::Duration) {
+/// Wait (at most `limit`) until every other live host is one of `servers`: a host that
+/// serves etcd lets the hosts that do not (its clients) see the final converged states
+/// and leave before it stops its etcd under them. The servers leave together: with the
+/// clients gone, nobody needs their quorum any more.
+pub async fn others_gone(
+    world: &World,
+    servers: &std::collections::BTreeSet<String>,
+    limit: std::time::Duration,
+) {
     let mut changed = world.watch(HOSTS);
     let me = world.hostname().to_owned();
     let wait = async {
         loop {
-            match hosts(world).await {
-                Ok(all) if all.keys().all(|h| *h == me) => return,
-                Ok(all) => tracing::debug!(
-                    "waiting for {} to leave before stopping etcd",
-                    all.keys()
-                        .filter(|h| **h != me)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+            let waiting_for = match hosts(world).await {
+                Ok(all) => all
+                    .into_keys()
+                    .filter(|h| *h != me && !servers.contains(h))
+                    .collect::<Vec<_>>(),
                 Err(_) => return,
+            };
+            if waiting_for.is_empty() {
+                return;
             }
+            tracing::debug!(
+                "waiting for {} to leave before stopping etcd",
+                waiting_for.join(", ")
+            );
             if changed.changed().await.is_err() {
                 return;
             }
