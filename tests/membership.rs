@@ -171,6 +171,31 @@ fn wait_voters(endpoints: &str, names: &[&str]) -> Vec<Member> {
     }
 }
 
+/// Wait (up to [`LONG`]) until there are `n` voting members (every member a started
+/// voter); returns them. Which volunteers were nominated depends on which volunteered
+/// first.
+fn wait_voter_count(endpoints: &str, n: usize) -> Vec<Member> {
+    let start = Instant::now();
+    loop {
+        if voters(endpoints).is_some_and(|v| v.len() == n) {
+            return members(endpoints).unwrap();
+        }
+        assert!(
+            start.elapsed() < LONG,
+            "the cluster never had {n} voting members; etcd says {:?}",
+            members(endpoints)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The hosts of `hosts` that are (not) among `members`.
+fn split<'a>(hosts: &'a [Host], members: &[Member]) -> (Vec<&'a Host>, Vec<&'a Host>) {
+    hosts
+        .iter()
+        .partition(|h| members.iter().any(|m| m.name == h.name))
+}
+
 /// Wait (up to [`LONG`]) until `f` holds.
 fn wait_long(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -339,13 +364,19 @@ fn the_seed_example_forms_three_voters_and_resizes_live_on_the_same_ports() {
     let dir = tempfile::tempdir().unwrap();
     let (h1, others) = the_seed_example(dir.path());
     let seeds = h1.client_url();
-    let _r1 = h1.start();
-    let _running: Vec<Running> = others.iter().map(Host::start).collect();
+    let r1 = h1.start();
+    let running: Vec<Running> = others.iter().map(Host::start).collect();
 
-    // Three voting members, the fourth host a client; etcd agrees.
-    let list = wait_voters(&seeds, &["h1", "h2", "h3"]);
-    assert_eq!(list.len(), 3, "{list:?}");
-    assert!(!listening(others[2].client), "h4 serves no etcd");
+    // Three voting members, h1 and two of the others; the fourth host a client; etcd
+    // agrees.
+    let list = wait_voter_count(&seeds, 3);
+    assert!(list.iter().any(|m| m.name == "h1"), "{list:?}");
+    let (nominated, clients) = split(&others, &list);
+    assert_eq!((nominated.len(), clients.len()), (2, 1), "{list:?}");
+    assert!(
+        !listening(clients[0].client),
+        "the fourth host serves no etcd"
+    );
     let status = status_json(&seeds);
     assert_eq!(status["ideal_size"], 3);
     assert_eq!(status["chooser"], "h1");
@@ -355,7 +386,8 @@ fn the_seed_example_forms_three_voters_and_resizes_live_on_the_same_ports() {
         "{status}"
     );
     let nominees: BTreeSet<&String> = status["nominees"].as_object().unwrap().keys().collect();
-    assert_eq!(nominees.len(), 2, "h2 and h3 were nominated: {status}");
+    let names: BTreeSet<&String> = nominated.iter().map(|h| &h.name).collect();
+    assert_eq!(nominees, names, "{status}");
     assert_eq!(status["hosts"].as_object().unwrap().len(), 4, "{status}");
     let text = cluster(&["status", "--seeds", &seeds]);
     let text = String::from_utf8_lossy(&text.stdout).into_owned();
@@ -363,12 +395,18 @@ fn the_seed_example_forms_three_voters_and_resizes_live_on_the_same_ports() {
         text.contains("ideal size: 3 (3 voting now); chosen by: h1"),
         "{text}"
     );
+    // One chooser: the host that won the election, and no other, ever chose.
+    let choosers = std::iter::once(&r1)
+        .chain(&running)
+        .filter(|r| r.count_log(&["this host now chooses the etcd members"]) > 0)
+        .count();
+    assert_eq!(choosers, 1);
 
     // Shrink to one live: the chooser keeps its own host; the others stop etcd and clear
     // their data, staying clients.
     set_ideal(&seeds, "1");
     wait_voters(&seeds, &["h1"]);
-    for h in &others[..2] {
+    for h in &nominated {
         wait_long("the unnominated host stops etcd", || !listening(h.client));
         wait_long("its data directory is cleared", || {
             !h.state.join("etcd/member").exists()
@@ -378,8 +416,8 @@ fn the_seed_example_forms_three_voters_and_resizes_live_on_the_same_ports() {
     set_ideal(&seeds, "4");
     wait_voters(&seeds, &["h1", "h2", "h3", "h4"]);
     set_ideal(&seeds, "3");
-    let list = wait_voters(&seeds, &["h1", "h2", "h3"]);
-    assert_eq!(list.len(), 3);
+    let list = wait_voter_count(&seeds, 3);
+    assert!(list.iter().any(|m| m.name == "h1"), "{list:?}");
 }
 
 #[test]
@@ -390,39 +428,60 @@ fn killed_members_and_the_chooser_are_replaced_without_losing_quorum_or_exports(
     let seeds = h1.client_url();
     let mut r1 = h1.start();
     let mut running: Vec<Running> = hosts.iter().map(Host::start).collect();
-    wait_voters(&seeds, &["h1", "h2", "h3"]);
+    let formed = wait_voter_count(&seeds, 3);
     let all: String = std::iter::once(&h1)
         .chain(&hosts)
         .map(Host::client_url)
         .collect::<Vec<_>>()
         .join(",");
     wait_long("every host's export", || exporters(&all).len() == 4);
+    // The victim: a member that is not the chooser (h1); the spare: the volunteer that
+    // was not nominated.
+    let (nominated, spare) = split(&hosts, &formed);
+    let (victim, other, spare) = (nominated[0], nominated[1], spare[0]);
+    let v = hosts.iter().position(|h| h.name == victim.name).unwrap();
+    let names = |hs: [&Host; 3]| -> BTreeSet<String> { hs.map(|h| h.name.clone()).into() };
 
-    // kill -9 a member that is not the chooser: it is removed, then h4 takes its place.
+    // kill -9 a member that is not the chooser: it is removed, then the spare takes its
+    // place.
     let writer = Writer::start(all.clone());
-    kill_9(&mut running[0]);
-    wait_voters(&all, &["h1", "h3", "h4"]);
-    r1.wait_log(&["removed member `h2`", "its host is gone"]);
+    kill_9(&mut running[v]);
+    let want = names([&h1, other, spare]);
+    let want: Vec<&str> = want.iter().map(String::as_str).collect();
+    wait_voters(&all, &want);
+    let removed = format!("removed member `{}`", victim.name);
+    let nominated_spare = format!("nominated host `{}`", spare.name);
+    r1.wait_log(&[&removed, "its host is gone"]);
+    // The dead member went before its replacement came.
+    r1.wait_log(&[&nominated_spare]);
+    let log = r1.log();
+    let at = |needle: &str| log.iter().position(|l| l.contains(needle));
+    assert!(
+        at(&removed) < at(&nominated_spare),
+        "the spare was nominated before the dead member was removed:\n{}",
+        log.join("\n")
+    );
     writer.finish();
     assert_eq!(
         exporters(&all),
-        ["h1", "h3", "h4"].map(String::from).into(),
+        names([&h1, other, spare]),
         "live hosts keep their exports, the dead one's went with its lease"
     );
 
-    // h2 comes back with the data of a removed member: it clears it and volunteers.
-    running[0] = hosts[0].start();
-    running[0].wait_log(&["unnominated", "left the cluster"]);
+    // The victim comes back with the data of a removed member: it clears it and
+    // volunteers.
+    running[v] = hosts[v].start();
+    running[v].wait_log(&["unnominated", "left the cluster"]);
 
     // kill -9 the chooser (the host that bootstrapped the cluster): another host takes
-    // over the choosing, removes it and nominates h2 again.
+    // over the choosing, removes it and nominates the victim's host again.
     let writer = Writer::start(all.clone());
     kill_9(&mut r1);
     wait_voters(&all, &["h2", "h3", "h4"]);
     writer.finish();
     let status = status_json(&all);
     assert_ne!(status["chooser"], "h1", "{status}");
-    assert_eq!(exporters(&all), ["h2", "h3", "h4"].map(String::from).into());
+    assert_eq!(exporters(&all), names([victim, other, spare]));
 }
 
 #[test]

@@ -105,26 +105,27 @@ fn voters(endpoints: &str) -> Option<Vec<String>> {
     Some(names)
 }
 
-/// Wait until the voters are `want`; when that happened.
-fn wait_voters(endpoints: &str, want: &[String]) -> Result<Instant, String> {
+/// Wait until the voters' names satisfy `done`; when that happened, and the names.
+fn wait_voters(
+    endpoints: &str,
+    what: &str,
+    done: impl Fn(&[String]) -> bool,
+) -> Result<(Instant, Vec<String>), String> {
     let start = Instant::now();
-    let mut want = want.to_vec();
-    want.sort();
     while start.elapsed() < LIMIT {
-        if voters(endpoints).as_ref() == Some(&want) {
-            return Ok(Instant::now());
+        if let Some(v) = voters(endpoints).filter(|v| done(v)) {
+            return Ok((Instant::now(), v));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(format!(
-        "the voters never became {want:?} (etcd says {:?})",
-        voters(endpoints)
-    ))
+    Err(format!("never {what} (etcd says {:?})", voters(endpoints)))
 }
 
 struct Cluster {
     hosts: Vec<(Spec, Host)>,
     endpoints: String,
+    /// The voters' names once formed.
+    voters: Vec<String>,
 }
 
 impl Cluster {
@@ -157,13 +158,18 @@ impl Cluster {
             .map(|(s, _)| url(s.client))
             .collect::<Vec<_>>()
             .join(",");
-        let want: Vec<String> = hosts
-            .iter()
-            .take(ideal)
-            .map(|(s, _)| s.name.clone())
-            .collect();
-        let done = wait_voters(&endpoints, &want)?;
-        Ok((Cluster { hosts, endpoints }, done - t0, done - t1))
+        // Which volunteers are nominated depends on which volunteered first.
+        let (done, voters) =
+            wait_voters(&endpoints, &format!("{ideal} voters"), |v| v.len() == ideal)?;
+        Ok((
+            Cluster {
+                hosts,
+                endpoints,
+                voters,
+            },
+            done - t0,
+            done - t1,
+        ))
     }
 }
 
@@ -238,8 +244,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
         for _ in 0..o.runs {
             let dir = fresh()?;
             let (mut c, _, _) = Cluster::form(&o, dir.path(), 4, 3, ttl)?;
-            // Kill h2 (a member, not the chooser h1) and its etcd.
-            let victim = &mut c.hosts[1].1;
+            // Kill a member that is not the chooser (h1), and its etcd.
+            let v = c
+                .hosts
+                .iter()
+                .position(|(s, _)| s.name != "h1" && c.voters.contains(&s.name))
+                .ok_or("no member but h1")?;
+            let name = c.hosts[v].0.name.clone();
+            let victim = &mut c.hosts[v].1;
             let etcd = etcd_of(victim.pid());
             let t0 = Instant::now();
             let _ = victim.child.kill();
@@ -252,11 +264,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 .hosts
                 .iter()
                 .enumerate()
-                .filter(|(i, _)| *i != 1)
+                .filter(|(i, _)| *i != v)
                 .map(|(_, (s, _))| url(s.client))
                 .collect::<Vec<_>>()
                 .join(",");
-            let done = wait_voters(&live, &["h1".into(), "h3".into(), "h4".into()])?;
+            let (done, _) = wait_voters(&live, &format!("3 voters without {name}"), |v| {
+                v.len() == 3 && !v.contains(&name)
+            })?;
             replace.push(done - t0);
         }
         line(
@@ -274,19 +288,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 .output()
                 .map_err(|e| e.to_string())
         };
-        let names = |k: usize| -> Vec<String> { (1..=k).map(|i| format!("h{i}")).collect() };
         let t0 = Instant::now();
         set("5")?;
-        up.push(wait_voters(&c.endpoints, &names(5))? - t0);
+        up.push(wait_voters(&c.endpoints, "5 voters", |v| v.len() == 5)?.0 - t0);
         let t0 = Instant::now();
         set("3")?;
-        let start = Instant::now();
-        while voters(&c.endpoints).is_none_or(|v| v.len() != 3) {
-            if start.elapsed() > LIMIT {
-                return Err("the cluster never shrank to 3".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_voters(&c.endpoints, "3 voters again", |v| v.len() == 3)?;
         down.push(t0.elapsed());
     }
     line("ideal size 3 -> 5, live", &mut up);

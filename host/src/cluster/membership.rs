@@ -18,8 +18,10 @@
 //!   but only while the member has never started: a member that ran before and whose data
 //!   this host lost is left for the chooser to replace (joining it with an empty log would
 //!   corrupt it);
-//! - serving, and its member is no longer in the cluster: it stops etcd, wipes the data
-//!   directory and volunteers again, on the same ports;
+//! - serving, and its member is no longer in the cluster (missing from the member list
+//!   for a second: a member's list may lag a change): it stops etcd, wipes the data
+//!   directory and volunteers again, on the same ports; the same, without the stop, for
+//!   data of a member removed while the host was down;
 //! - always: it sends its requests to every voting member (and remembers their URLs in
 //!   the marker, so a host restarted without `--seeds` finds its cluster again instead
 //!   of bootstrapping a second one).
@@ -27,7 +29,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions};
 use tokio::sync::Mutex;
@@ -97,6 +99,9 @@ pub const DEFAULT_IDEAL_SIZE: usize = 5;
 pub const MAX_IDEAL_SIZE: usize = 7;
 /// The longest time between two checks of this host's membership.
 pub const CHECK: Duration = Duration::from_secs(2);
+/// How long this host's member must be missing from the member list before the host
+/// takes it as removed (see `Host::gone`).
+const GONE_AFTER: Duration = Duration::from_secs(1);
 
 /// What a volunteer offers.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -307,6 +312,7 @@ impl Membership {
             follower: Follower::new(world.clone()),
             published: None,
             warned: None,
+            missing: None,
         };
         let tasks = vec![
             tokio::spawn(host.run()),
@@ -343,6 +349,8 @@ struct Host {
     published: Option<Volunteer>,
     /// The last warning, logged once.
     warned: Option<String>,
+    /// A member of this host's missing from the member list, and since when.
+    missing: Option<(u64, Instant)>,
 }
 
 impl Host {
@@ -410,14 +418,12 @@ impl Host {
                 None => self.own_member_id().await,
             };
             match own {
-                Some(id) if !members.iter().any(|m| m.id() == id) => {
-                    self.leave(id).await;
-                }
+                Some(id) if self.gone(id, members) => self.leave(id).await,
                 Some(id) if held.is_none() => self.remember(Some(id), None),
                 _ => {}
             }
         } else if let Some(id) = held
-            && !members.iter().any(|m| m.id() == id)
+            && self.gone(id, members)
         {
             // The cluster removed the member while this host was down (its etcd would
             // not start from the data): clear it, and be a plain volunteer again.
@@ -458,6 +464,24 @@ impl Host {
         self.follow(members).await;
         self.publish().await;
         Ok(())
+    }
+
+    /// Whether member `id` has left the cluster: missing from the member lists of at
+    /// least one second. A member answers the list from its own copy, which may lag a
+    /// change by a moment (etcd 3.4 has no linearizable member list), and what follows
+    /// (clearing the data directory) cannot be undone.
+    fn gone(&mut self, id: u64, members: &[etcd_client::Member]) -> bool {
+        if members.iter().any(|m| m.id() == id) {
+            self.missing = None;
+            return false;
+        }
+        match self.missing {
+            Some((missing, since)) if missing == id => since.elapsed() >= GONE_AFTER,
+            _ => {
+                self.missing = Some((id, Instant::now()));
+                false
+            }
+        }
     }
 
     /// The member id of the etcd this host serves, as that etcd says.
