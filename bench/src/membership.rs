@@ -160,7 +160,16 @@ impl Cluster {
             .join(",");
         // Which volunteers are nominated depends on which volunteered first.
         let (done, voters) =
-            wait_voters(&endpoints, &format!("{ideal} voters"), |v| v.len() == ideal)?;
+            wait_voters(&endpoints, &format!("{ideal} voters"), |v| v.len() == ideal).map_err(
+                |e| {
+                    // What each host said last, to see why.
+                    let tails: Vec<String> = hosts
+                        .iter()
+                        .map(|(s, h)| format!("--- {}:\n{}", s.name, h.tail(15)))
+                        .collect();
+                    format!("{e}\n{}", tails.join("\n"))
+                },
+            )?;
         Ok((
             Cluster {
                 hosts,
