@@ -122,12 +122,16 @@ impl Drop for Host {
     }
 }
 
+/// A free loopback port below Linux's ephemeral range (see `free_port` in the test
+/// harness: a port from that range can be taken at once by an outgoing connection).
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let port = 20_000 + (std::hash::RandomState::new().build_hasher().finish() % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Resident memory of `pid`, MiB.

@@ -602,13 +602,19 @@ pub fn system_manager_available() -> bool {
 }
 
 /// A loopback port nobody listens on (bound and released; the tests that use it start
-/// at once).
+/// at once), below Linux's ephemeral range (32768 and up): a port the kernel hands out
+/// could be taken again at once as the source port of some outgoing connection (etcd
+/// opens many), and a server told to listen on it would find it in use.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .expect("local address")
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let mut h = std::hash::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// `http://127.0.0.1:PORT`: the URL of an etcd (or HTTP server) on a loopback port.
