@@ -145,48 +145,40 @@ fn members(endpoints: &str) -> Option<Vec<Member>> {
     Some(list)
 }
 
-/// The names of the voting members, once every member is a started voter.
-fn voters(endpoints: &str) -> Option<BTreeSet<String>> {
-    let list = members(endpoints)?;
-    if list.iter().any(|m| m.learner || m.name.is_empty()) {
-        return None;
+/// Wait (up to [`LONG`]) until every member is a started voter and their names satisfy
+/// `done`; returns the members.
+fn wait_members(
+    endpoints: &str,
+    what: &str,
+    done: impl Fn(&BTreeSet<String>) -> bool,
+) -> Vec<Member> {
+    let start = Instant::now();
+    loop {
+        let list = members(endpoints);
+        if let Some(list) = &list
+            && list.iter().all(|m| !m.learner && !m.name.is_empty())
+            && done(&list.iter().map(|m| m.name.clone()).collect())
+        {
+            return list.clone();
+        }
+        assert!(
+            start.elapsed() < LONG,
+            "{what} never happened; etcd says {list:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
-    Some(list.into_iter().map(|m| m.name).collect())
 }
 
-/// Wait (up to [`LONG`]) until the voting members are exactly `names`.
+/// Wait until the voting members are exactly `names`.
 fn wait_voters(endpoints: &str, names: &[&str]) -> Vec<Member> {
     let want: BTreeSet<String> = names.iter().map(|s| s.to_string()).collect();
-    let start = Instant::now();
-    loop {
-        if voters(endpoints).as_ref() == Some(&want) {
-            return members(endpoints).unwrap();
-        }
-        assert!(
-            start.elapsed() < LONG,
-            "the voting members never became {want:?}; etcd says {:?}",
-            members(endpoints)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_members(endpoints, &format!("voters {want:?}"), |v| *v == want)
 }
 
-/// Wait (up to [`LONG`]) until there are `n` voting members (every member a started
-/// voter); returns them. Which volunteers were nominated depends on which volunteered
-/// first.
+/// Wait until there are `n` voting members. Which volunteers were nominated depends on
+/// which volunteered first.
 fn wait_voter_count(endpoints: &str, n: usize) -> Vec<Member> {
-    let start = Instant::now();
-    loop {
-        if voters(endpoints).is_some_and(|v| v.len() == n) {
-            return members(endpoints).unwrap();
-        }
-        assert!(
-            start.elapsed() < LONG,
-            "the cluster never had {n} voting members; etcd says {:?}",
-            members(endpoints)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_members(endpoints, &format!("{n} voters"), |v| v.len() == n)
 }
 
 /// The hosts of `hosts` that are (not) among `members`.

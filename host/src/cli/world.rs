@@ -320,12 +320,14 @@ impl WorldArgs {
         let World::Etcd(etcd) = &world else {
             unreachable!("connect returns an etcd World")
         };
+        // Asked while etcd may be electing a leader, or while this host's own member,
+        // removed while it was down, is going away: wait rather than fail.
+        let setting = "reading the cluster's settings";
         if bootstrap {
-            let n =
-                membership::init_ideal_size(etcd, ideal.unwrap_or(membership::DEFAULT_IDEAL_SIZE))
-                    .await?;
+            let n = ideal.unwrap_or(membership::DEFAULT_IDEAL_SIZE);
+            let n = until_ok(setting, || membership::init_ideal_size(etcd, n)).await;
             tracing::info!("cluster: bootstrapped; ideal cluster size {n}");
-        } else if !membership::is_homeostat_cluster(etcd).await? {
+        } else if !until_ok(setting, || membership::is_homeostat_cluster(etcd)).await {
             if let Some(server) = server {
                 server.stop().await;
             }
@@ -339,7 +341,7 @@ impl WorldArgs {
                 membership::IDEAL_SIZE
             );
         } else if let Some(n) = ideal {
-            let kept = membership::init_ideal_size(etcd, n).await?;
+            let kept = until_ok(setting, || membership::init_ideal_size(etcd, n)).await;
             if kept != n {
                 tracing::warn!(
                     "--ideal-cluster-size {n}: the cluster's ideal size is {kept} (set earlier, \

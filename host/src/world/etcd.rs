@@ -24,6 +24,8 @@ use super::{Entry, Lifetime, WorldError};
 
 /// Longest wait between two attempts at a broken watch or keep-alive.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Tries of a request that could not be sent (see `EtcdWorld::unsent_again`).
+const UNSENT_TRIES: u32 = 4;
 /// How long one request may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -153,23 +155,42 @@ impl EtcdWorld {
         self.lease.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Make a request, again (at most [`UNSENT_TRIES`] times) while it fails without
+    /// having been sent: the connection spreads requests over the members' endpoints,
+    /// and one whose member just died refuses the TCP connection. The membership task
+    /// drops such endpoints within seconds (`cluster::membership::Follower`); until then
+    /// another try goes to another endpoint.
+    async fn unsent_again<T, F: Future<Output = Result<T, etcd_client::Error>>>(
+        &self,
+        mut request: impl FnMut(Client) -> F,
+    ) -> Result<T, WorldError> {
+        let mut tries = 1;
+        loop {
+            match request(self.client.clone()).await {
+                Err(e) if tries < UNSENT_TRIES && describe(&e).contains("tcp connect error") => {
+                    tries += 1;
+                }
+                result => return result.map_err(|e| self.fail(&e)),
+            }
+        }
+    }
+
     /// The value of `key`.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, WorldError> {
-        let mut c = self.client.clone();
-        let resp = c
-            .get(self.full(key), None)
-            .await
-            .map_err(|e| self.fail(&e))?;
+        let resp = self
+            .unsent_again(|mut c| async move { c.get(self.full(key), None).await })
+            .await?;
         Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
     }
 
     /// Every key under `prefix`, in key order, relative to the World's prefix.
     pub async fn list(&self, prefix: &str) -> Result<Vec<Entry>, WorldError> {
-        let mut c = self.client.clone();
-        let resp = c
-            .get(self.full(prefix), Some(GetOptions::new().with_prefix()))
-            .await
-            .map_err(|e| self.fail(&e))?;
+        let resp = self
+            .unsent_again(|mut c| async move {
+                c.get(self.full(prefix), Some(GetOptions::new().with_prefix()))
+                    .await
+            })
+            .await?;
         Ok(resp
             .kvs()
             .iter()
@@ -190,20 +211,21 @@ impl EtcdWorld {
                 Some(PutOptions::new().with_lease(lease.id))
             }
         };
-        let mut c = self.client.clone();
-        c.put(self.full(key), value, options)
-            .await
-            .map_err(|e| self.fail(&e))?;
+        self.unsent_again(|mut c| {
+            let options = options.clone();
+            async move { c.put(self.full(key), value, options).await }
+        })
+        .await?;
         Ok(())
     }
 
     /// Remove `key`.
     pub async fn delete(&self, key: &str) -> Result<(), WorldError> {
         self.lease().values.remove(key);
-        let mut c = self.client.clone();
-        c.delete(self.full(key), None::<DeleteOptions>)
-            .await
-            .map_err(|e| self.fail(&e))?;
+        self.unsent_again(
+            |mut c| async move { c.delete(self.full(key), None::<DeleteOptions>).await },
+        )
+        .await?;
         Ok(())
     }
 
