@@ -407,9 +407,11 @@ fn the_seed_example_forms_three_voters_and_resizes_live_on_the_same_ports() {
     // And grow back to four, on the same ports.
     set_ideal(&seeds, "4");
     wait_voters(&seeds, &["h1", "h2", "h3", "h4"]);
-    set_ideal(&seeds, "3");
+    // The documented key does the same as `cluster set ideal-size`.
+    assert!(etcdctl(&seeds, &["put", "/homeostat/cluster/ideal-size", "3"]).is_some());
     let list = wait_voter_count(&seeds, 3);
     assert!(list.iter().any(|m| m.name == "h1"), "{list:?}");
+    assert_eq!(status_json(&seeds)["ideal_size"], 3);
 }
 
 #[test]
