@@ -329,6 +329,14 @@ mod tests {
         }
     }
 
+    fn remove(id: u64, host: &str, why: Why) -> Action {
+        Action::Remove {
+            id,
+            host: Some(host.into()),
+            why,
+        }
+    }
+
     fn removed(d: &Decision) -> Vec<u64> {
         d.actions
             .iter()
@@ -437,14 +445,7 @@ mod tests {
             &["h3"],
             3,
         ));
-        assert_eq!(
-            d.actions,
-            vec![Action::Remove {
-                id: 3,
-                host: Some("h3".into()),
-                why: Why::LostData
-            }]
-        );
+        assert_eq!(d.actions, vec![remove(3, "h3", Why::LostData)]);
     }
 
     #[test]
@@ -479,11 +480,7 @@ mod tests {
         stuck.unstarted_for = NEVER_STARTED;
         assert_eq!(
             decide(&view(vec![voter(1, "h1"), stuck], &[], 3)).actions,
-            vec![Action::Remove {
-                id: 2,
-                host: Some("h2".into()),
-                why: Why::NeverStarted
-            }]
+            vec![remove(2, "h2", Why::NeverStarted)]
         );
     }
 
