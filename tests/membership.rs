@@ -422,27 +422,57 @@ fn killed_members_and_the_chooser_are_replaced_without_losing_quorum_or_exports(
     let seeds = h1.client_url();
     let mut r1 = h1.start();
     let mut running: Vec<Running> = hosts.iter().map(Host::start).collect();
+    // A client that never serves, given only h1 as its seed: it must follow the members
+    // to outlive h1 (its export lives as long as its lease is kept alive).
+    let client_graph = write_graph(
+        dir.path(),
+        "c.yaml",
+        "graph: c\nresources:\n  file:\n  - name: \"@@motd-c\"\n    path: /srv/motd-c\n    content: \"from c\"\n",
+    );
+    let client_state = dir.path().join("state-c");
+    let client_state = client_state.to_str().unwrap();
+    let _client = Running::start(
+        &client_graph,
+        &[
+            "--hostname",
+            "c",
+            "--seeds",
+            &seeds,
+            "--no-server",
+            "--lease-ttl",
+            "2",
+            "--prefix",
+            client_state,
+        ],
+    );
     let formed = wait_voter_count(&seeds, 3);
     let all: String = std::iter::once(&h1)
         .chain(&hosts)
         .map(Host::client_url)
         .collect::<Vec<_>>()
         .join(",");
-    wait_long("every host's export", || exporters(&all).len() == 4);
+    wait_long("every host's export", || exporters(&all).len() == 5);
     // The victim: a member that is not the chooser (h1); the spare: the volunteer that
     // was not nominated.
     let (nominated, spare) = split(&hosts, &formed);
     let (victim, other, spare) = (nominated[0], nominated[1], spare[0]);
     let v = hosts.iter().position(|h| h.name == victim.name).unwrap();
-    let names = |hs: [&Host; 3]| -> BTreeSet<String> { hs.map(|h| h.name.clone()).into() };
+    // The hosts' names, and the client's.
+    let names = |hs: [&Host; 3]| -> BTreeSet<String> {
+        hs.iter()
+            .map(|h| h.name.clone())
+            .chain(["c".to_owned()])
+            .collect()
+    };
 
     // kill -9 a member that is not the chooser: it is removed, then the spare takes its
     // place.
     let writer = Writer::start(all.clone());
     kill_9(&mut running[v]);
-    let want = names([&h1, other, spare]);
-    let want: Vec<&str> = want.iter().map(String::as_str).collect();
-    wait_voters(&all, &want);
+    wait_voters(
+        &all,
+        &[&h1.name, &other.name, &spare.name].map(String::as_str),
+    );
     let removed = format!("removed member `{}`", victim.name);
     let nominated_spare = format!("nominated host `{}`", spare.name);
     r1.wait_log(&[&removed, "its host is gone"]);
@@ -476,6 +506,16 @@ fn killed_members_and_the_chooser_are_replaced_without_losing_quorum_or_exports(
     let status = status_json(&all);
     assert_ne!(status["chooser"], "h1", "{status}");
     assert_eq!(exporters(&all), names([victim, other, spare]));
+    // The client, whose only seed was h1, still writes to the cluster: an edit of its
+    // export reaches etcd.
+    homeostat_tests::write_atomic(
+        &client_graph,
+        "graph: c\nresources:\n  file:\n  - name: \"@@motd-c\"\n    path: /srv/motd-c\n    content: \"from c, again\"\n",
+    );
+    wait_long("the client's edited export in etcd", || {
+        etcdctl(&all, &["get", "--prefix", "/homeostat/exported/"])
+            .is_some_and(|out| out.contains("from c, again"))
+    });
 }
 
 #[test]
@@ -590,6 +630,8 @@ fn bad_sizes_and_a_seed_that_is_not_a_homeostat_cluster_are_refused() {
         "{}",
         stderr(&out)
     );
+    // Its own etcd stopping under its World's watches, after the World closed, is no news.
+    assert!(!stderr(&out).contains("broke"), "{}", stderr(&out));
 
     // A plain etcd, not formed by homeostat: a host will not volunteer to serve in it.
     let ec = free_port();

@@ -15,6 +15,7 @@
 //! a second one.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -216,15 +217,12 @@ impl WorldArgs {
         };
         let ttl = Duration::from_secs(self.lease_ttl);
         if !may_serve && !self.seeds.is_empty() {
-            let world = connect(&hostname, &self.seeds, &self.etcd_prefix, ttl).await;
-            let follower = match &world {
-                World::Etcd(etcd) => Some(tokio::spawn(Follower::new(etcd.clone()).run())),
-                World::Local(_) => None,
-            };
+            let etcd = connect(&hostname, &self.seeds, &self.etcd_prefix, ttl).await;
+            let follower = tokio::spawn(Follower::new(etcd.clone()).run());
             return Ok(Opened {
-                world,
+                world: World::Etcd(etcd),
                 membership: None,
-                follower,
+                follower: Some(follower),
                 lease_ttl: ttl,
                 _tmp: tmp,
             });
@@ -316,10 +314,8 @@ impl WorldArgs {
             }
             (None, seeds, false)
         };
-        let world = connect(&hostname, &endpoints, &self.etcd_prefix, ttl).await;
-        let World::Etcd(etcd) = &world else {
-            unreachable!("connect returns an etcd World")
-        };
+        let etcd = connect(&hostname, &endpoints, &self.etcd_prefix, ttl).await;
+        let etcd = &etcd;
         // Asked while etcd may be electing a leader, or while this host's own member,
         // removed while it was down, is going away: wait rather than fail.
         let setting = "reading the cluster's settings";
@@ -331,7 +327,7 @@ impl WorldArgs {
             if let Some(server) = server {
                 server.stop().await;
             }
-            world.close().await;
+            etcd.close().await;
             bail!(
                 "the etcd at {} is not a cluster homeostat formed (it has no {}{}): \
                  homeostat serves only in clusters it started. Join it as a client with \
@@ -351,7 +347,7 @@ impl WorldArgs {
         }
         let membership = Membership::start(etcd.clone(), cfg, server);
         Ok(Opened {
-            world,
+            world: World::Etcd(etcd.clone()),
             membership: Some(membership),
             follower: None,
             lease_ttl: ttl,
@@ -361,13 +357,18 @@ impl WorldArgs {
 }
 
 /// Connect to etcd, retrying until it answers (see [`until_ok`]).
-async fn connect(hostname: &str, endpoints: &[String], prefix: &str, ttl: Duration) -> World {
+async fn connect(
+    hostname: &str,
+    endpoints: &[String],
+    prefix: &str,
+    ttl: Duration,
+) -> Arc<EtcdWorld> {
     let w = until_ok("cannot join the cluster", || {
         EtcdWorld::connect(hostname, endpoints, prefix, ttl)
     })
     .await;
     tracing::info!("world: etcd at {} as host `{hostname}`", w.endpoints());
-    World::Etcd(w.into())
+    Arc::new(w)
 }
 
 /// Run `attempt` until it succeeds, with a backoff (0.5 s doubling to 10 s) and an error

@@ -11,8 +11,9 @@
 //! **Rounds.** On every change under `volunteers/`, `nominated/`, `hosts/` and `cluster/`,
 //! and at least every [`TICK`] while it holds the key (the others wait for a change), the
 //! chooser reads the members (and asks each for its status), the live hosts, the
-//! volunteers and the ideal size, lets [`super::rules::decide`] choose, and acts: `member add --learner` and a nomination,
-//! `member promote`, or `member remove` and the end of the nomination.
+//! volunteers and the ideal size, lets [`super::rules::decide`] choose, and acts:
+//! `member add --learner` and a nomination, `member promote`, or `member remove` and the
+//! end of the nomination.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,10 +23,11 @@ use etcd_client::{Compare, CompareOp, MemberAddOptions, PutOptions, Txn, TxnOp, 
 
 use super::membership::{
     CHOOSER, CLUSTER, NOMINATED, Nomination, Probes, VOLUNTEERS, Volunteer, ideal_size,
+    list_by_host,
 };
 use super::rules::{self, Action, MemberView, View, VolunteerView};
 use crate::world::etcd::{EtcdWorld, describe};
-use crate::world::{converged, segment, unsegment};
+use crate::world::{WorldError, converged, segment};
 
 /// The longest time between two rounds.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -92,10 +94,9 @@ pub(super) fn merged_watches(
 
 impl Chooser {
     /// Whether this host holds the chooser key, taking it when nobody does.
-    async fn hold(&mut self) -> Result<bool, etcd_client::Error> {
+    async fn hold(&mut self) -> Result<bool, WorldError> {
         let key = self.world.full(CHOOSER);
         let lease = self.world.lease_id();
-        let mut c = self.world.client();
         let txn = Txn::new()
             .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(
@@ -104,7 +105,7 @@ impl Chooser {
                 Some(PutOptions::new().with_lease(lease)),
             )])
             .or_else([TxnOp::get(key.as_str(), None)]);
-        let resp = c.txn(txn).await?;
+        let resp = self.world.txn(txn).await?;
         let held = resp.succeeded()
             || resp.op_responses().iter().any(|r| match r {
                 TxnOpResponse::Get(g) => g
@@ -125,7 +126,7 @@ impl Chooser {
     }
 
     async fn round(&mut self) -> Result<(), String> {
-        if !self.hold().await.map_err(|e| describe(&e))? {
+        if !self.hold().await.map_err(|e| e.to_string())? {
             return Ok(());
         }
         let (view, nominations) = self.observe().await?;
@@ -147,7 +148,7 @@ impl Chooser {
             self.waiting = decision.waiting.clone();
         }
         for action in decision.actions {
-            if !self.hold().await.map_err(|e| describe(&e))? {
+            if !self.hold().await.map_err(|e| e.to_string())? {
                 return Ok(());
             }
             self.act(action, &view, &nominations).await;
@@ -157,49 +158,32 @@ impl Chooser {
 
     /// Read the members, their status, the live hosts, the volunteers and the ideal size.
     async fn observe(&mut self) -> Result<(View, BTreeMap<String, Nomination>), String> {
-        let mut c = self.world.client();
-        let listed = c.member_list().await.map_err(|e| describe(&e))?;
-        let list = |prefix: &'static str| {
-            let world = self.world.clone();
-            async move {
-                world
-                    .list(prefix)
-                    .await
-                    .map(|entries| {
-                        entries
-                            .into_iter()
-                            .map(|(k, v)| (unsegment(&k[prefix.len()..]), v))
-                            .collect::<BTreeMap<String, Vec<u8>>>()
-                    })
-                    .map_err(|e| e.to_string())
-            }
-        };
-        let hosts = list(converged::HOSTS).await?;
-        let volunteers: BTreeMap<String, Volunteer> = list(VOLUNTEERS)
-            .await?
-            .into_iter()
-            .filter_map(|(h, v)| Some((h, serde_json::from_slice(&v).ok()?)))
-            .collect();
-        let nominations: BTreeMap<String, Nomination> = list(NOMINATED)
-            .await?
-            .into_iter()
-            .filter_map(|(h, v)| Some((h, serde_json::from_slice(&v).ok()?)))
-            .collect();
-        let ideal = ideal_size(&self.world).await.map_err(|e| e.to_string())?;
+        let listed = self.world.members().await.map_err(|e| e.to_string())?;
+        let (hosts, volunteers, nominations, ideal) = async {
+            let hosts: BTreeMap<String, serde_json::Value> =
+                list_by_host(&self.world, converged::HOSTS).await?;
+            let volunteers: BTreeMap<String, Volunteer> =
+                list_by_host(&self.world, VOLUNTEERS).await?;
+            let nominations: BTreeMap<String, Nomination> =
+                list_by_host(&self.world, NOMINATED).await?;
+            let ideal = ideal_size(&self.world).await?;
+            Ok::<_, WorldError>((hosts, volunteers, nominations, ideal))
+        }
+        .await
+        .map_err(|e| e.to_string())?;
 
         let urls: Vec<Option<String>> = listed
-            .members()
             .iter()
             .map(|m| m.client_urls().first().cloned())
             .collect();
         let statuses = self.probes.status(&urls).await;
-        let mut raft_leader = None;
+        let raft_leader = statuses.iter().flatten().map(|s| s.leader()).next();
+        // Forget the learners that are gone, whoever removed them.
+        self.unstarted
+            .retain(|id, _| listed.iter().any(|m| m.id() == *id));
         let mut members = Vec::new();
         let now = Instant::now();
-        for (m, status) in listed.members().iter().zip(statuses) {
-            if let Some(leader) = status {
-                raft_leader.get_or_insert(leader);
-            }
+        for (m, status) in listed.iter().zip(statuses) {
             let started = !m.name().is_empty();
             let host = if started {
                 Some(m.name().to_owned())
@@ -316,11 +300,7 @@ impl Chooser {
             Action::Remove { id, host, why } => {
                 let who = host.clone().unwrap_or_else(|| format!("{id:x}"));
                 if let Err(e) = c.member_remove(id).await {
-                    tracing::warn!(
-                        "cluster: removing member `{who}` ({}): {}",
-                        why.as_str(),
-                        describe(&e)
-                    );
+                    refused(&format!("removing member `{who}` ({})", why.as_str()), &e);
                     return;
                 }
                 self.unstarted.remove(&id);

@@ -22,21 +22,22 @@
 //!   for a second: a member's list may lag a change): it stops etcd, wipes the data
 //!   directory and volunteers again, on the same ports; the same, without the stop, for
 //!   data of a member removed while the host was down;
-//! - always: it sends its requests to every voting member (and remembers their URLs in
-//!   the marker, so a host restarted without `--seeds` finds its cluster again instead
-//!   of bootstrapping a second one).
+//! - always: it sends its requests to every voting member that answers ([`Follower`],
+//!   which a client-only host runs too), and remembers their URLs in the marker, so a
+//!   host restarted without `--seeds` finds its cluster again instead of bootstrapping a
+//!   second one.
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, ConnectOptions};
+use etcd_client::{Client, ConnectOptions, StatusResponse};
 use tokio::sync::Mutex;
 
 use super::server::{EtcdServer, Marker, ServerConfig, has_data, wipe_data};
-use crate::world::etcd::{EtcdWorld, describe};
-use crate::world::{Lifetime, WorldError, segment};
+use crate::world::etcd::EtcdWorld;
+use crate::world::{Entry, Lifetime, WorldError, segment, unsegment};
 
 /// Hosts offering to serve etcd.
 pub const VOLUNTEERS: &str = "volunteers/";
@@ -48,44 +49,57 @@ pub const CLUSTER: &str = "cluster/";
 pub const IDEAL_SIZE: &str = "cluster/ideal-size";
 /// The host that chooses the members.
 pub const CHOOSER: &str = "cluster/chooser";
-/// How long a member has to answer a status request.
+/// How long a member has to answer the chooser's and the followers' status requests.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Connections to members' client URLs, kept between rounds, for status requests.
-#[derive(Default)]
-pub struct Probes(HashMap<String, Client>);
+pub struct Probes {
+    clients: HashMap<String, Client>,
+    timeout: Duration,
+}
+
+impl Default for Probes {
+    fn default() -> Probes {
+        Probes::with_timeout(STATUS_TIMEOUT)
+    }
+}
 
 impl Probes {
-    /// Ask the member at each URL for its status, all at once: the raft leader each one
-    /// names, or `None` when it does not answer within a second (or has no URL yet).
-    pub async fn status(&mut self, urls: &[Option<String>]) -> Vec<Option<u64>> {
+    /// Probes that wait `timeout` for each answer.
+    pub fn with_timeout(timeout: Duration) -> Probes {
+        Probes {
+            clients: HashMap::new(),
+            timeout,
+        }
+    }
+
+    /// The connection to `url`, made once (connecting is lazy: this fails only for a
+    /// malformed URL).
+    async fn client(&mut self, url: &str) -> Option<Client> {
+        if let Some(c) = self.clients.get(url) {
+            return Some(c.clone());
+        }
+        let options = ConnectOptions::new()
+            .with_connect_timeout(self.timeout)
+            .with_timeout(self.timeout);
+        let c = Client::connect([url], Some(options)).await.ok()?;
+        self.clients.insert(url.to_owned(), c.clone());
+        Some(c)
+    }
+
+    /// Ask the member at each URL for its status, all at once; `None` for one that does
+    /// not answer within the timeout (or has no URL yet).
+    pub async fn status(&mut self, urls: &[Option<String>]) -> Vec<Option<StatusResponse>> {
         let mut asks = Vec::new();
         for url in urls {
             let client = match url {
-                Some(url) => match self.0.get(url) {
-                    Some(c) => Some(c.clone()),
-                    None => {
-                        let options = ConnectOptions::new()
-                            .with_connect_timeout(STATUS_TIMEOUT)
-                            .with_timeout(STATUS_TIMEOUT);
-                        // Connecting is lazy: this fails only for a malformed URL.
-                        Client::connect([url], Some(options))
-                            .await
-                            .ok()
-                            .inspect(|c| {
-                                self.0.insert(url.clone(), c.clone());
-                            })
-                    }
-                },
+                Some(url) => self.client(url).await,
                 None => None,
             };
+            let timeout = self.timeout;
             asks.push(async move {
                 let mut c = client?;
-                tokio::time::timeout(STATUS_TIMEOUT, c.status())
-                    .await
-                    .ok()?
-                    .ok()
-                    .map(|s| s.leader())
+                tokio::time::timeout(timeout, c.status()).await.ok()?.ok()
             });
         }
         futures_util::future::join_all(asks).await
@@ -171,14 +185,48 @@ pub fn check_ideal_size(n: usize) -> Result<Option<String>, String> {
     }))
 }
 
+/// An ideal size as the key `cluster/ideal-size` holds it; `None` when it is not one
+/// [`check_ideal_size`] accepts.
+pub fn parse_ideal_size(value: &[u8]) -> Option<usize> {
+    std::str::from_utf8(value)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| check_ideal_size(*n).is_ok())
+}
+
 /// The cluster's ideal size (the key, else [`DEFAULT_IDEAL_SIZE`]).
 pub async fn ideal_size(world: &EtcdWorld) -> Result<usize, WorldError> {
     Ok(world
         .get(IDEAL_SIZE)
         .await?
-        .and_then(|v| String::from_utf8(v).ok()?.trim().parse().ok())
-        .filter(|n| check_ideal_size(*n).is_ok())
+        .and_then(|v| parse_ideal_size(&v))
         .unwrap_or(DEFAULT_IDEAL_SIZE))
+}
+
+/// The keys under `prefix` (`volunteers/`, `nominated/`, `hosts/`) by host, with their
+/// JSON values (see [`by_host`]).
+pub async fn list_by_host<T: serde::de::DeserializeOwned>(
+    world: &EtcdWorld,
+    prefix: &str,
+) -> Result<BTreeMap<String, T>, WorldError> {
+    Ok(by_host(world.list(prefix).await?, prefix))
+}
+
+/// The entries under `prefix` (keys relative to the World's prefix, as listed), by host
+/// name, with their JSON values; values that do not parse are skipped.
+pub fn by_host<T: serde::de::DeserializeOwned>(
+    entries: Vec<Entry>,
+    prefix: &str,
+) -> BTreeMap<String, T> {
+    entries
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let host = unsegment(key.strip_prefix(prefix)?);
+            Some((host, serde_json::from_slice(&value).ok()?))
+        })
+        .collect()
 }
 
 /// Whether the etcd behind `world` is a cluster homeostat formed (its bootstrap host
@@ -194,14 +242,7 @@ pub async fn init_ideal_size(world: &EtcdWorld, n: usize) -> Result<usize, World
     let txn = Txn::new()
         .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
         .and_then([TxnOp::put(key.as_str(), n.to_string(), None)]);
-    world
-        .client()
-        .txn(txn)
-        .await
-        .map_err(|e| WorldError::Etcd {
-            endpoints: world.endpoints().to_owned(),
-            message: describe(&e),
-        })?;
+    world.txn(txn).await?;
     ideal_size(world).await
 }
 
@@ -213,6 +254,7 @@ pub struct Follower {
     world: Arc<EtcdWorld>,
     /// The client URLs requests are sent to (first the ones the World connected with).
     endpoints: BTreeSet<String>,
+    /// Connections for status requests (also the host's own etcd's, see `Host`).
     probes: Probes,
 }
 
@@ -237,7 +279,7 @@ impl Follower {
         let answering: BTreeSet<String> = voters
             .iter()
             .zip(self.probes.status(&urls).await)
-            .filter(|(_, status)| status.is_some())
+            .filter(|(_, answer)| answer.is_some())
             .map(|(url, _)| url.clone())
             .collect();
         // With none answering there is nothing better to send requests to.
@@ -263,11 +305,11 @@ impl Follower {
     /// them in its membership check).
     pub async fn run(mut self) {
         loop {
-            match self.world.client().member_list().await {
-                Ok(listed) => {
-                    self.follow(listed.members()).await;
+            match self.world.members().await {
+                Ok(members) => {
+                    self.follow(&members).await;
                 }
-                Err(e) => tracing::debug!("cluster: listing the members: {}", describe(&e)),
+                Err(e) => tracing::debug!("cluster: listing the members: {e}"),
             }
             tokio::time::sleep(CHECK).await;
         }
@@ -276,15 +318,14 @@ impl Follower {
 
 /// The names of the etcd members (the hosts that serve); empty when etcd cannot say.
 pub async fn member_names(world: &EtcdWorld) -> BTreeSet<String> {
-    match world.client().member_list().await {
-        Ok(listed) => listed
-            .members()
+    match world.members().await {
+        Ok(members) => members
             .iter()
             .map(|m| m.name().to_owned())
             .filter(|n| !n.is_empty())
             .collect(),
         Err(e) => {
-            tracing::debug!("cluster: listing the members: {}", describe(&e));
+            tracing::debug!("cluster: listing the members: {e}");
             BTreeSet::new()
         }
     }
@@ -307,6 +348,7 @@ impl Membership {
         let server = Arc::new(Mutex::new(server));
         let host = Host {
             world: world.clone(),
+            marker: Marker::read(&cfg.state_dir).unwrap_or_else(|| Marker::new(&cfg.name)),
             cfg,
             server: server.clone(),
             follower: Follower::new(world.clone()),
@@ -342,6 +384,8 @@ impl Membership {
 struct Host {
     world: Arc<EtcdWorld>,
     cfg: ServerConfig,
+    /// The marker in the state directory, as last read or written.
+    marker: Marker,
     server: Arc<Mutex<Option<EtcdServer>>>,
     /// Which members requests go to.
     follower: Follower,
@@ -354,36 +398,48 @@ struct Host {
 }
 
 impl Host {
-    fn state_dir(&self) -> PathBuf {
-        self.cfg.state_dir.clone()
+    fn state_dir(&self) -> &Path {
+        &self.cfg.state_dir
     }
 
     /// The member whose data this host holds.
     fn held(&self) -> Option<u64> {
-        let dir = self.state_dir();
-        Marker::read(&dir)
-            .and_then(|m| m.member_id())
-            .filter(|_| has_data(&dir))
+        self.marker
+            .member_id()
+            .filter(|_| has_data(self.state_dir()))
     }
 
-    fn remember(&self, member: Option<u64>, endpoints: Option<Vec<String>>) {
-        let dir = self.state_dir();
-        let mut marker = Marker::read(&dir).unwrap_or_else(|| Marker {
-            created_by: format!("homeostat {}", env!("CARGO_PKG_VERSION")),
-            host: self.cfg.name.clone(),
-            ..Marker::default()
-        });
+    /// Record the member whose data this host holds (`None`: none any more) or the
+    /// cluster's client URLs in the marker, when they changed.
+    fn remember(&mut self, member: Option<Option<u64>>, endpoints: Option<Vec<String>>) {
+        let mut marker = self.marker.clone();
         if let Some(m) = member {
-            marker.member = Some(format!("{m:x}"));
-        } else if !has_data(&dir) {
-            marker.member = None;
+            marker.member = m.map(|id| format!("{id:x}"));
         }
         if let Some(e) = endpoints {
             marker.endpoints = e;
         }
-        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| marker.write(&dir)) {
-            tracing::warn!("cluster: writing {}: {e}", dir.join("etcd.json").display());
+        if marker == self.marker {
+            return;
         }
+        let dir = self.state_dir();
+        match std::fs::create_dir_all(dir).and_then(|()| marker.write(dir)) {
+            Ok(()) => self.marker = marker,
+            Err(e) => tracing::warn!("cluster: writing {}: {e}", dir.join("etcd.json").display()),
+        }
+    }
+
+    /// Clear the data of member `id`, which left the cluster (`how`: while serving, or
+    /// while this host was down), and be a plain volunteer again.
+    fn forget(&mut self, id: u64, how: &str) {
+        match wipe_data(self.state_dir()) {
+            Ok(()) => tracing::info!(
+                "cluster: unnominated: member {id:x} left the cluster{how}; cleared its \
+                 data; this host stays a client and a volunteer"
+            ),
+            Err(e) => tracing::warn!("cluster: clearing the etcd data directory: {e}"),
+        }
+        self.remember(Some(None), None);
     }
 
     fn warn_once(&mut self, text: String) {
@@ -405,9 +461,8 @@ impl Host {
     }
 
     async fn step(&mut self, key: &str) -> Result<(), String> {
-        let mut c = self.world.client();
-        let listed = c.member_list().await.map_err(|e| describe(&e))?;
-        let members = listed.members();
+        let members = self.world.members().await.map_err(|e| e.to_string())?;
+        let members = members.as_slice();
         let held = self.held();
         let serving = self.server.lock().await.is_some();
         if serving {
@@ -419,35 +474,28 @@ impl Host {
             };
             match own {
                 Some(id) if self.gone(id, members) => self.leave(id).await,
-                Some(id) if held.is_none() => self.remember(Some(id), None),
+                Some(id) if held.is_none() => self.remember(Some(Some(id)), None),
                 _ => {}
             }
         } else if let Some(id) = held
             && self.gone(id, members)
         {
             // The cluster removed the member while this host was down (its etcd would
-            // not start from the data): clear it, and be a plain volunteer again.
-            match wipe_data(&self.state_dir()) {
-                Ok(()) => tracing::info!(
-                    "cluster: unnominated: member {id:x} left the cluster while this host \
-                     was down; cleared its data; this host stays a client and a volunteer"
-                ),
-                Err(e) => self.warn_once(format!("cannot clear the etcd data directory: {e}")),
-            }
-            self.remember(None, None);
+            // not start from the data).
+            self.forget(id, " while this host was down");
         } else if let Some(nomination) = self
             .world
             .get(key)
             .await
             .map_err(|e| e.to_string())?
-            .and_then(|v| serde_json::from_slice::<super::membership::Nomination>(&v).ok())
+            .and_then(|v| serde_json::from_slice::<Nomination>(&v).ok())
         {
             let id = nomination.member_id();
             let member = members.iter().find(|m| Some(m.id()) == id);
             match member {
                 Some(_) if held == id => self.serve(None, id).await,
                 Some(m) if m.name().is_empty() => {
-                    if let Err(e) = wipe_data(&self.state_dir()) {
+                    if let Err(e) = wipe_data(self.state_dir()) {
                         self.warn_once(format!("cannot clear the etcd data directory: {e}"));
                     } else {
                         self.serve(Some(nomination.cluster.clone()), id).await;
@@ -485,15 +533,10 @@ impl Host {
     }
 
     /// The member id of the etcd this host serves, as that etcd says.
-    async fn own_member_id(&self) -> Option<u64> {
-        let url = self.cfg.client_urls.first()?;
-        let options = etcd_client::ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(1))
-            .with_timeout(Duration::from_secs(1));
-        let mut c = etcd_client::Client::connect([url], Some(options))
-            .await
-            .ok()?;
-        Some(c.status().await.ok()?.header()?.member_id())
+    async fn own_member_id(&mut self) -> Option<u64> {
+        let url = self.cfg.client_urls.first().cloned();
+        let answer = self.follower.probes.status(&[url]).await.pop()??;
+        Some(answer.header()?.member_id())
     }
 
     /// Start etcd: from the data directory (`join` none) or joining as a new member.
@@ -504,7 +547,9 @@ impl Host {
         match EtcdServer::start(cfg).await {
             Ok(server) => {
                 *self.server.lock().await = Some(server);
-                self.remember(id, None);
+                if id.is_some() {
+                    self.remember(Some(id), None);
+                }
                 self.warned = None;
                 tracing::info!(
                     "cluster: nominated: serving etcd as member {:x}{}",
@@ -525,14 +570,7 @@ impl Host {
         if let Some(server) = self.server.lock().await.take() {
             server.stop().await;
         }
-        match wipe_data(&self.state_dir()) {
-            Ok(()) => tracing::info!(
-                "cluster: unnominated: member {id:x} left the cluster; stopped etcd and \
-                 cleared its data; this host stays a client and a volunteer"
-            ),
-            Err(e) => tracing::warn!("cluster: clearing the etcd data directory: {e}"),
-        }
-        self.remember(None, None);
+        self.forget(id, "; stopped etcd");
         for url in &self.cfg.advertise_client_urls {
             self.follower.drop_endpoint(url).await;
         }
@@ -543,9 +581,7 @@ impl Host {
         let mut now = self.follower.follow(members).await;
         now.sort();
         now.dedup();
-        if !now.is_empty()
-            && Marker::read(&self.state_dir()).map(|m| m.endpoints) != Some(now.clone())
-        {
+        if !now.is_empty() {
             self.remember(None, Some(now));
         }
     }

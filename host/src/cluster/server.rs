@@ -165,7 +165,7 @@ fn marker_path(state_dir: &Path) -> PathBuf {
 /// directory it is and, for elastic membership, which member the data belongs to and
 /// where the cluster was last seen (a host that left the server set finds its cluster
 /// again from there, rather than bootstrapping a second one).
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Marker {
     /// homeostat's version that created it.
     pub created_by: String,
@@ -180,6 +180,15 @@ pub struct Marker {
 }
 
 impl Marker {
+    /// A new marker for `host`'s data directory, by this version of homeostat.
+    pub fn new(host: &str) -> Marker {
+        Marker {
+            created_by: format!("homeostat {}", env!("CARGO_PKG_VERSION")),
+            host: host.to_owned(),
+            ..Marker::default()
+        }
+    }
+
     /// The marker in `state_dir`, if there is one homeostat can read.
     pub fn read(state_dir: &Path) -> Option<Marker> {
         serde_json::from_slice(&std::fs::read(marker_path(state_dir)).ok()?).ok()
@@ -249,12 +258,7 @@ fn check_data_dir(cfg: &ServerConfig) -> Result<(), ServerError> {
         Err(_) => {
             std::fs::create_dir_all(&cfg.state_dir)
                 .map_err(|e| fail(format!("cannot create the state directory: {e}")))?;
-            let marker = Marker {
-                created_by: format!("homeostat {}", env!("CARGO_PKG_VERSION")),
-                host: cfg.name.clone(),
-                ..Marker::default()
-            };
-            marker
+            Marker::new(&cfg.name)
                 .write(&cfg.state_dir)
                 .map_err(|e| fail(format!("cannot write {}: {e}", cfg.marker().display())))
         }

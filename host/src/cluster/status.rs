@@ -10,8 +10,10 @@ use std::time::Duration;
 use etcd_client::{Client, ConnectOptions, GetOptions, MemberListResponse};
 use serde::Serialize;
 
-use super::membership::{self, CHOOSER, IDEAL_SIZE, NOMINATED, Nomination, VOLUNTEERS, Volunteer};
-use crate::world::{converged, unsegment};
+use super::membership::{
+    self, CHOOSER, IDEAL_SIZE, NOMINATED, Nomination, Probes, VOLUNTEERS, Volunteer, by_host,
+};
+use crate::world::converged;
 
 /// How long one request may take.
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -102,12 +104,7 @@ pub async fn set_ideal_size(
         .map_err(|e| fail(e.to_string()))?
         .kvs()
         .first()
-        .map(|kv| {
-            String::from_utf8_lossy(kv.value())
-                .trim()
-                .parse()
-                .unwrap_or(0)
-        })
+        .map(|kv| membership::parse_ideal_size(kv.value()).unwrap_or(0))
         .ok_or_else(|| {
             fail(format!(
                 "it is not a cluster homeostat formed (no {key}); start its first host with \
@@ -129,41 +126,26 @@ pub async fn read(endpoints: &[String], prefix: &str) -> Result<Status, StatusEr
     };
     let (client, listed) = connect_any(endpoints).await.map_err(fail)?;
     let cluster_id = listed.header().map_or(0, |h| h.cluster_id());
-    let mut leader_id = None;
-    let mut members = Vec::new();
-    for m in listed.members() {
-        // Ask each member itself: one that does not answer is unhealthy.
-        let answer = match m.client_urls().first() {
-            Some(url) => match Client::connect([url], Some(options())).await {
-                Ok(mut c) => tokio::time::timeout(TIMEOUT, c.status())
-                    .await
-                    .ok()
-                    .and_then(Result::ok),
-                Err(_) => None,
-            },
-            None => None,
-        };
-        if let Some(s) = &answer {
-            leader_id.get_or_insert(s.leader());
-        }
-        members.push((
-            m.id(),
-            Member {
-                name: m.name().to_owned(),
-                id: format!("{:x}", m.id()),
-                role: if m.is_learner() { "learner" } else { "voter" },
-                client_urls: m.client_urls().to_vec(),
-                peer_urls: m.peer_urls().to_vec(),
-                healthy: answer.is_some(),
-                leader: false,
-            },
-        ));
-    }
-    let members = members
-        .into_iter()
-        .map(|(id, mut m)| {
-            m.leader = leader_id == Some(id);
-            m
+    // Ask each member itself: one that does not answer is unhealthy.
+    let urls: Vec<Option<String>> = listed
+        .members()
+        .iter()
+        .map(|m| m.client_urls().first().cloned())
+        .collect();
+    let answers = Probes::with_timeout(TIMEOUT).status(&urls).await;
+    let leader_id = answers.iter().flatten().map(|s| s.leader()).next();
+    let members = listed
+        .members()
+        .iter()
+        .zip(&answers)
+        .map(|(m, answer)| Member {
+            name: m.name().to_owned(),
+            id: format!("{:x}", m.id()),
+            role: if m.is_learner() { "learner" } else { "voter" },
+            client_urls: m.client_urls().to_vec(),
+            peer_urls: m.peer_urls().to_vec(),
+            healthy: answer.is_some(),
+            leader: leader_id == Some(m.id()),
         })
         .collect();
     let list = |what: &'static str| {
@@ -185,33 +167,25 @@ pub async fn read(endpoints: &[String], prefix: &str) -> Result<Status, StatusEr
             )
         }
     };
-    let by_host = |entries: Vec<(String, Vec<u8>)>, what: &str| {
-        entries
-            .into_iter()
-            .map(|(k, v)| (unsegment(&k[what.len()..]), v))
-            .collect::<Vec<_>>()
-    };
-    let volunteers = by_host(list(VOLUNTEERS).await.map_err(fail)?, VOLUNTEERS)
+    let volunteers = by_host(list(VOLUNTEERS).await.map_err(fail)?, VOLUNTEERS);
+    let nominees = by_host::<Nomination>(list(NOMINATED).await.map_err(fail)?, NOMINATED)
         .into_iter()
-        .filter_map(|(h, v)| Some((h, serde_json::from_slice::<Volunteer>(&v).ok()?)))
+        .map(|(h, n)| (h, n.member))
         .collect();
-    let nominees = by_host(list(NOMINATED).await.map_err(fail)?, NOMINATED)
-        .into_iter()
-        .filter_map(|(h, v)| Some((h, serde_json::from_slice::<Nomination>(&v).ok()?.member)))
-        .collect();
-    let single = |what: &'static str| async move {
-        list(what)
+    let value = async |what: &str| {
+        client
+            .clone()
+            .get(format!("{prefix}{what}"), None)
             .await
-            .map(|e| e.into_iter().find(|(k, _)| k == what).map(|(_, v)| v))
+            .map(|r| r.kvs().first().map(|kv| kv.value().to_vec()))
+            .map_err(|e| fail(e.to_string()))
     };
-    let ideal_size = single(IDEAL_SIZE)
-        .await
-        .map_err(fail)?
-        .and_then(|v| String::from_utf8(v).ok()?.trim().parse().ok())
+    let ideal_size = value(IDEAL_SIZE)
+        .await?
+        .and_then(|v| membership::parse_ideal_size(&v))
         .unwrap_or(membership::DEFAULT_IDEAL_SIZE);
-    let chooser = single(CHOOSER)
-        .await
-        .map_err(fail)?
+    let chooser = value(CHOOSER)
+        .await?
         .map(|v| String::from_utf8_lossy(&v).into_owned());
     let hosts = list(converged::HOSTS).await.map_err(fail)?;
     let states = list(converged::CONVERGED).await.map_err(fail)?;

@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, DeleteOptions, GetOptions, PutOptions, WatchOptions};
+use etcd_client::{
+    Client, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn, TxnResponse, WatchOptions,
+};
 use tokio::sync::watch;
 
 use super::{Entry, Lifetime, WorldError};
@@ -121,15 +123,28 @@ impl EtcdWorld {
         format!("{}{key}", self.prefix)
     }
 
-    /// The World's key prefix in etcd (`/homeostat/` by default).
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// A handle on the connection, for what the World does not wrap (membership, the
-    /// chooser's election): clones share the connection and its endpoints.
+    /// A handle on the connection, for what the World does not wrap (the chooser's
+    /// membership changes): clones share the connection and its endpoints.
     pub fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// The etcd members (not linearizable in etcd 3.4: the member asked answers from
+    /// its own copy).
+    pub async fn members(&self) -> Result<Vec<etcd_client::Member>, WorldError> {
+        let listed = self
+            .unsent_again(|mut c| async move { c.member_list().await })
+            .await?;
+        Ok(listed.members().to_vec())
+    }
+
+    /// Run a transaction (keys in it are full keys: see [`EtcdWorld::full`]).
+    pub async fn txn(&self, txn: Txn) -> Result<TxnResponse, WorldError> {
+        self.unsent_again(|mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
     }
 
     /// The host's current lease (it changes when a lost lease is replaced).
