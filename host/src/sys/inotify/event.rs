@@ -12,6 +12,10 @@ pub(super) enum Change {
     Content,
     /// A directory appeared at the path.
     Appeared,
+    /// Something other than a directory appeared at the path: new content for the path
+    /// itself, and, when it is a symbolic link, perhaps a way to a directory for the paths
+    /// below it (a user replacing a directory of a managed path with a link).
+    Created,
     /// The path was removed or renamed away.
     Gone,
     /// The path was replaced, or something unknown happened to it.

@@ -287,7 +287,7 @@ fn classify(flags: ReadFlags) -> Option<Change> {
             if flags.contains(ReadFlags::ISDIR) {
                 Change::Appeared
             } else {
-                Change::Content
+                Change::Created
             }
         } else if flags.intersects(ReadFlags::MODIFY | ReadFlags::ATTRIB | ReadFlags::CLOSE_WRITE) {
             Change::Content

@@ -92,6 +92,9 @@ impl Shared {
     /// changes the directory structure someone depends on, tells the control thread.
     pub(super) fn collect(&self, path: &Path, change: Change, out: &mut Vec<Arc<Sub>>) {
         let structural = change != Change::Content;
+        // A new file, link or socket changes no directory of a recursive tree (links in
+        // trees are not followed); it matters to recursive ancestors as content only.
+        let tree = structural && change != Change::Created;
         let gone = matches!(change, Change::Gone | Change::Replaced);
         let start = out.len();
         let mut interested = false;
@@ -101,7 +104,8 @@ impl Shared {
             for lit in &literals {
                 if let Some(subs) = routes.exact.get(bytes(lit)) {
                     // A link or rename onto the path: it may be a subscriber's own.
-                    let own = matches!(change, Change::Content | Change::Replaced);
+                    let own =
+                        matches!(change, Change::Content | Change::Created | Change::Replaced);
                     out.extend(
                         subs.iter()
                             .filter(|s| !(own && s.echo.as_ref().is_some_and(|e| e.swallow())))
@@ -119,7 +123,7 @@ impl Shared {
                     for ancestor in lit.ancestors().skip(1) {
                         if let Some(subs) = routes.recursive.get(bytes(ancestor)) {
                             out.extend(subs.iter().cloned());
-                            interested |= structural;
+                            interested |= tree;
                         }
                     }
                 }

@@ -608,6 +608,32 @@ async fn parent_renamed_away() {
     p.assert_live(&env, &f, "4").await;
 }
 
+/// A directory on the way replaced by a symbolic link some time later (a user pointing a
+/// managed path elsewhere): the link's creation wakes, and the watch follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parent_replaced_by_a_link_later_wakes() {
+    let env = Env::new();
+    let d = env.path("d");
+    let f = d.join("f");
+    fs::create_dir(&d).unwrap();
+    fs::write(&f, "1").unwrap();
+    let mut p = probe(&env.hub, &f, false);
+
+    fs::rename(&d, env.path("d.old")).unwrap();
+    p.wake_seeing(false).await;
+    // Settled on the grandparent before the link appears.
+    env.barrier().await;
+    p.drain();
+    let elsewhere = env.path("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    fs::write(elsewhere.join("f"), "2").unwrap();
+    env.barrier().await;
+    p.drain();
+    std::os::unix::fs::symlink(&elsewhere, &d).unwrap();
+    p.wake_seeing(true).await;
+    p.assert_live(&env, &f, "3").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recursive_sees_new_nested_directories() {
     let env = Env::new();
