@@ -15,8 +15,9 @@
 //!   watches are reference-counted and removed with their last user.
 //! * **Missing paths.** A target whose parent (or several ancestors) does not exist yet is
 //!   anchored at its nearest existing ancestor directory. When a directory on the way appears
-//!   (or a symbolic link, which may lead to one), the anchor moves down (repeatedly, as deep as the file system now allows); when an anchor
-//!   directory disappears or is renamed away, it moves back up. After every move the subscriber is
+//!   (or a symbolic link, which may lead to one), the anchor moves down (repeatedly, as deep
+//!   as the file system now allows); when an anchor directory disappears or is renamed away,
+//!   it moves back up. After every move the subscriber is
 //!   woken once more, because the file system may have changed while no watch covered it.
 //! * **Recursive subscriptions** also watch the target directory and every directory below it
 //!   (one non-recursive watch each, shared with other subscribers); directories created or moved
