@@ -188,7 +188,10 @@ const BUILD_PACKAGES: &[(&str, &str)] = &[
 /// The svc suite runs a real `systemd --user` manager on its own session bus; the exec
 /// suite creates a user with `useradd`; the provision suite downloads with `curl` (TFTP
 /// and HTTP); the world suite runs real etcd servers (`etcd-server`) and reads them with
-/// `etcdctl` (`etcd-client`).
+/// `etcdctl` (`etcd-client`). The SSH harness (`tests/src/ssh.rs`) simulates remote hosts
+/// as real `sshd`s (`openssh-server`) in network namespaces made with `ip` (`iproute2`),
+/// with keys made by `ssh-keygen` and checked with the real `ssh` client
+/// (`openssh-client`).
 const TEST_PACKAGES: &[(&str, &str)] = &[
     ("etcd-server", "/usr/bin/etcd"),
     ("etcd-client", "/usr/bin/etcdctl"),
@@ -198,6 +201,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("passwd", "/usr/sbin/useradd"),
     ("curl", "/usr/bin/curl"),
     ("ca-certificates", "/etc/ssl/certs"),
+    ("openssh-server", "/usr/sbin/sshd"),
+    ("openssh-client", "/usr/bin/ssh-keygen"),
+    ("iproute2", "/usr/sbin/ip"),
 ];
 
 /// Install the missing `packages` with apt-get when running as root on a system that has
