@@ -8,9 +8,13 @@
 //! (what a plugin may use is still only what it declares). A test about grants passes its
 //! own `--grants FILE`.
 //!
+//! [`ssh`] simulates remote hosts: real `sshd`s in namespaces of their own.
+//!
 //! Waiting helpers poll what a test observes (a file's content, a log line) with a
 //! generous deadline; they never assert how fast something happened (speed lives in
 //! the benchmark).
+
+pub mod ssh;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
