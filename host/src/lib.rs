@@ -19,6 +19,7 @@ pub mod engine;
 pub mod graph;
 pub mod plan;
 pub mod plugin;
+pub mod remote;
 pub mod sys;
 pub mod watch;
 pub mod world;

@@ -84,6 +84,13 @@ impl PluginArgs {
             .map(|d| d.join("homeostat"))
     }
 
+    /// The grants file that is read: `--grants`, or the default one when it exists.
+    pub(super) fn grants_in_use(&self) -> Option<PathBuf> {
+        self.grants
+            .clone()
+            .or_else(|| crate::plugin::grants::default_path().filter(|p| p.is_file()))
+    }
+
     /// Start the runtime, whose plugins reach `sys`, and load every plugin.
     pub(super) fn load(&self, sys: &Services) -> anyhow::Result<(Runtime, Registry)> {
         // The parsers kept every value in its range, so these conversions cannot fail on

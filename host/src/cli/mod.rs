@@ -21,6 +21,7 @@ mod input;
 mod load;
 mod logging;
 mod plugin;
+mod remote;
 mod run;
 mod validate;
 mod world;

@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::input::GraphFileArgs;
 use super::load::PluginArgs;
+use super::remote::RemoteArgs;
 use super::world::WorldArgs;
 use crate::engine::{self, Plan, RunOptions, Settled, Shutdown, Stopped, Summary};
 use crate::graph::{GraphDoc, Meta};
@@ -40,8 +41,10 @@ use crate::world::converged;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The graph file (YAML).
-    graph: PathBuf,
+    /// The graph file (YAML); optional with --remote (this host then only serves the
+    /// World its remotes join).
+    #[arg(required_unless_present = "remotes")]
+    graph: Option<PathBuf>,
     /// Exit once every resource has been converged for N seconds (0, or 0.001 to 86400;
     /// fractions allowed): 0 when all are in their declared state, 1 when some failed.
     #[arg(long, value_name = "N", value_parser = converged_timeout)]
@@ -59,29 +62,70 @@ pub struct RunArgs {
     plugins: PluginArgs,
     #[command(flatten)]
     world: WorldArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
+    /// Stop (like a first SIGTERM) when standard input closes: remote execution runs
+    /// its hosts with it, so a lost SSH connection stops them.
+    #[arg(long, hide = true)]
+    exit_with_stdin: bool,
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let sys = Services::default();
     let (stop_tx, stop_rx) = watch::channel(Shutdown::Run);
     let engine_started = Arc::new(Mutex::new(false));
-    handle_signals(stop_tx, engine_started.clone(), sys.processes.clone())?;
+    handle_signals(
+        stop_tx,
+        engine_started.clone(),
+        sys.processes.clone(),
+        args.exit_with_stdin,
+    )?;
     let max_bytes = args.input.max_bytes();
+    // Remote graphs are read and their targets checked before anything is opened.
+    let remotes = if args.remote.any() {
+        args.world.serve_for_remotes();
+        Some(args.remote.targets(max_bytes, &args.world.hostname()?)?)
+    } else {
+        None
+    };
+    // Without a graph of its own (only --remote), this host runs an empty one: it serves
+    // the World and takes part in the fleet's converged state.
+    let _empty_graph;
+    let graph_path = match args.graph.clone() {
+        Some(p) => p,
+        None => {
+            let dir = tempfile::Builder::new()
+                .prefix("homeostat-fleet.")
+                .tempdir()?;
+            let path = dir.path().join("fleet.yaml");
+            std::fs::write(&path, "graph: fleet\n")?;
+            _empty_graph = dir;
+            path
+        }
+    };
+    args.graph = Some(graph_path.clone());
     let plan_cache = args
         .plugins
         .cache_dir()
-        .and_then(|dir| PlanCache::new(&dir, &args.graph));
+        .and_then(|dir| PlanCache::new(&dir, &graph_path));
     // Reading and parsing the graph (or reading its cached plan) needs no plugin: do it
     // while the plugins load.
     let parsing = std::thread::Builder::new()
         .name("homeostat-parse".into())
         .spawn({
-            let graph = args.graph.clone();
+            let graph = graph_path.clone();
             let plan_cache = plan_cache.clone();
             move || read_graph(&graph, max_bytes, plan_cache.as_ref())
         })?;
     // The World (the local store, or etcd: served here or joined) opens while the plugins
     // load.
+    let passed_on = PassedOn {
+        etcd_prefix: args.world.etcd_prefix().to_string(),
+        lease_ttl: args.world.lease_ttl(),
+        noop: args.noop,
+        converged_timeout: args.converged_timeout,
+        live_push: !args.no_reload,
+    };
     let opening = tokio::spawn(async move { args.world.open().await });
     let (_runtime, registry) = args.plugins.load(&sys)?;
     let registry = Arc::new(registry);
@@ -97,16 +141,39 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         sys.states.attach(&world).await?;
     }
     let _ = sys.world.set(world.clone());
+    let fleet = match remotes {
+        Some(targets) => match start_fleet(
+            &args.remote,
+            &args.plugins,
+            passed_on,
+            targets,
+            &registry,
+            &world,
+            &stop_rx,
+        )
+        .await
+        {
+            Ok(fleet) => Some(fleet),
+            Err(e) => {
+                opened.close(false).await;
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let read = match parsing.join() {
         Ok(read) => read,
         Err(panic) => std::panic::resume_unwind(panic),
     };
     let mut world_side = WorldSide::new(world.clone(), args.noop);
     let (text, plan, doc, cache_writer) =
-        match plan_graph(&args.graph, read, &registry, plan_cache, &mut world_side).await {
+        match plan_graph(&graph_path, read, &registry, plan_cache, &mut world_side).await {
             Ok(planned) => planned,
             Err(errors) => {
                 eprintln_in_order!("{errors}");
+                if let Some(fleet) = fleet {
+                    fleet.stop(false).await;
+                }
                 opened.close(false).await;
                 return Ok(ExitCode::FAILURE);
             }
@@ -122,7 +189,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (update_tx, update_rx) = mpsc::channel(1);
     let graph_source = source::start(
         source::Start {
-            path: args.graph.clone(),
+            path: graph_path.clone(),
             max_bytes,
             loaded: text.into_bytes(),
             doc,
@@ -158,17 +225,32 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let summary = engine.await?;
     drop(graph_source);
-    opened
-        .close(matches!(summary.stopped, Stopped::Settled(_)))
-        .await;
+    let settled = matches!(summary.stopped, Stopped::Settled(_));
+    // The remotes leave before the World they joined closes.
+    let hosts = match fleet {
+        Some(fleet) => Some(fleet.stop(settled).await),
+        None => None,
+    };
+    opened.close(settled).await;
     print_summary(&summary, args.noop);
+    let hosts_failed = match &hosts {
+        Some(results) => {
+            let failed = results.iter().filter(|r| !r.ok()).count();
+            eprintln_in_order!("remote hosts: {} ran, {failed} failed", results.len());
+            for line in crate::remote::fleet::summary_lines(results) {
+                eprintln_in_order!("{line}");
+            }
+            failed
+        }
+        None => 0,
+    };
     if let Some(writer) = cache_writer {
         // Long finished by now, unless the run was very short.
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     }
     Ok(match summary.stopped {
         Stopped::Cancelled => ExitCode::from(130),
-        _ if summary.failed > 0 => ExitCode::FAILURE,
+        _ if summary.failed > 0 || hosts_failed > 0 => ExitCode::FAILURE,
         _ if args.noop && summary.pending > 0 => ExitCode::from(2),
         _ => ExitCode::SUCCESS,
     })
@@ -182,11 +264,18 @@ fn handle_signals(
     stop_tx: watch::Sender<Shutdown>,
     engine_started: Arc<Mutex<bool>>,
     processes: Processes,
+    exit_with_stdin: bool,
 ) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     tokio::spawn(async move {
-        tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} }
+        tokio::select! {
+            _ = sigint.recv() => {},
+            _ = sigterm.recv() => {},
+            _ = stdin_closed(), if exit_with_stdin => {
+                tracing::info!("standard input closed (--exit-with-stdin)");
+            }
+        }
         {
             let started = engine_started
                 .lock()
@@ -219,6 +308,104 @@ fn handle_signals(
         std::process::exit(130);
     });
     Ok(())
+}
+
+/// Resolves when standard input reaches its end (or cannot be read).
+async fn stdin_closed() {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 512];
+    while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+}
+
+/// The remote hosts' runs, in the background of this host's own.
+struct Fleet {
+    task: tokio::task::JoinHandle<Vec<crate::remote::HostResult>>,
+    stop: watch::Sender<bool>,
+    /// How long hosts get to end by themselves after a cluster-wide converge.
+    linger: Duration,
+}
+
+impl Fleet {
+    /// After this host's run: once it `settled` (cluster-wide, with --converged-timeout)
+    /// the remotes end by themselves, so wait for them a while; otherwise, or after
+    /// that, stop them.
+    async fn stop(self, settled: bool) -> Vec<crate::remote::HostResult> {
+        let mut task = self.task;
+        if settled && let Ok(done) = tokio::time::timeout(self.linger, &mut task).await {
+            return done.unwrap_or_default();
+        }
+        self.stop.send_replace(true);
+        task.await.unwrap_or_default()
+    }
+}
+
+/// What this run passes on to its remote hosts' runs.
+struct PassedOn {
+    etcd_prefix: String,
+    lease_ttl: u64,
+    noop: bool,
+    converged_timeout: Option<Duration>,
+    live_push: bool,
+}
+
+/// Starts the remote hosts' runs: the payload is hashed, the World's etcd is where
+/// their tunnels lead, and this run's stop (a signal) stops them.
+async fn start_fleet(
+    remote: &RemoteArgs,
+    plugins: &PluginArgs,
+    passed_on: PassedOn,
+    targets: Vec<(crate::remote::Target, GraphDoc)>,
+    registry: &Registry,
+    world: &crate::world::World,
+    stop_rx: &watch::Receiver<Shutdown>,
+) -> anyhow::Result<Fleet> {
+    let crate::world::World::Etcd(etcd) = world else {
+        anyhow::bail!("--remote needs this host's World on etcd (it serves one by default)");
+    };
+    let endpoint = etcd
+        .endpoints()
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .to_string();
+    let docs: Vec<&GraphDoc> = targets.iter().map(|(_, d)| d).collect();
+    let payload = remote.payload(&docs, registry, plugins).await?;
+    let (stop, fleet_stop) = watch::channel(false);
+    let mut shutdown = stop_rx.clone();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        if shutdown.wait_for(|s| *s != Shutdown::Run).await.is_ok() {
+            on_signal.send_replace(true);
+        }
+    });
+    let opts = crate::remote::FleetOptions {
+        ssh: remote.ssh(),
+        cconns: remote.cconns(),
+        caching: remote.caching(),
+        payload: Arc::new(payload),
+        etcd: endpoint,
+        etcd_prefix: passed_on.etcd_prefix,
+        noop: passed_on.noop,
+        converged_timeout: passed_on.converged_timeout,
+        lease_ttl: passed_on.lease_ttl,
+        live_push: passed_on.live_push,
+        print: Arc::new(|line: &str| eprintln_in_order!("{line}")),
+    };
+    let targets = targets.into_iter().map(|(t, _)| t).collect();
+    let task = tokio::spawn(crate::remote::fleet::run(
+        targets,
+        opts,
+        world.clone(),
+        fleet_stop,
+    ));
+    Ok(Fleet {
+        task,
+        stop,
+        linger: Duration::from_secs(passed_on.lease_ttl * 2 + 10),
+    })
 }
 
 /// Parses `--converged-timeout`: seconds from 0 to one day, fractions allowed. NaN,

@@ -81,6 +81,11 @@ pub(super) struct WorldArgs {
     /// Never serve etcd (a client of --seeds).
     #[arg(long)]
     no_server: bool,
+    /// Send requests only to --seeds, never to the members' own client URLs: the seeds
+    /// are a tunnel or a proxy, and the members are not reachable from here (remote
+    /// execution runs its hosts with it).
+    #[arg(long, requires = "no_server")]
+    seeds_only: bool,
     /// The prefix of every key homeostat writes in etcd.
     #[arg(long, value_name = "PREFIX", default_value = DEFAULT_ETCD_PREFIX)]
     etcd_prefix: String,
@@ -141,6 +146,28 @@ fn system_hostname() -> String {
 }
 
 impl WorldArgs {
+    /// `--remote` needs this host's World on etcd for the remotes to join: without any
+    /// cluster flag, serve a one-member etcd on the default URLs.
+    pub(super) fn serve_for_remotes(&mut self) {
+        let clustered = !self.seeds.is_empty()
+            || !self.client_urls.is_empty()
+            || !self.server_urls.is_empty()
+            || self.ideal_cluster_size.is_some();
+        if !clustered {
+            self.client_urls = vec![DEFAULT_CLIENT_URL.to_string()];
+            self.server_urls = vec![DEFAULT_SERVER_URL.to_string()];
+        }
+    }
+
+    /// The key prefix and lease TTL the remotes are given.
+    pub(super) fn etcd_prefix(&self) -> &str {
+        &self.etcd_prefix
+    }
+
+    pub(super) fn lease_ttl(&self) -> u64 {
+        self.lease_ttl
+    }
+
     /// The state directory the flags name.
     fn state_dir(&self) -> anyhow::Result<PathBuf> {
         if let Some(p) = &self.prefix {
@@ -156,7 +183,7 @@ impl WorldArgs {
             .context("no state directory: set --prefix (or HOME)")
     }
 
-    fn hostname(&self) -> anyhow::Result<String> {
+    pub(super) fn hostname(&self) -> anyhow::Result<String> {
         let name = self.hostname.clone().unwrap_or_else(system_hostname);
         if name.is_empty() || name.contains(['/', '=', ',']) || name.chars().any(char::is_control) {
             bail!(
@@ -218,11 +245,12 @@ impl WorldArgs {
         let ttl = Duration::from_secs(self.lease_ttl);
         if !may_serve && !self.seeds.is_empty() {
             let etcd = connect(&hostname, &self.seeds, &self.etcd_prefix, ttl).await;
-            let follower = tokio::spawn(Follower::new(etcd.clone()).run());
+            let follower =
+                (!self.seeds_only).then(|| tokio::spawn(Follower::new(etcd.clone()).run()));
             return Ok(Opened {
                 world: World::Etcd(etcd),
                 membership: None,
-                follower: Some(follower),
+                follower,
                 lease_ttl: ttl,
                 _tmp: tmp,
             });

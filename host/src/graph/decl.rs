@@ -265,4 +265,7 @@ pub struct GraphDoc {
     pub collect: Vec<CollectDecl>,
     /// Where each kind's key under `resources:` is.
     pub kind_locs: BTreeMap<String, Location>,
+    /// The `remote:` target (`ssh://user@host:port`, mgmt's key) and where it is: used by
+    /// `homeostat run --remote` on the initiator, ignored where the graph runs.
+    pub remote: Option<(String, Location)>,
 }

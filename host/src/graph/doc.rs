@@ -15,7 +15,14 @@ use super::error::{GraphError, GraphErrors, Location};
 use super::suggest::did_you_mean;
 use super::yaml::{self, Entry, Node, Pos, Val};
 
-const TOP_KEYS: &[&str] = &["graph", "comment", "resources", "edges", "collect"];
+const TOP_KEYS: &[&str] = &[
+    "graph",
+    "comment",
+    "resources",
+    "edges",
+    "collect",
+    "remote",
+];
 const EDGE_KEYS: &[&str] = &["name", "from", "to", "notify", "send"];
 const ENDPOINT_KEYS: &[&str] = &["kind", "name"];
 const COLLECT_KEYS: &[&str] = &["kind", "pattern", "purge"];
@@ -95,6 +102,7 @@ pub fn parse(path: &Path, text: &str) -> Result<GraphDoc, GraphErrors> {
         edges: Vec::new(),
         collect: Vec::new(),
         kind_locs: BTreeMap::new(),
+        remote: None,
     };
     cx.top(loaded.root, &mut doc);
     GraphErrors::check(cx.errors).map(|()| doc)
@@ -318,11 +326,12 @@ impl Cx {
                         }
                     }
                 }
-                "remote" => self.invalid(
-                    e.key_pos,
-                    "`remote` (mgmt's obsolete per-graph SSH target) is not supported; \
-                     pass the target to `homeostat run --remote` instead",
-                ),
+                "remote" => {
+                    let loc = self.loc(e.value.pos);
+                    if let Some(url) = self.string(e.value, "`remote` (an ssh:// URL)") {
+                        doc.remote = Some((url, loc));
+                    }
+                }
                 _ => self.unknown_key(&e, "the graph file", TOP_KEYS),
             }
         }

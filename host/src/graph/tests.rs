@@ -438,8 +438,8 @@ fn structural_errors() {
             "graph.yaml:4:28: param `x`: inf cannot be passed",
         ),
         (
-            "graph: g\nremote: ssh://x\n",
-            "graph.yaml:2:1: `remote` (mgmt's obsolete",
+            "graph: g\nremote: 22\n",
+            "graph.yaml:2:9: `remote` (an ssh:// URL) must be a string, found",
         ),
         (
             "graph: g\n---\ngraph: h\n",

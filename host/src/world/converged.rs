@@ -49,7 +49,15 @@ impl HostState {
 /// Say that this host is alive (and busy: it has not converged yet).
 pub async fn announce(world: &World) -> Result<(), WorldError> {
     let me = segment(world.hostname()).into_owned();
-    if let Some(other) = world.get(&format!("{HOSTS}{me}")).await? {
+    // A remote-execution initiator holds the place of a host it is setting up
+    // (`{"pending": true}`): that is this host, not another.
+    let pending = |about: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(about)
+            .is_ok_and(|v| v.get("pending") == Some(&serde_json::Value::Bool(true)))
+    };
+    if let Some(other) = world.get(&format!("{HOSTS}{me}")).await?
+        && !pending(&other)
+    {
         // Another live host with this name, or this host's previous run whose lease has
         // not expired yet (it was killed): both write the same keys.
         tracing::warn!(

@@ -1,0 +1,455 @@
+//! Running graphs on remote hosts: per host, connect, copy ([`super::transfer`]), open
+//! the reverse tunnel to the initiator's etcd, start `homeostat run` there, stream its
+//! log back prefixed with the host, push graph edits, and stop it.
+//!
+//! **Concurrency.** At most `--cconns` hosts are being connected to and copied to at
+//! once; a host whose graph runs no longer counts (its connection only carries log lines,
+//! live pushes and the tunnel). An unreachable or failing host is reported within the
+//! connect timeout and never delays the others.
+//!
+//! **Converged.** Before a host is connected to, the initiator announces it in the World
+//! as a live, busy host (on the initiator's lease): a cluster-wide converged exit waits
+//! for hosts that are still being set up, instead of ending before they join. The
+//! remote's own announcement replaces it; a host that fails is withdrawn.
+//!
+//! **Stopping.** The remote homeostat runs with `--exit-with-stdin`: closing its input
+//! (the initiator stops it, or the SSH connection is lost) stops it like a first SIGTERM.
+//! If it has not ended after [`STOP_GRACE`], it is killed (`kill -KILL` of the pid it
+//! printed first). With `--no-caching` its directory is then removed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use russh::ChannelMsg;
+use tokio::sync::{Semaphore, watch};
+
+use super::ssh::{self, SshOptions, quote};
+use super::target::Target;
+use super::transfer::{self, Payload, Placed};
+use crate::sys::inotify::WatchHub;
+use crate::world::converged::{CONVERGED, HOSTS, HostState};
+use crate::world::{Lifetime, World, segment};
+
+/// How long a remote homeostat gets to stop after its input closed before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Prints one line of output (the CLI keeps it in order with its own log).
+pub type Printer = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// What the fleet needs besides the targets.
+pub struct FleetOptions {
+    pub ssh: SshOptions,
+    /// `--cconns`.
+    pub cconns: usize,
+    pub caching: bool,
+    pub payload: Arc<Payload>,
+    /// `host:port` of the etcd the tunnels lead to.
+    pub etcd: String,
+    /// The World's key prefix, passed on (`--etcd-prefix`).
+    pub etcd_prefix: String,
+    /// Passed on to every remote run.
+    pub noop: bool,
+    pub converged_timeout: Option<Duration>,
+    pub lease_ttl: u64,
+    /// Push graph edits (off with `--no-reload`).
+    pub live_push: bool,
+    pub print: Printer,
+}
+
+/// How one host's run ended.
+#[derive(Debug, Clone)]
+pub struct HostResult {
+    pub host: String,
+    /// Its homeostat's exit code (`None`: it never ran, or was killed).
+    pub exit: Option<u32>,
+    /// Why it failed before or while running.
+    pub error: Option<String>,
+    /// Its closing summary line (`converged after ...`), when it printed one.
+    pub summary: Option<String>,
+    /// Bytes of files sent to it.
+    pub bytes_sent: u64,
+    /// Connect, copy and start, until its graph ran.
+    pub setup: Duration,
+}
+
+impl HostResult {
+    pub fn ok(&self) -> bool {
+        self.error.is_none() && self.exit == Some(0)
+    }
+}
+
+/// Runs every target until each remote homeostat has ended: by itself (converged), or
+/// because `stop` turned true. Returns one result per target, in order.
+pub async fn run(
+    targets: Vec<Target>,
+    opts: FleetOptions,
+    world: World,
+    stop: watch::Receiver<bool>,
+) -> Vec<HostResult> {
+    let opts = Arc::new(opts);
+    let gate = Arc::new(Semaphore::new(opts.cconns.max(1)));
+    let hub = if opts.live_push {
+        match WatchHub::new() {
+            Ok(hub) => Some(hub),
+            Err(e) => {
+                tracing::warn!("graph files are not watched (no live push): {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    for t in &targets {
+        hold_place(&world, &t.hostname).await;
+    }
+    let tasks: Vec<_> = targets
+        .into_iter()
+        .map(|target| {
+            let opts = opts.clone();
+            let gate = gate.clone();
+            let world = world.clone();
+            let stop = stop.clone();
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                let host = target.hostname.clone();
+                let started = Instant::now();
+                let mut result = HostResult {
+                    host: host.clone(),
+                    exit: None,
+                    error: None,
+                    summary: None,
+                    bytes_sent: 0,
+                    setup: Duration::ZERO,
+                };
+                if let Err(e) =
+                    run_host(&target, &opts, gate, stop, hub, &mut result, started).await
+                {
+                    (opts.print)(&format!("{host}: error: {e}"));
+                    result.error = Some(e);
+                    withdraw(&world, &host).await;
+                }
+                result
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for task in tasks {
+        match task.await {
+            Ok(r) => out.push(r),
+            Err(e) => out.push(HostResult {
+                host: "?".into(),
+                exit: None,
+                error: Some(format!("remote task failed: {e}")),
+                summary: None,
+                bytes_sent: 0,
+                setup: Duration::ZERO,
+            }),
+        }
+    }
+    out
+}
+
+/// Announces `host` as live and busy until its own homeostat announces itself.
+async fn hold_place(world: &World, host: &str) {
+    let about = serde_json::json!({ "pending": true, "by": world.hostname() }).to_string();
+    let h = segment(host);
+    let _ = world
+        .put(&format!("{HOSTS}{h}"), about.as_bytes(), Lifetime::Leased)
+        .await;
+    let _ = world
+        .put(
+            &format!("{CONVERGED}{h}"),
+            HostState::Busy.as_str().as_bytes(),
+            Lifetime::Leased,
+        )
+        .await;
+}
+
+/// Withdraws a host that will not run (or has ended) from the live hosts.
+async fn withdraw(world: &World, host: &str) {
+    let h = segment(host);
+    let _ = world.delete(&format!("{HOSTS}{h}")).await;
+    let _ = world.delete(&format!("{CONVERGED}{h}")).await;
+}
+
+async fn run_host(
+    target: &Target,
+    opts: &FleetOptions,
+    gate: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+    hub: Option<WatchHub>,
+    result: &mut HostResult,
+    started: Instant,
+) -> Result<(), String> {
+    let host = target.hostname.as_str();
+    let permit = tokio::select! {
+        p = gate.acquire_owned() => p.map_err(|e| e.to_string())?,
+        _ = stopped(&mut stop) => return Err("stopped before it was reached".into()),
+    };
+    let graph = std::fs::read(&target.graph)
+        .map_err(|e| format!("cannot read {}: {e}", target.graph.display()))?;
+    let conn = tokio::select! {
+        c = ssh::connect(&target.url, &opts.ssh) => c?,
+        _ = stopped(&mut stop) => return Err("stopped while connecting".into()),
+    };
+    let sftp = conn.sftp().await?;
+    let placed =
+        match transfer::place(&conn, &sftp, host, &opts.payload, &graph, opts.caching).await {
+            Ok(p) => p,
+            Err(e) => {
+                conn.close().await;
+                return Err(e);
+            }
+        };
+    result.bytes_sent = placed.bytes_sent;
+    let outcome = async {
+        let port = conn.reverse_forward(opts.etcd.clone()).await?;
+        let command = command(host, &placed, port, opts);
+        tracing::debug!("{host}: {command}");
+        let mut channel = conn.session().await?;
+        channel
+            .exec(true, command.as_str())
+            .await
+            .map_err(|e| format!("cannot start homeostat: {e}"))?;
+        result.setup = started.elapsed();
+        drop(permit);
+        tracing::info!(
+            "{host}: running {} ({} bytes sent, set up in {:.2?})",
+            target.graph.display(),
+            placed.bytes_sent,
+            result.setup
+        );
+        // Live push: graph saves wake this; the copy goes through the same SFTP session.
+        let (edits_tx, mut edits) = tokio::sync::mpsc::channel::<()>(1);
+        let _watch = hub.as_ref().and_then(|hub| {
+            let waker: crate::sys::waker::Waker = Arc::new(move || {
+                let _ = edits_tx.try_send(());
+            });
+            hub.subscribe(&target.graph, false, waker).ok()
+        });
+        let mut last_pushed = graph.clone();
+        let mut lines = LineSplitter::default();
+        let mut pid: Option<u32> = None;
+        let mut stopping: Option<tokio::time::Instant> = None;
+        loop {
+            let deadline = stopping.map(|t| t + STOP_GRACE);
+            tokio::select! {
+                msg = channel.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) | Some(ChannelMsg::ExtendedData { data, .. }) => {
+                        for line in lines.push(&data) {
+                            if pid.is_none() && let Ok(p) = line.trim().parse::<u32>() {
+                                pid = Some(p);
+                                continue;
+                            }
+                            if is_summary(&line) {
+                                result.summary = Some(line.clone());
+                            }
+                            (opts.print)(&format!("{host} | {line}"));
+                        }
+                    }
+                    Some(ChannelMsg::ExitStatus { exit_status }) => result.exit = Some(exit_status),
+                    Some(_) => {}
+                    None => break,
+                },
+                Some(()) = edits.recv() => {
+                    let Ok(text) = std::fs::read(&target.graph) else { continue };
+                    if text == last_pushed { continue }
+                    match transfer::replace_file(&conn, &sftp, &placed.graph, &text).await {
+                        Ok(_) => {
+                            tracing::info!(
+                                "{host}: copied over new graph definition ({} bytes)",
+                                text.len()
+                            );
+                            last_pushed = text;
+                        }
+                        Err(e) => tracing::warn!("{host}: live push failed: {e}"),
+                    }
+                }
+                _ = stopped(&mut stop), if stopping.is_none() => {
+                    stopping = Some(tokio::time::Instant::now());
+                    let _ = channel.eof().await;
+                }
+                _ = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    tracing::warn!(
+                        "{host}: homeostat did not stop within {STOP_GRACE:?}; killing it"
+                    );
+                    if let Some(p) = pid {
+                        let _ = conn.output(&format!("kill -KILL {p}")).await;
+                    }
+                    stopping = Some(tokio::time::Instant::now() + STOP_GRACE * 100);
+                    let _ = channel.close().await;
+                }
+            }
+        }
+        if let Some(rest) = lines.rest() {
+            (opts.print)(&format!("{host} | {rest}"));
+        }
+        Ok::<(), String>(())
+    }
+    .await;
+    transfer::clean(&conn, &placed).await;
+    conn.close().await;
+    outcome?;
+    match result.exit {
+        Some(0) => Ok(()),
+        Some(code) => Err(format!("homeostat exited {code}")),
+        None => Err(
+            "homeostat ended without an exit status (killed, or the connection was lost)".into(),
+        ),
+    }
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// The remote command: print the shell's pid (homeostat's, after `exec`), then run.
+fn command(host: &str, placed: &Placed, port: u16, opts: &FleetOptions) -> String {
+    let mut args: Vec<String> = vec![
+        placed.binary.clone(),
+        "run".into(),
+        "--hostname".into(),
+        host.into(),
+        "--no-server".into(),
+        "--seeds".into(),
+        format!("http://127.0.0.1:{port}"),
+        "--seeds-only".into(),
+        "--etcd-prefix".into(),
+        opts.etcd_prefix.clone(),
+        "--lease-ttl".into(),
+        opts.lease_ttl.to_string(),
+        "--prefix".into(),
+        format!("{}/state", placed.run_dir),
+        "--exit-with-stdin".into(),
+    ];
+    if opts.noop {
+        args.push("--noop".into());
+    }
+    if let Some(t) = opts.converged_timeout {
+        args.push("--converged-timeout".into());
+        args.push(format!("{}", t.as_secs_f64()));
+    }
+    if let Some(dir) = &placed.plugin_dir {
+        args.push("--plugin-dir".into());
+        args.push(dir.clone());
+    }
+    if let Some(grants) = &placed.grants {
+        args.push("--grants".into());
+        args.push(grants.clone());
+    }
+    args.push(placed.graph.clone());
+    let quoted: Vec<String> = args.iter().map(|a| quote(a)).collect();
+    format!("echo $$; exec {} 2>&1", quoted.join(" "))
+}
+
+/// The remote's closing line (`converged after 1.02s: ...`, `stopped after ...`).
+fn is_summary(line: &str) -> bool {
+    [
+        "converged after ",
+        "stopped after ",
+        "settled with failures after ",
+        "cancelled after ",
+    ]
+    .iter()
+    .any(|p| line.starts_with(p))
+}
+
+/// Splits a byte stream into lines (invalid UTF-8 replaced).
+#[derive(Default)]
+struct LineSplitter {
+    partial: Vec<u8>,
+}
+
+impl LineSplitter {
+    fn push(&mut self, data: &[u8]) -> Vec<String> {
+        self.partial.extend_from_slice(data);
+        let mut out = Vec::new();
+        while let Some(i) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=i).collect();
+            out.push(String::from_utf8_lossy(&line[..i]).into_owned());
+        }
+        out
+    }
+
+    fn rest(&mut self) -> Option<String> {
+        (!self.partial.is_empty())
+            .then(|| String::from_utf8_lossy(&std::mem::take(&mut self.partial)).into_owned())
+    }
+}
+
+/// Each host's result, for the initiator's summary.
+pub fn summary_lines(results: &[HostResult]) -> Vec<String> {
+    let mut by_host: BTreeMap<&str, &HostResult> = BTreeMap::new();
+    for r in results {
+        by_host.insert(&r.host, r);
+    }
+    by_host
+        .values()
+        .map(|r| {
+            let what = match (&r.error, &r.summary) {
+                (Some(e), _) => format!("failed: {}", e.lines().next().unwrap_or_default()),
+                (None, Some(s)) => s.clone(),
+                (None, None) => format!("exit {}", r.exit.map_or("?".into(), |c| c.to_string())),
+            };
+            format!(
+                "  {}: {what} ({:.1} MB sent)",
+                r.host,
+                r.bytes_sent as f64 / 1e6
+            )
+        })
+        .collect()
+}
+
+/// The `--remote` graph files, read and parsed (for their targets) before anything runs.
+pub fn parse_graphs(
+    files: &[PathBuf],
+    max_bytes: u64,
+) -> Result<Vec<(PathBuf, crate::graph::GraphDoc)>, String> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        match crate::plan::read(f, max_bytes).and_then(|text| crate::plan::parse_text(f, &text)) {
+            Ok(doc) => out.push((f.clone(), doc)),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_split_across_chunks() {
+        let mut s = LineSplitter::default();
+        assert!(s.push(b"12").is_empty());
+        assert_eq!(s.push(b"34\nab"), vec!["1234".to_string()]);
+        assert_eq!(s.push(b"c\n\nd"), vec!["abc".to_string(), String::new()]);
+        assert_eq!(s.rest().as_deref(), Some("d"));
+        assert_eq!(s.rest(), None);
+    }
+
+    #[test]
+    fn summaries_are_recognised() {
+        assert!(is_summary(
+            "converged after 0.31s: 3 resources, 3 changes, 0 failed"
+        ));
+        assert!(is_summary(
+            "stopped after 4.98s: 1 resources, 1 changes, 1 failed"
+        ));
+        assert!(!is_summary("2026-12-07T04:09:49Z INFO converged"));
+    }
+}

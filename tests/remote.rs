@@ -1,0 +1,415 @@
+//! Remote execution end to end (docs/remote.md): the real binary as initiator, real
+//! OpenSSH servers as remote hosts, each in namespaces of its own ([`homeostat_tests::ssh`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use homeostat_tests::ssh::{ClientKeys, KeyKind, SshHost, skip_reason};
+use homeostat_tests::{Running, free_port, loopback_url, wait_for, write_graph};
+
+/// The binary shipped to the hosts: the test build without its debug information
+/// (a tenth of the size; `strip` comes with the linker's binutils).
+fn shipped_binary() -> &'static Path {
+    static STRIPPED: OnceLock<PathBuf> = OnceLock::new();
+    STRIPPED.get_or_init(|| {
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("homeostat-stripped");
+        let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+        let status = std::process::Command::new("strip")
+            .arg("-o")
+            .arg(&tmp)
+            .arg(homeostat_tests::binary())
+            .status()
+            .expect("strip (binutils) runs");
+        assert!(status.success(), "strip failed");
+        std::fs::rename(&tmp, &out).unwrap();
+        out
+    })
+}
+
+/// One test's initiator side: keys, known hosts, the etcd URLs it serves.
+struct Initiator {
+    dir: tempfile::TempDir,
+    keys: ClientKeys,
+    client_url: String,
+    server_url: String,
+}
+
+impl Initiator {
+    fn new() -> Initiator {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ClientKeys::new(dir.path());
+        Initiator {
+            keys,
+            client_url: loopback_url(free_port()),
+            server_url: loopback_url(free_port()),
+            dir,
+        }
+    }
+
+    fn host(&self, name: &str) -> SshHost {
+        let host = SshHost::start(name, &[self.keys.pub_line(KeyKind::Ed25519)]);
+        self.keys.add_known_host(&host);
+        host
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("HOME".into(), self.keys.home().display().to_string()),
+            ("SSH_AUTH_SOCK".into(), String::new()),
+        ]
+    }
+
+    /// `homeostat run LOCAL --remote G... ARGS` with this initiator's etcd and keys.
+    fn run(&self, remotes: &[&Path], extra: &[&str]) -> Running {
+        let local = write_graph(self.dir.path(), "local.yaml", "graph: initiator\n");
+        let mut args: Vec<String> = Vec::new();
+        for r in remotes {
+            args.push("--remote".into());
+            args.push(r.display().to_string());
+        }
+        for a in [
+            "--client-urls",
+            &self.client_url,
+            "--server-urls",
+            &self.server_url,
+            "--lease-ttl",
+            "2",
+        ] {
+            args.push(a.to_string());
+        }
+        if !extra.contains(&"--remote-binary") {
+            args.push("--remote-binary".into());
+            args.push(shipped_binary().display().to_string());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Running::start_env(&local, &args, &self.env())
+    }
+}
+
+/// The seed's remote2a/remote2b graph for `host`: its own file, one export, and every
+/// export collected into `/tmp/collected/`.
+fn seed_graph(dir: &Path, host: &SshHost, name: &str) -> PathBuf {
+    write_graph(
+        dir,
+        &format!("{name}.yaml"),
+        &format!(
+            "graph: {name}\nremote: ssh://root@{ip}:22\nresources:\n  file:\n  \
+             - name: own\n    path: /tmp/{name}\n    content: \"i am {name}\\n\"\n  \
+             - name: collected\n    path: /tmp/collected/\n  \
+             - name: \"@@{name}\"\n    path: /srv/{name}\n    content: \"exported by {name}\\n\"\n\
+             collect:\n- kind: file\n  pattern: /tmp/collected/\n",
+            ip = host.ip()
+        ),
+    )
+}
+
+fn read_in(host: &SshHost, path: &str) -> Option<String> {
+    std::fs::read_to_string(host.path(Path::new(path))).ok()
+}
+
+fn wait_in(host: &SshHost, path: &str, want: &str) {
+    wait_for(|| (read_in(host, path).as_deref() == Some(want)).then_some(())).unwrap_or_else(
+        || {
+            panic!(
+                "{} on {}: {:?}, want {want:?}",
+                path,
+                host.name(),
+                read_in(host, path)
+            )
+        },
+    );
+}
+
+macro_rules! skip_unless_ready {
+    () => {
+        if let Some(why) = skip_reason() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+/// The seed's example: two hosts, each writes its own file, exports one and collects
+/// every export; the initiator exits 0 once the whole fleet has converged, and nothing
+/// of homeostat is left running on either host.
+#[test]
+fn two_hosts_export_and_collect_through_the_tunnel_and_exit_converged() {
+    skip_unless_ready!();
+    let init = Initiator::new();
+    let a = init.host("remote2a");
+    let b = init.host("remote2b");
+    let ga = seed_graph(init.dir.path(), &a, "remote2a");
+    let gb = seed_graph(init.dir.path(), &b, "remote2b");
+    let mut run = init.run(&[&ga, &gb], &["--converged-timeout", "1"]);
+    let status = run.wait_exit();
+    let log = run.log().join("\n");
+    assert!(status.success(), "{log}");
+    for h in [&a, &b] {
+        let own = if h.name() == "remote2a" {
+            "remote2a"
+        } else {
+            "remote2b"
+        };
+        assert_eq!(
+            read_in(h, &format!("/tmp/{own}")).as_deref(),
+            Some(format!("i am {own}\n").as_str())
+        );
+        for from in ["remote2a", "remote2b"] {
+            assert_eq!(
+                read_in(h, &format!("/tmp/collected/{from}")).as_deref(),
+                Some(format!("exported by {from}\n").as_str()),
+                "{} collected {from}\n{log}",
+                h.name()
+            );
+        }
+        assert!(
+            h.pids().is_empty(),
+            "left running on {}: {:?}",
+            h.name(),
+            h.pids()
+        );
+    }
+    assert!(log.contains("remote hosts: 2 ran, 0 failed"), "{log}");
+    assert!(
+        log.contains(&format!("{} | ", a.ip())),
+        "log lines come prefixed: {log}"
+    );
+}
+
+/// A second run finds the binary in the cache (no binary bytes sent); `--no-caching`
+/// copies into a temporary directory and removes it.
+#[test]
+fn the_cache_skips_the_binary_and_no_caching_leaves_nothing() {
+    skip_unless_ready!();
+    let init = Initiator::new();
+    let h = init.host("cachehost");
+    let g = write_graph(
+        init.dir.path(),
+        "g.yaml",
+        &format!(
+            "graph: g\nremote: ssh://root@{}\nresources:\n  file:\n  - name: f\n    path: /tmp/f\n    content: \"x\\n\"\n",
+            h.ip()
+        ),
+    );
+    let sent = |run: &Running| -> String {
+        run.log()
+            .into_iter()
+            .find(|l| l.contains("bytes sent, set up in"))
+            .expect("a set-up line")
+    };
+    let mut first = init.run(&[&g], &["--converged-timeout", "0.5"]);
+    assert!(first.wait_exit().success(), "{}", first.log().join("\n"));
+    let first_sent = sent(&first);
+    let mut second = init.run(&[&g], &["--converged-timeout", "0.5"]);
+    assert!(second.wait_exit().success(), "{}", second.log().join("\n"));
+    let second_sent = sent(&second);
+    let bytes = |line: &str| -> u64 {
+        let at = line.find(" bytes sent").unwrap();
+        line[..at].rsplit('(').next().unwrap().parse().unwrap()
+    };
+    let size = std::fs::metadata(shipped_binary()).unwrap().len();
+    assert!(bytes(&first_sent) >= size, "{first_sent}");
+    assert!(
+        bytes(&second_sent) < 4096,
+        "cache hit sends only the graph: {second_sent}"
+    );
+    let cache = h.exec("ls /var/lib/homeostat/remote/cache | wc -l");
+    assert_eq!(String::from_utf8_lossy(&cache.stdout).trim(), "1");
+
+    let mut fresh = init.run(&[&g], &["--converged-timeout", "0.5", "--no-caching"]);
+    assert!(fresh.wait_exit().success(), "{}", fresh.log().join("\n"));
+    assert!(bytes(&sent(&fresh)) >= size);
+    let left = h.exec("ls -d /tmp/homeostat.* 2>/dev/null | wc -l");
+    assert_eq!(
+        String::from_utf8_lossy(&left.stdout).trim(),
+        "0",
+        "temp dir removed"
+    );
+}
+
+/// Saving a remote graph on the initiator changes the remote: the file is copied over
+/// atomically and the remote's live swap applies only the difference.
+#[test]
+fn a_saved_graph_is_pushed_live_and_only_the_difference_applies() {
+    skip_unless_ready!();
+    let init = Initiator::new();
+    let h = init.host("pushhost");
+    let text = |b: &str| {
+        format!(
+            "graph: g\nremote: ssh://root@{}\nresources:\n  file:\n  - name: a\n    path: /tmp/a\n    content: \"a\\n\"\n  - name: b\n    path: /tmp/b\n    content: \"{b}\\n\"\n",
+            h.ip()
+        )
+    };
+    let g = write_graph(init.dir.path(), "g.yaml", &text("one"));
+    let mut run = init.run(&[&g], &[]);
+    wait_in(&h, "/tmp/b", "one\n");
+    let a_before = h.exec("stat -c %i /tmp/a").stdout;
+    homeostat_tests::write_atomic(&g, &text("two"));
+    run.wait_log(&["copied over new graph definition"]);
+    wait_in(&h, "/tmp/b", "two\n");
+    assert_eq!(h.exec("stat -c %i /tmp/a").stdout, a_before, "a untouched");
+    // ^C stops the remote homeostat too (its input closes), which says so.
+    run.signal(libc::SIGINT);
+    run.wait_exit();
+    let log = run.log().join("\n");
+    assert!(
+        log.contains(&format!("{} | stopped after", h.ip())),
+        "{log}"
+    );
+    assert!(log.contains("remote hosts: 1 ran, 0 failed"), "{log}");
+    wait_for(|| h.pids().is_empty().then_some(()))
+        .unwrap_or_else(|| panic!("left running: {:?}", h.pids()));
+}
+
+/// Host keys: an unknown one is refused with its fingerprint and the fix, a changed one
+/// is refused even with --ssh-accept-new, and --ssh-accept-new records a new one.
+#[test]
+fn host_keys_are_verified() {
+    skip_unless_ready!();
+    let init = Initiator::new();
+    let mut h = SshHost::start("keyhost", &[init.keys.pub_line(KeyKind::Ed25519)]);
+    let g = write_graph(
+        init.dir.path(),
+        "g.yaml",
+        &format!("graph: g\nremote: ssh://root@{}\n", h.ip()),
+    );
+    let mut unknown = init.run(&[&g], &["--converged-timeout", "0.5"]);
+    assert!(!unknown.wait_exit().success());
+    let log = unknown.log().join("\n");
+    assert!(
+        log.contains("is not known: ssh-ed25519 key SHA256:"),
+        "{log}"
+    );
+    assert!(log.contains("--ssh-accept-new"), "{log}");
+
+    let mut accepted = init.run(&[&g], &["--converged-timeout", "0.5", "--ssh-accept-new"]);
+    assert!(
+        accepted.wait_exit().success(),
+        "{}",
+        accepted.log().join("\n")
+    );
+    let known = std::fs::read_to_string(init.keys.known_hosts()).unwrap();
+    assert!(known.contains(&h.host_key_line()), "{known}");
+
+    h.rotate_host_key();
+    let mut changed = init.run(&[&g], &["--converged-timeout", "0.5", "--ssh-accept-new"]);
+    assert!(!changed.wait_exit().success());
+    let log = changed.log().join("\n");
+    assert!(log.contains("has CHANGED"), "{log}");
+}
+
+/// No key the server takes: permission denied, with what was tried; an unreachable host
+/// among reachable ones is reported within --ssh-timeout and does not hold up the other.
+#[test]
+fn bad_auth_and_unreachable_hosts_fail_alone() {
+    skip_unless_ready!();
+    let init = Initiator::new();
+    let good = init.host("goodhost");
+    let strict = SshHost::start("strict", &[]);
+    init.keys.add_known_host(&strict);
+    let graph = |name: &str, url: String| {
+        write_graph(
+            init.dir.path(),
+            &format!("{name}.yaml"),
+            &format!(
+                "graph: {name}\nremote: {url}\nresources:\n  file:\n  - name: f\n    path: /tmp/f\n    content: \"{name}\\n\"\n"
+            ),
+        )
+    };
+    let g_good = graph("good", format!("ssh://root@{}", good.ip()));
+    let g_denied = graph("denied", format!("ssh://root@{}", strict.ip()));
+    // An address of the harness's range nobody answers on: connect times out.
+    let g_gone = graph(
+        "gone",
+        format!("ssh://root@{}:{}", good.gateway(), free_port()),
+    );
+    let started = std::time::Instant::now();
+    let mut run = init.run(
+        &[&g_good, &g_denied, &g_gone],
+        &["--converged-timeout", "0.5", "--ssh-timeout", "3"],
+    );
+    let status = run.wait_exit();
+    let log = run.log().join("\n");
+    assert!(!status.success(), "{log}");
+    wait_in(&good, "/tmp/f", "good\n");
+    assert!(log.contains("permission denied for user `root`"), "{log}");
+    assert!(
+        log.contains("id_ed25519"),
+        "what was tried is listed: {log}"
+    );
+    assert!(log.contains("remote hosts: 3 ran, 2 failed"), "{log}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{log}");
+}
+
+/// A binary built for another machine is refused before anything is copied.
+#[test]
+fn an_architecture_mismatch_is_refused() {
+    skip_unless_ready!();
+    let init = Initiator::new();
+    let h = init.host("archhost");
+    let fake = init.dir.path().join("homeostat-aarch64");
+    let mut head = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0\xb7\0".to_vec();
+    head.resize(4096, 0);
+    std::fs::write(&fake, head).unwrap();
+    let g = write_graph(
+        init.dir.path(),
+        "g.yaml",
+        &format!("graph: g\nremote: ssh://root@{}\n", h.ip()),
+    );
+    let mut run = init.run(
+        &[&g],
+        &[
+            "--converged-timeout",
+            "0.5",
+            "--remote-binary",
+            &fake.display().to_string(),
+        ],
+    );
+    assert!(!run.wait_exit().success());
+    let log = run.log().join("\n");
+    assert!(
+        log.contains("the remote is x86_64 but the binary to ship is built for aarch64"),
+        "{log}"
+    );
+    let cache = h.exec("ls /var/lib/homeostat/remote/cache 2>/dev/null | wc -l");
+    assert_eq!(String::from_utf8_lossy(&cache.stdout).trim(), "0");
+}
+
+/// Two graphs for one host, or a graph without `remote:`, are refused before any
+/// connection.
+#[test]
+fn duplicate_targets_are_refused() {
+    let init = Initiator::new();
+    let a = write_graph(
+        init.dir.path(),
+        "a.yaml",
+        "graph: a\nremote: ssh://root@10.0.0.9\n",
+    );
+    let b = write_graph(
+        init.dir.path(),
+        "b.yaml",
+        "graph: b\nremote: ssh://admin@10.0.0.9:2222\n",
+    );
+    let none = write_graph(init.dir.path(), "c.yaml", "graph: c\n");
+    let out = homeostat_tests::homeostat_within_deadline(&[
+        "run",
+        "--remote",
+        &a.display().to_string(),
+        "--remote",
+        &b.display().to_string(),
+        "--remote",
+        &none.display().to_string(),
+    ]);
+    let err = homeostat_tests::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("host `10.0.0.9` is already the target of"),
+        "{err}"
+    );
+    assert!(
+        err.contains("c.yaml: a --remote graph needs `remote:"),
+        "{err}"
+    );
+}
