@@ -412,4 +412,193 @@ fn duplicate_targets_are_refused() {
         err.contains("c.yaml: a --remote graph needs `remote:"),
         "{err}"
     );
+
+    // Deeper than --max-depth: refused with where, before any connection.
+    write_graph(
+        init.dir.path(),
+        "leaf.yaml",
+        "graph: leaf\nremote: ssh://root@10.0.0.2\n",
+    );
+    let mid = write_graph(
+        init.dir.path(),
+        "mid.yaml",
+        "graph: mid\nremote: ssh://root@10.0.0.1\nremotes: [leaf.yaml]\n",
+    );
+    let out = homeostat_tests::homeostat_within_deadline(&[
+        "run",
+        "--remote",
+        &mid.display().to_string(),
+        "--max-depth",
+        "1",
+    ]);
+    let err = homeostat_tests::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("mid.yaml: lists `remotes:` but runs at depth 1, and --max-depth is 1"),
+        "{err}"
+    );
+}
+
+/// An `ssh-agent` holding the initiator's key, killed at the end.
+struct Agent {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Agent {
+    fn start(init: &Initiator) -> Agent {
+        let socket = init.dir.path().join("agent.sock");
+        let child = std::process::Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("ssh-agent (openssh-client) runs");
+        wait_for(|| socket.exists().then_some(())).expect("ssh-agent listens");
+        let added = std::process::Command::new("ssh-add")
+            .arg(init.keys.key(KeyKind::Ed25519))
+            .env("SSH_AUTH_SOCK", &socket)
+            .output()
+            .unwrap();
+        assert!(added.status.success(), "{added:?}");
+        Agent { child, socket }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Hierarchical remote execution, two levels: the initiator runs two hosts, each of
+/// which runs two more from its graph's `remotes:` (reached over links the initiator
+/// has no route to), logging in with the initiator's agent and checking host keys
+/// against the lines the initiator shipped. Every host exports to and collects from
+/// the root's World through the chained tunnels; an edit of a leaf's graph at the root
+/// reaches the leaf; ^C at the root stops the whole tree.
+#[test]
+fn a_two_level_tree_shares_the_world_takes_live_pushes_and_stops_from_the_root() {
+    skip_unless_ready!();
+    let init = Initiator::new();
+    let agent = Agent::start(&init);
+    let key = init.keys.pub_line(KeyKind::Ed25519);
+    let mids = [init.host("mid1"), init.host("mid2")];
+    let mut leaves = Vec::new();
+    let dir = init.dir.path();
+    let graph_of = |name: &str, url: String, remotes: &[String]| -> String {
+        let remotes = if remotes.is_empty() {
+            String::new()
+        } else {
+            format!("remotes: [{}]\n", remotes.join(", "))
+        };
+        format!(
+            "graph: {name}\nremote: {url}\n{remotes}resources:\n  file:\n  \
+             - name: own\n    path: /tmp/own\n    content: \"{name}\\n\"\n  \
+             - name: collected\n    path: /tmp/collected/\n  \
+             - name: \"@@{name}\"\n    path: /srv/{name}\n    content: \"from {name}\\n\"\n\
+             collect:\n- kind: file\n  pattern: /tmp/collected/\n"
+        )
+    };
+    let mut mid_graphs = Vec::new();
+    for (i, mid) in mids.iter().enumerate() {
+        let mut children = Vec::new();
+        for j in 0..2 {
+            let name = format!("leaf{i}{j}");
+            let leaf = SshHost::start(&name, std::slice::from_ref(&key));
+            let addr = mid.link(&leaf);
+            init.keys
+                .add_known_hosts_line(&format!("{addr} {}", leaf.host_key_line()));
+            std::fs::create_dir_all(dir.join("leaves")).unwrap();
+            write_graph(
+                &dir.join("leaves"),
+                &format!("{name}.yaml"),
+                &graph_of(&name, format!("ssh://root@{addr}"), &[]),
+            );
+            children.push(format!("leaves/{name}.yaml"));
+            leaves.push((name, leaf));
+        }
+        let name = format!("mid{}", i + 1);
+        mid_graphs.push(write_graph(
+            dir,
+            &format!("{name}.yaml"),
+            &graph_of(&name, format!("ssh://root@{}", mid.ip()), &children),
+        ));
+    }
+    let mut env = init.env();
+    env.retain(|(k, _)| k != "SSH_AUTH_SOCK");
+    env.push(("SSH_AUTH_SOCK".into(), agent.socket.display().to_string()));
+    let local = write_graph(dir, "local.yaml", "graph: root\n");
+    let mut args: Vec<String> = Vec::new();
+    for g in &mid_graphs {
+        args.extend(["--remote".into(), g.display().to_string()]);
+    }
+    args.extend(
+        [
+            "--client-urls",
+            &init.client_url,
+            "--server-urls",
+            &init.server_url,
+            "--lease-ttl",
+            "2",
+            "--remote-binary",
+            &shipped_binary().display().to_string(),
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut run = Running::start_env(&local, &args, &env);
+    let names: Vec<String> = ["mid1", "mid2"]
+        .into_iter()
+        .map(String::from)
+        .chain(leaves.iter().map(|(n, _)| n.clone()))
+        .collect();
+    let all: Vec<(&str, &SshHost)> = [("mid1", &mids[0]), ("mid2", &mids[1])]
+        .into_iter()
+        .chain(leaves.iter().map(|(n, h)| (n.as_str(), h)))
+        .collect();
+    for (name, host) in &all {
+        wait_in(host, "/tmp/own", &format!("{name}\n"));
+        for from in &names {
+            wait_in(
+                host,
+                &format!("/tmp/collected/{from}"),
+                &format!("from {from}\n"),
+            );
+        }
+    }
+    // The binary crossed each link once: the root copied it to its two hosts only, and
+    // each leaf got the very same file from its mid.
+    let log = run.log();
+    let root_copies = log
+        .iter()
+        .filter(|l| l.contains("bytes sent, set up in") && !l.contains(" | "))
+        .count();
+    assert_eq!(root_copies, 2, "{}", log.join("\n"));
+    let digest = homeostat_tests::sha256_file(shipped_binary());
+    for (name, leaf) in &leaves {
+        let cached = leaf.exec("ls /var/lib/homeostat/remote/cache");
+        assert!(
+            String::from_utf8_lossy(&cached.stdout).contains(&digest),
+            "{name} runs the binary the root shipped"
+        );
+    }
+
+    // A leaf's graph edited at the root.
+    let leaf_graph = dir.join("leaves/leaf10.yaml");
+    let text = std::fs::read_to_string(&leaf_graph).unwrap();
+    homeostat_tests::write_atomic(
+        &leaf_graph,
+        &text.replace("content: \"leaf10\\n\"", "content: \"edited\\n\""),
+    );
+    wait_in(&leaves[2].1, "/tmp/own", "edited\n");
+
+    run.signal(libc::SIGINT);
+    run.wait_exit();
+    for (name, host) in &all {
+        wait_for(|| host.pids().is_empty().then_some(()))
+            .unwrap_or_else(|| panic!("left running on {name}: {:?}", host.pids()));
+    }
 }

@@ -374,6 +374,39 @@ impl SshHost {
         host
     }
 
+    /// Connects this host and `other` with a veth pair of their own, as if on one LAN
+    /// (hosts are otherwise reachable only from the test process), and returns `other`'s
+    /// address on it: what a graph running here uses to reach `other`. Each link gets a
+    /// /30 of 10.212.0.0/16 unique in this process, so a host's links never overlap; the
+    /// pair goes with either namespace.
+    pub fn link(&self, other: &SshHost) -> Ipv4Addr {
+        static LINKS: AtomicU32 = AtomicU32::new(0);
+        let n = LINKS.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SUBNETS, "too many links");
+        let subnet = u32::from_be_bytes([10, 212, 0, 0]) + n * 4;
+        let (here, there) = (Ipv4Addr::from(subnet + 1), Ipv4Addr::from(subnet + 2));
+        let (a, b) = (format!("ln{n}a"), format!("ln{n}b"));
+        ip(&[
+            "link",
+            "add",
+            &a,
+            "netns",
+            &self.netns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &b,
+            "netns",
+            &other.netns,
+        ]);
+        for (ns, dev, addr) in [(&self.netns, &a, here), (&other.netns, &b, there)] {
+            ip(&["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", dev]);
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+        }
+        there
+    }
+
     /// Hostname inside the host.
     pub fn name(&self) -> &str {
         &self.name
@@ -557,8 +590,9 @@ impl SshHost {
         } else {
             ("prohibit-password", "no")
         };
+        // Every address of the namespace: its eth0, and the links of `SshHost::link`.
         let config = format!(
-            "ListenAddress {ip}:{port}\n\
+            "ListenAddress 0.0.0.0:{port}\n\
              HostKey {key}\n\
              PidFile {pid}\n\
              AuthorizedKeysFile {authorized}\n\
@@ -574,7 +608,6 @@ impl SshHost {
              LogLevel VERBOSE\n\
              MaxStartups 100\n\
              MaxSessions 100\n",
-            ip = self.ip,
             port = self.port(),
             key = q(self.host_key()),
             pid = q(self.dir.join("sshd.pid")),

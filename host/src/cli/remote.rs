@@ -9,8 +9,9 @@ use clap::Args;
 use super::load::PluginArgs;
 use crate::graph::GraphDoc;
 use crate::plugin::registry::Registry;
+use crate::remote::target::{self, Node};
 use crate::remote::transfer::{Blob, Payload, elf_machine};
-use crate::remote::{KnownHosts, SshOptions, Target, target};
+use crate::remote::{KnownHosts, SshOptions};
 
 /// Most connections `--cconns` accepts.
 const MAX_CCONNS: u64 = 1024;
@@ -47,6 +48,18 @@ pub(super) struct RemoteArgs {
     /// instead of the cache keyed by SHA-256.
     #[arg(long)]
     no_caching: bool,
+    /// Record and check host keys in this file instead of ~/.ssh/known_hosts (hosts
+    /// running graphs below them in a hierarchy get the initiator's lines this way).
+    #[arg(long, value_name = "FILE")]
+    ssh_known_hosts: Option<PathBuf>,
+    /// The deepest level of hierarchical remote execution: a graph run at this depth may
+    /// not list `remotes:` (1 to 8).
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=8))]
+    max_depth: u32,
+    /// This host's level in a hierarchy (0 for the initiator; set by the host above).
+    #[arg(long, value_name = "N", default_value_t = 0, hide = true)]
+    depth: u32,
     /// Ship this homeostat binary instead of the running one (e.g. a static musl build
     /// for hosts of another distribution, or another architecture).
     #[arg(long, value_name = "PATH")]
@@ -54,29 +67,48 @@ pub(super) struct RemoteArgs {
 }
 
 impl RemoteArgs {
-    pub(super) fn any(&self) -> bool {
-        !self.remotes.is_empty()
-    }
-
-    /// The targets of the `--remote` graphs, parsed and checked (duplicates refused)
-    /// before anything is opened or copied; with their documents.
-    pub(super) fn targets(
+    /// The graphs to run remotely: `--remote` files, and those the local graph lists
+    /// under `remotes:`, each with what runs below it; read and checked (duplicates,
+    /// depth) before anything is opened or copied. Empty when there are none.
+    pub(super) fn nodes(
         &self,
+        local: Option<&Path>,
         max_bytes: u64,
         me: &str,
-    ) -> anyhow::Result<Vec<(Target, GraphDoc)>> {
-        let docs = crate::remote::fleet::parse_graphs(&self.remotes, max_bytes)
-            .map_err(anyhow::Error::msg)?;
-        let targets = target::targets(&docs, me).map_err(anyhow::Error::msg)?;
-        Ok(targets
-            .into_iter()
-            .zip(docs.into_iter().map(|(_, d)| d))
-            .collect())
+    ) -> anyhow::Result<Vec<Node>> {
+        let mut files = self.remotes.clone();
+        if let Some(local) = local {
+            let text = crate::plan::read(local, max_bytes)?;
+            if text.contains("remotes") {
+                let doc = crate::plan::parse_text(local, &text)?;
+                if !doc.remotes.is_empty() && self.depth >= self.max_depth {
+                    anyhow::bail!(
+                        "{}: lists `remotes:` but runs at depth {}, and --max-depth is {}",
+                        local.display(),
+                        self.depth,
+                        self.max_depth
+                    );
+                }
+                files.extend(target::remotes_of(local, &doc));
+            }
+        }
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
+        target::tree(&files, me, self.depth, self.max_depth, max_bytes).map_err(anyhow::Error::msg)
+    }
+
+    pub(super) fn depths(&self) -> (u32, u32) {
+        (self.depth, self.max_depth)
     }
 
     pub(super) fn ssh(&self) -> SshOptions {
+        let mut known_hosts = KnownHosts::standard(self.ssh_accept_new);
+        if let Some(file) = &self.ssh_known_hosts {
+            known_hosts.user = file.clone();
+        }
         SshOptions {
-            known_hosts: KnownHosts::standard(self.ssh_accept_new),
+            known_hosts,
             identities: self.ssh_identity.clone(),
             allow_interactive: self.allow_interactive,
             timeout: Duration::from_secs(self.ssh_timeout),
@@ -112,7 +144,7 @@ impl RemoteArgs {
                 binary.size as f64 / 1e6
             );
         }
-        let mut wanted: Vec<(String, PathBuf)> = Vec::new();
+        let mut wanted: Vec<(String, PathBuf, Vec<String>)> = Vec::new();
         for doc in docs {
             let kinds = doc.resources.iter().map(|r| &r.kind);
             for kind in kinds.chain(doc.collect.iter().map(|c| &c.kind)) {
@@ -127,14 +159,17 @@ impl RemoteArgs {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| format!("{}.wasm", entry.plugin.manifest.name));
-                if !wanted.iter().any(|(_, p)| p == origin) {
-                    wanted.push((name, origin.to_path_buf()));
+                match wanted.iter_mut().find(|(_, p, _)| p == origin) {
+                    Some((_, _, kinds)) if !kinds.contains(kind) => kinds.push(kind.clone()),
+                    Some(_) => {}
+                    None => wanted.push((name, origin.to_path_buf(), vec![kind.clone()])),
                 }
             }
         }
         let mut shipped = Vec::new();
-        for (name, path) in wanted {
-            shipped.push((name, Blob::hash(&path).await.map_err(anyhow::Error::msg)?));
+        for (name, path, kinds) in wanted {
+            let blob = Blob::hash(&path).await.map_err(anyhow::Error::msg)?;
+            shipped.push((name, blob, kinds));
         }
         let grants = match plugins.grants_in_use() {
             Some(path) if !shipped.is_empty() => Some(std::fs::read(&path).map_err(|e| {

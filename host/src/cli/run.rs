@@ -82,11 +82,14 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     )?;
     let max_bytes = args.input.max_bytes();
     // Remote graphs are read and their targets checked before anything is opened.
-    let remotes = if args.remote.any() {
-        args.world.serve_for_remotes();
-        Some(args.remote.targets(max_bytes, &args.world.hostname()?)?)
-    } else {
+    let nodes = args
+        .remote
+        .nodes(args.graph.as_deref(), max_bytes, &args.world.hostname()?)?;
+    let remotes = if nodes.is_empty() {
         None
+    } else {
+        args.world.serve_for_remotes();
+        Some(nodes)
     };
     // Without a graph of its own (only --remote), this host runs an empty one: it serves
     // the World and takes part in the fleet's converged state.
@@ -355,7 +358,7 @@ async fn start_fleet(
     remote: &RemoteArgs,
     plugins: &PluginArgs,
     passed_on: PassedOn,
-    targets: Vec<(crate::remote::Target, GraphDoc)>,
+    nodes: Vec<crate::remote::target::Node>,
     registry: &Registry,
     world: &crate::world::World,
     stop_rx: &watch::Receiver<Shutdown>,
@@ -371,7 +374,7 @@ async fn start_fleet(
         .trim_start_matches("http://")
         .trim_start_matches("https://")
         .to_string();
-    let docs: Vec<&GraphDoc> = targets.iter().map(|(_, d)| d).collect();
+    let docs: Vec<&GraphDoc> = nodes.iter().flat_map(|n| n.docs()).collect();
     let payload = remote.payload(&docs, registry, plugins).await?;
     let (stop, fleet_stop) = watch::channel(false);
     let mut shutdown = stop_rx.clone();
@@ -391,12 +394,13 @@ async fn start_fleet(
         noop: passed_on.noop,
         converged_timeout: passed_on.converged_timeout,
         lease_ttl: passed_on.lease_ttl,
+        depth: remote.depths().0,
+        max_depth: remote.depths().1,
         live_push: passed_on.live_push,
         print: Arc::new(|line: &str| eprintln_in_order!("{line}")),
     };
-    let targets = targets.into_iter().map(|(t, _)| t).collect();
     let task = tokio::spawn(crate::remote::fleet::run(
-        targets,
+        nodes,
         opts,
         world.clone(),
         fleet_stop,

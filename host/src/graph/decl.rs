@@ -268,4 +268,7 @@ pub struct GraphDoc {
     /// The `remote:` target (`ssh://user@host:port`, mgmt's key) and where it is: used by
     /// `homeostat run --remote` on the initiator, ignored where the graph runs.
     pub remote: Option<(String, Location)>,
+    /// `remotes:`: graph files (relative to this one) that the host running this graph
+    /// runs remotely itself, one level deeper (hierarchical remote execution).
+    pub remotes: Vec<(String, Location)>,
 }

@@ -22,6 +22,7 @@ const TOP_KEYS: &[&str] = &[
     "edges",
     "collect",
     "remote",
+    "remotes",
 ];
 const EDGE_KEYS: &[&str] = &["name", "from", "to", "notify", "send"];
 const ENDPOINT_KEYS: &[&str] = &["kind", "name"];
@@ -103,6 +104,7 @@ pub fn parse(path: &Path, text: &str) -> Result<GraphDoc, GraphErrors> {
         collect: Vec::new(),
         kind_locs: BTreeMap::new(),
         remote: None,
+        remotes: Vec::new(),
     };
     cx.top(loaded.root, &mut doc);
     GraphErrors::check(cx.errors).map(|()| doc)
@@ -330,6 +332,19 @@ impl Cx {
                     let loc = self.loc(e.value.pos);
                     if let Some(url) = self.string(e.value, "`remote` (an ssh:// URL)") {
                         doc.remote = Some((url, loc));
+                    }
+                }
+                "remotes" => {
+                    for item in self
+                        .sequence(e.value, "`remotes` (graph files)")
+                        .unwrap_or_default()
+                    {
+                        let loc = self.loc(item.pos);
+                        if let Some(path) =
+                            self.string(item, "an entry of `remotes` (a graph file)")
+                        {
+                            doc.remotes.push((path, loc));
+                        }
                     }
                 }
                 _ => self.unknown_key(&e, "the graph file", TOP_KEYS),

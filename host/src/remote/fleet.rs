@@ -18,7 +18,7 @@
 //! printed first). With `--no-caching` its directory is then removed.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,8 +26,8 @@ use russh::ChannelMsg;
 use tokio::sync::{Semaphore, watch};
 
 use super::ssh::{self, SshOptions, quote};
-use super::target::Target;
-use super::transfer::{self, Payload, Placed};
+use super::target::Node;
+use super::transfer::{self, Graphs, Payload, Placed};
 use crate::sys::inotify::WatchHub;
 use crate::world::converged::{CONVERGED, HOSTS, HostState};
 use crate::world::{Lifetime, World, segment};
@@ -53,6 +53,9 @@ pub struct FleetOptions {
     pub noop: bool,
     pub converged_timeout: Option<Duration>,
     pub lease_ttl: u64,
+    /// This host's depth in a hierarchy (0: the initiator) and the deepest allowed.
+    pub depth: u32,
+    pub max_depth: u32,
     /// Push graph edits (off with `--no-reload`).
     pub live_push: bool,
     pub print: Printer,
@@ -83,7 +86,7 @@ impl HostResult {
 /// Runs every target until each remote homeostat has ended: by itself (converged), or
 /// because `stop` turned true. Returns one result per target, in order.
 pub async fn run(
-    targets: Vec<Target>,
+    nodes: Vec<Node>,
     opts: FleetOptions,
     world: World,
     stop: watch::Receiver<bool>,
@@ -101,19 +104,19 @@ pub async fn run(
     } else {
         None
     };
-    for t in &targets {
-        hold_place(&world, &t.hostname).await;
+    for n in &nodes {
+        hold_place(&world, &n.target.hostname).await;
     }
-    let tasks: Vec<_> = targets
+    let tasks: Vec<_> = nodes
         .into_iter()
-        .map(|target| {
+        .map(|node| {
             let opts = opts.clone();
             let gate = gate.clone();
             let world = world.clone();
             let stop = stop.clone();
             let hub = hub.clone();
             tokio::spawn(async move {
-                let host = target.hostname.clone();
+                let host = node.target.hostname.clone();
                 let started = Instant::now();
                 let mut result = HostResult {
                     host: host.clone(),
@@ -123,8 +126,7 @@ pub async fn run(
                     bytes_sent: 0,
                     setup: Duration::ZERO,
                 };
-                if let Err(e) =
-                    run_host(&target, &opts, gate, stop, hub, &mut result, started).await
+                if let Err(e) = run_host(&node, &opts, gate, stop, hub, &mut result, started).await
                 {
                     (opts.print)(&format!("{host}: error: {e}"));
                     result.error = Some(e);
@@ -175,7 +177,7 @@ async fn withdraw(world: &World, host: &str) {
 }
 
 async fn run_host(
-    target: &Target,
+    node: &Node,
     opts: &FleetOptions,
     gate: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
@@ -183,32 +185,51 @@ async fn run_host(
     result: &mut HostResult,
     started: Instant,
 ) -> Result<(), String> {
+    let target = &node.target;
     let host = target.hostname.as_str();
     let permit = tokio::select! {
         p = gate.acquire_owned() => p.map_err(|e| e.to_string())?,
         _ = stopped(&mut stop) => return Err("stopped before it was reached".into()),
     };
-    let graph = std::fs::read(&target.graph)
-        .map_err(|e| format!("cannot read {}: {e}", target.graph.display()))?;
+    let local_files = tree_files(node);
+    let graphs = Graphs {
+        files: read_files(&local_files)?,
+        known_hosts: (!node.below.is_empty()).then(|| {
+            let mut text = String::new();
+            for (t, _) in &node.below {
+                for line in opts.ssh.known_hosts.lines_for(&t.url.host, t.url.port) {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            }
+            text.into_bytes()
+        }),
+    };
+    let payload = opts.payload.for_docs(&node.docs());
     let conn = tokio::select! {
         c = ssh::connect(&target.url, &opts.ssh) => c?,
         _ = stopped(&mut stop) => return Err("stopped while connecting".into()),
     };
     let sftp = conn.sftp().await?;
-    let placed =
-        match transfer::place(&conn, &sftp, host, &opts.payload, &graph, opts.caching).await {
-            Ok(p) => p,
-            Err(e) => {
-                conn.close().await;
-                return Err(e);
-            }
-        };
+    let placed = match transfer::place(&conn, &sftp, host, &payload, &graphs, opts.caching).await {
+        Ok(p) => p,
+        Err(e) => {
+            conn.close().await;
+            return Err(e);
+        }
+    };
     result.bytes_sent = placed.bytes_sent;
     let outcome = async {
         let port = conn.reverse_forward(opts.etcd.clone()).await?;
-        let command = command(host, &placed, port, opts);
+        let command = command(node, &placed, port, opts);
         tracing::debug!("{host}: {command}");
         let mut channel = conn.session().await?;
+        // Hosts below log in with the initiator's agent, whose keys never leave it.
+        if !node.below.is_empty()
+            && std::env::var_os("SSH_AUTH_SOCK").is_some_and(|s| !s.is_empty())
+        {
+            let _ = channel.agent_forward(false).await;
+        }
         channel
             .exec(true, command.as_str())
             .await
@@ -223,13 +244,20 @@ async fn run_host(
         );
         // Live push: graph saves wake this; the copy goes through the same SFTP session.
         let (edits_tx, mut edits) = tokio::sync::mpsc::channel::<()>(1);
-        let _watch = hub.as_ref().and_then(|hub| {
-            let waker: crate::sys::waker::Waker = Arc::new(move || {
-                let _ = edits_tx.try_send(());
-            });
-            hub.subscribe(&target.graph, false, waker).ok()
-        });
-        let mut last_pushed = graph.clone();
+        let _watches: Vec<_> = hub
+            .iter()
+            .flat_map(|hub| {
+                local_files.iter().filter_map(|(path, _)| {
+                    let tx = edits_tx.clone();
+                    let waker: crate::sys::waker::Waker = Arc::new(move || {
+                        let _ = tx.try_send(());
+                    });
+                    hub.subscribe(path, false, waker).ok()
+                })
+            })
+            .collect();
+        let mut last_pushed: Vec<Vec<u8>> =
+            graphs.files.iter().map(|(_, text)| text.clone()).collect();
         let mut lines = LineSplitter::default();
         let mut pid: Option<u32> = None;
         let mut stopping: Option<tokio::time::Instant> = None;
@@ -254,17 +282,21 @@ async fn run_host(
                     None => break,
                 },
                 Some(()) = edits.recv() => {
-                    let Ok(text) = std::fs::read(&target.graph) else { continue };
-                    if text == last_pushed { continue }
-                    match transfer::replace_file(&conn, &sftp, &placed.graph, &text).await {
-                        Ok(_) => {
-                            tracing::info!(
-                                "{host}: copied over new graph definition ({} bytes)",
-                                text.len()
-                            );
-                            last_pushed = text;
+                    for (i, (path, _)) in local_files.iter().enumerate() {
+                        let Ok(text) = std::fs::read(path) else { continue };
+                        if text == last_pushed[i] { continue }
+                        let remote = &placed.graphs[i].1;
+                        match transfer::replace_file(&conn, &sftp, remote, &text).await {
+                            Ok(_) => {
+                                tracing::info!(
+                                    "{host}: copied over new graph definition {} ({} bytes)",
+                                    path.display(),
+                                    text.len()
+                                );
+                                last_pushed[i] = text;
+                            }
+                            Err(e) => tracing::warn!("{host}: live push failed: {e}"),
                         }
-                        Err(e) => tracing::warn!("{host}: live push failed: {e}"),
                     }
                 }
                 _ = stopped(&mut stop), if stopping.is_none() => {
@@ -311,8 +343,51 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// The graph files of `node`'s subtree (its own first), each with its path relative to
+/// their common directory.
+fn tree_files(node: &Node) -> Vec<(PathBuf, String)> {
+    let absolute: Vec<PathBuf> = node
+        .files()
+        .into_iter()
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
+        .collect();
+    let mut base = absolute[0]
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    for p in &absolute[1..] {
+        while !p.starts_with(&base) {
+            if !base.pop() {
+                break;
+            }
+        }
+    }
+    absolute
+        .into_iter()
+        .map(|p| {
+            let rel = p
+                .strip_prefix(&base)
+                .map(|r| r.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| p.to_string_lossy().trim_start_matches('/').to_string());
+            (p, rel)
+        })
+        .collect()
+}
+
+fn read_files(files: &[(PathBuf, String)]) -> Result<Vec<(String, Vec<u8>)>, String> {
+    files
+        .iter()
+        .map(|(path, rel)| {
+            std::fs::read(path)
+                .map(|text| (rel.clone(), text))
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        })
+        .collect()
+}
+
 /// The remote command: print the shell's pid (homeostat's, after `exec`), then run.
-fn command(host: &str, placed: &Placed, port: u16, opts: &FleetOptions) -> String {
+fn command(node: &Node, placed: &Placed, port: u16, opts: &FleetOptions) -> String {
+    let host = node.target.hostname.as_str();
     let mut args: Vec<String> = vec![
         placed.binary.clone(),
         "run".into(),
@@ -344,6 +419,32 @@ fn command(host: &str, placed: &Placed, port: u16, opts: &FleetOptions) -> Strin
     if let Some(grants) = &placed.grants {
         args.push("--grants".into());
         args.push(grants.clone());
+    }
+    if !node.below.is_empty() {
+        // It runs the graphs below it itself, one level deeper, with the same settings.
+        args.extend([
+            "--depth".into(),
+            (opts.depth + 1).to_string(),
+            "--max-depth".into(),
+            opts.max_depth.to_string(),
+            "--cconns".into(),
+            opts.cconns.to_string(),
+            "--ssh-timeout".into(),
+            opts.ssh.timeout.as_secs().to_string(),
+        ]);
+        if let Some(k) = &placed.known_hosts {
+            args.push("--ssh-known-hosts".into());
+            args.push(k.clone());
+        }
+        if opts.ssh.known_hosts.accept_new {
+            args.push("--ssh-accept-new".into());
+        }
+        if !opts.caching {
+            args.push("--no-caching".into());
+        }
+        if !opts.live_push {
+            args.push("--no-reload".into());
+        }
     }
     args.push(placed.graph.clone());
     let quoted: Vec<String> = args.iter().map(|a| quote(a)).collect();
@@ -406,26 +507,6 @@ pub fn summary_lines(results: &[HostResult]) -> Vec<String> {
             )
         })
         .collect()
-}
-
-/// The `--remote` graph files, read and parsed (for their targets) before anything runs.
-pub fn parse_graphs(
-    files: &[PathBuf],
-    max_bytes: u64,
-) -> Result<Vec<(PathBuf, crate::graph::GraphDoc)>, String> {
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    for f in files {
-        match crate::plan::read(f, max_bytes).and_then(|text| crate::plan::parse_text(f, &text)) {
-            Ok(doc) => out.push((f.clone(), doc)),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors.join("\n"))
-    }
 }
 
 #[cfg(test)]

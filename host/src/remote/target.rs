@@ -161,6 +161,132 @@ pub fn targets(docs: &[(PathBuf, GraphDoc)], me: &str) -> Result<Vec<Target>, St
     }
 }
 
+/// A target with the graphs its host runs remotely below it (hierarchical remote
+/// execution): shipped along, and run from there one level deeper.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub target: Target,
+    pub doc: GraphDoc,
+    /// Every graph below this one (children, grandchildren, ...), with its target.
+    pub below: Vec<(Target, GraphDoc)>,
+}
+
+impl Node {
+    /// Every graph file of this subtree, this node's first.
+    pub fn files(&self) -> Vec<&Path> {
+        std::iter::once(self.target.graph.as_path())
+            .chain(self.below.iter().map(|(t, _)| t.graph.as_path()))
+            .collect()
+    }
+
+    /// Every document of this subtree.
+    pub fn docs(&self) -> Vec<&GraphDoc> {
+        std::iter::once(&self.doc)
+            .chain(self.below.iter().map(|(_, d)| d))
+            .collect()
+    }
+}
+
+/// The graph files a graph's `remotes:` lists, relative to its own directory.
+pub fn remotes_of(path: &Path, doc: &GraphDoc) -> Vec<PathBuf> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    doc.remotes.iter().map(|(p, _)| dir.join(p)).collect()
+}
+
+/// The targets of `graphs` (run at `depth` + 1 by the host at `depth`, named `me`), each
+/// with the graphs below it, read and checked before anything is copied: every host
+/// name unique in the whole tree, and no graph below `max_depth` listing remotes.
+pub fn tree(
+    graphs: &[PathBuf],
+    me: &str,
+    depth: u32,
+    max_depth: u32,
+    max_bytes: u64,
+) -> Result<Vec<Node>, String> {
+    let parse = |files: &[PathBuf]| parse_graphs(files, max_bytes);
+    let docs = parse(graphs)?;
+    let top = targets(&docs, me)?;
+    let mut seen: BTreeMap<String, PathBuf> = top
+        .iter()
+        .map(|t| (t.hostname.clone(), t.graph.clone()))
+        .collect();
+    seen.insert(me.to_string(), PathBuf::from("(this host)"));
+    let mut nodes = Vec::new();
+    let mut errors = Vec::new();
+    for (target, (_, doc)) in top.into_iter().zip(docs) {
+        let mut below = Vec::new();
+        // (graph, its document, the depth of the host that runs it)
+        let mut queue = vec![(target.graph.clone(), doc.clone(), depth + 1)];
+        while let Some((path, doc, level)) = queue.pop() {
+            let children = remotes_of(&path, &doc);
+            if children.is_empty() {
+                continue;
+            }
+            if level >= max_depth {
+                errors.push(format!(
+                    "{}: lists `remotes:` but runs at depth {level}, and --max-depth is {max_depth}",
+                    path.display()
+                ));
+                continue;
+            }
+            let parsed = match parse(&children) {
+                Ok(p) => p,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let found = match targets(&parsed, me) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            for (t, (_, d)) in found.into_iter().zip(parsed) {
+                if let Some(first) = seen.get(&t.hostname) {
+                    errors.push(format!(
+                        "{}: host `{}` is already the target of {}; a host runs one graph in the whole tree",
+                        t.graph.display(),
+                        t.hostname,
+                        first.display()
+                    ));
+                    continue;
+                }
+                seen.insert(t.hostname.clone(), t.graph.clone());
+                queue.push((t.graph.clone(), d.clone(), level + 1));
+                below.push((t, d));
+            }
+        }
+        nodes.push(Node { target, doc, below });
+    }
+    if errors.is_empty() {
+        Ok(nodes)
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+/// The `--remote` graph files, read and parsed (for their targets) before anything runs.
+pub fn parse_graphs(
+    files: &[PathBuf],
+    max_bytes: u64,
+) -> Result<Vec<(PathBuf, crate::graph::GraphDoc)>, String> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        match crate::plan::read(f, max_bytes).and_then(|text| crate::plan::parse_text(f, &text)) {
+            Ok(doc) => out.push((f.clone(), doc)),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +330,38 @@ mod tests {
             None => "graph: g\n".into(),
         };
         crate::graph::parse(Path::new("g.yaml"), &text).unwrap()
+    }
+
+    #[test]
+    fn a_host_runs_one_graph_in_the_whole_tree() {
+        let t = tempfile::tempdir().unwrap();
+        let w = |name: &str, text: &str| {
+            let p = t.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        w("leaf.yaml", "graph: leaf\nremote: ssh://root@h1\n");
+        w("ok.yaml", "graph: ok\nremote: ssh://root@h3\n");
+        let mid = w(
+            "mid.yaml",
+            "graph: mid\nremote: ssh://root@h2\nremotes: [leaf.yaml, ok.yaml]\n",
+        );
+        let top = w("top.yaml", "graph: top\nremote: ssh://root@h1\n");
+        let e = tree(&[top.clone(), mid.clone()], "me", 0, 3, 1 << 20).unwrap_err();
+        assert!(
+            e.contains("leaf.yaml: host `h1` is already the target of"),
+            "{e}"
+        );
+        let nodes = tree(&[mid], "me", 0, 3, 1 << 20).unwrap();
+        assert_eq!(nodes.len(), 1);
+        let below: Vec<&str> = nodes[0]
+            .below
+            .iter()
+            .map(|(t, _)| t.hostname.as_str())
+            .collect();
+        assert_eq!(below.len(), 2);
+        assert!(below.contains(&"h1") && below.contains(&"h3"), "{below:?}");
+        assert_eq!(nodes[0].files().len(), 3);
     }
 
     #[test]

@@ -58,14 +58,44 @@ impl Blob {
     }
 }
 
-/// What one host gets: the binary, plugins (file name on the remote → blob), grants.
+/// What hosts get: the binary, plugins (file name on the remote, blob, the kinds it
+/// provides), grants.
 #[derive(Debug, Clone)]
 pub struct Payload {
     pub binary: Blob,
     /// The machine the binary is built for (`x86_64`, `aarch64`, ...).
     pub machine: String,
-    pub plugins: Vec<(String, Blob)>,
+    pub plugins: Vec<(String, Blob, Vec<String>)>,
     pub grants: Option<Vec<u8>>,
+}
+
+impl Payload {
+    /// Only the plugins whose kinds `docs` use (resources or collects), and the grants
+    /// only when some plugin goes.
+    pub fn for_docs(&self, docs: &[&crate::graph::GraphDoc]) -> Payload {
+        let used = |kind: &String| {
+            docs.iter().any(|d| {
+                d.resources.iter().any(|r| &r.kind == kind)
+                    || d.collect.iter().any(|c| &c.kind == kind)
+            })
+        };
+        let plugins: Vec<_> = self
+            .plugins
+            .iter()
+            .filter(|(_, _, kinds)| kinds.iter().any(used))
+            .cloned()
+            .collect();
+        Payload {
+            binary: self.binary.clone(),
+            machine: self.machine.clone(),
+            grants: if plugins.is_empty() {
+                None
+            } else {
+                self.grants.clone()
+            },
+            plugins,
+        }
+    }
 }
 
 /// Where things landed on one remote.
@@ -77,7 +107,12 @@ pub struct Placed {
     pub temporary: bool,
     pub binary: String,
     pub run_dir: String,
+    /// The graph this host runs (the first of the files shipped).
     pub graph: String,
+    /// Every graph file shipped, by its path relative to the tree's base, to where it is.
+    pub graphs: Vec<(String, String)>,
+    /// The known_hosts file for the hosts below this one.
+    pub known_hosts: Option<String>,
     pub plugin_dir: Option<String>,
     pub grants: Option<String>,
     /// Bytes of file content sent (the binary, plugins, grants, graph).
@@ -196,13 +231,22 @@ impl Drop for Progress {
     }
 }
 
-/// Copies the payload and `graph` (its text) for `host`, skipping what the cache has.
+/// The graph files one host gets: its own first, then those it runs remotely, each by
+/// its path relative to their common directory (so `remotes:` entries still resolve).
+#[derive(Debug, Clone)]
+pub struct Graphs {
+    pub files: Vec<(String, Vec<u8>)>,
+    /// known_hosts lines for the hosts below (when there are any).
+    pub known_hosts: Option<Vec<u8>>,
+}
+
+/// Copies the payload and the graphs for `host`, skipping what the cache has.
 pub async fn place(
     conn: &Connection,
     sftp: &SftpSession,
     host: &str,
     payload: &Payload,
-    graph: &[u8],
+    graphs: &Graphs,
     caching: bool,
 ) -> Result<Placed, String> {
     let remote = probe(conn).await?;
@@ -230,11 +274,23 @@ pub async fn place(
     };
     let run_dir = format!("{base}/run/{}", file_name_of(host));
     let plugin_dir = format!("{run_dir}/plugins");
+    let tree = format!("{run_dir}/tree");
+    let mut dirs: Vec<String> = vec![
+        format!("{base}/cache"),
+        plugin_dir.clone(),
+        format!("{run_dir}/state"),
+    ];
+    for (rel, _) in &graphs.files {
+        if let Some((parent, _)) = rel.rsplit_once('/') {
+            dirs.push(format!("{tree}/{parent}"));
+        }
+    }
+    dirs.push(tree.clone());
+    let dirs: Vec<String> = dirs.iter().map(|d| quote(d)).collect();
     conn.check(&format!(
-        "umask 077 && mkdir -p {} {} {}/state && rm -f {}/*.wasm",
-        quote(&format!("{base}/cache")),
-        quote(&plugin_dir),
-        quote(&run_dir),
+        "umask 077 && rm -rf {} && mkdir -p {} && rm -f {}/*.wasm",
+        quote(&tree),
+        dirs.join(" "),
         quote(&plugin_dir)
     ))
     .await?;
@@ -242,7 +298,7 @@ pub async fn place(
     let binary = format!("{base}/cache/{}", payload.binary.sha256);
     sent += upload_blob(sftp, host, "homeostat", &payload.binary, &binary).await?;
     let mut links = vec![format!("chmod 0755 {}", quote(&binary))];
-    for (name, blob) in &payload.plugins {
+    for (name, blob, _) in &payload.plugins {
         let cached = format!("{base}/cache/{}", blob.sha256);
         sent += upload_blob(sftp, host, name, blob, &cached).await?;
         links.push(format!(
@@ -260,14 +316,28 @@ pub async fn place(
         }
         None => None,
     };
-    let graph_path = format!("{run_dir}/graph.yaml");
-    sent += replace_file(conn, sftp, &graph_path, graph).await?;
+    let known_hosts = match &graphs.known_hosts {
+        Some(text) => {
+            let path = format!("{run_dir}/known_hosts");
+            sent += replace_file(conn, sftp, &path, text).await?;
+            Some(path)
+        }
+        None => None,
+    };
+    let mut shipped = Vec::new();
+    for (rel, text) in &graphs.files {
+        let path = format!("{tree}/{rel}");
+        sent += replace_file(conn, sftp, &path, text).await?;
+        shipped.push((rel.clone(), path));
+    }
     Ok(Placed {
         base,
         temporary,
         binary,
         run_dir,
-        graph: graph_path,
+        graph: shipped.first().map(|(_, p)| p.clone()).unwrap_or_default(),
+        graphs: shipped,
+        known_hosts,
         plugin_dir: (!payload.plugins.is_empty()).then_some(plugin_dir),
         grants,
         bytes_sent: sent,

@@ -88,6 +88,23 @@ impl KnownHosts {
         out
     }
 
+    /// The known_hosts lines recorded for `host:port` (to ship to a host that connects to
+    /// it in turn: the initiator's trust decides for the whole tree).
+    pub fn lines_for(&self, host: &str, port: u16) -> Vec<String> {
+        let mut out = Vec::new();
+        for file in [&self.user, &self.system] {
+            for (_, key) in recorded(file, host, port).unwrap_or_default() {
+                if let Ok(text) = key.to_openssh() {
+                    let line = format!("{} {text}", entry(host, port));
+                    if !out.contains(&line) {
+                        out.push(line);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Accepts `key` for `host:port`, or says why not. With `accept_new`, a host nobody
     /// recorded is learned (logged with its fingerprint).
     pub fn check(&self, host: &str, port: u16, key: &PublicKey) -> Result<(), Box<HostKeyError>> {
