@@ -602,3 +602,86 @@ fn a_two_level_tree_shares_the_world_takes_live_pushes_and_stops_from_the_root()
             .unwrap_or_else(|| panic!("left running on {name}: {:?}", host.pids()));
     }
 }
+
+/// ECDSA and RSA keys (given with --ssh-identity, or found in ~/.ssh), and a password in
+/// the URL, which works and is warned about.
+#[test]
+fn key_kinds_and_a_url_password_log_in() {
+    skip_unless_ready!();
+    let init = Initiator::new();
+    let ecdsa = SshHost::start("ecdsahost", &[init.keys.pub_line(KeyKind::Ecdsa)]);
+    let rsa = SshHost::start("rsahost", &[init.keys.pub_line(KeyKind::Rsa)]);
+    let pw = SshHost::builder("pwhost").password("s3cret pw").start();
+    for h in [&ecdsa, &rsa, &pw] {
+        init.keys.add_known_host(h);
+    }
+    let graph = |name: &str, url: String| {
+        write_graph(
+            init.dir.path(),
+            &format!("{name}.yaml"),
+            &format!(
+                "graph: {name}\nremote: {url}\nresources:\n  file:\n  - name: f\n    path: /tmp/f\n    content: \"{name}\\n\"\n"
+            ),
+        )
+    };
+    let ge = graph("e", format!("ssh://root@{}", ecdsa.ip()));
+    let gr = graph("r", format!("ssh://root@{}", rsa.ip()));
+    let gp = graph("p", format!("ssh://root:s3cret%20pw@{}", pw.ip()));
+    // The standard files: ed25519, then ECDSA, then RSA (which the RSA host takes).
+    let mut run = init.run(&[&ge, &gr, &gp], &["--converged-timeout", "0.5"]);
+    let status = run.wait_exit();
+    let log = run.log().join("\n");
+    assert!(status.success(), "{log}");
+    wait_in(&ecdsa, "/tmp/f", "e\n");
+    wait_in(&rsa, "/tmp/f", "r\n");
+    wait_in(&pw, "/tmp/f", "p\n");
+    assert!(
+        log.contains("logging in with the password written in the graph"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("s3cret"),
+        "the password is never logged: {log}"
+    );
+
+    // Only the identity given is tried.
+    let ecdsa_key = init.keys.key(KeyKind::Ecdsa).display().to_string();
+    let mut only = init.run(
+        &[&gr],
+        &["--converged-timeout", "0.5", "--ssh-identity", &ecdsa_key],
+    );
+    assert!(!only.wait_exit().success());
+    let log = only.log().join("\n");
+    assert!(log.contains(&format!("tried {ecdsa_key};")), "{log}");
+}
+
+/// ^C during a --no-caching run: the remote stops, and its temporary directory goes.
+#[test]
+fn an_interrupted_no_caching_run_leaves_nothing_behind() {
+    skip_unless_ready!();
+    let init = Initiator::new();
+    let h = init.host("tmphost");
+    let g = write_graph(
+        init.dir.path(),
+        "g.yaml",
+        &format!(
+            "graph: g\nremote: ssh://root@{}\nresources:\n  file:\n  - name: f\n    path: /tmp/f\n    content: \"x\\n\"\n",
+            h.ip()
+        ),
+    );
+    let mut run = init.run(&[&g], &["--no-caching"]);
+    wait_in(&h, "/tmp/f", "x\n");
+    let dirs = h.exec("ls -d /tmp/homeostat.* | wc -l");
+    assert_eq!(String::from_utf8_lossy(&dirs.stdout).trim(), "1");
+    run.signal(libc::SIGTERM);
+    run.wait_exit();
+    wait_for(|| h.pids().is_empty().then_some(()))
+        .unwrap_or_else(|| panic!("left running: {:?}", h.pids()));
+    let dirs = h.exec("ls -d /tmp/homeostat.* 2>/dev/null | wc -l");
+    assert_eq!(String::from_utf8_lossy(&dirs.stdout).trim(), "0");
+    let log = run.log().join("\n");
+    assert!(
+        log.contains(&format!("{} | stopped after", h.ip())),
+        "{log}"
+    );
+}

@@ -89,6 +89,7 @@ mod drift;
 mod floor;
 mod membership;
 mod proc;
+mod remote;
 mod report;
 mod sysinfo;
 mod workload;
@@ -132,6 +133,7 @@ fn main() -> ExitCode {
     let sub: Option<(&str, Sub)> = match args.first().map(String::as_str) {
         Some("cluster") => Some(("cluster", cluster::run)),
         Some("membership") => Some(("membership", membership::run)),
+        Some("remote") => Some(("remote", remote::run)),
         _ => None,
     };
     if let Some((name, run)) = sub {

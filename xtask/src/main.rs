@@ -13,6 +13,10 @@
 //!   `target/plugins/`, test fixtures into `target/test-plugins/`, the third-party
 //!   example into `target/example-plugins/`).
 //! - `cargo xtask bench`: the benchmark table of docs/performance.md.
+//! - `cargo xtask dist [--musl]`: the binary to ship to other hosts
+//!   (`homeostat run --remote-binary`): a release build without its debug information
+//!   and symbols, in `target/dist/`; with `--musl`, statically linked against musl (for
+//!   hosts of any Linux distribution).
 //!
 //! Plugins are built by a separate cargo invocation in their own workspace, never from
 //! the host's build script (a nested cargo there deadlocks on the target-dir lock and
@@ -41,12 +45,14 @@ fn main() -> ExitCode {
         Some("demo") => demo(&root, &args[1..]),
         Some("test") => test(&root, &args[1..]),
         Some("bench") => bench(&root, &args[1..]),
+        Some("dist") => dist(&root, &args[1..]).map(|_| ()),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n  demo           build everything and run examples/hello.yaml\n  \
                  test [ARGS]    build everything and run the whole test suite (ARGS go to cargo test)\n  \
                  build-plugins  build the bundled plugins, the test plugins and the third-party example\n  \
-                 bench [ARGS]   run the benchmark (see docs/performance.md)"
+                 bench [ARGS]   run the benchmark (see docs/performance.md)\n  \
+                 dist [--musl]  a stripped release binary to ship to remote hosts, in target/dist/"
             );
             return ExitCode::from(2);
         }
@@ -347,7 +353,57 @@ fn count_before(line: &str, word: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Builds the binary to ship to remote hosts and returns its path: the release build
+/// stripped of its debug information and symbols (about a tenth of its size; the
+/// release profile keeps line tables for profiling), with `strip` from binutils, which
+/// the linker comes with. `--musl`: a static build for any Linux host (installs the
+/// target and Debian's `musl-tools` when missing).
+fn dist(root: &Path, args: &[String]) -> Result<PathBuf, String> {
+    let musl = match args {
+        [] => false,
+        [flag] if flag == "--musl" => true,
+        _ => return Err("usage: cargo xtask dist [--musl]".into()),
+    };
+    build_plugins(root)?;
+    let target = format!("{}-unknown-linux-musl", std::env::consts::ARCH);
+    let mut build = Command::new(env!("CARGO"));
+    build
+        .current_dir(root)
+        .args(["build", "--release", "--bin", "homeostat"]);
+    let built = if musl {
+        ensure_packages(&[("musl-tools", "/usr/bin/musl-gcc")], "a musl build")?;
+        run(Command::new("rustup").args(["target", "add", &target]))?;
+        build.args(["--target", &target]);
+        root.join("target").join(&target).join("release/homeostat")
+    } else {
+        root.join("target/release/homeostat")
+    };
+    run(&mut build)?;
+    let dir = root.join("target/dist");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let out = dir.join(if musl { "homeostat-musl" } else { "homeostat" });
+    run(Command::new("strip").arg("-o").arg(&out).arg(&built))?;
+    let size = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.len() as f64 / 1e6)
+            .unwrap_or(0.0)
+    };
+    eprintln!(
+        "xtask: {} ({:.0} MB; {:.0} MB before stripping): ship it with \
+         `homeostat run --remote-binary {}`",
+        out.display(),
+        size(&out),
+        size(&built),
+        out.display()
+    );
+    Ok(out)
+}
+
 fn bench(root: &Path, extra: &[String]) -> Result<(), String> {
+    if extra.first().map(String::as_str) == Some("remote") {
+        // The remote bench ships the stripped binary, as an operator would.
+        dist(root, &[])?;
+    }
     build_plugins(root)?;
     run(Command::new(env!("CARGO")).current_dir(root).args([
         "build",

@@ -41,7 +41,10 @@ fn main() {
             h
         })
         .collect();
-    println!("HOME for homeostat: {}", keys.home().canonicalize().unwrap().display());
+    println!(
+        "HOME for homeostat: {}",
+        keys.home().canonicalize().unwrap().display()
+    );
     for h in &hosts {
         println!("{}: remote: ssh://root@{}", h.name(), h.ip());
     }
