@@ -44,6 +44,10 @@ pub(super) struct RemoteArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     ssh_timeout: u64,
+    /// Compress the SSH connection (zlib): fewer bytes on a slow link, more CPU on a
+    /// fast one (off by default; a stripped binary compresses to about a third).
+    #[arg(long)]
+    ssh_compression: bool,
     /// Copy into a fresh temporary directory on each host and remove it at the end,
     /// instead of the cache keyed by SHA-256.
     #[arg(long)]
@@ -112,6 +116,7 @@ impl RemoteArgs {
             identities: self.ssh_identity.clone(),
             allow_interactive: self.allow_interactive,
             timeout: Duration::from_secs(self.ssh_timeout),
+            compression: self.ssh_compression,
         }
     }
 

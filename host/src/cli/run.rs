@@ -239,7 +239,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let hosts_failed = match &hosts {
         Some(results) => {
             let failed = results.iter().filter(|r| !r.ok()).count();
-            eprintln_in_order!("remote hosts: {} ran, {failed} failed", results.len());
+            eprintln_in_order!("remote hosts: {}, {failed} failed", results.len());
             for line in crate::remote::fleet::summary_lines(results) {
                 eprintln_in_order!("{line}");
             }

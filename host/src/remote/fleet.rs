@@ -442,6 +442,9 @@ fn command(node: &Node, placed: &Placed, port: u16, opts: &FleetOptions) -> Stri
         if !opts.caching {
             args.push("--no-caching".into());
         }
+        if opts.ssh.compression {
+            args.push("--ssh-compression".into());
+        }
         if !opts.live_push {
             args.push("--no-reload".into());
         }

@@ -30,6 +30,9 @@ pub struct SshOptions {
     pub allow_interactive: bool,
     /// Connect, key exchange and authentication together.
     pub timeout: Duration,
+    /// Ask for zlib compression (`--ssh-compression`): pays on slow links, costs CPU on
+    /// fast ones.
+    pub compression: bool,
 }
 
 /// The handler russh calls back: host key check and forwarded connections.
@@ -160,6 +163,13 @@ async fn connect_inner(url: &SshUrl, opts: &SshOptions, label: &str) -> Result<C
         nodelay: true,
         ..Default::default()
     };
+    if opts.compression {
+        config.preferred.compression = std::borrow::Cow::Borrowed(&[
+            russh::compression::ZLIB_LEGACY,
+            russh::compression::ZLIB,
+            russh::compression::NONE,
+        ]);
+    }
     // Ask for a key type the known_hosts files hold first, as OpenSSH does.
     let known = opts.known_hosts.recorded_algorithms(&url.host, url.port);
     if !known.is_empty() {
