@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use homeostat_tests::ssh::{ClientKeys, KeyKind, SshHost, skip_reason};
+use homeostat_tests::ssh::{Agent, ClientKeys, KeyKind, SshHost, skip_reason};
 use homeostat_tests::{Running, free_port, loopback_url, wait_for, write_graph};
 
 /// The binary shipped to the hosts: the test build without its debug information
@@ -58,6 +58,17 @@ impl Initiator {
             ("HOME".into(), self.keys.home().display().to_string()),
             ("SSH_AUTH_SOCK".into(), String::new()),
         ]
+    }
+
+    /// A graph for `url` that writes `content` to `/tmp/f` there.
+    fn file_graph(&self, name: &str, url: &str, content: &str) -> PathBuf {
+        write_graph(
+            self.dir.path(),
+            &format!("{name}.yaml"),
+            &format!(
+                "graph: {name}\nremote: {url}\nresources:\n  file:\n  - name: f\n    path: /tmp/f\n    content: \"{content}\\n\"\n"
+            ),
+        )
     }
 
     /// `homeostat run LOCAL --remote G... ARGS` with this initiator's etcd and keys.
@@ -185,14 +196,7 @@ fn the_cache_skips_the_binary_and_no_caching_leaves_nothing() {
     skip_unless_ready!();
     let init = Initiator::new();
     let h = init.host("cachehost");
-    let g = write_graph(
-        init.dir.path(),
-        "g.yaml",
-        &format!(
-            "graph: g\nremote: ssh://root@{}\nresources:\n  file:\n  - name: f\n    path: /tmp/f\n    content: \"x\\n\"\n",
-            h.ip()
-        ),
-    );
+    let g = init.file_graph("g", &format!("ssh://root@{}", h.ip()), "x");
     let sent = |run: &Running| -> String {
         run.log()
             .into_iter()
@@ -309,15 +313,7 @@ fn bad_auth_and_unreachable_hosts_fail_alone() {
     let good = init.host("goodhost");
     let strict = SshHost::start("strict", &[]);
     init.keys.add_known_host(&strict);
-    let graph = |name: &str, url: String| {
-        write_graph(
-            init.dir.path(),
-            &format!("{name}.yaml"),
-            &format!(
-                "graph: {name}\nremote: {url}\nresources:\n  file:\n  - name: f\n    path: /tmp/f\n    content: \"{name}\\n\"\n"
-            ),
-        )
-    };
+    let graph = |name: &str, url: String| init.file_graph(name, &url, name);
     let g_good = graph("good", format!("ssh://root@{}", good.ip()));
     let g_denied = graph("denied", format!("ssh://root@{}", strict.ip()));
     // An address of the harness's range nobody answers on: connect times out.
@@ -439,40 +435,6 @@ fn duplicate_targets_are_refused() {
     );
 }
 
-/// An `ssh-agent` holding the initiator's key, killed at the end.
-struct Agent {
-    child: std::process::Child,
-    socket: PathBuf,
-}
-
-impl Agent {
-    fn start(init: &Initiator) -> Agent {
-        let socket = init.dir.path().join("agent.sock");
-        let child = std::process::Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&socket)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("ssh-agent (openssh-client) runs");
-        wait_for(|| socket.exists().then_some(())).expect("ssh-agent listens");
-        let added = std::process::Command::new("ssh-add")
-            .arg(init.keys.key(KeyKind::Ed25519))
-            .env("SSH_AUTH_SOCK", &socket)
-            .output()
-            .unwrap();
-        assert!(added.status.success(), "{added:?}");
-        Agent { child, socket }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Hierarchical remote execution, two levels: the initiator runs two hosts, each of
 /// which runs two more from its graph's `remotes:` (reached over links the initiator
 /// has no route to), logging in with the initiator's agent and checking host keys
@@ -483,7 +445,7 @@ impl Drop for Agent {
 fn a_two_level_tree_shares_the_world_takes_live_pushes_and_stops_from_the_root() {
     skip_unless_ready!();
     let init = Initiator::new();
-    let agent = Agent::start(&init);
+    let agent = Agent::start(&init.keys, init.dir.path());
     let key = init.keys.pub_line(KeyKind::Ed25519);
     let mids = [init.host("mid1"), init.host("mid2")];
     let mut leaves = Vec::new();
@@ -529,7 +491,7 @@ fn a_two_level_tree_shares_the_world_takes_live_pushes_and_stops_from_the_root()
     }
     let mut env = init.env();
     env.retain(|(k, _)| k != "SSH_AUTH_SOCK");
-    env.push(("SSH_AUTH_SOCK".into(), agent.socket.display().to_string()));
+    env.push(("SSH_AUTH_SOCK".into(), agent.socket().display().to_string()));
     let local = write_graph(dir, "local.yaml", "graph: root\n");
     let mut args: Vec<String> = Vec::new();
     for g in &mid_graphs {
@@ -615,15 +577,7 @@ fn key_kinds_and_a_url_password_log_in() {
     for h in [&ecdsa, &rsa, &pw] {
         init.keys.add_known_host(h);
     }
-    let graph = |name: &str, url: String| {
-        write_graph(
-            init.dir.path(),
-            &format!("{name}.yaml"),
-            &format!(
-                "graph: {name}\nremote: {url}\nresources:\n  file:\n  - name: f\n    path: /tmp/f\n    content: \"{name}\\n\"\n"
-            ),
-        )
-    };
+    let graph = |name: &str, url: String| init.file_graph(name, &url, name);
     let ge = graph("e", format!("ssh://root@{}", ecdsa.ip()));
     let gr = graph("r", format!("ssh://root@{}", rsa.ip()));
     let gp = graph("p", format!("ssh://root:s3cret%20pw@{}", pw.ip()));
@@ -665,14 +619,7 @@ fn an_interrupted_no_caching_run_leaves_nothing_behind() {
     skip_unless_ready!();
     let init = Initiator::new();
     let h = init.host("tmphost");
-    let g = write_graph(
-        init.dir.path(),
-        "g.yaml",
-        &format!(
-            "graph: g\nremote: ssh://root@{}\nresources:\n  file:\n  - name: f\n    path: /tmp/f\n    content: \"x\\n\"\n",
-            h.ip()
-        ),
-    );
+    let g = init.file_graph("g", &format!("ssh://root@{}", h.ip()), "x");
     let mut run = init.run(&[&g], &["--no-caching"]);
     wait_in(&h, "/tmp/f", "x\n");
     let dirs = h.exec("ls -d /tmp/homeostat.* | wc -l");

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use homeostat_tests::ssh::{ClientKeys, KeyKind, SshHost, skip_reason};
+use homeostat_tests::ssh::{Agent, ClientKeys, KeyKind, SshHost, skip_reason};
 
 use crate::cluster::free_port;
 
@@ -273,12 +273,12 @@ fn depth_two(o: &Options, flat: Option<(Duration, Duration)>) {
                 &children,
             ));
         }
-        let agent = Agent::start(&init);
+        let agent = Agent::start(&init.keys, init.dir.path());
         let run = |init: &Initiator| {
             let started = Instant::now();
             let out = init
                 .command(o, &mid_graphs, &["--converged-timeout", "0"])
-                .env("SSH_AUTH_SOCK", &agent.socket)
+                .env("SSH_AUTH_SOCK", agent.socket())
                 .output()
                 .expect("run homeostat");
             assert!(
@@ -306,42 +306,6 @@ fn depth_two(o: &Options, flat: Option<(Duration, Duration)>) {
             secs(c),
             secs(w)
         ),
-    }
-}
-
-/// An `ssh-agent` with the initiator's key (hosts below log in with it).
-struct Agent {
-    child: std::process::Child,
-    socket: PathBuf,
-}
-
-impl Agent {
-    fn start(init: &Initiator) -> Agent {
-        let socket = init.dir.path().join("agent.sock");
-        let child = Command::new("ssh-agent")
-            .args(["-D", "-a"])
-            .arg(&socket)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("ssh-agent runs");
-        let until = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let added = Command::new("ssh-add")
-            .arg(init.keys.key(KeyKind::Ed25519))
-            .env("SSH_AUTH_SOCK", &socket)
-            .output()
-            .expect("ssh-add runs");
-        assert!(added.status.success(), "ssh-add failed");
-        Agent { child, socket }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

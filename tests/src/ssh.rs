@@ -710,6 +710,55 @@ impl Drop for SshHost {
     }
 }
 
+/// An `ssh-agent` holding a client's ed25519 key (hosts a hierarchy reaches log in with
+/// the initiator's forwarded agent), killed when dropped.
+pub struct Agent {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Agent {
+    /// Starts an agent listening in `dir` and adds `keys`' ed25519 key to it.
+    pub fn start(keys: &ClientKeys, dir: &Path) -> Agent {
+        let socket = dir.join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("ssh-agent (openssh-client) runs");
+        let mut agent = Agent { child, socket };
+        let until = Instant::now() + START_DEADLINE;
+        while !agent.socket.exists() {
+            assert!(Instant::now() < until, "ssh-agent did not listen");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let added = Command::new("ssh-add")
+            .arg(keys.key(KeyKind::Ed25519))
+            .env("SSH_AUTH_SOCK", &agent.socket)
+            .output()
+            .expect("ssh-add runs");
+        if !added.status.success() {
+            let _ = agent.child.kill();
+            panic!("ssh-add: {}", String::from_utf8_lossy(&added.stderr));
+        }
+        agent
+    }
+
+    /// The socket to give as `SSH_AUTH_SOCK`.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Where the hosts' files go: `target/ssh-harness/` (the same target directory as
 /// [`crate::binary`]), removed with the rest by `cargo clean`. Not under `/tmp`: `sshd`
 /// reads its config, host key and authorized keys from inside the host's mount
