@@ -636,3 +636,52 @@ fn an_interrupted_no_caching_run_leaves_nothing_behind() {
         "{log}"
     );
 }
+
+/// No key the host takes, no password in the URL: with --allow-interactive (and a
+/// terminal) the password is asked for; without it, nothing is asked.
+#[test]
+fn a_password_is_asked_for_only_with_allow_interactive() {
+    skip_unless_ready!();
+    let init = Initiator::new();
+    let h = SshHost::builder("askhost").password("typed pw").start();
+    init.keys.add_known_host(&h);
+    let g = init.file_graph("g", &format!("ssh://root@{}", h.ip()), "typed");
+    let mut quiet = init.run(&[&g], &["--converged-timeout", "0.5"]);
+    assert!(!quiet.wait_exit().success());
+    let log = quiet.log().join("\n");
+    assert!(log.contains("permission denied"), "{log}");
+    assert!(
+        !log.contains("password: "),
+        "no prompt without --allow-interactive: {log}"
+    );
+
+    // `script` gives the run a terminal; what it reads on its input is typed there.
+    let local = write_graph(init.dir.path(), "local.yaml", "graph: initiator\n");
+    let command = format!(
+        "{} run {} --remote {} --client-urls {} --server-urls {} --lease-ttl 2 \
+         --remote-binary {} --converged-timeout 0.5 --allow-interactive --tmp-prefix",
+        homeostat_tests::binary().display(),
+        local.display(),
+        g.display(),
+        init.client_url,
+        init.server_url,
+        shipped_binary().display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .envs(init.env())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"typed pw\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("password: "), "{text}");
+    wait_in(&h, "/tmp/f", "typed\n");
+}

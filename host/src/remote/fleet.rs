@@ -451,7 +451,10 @@ fn command(node: &Node, placed: &Placed, port: u16, opts: &FleetOptions) -> Stri
     }
     args.push(placed.graph.clone());
     let quoted: Vec<String> = args.iter().map(|a| quote(a)).collect();
-    format!("echo $$; exec {} 2>&1", quoted.join(" "))
+    // Through `sh` whatever the login shell is (`$$` is not fish's), which execs into
+    // homeostat: the pid printed is homeostat's.
+    let script = format!("echo $$; exec {} 2>&1", quoted.join(" "));
+    format!("exec sh -c {}", quote(&script))
 }
 
 /// The remote's closing line (`converged after 1.02s: ...`, `stopped after ...`).
