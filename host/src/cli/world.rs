@@ -21,6 +21,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 
+use crate::cluster::chooser;
 use crate::cluster::membership::{self, Follower, Membership};
 use crate::cluster::server::{EtcdServer, Marker, ServerConfig, has_data};
 use crate::world::etcd::EtcdWorld;
@@ -373,7 +374,8 @@ impl WorldArgs {
                 );
             }
         }
-        let membership = Membership::start(etcd.clone(), cfg, server);
+        let membership = Membership::start(etcd.clone(), cfg, server)
+            .also(tokio::spawn(chooser::run(etcd.clone())));
         Ok(Opened {
             world: World::Etcd(etcd.clone()),
             membership: Some(membership),

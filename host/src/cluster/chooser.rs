@@ -23,7 +23,7 @@ use etcd_client::{Compare, CompareOp, MemberAddOptions, PutOptions, Txn, TxnOp, 
 
 use super::membership::{
     CHOOSER, CLUSTER, NOMINATED, Nomination, Probes, VOLUNTEERS, Volunteer, ideal_size,
-    list_by_host,
+    list_by_host, merged_watches,
 };
 use super::rules::{self, Action, MemberView, View, VolunteerView};
 use crate::world::etcd::{EtcdWorld, describe};
@@ -69,27 +69,6 @@ pub async fn run(world: Arc<EtcdWorld>) {
             changes.recv().await;
         }
     }
-}
-
-/// One receiver that wakes when anything under any of `prefixes` changes (the
-/// forwarding tasks end with the receiver).
-pub(super) fn merged_watches(
-    world: &EtcdWorld,
-    prefixes: &[&str],
-) -> tokio::sync::mpsc::Receiver<()> {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    for prefix in prefixes {
-        let mut watch = world.watch(prefix);
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while watch.changed().await.is_ok() {
-                if let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
-                    return;
-                }
-            }
-        });
-    }
-    rx
 }
 
 impl Chooser {

@@ -337,9 +337,31 @@ pub struct Membership {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// One receiver that wakes when anything under any of `prefixes` changes (the
+/// forwarding tasks end with the receiver).
+pub(super) fn merged_watches(
+    world: &EtcdWorld,
+    prefixes: &[&str],
+) -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    for prefix in prefixes {
+        let mut watch = world.watch(prefix);
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while watch.changed().await.is_ok() {
+                if let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
+                    return;
+                }
+            }
+        });
+    }
+    rx
+}
+
 impl Membership {
-    /// Volunteer, serve when nominated, and run the chooser. `server` is the etcd this
-    /// host already serves (bootstrapped, or come back from its data directory).
+    /// Volunteer and serve when nominated (the caller runs the chooser beside it, see
+    /// [`Membership::also`]). `server` is the etcd this host already serves
+    /// (bootstrapped, or come back from its data directory).
     pub fn start(
         world: Arc<EtcdWorld>,
         cfg: ServerConfig,
@@ -356,11 +378,14 @@ impl Membership {
             warned: None,
             missing: None,
         };
-        let tasks = vec![
-            tokio::spawn(host.run()),
-            tokio::spawn(super::chooser::run(world)),
-        ];
+        let tasks = vec![tokio::spawn(host.run())];
         Membership { server, tasks }
+    }
+
+    /// Another task that ends with this host's membership (the chooser).
+    pub fn also(mut self, task: tokio::task::JoinHandle<()>) -> Membership {
+        self.tasks.push(task);
+        self
     }
 
     /// Whether this host serves etcd now.
@@ -451,7 +476,7 @@ impl Host {
 
     async fn run(mut self) {
         let key = format!("{NOMINATED}{}", segment(&self.cfg.name));
-        let mut changes = super::chooser::merged_watches(&self.world, &[key.as_str()]);
+        let mut changes = merged_watches(&self.world, &[key.as_str()]);
         loop {
             if let Err(e) = self.step(&key).await {
                 tracing::debug!("cluster: membership check: {e}");
