@@ -685,3 +685,19 @@ fn a_password_is_asked_for_only_with_allow_interactive() {
     assert!(text.contains("password: "), "{text}");
     wait_in(&h, "/tmp/f", "typed\n");
 }
+
+/// `--noop` goes along: the host changes nothing and says what it would, and the
+/// initiator exits 2 (changes pending), as a local noop run does.
+#[test]
+fn noop_reaches_the_remote_and_exits_2() {
+    skip_unless_ready!();
+    let init = Initiator::new();
+    let h = init.host("noophost");
+    let g = init.file_graph("g", &format!("ssh://root@{}", h.ip()), "x");
+    let mut run = init.run(&[&g], &["--converged-timeout", "0.5", "--noop"]);
+    let status = run.wait_exit();
+    let log = run.log().join("\n");
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(log.contains("would change (noop)"), "{log}");
+    assert_eq!(read_in(&h, "/tmp/f"), None, "nothing written");
+}

@@ -236,6 +236,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     opened.close(settled).await;
     print_summary(&summary, args.noop);
+    let hosts_pending = hosts.iter().flatten().any(|r| r.pending());
     let hosts_failed = match &hosts {
         Some(results) => {
             let failed = results.iter().filter(|r| !r.ok()).count();
@@ -254,7 +255,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(match summary.stopped {
         Stopped::Cancelled => ExitCode::from(130),
         _ if summary.failed > 0 || hosts_failed > 0 => ExitCode::FAILURE,
-        _ if args.noop && summary.pending > 0 => ExitCode::from(2),
+        _ if args.noop && (summary.pending > 0 || hosts_pending) => ExitCode::from(2),
         _ => ExitCode::SUCCESS,
     })
 }

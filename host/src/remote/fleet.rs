@@ -79,7 +79,12 @@ pub struct HostResult {
 
 impl HostResult {
     pub fn ok(&self) -> bool {
-        self.error.is_none() && self.exit == Some(0)
+        self.error.is_none() && matches!(self.exit, Some(0) | Some(2))
+    }
+
+    /// Under `--noop`: the host would change something (its run exited 2).
+    pub fn pending(&self) -> bool {
+        self.error.is_none() && self.exit == Some(2)
     }
 }
 
@@ -331,6 +336,8 @@ async fn run_host(
     outcome?;
     match result.exit {
         Some(0) => Ok(()),
+        // `--noop`: changes are pending there.
+        Some(2) if opts.noop => Ok(()),
         Some(code) => Err(format!("homeostat exited {code}")),
         None => Err(
             "homeostat ended without an exit status (killed, or the connection was lost)".into(),
