@@ -314,12 +314,27 @@ fn handle_signals(
     Ok(())
 }
 
-/// Resolves when standard input reaches its end (or cannot be read).
+/// Resolves when standard input reaches its end (or cannot be read). Read on a thread of
+/// its own, not tokio's blocking pool: a read that never returns would hold up the
+/// runtime's shutdown at exit for its whole timeout.
 async fn stdin_closed() {
-    use tokio::io::AsyncReadExt;
-    let mut stdin = tokio::io::stdin();
-    let mut buf = [0u8; 512];
-    while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("homeostat-stdin".into())
+        .spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 512];
+            let mut stdin = std::io::stdin().lock();
+            while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+            let _ = tx.send(());
+        });
+    match spawned {
+        Ok(_) => {
+            let _ = rx.await;
+        }
+        // Never read: never closed.
+        Err(_) => std::future::pending().await,
+    }
 }
 
 /// The remote hosts' runs, in the background of this host's own.

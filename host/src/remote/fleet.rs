@@ -215,6 +215,7 @@ async fn run_host(
         c = ssh::connect(&target.url, &opts.ssh) => c?,
         _ = stopped(&mut stop) => return Err("stopped while connecting".into()),
     };
+    tracing::debug!("{host}: logged in after {:.1?}", started.elapsed());
     let sftp = conn.sftp().await?;
     let placed = match transfer::place(&conn, &sftp, host, &payload, &graphs, opts.caching).await {
         Ok(p) => p,
@@ -224,6 +225,7 @@ async fn run_host(
         }
     };
     result.bytes_sent = placed.bytes_sent;
+    tracing::debug!("{host}: files in place after {:.1?}", started.elapsed());
     let outcome = async {
         let port = conn.reverse_forward(opts.etcd.clone()).await?;
         let command = command(node, &placed, port, opts);
@@ -460,7 +462,10 @@ fn command(node: &Node, placed: &Placed, port: u16, opts: &FleetOptions) -> Stri
     let quoted: Vec<String> = args.iter().map(|a| quote(a)).collect();
     // Through `sh` whatever the login shell is (`$$` is not fish's), which execs into
     // homeostat: the pid printed is homeostat's.
-    let script = format!("echo $$; exec {} 2>&1", quoted.join(" "));
+    // The copies go into place first (see `Placed::finish`), in the same command.
+    let mut steps = placed.finish.clone();
+    steps.push(format!("echo $$; exec {} 2>&1", quoted.join(" ")));
+    let script = format!("set -e; {}", steps.join("; "));
     format!("exec sh -c {}", quote(&script))
 }
 

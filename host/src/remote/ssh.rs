@@ -127,6 +127,8 @@ pub struct Connection {
     forward_to: Arc<Mutex<Option<String>>>,
     /// `user@host:port`, for messages.
     pub label: String,
+    /// The user logged in as.
+    pub user: String,
 }
 
 /// What a finished command printed and how it ended.
@@ -211,6 +213,7 @@ async fn connect_inner(url: &SshUrl, opts: &SshOptions, label: &str) -> Result<C
         handle,
         forward_to,
         label: label.to_string(),
+        user: url.user.clone(),
     })
 }
 
@@ -390,6 +393,7 @@ fn prompt_password(prompt: &str) -> Result<String, String> {
 impl Connection {
     /// Runs `command` (through the login shell) and collects its output.
     pub async fn output(&self, command: &str) -> Result<Output, String> {
+        let started = std::time::Instant::now();
         let mut channel = self.session().await?;
         channel
             .exec(true, command)
@@ -409,6 +413,7 @@ impl Connection {
                 _ => {}
             }
         }
+        tracing::debug!("{}: `{command}` took {:.1?}", self.label, started.elapsed());
         Ok(out)
     }
 

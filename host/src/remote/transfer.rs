@@ -14,9 +14,14 @@
 //! `mv -f` (SFTP's own rename refuses an existing target), under the host's staging
 //! name, so the remote's live reload sees one rename and never a half-written graph.
 //!
-//! **Platform.** Before anything is copied, `uname -s -m` on the remote must match the
-//! binary shipped (the running one, or `--remote-binary`, whose ELF header says its
-//! machine): a mismatch is refused with both names.
+//! **Platform.** Before anything is copied, the remote's kernel must be Linux and its
+//! machine (`/proc/sys/kernel/ostype` and `arch`, what `uname -s -m` says) the one the
+//! binary shipped is built for (the running one, or `--remote-binary`, whose ELF header
+//! says it): a mismatch is refused with both names.
+//!
+//! **No shell until the run.** Everything here goes over SFTP; the one command, the run,
+//! puts the copies in place first ([`Placed::finish`]). Each command starts the user's
+//! login shell on the host, and its start-up files can cost more than a whole warm run.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -117,38 +122,10 @@ pub struct Placed {
     pub grants: Option<String>,
     /// Bytes of file content sent (the binary, plugins, grants, graph).
     pub bytes_sent: u64,
-}
-
-/// The remote's platform and home, from one command.
-struct Remote {
-    machine: String,
-    root: bool,
-    home: String,
-}
-
-async fn probe(conn: &Connection) -> Result<Remote, String> {
-    let out = conn
-        .check("uname -s && uname -m && id -u && printf '%s\\n' \"$HOME\"")
-        .await?;
-    let text = out.stdout_text();
-    let lines: Vec<&str> = text.lines().collect();
-    let [os, machine, uid, home] = lines[..] else {
-        return Err(format!(
-            "{}: unexpected answer to `uname`/`id`: {text:?}",
-            conn.label
-        ));
-    };
-    if os != "Linux" {
-        return Err(format!(
-            "{}: the remote runs {os}; homeostat runs on Linux only",
-            conn.label
-        ));
-    }
-    Ok(Remote {
-        machine: machine.to_string(),
-        root: uid == "0",
-        home: home.to_string(),
-    })
+    /// Shell commands that put the copies in place (make the binary executable, link the
+    /// plugins, rename the graphs over the old ones): run just before homeostat starts,
+    /// in the same command, since every command costs a round trip or more.
+    pub finish: Vec<String>,
 }
 
 /// The machine an ELF executable is built for, from its header (`e_machine`). Read by
@@ -178,18 +155,6 @@ pub fn elf_machine(path: &Path) -> Result<String, String> {
         other => return Ok(format!("ELF machine {other:#x}")),
     }
     .to_string())
-}
-
-/// Whether a binary built for `ours` runs on a host whose `uname -m` says `theirs`.
-fn runs_on(ours: &str, theirs: &str) -> bool {
-    let norm = |m: &str| match m {
-        "amd64" => "x86_64".to_string(),
-        "arm64" | "armv8l" | "aarch64_be" => "aarch64".to_string(),
-        m if m.starts_with("armv") => "arm".to_string(),
-        "i386" | "i486" | "i586" => "i686".to_string(),
-        m => m.to_string(),
-    };
-    norm(ours) == norm(theirs)
 }
 
 /// Reports a copy's progress: a bar on a terminal, else one line when it starts.
@@ -240,7 +205,11 @@ pub struct Graphs {
     pub known_hosts: Option<Vec<u8>>,
 }
 
-/// Copies the payload and the graphs for `host`, skipping what the cache has.
+/// Copies the payload and the graphs for `host`, skipping what the cache has. All of it
+/// over SFTP, without a shell (each command on the host starts the user's shell, whose
+/// start-up files can cost more than the rest of a warm run): the platform check, the
+/// working directory, which cached files are there, the copies; [`Placed::finish`] is
+/// what the run command does first.
 pub async fn place(
     conn: &Connection,
     sftp: &SftpSession,
@@ -249,90 +218,81 @@ pub async fn place(
     graphs: &Graphs,
     caching: bool,
 ) -> Result<Placed, String> {
-    let remote = probe(conn).await?;
-    if !runs_on(&payload.machine, &remote.machine) {
-        return Err(format!(
-            "{}: the remote is {} but the binary to ship is built for {}; build one for \
-             the remote (e.g. `cargo build --release --target {}-unknown-linux-musl`) and \
-             pass it with --remote-binary",
-            conn.label, remote.machine, payload.machine, remote.machine
-        ));
-    }
-    let (base, temporary) = if caching {
-        let base = if remote.root {
-            "/var/lib/homeostat/remote".to_string()
-        } else {
-            format!(
-                "{}/.cache/homeostat/remote",
-                remote.home.trim_end_matches('/')
-            )
-        };
-        (base, false)
-    } else {
-        let out = conn.check("mktemp -d /tmp/homeostat.XXXXXXXXXX").await?;
-        (out.stdout_text(), true)
-    };
-    let run_dir = format!("{base}/run/{}", file_name_of(host));
-    let plugin_dir = format!("{run_dir}/plugins");
-    let tree = format!("{run_dir}/tree");
-    let mut dirs: Vec<String> = vec![
+    let blobs: Vec<&Blob> = std::iter::once(&payload.binary)
+        .chain(payload.plugins.iter().map(|(_, b, _)| b))
+        .collect();
+    let run_rel = format!("run/{}", file_name_of(host));
+    check_platform(conn, sftp, &payload.machine).await?;
+    let base = working_directory(conn, sftp, caching).await?;
+    let mut dirs = vec![
         format!("{base}/cache"),
-        plugin_dir.clone(),
-        format!("{run_dir}/state"),
+        format!("{base}/{run_rel}/plugins"),
+        format!("{base}/{run_rel}/state"),
+        format!("{base}/{run_rel}/tree"),
     ];
     for (rel, _) in &graphs.files {
         if let Some((parent, _)) = rel.rsplit_once('/') {
-            dirs.push(format!("{tree}/{parent}"));
+            dirs.push(format!("{base}/{run_rel}/tree/{parent}"));
         }
     }
-    dirs.push(tree.clone());
-    let dirs: Vec<String> = dirs.iter().map(|d| quote(d)).collect();
-    conn.check(&format!(
-        "umask 077 && rm -rf {} && mkdir -p {} && rm -f {}/*.wasm",
-        quote(&tree),
-        dirs.join(" "),
-        quote(&plugin_dir)
-    ))
-    .await?;
+    for dir in &dirs {
+        make_dirs(sftp, dir)
+            .await
+            .map_err(|e| format!("{}: cannot make {dir}: {e}", conn.label))?;
+    }
+    let mut cached = Vec::new();
+    for blob in &blobs {
+        let meta = sftp.metadata(format!("{base}/cache/{}", blob.sha256)).await;
+        cached.push(meta.ok().and_then(|m| m.size));
+    }
+    let run_dir = format!("{base}/{run_rel}");
+    let plugin_dir = format!("{run_dir}/plugins");
+    let tree = format!("{run_dir}/tree");
     let mut sent = 0;
+    // Plugins of an earlier run of this host that this graph does not need go.
+    let mut finish = vec![format!("rm -f {}/*.wasm", quote(&plugin_dir))];
+    let is_cached = |i: usize, blob: &Blob| cached.get(i).copied().flatten() == Some(blob.size);
     let binary = format!("{base}/cache/{}", payload.binary.sha256);
-    sent += upload_blob(sftp, host, "homeostat", &payload.binary, &binary).await?;
-    let mut links = vec![format!("chmod 0755 {}", quote(&binary))];
-    for (name, blob, _) in &payload.plugins {
-        let cached = format!("{base}/cache/{}", blob.sha256);
-        sent += upload_blob(sftp, host, name, blob, &cached).await?;
-        links.push(format!(
+    if !is_cached(0, &payload.binary) {
+        sent += upload_blob(sftp, host, "homeostat", &payload.binary, &binary).await?;
+    }
+    finish.push(format!("chmod 0755 {}", quote(&binary)));
+    for (i, (name, blob, _)) in payload.plugins.iter().enumerate() {
+        let cached_path = format!("{base}/cache/{}", blob.sha256);
+        if !is_cached(i + 1, blob) {
+            sent += upload_blob(sftp, host, name, blob, &cached_path).await?;
+        }
+        finish.push(format!(
             "ln -f {} {}",
-            quote(&cached),
+            quote(&cached_path),
             quote(&format!("{plugin_dir}/{name}"))
         ));
     }
-    conn.check(&links.join(" && ")).await?;
-    let grants = match &payload.grants {
-        Some(text) => {
-            let path = format!("{run_dir}/grants.toml");
-            sent += replace_file(conn, sftp, &path, text).await?;
-            Some(path)
-        }
-        None => None,
-    };
-    let known_hosts = match &graphs.known_hosts {
-        Some(text) => {
-            let path = format!("{run_dir}/known_hosts");
-            sent += replace_file(conn, sftp, &path, text).await?;
-            Some(path)
-        }
-        None => None,
-    };
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let grants = payload.grants.as_ref().map(|text| {
+        let path = format!("{run_dir}/grants.toml");
+        files.push((path.clone(), text.clone()));
+        path
+    });
+    let known_hosts = graphs.known_hosts.as_ref().map(|text| {
+        let path = format!("{run_dir}/known_hosts");
+        files.push((path.clone(), text.clone()));
+        path
+    });
     let mut shipped = Vec::new();
     for (rel, text) in &graphs.files {
         let path = format!("{tree}/{rel}");
-        sent += replace_file(conn, sftp, &path, text).await?;
+        files.push((path.clone(), text.clone()));
         shipped.push((rel.clone(), path));
+    }
+    for (path, text) in files {
+        let tmp = write_staging(conn, sftp, &path, &text).await?;
+        sent += text.len() as u64;
+        finish.push(format!("mv -f {} {}", quote(&tmp), quote(&path)));
     }
     Ok(Placed {
         base,
-        temporary,
+        temporary: !caching,
         binary,
         run_dir,
         graph: shipped.first().map(|(_, p)| p.clone()).unwrap_or_default(),
@@ -341,7 +301,119 @@ pub async fn place(
         plugin_dir: (!payload.plugins.is_empty()).then_some(plugin_dir),
         grants,
         bytes_sent: sent,
+        finish,
     })
+}
+
+/// Refuses a host that is not Linux, or whose machine the binary is not built for: read
+/// from `/proc/sys/kernel/ostype` and `arch` (what `uname -s` and `-m` say).
+async fn check_platform(conn: &Connection, sftp: &SftpSession, ours: &str) -> Result<(), String> {
+    let read = |path: &'static str| async move {
+        sftp.read(path)
+            .await
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+    };
+    match read("/proc/sys/kernel/ostype").await.as_deref() {
+        Some("Linux") => {}
+        other => {
+            return Err(format!(
+                "{}: the remote is not Linux ({}); homeostat runs on Linux only",
+                conn.label,
+                other.unwrap_or("no /proc/sys/kernel/ostype")
+            ));
+        }
+    }
+    let theirs = match read("/proc/sys/kernel/arch").await {
+        Some(m) if !m.is_empty() => m,
+        // Kernels before 4.17 have no `arch` entry.
+        _ => conn.check("uname -m").await?.stdout_text(),
+    };
+    if runs_on(ours, &theirs) {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: the remote is {theirs} but the binary to ship is built for {ours}; build one \
+         for the remote (e.g. `cargo xtask dist --musl` on a {theirs} machine) and pass it \
+         with --remote-binary",
+        conn.label
+    ))
+}
+
+/// Whether a binary built for `ours` runs on a host whose `uname -m` says `theirs`.
+fn runs_on(ours: &str, theirs: &str) -> bool {
+    let norm = |m: &str| match m {
+        "amd64" => "x86_64".to_string(),
+        "arm64" | "armv8l" | "aarch64_be" => "aarch64".to_string(),
+        m if m.starts_with("armv") => "arm".to_string(),
+        "i386" | "i486" | "i586" => "i686".to_string(),
+        m => m.to_string(),
+    };
+    norm(ours) == norm(theirs)
+}
+
+/// The working directory: the cache (`/var/lib/homeostat/remote` as root, else
+/// `~/.cache/homeostat/remote`), or a new `/tmp/homeostat.XXXXXXXXXXXX` (`--no-caching`).
+async fn working_directory(
+    conn: &Connection,
+    sftp: &SftpSession,
+    caching: bool,
+) -> Result<String, String> {
+    if caching {
+        if conn.user == "root" {
+            return Ok("/var/lib/homeostat/remote".into());
+        }
+        let home = sftp
+            .canonicalize(".")
+            .await
+            .map_err(|e| format!("{}: cannot find the home directory: {e}", conn.label))?;
+        return Ok(format!(
+            "{}/.cache/homeostat/remote",
+            home.trim_end_matches('/')
+        ));
+    }
+    for _ in 0..8 {
+        let name = temp_name::fresh(b"");
+        let suffix = String::from_utf8_lossy(&name[name.len() - 12..]).into_owned();
+        let dir = format!("/tmp/homeostat.{suffix}");
+        if sftp.create_dir(dir.clone()).await.is_ok() {
+            let mut attrs = russh_sftp::protocol::FileAttributes::empty();
+            attrs.permissions = Some(0o700);
+            sftp.set_metadata(dir.clone(), attrs)
+                .await
+                .map_err(|e| format!("{}: cannot make {dir} private: {e}", conn.label))?;
+            return Ok(dir);
+        }
+    }
+    Err(format!("{}: cannot make a directory in /tmp", conn.label))
+}
+
+/// `mkdir -p` over SFTP: the missing directories of `path`, mode 0700.
+async fn make_dirs(sftp: &SftpSession, path: &str) -> Result<(), String> {
+    let mut missing = Vec::new();
+    let mut at = path.trim_end_matches('/').to_string();
+    while !at.is_empty() && !sftp.try_exists(at.clone()).await.unwrap_or(false) {
+        missing.push(at.clone());
+        match at.rsplit_once('/') {
+            Some((parent, _)) => at = parent.to_string(),
+            None => break,
+        }
+    }
+    for dir in missing.into_iter().rev() {
+        if let Err(e) = sftp.create_dir(dir.clone()).await {
+            // Made meanwhile by another run: fine.
+            if !sftp.try_exists(dir.clone()).await.unwrap_or(false) {
+                return Err(e.to_string());
+            }
+            continue;
+        }
+        let mut attrs = russh_sftp::protocol::FileAttributes::empty();
+        attrs.permissions = Some(0o700);
+        sftp.set_metadata(dir, attrs)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// A host name as one path component.
@@ -357,8 +429,8 @@ fn file_name_of(host: &str) -> String {
         .collect()
 }
 
-/// Uploads `blob` to `path` unless a file of its size is there (named by its hash, it
-/// was complete when renamed into place). Returns the bytes sent.
+/// Uploads `blob` to `path` (its caller found no file of its size there: named by its
+/// hash, a file is complete once renamed into place). Returns the bytes sent.
 async fn upload_blob(
     sftp: &SftpSession,
     host: &str,
@@ -366,12 +438,6 @@ async fn upload_blob(
     blob: &Blob,
     path: &str,
 ) -> Result<u64, String> {
-    if let Ok(meta) = sftp.metadata(path).await
-        && meta.size == Some(blob.size)
-    {
-        tracing::debug!("{host}: {what} cached ({})", &blob.sha256[..12]);
-        return Ok(0);
-    }
     let tmp = staging(path);
     let progress = Progress::start(host, what, blob.size);
     let result = async {
@@ -439,39 +505,54 @@ fn staging(path: &str) -> String {
     format!("{dir}/{}", String::from_utf8_lossy(&tmp))
 }
 
-/// Writes `data` to `path` through a staging file and `mv -f` (one rename on the
-/// remote). Returns the bytes sent.
+/// Writes `data` to a staging name beside `path` (the name the host's own watches
+/// ignore), mode 0600, and returns that name: renaming it over `path` is one step.
+async fn write_staging(
+    conn: &Connection,
+    sftp: &SftpSession,
+    path: &str,
+    data: &[u8],
+) -> Result<String, String> {
+    let tmp = staging(path);
+    let written = async {
+        let mut attrs = russh_sftp::protocol::FileAttributes::empty();
+        attrs.permissions = Some(0o600);
+        let mut file = sftp
+            .open_with_flags_and_attributes(
+                tmp.clone(),
+                OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE,
+                attrs,
+            )
+            .await
+            .map_err(|e| format!("{}: cannot create {tmp}: {e}", conn.label))?;
+        file.write_all(data)
+            .await
+            .map_err(|e| format!("{}: writing {tmp}: {e}", conn.label))?;
+        file.shutdown()
+            .await
+            .map_err(|e| format!("{}: closing {tmp}: {e}", conn.label))
+    }
+    .await;
+    match written {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = sftp.remove_file(tmp).await;
+            Err(e)
+        }
+    }
+}
+
+/// Replaces `path` with `data` while the host runs (a live push): a staging file, then
+/// `mv -f` (SFTP's own rename refuses an existing target). Returns the bytes sent.
 pub async fn replace_file(
     conn: &Connection,
     sftp: &SftpSession,
     path: &str,
     data: &[u8],
 ) -> Result<u64, String> {
-    let tmp = staging(path);
-    let written = async {
-        let mut file = sftp
-            .create(tmp.clone())
-            .await
-            .map_err(|e| format!("{}: cannot create {tmp}: {e}", conn.label))?;
-        file.write_all(data)
-            .await
-            .map_err(|e| format!("{}: writing {tmp}: {e}", conn.label))?;
-        let _ = file.sync_all().await;
-        file.shutdown()
-            .await
-            .map_err(|e| format!("{}: closing {tmp}: {e}", conn.label))
-    }
-    .await;
-    if let Err(e) = written {
-        let _ = sftp.remove_file(tmp).await;
-        return Err(e);
-    }
-    conn.check(&format!(
-        "chmod 0600 {0} && mv -f {0} {1}",
-        quote(&tmp),
-        quote(path)
-    ))
-    .await?;
+    let tmp = write_staging(conn, sftp, path, data).await?;
+    conn.check(&format!("mv -f {} {}", quote(&tmp), quote(path)))
+        .await?;
     Ok(data.len() as u64)
 }
 
