@@ -316,14 +316,23 @@ fn bad_auth_and_unreachable_hosts_fail_alone() {
     let graph = |name: &str, url: String| init.file_graph(name, &url, name);
     let g_good = graph("good", format!("ssh://root@{}", good.ip()));
     let g_denied = graph("denied", format!("ssh://root@{}", strict.ip()));
-    // An address of the harness's range nobody answers on: connect times out.
+    // A port nobody listens on (refused at once), and a host that takes the connection
+    // but never speaks SSH (a hung machine): it fails after --ssh-timeout.
     let g_gone = graph(
         "gone",
         format!("ssh://root@{}:{}", good.gateway(), free_port()),
     );
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let g_hung = graph(
+        "hung",
+        format!(
+            "ssh://root@127.0.0.1:{}",
+            silent.local_addr().unwrap().port()
+        ),
+    );
     let started = std::time::Instant::now();
     let mut run = init.run(
-        &[&g_good, &g_denied, &g_gone],
+        &[&g_good, &g_denied, &g_gone, &g_hung],
         &["--converged-timeout", "0.5", "--ssh-timeout", "3"],
     );
     let status = run.wait_exit();
@@ -335,7 +344,13 @@ fn bad_auth_and_unreachable_hosts_fail_alone() {
         log.contains("id_ed25519"),
         "what was tried is listed: {log}"
     );
-    assert!(log.contains("remote hosts: 3, 2 failed"), "{log}");
+    assert!(log.contains("remote hosts: 4, 3 failed"), "{log}");
+    assert!(log.contains("cannot connect"), "{log}");
+    assert!(
+        log.contains("no SSH session within 3s (--ssh-timeout)"),
+        "{log}"
+    );
+    drop(silent);
     assert!(started.elapsed() < Duration::from_secs(30), "{log}");
 }
 
