@@ -3,12 +3,12 @@
 //!
 //! **Layout on the remote.** A working directory (`/var/lib/homeostat/remote/` when
 //! logged in as root, else `~/.cache/homeostat/remote/`; with `--no-caching` a fresh
-//! `mktemp -d` directory, removed at the end) holds `cache/<sha256>`, every file shipped
+//! private `/tmp/homeostat.XXXXXXXXXXXX`, removed at the end) holds `cache/<sha256>`, every file shipped
 //! by its content's SHA-256, and `run/<host>/` with the graph, the grants, `plugins/`
 //! (hard links into `cache/`) and `state/` (the run's `--prefix`).
 //!
 //! **Cache and atomicity.** A file whose name is its hash is skipped when it is already
-//! there with its size: it was renamed into place only once complete. A copy is written
+//! there with its size: it was renamed into place only once complete. A blob is written
 //! to a temporary name, flushed (`fsync@openssh.com`), then renamed, so an interrupted
 //! copy never leaves a binary that runs. The graph and the grants are replaced with
 //! `mv -f` (SFTP's own rename refuses an existing target), under the host's staging
