@@ -354,7 +354,7 @@ fn count_before(line: &str, word: &str) -> u64 {
 }
 
 /// Builds the binary to ship to remote hosts and returns its path: the release build
-/// stripped of its debug information and symbols (about a tenth of its size; the
+/// stripped of its debug information and symbols (about a sixth of its size; the
 /// release profile keeps line tables for profiling), with `strip` from binutils, which
 /// the linker comes with. `--musl`: a static build for any Linux host (installs the
 /// target and Debian's `musl-tools` when missing).
