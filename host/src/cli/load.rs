@@ -84,6 +84,20 @@ impl PluginArgs {
             .map(|d| d.join("homeostat"))
     }
 
+    /// The limit flags as given, for the hosts a remote run starts (their plugins run
+    /// under the same limits).
+    pub(super) fn limit_args(&self) -> Vec<String> {
+        [
+            ("--plugin-memory", self.plugin_memory),
+            ("--plugin-cpu", self.plugin_cpu),
+            ("--plugin-timeout", self.plugin_timeout),
+            ("--plugin-pool", self.plugin_pool),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
+        .collect()
+    }
+
     /// The grants file that is read: `--grants`, or the default one when it exists.
     pub(super) fn grants_in_use(&self) -> Option<PathBuf> {
         self.grants

@@ -413,6 +413,7 @@ async fn start_fleet(
         depth: remote.depths().0,
         max_depth: remote.depths().1,
         live_push: passed_on.live_push,
+        pass_on: plugins.limit_args(),
         print: Arc::new(|line: &str| eprintln_in_order!("{line}")),
     };
     let task = tokio::spawn(crate::remote::fleet::run(

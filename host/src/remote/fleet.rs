@@ -56,6 +56,8 @@ pub struct FleetOptions {
     /// This host's depth in a hierarchy (0: the initiator) and the deepest allowed.
     pub depth: u32,
     pub max_depth: u32,
+    /// More flags for every remote run (the plugin limits).
+    pub pass_on: Vec<String>,
     /// Push graph edits (off with `--no-reload`).
     pub live_push: bool,
     pub print: Printer,
@@ -421,6 +423,7 @@ fn command(node: &Node, placed: &Placed, port: u16, opts: &FleetOptions) -> Stri
         args.push("--converged-timeout".into());
         args.push(format!("{}", t.as_secs_f64()));
     }
+    args.extend(opts.pass_on.iter().cloned());
     if let Some(dir) = &placed.plugin_dir {
         args.push("--plugin-dir".into());
         args.push(dir.clone());
@@ -539,6 +542,113 @@ mod tests {
         assert_eq!(s.push(b"c\n\nd"), vec!["abc".to_string(), String::new()]);
         assert_eq!(s.rest().as_deref(), Some("d"));
         assert_eq!(s.rest(), None);
+    }
+
+    fn node(remotes: &[&str]) -> Node {
+        let t = tempfile::tempdir().unwrap();
+        let parse = |name: &str, text: &str| {
+            let p = t.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        for (i, leaf) in remotes.iter().enumerate() {
+            parse(leaf, &format!("graph: l{i}\nremote: ssh://root@leaf{i}\n"));
+        }
+        let list = remotes.join(", ");
+        let top = parse(
+            "top.yaml",
+            &format!("graph: top\nremote: ssh://root@web1\nremotes: [{list}]\n"),
+        );
+        let top = if remotes.is_empty() {
+            parse("top.yaml", "graph: top\nremote: ssh://root@web1\n")
+        } else {
+            top
+        };
+        super::super::target::tree(&[top], "me", 0, 3, 1 << 20)
+            .unwrap()
+            .remove(0)
+    }
+
+    fn options(noop: bool) -> FleetOptions {
+        let blob = transfer::Blob {
+            path: PathBuf::from("/bin/true"),
+            sha256: "ab".repeat(32),
+            size: 1,
+        };
+        FleetOptions {
+            ssh: SshOptions {
+                known_hosts: super::super::KnownHosts::standard(true),
+                identities: Vec::new(),
+                allow_interactive: false,
+                timeout: Duration::from_secs(7),
+                compression: false,
+            },
+            cconns: 4,
+            caching: true,
+            payload: Arc::new(Payload {
+                binary: blob,
+                machine: "x86_64".into(),
+                plugins: Vec::new(),
+                grants: None,
+            }),
+            etcd: "127.0.0.1:2379".into(),
+            etcd_prefix: "/homeostat/".into(),
+            noop,
+            converged_timeout: Some(Duration::from_millis(1500)),
+            lease_ttl: 2,
+            depth: 0,
+            max_depth: 3,
+            pass_on: vec!["--plugin-memory".into(), "32".into()],
+            live_push: true,
+            print: Arc::new(|_: &str| {}),
+        }
+    }
+
+    fn placed() -> Placed {
+        Placed {
+            base: "/var/lib/homeostat/remote".into(),
+            temporary: false,
+            binary: "/var/lib/homeostat/remote/cache/ab".into(),
+            run_dir: "/var/lib/homeostat/remote/run/web1".into(),
+            graph: "/var/lib/homeostat/remote/run/web1/tree/top.yaml".into(),
+            graphs: Vec::new(),
+            known_hosts: Some("/var/lib/homeostat/remote/run/web1/known_hosts".into()),
+            plugin_dir: None,
+            grants: None,
+            bytes_sent: 0,
+            finish: vec!["chmod 0755 /var/lib/homeostat/remote/cache/ab".into()],
+        }
+    }
+
+    #[test]
+    fn the_remote_command_runs_a_pinned_client_and_passes_the_run_on() {
+        let cmd = command(&node(&[]), &placed(), 40123, &options(true));
+        assert!(cmd.starts_with("exec sh -c "), "{cmd}");
+        for want in [
+            "set -e; chmod 0755 /var/lib/homeostat/remote/cache/ab; echo $$; exec ",
+            "--hostname web1 --no-server --seeds http://127.0.0.1:40123 --seeds-only",
+            "--lease-ttl 2",
+            "--prefix /var/lib/homeostat/remote/run/web1/state",
+            "--exit-with-stdin --noop --converged-timeout 1.5 --plugin-memory 32",
+            "/var/lib/homeostat/remote/run/web1/tree/top.yaml 2>&1",
+        ] {
+            assert!(cmd.contains(want), "{want}\nin {cmd}");
+        }
+        // A leaf runs nothing further.
+        assert!(!cmd.contains("--depth"), "{cmd}");
+    }
+
+    #[test]
+    fn a_host_with_remotes_below_runs_them_one_level_deeper() {
+        let cmd = command(&node(&["leaf.yaml"]), &placed(), 1, &options(false));
+        for want in [
+            "--depth 1 --max-depth 3 --cconns 4 --ssh-timeout 7",
+            "--ssh-known-hosts /var/lib/homeostat/remote/run/web1/known_hosts",
+            "--ssh-accept-new",
+        ] {
+            assert!(cmd.contains(want), "{want}\nin {cmd}");
+        }
+        assert!(!cmd.contains("--noop"), "{cmd}");
     }
 
     #[test]
