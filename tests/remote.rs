@@ -716,3 +716,34 @@ fn noop_reaches_the_remote_and_exits_2() {
     assert!(log.contains("would change (noop)"), "{log}");
     assert_eq!(read_in(&h, "/tmp/f"), None, "nothing written");
 }
+
+/// A remote that does not stop when asked (a command still running) is killed after
+/// the grace period, with the commands it started: nothing is left on the host.
+#[test]
+fn a_remote_that_does_not_stop_is_killed_with_its_commands() {
+    skip_unless_ready!();
+    let init = Initiator::new();
+    let h = init.host("stuckhost");
+    let g = write_graph(
+        init.dir.path(),
+        "g.yaml",
+        &format!(
+            "graph: g\nremote: ssh://root@{}\nresources:\n  exec:\n  - name: long\n    cmd: /bin/sleep 300\n",
+            h.ip()
+        ),
+    );
+    let mut run = init.run(&[&g], &[]);
+    // (The hosts share the machine's pid namespace: look among the host's own.)
+    let sleeping = || {
+        h.pids().into_iter().any(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+    };
+    wait_for(|| sleeping().then_some(())).expect("the command runs on the host");
+    run.signal(libc::SIGINT);
+    run.wait_exit();
+    let log = run.log().join("\n");
+    assert!(log.contains("did not stop within 10s; killing it"), "{log}");
+    wait_for(|| h.pids().is_empty().then_some(()))
+        .unwrap_or_else(|| panic!("left running: {:?}", h.pids()));
+}

@@ -74,27 +74,24 @@ impl RemoteArgs {
     /// The graphs to run remotely: `--remote` files, and those the local graph lists
     /// under `remotes:`, each with what runs below it; read and checked (duplicates,
     /// depth) before anything is opened or copied. Empty when there are none.
+    /// `local` is this host's graph file and its text (parsed again here only when it
+    /// may list `remotes:`).
     pub(super) fn nodes(
         &self,
-        local: Option<&Path>,
+        local: Option<(&Path, &str)>,
         max_bytes: u64,
         me: &str,
     ) -> anyhow::Result<Vec<Node>> {
         let mut files = self.remotes.clone();
-        if let Some(local) = local {
-            let text = crate::plan::read(local, max_bytes)?;
-            if text.contains("remotes") {
-                let doc = crate::plan::parse_text(local, &text)?;
-                if !doc.remotes.is_empty() && self.depth >= self.max_depth {
-                    anyhow::bail!(
-                        "{}: lists `remotes:` but runs at depth {}, and --max-depth is {}",
-                        local.display(),
-                        self.depth,
-                        self.max_depth
-                    );
-                }
-                files.extend(target::remotes_of(local, &doc));
+        if let Some((path, text)) = local
+            && text.contains("remotes")
+        {
+            let doc = crate::plan::parse_text(path, text)?;
+            if !doc.remotes.is_empty() {
+                target::check_depth(path, self.depth, self.max_depth)
+                    .map_err(anyhow::Error::msg)?;
             }
+            files.extend(target::remotes_of(path, &doc));
         }
         if files.is_empty() {
             return Ok(Vec::new());

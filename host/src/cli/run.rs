@@ -10,9 +10,11 @@
 //! abandons them (exit 130), and a third, or a cancel that does not finish in 5 s, exits.
 //!
 //! **The graph file** is read with a size cap (`--max-graph-size`) and a file-type check
-//! ([`crate::sys::input`]), at start and at every live swap (on a blocking thread, so a
-//! slow file system never holds up the engine): a graph path that became a FIFO, a
-//! device or a link to one is refused and the running graph stays.
+//! ([`crate::sys::input`]): once at start, before anything else (its `remotes:` decide
+//! whether this host serves etcd; the parse thread takes the same text), and at every
+//! live swap (on a blocking thread, so a slow file system never holds up the engine): a
+//! graph path that became a FIFO, a device or a link to one is refused and the running
+//! graph stays.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -81,10 +83,22 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         args.exit_with_stdin,
     )?;
     let max_bytes = args.input.max_bytes();
+    // The graph is read once, here: its `remotes:` decide whether this host serves etcd
+    // before the World opens, and the parse thread below takes the same text.
+    let local_text = args
+        .graph
+        .as_deref()
+        .map(|g| crate::plan::read(g, max_bytes));
     // Remote graphs are read and their targets checked before anything is opened.
+    let local = args.graph.as_deref().zip(
+        local_text
+            .as_ref()
+            .and_then(|t| t.as_ref().ok())
+            .map(String::as_str),
+    );
     let nodes = args
         .remote
-        .nodes(args.graph.as_deref(), max_bytes, &args.world.hostname()?)?;
+        .nodes(local, max_bytes, &args.world.hostname()?)?;
     let remotes = if nodes.is_empty() {
         None
     } else {
@@ -94,16 +108,17 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     // Without a graph of its own (only --remote), this host runs an empty one: it serves
     // the World and takes part in the fleet's converged state.
     let _empty_graph;
-    let graph_path = match args.graph.clone() {
-        Some(p) => p,
-        None => {
+    let (graph_path, text) = match (args.graph.clone(), local_text) {
+        (Some(p), Some(text)) => (p, text),
+        _ => {
             let dir = tempfile::Builder::new()
                 .prefix("homeostat-fleet.")
                 .tempdir()?;
             let path = dir.path().join("fleet.yaml");
-            std::fs::write(&path, "graph: fleet\n")?;
+            let text = "graph: fleet\n".to_string();
+            std::fs::write(&path, &text)?;
             _empty_graph = dir;
-            path
+            (path, Ok(text))
         }
     };
     args.graph = Some(graph_path.clone());
@@ -118,7 +133,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         .spawn({
             let graph = graph_path.clone();
             let plan_cache = plan_cache.clone();
-            move || read_graph(&graph, max_bytes, plan_cache.as_ref())
+            move || read_graph(&graph, text, plan_cache.as_ref())
         })?;
     // The World (the local store, or etcd: served here or joined) opens while the plugins
     // load.
@@ -462,10 +477,10 @@ enum Content {
 
 fn read_graph(
     path: &Path,
-    max_bytes: u64,
+    text: Result<String, PlanError>,
     plan_cache: Option<&PlanCache>,
 ) -> Result<ReadGraph, PlanError> {
-    let text = crate::plan::read(path, max_bytes)?;
+    let text = text?;
     // The plan cache keeps no exports or collects: such a graph is always parsed.
     let uses_world = source::may_use_world(&text);
     let plan_cache = plan_cache.filter(|_| !uses_world);

@@ -14,8 +14,9 @@
 //!
 //! **Stopping.** The remote homeostat runs with `--exit-with-stdin`: closing its input
 //! (the initiator stops it, or the SSH connection is lost) stops it like a first SIGTERM.
-//! If it has not ended after [`STOP_GRACE`], it is killed (`kill -KILL` of the pid it
-//! printed first). With `--no-caching` its directory is then removed.
+//! If it has not ended after [`STOP_GRACE`], it is killed with everything it started
+//! (`pkill -KILL -s` of the session whose leader is the pid it printed first). With
+//! `--no-caching` its directory is then removed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -80,6 +81,18 @@ pub struct HostResult {
 }
 
 impl HostResult {
+    /// A host that has not run (yet).
+    fn new(host: &str) -> HostResult {
+        HostResult {
+            host: host.to_string(),
+            exit: None,
+            error: None,
+            summary: None,
+            bytes_sent: 0,
+            setup: Duration::ZERO,
+        }
+    }
+
     pub fn ok(&self) -> bool {
         self.error.is_none() && matches!(self.exit, Some(0) | Some(2))
     }
@@ -125,14 +138,7 @@ pub async fn run(
             tokio::spawn(async move {
                 let host = node.target.hostname.clone();
                 let started = Instant::now();
-                let mut result = HostResult {
-                    host: host.clone(),
-                    exit: None,
-                    error: None,
-                    summary: None,
-                    bytes_sent: 0,
-                    setup: Duration::ZERO,
-                };
+                let mut result = HostResult::new(&host);
                 if let Err(e) = run_host(&node, &opts, gate, stop, hub, &mut result, started).await
                 {
                     (opts.print)(&format!("{host}: error: {e}"));
@@ -148,12 +154,8 @@ pub async fn run(
         match task.await {
             Ok(r) => out.push(r),
             Err(e) => out.push(HostResult {
-                host: "?".into(),
-                exit: None,
                 error: Some(format!("remote task failed: {e}")),
-                summary: None,
-                bytes_sent: 0,
-                setup: Duration::ZERO,
+                ..HostResult::new("?")
             }),
         }
     }
@@ -268,17 +270,22 @@ async fn run_host(
         let mut last_pushed: Vec<Vec<u8>> =
             graphs.files.iter().map(|(_, text)| text.clone()).collect();
         let mut lines = LineSplitter::default();
+        // The command's first line is homeostat's pid (see `command`).
+        let mut first_line = true;
         let mut pid: Option<u32> = None;
-        let mut stopping: Option<tokio::time::Instant> = None;
+        let mut stop_sent = false;
+        // When to kill it: once asked to stop, if it has not ended by then.
+        let mut kill_at: Option<tokio::time::Instant> = None;
         loop {
-            let deadline = stopping.map(|t| t + STOP_GRACE);
             tokio::select! {
                 msg = channel.wait() => match msg {
                     Some(ChannelMsg::Data { data }) | Some(ChannelMsg::ExtendedData { data, .. }) => {
                         for line in lines.push(&data) {
-                            if pid.is_none() && let Ok(p) = line.trim().parse::<u32>() {
-                                pid = Some(p);
-                                continue;
+                            if std::mem::take(&mut first_line) {
+                                pid = line.trim().parse().ok();
+                                if pid.is_some() {
+                                    continue;
+                                }
                             }
                             if is_summary(&line) {
                                 result.summary = Some(line.clone());
@@ -308,24 +315,25 @@ async fn run_host(
                         }
                     }
                 }
-                _ = stopped(&mut stop), if stopping.is_none() => {
-                    stopping = Some(tokio::time::Instant::now());
+                _ = stopped(&mut stop), if !stop_sent => {
+                    stop_sent = true;
+                    kill_at = Some(tokio::time::Instant::now() + STOP_GRACE);
                     let _ = channel.eof().await;
                 }
-                _ = async {
-                    match deadline {
-                        Some(d) => tokio::time::sleep_until(d).await,
-                        None => std::future::pending().await,
-                    }
-                } => {
+                _ = tokio::time::sleep_until(kill_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if kill_at.is_some() =>
+                {
                     tracing::warn!(
                         "{host}: homeostat did not stop within {STOP_GRACE:?}; killing it"
                     );
+                    // sshd made the command a session leader and homeostat execs into
+                    // it, so its pid is the session's: its commands go with it.
                     if let Some(p) = pid {
-                        let _ = conn.output(&format!("kill -KILL {p}")).await;
+                        let kill = format!("pkill -KILL -s {p} || kill -KILL {p}");
+                        let _ = tokio::time::timeout(STOP_GRACE, conn.output(&kill)).await;
                     }
-                    stopping = Some(tokio::time::Instant::now() + STOP_GRACE * 100);
-                    let _ = channel.close().await;
+                    // Nothing more worth waiting for on this channel.
+                    break;
                 }
             }
         }

@@ -193,6 +193,17 @@ pub fn remotes_of(path: &Path, doc: &GraphDoc) -> Vec<PathBuf> {
     doc.remotes.iter().map(|(p, _)| dir.join(p)).collect()
 }
 
+/// A graph run at depth `level` may list `remotes:` only above `max_depth`.
+pub fn check_depth(path: &Path, level: u32, max_depth: u32) -> Result<(), String> {
+    if level < max_depth {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: lists `remotes:` but runs at depth {level}, and --max-depth is {max_depth}",
+        path.display()
+    ))
+}
+
 /// The targets of `graphs` (run at `depth` + 1 by the host at `depth`, named `me`), each
 /// with the graphs below it, read and checked before anything is copied: every host
 /// name unique in the whole tree, and no graph below `max_depth` listing remotes.
@@ -222,11 +233,8 @@ pub fn tree(
             if children.is_empty() {
                 continue;
             }
-            if level >= max_depth {
-                errors.push(format!(
-                    "{}: lists `remotes:` but runs at depth {level}, and --max-depth is {max_depth}",
-                    path.display()
-                ));
+            if let Err(e) = check_depth(&path, level, max_depth) {
+                errors.push(e);
                 continue;
             }
             let parsed = match parse(&children) {

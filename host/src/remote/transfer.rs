@@ -218,9 +218,6 @@ pub async fn place(
     graphs: &Graphs,
     caching: bool,
 ) -> Result<Placed, String> {
-    let blobs: Vec<&Blob> = std::iter::once(&payload.binary)
-        .chain(payload.plugins.iter().map(|(_, b, _)| b))
-        .collect();
     let run_rel = format!("run/{}", file_name_of(host));
     check_platform(conn, sftp, &payload.machine).await?;
     let base = working_directory(conn, sftp, caching).await?;
@@ -240,28 +237,18 @@ pub async fn place(
             .await
             .map_err(|e| format!("{}: cannot make {dir}: {e}", conn.label))?;
     }
-    let mut cached = Vec::new();
-    for blob in &blobs {
-        let meta = sftp.metadata(format!("{base}/cache/{}", blob.sha256)).await;
-        cached.push(meta.ok().and_then(|m| m.size));
-    }
     let run_dir = format!("{base}/{run_rel}");
     let plugin_dir = format!("{run_dir}/plugins");
     let tree = format!("{run_dir}/tree");
     let mut sent = 0;
     // Plugins of an earlier run of this host that this graph does not need go.
     let mut finish = vec![format!("rm -f {}/*.wasm", quote(&plugin_dir))];
-    let is_cached = |i: usize, blob: &Blob| cached.get(i).copied().flatten() == Some(blob.size);
     let binary = format!("{base}/cache/{}", payload.binary.sha256);
-    if !is_cached(0, &payload.binary) {
-        sent += upload_blob(sftp, host, "homeostat", &payload.binary, &binary).await?;
-    }
+    sent += upload_blob(sftp, host, "homeostat", &payload.binary, &binary).await?;
     finish.push(format!("chmod 0755 {}", quote(&binary)));
-    for (i, (name, blob, _)) in payload.plugins.iter().enumerate() {
+    for (name, blob, _) in &payload.plugins {
         let cached_path = format!("{base}/cache/{}", blob.sha256);
-        if !is_cached(i + 1, blob) {
-            sent += upload_blob(sftp, host, name, blob, &cached_path).await?;
-        }
+        sent += upload_blob(sftp, host, name, blob, &cached_path).await?;
         finish.push(format!(
             "ln -f {} {}",
             quote(&cached_path),
@@ -377,15 +364,20 @@ async fn working_directory(
         let suffix = String::from_utf8_lossy(&name[name.len() - 12..]).into_owned();
         let dir = format!("/tmp/homeostat.{suffix}");
         if sftp.create_dir(dir.clone()).await.is_ok() {
-            let mut attrs = russh_sftp::protocol::FileAttributes::empty();
-            attrs.permissions = Some(0o700);
-            sftp.set_metadata(dir.clone(), attrs)
+            sftp.set_metadata(dir.clone(), mode(0o700))
                 .await
                 .map_err(|e| format!("{}: cannot make {dir} private: {e}", conn.label))?;
             return Ok(dir);
         }
     }
     Err(format!("{}: cannot make a directory in /tmp", conn.label))
+}
+
+/// SFTP attributes that set only the permission bits.
+fn mode(bits: u32) -> russh_sftp::protocol::FileAttributes {
+    let mut attrs = russh_sftp::protocol::FileAttributes::empty();
+    attrs.permissions = Some(bits);
+    attrs
 }
 
 /// `mkdir -p` over SFTP: the missing directories of `path`, mode 0700.
@@ -407,9 +399,7 @@ async fn make_dirs(sftp: &SftpSession, path: &str) -> Result<(), String> {
             }
             continue;
         }
-        let mut attrs = russh_sftp::protocol::FileAttributes::empty();
-        attrs.permissions = Some(0o700);
-        sftp.set_metadata(dir, attrs)
+        sftp.set_metadata(dir, mode(0o700))
             .await
             .map_err(|e| e.to_string())?;
     }
@@ -429,8 +419,8 @@ fn file_name_of(host: &str) -> String {
         .collect()
 }
 
-/// Uploads `blob` to `path` (its caller found no file of its size there: named by its
-/// hash, a file is complete once renamed into place). Returns the bytes sent.
+/// Uploads `blob` to `path` unless a file of its size is there (named by its hash, a
+/// file is complete once renamed into place). Returns the bytes sent.
 async fn upload_blob(
     sftp: &SftpSession,
     host: &str,
@@ -438,6 +428,11 @@ async fn upload_blob(
     blob: &Blob,
     path: &str,
 ) -> Result<u64, String> {
+    if let Ok(meta) = sftp.metadata(path).await
+        && meta.size == Some(blob.size)
+    {
+        return Ok(0);
+    }
     let tmp = staging(path);
     let progress = Progress::start(host, what, blob.size);
     let result = async {
@@ -515,13 +510,11 @@ async fn write_staging(
 ) -> Result<String, String> {
     let tmp = staging(path);
     let written = async {
-        let mut attrs = russh_sftp::protocol::FileAttributes::empty();
-        attrs.permissions = Some(0o600);
         let mut file = sftp
             .open_with_flags_and_attributes(
                 tmp.clone(),
                 OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE,
-                attrs,
+                mode(0o600),
             )
             .await
             .map_err(|e| format!("{}: cannot create {tmp}: {e}", conn.label))?;
