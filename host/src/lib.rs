@@ -21,5 +21,6 @@ pub mod plan;
 pub mod plugin;
 pub mod remote;
 pub mod sys;
+pub mod tls;
 pub mod watch;
 pub mod world;
