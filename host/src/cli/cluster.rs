@@ -1,15 +1,19 @@
 //! `homeostat cluster status`: the etcd members, the ideal size, the chooser, the
 //! volunteers and nominees and the live hosts of a cluster, read from any member
-//! (`--seeds`, default the local etcd's client URL); `--json` for scripts.
+//! (`--seeds`, default the local etcd's client URL); `--json` for scripts. With TLS
+//! files (`--ca`, `--cert`, `--key`, or `tls/` in the state directory) it connects over
+//! mutual TLS, presenting that host's certificate.
 //! `homeostat cluster set ideal-size N`: change the ideal size live (the chooser grows or
 //! shrinks the server set to it).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::world::{DEFAULT_CLIENT_URL, DEFAULT_ETCD_PREFIX};
+use super::world::{DEFAULT_CLIENT_ADDR, DEFAULT_ETCD_PREFIX, TlsArgs, state_dir};
 use crate::cluster::{membership, status};
+use crate::tls::Security;
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -39,13 +43,40 @@ pub struct IdealSizeArgs {
 /// Where the cluster is.
 #[derive(Debug, Args)]
 pub struct At {
-    /// Any member's client URLs (comma-separated).
-    #[arg(long, value_name = "URL,...", value_delimiter = ',', env = "HOMEOSTAT_SEEDS",
-          default_value = DEFAULT_CLIENT_URL)]
+    /// Any member's client URLs (comma-separated; default the local etcd's,
+    /// http://127.0.0.1:2379, or https:// with TLS).
+    #[arg(
+        long,
+        value_name = "URL,...",
+        value_delimiter = ',',
+        env = "HOMEOSTAT_SEEDS"
+    )]
     seeds: Vec<String>,
     /// The prefix of homeostat's keys in etcd.
     #[arg(long, value_name = "PREFIX", default_value = DEFAULT_ETCD_PREFIX)]
     etcd_prefix: String,
+    /// The state directory whose `tls/` holds the certificate to connect with (default
+    /// as for `run`).
+    #[arg(long, value_name = "DIR", env = "HOMEOSTAT_PREFIX")]
+    prefix: Option<PathBuf>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+impl At {
+    /// The seeds (checked) and how to connect to them.
+    fn open(&self) -> anyhow::Result<(Vec<String>, Security)> {
+        let state = state_dir(self.prefix.as_deref()).ok();
+        let security = self.tls.security(state.as_deref(), None)?;
+        let seeds = if self.seeds.is_empty() {
+            vec![format!("{}://{DEFAULT_CLIENT_ADDR}", security.scheme())]
+        } else {
+            self.seeds.clone()
+        };
+        self.tls
+            .check_urls(&security, seeds.iter().map(|u| ("--seeds", u)))?;
+        Ok((seeds, security))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -60,7 +91,8 @@ pub struct StatusArgs {
 pub async fn cluster(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ClusterCommand::Status(args) => {
-            let s = status::read(&args.at.seeds, &args.at.etcd_prefix).await?;
+            let (seeds, security) = args.at.open()?;
+            let s = status::read(&seeds, &args.at.etcd_prefix, &security).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
@@ -75,7 +107,8 @@ pub async fn cluster(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
                 Ok(None) => {}
                 Err(e) => anyhow::bail!("ideal-size {n}: {e}"),
             }
-            let old = status::set_ideal_size(&args.at.seeds, &args.at.etcd_prefix, n).await?;
+            let (seeds, security) = args.at.open()?;
+            let old = status::set_ideal_size(&seeds, &args.at.etcd_prefix, n, &security).await?;
             eprintln!(
                 "ideal cluster size {n} (was {old}); the chooser grows or shrinks the server \
                  set to it, one member at a time (`homeostat cluster status` shows how far)"

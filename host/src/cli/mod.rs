@@ -15,6 +15,7 @@ macro_rules! eprintln_in_order {
     };
 }
 
+mod ca;
 mod cluster;
 mod graph;
 mod input;
@@ -56,6 +57,9 @@ enum Command {
     /// The etcd cluster hosts share: its members and every live host's converged state.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Make the cluster's TLS certificates: a CA, and one certificate per host.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
 }
 
 /// Parse the command line, run the subcommand, and map the result to an exit code.
@@ -93,6 +97,7 @@ pub fn main() -> ExitCode {
             Command::Graph(args) => graph::graph(args).await,
             Command::Plugin(cmd) => plugin::plugin(cmd),
             Command::Cluster(cmd) => cluster::cluster(cmd).await,
+            Command::Ca(cmd) => ca::ca(cmd),
         }
     });
     tracing::debug!("command done {:.1?} after start", started.elapsed());

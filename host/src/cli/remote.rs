@@ -9,9 +9,11 @@ use clap::Args;
 use super::load::PluginArgs;
 use crate::graph::GraphDoc;
 use crate::plugin::registry::Registry;
+use crate::remote::certs::{CertSource, RemoteTls};
 use crate::remote::target::{self, Node};
 use crate::remote::transfer::{Blob, Payload, elf_machine};
 use crate::remote::{KnownHosts, SshOptions};
+use crate::tls::ca::Ca;
 
 /// Most connections `--cconns` accepts.
 const MAX_CCONNS: u64 = 1024;
@@ -68,6 +70,14 @@ pub(super) struct RemoteArgs {
     /// for hosts of another distribution, or another architecture).
     #[arg(long, value_name = "PATH")]
     remote_binary: Option<PathBuf>,
+    /// The cluster CA that issues each remote host a short-lived certificate when this
+    /// host's World is on mutual TLS (default: ca/ in the state directory).
+    #[arg(long, value_name = "DIR", env = "HOMEOSTAT_CA_DIR")]
+    ca_dir: Option<PathBuf>,
+    /// The certificates of the hosts below this one, issued by the host above (set by
+    /// the host above in a hierarchy).
+    #[arg(long, value_name = "DIR", hide = true)]
+    remote_certs: Option<PathBuf>,
 }
 
 impl RemoteArgs {
@@ -97,6 +107,34 @@ impl RemoteArgs {
             return Ok(Vec::new());
         }
         target::tree(&files, me, self.depth, self.max_depth, max_bytes).map_err(anyhow::Error::msg)
+    }
+
+    /// Where the remotes' certificates come from when the World is on mutual TLS
+    /// (`server_name`: what they check this host's etcd against; `None`: plaintext).
+    /// `default_ca`: the state directory's `ca/`.
+    pub(super) fn tls(
+        &self,
+        server_name: Option<&str>,
+        default_ca: Option<PathBuf>,
+    ) -> anyhow::Result<Option<RemoteTls>> {
+        let Some(server_name) = server_name else {
+            return Ok(None);
+        };
+        let source = match (&self.remote_certs, self.ca_dir.clone().or(default_ca)) {
+            (Some(dir), _) => CertSource::Dir(dir.clone()),
+            (None, Some(dir)) => CertSource::Ca(Ca::open(&dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "this host's World is on mutual TLS, so each remote host gets a                      certificate issued by the cluster CA, and the CA cannot be opened: {e}                      (give its directory with --ca-dir, or run the remotes from the host                      that holds it)"
+                )
+            })?),
+            (None, None) => anyhow::bail!(
+                "this host's World is on mutual TLS, so each remote host needs a                  certificate issued by the cluster CA: give its directory with --ca-dir"
+            ),
+        };
+        Ok(Some(RemoteTls {
+            source,
+            server_name: server_name.to_owned(),
+        }))
     }
 
     pub(super) fn depths(&self) -> (u32, u32) {

@@ -143,6 +143,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         noop: args.noop,
         converged_timeout: args.converged_timeout,
         live_push: !args.no_reload,
+        ca_dir: args.world.ca_dir(),
     };
     let opening = tokio::spawn(async move { args.world.open().await });
     let (_runtime, registry) = args.plugins.load(&sys)?;
@@ -381,6 +382,8 @@ struct PassedOn {
     noop: bool,
     converged_timeout: Option<Duration>,
     live_push: bool,
+    /// The state directory's CA (for the remotes' certificates).
+    ca_dir: Option<std::path::PathBuf>,
 }
 
 /// Starts the remote hosts' runs: the payload is hashed, the World's etcd is where
@@ -405,6 +408,7 @@ async fn start_fleet(
         .trim_start_matches("http://")
         .trim_start_matches("https://")
         .to_string();
+    let tls = remote.tls(etcd.security().server_name_for_remotes(), passed_on.ca_dir)?;
     let docs: Vec<&GraphDoc> = nodes.iter().flat_map(|n| n.docs()).collect();
     let payload = remote.payload(&docs, registry, plugins).await?;
     let (stop, fleet_stop) = watch::channel(false);
@@ -428,6 +432,7 @@ async fn start_fleet(
         depth: remote.depths().0,
         max_depth: remote.depths().1,
         live_push: passed_on.live_push,
+        tls: tls.map(Arc::new),
         pass_on: plugins.limit_args(),
         print: Arc::new(|line: &str| eprintln_in_order!("{line}")),
     };

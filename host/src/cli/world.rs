@@ -9,12 +9,18 @@
 //! | `--seeds` with `--client-urls`/`--server-urls` | join it and volunteer to serve: the chooser nominates volunteers up to the ideal size |
 //! | `--ideal-cluster-size N` (no seeds) | serve on the default URLs and let the cluster grow to N |
 //!
+//! **TLS** (see [`crate::tls`]): with `--ca`, `--cert` and `--key`, or the same files in
+//! `tls/` of the state directory, every etcd URL is `https://`, the etcd this host
+//! serves takes only clients and peers with a certificate of the cluster's CA, and this
+//! host presents its own. Without them, a plaintext URL off loopback is refused unless
+//! `--insecure` is given.
+//!
 //! A host that served before comes back from its data directory (and its `etcd.json`
 //! marker): its etcd starts at once, whatever the seeds; a host that was unnominated
 //! finds its cluster again from the URLs the marker remembers, rather than bootstrapping
 //! a second one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,16 +30,119 @@ use clap::Args;
 use crate::cluster::chooser;
 use crate::cluster::membership::{self, Follower, Membership};
 use crate::cluster::server::{EtcdServer, Marker, ServerConfig, has_data};
+use crate::tls::{Identity, Security, TlsFiles};
 use crate::world::etcd::EtcdWorld;
 use crate::world::local::LocalWorld;
 use crate::world::{DEFAULT_LEASE_TTL, World, converged};
 
 /// The etcd key prefix by default.
 pub const DEFAULT_ETCD_PREFIX: &str = "/homeostat/";
-/// etcd's client URL by default when this host serves etcd.
-pub const DEFAULT_CLIENT_URL: &str = "http://127.0.0.1:2379";
-/// etcd's peer URL by default when this host serves etcd.
-pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:2380";
+/// etcd's client address by default when this host serves etcd (`http://` or, with TLS,
+/// `https://` before it).
+pub const DEFAULT_CLIENT_ADDR: &str = "127.0.0.1:2379";
+/// etcd's peer address by default when this host serves etcd.
+pub const DEFAULT_SERVER_ADDR: &str = "127.0.0.1:2380";
+
+/// The TLS flags (see [`crate::tls`]), shared by `run` and `cluster`.
+#[derive(Debug, Clone, Default, Args)]
+pub(super) struct TlsArgs {
+    /// The cluster's CA certificate (default: tls/ca.crt in the state directory).
+    /// With a CA, certificate and key, etcd is served and reached over mutual TLS.
+    #[arg(long, value_name = "FILE", env = "HOMEOSTAT_CA")]
+    ca: Option<PathBuf>,
+    /// This host's certificate, made by `homeostat ca issue HOSTNAME` (default:
+    /// tls/host.crt in the state directory).
+    #[arg(long, value_name = "FILE", env = "HOMEOSTAT_CERT")]
+    cert: Option<PathBuf>,
+    /// The certificate's private key, mode 0600 (default: tls/host.key in the state
+    /// directory).
+    #[arg(long, value_name = "FILE", env = "HOMEOSTAT_KEY")]
+    key: Option<PathBuf>,
+    /// Allow plaintext etcd URLs off loopback: anyone who reaches them can change what
+    /// every host runs. Only on a network you trust.
+    #[arg(long)]
+    insecure: bool,
+    /// The name the etcd servers' certificates are checked against, instead of the host
+    /// of the URL dialled (remote execution: its tunnel's 127.0.0.1 is the initiator).
+    #[arg(long, value_name = "NAME", hide = true)]
+    tls_server_name: Option<String>,
+}
+
+impl TlsArgs {
+    /// How this host talks to etcd: mutual TLS when a TLS flag is given or the state
+    /// directory holds a host certificate (checked now, see [`Identity::load`]), else
+    /// plain. `host`: the name the certificate must be for (any host's when `None`).
+    pub(super) fn security(
+        &self,
+        state_dir: Option<&Path>,
+        host: Option<&str>,
+    ) -> anyhow::Result<Security> {
+        let defaults = state_dir.map(TlsFiles::in_state_dir);
+        let given = self.ca.is_some() || self.cert.is_some() || self.key.is_some();
+        if !given && !defaults.as_ref().is_some_and(|d| d.cert.exists()) {
+            if self.tls_server_name.is_some() {
+                bail!("--tls-server-name needs this host's TLS files (--ca, --cert, --key)");
+            }
+            return Ok(Security::Plain);
+        }
+        let pick = |flag: &Option<PathBuf>, default: Option<PathBuf>, name: &str| {
+            flag.clone().or(default).with_context(|| {
+                format!("--{name} is needed with the other TLS flags (no state directory)")
+            })
+        };
+        let files = TlsFiles {
+            ca: pick(&self.ca, defaults.as_ref().map(|d| d.ca.clone()), "ca")?,
+            cert: pick(
+                &self.cert,
+                defaults.as_ref().map(|d| d.cert.clone()),
+                "cert",
+            )?,
+            key: pick(&self.key, defaults.map(|d| d.key), "key")?,
+        };
+        let identity = Identity::load(&files, host)?;
+        tracing::debug!(
+            "tls: etcd over mutual TLS as `{}` ({}, valid until {})",
+            identity.name(),
+            files.cert.display(),
+            crate::tls::date(identity.cert.not_after)
+        );
+        Ok(Security::Tls {
+            identity: Arc::new(identity),
+            server_name: self.tls_server_name.clone(),
+        })
+    }
+
+    /// Check every URL of `urls` (named by its flag) against `security` (see
+    /// [`Security::check_url`]).
+    pub(super) fn check_urls<'a>(
+        &self,
+        security: &Security,
+        urls: impl IntoIterator<Item = (&'a str, &'a String)>,
+    ) -> anyhow::Result<()> {
+        for (flag, url) in urls {
+            security
+                .check_url(flag, url, self.insecure)
+                .map_err(anyhow::Error::msg)?;
+        }
+        Ok(())
+    }
+}
+
+/// The state directory: `prefix`, else /var/lib/homeostat as root, else the XDG state
+/// directory.
+pub(super) fn state_dir(prefix: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = prefix {
+        return Ok(p.to_owned());
+    }
+    if rustix::process::geteuid().is_root() {
+        return Ok(PathBuf::from("/var/lib/homeostat"));
+    }
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .map(|d| d.join("homeostat"))
+        .context("no state directory: set --prefix (or HOME)")
+}
 
 #[derive(Debug, Args)]
 pub(super) struct WorldArgs {
@@ -57,10 +166,12 @@ pub(super) struct WorldArgs {
         env = "HOMEOSTAT_SEEDS"
     )]
     seeds: Vec<String>,
-    /// Serve etcd: its client URLs (default http://127.0.0.1:2379 when --server-urls is set).
+    /// Serve etcd: its client URLs (default http://127.0.0.1:2379, https:// with TLS,
+    /// when --server-urls is set).
     #[arg(long, value_name = "URL,...", value_delimiter = ',')]
     client_urls: Vec<String>,
-    /// Serve etcd: its peer URLs (default http://127.0.0.1:2380 when --client-urls is set).
+    /// Serve etcd: its peer URLs (default http://127.0.0.1:2380, https:// with TLS, when
+    /// --client-urls is set).
     #[arg(
         long,
         alias = "peer-urls",
@@ -99,6 +210,8 @@ pub(super) struct WorldArgs {
     /// ideal-size N`. Without --seeds, serves etcd (on the default URLs unless given).
     #[arg(long, value_name = "N")]
     ideal_cluster_size: Option<u64>,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 /// What the World flags opened; dropped (after [`Opened::close`]) at exit.
@@ -155,8 +268,9 @@ impl WorldArgs {
             || !self.server_urls.is_empty()
             || self.ideal_cluster_size.is_some();
         if !clustered {
-            self.client_urls = vec![DEFAULT_CLIENT_URL.to_string()];
-            self.server_urls = vec![DEFAULT_SERVER_URL.to_string()];
+            let scheme = if self.tls_given() { "https" } else { "http" };
+            self.client_urls = vec![format!("{scheme}://{DEFAULT_CLIENT_ADDR}")];
+            self.server_urls = vec![format!("{scheme}://{DEFAULT_SERVER_ADDR}")];
         }
     }
 
@@ -171,17 +285,24 @@ impl WorldArgs {
 
     /// The state directory the flags name.
     fn state_dir(&self) -> anyhow::Result<PathBuf> {
-        if let Some(p) = &self.prefix {
-            return Ok(p.clone());
-        }
-        if rustix::process::geteuid().is_root() {
-            return Ok(PathBuf::from("/var/lib/homeostat"));
-        }
-        std::env::var_os("XDG_STATE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-            .map(|d| d.join("homeostat"))
-            .context("no state directory: set --prefix (or HOME)")
+        state_dir(self.prefix.as_deref())
+    }
+
+    /// The CA directory in the state directory (`ca/`, as `homeostat ca` makes it).
+    pub(super) fn ca_dir(&self) -> Option<PathBuf> {
+        self.state_dir()
+            .ok()
+            .map(|d| d.join(crate::tls::ca::CA_DIR))
+    }
+
+    /// Whether this host has TLS files (given, or in the state directory's `tls/`).
+    fn tls_given(&self) -> bool {
+        self.tls.ca.is_some()
+            || self.tls.cert.is_some()
+            || self.tls.key.is_some()
+            || self
+                .state_dir()
+                .is_ok_and(|d| TlsFiles::in_state_dir(&d).cert.exists())
     }
 
     pub(super) fn hostname(&self) -> anyhow::Result<String> {
@@ -244,8 +365,16 @@ impl WorldArgs {
             None => self.state_dir(),
         };
         let ttl = Duration::from_secs(self.lease_ttl);
+        let security = if may_serve || !self.seeds.is_empty() {
+            let state = state_dir().ok();
+            self.tls.security(state.as_deref(), Some(&hostname))?
+        } else {
+            Security::Plain
+        };
+        self.tls
+            .check_urls(&security, self.seeds.iter().map(|u| ("--seeds", u)))?;
         if !may_serve && !self.seeds.is_empty() {
-            let etcd = connect(&hostname, &self.seeds, &self.etcd_prefix, ttl).await;
+            let etcd = connect(&hostname, &self.seeds, &self.etcd_prefix, ttl, &security).await;
             let follower =
                 (!self.seeds_only).then(|| tokio::spawn(Follower::new(etcd.clone()).run()));
             return Ok(Opened {
@@ -281,8 +410,15 @@ impl WorldArgs {
                 given.to_vec()
             }
         };
-        let client_urls = or(&self.client_urls, &[DEFAULT_CLIENT_URL.to_owned()]);
-        let server_urls = or(&self.server_urls, &[DEFAULT_SERVER_URL.to_owned()]);
+        let scheme = security.scheme();
+        let client_urls = or(
+            &self.client_urls,
+            &[format!("{scheme}://{DEFAULT_CLIENT_ADDR}")],
+        );
+        let server_urls = or(
+            &self.server_urls,
+            &[format!("{scheme}://{DEFAULT_SERVER_ADDR}")],
+        );
         let state = state_dir()?;
         let cfg = ServerConfig {
             name: hostname.clone(),
@@ -292,12 +428,39 @@ impl WorldArgs {
             client_urls,
             server_urls,
             join: None,
+            tls: match &security {
+                Security::Tls { identity, .. } => Some(identity.clone()),
+                Security::Plain => None,
+            },
         };
+        self.tls.check_urls(
+            &security,
+            (cfg.client_urls.iter().map(|u| ("--client-urls", u)))
+                .chain(cfg.server_urls.iter().map(|u| ("--server-urls", u)))
+                .chain(
+                    cfg.advertise_client_urls
+                        .iter()
+                        .map(|u| ("--advertise-client-urls", u)),
+                )
+                .chain(
+                    cfg.advertise_server_urls
+                        .iter()
+                        .map(|u| ("--advertise-server-urls", u)),
+                ),
+        )?;
         // The seeds: given, or the cluster this host was part of.
         let remembered = Marker::read(&state)
             .filter(|m| m.host == hostname)
             .map(|m| m.endpoints)
             .unwrap_or_default();
+        if self.seeds.is_empty() {
+            self.tls.check_urls(
+                &security,
+                remembered
+                    .iter()
+                    .map(|u| ("the cluster's URL remembered in etcd.json", u)),
+            )?;
+        }
         let seeds = if self.seeds.is_empty() {
             remembered
         } else {
@@ -343,7 +506,7 @@ impl WorldArgs {
             }
             (None, seeds, false)
         };
-        let etcd = connect(&hostname, &endpoints, &self.etcd_prefix, ttl).await;
+        let etcd = connect(&hostname, &endpoints, &self.etcd_prefix, ttl, &security).await;
         let etcd = &etcd;
         // Asked while etcd may be electing a leader, or while this host's own member,
         // removed while it was down, is going away: wait rather than fail.
@@ -392,12 +555,18 @@ async fn connect(
     endpoints: &[String],
     prefix: &str,
     ttl: Duration,
+    security: &Security,
 ) -> Arc<EtcdWorld> {
     let w = until_ok("cannot join the cluster", || {
-        EtcdWorld::connect(hostname, endpoints, prefix, ttl)
+        EtcdWorld::connect(hostname, endpoints, prefix, ttl, security)
     })
     .await;
-    tracing::info!("world: etcd at {} as host `{hostname}`", w.endpoints());
+    let tls = if security.is_tls() {
+        " over mutual TLS"
+    } else {
+        ""
+    };
+    tracing::info!("world: etcd at {}{tls} as host `{hostname}`", w.endpoints());
     Arc::new(w)
 }
 

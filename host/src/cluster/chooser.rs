@@ -51,8 +51,8 @@ pub async fn run(world: Arc<EtcdWorld>) {
     let mut changes = merged_watches(&world, &[VOLUNTEERS, NOMINATED, converged::HOSTS, CLUSTER]);
     let mut chooser = Chooser {
         me: world.hostname().to_owned(),
+        probes: Probes::of(&world),
         world,
-        probes: Probes::default(),
         unstarted: HashMap::new(),
         leading: false,
         waiting: None,

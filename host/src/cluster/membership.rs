@@ -36,6 +36,7 @@ use etcd_client::{Client, ConnectOptions, StatusResponse};
 use tokio::sync::Mutex;
 
 use super::server::{EtcdServer, Marker, ServerConfig, has_data, wipe_data};
+use crate::tls::Security;
 use crate::world::etcd::EtcdWorld;
 use crate::world::{Entry, Lifetime, WorldError, segment, unsegment};
 
@@ -55,20 +56,21 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 /// Connections to members' client URLs, kept between rounds, for status requests.
 pub struct Probes {
     clients: HashMap<String, Client>,
+    security: Security,
     timeout: Duration,
 }
 
-impl Default for Probes {
-    fn default() -> Probes {
-        Probes::with_timeout(STATUS_TIMEOUT)
-    }
-}
-
 impl Probes {
-    /// Probes that wait `timeout` for each answer.
-    pub fn with_timeout(timeout: Duration) -> Probes {
+    /// Probes made with `world`'s security, waiting [`STATUS_TIMEOUT`] for each answer.
+    pub fn of(world: &EtcdWorld) -> Probes {
+        Probes::new(world.security().clone(), STATUS_TIMEOUT)
+    }
+
+    /// Probes that connect with `security` and wait `timeout` for each answer.
+    pub fn new(security: Security, timeout: Duration) -> Probes {
         Probes {
             clients: HashMap::new(),
+            security,
             timeout,
         }
     }
@@ -79,9 +81,11 @@ impl Probes {
         if let Some(c) = self.clients.get(url) {
             return Some(c.clone());
         }
-        let options = ConnectOptions::new()
-            .with_connect_timeout(self.timeout)
-            .with_timeout(self.timeout);
+        let options = self.security.options(
+            ConnectOptions::new()
+                .with_connect_timeout(self.timeout)
+                .with_timeout(self.timeout),
+        );
         let c = Client::connect([url], Some(options)).await.ok()?;
         self.clients.insert(url.to_owned(), c.clone());
         Some(c)
@@ -262,8 +266,8 @@ impl Follower {
     pub fn new(world: Arc<EtcdWorld>) -> Follower {
         Follower {
             endpoints: world.endpoints().split(',').map(str::to_owned).collect(),
+            probes: Probes::of(&world),
             world,
-            probes: Probes::default(),
         }
     }
 

@@ -28,6 +28,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
+use crate::tls::Identity;
+
 /// Restarts in a row (each less than a minute after the last) before giving up.
 pub const MAX_RESTARTS: u32 = 5;
 
@@ -81,6 +83,9 @@ pub struct ServerConfig {
     /// `--initial-cluster`, `name=peer-url,...`) instead of bootstrapping a new one.
     /// Ignored by etcd when the data directory already holds a member.
     pub join: Option<String>,
+    /// Serve clients and peers over mutual TLS with this host's certificate (its URLs
+    /// are then `https://`).
+    pub tls: Option<Arc<Identity>>,
 }
 
 impl ServerConfig {
@@ -105,7 +110,7 @@ impl ServerConfig {
                 "new",
             ),
         };
-        vec![
+        let mut args = vec![
             format!("--name={}", self.name),
             format!("--data-dir={}", self.data_dir().display()),
             format!("--listen-client-urls={}", self.client_urls.join(",")),
@@ -120,11 +125,15 @@ impl ServerConfig {
             "--initial-cluster-token=homeostat".into(),
             "--logger=zap".into(),
             "--log-outputs=stderr".into(),
-        ]
+        ];
+        if let Some(identity) = &self.tls {
+            args.extend(identity.server_args());
+        }
+        args
     }
 }
 
-/// The socket address of an `http://host:port` URL.
+/// The socket address of an `http://host:port` (or `https://`) URL.
 fn url_addr(url: &str) -> Result<SocketAddr, ServerError> {
     let bad = |reason: &str| ServerError::Url {
         url: url.to_owned(),
@@ -132,10 +141,11 @@ fn url_addr(url: &str) -> Result<SocketAddr, ServerError> {
     };
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| bad("expected http://HOST:PORT (TLS comes with `homeostat ca`)"))?;
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| bad("expected http://HOST:PORT or https://HOST:PORT"))?;
     let hostport = rest.trim_end_matches('/');
     if !hostport.contains(':') {
-        return Err(bad("expected http://HOST:PORT: the port is missing"));
+        return Err(bad("expected http(s)://HOST:PORT: the port is missing"));
     }
     hostport
         .to_socket_addrs()
@@ -398,9 +408,14 @@ const KEPT_LINES: usize = 5;
 ///   hosts comes with `homeostat ca`);
 /// - a peer connection came up (good news, at warn level in etcd 3.4);
 /// - it refused a membership change because a member joined less than 5 s ago: the
-///   chooser asked, gets the refusal, and reports it (see `cluster::chooser`).
+///   chooser asked, gets the refusal, and reports it (see `cluster::chooser`);
+/// - over TLS, a connection closed before its handshake (homeostat's own check that etcd
+///   listens, or a client that went away); a refused certificate is still a warning.
 const QUIET: &[&str] = &[
     "simple token is not cryptographically signed",
+    "rejected connection: EOF",
+    "rejected connection: write tcp",
+    "rejected connection: read tcp",
     "established TCP streaming connection with remote peer",
     "peer became active",
     "rejecting member add request",
@@ -553,6 +568,7 @@ mod tests {
             advertise_client_urls: vec!["http://127.0.0.1:1".into()],
             advertise_server_urls: vec!["http://127.0.0.1:2".into()],
             join: None,
+            tls: None,
         }
     }
 
@@ -560,7 +576,7 @@ mod tests {
     fn urls_need_http_and_a_port() {
         assert!(url_addr("http://127.0.0.1:2379").is_ok());
         let e = url_addr("127.0.0.1:2379").unwrap_err().to_string();
-        assert!(e.contains("expected http://HOST:PORT"), "{e}");
+        assert!(e.contains("expected http://HOST:PORT or https://"), "{e}");
         let e = url_addr("http://127.0.0.1").unwrap_err().to_string();
         assert!(e.contains("port is missing"), "{e}");
     }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::membership::{
     self, CHOOSER, IDEAL_SIZE, NOMINATED, Nomination, Probes, VOLUNTEERS, Volunteer, by_host,
 };
+use crate::tls::Security;
 use crate::world::converged;
 
 /// How long one request may take.
@@ -61,19 +62,24 @@ pub struct StatusError {
     message: String,
 }
 
-fn options() -> ConnectOptions {
-    ConnectOptions::new()
-        .with_connect_timeout(TIMEOUT)
-        .with_timeout(TIMEOUT)
+fn options(security: &Security) -> ConnectOptions {
+    security.options(
+        ConnectOptions::new()
+            .with_connect_timeout(TIMEOUT)
+            .with_timeout(TIMEOUT),
+    )
 }
 
 /// A connection to the first of `endpoints` that answers (with the member list it gave):
 /// one connection to several endpoints would send some requests to one that is down.
-async fn connect_any(endpoints: &[String]) -> Result<(Client, MemberListResponse), String> {
+async fn connect_any(
+    endpoints: &[String],
+    security: &Security,
+) -> Result<(Client, MemberListResponse), String> {
     let mut last = String::from("no endpoint given");
     for url in endpoints {
         let answer = async {
-            let mut c = Client::connect([url], Some(options())).await?;
+            let mut c = Client::connect([url], Some(options(security))).await?;
             let listed = c.member_list().await?;
             Ok::<_, etcd_client::Error>((c, listed))
         };
@@ -91,12 +97,13 @@ pub async fn set_ideal_size(
     endpoints: &[String],
     prefix: &str,
     n: usize,
+    security: &Security,
 ) -> Result<usize, StatusError> {
     let fail = |message: String| StatusError {
         endpoints: endpoints.join(","),
         message,
     };
-    let (mut client, _) = connect_any(endpoints).await.map_err(fail)?;
+    let (mut client, _) = connect_any(endpoints, security).await.map_err(fail)?;
     let key = format!("{prefix}{IDEAL_SIZE}");
     let old = client
         .get(key.as_str(), None)
@@ -119,12 +126,16 @@ pub async fn set_ideal_size(
 }
 
 /// Read the status from the etcd at `endpoints`, homeostat's keys under `prefix`.
-pub async fn read(endpoints: &[String], prefix: &str) -> Result<Status, StatusError> {
+pub async fn read(
+    endpoints: &[String],
+    prefix: &str,
+    security: &Security,
+) -> Result<Status, StatusError> {
     let fail = |message: String| StatusError {
         endpoints: endpoints.join(","),
         message,
     };
-    let (client, listed) = connect_any(endpoints).await.map_err(fail)?;
+    let (client, listed) = connect_any(endpoints, security).await.map_err(fail)?;
     let cluster_id = listed.header().map_or(0, |h| h.cluster_id());
     // Ask each member itself: one that does not answer is unhealthy.
     let urls: Vec<Option<String>> = listed
@@ -132,7 +143,7 @@ pub async fn read(endpoints: &[String], prefix: &str) -> Result<Status, StatusEr
         .iter()
         .map(|m| m.client_urls().first().cloned())
         .collect();
-    let answers = Probes::with_timeout(TIMEOUT).status(&urls).await;
+    let answers = Probes::new(security.clone(), TIMEOUT).status(&urls).await;
     let leader_id = answers.iter().flatten().map(|s| s.leader()).next();
     let members = listed
         .members()

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use russh::ChannelMsg;
 use tokio::sync::{Semaphore, watch};
 
+use super::certs::RemoteTls;
 use super::ssh::{self, SshOptions, quote};
 use super::target::Node;
 use super::transfer::{self, Graphs, Payload, Placed};
@@ -61,6 +62,8 @@ pub struct FleetOptions {
     pub pass_on: Vec<String>,
     /// Push graph edits (off with `--no-reload`).
     pub live_push: bool,
+    /// Certificates for the remotes when the World is on mutual TLS.
+    pub tls: Option<Arc<RemoteTls>>,
     pub print: Printer,
 }
 
@@ -213,6 +216,10 @@ async fn run_host(
             }
             text.into_bytes()
         }),
+        extra: match &opts.tls {
+            Some(tls) => tls_files(node, tls)?,
+            None => Vec::new(),
+        },
     };
     let payload = opts.payload.for_docs(&node.docs());
     let conn = tokio::select! {
@@ -404,6 +411,23 @@ fn read_files(files: &[(PathBuf, String)]) -> Result<Vec<(String, Vec<u8>)>, Str
         .collect()
 }
 
+/// The TLS files a host gets (paths relative to its run directory): its own in
+/// `state/tls/`, and those of every host below it in `certs/<host>/` (it has no CA key
+/// to issue them).
+fn tls_files(node: &Node, tls: &RemoteTls) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut files = tls.certs_for(&node.target.hostname)?.files(TLS_DIR);
+    for (t, _) in &node.below {
+        let dir = format!("{CERTS_DIR}/{}", transfer::file_name_of(&t.hostname));
+        files.extend(tls.certs_for(&t.hostname)?.files(&dir));
+    }
+    Ok(files)
+}
+
+/// Where a remote's own TLS files go in its run directory (its state directory's `tls/`).
+const TLS_DIR: &str = "state/tls";
+/// Where the certificates of the hosts below a remote go in its run directory.
+const CERTS_DIR: &str = "certs";
+
 /// The remote command: print the shell's pid (homeostat's, after `exec`), then run.
 fn command(node: &Node, placed: &Placed, port: u16, opts: &FleetOptions) -> String {
     let host = node.target.hostname.as_str();
@@ -414,7 +438,10 @@ fn command(node: &Node, placed: &Placed, port: u16, opts: &FleetOptions) -> Stri
         host.into(),
         "--no-server".into(),
         "--seeds".into(),
-        format!("http://127.0.0.1:{port}"),
+        format!(
+            "{}://127.0.0.1:{port}",
+            if opts.tls.is_some() { "https" } else { "http" }
+        ),
         "--seeds-only".into(),
         "--etcd-prefix".into(),
         opts.etcd_prefix.clone(),
@@ -432,6 +459,23 @@ fn command(node: &Node, placed: &Placed, port: u16, opts: &FleetOptions) -> Stri
         args.push(format!("{}", t.as_secs_f64()));
     }
     args.extend(opts.pass_on.iter().cloned());
+    if let Some(tls) = &opts.tls {
+        let dir = format!("{}/{TLS_DIR}", placed.run_dir);
+        args.extend([
+            "--ca".into(),
+            format!("{dir}/{}", crate::tls::CA_CERT),
+            "--cert".into(),
+            format!("{dir}/{}", crate::tls::HOST_CERT),
+            "--key".into(),
+            format!("{dir}/{}", crate::tls::HOST_KEY),
+            "--tls-server-name".into(),
+            tls.server_name.clone(),
+        ]);
+        if !node.below.is_empty() {
+            args.push("--remote-certs".into());
+            args.push(format!("{}/{CERTS_DIR}", placed.run_dir));
+        }
+    }
     if let Some(dir) = &placed.plugin_dir {
         args.push("--plugin-dir".into());
         args.push(dir.clone());
@@ -608,6 +652,7 @@ mod tests {
             max_depth: 3,
             pass_on: vec!["--plugin-memory".into(), "32".into()],
             live_push: true,
+            tls: None,
             print: Arc::new(|_: &str| {}),
         }
     }

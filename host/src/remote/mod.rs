@@ -8,8 +8,11 @@
 //! loopback to the initiator's etcd, and run `homeostat run --no-server --seeds <tunnel>`
 //! there: the remote joins the initiator's World as a client, exports and collects like
 //! any host, streams its log back, takes graph edits live, and stops when the initiator
-//! stops or once the whole fleet has converged.
+//! stops or once the whole fleet has converged. When the initiator's World is on mutual
+//! TLS, each remote gets its own certificate and uses TLS through the tunnel
+//! ([`certs`]).
 
+pub mod certs;
 pub mod fleet;
 pub mod ssh;
 pub mod target;

@@ -203,6 +203,9 @@ pub struct Graphs {
     pub files: Vec<(String, Vec<u8>)>,
     /// known_hosts lines for the hosts below (when there are any).
     pub known_hosts: Option<Vec<u8>>,
+    /// More files, by their path relative to the run directory (the TLS certificates,
+    /// see [`super::certs`]): written 0600 like everything shipped.
+    pub extra: Vec<(String, Vec<u8>)>,
 }
 
 /// Copies the payload and the graphs for `host`, skipping what the cache has. All of it
@@ -230,6 +233,11 @@ pub async fn place(
     for (rel, _) in &graphs.files {
         if let Some((parent, _)) = rel.rsplit_once('/') {
             dirs.push(format!("{base}/{run_rel}/tree/{parent}"));
+        }
+    }
+    for (rel, _) in &graphs.extra {
+        if let Some((parent, _)) = rel.rsplit_once('/') {
+            dirs.push(format!("{base}/{run_rel}/{parent}"));
         }
     }
     for dir in &dirs {
@@ -266,6 +274,9 @@ pub async fn place(
         files.push((path.clone(), text.clone()));
         path
     });
+    for (rel, text) in &graphs.extra {
+        files.push((format!("{run_dir}/{rel}"), text.clone()));
+    }
     let mut shipped = Vec::new();
     for (rel, text) in &graphs.files {
         let path = format!("{tree}/{rel}");
@@ -407,7 +418,7 @@ async fn make_dirs(sftp: &SftpSession, path: &str) -> Result<(), String> {
 }
 
 /// A host name as one path component.
-fn file_name_of(host: &str) -> String {
+pub(crate) fn file_name_of(host: &str) -> String {
     host.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "._-".contains(c) {

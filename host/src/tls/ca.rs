@@ -29,6 +29,8 @@ use time::OffsetDateTime;
 
 use super::{CA_CERT, CertInfo, HOST_CERT, TlsError, TlsFiles, file_error};
 
+/// The CA directory's name in a state directory (`homeostat ca`'s default `--dir`).
+pub const CA_DIR: &str = "ca";
 /// The CA key's file name.
 pub const CA_KEY: &str = "ca.key";
 /// Where `ca issue` puts a host's files, by default.
@@ -317,7 +319,7 @@ mod tests {
         let out = dir.join(HOSTS).join("web1");
         let files = issued.write(ca.cert_pem(), &out).unwrap();
         assert_eq!(mode(&files.key), 0o600);
-        let id = Identity::load(&files, "web1").unwrap();
+        let id = Identity::load(&files, Some("web1")).unwrap();
         assert_eq!(id.name(), "web1");
         assert!(
             id.server_args()
@@ -350,7 +352,7 @@ mod tests {
             .unwrap();
 
         // Another host's certificate.
-        let e = Identity::load(&files, "b").unwrap_err().to_string();
+        let e = Identity::load(&files, Some("b")).unwrap_err().to_string();
         assert!(
             e.contains("host.crt") && e.contains("of host `a`, not of this host `b`"),
             "{e}"
@@ -362,7 +364,7 @@ mod tests {
             .unwrap()
             .write(ca.cert_pem(), &tmp.path().join("wrong"))
             .unwrap();
-        let e = Identity::load(&wrong, "a").unwrap_err().to_string();
+        let e = Identity::load(&wrong, Some("a")).unwrap_err().to_string();
         assert!(
             e.contains("is not signed by the CA") && e.contains("`two`"),
             "{e}"
@@ -370,7 +372,7 @@ mod tests {
 
         // A key others can read.
         std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = Identity::load(&files, "a").unwrap_err().to_string();
+        let e = Identity::load(&files, Some("a")).unwrap_err().to_string();
         assert!(
             e.contains("host.key") && e.contains("0644") && e.contains("chmod 600"),
             "{e}"
@@ -385,12 +387,12 @@ mod tests {
 
         // A key that is not the certificate's.
         std::fs::copy(wrong.key.clone(), &files.key).unwrap();
-        let e = Identity::load(&files, "a").unwrap_err().to_string();
+        let e = Identity::load(&files, Some("a")).unwrap_err().to_string();
         assert!(e.contains("is not the key of the certificate"), "{e}");
 
         // A missing file says how to make it.
         std::fs::remove_file(&files.key).unwrap();
-        let e = Identity::load(&files, "a").unwrap_err().to_string();
+        let e = Identity::load(&files, Some("a")).unwrap_err().to_string();
         assert!(
             e.contains("host.key: no such file") && e.contains("homeostat ca"),
             "{e}"
@@ -404,7 +406,7 @@ mod tests {
         let issued = ca.issue("a", &[], &[], Duration::ZERO).unwrap();
         let files = issued.write(ca.cert_pem(), &tmp.path().join("a")).unwrap();
         std::thread::sleep(Duration::from_millis(1100));
-        let e = Identity::load(&files, "a").unwrap_err().to_string();
+        let e = Identity::load(&files, Some("a")).unwrap_err().to_string();
         assert!(
             e.contains("expired on") && e.contains("homeostat ca issue a"),
             "{e}"

@@ -227,9 +227,10 @@ pub struct Identity {
 
 impl Identity {
     /// Read and check `files` for `host`: the key readable by its owner only, the
-    /// certificate signed by the CA, valid now, made for `host` (its common name), and
-    /// the key the certificate's.
-    pub fn load(files: &TlsFiles, host: &str) -> Result<Identity, TlsError> {
+    /// certificate signed by the CA, valid now, made for `host` (its common name; any
+    /// host's when `None`: an operator's `cluster status`), and the key the
+    /// certificate's.
+    pub fn load(files: &TlsFiles, host: Option<&str>) -> Result<Identity, TlsError> {
         let ca_pem = read(&files.ca)?;
         let cert_pem = read(&files.cert)?;
         let key_pem = read_key(&files.key)?;
@@ -246,6 +247,7 @@ impl Identity {
         let (_, cert) = X509Certificate::from_der(&cert_der)
             .map_err(|e| file_error(&files.cert, format!("not an X.509 certificate: {e}")))?;
         let cert_info = info(&cert);
+        let host = host.unwrap_or(&cert_info.name);
         if cert.verify_signature(Some(ca.public_key())).is_err() {
             return Err(file_error(
                 &files.cert,
@@ -264,7 +266,7 @@ impl Identity {
         if let Some(why) = cert_info.invalid_at(OffsetDateTime::now_utc()) {
             return Err(file_error(&files.cert, why));
         }
-        if cert_info.name != host {
+        if cert_info.name != *host {
             return Err(file_error(
                 &files.cert,
                 format!(
@@ -289,6 +291,11 @@ impl Identity {
             cert_pem,
             key_pem,
         })
+    }
+
+    /// The CA certificate, the host certificate and its key, as read (PEM).
+    pub fn pems(&self) -> (&str, &str, &str) {
+        (&self.ca_pem, &self.cert_pem, &self.key_pem)
     }
 
     /// The host's name: its certificate's common name.
@@ -346,6 +353,19 @@ pub enum Security {
 }
 
 impl Security {
+    /// The name the servers' certificates are checked against when it is not the host
+    /// dialled (see [`Security::Tls`]), else this host's own name: what the hosts this
+    /// one runs remotely check its etcd (through their tunnel) against.
+    pub fn server_name_for_remotes(&self) -> Option<&str> {
+        match self {
+            Security::Plain => None,
+            Security::Tls {
+                identity,
+                server_name,
+            } => Some(server_name.as_deref().unwrap_or(identity.name())),
+        }
+    }
+
     /// Whether connections use TLS.
     pub fn is_tls(&self) -> bool {
         matches!(self, Security::Tls { .. })

@@ -23,6 +23,7 @@ use etcd_client::{
 use tokio::sync::watch;
 
 use super::{Entry, Lifetime, WorldError};
+use crate::tls::Security;
 
 /// Longest wait between two attempts at a broken watch or keep-alive.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -37,6 +38,8 @@ pub struct EtcdWorld {
     endpoints: String,
     prefix: String,
     client: Client,
+    /// Plain or mutual TLS: every connection this host makes to etcd uses it.
+    security: Security,
     /// The current lease, and the leased values to write again under a new one.
     lease: Arc<Mutex<Lease>>,
     keeper: tokio::task::JoinHandle<()>,
@@ -52,24 +55,27 @@ struct Lease {
 }
 
 impl EtcdWorld {
-    /// Connect to the etcd cluster at `endpoints` (`http://host:port` each) and take a
-    /// lease of `ttl`. Fails (does not retry) when no endpoint answers within a few
-    /// seconds; the caller retries with a backoff.
+    /// Connect to the etcd cluster at `endpoints` (`http://host:port`, or `https://`
+    /// with TLS, each) and take a lease of `ttl`. Fails (does not retry) when no
+    /// endpoint answers within a few seconds; the caller retries with a backoff.
     pub async fn connect(
         hostname: &str,
         endpoints: &[String],
         prefix: &str,
         ttl: Duration,
+        security: &Security,
     ) -> Result<EtcdWorld, WorldError> {
         let joined = endpoints.join(",");
         let fail = |message: String| WorldError::Etcd {
             endpoints: joined.clone(),
             message,
         };
-        let options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(3))
-            .with_timeout(REQUEST_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5));
+        let options = security.options(
+            ConnectOptions::new()
+                .with_connect_timeout(Duration::from_secs(3))
+                .with_timeout(REQUEST_TIMEOUT)
+                .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5)),
+        );
         let mut client = Client::connect(endpoints, Some(options))
             .await
             .map_err(|e| fail(describe(&e)))?;
@@ -95,6 +101,7 @@ impl EtcdWorld {
             endpoints: joined,
             prefix: prefix.to_owned(),
             client,
+            security: security.clone(),
             lease,
             keeper,
             closed: Arc::default(),
@@ -104,6 +111,11 @@ impl EtcdWorld {
     /// This host's name.
     pub fn hostname(&self) -> &str {
         &self.hostname
+    }
+
+    /// How this host talks to etcd (for the other connections it makes: status probes).
+    pub fn security(&self) -> &Security {
+        &self.security
     }
 
     /// The endpoints, comma-separated, for messages.
@@ -278,10 +290,19 @@ impl Drop for EtcdWorld {
 /// An etcd error in a line a user can act on (the gRPC status's message, not its debug
 /// form).
 pub fn describe(e: &etcd_client::Error) -> String {
-    match e {
+    let text = match e {
         etcd_client::Error::GRpcStatus(s) => format!("{:?}: {}", s.code(), s.message()),
         e => e.to_string(),
-    }
+    };
+    // TLS failures, said in the words of what to check.
+    let hint = if text.contains("invalid peer certificate") {
+        " (the server's certificate is not one this host trusts: is it issued by the CA          in this host's --ca, for the address dialled?)"
+    } else if text.contains("certificate required") || text.contains("bad certificate") {
+        " (the server refused this host's certificate: is it issued by the cluster's CA?)"
+    } else {
+        ""
+    };
+    format!("{text}{hint}")
 }
 
 /// Why keeping a lease alive stopped.

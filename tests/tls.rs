@@ -1,0 +1,349 @@
+//! Trust between hosts (docs/security.md, "Between hosts"): certificates made with
+//! `homeostat ca`, etcd served and reached over mutual TLS (Debian's `etcd-server`, on
+//! loopback ports the tests pick), and the refusals: a host without a certificate, one
+//! with another CA's, a certificate for another host, plaintext off loopback.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use homeostat_tests::{
+    Running, command, free_port, homeostat_within_deadline, stderr, wait_for, write_graph,
+};
+
+fn https(port: u16) -> String {
+    format!("https://127.0.0.1:{port}")
+}
+
+/// `homeostat ca ARGS`, to completion.
+fn ca_out(args: &[&str]) -> Output {
+    command().arg("ca").args(args).output().expect("homeostat runs")
+}
+
+/// `homeostat ca ARGS --dir DIR`, which must succeed; its standard output.
+fn ca(dir: &Path, args: &[&str]) -> String {
+    let d = dir.display().to_string();
+    let out = ca_out(&[args, &["--dir", &d]].concat());
+    assert!(out.status.success(), "ca {args:?}: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A host's state directory with its certificate from the CA in `ca_dir` in `tls/`.
+fn state_with_cert(root: &Path, ca_dir: &Path, host: &str) -> PathBuf {
+    let state = root.join(format!("state-{host}"));
+    let out = state.join("tls").display().to_string();
+    ca(ca_dir, &["issue", host, "--out", &out]);
+    state
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+fn exporter_graph(content: &str) -> String {
+    format!(
+        "graph: exporter\nresources:\n  file:\n  - name: \"@@motd\"\n    path: /srv/motd\n    content: \"{content}\"\n"
+    )
+}
+
+fn collector_graph(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        "graph: collector\nresources:\n  file:\n  - name: own\n    path: {d}/\ncollect:\n- kind: file\n  pattern: {d}/\n"
+    )
+}
+
+/// A host serving etcd over TLS on fresh ports; returns it and its client URL.
+fn tls_server(root: &Path, ca_dir: &Path, graph: &Path, name: &str) -> (Running, String) {
+    let state = state_with_cert(root, ca_dir, name);
+    let client = free_port();
+    let args = [
+        "--hostname".into(),
+        name.to_owned(),
+        "--client-urls".into(),
+        https(client),
+        "--server-urls".into(),
+        https(free_port()),
+        "--prefix".into(),
+        state.display().to_string(),
+        "--lease-ttl".into(),
+        "2".into(),
+    ];
+    let host = Running::start(graph, &strs(&args));
+    host.wait_log(&["world: etcd at", "over mutual TLS", name]);
+    (host, https(client))
+}
+
+fn client_args(state: &Path, name: &str, seeds: &str) -> Vec<String> {
+    [
+        "--hostname",
+        name,
+        "--seeds",
+        seeds,
+        "--no-server",
+        "--lease-ttl",
+        "2",
+        "--prefix",
+        &state.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[test]
+fn ca_makes_private_keys_and_shows_names_and_expiry() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    ca(&dir, &["init", "--name", "test CA"]);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.join("ca.key")), 0o600);
+    assert_eq!(mode(&dir), 0o700);
+    // A second init never replaces the CA.
+    let d = dir.display().to_string();
+    let again = ca_out(&["init", "--dir", &d]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("never replaced"),
+        "{}",
+        stderr(&again)
+    );
+
+    ca(
+        &dir,
+        &[
+            "issue",
+            "web1",
+            "--ip",
+            "10.1.2.3",
+            "--dns",
+            "web1.example",
+            "--days",
+            "30",
+        ],
+    );
+    assert_eq!(mode(&dir.join("hosts/web1/host.key")), 0o600);
+    let shown = ca(&dir, &["show"]);
+    assert!(shown.contains("CA `test CA`"), "{shown}");
+    assert!(
+        shown.contains("host `web1`, issued by `test CA`"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("for web1, web1.example, 127.0.0.1, ::1, 10.1.2.3"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("29 days left") || shown.contains("30 days left"),
+        "{shown}"
+    );
+
+    // No CA: the error says how to make one.
+    let none = tmp.path().join("none").display().to_string();
+    let out = ca_out(&["issue", "x", "--dir", &none]);
+    assert!(
+        stderr(&out).contains("homeostat ca init --dir"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Two hosts and a server on mutual TLS share exports; a host with no certificate, or
+/// one from another CA, cannot reach the World, and says why.
+#[test]
+fn hosts_share_a_world_over_mutual_tls_and_strangers_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let ca_dir = root.join("ca");
+    ca(&ca_dir, &["init"]);
+    let empty = write_graph(root, "server.yaml", "graph: server\nresources: {}\n");
+    let (_server, seeds) = tls_server(root, &ca_dir, &empty, "s");
+
+    let exp = write_graph(root, "exporter.yaml", &exporter_graph("over tls\\n"));
+    let state = state_with_cert(root, &ca_dir, "e");
+    let _exporter = Running::start(&exp, &strs(&client_args(&state, "e", &seeds)));
+    let dest = root.join("collected");
+    let col = write_graph(root, "collector.yaml", &collector_graph(&dest));
+    let state = state_with_cert(root, &ca_dir, "c");
+    let _collector = Running::start(&col, &strs(&client_args(&state, "c", &seeds)));
+    let motd = dest.join("motd");
+    assert!(
+        wait_for(|| (std::fs::read_to_string(&motd).ok()? == "over tls\n").then_some(())).is_some(),
+        "the export never arrived over TLS"
+    );
+
+    // The etcd takes no client without a certificate of the cluster's CA: plaintext
+    // etcdctl is refused, as is one with another CA's certificate.
+    let port = seeds.rsplit(':').next().unwrap();
+    let plain = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &format!("http://127.0.0.1:{port}")])
+        .args([
+            "--dial-timeout",
+            "2s",
+            "--command-timeout",
+            "3s",
+            "get",
+            "--prefix",
+            "/",
+        ])
+        .output()
+        .expect("etcdctl runs");
+    assert!(!plain.status.success(), "plaintext etcdctl read the World");
+    let other = root.join("other-ca");
+    ca(&other, &["init"]);
+    let stranger = state_with_cert(root, &other, "x");
+    let t = stranger.join("tls");
+    let tls_ctl = |dir: &Path| {
+        std::process::Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args([
+                "--endpoints",
+                &seeds,
+                "--dial-timeout",
+                "2s",
+                "--command-timeout",
+                "3s",
+            ])
+            .arg(format!("--cacert={}", dir.join("ca.crt").display()))
+            .arg(format!("--cert={}", dir.join("host.crt").display()))
+            .arg(format!("--key={}", dir.join("host.key").display()))
+            .args(["get", "--prefix", "/homeostat/", "--keys-only"])
+            .output()
+            .expect("etcdctl runs")
+    };
+    assert!(
+        !tls_ctl(&t).status.success(),
+        "another CA's certificate read the World"
+    );
+    // ... while the cluster's own certificate reads it.
+    let own = tls_ctl(&root.join("state-c/tls"));
+    assert!(
+        own.status.success(),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    assert!(String::from_utf8_lossy(&own.stdout).contains("/homeostat/hosts/e"));
+
+    // homeostat with another CA's certificate does not get in, and says so each time.
+    let stranger_host = Running::start(&empty, &strs(&client_args(&stranger, "x", &seeds)));
+    stranger_host.wait_log(&["cannot join the cluster", "retrying"]);
+    // One with no certificate at all is refused before it connects.
+    let bare = root.join("state-bare");
+    let args = client_args(&bare, "bare", &seeds);
+    let out = run_args(&empty, &strs(&args));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("https:// needs this host's TLS files"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn run_args(graph: &Path, args: &[&str]) -> Output {
+    let g = graph.display().to_string();
+    homeostat_within_deadline(&[&["run", &g, "--converged-timeout", "0"], args].concat())
+}
+
+#[test]
+fn bad_tls_setups_are_refused_before_anything_connects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let empty = write_graph(root, "g.yaml", "graph: g\nresources: {}\n");
+    let expect = |args: &[&str], needles: &[&str]| {
+        let out = run_args(&empty, args);
+        let e = stderr(&out);
+        assert!(!out.status.success(), "{args:?} ran");
+        for n in needles {
+            assert!(e.contains(n), "{args:?}: want {n:?} in\n{e}");
+        }
+    };
+    // Plaintext off loopback: refused, saying how to make certificates; --insecure
+    // lets it through (and then fails to connect, which is not this test's business).
+    expect(
+        &[
+            "--hostname",
+            "h",
+            "--seeds",
+            "http://192.0.2.1:2379",
+            "--no-server",
+        ],
+        &[
+            "refusing plaintext etcd off loopback",
+            "homeostat ca init",
+            "--insecure",
+        ],
+    );
+    expect(
+        &[
+            "--hostname",
+            "h",
+            "--client-urls",
+            "http://0.0.0.0:2379",
+            "--prefix",
+            "/nonexistent",
+        ],
+        &["--client-urls http://0.0.0.0:2379", "refusing plaintext"],
+    );
+
+    let ca_dir = root.join("ca");
+    ca(&ca_dir, &["init"]);
+    let state = state_with_cert(root, &ca_dir, "web1");
+    let s = state.display().to_string();
+    // With certificates, URLs are https://.
+    expect(
+        &[
+            "--hostname",
+            "web1",
+            "--prefix",
+            &s,
+            "--seeds",
+            "http://127.0.0.1:1",
+            "--no-server",
+        ],
+        &["this host has TLS certificates", "https://127.0.0.1:1"],
+    );
+    // Another host's certificate.
+    expect(
+        &[
+            "--hostname",
+            "web2",
+            "--prefix",
+            &s,
+            "--seeds",
+            "https://127.0.0.1:1",
+            "--no-server",
+        ],
+        &["host.crt", "of host `web1`, not of this host `web2`"],
+    );
+    // A key others can read.
+    let key = state.join("tls/host.key");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    expect(
+        &[
+            "--hostname",
+            "web1",
+            "--prefix",
+            &s,
+            "--seeds",
+            "https://127.0.0.1:1",
+            "--no-server",
+        ],
+        &["host.key", "0644", "chmod 600"],
+    );
+    // Flags naming missing files.
+    expect(
+        &[
+            "--hostname",
+            "web1",
+            "--cert",
+            "/nonexistent/h.crt",
+            "--prefix",
+            &s,
+            "--seeds",
+            "https://127.0.0.1:1",
+            "--no-server",
+        ],
+        &["/nonexistent/h.crt: no such file", "homeostat ca issue"],
+    );
+}
