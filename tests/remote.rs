@@ -747,3 +747,163 @@ fn a_remote_that_does_not_stop_is_killed_with_its_commands() {
     wait_for(|| h.pids().is_empty().then_some(()))
         .unwrap_or_else(|| panic!("left running: {:?}", h.pids()));
 }
+
+/// The initiator's World on mutual TLS (docs/security.md): it holds the CA, issues each
+/// remote a short-lived certificate (the one in the middle of a tree gets its leaf's
+/// too, never the CA key), and every remote uses TLS through its tunnel, checking that
+/// the server is the initiator.
+#[test]
+fn remotes_get_their_own_certificates_and_use_tls_through_the_tunnel() {
+    skip_unless_ready!();
+    let init = Initiator::new();
+    let agent = Agent::start(&init.keys, init.dir.path());
+    let dir = init.dir.path();
+    let state = dir.join("state");
+    let ca_dir = state.join("ca");
+    let ca = |args: &[&str]| {
+        let out = homeostat_tests::command()
+            .arg("ca")
+            .args(args)
+            .arg("--dir")
+            .arg(&ca_dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", homeostat_tests::stderr(&out));
+    };
+    ca(&["init"]);
+    ca(&[
+        "issue",
+        "root",
+        "--out",
+        &state.join("tls").display().to_string(),
+    ]);
+
+    let mid = init.host("tlsmid");
+    let leaf = SshHost::start("tlsleaf", &[init.keys.pub_line(KeyKind::Ed25519)]);
+    let addr = mid.link(&leaf);
+    init.keys
+        .add_known_hosts_line(&format!("{addr} {}", leaf.host_key_line()));
+    let graph = |name: &str, url: String, remotes: &str| {
+        format!(
+            "graph: {name}\nremote: {url}\n{remotes}resources:\n  file:\n  \
+             - name: collected\n    path: /tmp/collected/\n  \
+             - name: \"@@{name}\"\n    path: /srv/{name}\n    content: \"from {name}\\n\"\n\
+             collect:\n- kind: file\n  pattern: /tmp/collected/\n"
+        )
+    };
+    write_graph(
+        dir,
+        "leaf.yaml",
+        &graph("tlsleaf", format!("ssh://root@{addr}"), ""),
+    );
+    let mid_graph = write_graph(
+        dir,
+        "mid.yaml",
+        &graph(
+            "tlsmid",
+            format!("ssh://root@{}", mid.ip()),
+            "remotes: [leaf.yaml]\n",
+        ),
+    );
+    let mut env = init.env();
+    env.retain(|(k, _)| k != "SSH_AUTH_SOCK");
+    env.push(("SSH_AUTH_SOCK".into(), agent.socket().display().to_string()));
+    let local = write_graph(dir, "local.yaml", "graph: root\n");
+    let https = |url: &str| url.replace("http://", "https://");
+    let args = [
+        "--hostname".into(),
+        "root".into(),
+        "--prefix".into(),
+        state.display().to_string(),
+        "--remote".into(),
+        mid_graph.display().to_string(),
+        "--client-urls".into(),
+        https(&init.client_url),
+        "--server-urls".into(),
+        https(&init.server_url),
+        "--lease-ttl".into(),
+        "2".into(),
+        "--remote-binary".into(),
+        shipped_binary().display().to_string(),
+        "--converged-timeout".into(),
+        "1".into(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut run = Running::start_env(&local, &args, &env);
+    let status = run.wait_exit();
+    let log = run.log().join("\n");
+    assert!(status.success(), "{log}");
+    let (mid_name, leaf_name) = (mid.ip().to_string(), addr.to_string());
+    for (host, name) in [(&mid, &mid_name), (&leaf, &leaf_name)] {
+        for from in ["tlsmid", "tlsleaf"] {
+            assert_eq!(
+                read_in(host, &format!("/tmp/collected/{from}")).as_deref(),
+                Some(format!("from {from}\n").as_str()),
+                "{name} collected {from}\n{log}"
+            );
+        }
+        assert!(
+            log.contains(&format!("over mutual TLS as host `{name}`")),
+            "{name} is not on TLS:\n{log}"
+        );
+    }
+    // Each remote holds its own key (0600) and the CA certificate, never the CA key.
+    let found = mid.exec(
+        "stat -c '%a %n' /var/lib/homeostat/remote/run/*/state/tls/host.key; \
+         find /var/lib/homeostat/remote -name ca.key",
+    );
+    let found = String::from_utf8_lossy(&found.stdout);
+    assert!(found.starts_with("600 "), "{found}");
+    assert!(!found.contains("ca.key"), "{found}");
+    let certs = mid.exec("ls /var/lib/homeostat/remote/run/*/certs");
+    assert!(String::from_utf8_lossy(&certs.stdout).contains(&leaf_name));
+}
+
+/// A World on TLS without the CA at hand: the remotes cannot get certificates, and the
+/// run says where the CA was looked for.
+#[test]
+fn tls_remotes_need_the_ca() {
+    skip_unless_ready!();
+    let init = Initiator::new();
+    let dir = init.dir.path();
+    let state = dir.join("state");
+    let ca_dir = dir.join("elsewhere");
+    for args in [
+        &["init"][..],
+        &[
+            "issue",
+            "root",
+            "--out",
+            &state.join("tls").display().to_string(),
+        ],
+    ] {
+        let out = homeostat_tests::command()
+            .arg("ca")
+            .args(args)
+            .arg("--dir")
+            .arg(&ca_dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", homeostat_tests::stderr(&out));
+    }
+    let g = init.file_graph("g", "ssh://root@192.0.2.1", "x");
+    let out = homeostat_tests::homeostat_within_deadline(&[
+        "run",
+        "--hostname",
+        "root",
+        "--prefix",
+        &state.display().to_string(),
+        "--remote",
+        &g.display().to_string(),
+        "--client-urls",
+        &init.client_url.replace("http://", "https://"),
+        "--server-urls",
+        &init.server_url.replace("http://", "https://"),
+    ]);
+    let e = homeostat_tests::stderr(&out);
+    assert!(!out.status.success(), "{e}");
+    assert!(
+        e.contains("mutual TLS") && e.contains("--ca-dir") && e.contains("state/ca/ca.crt"),
+        "{e}"
+    );
+}

@@ -16,7 +16,11 @@ fn https(port: u16) -> String {
 
 /// `homeostat ca ARGS`, to completion.
 fn ca_out(args: &[&str]) -> Output {
-    command().arg("ca").args(args).output().expect("homeostat runs")
+    command()
+        .arg("ca")
+        .args(args)
+        .output()
+        .expect("homeostat runs")
 }
 
 /// `homeostat ca ARGS --dir DIR`, which must succeed; its standard output.
