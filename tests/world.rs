@@ -742,3 +742,37 @@ fn exports_etcd_refused_are_published_once_it_is_back() {
     e.wait_log(&["this host's exports are published again"]);
     wait_text(&c.join("motd"), "two\n");
 }
+
+/// `collect: [{..., hosts: [e1]}]` takes only what `e1` exports: `e2`'s export of the
+/// same kind, already in the World, is not collected.
+#[test]
+fn a_collect_limited_to_named_hosts_ignores_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = write_graph(dir.path(), "server.yaml", "graph: server\nresources: {}\n");
+    let (_server, seeds) = server(dir.path(), &empty, "s", &[]);
+    let exporter = |name: &str| {
+        write_graph(
+            dir.path(),
+            &format!("{name}.yaml"),
+            &format!(
+                "graph: {name}\nresources:\n  file:\n  - name: \"@@from-{name}\"\n    path: /srv/from-{name}\n    content: \"{name}\\n\"\n"
+            ),
+        )
+    };
+    let e2 = client(dir.path(), &exporter("e2"), "e2", &seeds, &[]);
+    e2.wait_log(&["world: exported 1 resources"]);
+    let _e1 = client(dir.path(), &exporter("e1"), "e1", &seeds, &[]);
+    let d = dir.path().join("collected");
+    let graph = write_graph(
+        dir.path(),
+        "collector.yaml",
+        &format!(
+            "graph: collector\nresources:\n  file:\n  - name: own\n    path: {}/\ncollect:\n- kind: file\n  pattern: {}/\n  hosts: [e1]\n",
+            d.display(),
+            d.display()
+        ),
+    );
+    let _c = client(dir.path(), &graph, "c", &seeds, &[]);
+    wait_text(&d.join("from-e1"), "e1\n");
+    assert_eq!(read(&d.join("from-e2")), None, "collected from e2");
+}

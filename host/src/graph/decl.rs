@@ -244,6 +244,9 @@ pub struct CollectDecl {
     /// When an export vanishes, apply `state: absent` to what it made (kinds with a
     /// `state` param that takes `absent`).
     pub purge: bool,
+    /// Collect only what these hosts export (`hosts: [...]`); `None`: from every host.
+    /// Collecting a kind that runs commands (`exec`) from every host trusts every host.
+    pub hosts: Option<Vec<String>>,
     /// The entry.
     pub loc: Location,
     /// The `kind:` value.

@@ -26,7 +26,7 @@ const TOP_KEYS: &[&str] = &[
 ];
 const EDGE_KEYS: &[&str] = &["name", "from", "to", "notify", "send"];
 const ENDPOINT_KEYS: &[&str] = &["kind", "name"];
-const COLLECT_KEYS: &[&str] = &["kind", "pattern", "purge"];
+const COLLECT_KEYS: &[&str] = &["kind", "pattern", "purge", "hosts"];
 /// The metaparams a resource's `meta:` may set.
 pub(super) const META_KEYS: &[&str] = &[
     "noop",
@@ -896,7 +896,7 @@ impl Cx {
             );
             return None;
         };
-        let (mut kind, mut pattern, mut purge) = (None, String::new(), false);
+        let (mut kind, mut pattern, mut purge, mut hosts) = (None, String::new(), false, None);
         for e in entries {
             match e.key.as_ref() {
                 "kind" => {
@@ -917,6 +917,16 @@ impl Cx {
                         .boolean(e.value, format_args!("`purge` of {label}"))
                         .unwrap_or_default();
                 }
+                "hosts" => {
+                    let what = format!("`hosts` of {label}");
+                    if let Some(items) = self.sequence(e.value, &what) {
+                        let names: Vec<String> = items
+                            .into_iter()
+                            .filter_map(|h| self.name(h, format_args!("a host in {what}")))
+                            .collect();
+                        hosts = Some(names);
+                    }
+                }
                 _ => self.unknown_key(&e, &label, COLLECT_KEYS),
             }
         }
@@ -928,6 +938,7 @@ impl Cx {
             kind,
             pattern,
             purge,
+            hosts,
             loc: self.loc(pos),
             kind_loc: self.loc(kind_pos),
         })

@@ -430,6 +430,14 @@ fn structural_errors() {
             "graph.yaml:3:3: edge `e` needs `to`",
         ),
         (
+            "graph: g\ncollect:\n- {kind: exec, hosts: web1}\n",
+            "graph.yaml:3:23: `hosts` of collect entry #1 must be a list, found",
+        ),
+        (
+            "graph: g\ncollect:\n- {kind: exec, hosts: [web1, \"\"]}\n",
+            "graph.yaml:3:30: a host in `hosts` of collect entry #1",
+        ),
+        (
             "graph: g\ncollect:\n- {pattern: /x, kid: file}\n",
             "graph.yaml:3:17: unknown key `kid` in collect entry #1; did you mean `kind`?",
         ),

@@ -150,7 +150,15 @@ impl Collector {
             let collect_dir = registry
                 .kind(&c.kind)
                 .and_then(|k| k.plugin.collect_dir(&c.kind));
-            for e in exports.iter().filter(|e| e.kind == c.kind) {
+            let from_allowed = |e: &&Export| match &c.hosts {
+                Some(hosts) => hosts.iter().any(|h| *h == e.from),
+                None => true,
+            };
+            for e in exports
+                .iter()
+                .filter(|e| e.kind == c.kind)
+                .filter(from_allowed)
+            {
                 let Some(params) = apply_pattern(collect_dir, &c.pattern, e) else {
                     continue;
                 };
