@@ -39,6 +39,19 @@ fn state_with_cert(root: &Path, ca_dir: &Path, host: &str) -> PathBuf {
     state
 }
 
+/// [`wait_for`] for what takes longer: a membership change (a lease expiry, an etcd
+/// start, a promotion), asked every half second for up to 90 s.
+fn wait_long<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(90) {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    None
+}
+
 fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
@@ -349,5 +362,85 @@ fn bad_tls_setups_are_refused_before_anything_connects() {
             "--no-server",
         ],
         &["/nonexistent/h.crt: no such file", "homeostat ca issue"],
+    );
+}
+
+/// Three hosts on TLS grow their etcd to three voting members: peers prove themselves
+/// with their certificates too (`--peer-client-cert-auth`), and `cluster status` reads
+/// the cluster with a host's certificate.
+#[test]
+fn a_tls_cluster_grows_to_three_members() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let ca_dir = root.join("ca");
+    ca(&ca_dir, &["init"]);
+    let empty = write_graph(root, "g.yaml", "graph: g\nresources: {}\n");
+    let first = https(free_port());
+    let mut hosts = Vec::new();
+    for name in ["t1", "t2", "t3"] {
+        let state = state_with_cert(root, &ca_dir, name);
+        let client = if name == "t1" {
+            first.clone()
+        } else {
+            https(free_port())
+        };
+        let mut args = vec![
+            "--hostname".to_owned(),
+            name.into(),
+            "--client-urls".into(),
+            client,
+            "--server-urls".into(),
+            https(free_port()),
+            "--prefix".into(),
+            state.display().to_string(),
+            "--lease-ttl".into(),
+            "2".into(),
+        ];
+        if name == "t1" {
+            args.extend(["--ideal-cluster-size".into(), "3".into()]);
+        } else {
+            args.extend(["--seeds".into(), first.clone()]);
+        }
+        let host = Running::start(&empty, &strs(&args));
+        host.wait_log(&["world: etcd at", "over mutual TLS", name]);
+        hosts.push(host);
+    }
+    let state = root.join("state-t1").display().to_string();
+    let voters = wait_long(|| {
+        let out = command()
+            .args([
+                "cluster", "status", "--json", "--seeds", &first, "--prefix", &state,
+            ])
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let members = v["members"].as_array()?;
+        let healthy = members
+            .iter()
+            .filter(|m| m["healthy"] == true && m["role"] == "voter")
+            .count();
+        (healthy == 3).then_some(v)
+    });
+    assert!(
+        voters.is_some(),
+        "the TLS cluster never had three healthy voters"
+    );
+    // Without a certificate, `cluster status` cannot read it.
+    let out = command()
+        .args([
+            "cluster",
+            "status",
+            "--seeds",
+            &first,
+            "--prefix",
+            "/nonexistent",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("https:// needs this host's TLS files"),
+        "{}",
+        stderr(&out)
     );
 }
