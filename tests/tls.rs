@@ -90,6 +90,45 @@ fn tls_server(root: &Path, ca_dir: &Path, graph: &Path, name: &str) -> (Running,
     (host, https(client))
 }
 
+/// `etcdctl ARGS` at `seeds` with the certificate in `tls` (a host's `tls/`).
+fn etcdctl_as(seeds: &str, tls: &Path, args: &[&str]) -> Output {
+    std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([
+            "--endpoints",
+            seeds,
+            "--dial-timeout",
+            "2s",
+            "--command-timeout",
+            "3s",
+        ])
+        .arg(format!("--cacert={}", tls.join("ca.crt").display()))
+        .arg(format!("--cert={}", tls.join("host.crt").display()))
+        .arg(format!("--key={}", tls.join("host.key").display()))
+        .args(args)
+        .output()
+        .expect("etcdctl (Debian's etcd-client) runs")
+}
+
+/// `homeostat cluster ARGS --seeds SEEDS` with the certificate of `member` (a state
+/// directory under `root`).
+fn cluster_as(root: &Path, member: &str, seeds: &str, args: &[&str]) -> Output {
+    let state = root.join(format!("state-{member}"));
+    command()
+        .arg("cluster")
+        .args(args)
+        .args(["--seeds", seeds, "--prefix"])
+        .arg(state)
+        .output()
+        .expect("homeostat runs")
+}
+
+/// Let `host` into the cluster (as a member with `--serve`), as the member `member`.
+fn allow(root: &Path, member: &str, seeds: &str, host: &str, extra: &[&str]) {
+    let out = cluster_as(root, member, seeds, &[&["allow", host], extra].concat());
+    assert!(out.status.success(), "allow {host}: {}", stderr(&out));
+}
+
 fn client_args(state: &Path, name: &str, seeds: &str) -> Vec<String> {
     [
         "--hostname",
@@ -174,6 +213,8 @@ fn hosts_share_a_world_over_mutual_tls_and_strangers_are_refused() {
     ca(&ca_dir, &["init"]);
     let empty = write_graph(root, "server.yaml", "graph: server\nresources: {}\n");
     let (_server, seeds) = tls_server(root, &ca_dir, &empty, "s");
+    allow(root, "s", &seeds, "e", &[]);
+    allow(root, "s", &seeds, "c", &[]);
 
     let exp = write_graph(root, "exporter.yaml", &exporter_graph("over tls\\n"));
     let state = state_with_cert(root, &ca_dir, "e");
@@ -210,30 +251,18 @@ fn hosts_share_a_world_over_mutual_tls_and_strangers_are_refused() {
     ca(&other, &["init"]);
     let stranger = state_with_cert(root, &other, "x");
     let t = stranger.join("tls");
-    let tls_ctl = |dir: &Path| {
-        std::process::Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args([
-                "--endpoints",
-                &seeds,
-                "--dial-timeout",
-                "2s",
-                "--command-timeout",
-                "3s",
-            ])
-            .arg(format!("--cacert={}", dir.join("ca.crt").display()))
-            .arg(format!("--cert={}", dir.join("host.crt").display()))
-            .arg(format!("--key={}", dir.join("host.key").display()))
-            .args(["get", "--prefix", "/homeostat/", "--keys-only"])
-            .output()
-            .expect("etcdctl runs")
-    };
     assert!(
-        !tls_ctl(&t).status.success(),
+        !etcdctl_as(&seeds, &t, &["get", "--prefix", "/homeostat/hosts/"])
+            .status
+            .success(),
         "another CA's certificate read the World"
     );
     // ... while the cluster's own certificate reads it.
-    let own = tls_ctl(&root.join("state-c/tls"));
+    let own = etcdctl_as(
+        &seeds,
+        &root.join("state-c/tls"),
+        &["get", "--prefix", "/homeostat/hosts/", "--keys-only"],
+    );
     assert!(
         own.status.success(),
         "{}",
@@ -404,6 +433,10 @@ fn a_tls_cluster_grows_to_three_members() {
         let host = Running::start(&empty, &strs(&args));
         host.wait_log(&["world: etcd at", "over mutual TLS", name]);
         hosts.push(host);
+        if name == "t1" {
+            allow(root, "t1", &first, "t2", &["--serve"]);
+            allow(root, "t1", &first, "t3", &["--serve"]);
+        }
     }
     let state = root.join("state-t1").display().to_string();
     let voters = wait_long(|| {
@@ -443,4 +476,132 @@ fn a_tls_cluster_grows_to_three_members() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Per-host rights: on a cluster over TLS, host `a` writes its own keys and nothing
+/// else: not `b`'s export (written, changed or deleted), not a volunteer or nominee
+/// key; a host allowed only as a host that asks to serve etcd is told why it may not,
+/// and runs on; a denied host is cut off, its exports gone.
+#[test]
+fn a_host_may_write_only_its_own_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let ca_dir = root.join("ca");
+    ca(&ca_dir, &["init"]);
+    let empty = write_graph(root, "server.yaml", "graph: server\nresources: {}\n");
+    let (_server, seeds) = tls_server(root, &ca_dir, &empty, "s");
+    // Before it is allowed, a host with a good certificate may do nothing.
+    let state_a = state_with_cert(root, &ca_dir, "a");
+    let a_graph = write_graph(root, "a.yaml", &exporter_graph("from a\\n"));
+    let a = Running::start(&a_graph, &strs(&client_args(&state_a, "a", &seeds)));
+    a.wait_log(&["permission denied", "homeostat cluster allow"]);
+    allow(root, "s", &seeds, "a", &[]);
+    a.wait_log(&["world: exported 1 resources"]);
+
+    let state_b = state_with_cert(root, &ca_dir, "b");
+    allow(root, "s", &seeds, "b", &[]);
+    let b_graph = write_graph(
+        root,
+        "b.yaml",
+        "graph: b\nresources:\n  file:\n  - name: \"@@bfile\"\n    path: /srv/bfile\n    content: \"b\\n\"\n  - name: for-a\n    path: /srv/for-a\n    content: \"only a\\n\"\n    meta:\n      export: [a]\n",
+    );
+    let b = Running::start(&b_graph, &strs(&client_args(&state_b, "b", &seeds)));
+    b.wait_log(&["world: exported 2 resources"]);
+
+    let a_tls = state_a.join("tls");
+    let as_a = |args: &[&str]| etcdctl_as(&seeds, &a_tls, args);
+    let refused = |args: &[&str]| {
+        let out = as_a(args);
+        let e = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success() && e.contains("permission denied"),
+            "a could {args:?}: {e}"
+        );
+    };
+    let b_export = "/homeostat/exported/*/b/file/bfile";
+    refused(&["put", b_export, "{\"path\":\"/etc/shadow\"}"]);
+    refused(&["put", "/homeostat/exported/*/b/exec/new", "{}"]);
+    refused(&["del", b_export]);
+    refused(&["put", "/homeostat/nominated/a", "{}"]);
+    refused(&["put", "/homeostat/volunteers/a", "{}"]);
+    refused(&["put", "/homeostat/cluster/ideal-size", "1"]);
+    refused(&["put", "/homeostat/hosts/b", "{}"]);
+    refused(&["put", "/homeostat/values/b/k", "v"]);
+    refused(&["get", "--prefix", "/homeostat/state/b/"]);
+    // What b exports to itself only, a cannot read.
+    refused(&["get", "--prefix", "/homeostat/exported/b/"]);
+    // b's export is unchanged.
+    let b_tls = state_b.join("tls");
+    let got = etcdctl_as(&seeds, &b_tls, &["get", b_export, "--print-value-only"]);
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout).trim(),
+        "{\"content\":\"b\\n\",\"path\":\"/srv/bfile\"}"
+    );
+    // What a may do: write its own keys, read what it may collect.
+    let ok = as_a(&["put", "/homeostat/exported/*/a/file/extra", "{}"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let mine = as_a(&["get", "--prefix", "/homeostat/exported/a/", "--keys-only"]);
+    assert!(String::from_utf8_lossy(&mine.stdout).contains("/homeostat/exported/a/b/file/for-a"));
+    let all = as_a(&["get", "--prefix", "/homeostat/exported/*/", "--keys-only"]);
+    assert!(String::from_utf8_lossy(&all.stdout).contains(b_export));
+
+    // A host allowed as a host that asks to serve: a clear error, and it runs on as a
+    // client.
+    let state_v = state_with_cert(root, &ca_dir, "v");
+    allow(root, "s", &seeds, "v", &[]);
+    let v_args = [
+        client_args(&state_v, "v", &seeds)
+            .into_iter()
+            .filter(|a| a != "--no-server")
+            .collect::<Vec<_>>(),
+        vec![
+            "--client-urls".into(),
+            https(free_port()),
+            "--server-urls".into(),
+            https(free_port()),
+        ],
+    ]
+    .concat();
+    let v = Running::start(&empty, &strs(&v_args));
+    v.wait_log(&[
+        "this host may not serve etcd",
+        "homeostat cluster allow v --serve",
+    ]);
+    let hosts = etcdctl_as(
+        &seeds,
+        &a_tls,
+        &["get", "/homeostat/hosts/v", "--keys-only"],
+    );
+    assert!(String::from_utf8_lossy(&hosts.stdout).contains("/homeostat/hosts/v"));
+
+    // Denied: b's exports go at once, and b can write nothing more.
+    let out = cluster_as(root, "s", &seeds, &["deny", "b"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let gone = wait_for(|| {
+        let left = as_a(&["get", "--prefix", "/homeostat/exported/*/b/", "--keys-only"]);
+        String::from_utf8_lossy(&left.stdout)
+            .trim()
+            .is_empty()
+            .then_some(())
+    });
+    assert!(gone.is_some(), "b's exports outlived its denial");
+    let b_put = etcdctl_as(
+        &seeds,
+        &b_tls,
+        &["put", "/homeostat/exported/*/b/file/x", "{}"],
+    );
+    assert!(!b_put.status.success());
+    // A host that is not a member may not let others in.
+    let out = cluster_as(root, "a", &seeds, &["allow", "a", "--serve"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    drop(b);
 }

@@ -5,6 +5,8 @@
 //! mutual TLS, presenting that host's certificate.
 //! `homeostat cluster set ideal-size N`: change the ideal size live (the chooser grows or
 //! shrinks the server set to it).
+//! `homeostat cluster allow HOST [--serve]` and `cluster deny HOST`: per-host rights on a
+//! cluster over TLS (see [`crate::cluster::rbac`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +14,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::world::{DEFAULT_CLIENT_ADDR, DEFAULT_ETCD_PREFIX, TlsArgs, state_dir};
-use crate::cluster::{membership, status};
+use crate::cluster::{membership, rbac, status};
 use crate::tls::Security;
 
 #[derive(Debug, Subcommand)]
@@ -23,6 +25,33 @@ pub enum ClusterCommand {
     /// Change a cluster setting live.
     #[command(subcommand)]
     Set(SetCommand),
+    /// Let a host into a cluster on TLS: as a host that writes only its own keys, or as
+    /// a member (`--serve`). Run with a member's certificate.
+    Allow(AllowArgs),
+    /// Take every right from a host of a cluster on TLS (its certificate stays valid,
+    /// etcd refuses it everything). Run with a member's certificate.
+    Deny(DenyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AllowArgs {
+    /// The host (its certificate's common name, its `--hostname`).
+    #[arg(value_name = "HOSTNAME")]
+    host: String,
+    /// As a member: it may serve etcd and change the membership (etcd's root role).
+    #[arg(long)]
+    serve: bool,
+    #[command(flatten)]
+    at: At,
+}
+
+#[derive(Debug, Args)]
+pub struct DenyArgs {
+    /// The host.
+    #[arg(value_name = "HOSTNAME")]
+    host: String,
+    #[command(flatten)]
+    at: At,
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +93,22 @@ pub struct At {
 }
 
 impl At {
+    /// A connection for changing etcd's users: over TLS only (per-host rights need the
+    /// certificates' names).
+    async fn admin(&self) -> anyhow::Result<etcd_client::Client> {
+        let (seeds, security) = self.open()?;
+        if !security.is_tls() {
+            anyhow::bail!(
+                "per-host rights need a cluster on mutual TLS (its hosts are known by their \
+                 certificates): give a member's --ca, --cert and --key, or its --prefix"
+            );
+        }
+        let (client, _) = status::connect_any(&seeds, &security)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the cluster at {}: {e}", seeds.join(",")))?;
+        Ok(client)
+    }
+
     /// The seeds (checked) and how to connect to them.
     fn open(&self) -> anyhow::Result<(Vec<String>, Security)> {
         let state = state_dir(self.prefix.as_deref()).ok();
@@ -98,6 +143,26 @@ pub async fn cluster(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
             } else {
                 print!("{}", s.to_text());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::Allow(args) => {
+            let mut client = args.at.admin().await?;
+            rbac::allow(&mut client, &args.at.etcd_prefix, &args.host, args.serve).await?;
+            let what = if args.serve {
+                "a member: it may serve etcd"
+            } else {
+                "a host: it writes only its own keys"
+            };
+            eprintln!("allowed `{}` as {what}", args.host);
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::Deny(args) => {
+            let mut client = args.at.admin().await?;
+            rbac::deny(&mut client, &args.at.etcd_prefix, &args.host).await?;
+            eprintln!(
+                "`{}` may no longer read or write the World (its exports go with its lease)",
+                args.host
+            );
             Ok(ExitCode::SUCCESS)
         }
         ClusterCommand::Set(SetCommand::IdealSize(args)) => {

@@ -124,11 +124,15 @@ impl RemoteArgs {
             (Some(dir), _) => CertSource::Dir(dir.clone()),
             (None, Some(dir)) => CertSource::Ca(Ca::open(&dir).map_err(|e| {
                 anyhow::anyhow!(
-                    "this host's World is on mutual TLS, so each remote host gets a                      certificate issued by the cluster CA, and the CA cannot be opened: {e}                      (give its directory with --ca-dir, or run the remotes from the host                      that holds it)"
+                    "this host's World is on mutual TLS, so each remote host gets a \
+                     certificate issued by the cluster CA, and the CA cannot be opened: {e} \
+                     (give its directory with --ca-dir, or run the remotes from the host \
+                     that holds it)"
                 )
             })?),
             (None, None) => anyhow::bail!(
-                "this host's World is on mutual TLS, so each remote host needs a                  certificate issued by the cluster CA: give its directory with --ca-dir"
+                "this host's World is on mutual TLS, so each remote host needs a \
+                 certificate issued by the cluster CA: give its directory with --ca-dir"
             ),
         };
         Ok(Some(RemoteTls {

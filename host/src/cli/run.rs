@@ -29,12 +29,14 @@ use super::input::GraphFileArgs;
 use super::load::PluginArgs;
 use super::remote::RemoteArgs;
 use super::world::WorldArgs;
+use crate::cluster::rbac;
 use crate::engine::{self, Plan, RunOptions, Settled, Shutdown, Stopped, Summary};
 use crate::graph::{GraphDoc, Meta};
 use crate::plan::PlanError;
 use crate::plan::cache::{self, PlanCache};
 use crate::plan::source::{self, WorldSide};
 use crate::plugin::registry::Registry;
+use crate::remote::certs::{CertSource, RemoteTls};
 use crate::sys::Services;
 use crate::sys::inotify::WatchHub;
 use crate::sys::process::Processes;
@@ -409,6 +411,29 @@ async fn start_fleet(
         .trim_start_matches("https://")
         .to_string();
     let tls = remote.tls(etcd.security().server_name_for_remotes(), passed_on.ca_dir)?;
+    if let Some(RemoteTls {
+        source: CertSource::Ca(_),
+        ..
+    }) = &tls
+    {
+        // The host holding the CA lets every host of the tree in, with its own rights
+        // (those in the middle of a hierarchy have no right to).
+        let mut client = etcd.client();
+        for host in nodes.iter().flat_map(|n| {
+            std::iter::once(&n.target.hostname).chain(n.below.iter().map(|(t, _)| &t.hostname))
+        }) {
+            rbac::allow(&mut client, &passed_on.etcd_prefix, host, false)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot let remote host `{host}` into the cluster ({e}): the \
+                         initiator of a TLS cluster must be a member (`homeostat cluster \
+                         allow {} --serve`)",
+                        etcd.hostname()
+                    )
+                })?;
+        }
+    }
     let docs: Vec<&GraphDoc> = nodes.iter().flat_map(|n| n.docs()).collect();
     let payload = remote.payload(&docs, registry, plugins).await?;
     let (stop, fleet_stop) = watch::channel(false);

@@ -29,6 +29,7 @@ use clap::Args;
 
 use crate::cluster::chooser;
 use crate::cluster::membership::{self, Follower, Membership};
+use crate::cluster::rbac;
 use crate::cluster::server::{EtcdServer, Marker, ServerConfig, has_data};
 use crate::tls::{Identity, Security, TlsFiles};
 use crate::world::etcd::EtcdWorld;
@@ -106,11 +107,12 @@ impl TlsArgs {
         let identity = Identity::load(&files, host)?;
         let cert = &identity.cert;
         let left = cert.not_after - time::OffsetDateTime::now_utc();
-        let warn_at = time::Duration::days(EXPIRY_WARNING_DAYS)
-            .min((cert.not_after - cert.not_before) / 4);
+        let warn_at =
+            time::Duration::days(EXPIRY_WARNING_DAYS).min((cert.not_after - cert.not_before) / 4);
         if left < warn_at {
             tracing::warn!(
-                "tls: {} expires on {} ({} days left): issue a new one with `homeostat ca                  issue {}` before then, or this host loses the cluster",
+                "tls: {} expires on {} ({} days left): issue a new one with `homeostat ca \
+                 issue {}` before then, or this host loses the cluster",
                 files.cert.display(),
                 crate::tls::date(identity.cert.not_after),
                 left.whole_days(),
@@ -532,6 +534,14 @@ impl WorldArgs {
             let n = ideal.unwrap_or(membership::DEFAULT_IDEAL_SIZE);
             let n = until_ok(setting, || membership::init_ideal_size(etcd, n)).await;
             tracing::info!("cluster: bootstrapped; ideal cluster size {n}");
+            if security.is_tls() {
+                // Over TLS, per-host rights from the start (see `cluster::rbac`).
+                rbac::bootstrap(&mut etcd.client(), &hostname).await?;
+                tracing::info!(
+                    "cluster: etcd's per-host rights are on: `{hostname}` is a member; allow \
+                     each other host with `homeostat cluster allow HOST [--serve]`"
+                );
+            }
         } else if !until_ok(setting, || membership::is_homeostat_cluster(etcd)).await {
             if let Some(server) = server {
                 server.stop().await;

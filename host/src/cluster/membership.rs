@@ -379,6 +379,7 @@ impl Membership {
             server: server.clone(),
             follower: Follower::new(world.clone()),
             published: None,
+            refused: false,
             warned: None,
             missing: None,
         };
@@ -422,6 +423,8 @@ struct Host {
     published: Option<Volunteer>,
     /// The last warning, logged once.
     warned: Option<String>,
+    /// etcd refused its volunteer key (logged once).
+    refused: bool,
     /// A member of this host's missing from the member list, and since when.
     missing: Option<(u64, Instant)>,
 }
@@ -636,6 +639,17 @@ impl Host {
             .await
         {
             Ok(()) => self.published = Some(v),
+            // Refused by etcd's rights: this host is not allowed to serve (said once; it
+            // stays a client, and volunteers once allowed).
+            Err(e) if e.to_string().contains("permission denied") => {
+                if !std::mem::replace(&mut self.refused, true) {
+                    tracing::error!(
+                        "cluster: this host may not serve etcd: it is not a member ({e}); a \
+                         member makes it one with `homeostat cluster allow {} --serve`",
+                        self.cfg.name
+                    );
+                }
+            }
             Err(e) => tracing::debug!("cluster: volunteering: {e}"),
         }
     }

@@ -7,10 +7,13 @@
 //!   nominated, leave when unnominated) and the keys it uses;
 //! - [`chooser`]: the one host at a time (a lease-backed election) that adds, promotes and
 //!   removes members, by the rules in [`rules`];
-//! - [`status`]: what `homeostat cluster status` reads from any member.
+//! - [`status`]: what `homeostat cluster status` reads from any member;
+//! - [`rbac`]: per-host rights in etcd on a cluster over TLS (`homeostat cluster
+//!   allow`).
 
 pub mod chooser;
 pub mod membership;
+pub mod rbac;
 pub mod rules;
 pub mod server;
 pub mod status;

@@ -404,16 +404,18 @@ fn spawn(binary: &Path, cfg: &ServerConfig) -> Result<(Child, Log), ServerError>
 const KEPT_LINES: usize = 5;
 
 /// etcd's warnings that say nothing an operator can act on, logged at debug:
-/// - its default auth token is not signed: auth is not enabled here (mutual TLS between
-///   hosts comes with `homeostat ca`);
+/// - its default auth token is not signed: homeostat uses no tokens (over TLS, a
+///   client's user is its certificate's name, see `cluster::rbac`);
 /// - a peer connection came up (good news, at warn level in etcd 3.4);
 /// - it refused a membership change because a member joined less than 5 s ago: the
 ///   chooser asked, gets the refusal, and reports it (see `cluster::chooser`);
+/// - a role granted again (homeostat's grants are idempotent);
 /// - over TLS, a connection closed before its handshake (homeostat's own check that etcd
 ///   listens, or a client that went away); a refused certificate is still a warning.
 const QUIET: &[&str] = &[
     "simple token is not cryptographically signed",
     "rejected connection: EOF",
+    "ignored grant role request to a user",
     "rejected connection: write tcp",
     "rejected connection: read tcp",
     "established TCP streaming connection with remote peer",

@@ -72,7 +72,7 @@ fn options(security: &Security) -> ConnectOptions {
 
 /// A connection to the first of `endpoints` that answers (with the member list it gave):
 /// one connection to several endpoints would send some requests to one that is down.
-async fn connect_any(
+pub async fn connect_any(
     endpoints: &[String],
     security: &Security,
 ) -> Result<(Client, MemberListResponse), String> {

@@ -462,8 +462,11 @@ fn start_watches(v: &Arc<Vertex>, paths: Vec<Subscription>, ctx: &Arc<Ctx>) -> W
             // Started by the first check-apply (see `Servers`).
             WatchItem::Serve => {}
             WatchItem::World { key } => match sys.world.get() {
+                // Every host's values are under one prefix, writer first (see
+                // `world::VALUES`): any value's change wakes the watch; the check reads
+                // its key again.
                 Some(world) => {
-                    let mut changed = world.watch(&crate::world::values_of(key));
+                    let mut changed = world.watch(crate::world::VALUES);
                     let target = v.clone();
                     w.tickers
                         .push(spawn_watch(v, ctx, "its world watch", async move {

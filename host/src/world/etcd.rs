@@ -296,9 +296,13 @@ pub fn describe(e: &etcd_client::Error) -> String {
     };
     // TLS failures, said in the words of what to check.
     let hint = if text.contains("invalid peer certificate") {
-        " (the server's certificate is not one this host trusts: is it issued by the CA          in this host's --ca, for the address dialled?)"
+        " (the server's certificate is not one this host trusts: is it issued by the CA \
+         in this host's --ca, for the address dialled?)"
     } else if text.contains("certificate required") || text.contains("bad certificate") {
         " (the server refused this host's certificate: is it issued by the cluster's CA?)"
+    } else if text.contains("permission denied") || text.contains("user name not found") {
+        " (etcd's rights: this host's user may not do this; a member allows a host with \
+         `homeostat cluster allow HOST`, see docs/security.md)"
     } else {
         ""
     };

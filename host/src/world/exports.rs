@@ -120,13 +120,37 @@ impl Exporter {
         }
         if !self.swept {
             // What an earlier run of this host exported and this graph may no longer.
+            // In the local store: all of `exported/`. In etcd: under
+            // `exported/<to>/<me>/` of every host it exports to now, every live host and
+            // `*`, never all of `exported/` (a host of a cluster with per-host rights
+            // may read only what it may collect, and its own); an export of an earlier
+            // run to a host not found so goes with that run's lease.
             let me = self.world.hostname().to_owned();
-            for (key, value) in self.world.list(PREFIX).await? {
-                if parse(&key, &value).is_some_and(|e| e.from == me) {
-                    if self.world.is_shared() {
-                        self.earlier_lease.insert(key.clone());
+            let mut under = BTreeSet::new();
+            if self.world.is_shared() {
+                let mut to: BTreeSet<String> = exports.iter().map(|e| e.to.clone()).collect();
+                to.insert(EVERYWHERE.to_owned());
+                to.extend(super::converged::hosts(&self.world).await?.into_keys());
+                for to in to {
+                    under.insert(format!("{PREFIX}{}/{}/", segment(&to), segment(&me)));
+                }
+            } else {
+                under.insert(PREFIX.to_owned());
+            }
+            for under in under {
+                let listed = match self.world.list(&under).await {
+                    // Exports to a host this one may not export to (per-host rights):
+                    // it has none there.
+                    Err(e) if e.to_string().contains("permission denied") => Vec::new(),
+                    listed => listed?,
+                };
+                for (key, value) in listed {
+                    if parse(&key, &value).is_some_and(|e| e.from == me) {
+                        if self.world.is_shared() {
+                            self.earlier_lease.insert(key.clone());
+                        }
+                        self.written.insert(key, value);
                     }
-                    self.written.insert(key, value);
                 }
             }
             self.swept = true;

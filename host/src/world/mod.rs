@@ -18,7 +18,7 @@
 //! | `converged/<host>` | JSON: `busy`, `converged` or `failed` | leased |
 //! | `exported/<to>/<from>/<kind>/<name>` | JSON: the resource's params | leased |
 //! | `state/<host>/<kind>/<name>` | a plugin's `state` value (text) | until the resource leaves the graph |
-//! | `values/<key>/<host>` | a host's value of a `world` key (WIT 0.2, the `kv` resource) | leased |
+//! | `values/<host>/<key>` | a host's value of a `world` key (WIT 0.2, the `kv` resource) | leased |
 //!
 //! A *leased* value is attached to its host's etcd lease: when the host dies (or loses
 //! etcd for longer than the lease's TTL) it disappears by itself. In the local store,
@@ -159,17 +159,21 @@ impl World {
     }
 }
 
-/// The prefix of the plugins' `world` values (WIT 0.2): `values/<key>/<host>`.
+/// The prefix of the plugins' `world` values (WIT 0.2): `values/<host>/<key>`. The
+/// writer comes first, so that one prefix holds everything a host may write (etcd's
+/// rights are key ranges, see [`crate::cluster::rbac`]); a reader of one key lists
+/// [`VALUES`] and keeps that key's entries ([`parse_value_key`]).
 pub const VALUES: &str = "values/";
 
-/// The prefix of every host's value of the `world` key `key`.
-pub fn values_of(key: &str) -> String {
-    format!("{VALUES}{}/", segment(key))
+/// The key of `host`'s value of the `world` key `key`: `values/<host>/<key>`.
+pub fn value_of(key: &str, host: &str) -> String {
+    format!("{VALUES}{}/{}", segment(host), segment(key))
 }
 
-/// The key of `host`'s value of the `world` key `key`: `values/<key>/<host>`.
-pub fn value_of(key: &str, host: &str) -> String {
-    format!("{}{}", values_of(key), segment(host))
+/// The host and `world` key of a key under [`VALUES`].
+pub fn parse_value_key(full: &str) -> Option<(String, String)> {
+    let (host, key) = full.strip_prefix(VALUES)?.split_once('/')?;
+    (!key.contains('/')).then(|| (unsegment(host), unsegment(key)))
 }
 
 /// Run a local store's write (which waits for its flush) off the async workers.

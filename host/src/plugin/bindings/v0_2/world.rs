@@ -9,7 +9,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use crate::plugin::grants::Capability;
 use crate::plugin::store::{CallPhase, HostState};
-use crate::world::{Lifetime, World, unsegment, value_of, values_of};
+use crate::world::{Lifetime, VALUES, World, parse_value_key, value_of};
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -148,17 +148,15 @@ impl wworld::Host for HostState {
             Ok(w) => w,
             Err(e) => return Ok(Err(e)),
         };
-        let prefix = values_of(&key);
         Ok(world
-            .list(&prefix)
+            .list(VALUES)
             .await
             .map(|entries| {
                 entries
                     .into_iter()
                     .filter_map(|(k, v)| {
-                        let host = k.strip_prefix(&prefix)?;
-                        (!host.contains('/'))
-                            .then(|| (unsegment(host), String::from_utf8_lossy(&v).into_owned()))
+                        let (host, of) = parse_value_key(&k)?;
+                        (of == key).then(|| (host, String::from_utf8_lossy(&v).into_owned()))
                     })
                     .collect()
             })
