@@ -122,14 +122,18 @@ impl RemoteArgs {
         };
         let source = match (&self.remote_certs, self.ca_dir.clone().or(default_ca)) {
             (Some(dir), _) => CertSource::Dir(dir.clone()),
-            (None, Some(dir)) => CertSource::Ca(Ca::open(&dir).map_err(|e| {
-                anyhow::anyhow!(
-                    "this host's World is on mutual TLS, so each remote host gets a \
+            (None, Some(dir)) => CertSource::Ca(
+                Ca::open(&dir)
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "this host's World is on mutual TLS, so each remote host gets a \
                      certificate issued by the cluster CA, and the CA cannot be opened: {e} \
                      (give its directory with --ca-dir, or run the remotes from the host \
                      that holds it)"
-                )
-            })?),
+                        )
+                    })?
+                    .into(),
+            ),
             (None, None) => anyhow::bail!(
                 "this host's World is on mutual TLS, so each remote host needs a \
                  certificate issued by the cluster CA: give its directory with --ca-dir"

@@ -151,7 +151,7 @@ impl Collector {
                 .kind(&c.kind)
                 .and_then(|k| k.plugin.collect_dir(&c.kind));
             let from_allowed = |e: &&Export| match &c.hosts {
-                Some(hosts) => hosts.iter().any(|h| *h == e.from),
+                Some(hosts) => hosts.contains(&e.from),
                 None => true,
             };
             for e in exports

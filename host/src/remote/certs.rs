@@ -27,7 +27,7 @@ pub const REMOTE_VALIDITY: Duration = Duration::from_secs(7 * 86_400);
 /// Where a remote host's certificate comes from.
 pub enum CertSource {
     /// The cluster CA: a certificate is issued for each host.
-    Ca(Ca),
+    Ca(Box<Ca>),
     /// Certificates issued by the host above, in `<dir>/<host>/`.
     Dir(PathBuf),
 }
@@ -96,7 +96,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let ca = Ca::init(&tmp.path().join("ca"), "c").unwrap();
         let top = RemoteTls {
-            source: CertSource::Ca(ca),
+            source: CertSource::Ca(ca.into()),
             server_name: "me".into(),
         };
         let certs = top.certs_for("leaf").unwrap();
