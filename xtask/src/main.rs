@@ -50,6 +50,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <command>\n\n  demo           build everything and run examples/hello.yaml\n  \
                  test [ARGS]    build everything and run the whole test suite (ARGS go to cargo test)\n  \
+                 test --faults [SECS]  the cluster's randomized fault schedule (default 120 s)\n  \
                  build-plugins  build the bundled plugins, the test plugins and the third-party example\n  \
                  bench [ARGS]   run the benchmark (see docs/performance.md)\n  \
                  dist [--musl]  a stripped release binary to ship to remote hosts, in target/dist/"
@@ -261,6 +262,9 @@ fn test(root: &Path, extra: &[String]) -> Result<(), String> {
     run(Command::new(env!("CARGO"))
         .current_dir(root)
         .args(["build", "--bin", "homeostat"]))?;
+    if extra.first().map(String::as_str) == Some("--faults") {
+        return faults(root, &extra[1..]);
+    }
     let mut totals = [0u64; 3];
     // The plugins' pure logic (params, planning) is unit-tested natively: the workspace's
     // default target is wasm32-wasip2, so name the host's.
@@ -288,6 +292,28 @@ fn test(root: &Path, extra: &[String]) -> Result<(), String> {
         (_, false, _) => Err("cargo test failed".into()),
         (_, _, Err(e)) => Err(e),
     }
+}
+
+/// `test --faults [SECS]`: the cluster's randomized fault schedule (`tests/faults.rs`,
+/// ignored by the default run), for SECS seconds (default 120).
+fn faults(root: &Path, extra: &[String]) -> Result<(), String> {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(root).args([
+        "test",
+        "-p",
+        "homeostat-tests",
+        "--test",
+        "faults",
+        "--",
+        "--ignored",
+        "--nocapture",
+    ]);
+    if let Some(secs) = extra.first() {
+        secs.parse::<u64>()
+            .map_err(|_| format!("--faults {secs}: expected a number of seconds"))?;
+        cmd.env("HOMEOSTAT_FAULT_SECS", secs);
+    }
+    run(&mut cmd)
 }
 
 /// The host crate's API docs, private items included, build without a warning: a broken

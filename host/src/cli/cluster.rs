@@ -158,11 +158,19 @@ pub async fn cluster(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
         }
         ClusterCommand::Deny(args) => {
             let mut client = args.at.admin().await?;
-            rbac::deny(&mut client, &args.at.etcd_prefix, &args.host).await?;
+            let member = rbac::deny(&mut client, &args.at.etcd_prefix, &args.host).await?;
             eprintln!(
-                "`{}` may no longer read or write the World (its exports go with its lease)",
+                "`{}` may no longer read or write the World; its exports are gone",
                 args.host
             );
+            if member {
+                eprintln!(
+                    "warning: `{}` was a member: its etcd still holds every key and stays in \
+                     the cluster until it stops; stop homeostat there (the chooser then \
+                     removes its member), and never give it back its data directory",
+                    args.host
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         ClusterCommand::Set(SetCommand::IdealSize(args)) => {

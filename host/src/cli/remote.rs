@@ -110,11 +110,12 @@ impl RemoteArgs {
     }
 
     /// Where the remotes' certificates come from when the World is on mutual TLS
-    /// (`server_name`: what they check this host's etcd against; `None`: plaintext).
+    /// (`server_name`: what they check this host's etcd against, see
+    /// [`crate::tls::Security::server_name_for_remotes`]; `None`: plaintext).
     /// `default_ca`: the state directory's `ca/`.
     pub(super) fn tls(
         &self,
-        server_name: Option<&str>,
+        server_name: Option<Option<&str>>,
         default_ca: Option<PathBuf>,
     ) -> anyhow::Result<Option<RemoteTls>> {
         let Some(server_name) = server_name else {
@@ -141,7 +142,7 @@ impl RemoteArgs {
         };
         Ok(Some(RemoteTls {
             source,
-            server_name: server_name.to_owned(),
+            server_name: server_name.map(str::to_owned),
         }))
     }
 

@@ -309,9 +309,21 @@ impl WorldArgs {
 
     /// The CA directory in the state directory (`ca/`, as `homeostat ca` makes it).
     pub(super) fn ca_dir(&self) -> Option<PathBuf> {
-        self.state_dir()
-            .ok()
+        self.persistent_state_dir()
             .map(|d| d.join(crate::tls::ca::CA_DIR))
+    }
+
+    /// Whether the state directory is a throwaway one (`--tmp-prefix`, or
+    /// HOMEOSTAT_TMP_PREFIX without `--prefix`): it holds no TLS files or CA.
+    fn tmp_state(&self) -> bool {
+        self.tmp_prefix
+            || (self.prefix.is_none()
+                && std::env::var_os("HOMEOSTAT_TMP_PREFIX").is_some_and(|v| !v.is_empty()))
+    }
+
+    /// The state directory, unless it is a throwaway one.
+    fn persistent_state_dir(&self) -> Option<PathBuf> {
+        (!self.tmp_state()).then(|| self.state_dir().ok()).flatten()
     }
 
     /// Whether this host has TLS files (given, or in the state directory's `tls/`).
@@ -320,8 +332,8 @@ impl WorldArgs {
             || self.tls.cert.is_some()
             || self.tls.key.is_some()
             || self
-                .state_dir()
-                .is_ok_and(|d| TlsFiles::in_state_dir(&d).cert.exists())
+                .persistent_state_dir()
+                .is_some_and(|d| TlsFiles::in_state_dir(&d).cert.exists())
     }
 
     pub(super) fn hostname(&self) -> anyhow::Result<String> {
@@ -368,9 +380,7 @@ impl WorldArgs {
         };
         // A host serves, or may serve, etcd when given its URLs or an ideal size.
         let may_serve = !self.no_server && (urls_given || ideal.is_some());
-        let tmp_from_env = self.prefix.is_none()
-            && std::env::var_os("HOMEOSTAT_TMP_PREFIX").is_some_and(|v| !v.is_empty());
-        let tmp = if self.tmp_prefix || tmp_from_env {
+        let tmp = if self.tmp_state() {
             Some(
                 tempfile::Builder::new()
                     .prefix("homeostat-state.")

@@ -61,7 +61,7 @@ pub struct Probes {
 }
 
 impl Probes {
-    /// Probes made with `world`'s security, waiting [`STATUS_TIMEOUT`] for each answer.
+    /// Probes made with `world`'s security, waiting a second for each answer.
     pub fn of(world: &EtcdWorld) -> Probes {
         Probes::new(world.security().clone(), STATUS_TIMEOUT)
     }

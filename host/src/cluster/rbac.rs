@@ -212,8 +212,14 @@ async fn grant(client: &mut Client, host: &str, p: Permission) -> Result<(), Rba
 /// (its exports, its values, its place among the live hosts and volunteers: its lease
 /// would keep them alive, as etcd does not tie a lease to a user). Its plugin state
 /// stays, for the day it is allowed again. Its certificate still proves who it is; etcd
-/// refuses it everything.
-pub async fn deny(client: &mut Client, prefix: &str, host: &str) -> Result<(), RbacError> {
+/// refuses it everything. Returns whether it was a member: its etcd member stays in the
+/// cluster (peers are known by their certificates, not their users) until the chooser
+/// removes it once the host has stopped.
+pub async fn deny(client: &mut Client, prefix: &str, host: &str) -> Result<bool, RbacError> {
+    let member = client
+        .user_get(host)
+        .await
+        .is_ok_and(|u| u.roles().iter().any(|r| r == ROOT));
     match client.user_delete(host).await {
         Err(e) if !crate::world::etcd::describe(&e).contains("not found") => {
             return Err(fail(format!("removing the etcd user `{host}`"))(e));
@@ -257,7 +263,7 @@ pub async fn deny(client: &mut Client, prefix: &str, host: &str) -> Result<(), R
             .await
             .map_err(fail(format!("removing {key}")))?;
     }
-    Ok(())
+    Ok(member)
 }
 
 #[cfg(test)]

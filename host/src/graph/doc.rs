@@ -919,7 +919,17 @@ impl Cx {
                 }
                 "hosts" => {
                     let what = format!("`hosts` of {label}");
+                    let vpos = e.value.pos;
                     if let Some(items) = self.sequence(e.value, &what) {
+                        if items.is_empty() {
+                            self.invalid(
+                                vpos,
+                                format!(
+                                    "{what} is empty: it would collect nothing; name the \
+                                     exporting hosts, or drop `hosts` to collect from every host"
+                                ),
+                            );
+                        }
                         let names: Vec<String> = items
                             .into_iter()
                             .filter_map(|h| self.name(h, format_args!("a host in {what}")))

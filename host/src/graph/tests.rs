@@ -430,6 +430,10 @@ fn structural_errors() {
             "graph.yaml:3:3: edge `e` needs `to`",
         ),
         (
+            "graph: g\ncollect:\n- {kind: exec, hosts: []}\n",
+            "graph.yaml:3:23: `hosts` of collect entry #1 is empty: it would collect nothing",
+        ),
+        (
             "graph: g\ncollect:\n- {kind: exec, hosts: web1}\n",
             "graph.yaml:3:23: `hosts` of collect entry #1 must be a list, found",
         ),

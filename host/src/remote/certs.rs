@@ -35,8 +35,9 @@ pub enum CertSource {
 /// What remote hosts get for TLS.
 pub struct RemoteTls {
     pub source: CertSource,
-    /// The name the remotes check the initiator's etcd certificate against.
-    pub server_name: String,
+    /// The name the remotes check the initiator's etcd certificate against (`None`:
+    /// the tunnel's loopback address, which every host certificate holds).
+    pub server_name: Option<String>,
 }
 
 /// One host's `ca.crt`, `host.crt` and `host.key`, as text.
@@ -97,7 +98,7 @@ mod tests {
         let ca = Ca::init(&tmp.path().join("ca"), "c").unwrap();
         let top = RemoteTls {
             source: CertSource::Ca(ca.into()),
-            server_name: "me".into(),
+            server_name: Some("me".into()),
         };
         let certs = top.certs_for("leaf").unwrap();
         // What the host in the middle finds in its run directory.
@@ -109,7 +110,7 @@ mod tests {
         }
         let middle = RemoteTls {
             source: CertSource::Dir(dir),
-            server_name: "me".into(),
+            server_name: Some("me".into()),
         };
         let again = middle.certs_for("leaf").unwrap();
         assert_eq!(again.cert, certs.cert);

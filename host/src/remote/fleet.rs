@@ -468,9 +468,11 @@ fn command(node: &Node, placed: &Placed, port: u16, opts: &FleetOptions) -> Stri
             format!("{dir}/{}", crate::tls::HOST_CERT),
             "--key".into(),
             format!("{dir}/{}", crate::tls::HOST_KEY),
-            "--tls-server-name".into(),
-            tls.server_name.clone(),
         ]);
+        if let Some(name) = &tls.server_name {
+            args.push("--tls-server-name".into());
+            args.push(name.clone());
+        }
         if !node.below.is_empty() {
             args.push("--remote-certs".into());
             args.push(format!("{}/{CERTS_DIR}", placed.run_dir));
@@ -702,6 +704,28 @@ mod tests {
             assert!(cmd.contains(want), "{want}\nin {cmd}");
         }
         assert!(!cmd.contains("--noop"), "{cmd}");
+    }
+
+    #[test]
+    fn on_tls_a_remote_dials_https_with_its_own_files_and_checks_the_initiator() {
+        let mut opts = options(false);
+        opts.tls = Some(Arc::new(RemoteTls {
+            source: super::super::certs::CertSource::Dir("/nowhere".into()),
+            server_name: Some("init".into()),
+        }));
+        let cmd = command(&node(&["leaf.yaml"]), &placed(), 40123, &opts);
+        let run = "/var/lib/homeostat/remote/run/web1";
+        for want in [
+            "--seeds https://127.0.0.1:40123 --seeds-only".to_owned(),
+            format!("--ca {run}/state/tls/ca.crt --cert {run}/state/tls/host.crt"),
+            format!("--key {run}/state/tls/host.key --tls-server-name init"),
+            format!("--remote-certs {run}/certs"),
+        ] {
+            assert!(cmd.contains(&want), "{want}\nin {cmd}");
+        }
+        // A leaf gets no certificates to hand down.
+        let leaf = command(&node(&[]), &placed(), 40123, &opts);
+        assert!(!leaf.contains("--remote-certs"), "{leaf}");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! that a peer connects from an address its certificate names). It may serve and connect
 //! (TLS server and client use), as an etcd member does both. Keys are ECDSA P-256.
 //!
-//! Keys are written 0600 and refused when they are not ([`super::read_key`]): a CA key
+//! Keys are written 0600 and refused when they are not (`read_key`): a CA key
 //! that anyone can read lets anyone join the cluster.
 
 use std::io::Write;

@@ -353,16 +353,25 @@ pub enum Security {
 }
 
 impl Security {
-    /// The name the servers' certificates are checked against when it is not the host
-    /// dialled (see [`Security::Tls`]), else this host's own name: what the hosts this
-    /// one runs remotely check its etcd (through their tunnel) against.
-    pub fn server_name_for_remotes(&self) -> Option<&str> {
+    /// What the hosts this one runs remotely check its etcd against, through their
+    /// tunnel (`None`: plain): the name it checks its own servers against, else its own
+    /// name when its certificate holds it as a DNS name, else nothing more than the
+    /// loopback address every host certificate holds (`Some(None)`).
+    pub fn server_name_for_remotes(&self) -> Option<Option<&str>> {
         match self {
             Security::Plain => None,
             Security::Tls {
-                identity,
-                server_name,
-            } => Some(server_name.as_deref().unwrap_or(identity.name())),
+                server_name: Some(name),
+                ..
+            } => Some(Some(name)),
+            Security::Tls { identity, .. } => Some(
+                identity
+                    .cert
+                    .dns
+                    .iter()
+                    .any(|d| d == identity.name())
+                    .then(|| identity.name()),
+            ),
         }
     }
 
