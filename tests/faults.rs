@@ -178,7 +178,10 @@ impl Host {
             .arg("run")
             .arg(&self.graph)
             .args(&self.args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                "info,homeostat::world=debug,homeostat::cluster=debug",
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -418,12 +421,20 @@ impl Cluster {
         });
     }
 
-    /// The member that leads etcd, as the members say.
+    /// The member that leads etcd, as the first member that answers says (asked one by
+    /// one: `endpoint status` fails as a whole when any endpoint it is given is down).
     fn leader(&self) -> Option<usize> {
-        let json = self.etcdctl(&["endpoint", "status", "-w", "json"])?;
-        let v: serde_json::Value = serde_json::from_str(&json).ok()?;
-        let status = v.as_array()?.first()?;
-        let leader = status["Status"]["leader"].as_u64()?;
+        let leader = self.voters().into_iter().find_map(|i| {
+            let out = Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args(["--endpoints", &format!("http://{}:2379", self.net.ip(i))])
+                .args(["--dial-timeout=2s", "--command-timeout=4s"])
+                .args(["endpoint", "status", "-w", "json"])
+                .output()
+                .ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            v.as_array()?.first()?["Status"]["leader"].as_u64()
+        })?;
         let members = self.etcdctl(&["member", "list", "-w", "json"])?;
         let m: serde_json::Value = serde_json::from_str(&members).ok()?;
         let name = m["members"]

@@ -299,6 +299,16 @@ impl Follower {
         voters
     }
 
+    /// Send requests to `urls` too (those not already in use): a host whose own etcd
+    /// stopped reaches its cluster through the members it remembers.
+    pub async fn reach(&mut self, urls: &[String]) {
+        for url in urls {
+            if self.endpoints.insert(url.clone()) {
+                self.world.add_endpoint(url).await;
+            }
+        }
+    }
+
     /// Stop sending requests to `url`.
     pub async fn drop_endpoint(&mut self, url: &str) {
         self.world.remove_endpoint(url).await;
@@ -487,6 +497,9 @@ impl Host {
         loop {
             if let Err(e) = self.step(&key).await {
                 tracing::debug!("cluster: membership check: {e}");
+                // Nothing answers: perhaps this host's own etcd was all it used, and it
+                // stopped (removed while cut off). The members it remembers may answer.
+                self.reach_remembered().await;
             }
             let _ = tokio::time::timeout(CHECK, changes.recv()).await;
         }
@@ -597,15 +610,31 @@ impl Host {
         }
     }
 
-    /// The member was removed: stop etcd, clear its data, volunteer again.
+    /// The member was removed: stop etcd, clear its data, volunteer again, sending
+    /// requests to the other members it knows.
     async fn leave(&mut self, id: u64) {
         if let Some(server) = self.server.lock().await.take() {
             server.stop().await;
         }
         self.forget(id, "; stopped etcd");
+        self.reach_remembered().await;
         for url in &self.cfg.advertise_client_urls {
             self.follower.drop_endpoint(url).await;
         }
+    }
+
+    /// Send requests to the cluster's client URLs the marker remembers (this host's own
+    /// aside when it does not serve).
+    async fn reach_remembered(&mut self) {
+        let serving = self.server.lock().await.is_some();
+        let urls: Vec<String> = self
+            .marker
+            .endpoints
+            .iter()
+            .filter(|u| serving || !self.cfg.advertise_client_urls.contains(u))
+            .cloned()
+            .collect();
+        self.follower.reach(&urls).await;
     }
 
     /// Follow the voting members (see [`Follower`]) and remember their URLs.

@@ -10,8 +10,8 @@
 //!   collect is merged in ([`super::collect`]) and swapped in through the same live swap
 //!   (a new export is applied, a changed one updates its vertex, a vanished one removes
 //!   it). An unchanged set of collected resources swaps nothing. Exports that could not
-//!   be published (etcd unreachable) are tried again every 2 s until they are; `--noop`
-//!   publishes none.
+//!   be published, and exports to collect that could not be read (etcd unreachable),
+//!   are tried again every 2 s until they are; `--noop` publishes none.
 //!
 //! Dropping the [`Source`] stops it.
 
@@ -47,6 +47,10 @@ pub struct WorldSide {
     /// Exports that could not be published (etcd unreachable): tried again every
     /// [`RETRY`] until they are.
     unpublished: Option<Vec<exports::Export>>,
+    /// The last read of what this host may collect failed: read again every [`RETRY`]
+    /// until it succeeds (no change in the World may come to wake it: found by the fault
+    /// schedule, a collector kept a dead host's export for good).
+    uncollected: bool,
     /// `--noop`: the World is read (collected resources run, in noop) but not written.
     noop: bool,
 }
@@ -64,6 +68,7 @@ impl WorldSide {
             collector: Collector::default(),
             collected: Vec::new(),
             unpublished: None,
+            uncollected: false,
         }
     }
 
@@ -99,9 +104,9 @@ impl WorldSide {
         }
     }
 
-    /// Wait until a failed publish is due again (forever when none failed).
+    /// Wait until a failed publish or collect is due again (forever when none failed).
     async fn retry_due(&self) {
-        if self.unpublished.is_some() {
+        if self.unpublished.is_some() || self.uncollected {
             tokio::time::sleep(RETRY).await;
         } else {
             std::future::pending::<()>().await;
@@ -124,11 +129,21 @@ impl WorldSide {
     async fn collect(&mut self, doc: &GraphDoc, registry: &Registry) -> Vec<ResourceDecl> {
         let me = self.world.hostname().to_owned();
         let available = match exports::collectable(&self.world, &me).await {
-            Ok(a) => a,
+            Ok(a) => {
+                if std::mem::take(&mut self.uncollected) {
+                    tracing::info!("world: the exports to collect are read again");
+                }
+                a
+            }
             Err(e) => {
-                tracing::error!(
-                    "world: cannot read the exports to collect: {e}; keeping what was collected"
-                );
+                if !self.uncollected {
+                    tracing::error!(
+                        "world: cannot read the exports to collect: {e}; keeping what was \
+                         collected, reading again every {} s",
+                        RETRY.as_secs()
+                    );
+                }
+                self.uncollected = true;
                 return self.collected.clone();
             }
         };
@@ -236,7 +251,10 @@ pub fn start(
                     if let Some(exports) = world.unpublished.clone() {
                         world.publish(&exports).await;
                     }
-                    continue;
+                    if !world.uncollected {
+                        continue;
+                    }
+                    false
                 }
             };
             let planned = if from_file {

@@ -70,11 +70,17 @@ impl EtcdWorld {
             endpoints: joined.clone(),
             message,
         };
+        // `require_leader`: a member cut off from its cluster fails the requests and
+        // streams it holds (etcd's "no leader") instead of holding them silently, so
+        // watches and the lease's keep-alive move to a member that can answer (found by
+        // the fault schedule: a keep-alive held by a cut-off member never answered, and
+        // the host's lease, with its exports, was lost for good).
         let options = security.options(
             ConnectOptions::new()
                 .with_connect_timeout(Duration::from_secs(3))
                 .with_timeout(REQUEST_TIMEOUT)
-                .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5)),
+                .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
+                .with_require_leader(true),
         );
         let mut client = Client::connect(endpoints, Some(options))
             .await
@@ -319,20 +325,41 @@ enum LeaseLost {
 
 /// Keep the lease `id` alive every `every` until it is lost; also says whether any
 /// keep-alive was answered.
+///
+/// Every step waits at most `every` times three (the lease's TTL): an answer that has
+/// not come by then will not save the lease, and the stream is opened again (on a
+/// member that answers, one hopes).
 async fn keep_until_lost(c: &mut Client, id: i64, every: Duration) -> (LeaseLost, bool) {
-    let (mut keeper, mut stream) = match c.lease_keep_alive(id).await {
-        Ok(pair) => pair,
-        Err(e) => return (LeaseLost::Failed(e), false),
+    let patience = every * 3;
+    let silent = || {
+        LeaseLost::Failed(etcd_client::Error::LeaseKeepAliveError(format!(
+            "no answer within {patience:.1?}"
+        )))
     };
+    let (mut keeper, mut stream) =
+        match tokio::time::timeout(patience, c.lease_keep_alive(id)).await {
+            Ok(Ok(pair)) => pair,
+            // etcd-client asks once when it opens the stream, and says so for a lease
+            // that is gone (found by the fault schedule: taken for a failure to connect,
+            // the lease was never renewed, and the host's exports were gone for good).
+            Ok(Err(etcd_client::Error::LeaseKeepAliveError(m))) if m.contains("not found") => {
+                return (LeaseLost::Expired, false);
+            }
+            Ok(Err(e)) => return (LeaseLost::Failed(e), false),
+            Err(_) => return (silent(), false),
+        };
     let mut answered = false;
     loop {
-        if let Err(e) = keeper.keep_alive().await {
-            return (LeaseLost::Failed(e), answered);
+        match tokio::time::timeout(patience, keeper.keep_alive()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return (LeaseLost::Failed(e), answered),
+            Err(_) => return (silent(), answered),
         }
-        match stream.message().await {
-            Ok(Some(r)) if r.ttl() > 0 => answered = true,
-            Ok(_) => return (LeaseLost::Expired, answered),
-            Err(e) => return (LeaseLost::Failed(e), answered),
+        match tokio::time::timeout(patience, stream.message()).await {
+            Ok(Ok(Some(r))) if r.ttl() > 0 => answered = true,
+            Ok(Ok(_)) => return (LeaseLost::Expired, answered),
+            Ok(Err(e)) => return (LeaseLost::Failed(e), answered),
+            Err(_) => return (silent(), answered),
         }
         tokio::time::sleep(every).await;
     }
@@ -398,9 +425,12 @@ async fn keep_alive(
             },
             LeaseLost::Failed(e) => ("keeping this host's lease alive", e),
         };
+        let line = format!("{what}: {}", describe(&e));
         if !reported {
-            tracing::warn!("etcd at {endpoints}: {what}: {}; retrying", describe(&e));
+            tracing::warn!("etcd at {endpoints}: {line}; retrying");
             reported = true;
+        } else {
+            tracing::debug!("etcd at {endpoints}: {line}; retrying");
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
