@@ -760,16 +760,7 @@ fn remotes_get_their_own_certificates_and_use_tls_through_the_tunnel() {
     let dir = init.dir.path();
     let state = dir.join("state");
     let ca_dir = state.join("ca");
-    let ca = |args: &[&str]| {
-        let out = homeostat_tests::command()
-            .arg("ca")
-            .args(args)
-            .arg("--dir")
-            .arg(&ca_dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", homeostat_tests::stderr(&out));
-    };
+    let ca = |args: &[&str]| homeostat_tests::homeostat_ca(&ca_dir, args);
     ca(&["init"]);
     ca(&[
         "issue",
@@ -877,14 +868,7 @@ fn tls_remotes_need_the_ca() {
             &state.join("tls").display().to_string(),
         ],
     ] {
-        let out = homeostat_tests::command()
-            .arg("ca")
-            .args(args)
-            .arg("--dir")
-            .arg(&ca_dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", homeostat_tests::stderr(&out));
+        homeostat_tests::homeostat_ca(&ca_dir, args);
     }
     let g = init.file_graph("g", "ssh://root@192.0.2.1", "x");
     let out = homeostat_tests::homeostat_within_deadline(&[

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use homeostat_tests::{
-    Running, command, free_port, homeostat_within_deadline, stderr, wait_for, write_graph,
+    Running, collector_graph, command, exporter_graph, free_port, homeostat_ca,
+    homeostat_within_deadline, stderr, wait_for, write_graph,
 };
 
 fn https(port: u16) -> String {
@@ -23,19 +24,11 @@ fn ca_out(args: &[&str]) -> Output {
         .expect("homeostat runs")
 }
 
-/// `homeostat ca ARGS --dir DIR`, which must succeed; its standard output.
-fn ca(dir: &Path, args: &[&str]) -> String {
-    let d = dir.display().to_string();
-    let out = ca_out(&[args, &["--dir", &d]].concat());
-    assert!(out.status.success(), "ca {args:?}: {}", stderr(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A host's state directory with its certificate from the CA in `ca_dir` in `tls/`.
 fn state_with_cert(root: &Path, ca_dir: &Path, host: &str) -> PathBuf {
     let state = root.join(format!("state-{host}"));
     let out = state.join("tls").display().to_string();
-    ca(ca_dir, &["issue", host, "--out", &out]);
+    homeostat_ca(ca_dir, &["issue", host, "--out", &out]);
     state
 }
 
@@ -54,19 +47,6 @@ fn wait_long<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
 
 fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
-}
-
-fn exporter_graph(content: &str) -> String {
-    format!(
-        "graph: exporter\nresources:\n  file:\n  - name: \"@@motd\"\n    path: /srv/motd\n    content: \"{content}\"\n"
-    )
-}
-
-fn collector_graph(dir: &Path) -> String {
-    let d = dir.display();
-    format!(
-        "graph: collector\nresources:\n  file:\n  - name: own\n    path: {d}/\ncollect:\n- kind: file\n  pattern: {d}/\n"
-    )
 }
 
 /// A host serving etcd over TLS on fresh ports; returns it and its client URL.
@@ -129,6 +109,16 @@ fn allow(root: &Path, member: &str, seeds: &str, host: &str, extra: &[&str]) {
     assert!(out.status.success(), "allow {host}: {}", stderr(&out));
 }
 
+/// A CA in `root`/ca and host `s` serving etcd over TLS with an empty graph (also
+/// returned, for other hosts): the cluster of most tests here.
+fn tls_cluster(root: &Path) -> (PathBuf, PathBuf, Running, String) {
+    let ca_dir = root.join("ca");
+    homeostat_ca(&ca_dir, &["init"]);
+    let empty = write_graph(root, "server.yaml", "graph: server\nresources: {}\n");
+    let (server, seeds) = tls_server(root, &ca_dir, &empty, "s");
+    (ca_dir, empty, server, seeds)
+}
+
 fn client_args(state: &Path, name: &str, seeds: &str) -> Vec<String> {
     [
         "--hostname",
@@ -150,7 +140,7 @@ fn ca_makes_private_keys_and_shows_names_and_expiry() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ca");
-    ca(&dir, &["init", "--name", "test CA"]);
+    homeostat_ca(&dir, &["init", "--name", "test CA"]);
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir.join("ca.key")), 0o600);
     assert_eq!(mode(&dir), 0o700);
@@ -164,7 +154,7 @@ fn ca_makes_private_keys_and_shows_names_and_expiry() {
         stderr(&again)
     );
 
-    ca(
+    homeostat_ca(
         &dir,
         &[
             "issue",
@@ -178,7 +168,7 @@ fn ca_makes_private_keys_and_shows_names_and_expiry() {
         ],
     );
     assert_eq!(mode(&dir.join("hosts/web1/host.key")), 0o600);
-    let shown = ca(&dir, &["show"]);
+    let shown = homeostat_ca(&dir, &["show"]);
     assert!(shown.contains("CA `test CA`"), "{shown}");
     assert!(
         shown.contains("host `web1`, issued by `test CA`"),
@@ -209,10 +199,7 @@ fn ca_makes_private_keys_and_shows_names_and_expiry() {
 fn hosts_share_a_world_over_mutual_tls_and_strangers_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let ca_dir = root.join("ca");
-    ca(&ca_dir, &["init"]);
-    let empty = write_graph(root, "server.yaml", "graph: server\nresources: {}\n");
-    let (_server, seeds) = tls_server(root, &ca_dir, &empty, "s");
+    let (ca_dir, empty, _server, seeds) = tls_cluster(root);
     allow(root, "s", &seeds, "e", &[]);
     allow(root, "s", &seeds, "c", &[]);
 
@@ -220,7 +207,7 @@ fn hosts_share_a_world_over_mutual_tls_and_strangers_are_refused() {
     let state = state_with_cert(root, &ca_dir, "e");
     let _exporter = Running::start(&exp, &strs(&client_args(&state, "e", &seeds)));
     let dest = root.join("collected");
-    let col = write_graph(root, "collector.yaml", &collector_graph(&dest));
+    let col = write_graph(root, "collector.yaml", &collector_graph(&dest, false));
     let state = state_with_cert(root, &ca_dir, "c");
     let _collector = Running::start(&col, &strs(&client_args(&state, "c", &seeds)));
     let motd = dest.join("motd");
@@ -248,7 +235,7 @@ fn hosts_share_a_world_over_mutual_tls_and_strangers_are_refused() {
         .expect("etcdctl runs");
     assert!(!plain.status.success(), "plaintext etcdctl read the World");
     let other = root.join("other-ca");
-    ca(&other, &["init"]);
+    homeostat_ca(&other, &["init"]);
     let stranger = state_with_cert(root, &other, "x");
     let t = stranger.join("tls");
     assert!(
@@ -332,7 +319,7 @@ fn bad_tls_setups_are_refused_before_anything_connects() {
     );
 
     let ca_dir = root.join("ca");
-    ca(&ca_dir, &["init"]);
+    homeostat_ca(&ca_dir, &["init"]);
     let state = state_with_cert(root, &ca_dir, "web1");
     let s = state.display().to_string();
     // With certificates, URLs are https://.
@@ -402,7 +389,7 @@ fn a_tls_cluster_grows_to_three_members() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let ca_dir = root.join("ca");
-    ca(&ca_dir, &["init"]);
+    homeostat_ca(&ca_dir, &["init"]);
     let empty = write_graph(root, "g.yaml", "graph: g\nresources: {}\n");
     let first = https(free_port());
     let mut hosts = Vec::new();
@@ -486,10 +473,7 @@ fn a_tls_cluster_grows_to_three_members() {
 fn a_host_may_write_only_its_own_keys() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let ca_dir = root.join("ca");
-    ca(&ca_dir, &["init"]);
-    let empty = write_graph(root, "server.yaml", "graph: server\nresources: {}\n");
-    let (_server, seeds) = tls_server(root, &ca_dir, &empty, "s");
+    let (ca_dir, empty, _server, seeds) = tls_cluster(root);
     // Before it is allowed, a host with a good certificate may do nothing.
     let state_a = state_with_cert(root, &ca_dir, "a");
     let a_graph = write_graph(root, "a.yaml", &exporter_graph("from a\\n"));

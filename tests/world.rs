@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use homeostat_tests::{
-    Running, free_port, homeostat_command, loopback_url as url, wait_for, write_atomic, write_graph,
+    Running, collector_graph, exporter_graph, free_port, homeostat_command, loopback_url as url,
+    wait_for, write_atomic, write_graph,
 };
 
 /// The flags of a host `name` serving etcd on `client` and `peer`, its state in `dir`,
@@ -65,20 +66,6 @@ fn client(dir: &Path, graph: &Path, name: &str, seeds: &str, extra: &[&str]) -> 
     let host = Running::start(graph, &args);
     host.wait_log(&["world: etcd at", name]);
     host
-}
-
-fn exporter_graph(content: &str) -> String {
-    format!(
-        "graph: exporter\nresources:\n  file:\n  - name: \"@@motd\"\n    path: /srv/motd\n    content: \"{content}\"\n"
-    )
-}
-
-/// A collector's graph: its own directory, and every exported file placed in it.
-fn collector_graph(dir: &Path, purge: bool) -> String {
-    let d = dir.display();
-    format!(
-        "graph: collector\nresources:\n  file:\n  - name: own\n    path: {d}/\ncollect:\n- kind: file\n  pattern: {d}/\n  purge: {purge}\n"
-    )
 }
 
 /// The etcd cluster's id, as `etcdctl endpoint status` reports it: the same after a

@@ -30,6 +30,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use homeostat_tests::{collector_graph, exporter_graph};
+
 /// Options of `homeostat-bench cluster`.
 struct Options {
     homeostat: PathBuf,
@@ -187,19 +189,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn exporter_graph(content: &str) -> String {
-    format!(
-        "graph: exporter\nresources:\n  file:\n  - name: \"@@motd\"\n    path: /srv/motd\n    content: \"{content}\\n\"\n"
-    )
-}
-
-fn collector_graph(dir: &Path) -> String {
-    let d = dir.display();
-    format!(
-        "graph: collector\nresources:\n  file:\n  - name: own\n    path: {d}/\ncollect:\n- kind: file\n  pattern: {d}/\n  purge: true\n"
-    )
-}
-
 fn write_atomic(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).unwrap();
@@ -317,7 +306,7 @@ fn start_cluster(
         let name = format!("c{i:03}");
         let out = dir.join(&name);
         let g = dir.join(format!("{name}.yaml"));
-        std::fs::write(&g, collector_graph(&out)).unwrap();
+        std::fs::write(&g, collector_graph(&out, true)).unwrap();
         hosts.push((
             Host::start(&o.homeostat, &g, &client_args(&dir, &name, &seeds), cache),
             out,
@@ -351,7 +340,7 @@ fn edit_text(i: usize) -> String {
 }
 
 fn exporter_graph_text(i: usize) -> String {
-    exporter_graph(&edit_text(i))
+    exporter_graph(&format!("{}\\n", edit_text(i)))
 }
 
 /// `etcdctl watch` on the exports, its lines timed as they arrive.

@@ -621,6 +621,36 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// An exporter's graph: `/srv/motd` holding `content` (as written in a YAML double-quoted
+/// string, `\\n` for a newline), exported to every host as `@@motd`.
+pub fn exporter_graph(content: &str) -> String {
+    format!(
+        "graph: exporter\nresources:\n  file:\n  - name: \"@@motd\"\n    path: /srv/motd\n    content: \"{content}\"\n"
+    )
+}
+
+/// A collector's graph: its own directory `dir`, and every exported file placed in it
+/// (removed again when its export vanishes, with `purge`).
+pub fn collector_graph(dir: &Path, purge: bool) -> String {
+    let d = dir.display();
+    format!(
+        "graph: collector\nresources:\n  file:\n  - name: own\n    path: {d}/\ncollect:\n- kind: file\n  pattern: {d}/\n  purge: {purge}\n"
+    )
+}
+
+/// `homeostat ca ARGS --dir DIR`, which must succeed; its standard output.
+pub fn homeostat_ca(dir: &Path, args: &[&str]) -> String {
+    let out = command()
+        .arg("ca")
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .expect("homeostat runs");
+    assert!(out.status.success(), "ca {args:?}: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `http://127.0.0.1:PORT`: the URL of an etcd (or HTTP server) on a loopback port.
 pub fn loopback_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")

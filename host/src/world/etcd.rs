@@ -407,22 +407,40 @@ async fn keep_alive(
         let id = lease.lock().unwrap_or_else(PoisonError::into_inner).id;
         let mut c = client.clone();
         let (lost, answered) = keep_until_lost(&mut c, id, every).await;
+        tracing::debug!(
+            "etcd: lease {id:x} {}",
+            match &lost {
+                LeaseLost::Expired => "expired".to_owned(),
+                LeaseLost::Failed(e) => format!("not kept alive: {}", describe(e)),
+            }
+        );
         if answered {
             backoff = Duration::from_millis(200);
             reported = false;
         }
         let (what, e) = match lost {
-            LeaseLost::Expired => match renew(&mut c, &lease, ttl, &prefix).await {
-                Ok(n) => {
-                    tracing::warn!(
-                        "etcd: this host's lease had expired; took a new one and wrote its \
+            // Bounded like every step here: a request that waits for a member forever
+            // must not stop the lease from ever being renewed.
+            LeaseLost::Expired => {
+                match tokio::time::timeout(REQUEST_TIMEOUT * 2, renew(&mut c, &lease, ttl, &prefix))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(etcd_client::Error::LeaseKeepAliveError(format!(
+                            "no new lease within {:?}",
+                            REQUEST_TIMEOUT * 2
+                        )))
+                    }) {
+                    Ok(n) => {
+                        tracing::warn!(
+                            "etcd: this host's lease had expired; took a new one and wrote its \
                          {n} leased keys again"
-                    );
-                    reported = false;
-                    continue;
+                        );
+                        reported = false;
+                        continue;
+                    }
+                    Err(e) => ("cannot renew this host's lease", e),
                 }
-                Err(e) => ("cannot renew this host's lease", e),
-            },
+            }
             LeaseLost::Failed(e) => ("keeping this host's lease alive", e),
         };
         let line = format!("{what}: {}", describe(&e));
