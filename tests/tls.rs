@@ -260,6 +260,16 @@ fn hosts_share_a_world_over_mutual_tls_and_strangers_are_refused() {
     // homeostat with another CA's certificate does not get in, and says so each time.
     let stranger_host = Running::start(&empty, &strs(&client_args(&stranger, "x", &seeds)));
     stranger_host.wait_log(&["cannot join the cluster", "retrying"]);
+    // One with no certificate that speaks plaintext to it is told why, at once.
+    let plain_seeds = seeds.replace("https://", "http://");
+    let args = client_args(&root.join("state-plain"), "plain", &plain_seeds);
+    let out = run_args(&empty, &strs(&args));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("answers nothing to plaintext: it serves TLS"),
+        "{}",
+        stderr(&out)
+    );
     // One with no certificate at all is refused before it connects.
     let bare = root.join("state-bare");
     let args = client_args(&bare, "bare", &seeds);

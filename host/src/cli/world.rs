@@ -403,7 +403,7 @@ impl WorldArgs {
         self.tls
             .check_urls(&security, self.seeds.iter().map(|u| ("--seeds", u)))?;
         if !may_serve && !self.seeds.is_empty() {
-            let etcd = connect(&hostname, &self.seeds, &self.etcd_prefix, ttl, &security).await;
+            let etcd = connect(&hostname, &self.seeds, &self.etcd_prefix, ttl, &security).await?;
             let follower =
                 (!self.seeds_only).then(|| tokio::spawn(Follower::new(etcd.clone()).run()));
             return Ok(Opened {
@@ -535,7 +535,7 @@ impl WorldArgs {
             }
             (None, seeds, false)
         };
-        let etcd = connect(&hostname, &endpoints, &self.etcd_prefix, ttl, &security).await;
+        let etcd = connect(&hostname, &endpoints, &self.etcd_prefix, ttl, &security).await?;
         let etcd = &etcd;
         // Asked while etcd may be electing a leader, or while this host's own member,
         // removed while it was down, is going away: wait rather than fail.
@@ -586,25 +586,46 @@ impl WorldArgs {
     }
 }
 
-/// Connect to etcd, retrying until it answers (see [`until_ok`]).
+/// Connect to etcd, retrying until it answers (see [`until_ok`]). Fails at once when
+/// this host speaks plaintext to an etcd that serves only TLS, which no retry mends.
 async fn connect(
     hostname: &str,
     endpoints: &[String],
     prefix: &str,
     ttl: Duration,
     security: &Security,
-) -> Arc<EtcdWorld> {
-    let w = until_ok("cannot join the cluster", || {
-        EtcdWorld::connect(hostname, endpoints, prefix, ttl, security)
-    })
-    .await;
+) -> anyhow::Result<Arc<EtcdWorld>> {
+    const WHAT: &str = "cannot join the cluster";
+    let w = match EtcdWorld::connect(hostname, endpoints, prefix, ttl, security).await {
+        Ok(w) => w,
+        Err(e) => {
+            if !security.is_tls() {
+                for url in endpoints {
+                    if crate::tls::serves_only_tls(url).await {
+                        bail!(
+                            "{WHAT}: etcd at {url} answers nothing to plaintext: it serves \
+                             TLS. Give this host its certificate (`homeostat ca issue \
+                             {hostname}`, then --ca, --cert and --key, or tls/ in the state \
+                             directory) and use https:// (docs/security.md)"
+                        );
+                    }
+                }
+            }
+            tracing::error!("{WHAT}: {e}; retrying in 0.5 s");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            until_ok(WHAT, || {
+                EtcdWorld::connect(hostname, endpoints, prefix, ttl, security)
+            })
+            .await
+        }
+    };
     let tls = if security.is_tls() {
         " over mutual TLS"
     } else {
         ""
     };
     tracing::info!("world: etcd at {}{tls} as host `{hostname}`", w.endpoints());
-    Arc::new(w)
+    Ok(Arc::new(w))
 }
 
 /// Run `attempt` until it succeeds, with a backoff (0.5 s doubling to 10 s) and an error

@@ -17,7 +17,7 @@
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -143,6 +143,22 @@ impl Ca {
                 &cert_path,
                 format!(
                     "no CA here; make one with `homeostat ca init --dir {}`",
+                    dir.display()
+                ),
+            ));
+        }
+        // Whoever may write the directory may swap the CA for theirs.
+        let dir_mode = std::fs::metadata(dir)
+            .map_err(|e| io_error(dir, "read the directory's mode", e))?
+            .permissions()
+            .mode();
+        if dir_mode & 0o022 != 0 {
+            return Err(file_error(
+                dir,
+                format!(
+                    "a CA directory must be writable by its owner only (mode 0700), not \
+                     {:04o}; run `chmod 700 {}`",
+                    dir_mode & 0o7777,
                     dir.display()
                 ),
             ));
@@ -283,7 +299,6 @@ pub fn list(dir: &Path) -> Result<Vec<(PathBuf, CertInfo)>, TlsError> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
 
     use super::super::{Identity, Security};
     use super::*;
@@ -378,6 +393,12 @@ mod tests {
             "{e}"
         );
         std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+        // A CA directory others may write.
+        std::fs::set_permissions(ca.dir(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = Ca::open(ca.dir()).err().unwrap().to_string();
+        assert!(e.contains("0777") && e.contains("chmod 700"), "{e}");
+        std::fs::set_permissions(ca.dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
 
         // The CA key too.
         let ca_key = ca.dir().join(CA_KEY);

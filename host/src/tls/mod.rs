@@ -426,6 +426,35 @@ impl Security {
     }
 }
 
+/// Whether the server at the plaintext `url` closes a plaintext request without a byte
+/// in answer, as an etcd that serves TLS does (a plaintext etcd answers HTTP on its
+/// client port). Asked once a plaintext connection failed, to say why instead of
+/// retrying forever; `false` when it cannot tell (nothing listens, a timeout).
+pub async fn serves_only_tls(url: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(addr) = url::Url::parse(url)
+        .ok()
+        .filter(|u| u.scheme() == "http")
+        .map(|u| host_port(&u))
+    else {
+        return false;
+    };
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect(addr.as_str()).await.ok()?;
+        stream
+            .write_all(b"GET /health HTTP/1.0\r\n\r\n")
+            .await
+            .ok()?;
+        let mut buf = [0u8; 64];
+        Some(matches!(stream.read(&mut buf).await, Ok(0) | Err(_)))
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), ask)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
 fn host_port(url: &url::Url) -> String {
     match (url.host_str(), url.port()) {
         (Some(h), Some(p)) => format!("{h}:{p}"),

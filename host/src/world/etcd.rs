@@ -306,6 +306,12 @@ pub fn describe(e: &etcd_client::Error) -> String {
          in this host's --ca, for the address dialled?)"
     } else if text.contains("certificate required") || text.contains("bad certificate") {
         " (the server refused this host's certificate: is it issued by the cluster's CA?)"
+    } else if text.contains("corrupt message")
+        || text.contains("InvalidContentType")
+        || text.contains("handshake eof")
+    {
+        " (the server ended the TLS handshake: is it a plaintext etcd? its URL is then \
+         http://)"
     } else if text.contains("permission denied") || text.contains("user name not found") {
         " (etcd's rights: this host's user may not do this; a member allows a host with \
          `homeostat cluster allow HOST`, see docs/security.md)"
