@@ -7,12 +7,21 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use homeostat_tests::{
-    Running, collector_graph, command, exporter_graph, free_port, homeostat_ca,
+    Running, client_args, collector_graph, command, exporter_graph, free_port, homeostat_ca,
     homeostat_within_deadline, stderr, wait_for, write_graph,
 };
 
 fn https(port: u16) -> String {
     format!("https://127.0.0.1:{port}")
+}
+
+/// `out` is a failure whose standard error says `needle`.
+fn refused_with(out: &Output, needle: &str) {
+    let e = stderr(out);
+    assert!(
+        !out.status.success() && e.contains(needle),
+        "want {needle:?} in\n{e}"
+    );
 }
 
 /// `homeostat ca ARGS`, to completion.
@@ -119,22 +128,6 @@ fn tls_cluster(root: &Path) -> (PathBuf, PathBuf, Running, String) {
     (ca_dir, empty, server, seeds)
 }
 
-fn client_args(state: &Path, name: &str, seeds: &str) -> Vec<String> {
-    [
-        "--hostname",
-        name,
-        "--seeds",
-        seeds,
-        "--no-server",
-        "--lease-ttl",
-        "2",
-        "--prefix",
-        &state.display().to_string(),
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
 #[test]
 fn ca_makes_private_keys_and_shows_names_and_expiry() {
     use std::os::unix::fs::PermissionsExt;
@@ -147,12 +140,7 @@ fn ca_makes_private_keys_and_shows_names_and_expiry() {
     // A second init never replaces the CA.
     let d = dir.display().to_string();
     let again = ca_out(&["init", "--dir", &d]);
-    assert!(!again.status.success());
-    assert!(
-        stderr(&again).contains("never replaced"),
-        "{}",
-        stderr(&again)
-    );
+    refused_with(&again, "never replaced");
 
     homeostat_ca(
         &dir,
@@ -186,11 +174,7 @@ fn ca_makes_private_keys_and_shows_names_and_expiry() {
     // No CA: the error says how to make one.
     let none = tmp.path().join("none").display().to_string();
     let out = ca_out(&["issue", "x", "--dir", &none]);
-    assert!(
-        stderr(&out).contains("homeostat ca init --dir"),
-        "{}",
-        stderr(&out)
-    );
+    refused_with(&out, "homeostat ca init --dir");
 }
 
 /// Two hosts and a server on mutual TLS share exports; a host with no certificate, or
@@ -264,22 +248,12 @@ fn hosts_share_a_world_over_mutual_tls_and_strangers_are_refused() {
     let plain_seeds = seeds.replace("https://", "http://");
     let args = client_args(&root.join("state-plain"), "plain", &plain_seeds);
     let out = run_args(&empty, &strs(&args));
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("answers nothing to plaintext: it serves TLS"),
-        "{}",
-        stderr(&out)
-    );
+    refused_with(&out, "answers nothing to plaintext: it serves TLS");
     // One with no certificate at all is refused before it connects.
     let bare = root.join("state-bare");
     let args = client_args(&bare, "bare", &seeds);
     let out = run_args(&empty, &strs(&args));
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("https:// needs this host's TLS files"),
-        "{}",
-        stderr(&out)
-    );
+    refused_with(&out, "https:// needs this host's TLS files");
 }
 
 fn run_args(graph: &Path, args: &[&str]) -> Output {
@@ -467,12 +441,7 @@ fn a_tls_cluster_grows_to_three_members() {
         ])
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("https:// needs this host's TLS files"),
-        "{}",
-        stderr(&out)
-    );
+    refused_with(&out, "https:// needs this host's TLS files");
 }
 
 /// Per-host rights: on a cluster over TLS, host `a` writes its own keys and nothing
@@ -591,11 +560,6 @@ fn a_host_may_write_only_its_own_keys() {
     assert!(!b_put.status.success());
     // A host that is not a member may not let others in.
     let out = cluster_as(root, "a", &seeds, &["allow", "a", "--serve"]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("permission denied"),
-        "{}",
-        stderr(&out)
-    );
+    refused_with(&out, "permission denied");
     drop(b);
 }

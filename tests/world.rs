@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use homeostat_tests::{
-    Running, collector_graph, exporter_graph, free_port, homeostat_command, loopback_url as url,
-    wait_for, write_atomic, write_graph,
+    Running, client_args, collector_graph, exporter_graph, free_port, homeostat_command,
+    loopback_url as url, wait_for, write_atomic, write_graph,
 };
 
 /// The flags of a host `name` serving etcd on `client` and `peer`, its state in `dir`,
@@ -49,21 +49,9 @@ fn server(dir: &Path, graph: &Path, name: &str, extra: &[&str]) -> (Running, Str
 
 /// A host that joins the etcd at `seeds` as a client.
 fn client(dir: &Path, graph: &Path, name: &str, seeds: &str, extra: &[&str]) -> Running {
-    let state = dir.join(format!("state-{name}"));
-    let mut args = vec![
-        "--hostname",
-        name,
-        "--seeds",
-        seeds,
-        "--no-server",
-        "--lease-ttl",
-        "2",
-        "--prefix",
-    ];
-    let state = state.display().to_string();
-    args.push(&state);
-    args.extend(extra);
-    let host = Running::start(graph, &args);
+    let mut args = client_args(&dir.join(format!("state-{name}")), name, seeds);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let host = Running::start(graph, &strs(&args));
     host.wait_log(&["world: etcd at", name]);
     host
 }

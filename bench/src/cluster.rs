@@ -254,19 +254,7 @@ fn server_args(dir: &Path, seeds: &str, peer: u16, extra: [&str; 2]) -> Vec<Stri
 }
 
 fn client_args(dir: &Path, name: &str, seeds: &str) -> Vec<String> {
-    [
-        "--hostname",
-        name,
-        "--seeds",
-        seeds,
-        "--no-server",
-        "--lease-ttl",
-        "2",
-        "--prefix",
-        &dir.join(format!("state-{name}")).display().to_string(),
-    ]
-    .map(String::from)
-    .to_vec()
+    homeostat_tests::client_args(&dir.join(format!("state-{name}")), name, seeds)
 }
 
 fn start_cluster(

@@ -638,6 +638,24 @@ pub fn collector_graph(dir: &Path, purge: bool) -> String {
     )
 }
 
+/// The flags of a host `name` that joins the etcd at `seeds` as a client, with its state
+/// in `state` and a lease of 2 s (short, so that the tests of a host's death are).
+pub fn client_args(state: &Path, name: &str, seeds: &str) -> Vec<String> {
+    [
+        "--hostname",
+        name,
+        "--seeds",
+        seeds,
+        "--no-server",
+        "--lease-ttl",
+        "2",
+        "--prefix",
+        &state.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// `homeostat ca ARGS --dir DIR`, which must succeed; its standard output.
 pub fn homeostat_ca(dir: &Path, args: &[&str]) -> String {
     let out = command()
