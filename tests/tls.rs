@@ -248,7 +248,7 @@ fn hosts_share_a_world_over_mutual_tls_and_strangers_are_refused() {
     let plain_seeds = seeds.replace("https://", "http://");
     let args = client_args(&root.join("state-plain"), "plain", &plain_seeds);
     let out = run_args(&empty, &strs(&args));
-    refused_with(&out, "answers nothing to plaintext: it serves TLS");
+    refused_with(&out, "answers in TLS: it serves TLS only");
     // One with no certificate at all is refused before it connects.
     let bare = root.join("state-bare");
     let args = client_args(&bare, "bare", &seeds);

@@ -603,8 +603,8 @@ async fn connect(
                 for url in endpoints {
                     if crate::tls::serves_only_tls(url).await {
                         bail!(
-                            "{WHAT}: etcd at {url} answers nothing to plaintext: it serves \
-                             TLS. Give this host its certificate (`homeostat ca issue \
+                            "{WHAT}: etcd at {url} answers in TLS: it serves TLS only. \
+                             Give this host its certificate (`homeostat ca issue \
                              {hostname}`, then --ca, --cert and --key, or tls/ in the state \
                              directory) and use https:// (docs/security.md)"
                         );

@@ -426,12 +426,16 @@ impl Security {
     }
 }
 
-/// Whether the server at the plaintext `url` closes a plaintext request without a byte
-/// in answer, as an etcd that serves TLS does (a plaintext etcd answers HTTP on its
-/// client port). Asked once a plaintext connection failed, to say why instead of
-/// retrying forever; `false` when it cannot tell (nothing listens, a timeout).
+/// Whether the server at the plaintext `url` speaks TLS: it answers the start of a TLS
+/// handshake (a record too short to be a ClientHello) with a TLS record, an alert or a
+/// handshake, where a plaintext etcd answers HTTP or nothing (a server that is starting
+/// may close at once, which says nothing). Asked once a plaintext connection failed, to
+/// say why instead of retrying forever; `false` when it cannot tell.
 pub async fn serves_only_tls(url: &str) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A TLS handshake record holding a ClientHello of length 0: a TLS server refuses it
+    // with an alert record (0x15).
+    const HELLO: [u8; 9] = [0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00];
     let Some(addr) = url::Url::parse(url)
         .ok()
         .filter(|u| u.scheme() == "http")
@@ -441,12 +445,10 @@ pub async fn serves_only_tls(url: &str) -> bool {
     };
     let ask = async {
         let mut stream = tokio::net::TcpStream::connect(addr.as_str()).await.ok()?;
-        stream
-            .write_all(b"GET /health HTTP/1.0\r\n\r\n")
-            .await
-            .ok()?;
-        let mut buf = [0u8; 64];
-        Some(matches!(stream.read(&mut buf).await, Ok(0) | Err(_)))
+        stream.write_all(&HELLO).await.ok()?;
+        let mut first = [0u8; 1];
+        let n = stream.read(&mut first).await.ok()?;
+        Some(n == 1 && matches!(first[0], 0x15 | 0x16))
     };
     tokio::time::timeout(std::time::Duration::from_secs(2), ask)
         .await
