@@ -465,6 +465,18 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// Start host `i` (again) in its namespace.
+    fn start(&mut self, i: usize) {
+        let net = &self.net;
+        self.hosts[i].start(net);
+    }
+
+    /// One of the members serving etcd now, at random.
+    fn random_voter(&self, rng: &mut Rng) -> Option<usize> {
+        let voters = self.voters();
+        (!voters.is_empty()).then(|| voters[rng.below(voters.len())])
+    }
+
     /// A host is out for `hold`, as `fault` made it; then `undo` brings it back.
     fn out_for(&mut self, i: usize, what: &str, hold: Duration, undo: impl FnOnce(&mut Cluster)) {
         let name = self.hosts[i].name.clone();
@@ -562,11 +574,10 @@ fn a_cluster_keeps_its_promises_under_a_random_fault_schedule() {
         checks: 0,
         violations: Vec::new(),
     };
-    c.hosts[0].start(&c.net);
+    c.start(0);
     std::thread::sleep(Duration::from_secs(2));
     for i in 1..c.hosts.len() {
-        let net = &c.net;
-        c.hosts[i].start(net);
+        c.start(i);
     }
     c.check_healed("the start");
     // From now on the first host, too, finds its cluster through the others when its
@@ -606,20 +617,14 @@ fn a_cluster_keeps_its_promises_under_a_random_fault_schedule() {
                     "kill -9 of a follower's host"
                 };
                 c.hosts[i].kill_9();
-                c.out_for(i, &what, hold, |c| {
-                    let net = &c.net;
-                    c.hosts[i].start(net)
-                });
+                c.out_for(i, &what, hold, |c| c.start(i));
                 (label, what)
             }
             2 => {
                 let i = MEMBERS.len() + rng.below(CLIENTS.len());
                 let what = format!("kill -9 of client {}", c.hosts[i].name);
                 c.hosts[i].kill_9();
-                c.out_for(i, &what, hold, |c| {
-                    let net = &c.net;
-                    c.hosts[i].start(net)
-                });
+                c.out_for(i, &what, hold, |c| c.start(i));
                 ("kill -9 of a client", what)
             }
             3 => {
@@ -630,30 +635,23 @@ fn a_cluster_keeps_its_promises_under_a_random_fault_schedule() {
                 ("a host paused (SIGSTOP) past its lease", what)
             }
             4 => {
-                let voters = c.voters();
-                if voters.is_empty() {
+                let Some(i) = c.random_voter(&mut rng) else {
                     continue;
-                }
-                let i = voters[rng.below(voters.len())];
+                };
                 let what = format!("link of member {} cut for {hold:.1?}", c.hosts[i].name);
                 c.net.set_link(i, false);
                 c.out_for(i, &what, hold, |c| c.net.set_link(i, true));
                 ("a member's link cut", what)
             }
             5 => {
-                let voters = c.voters();
-                if voters.is_empty() {
+                let Some(i) = c.random_voter(&mut rng) else {
                     continue;
-                }
-                let i = voters[rng.below(voters.len())];
+                };
                 let what = format!("member {} replaced (stopped, data wiped)", c.hosts[i].name);
                 c.hosts[i].stop();
                 let state = c.hosts[i].state.clone();
                 let _ = std::fs::remove_dir_all(&state);
-                c.out_for(i, &what, hold, |c| {
-                    let net = &c.net;
-                    c.hosts[i].start(net)
-                });
+                c.out_for(i, &what, hold, |c| c.start(i));
                 ("a member replaced (data wiped)", what)
             }
             _ => {
