@@ -44,10 +44,6 @@ pub const DEFAULT_CLIENT_ADDR: &str = "127.0.0.1:2379";
 /// etcd's peer address by default when this host serves etcd.
 pub const DEFAULT_SERVER_ADDR: &str = "127.0.0.1:2380";
 
-/// A host certificate this close to its expiry (or in the last quarter of its life, for
-/// the short-lived ones of remote runs) is warned about at start.
-const EXPIRY_WARNING_DAYS: i64 = 30;
-
 /// The TLS flags (see [`crate::tls`]), shared by `run` and `cluster`.
 #[derive(Debug, Clone, Default, Args)]
 pub(super) struct TlsArgs {
@@ -105,17 +101,12 @@ impl TlsArgs {
             key: pick(&self.key, defaults.map(|d| d.key), "key")?,
         };
         let identity = Identity::load(&files, host)?;
-        let cert = &identity.cert;
-        let left = cert.not_after - time::OffsetDateTime::now_utc();
-        let warn_at =
-            time::Duration::days(EXPIRY_WARNING_DAYS).min((cert.not_after - cert.not_before) / 4);
-        if left < warn_at {
+        if let Some(days) = identity.cert.expires_soon(time::OffsetDateTime::now_utc()) {
             tracing::warn!(
-                "tls: {} expires on {} ({} days left): issue a new one with `homeostat ca \
+                "tls: {} expires on {} ({days} days left): issue a new one with `homeostat ca \
                  issue {}` before then, or this host loses the cluster",
                 files.cert.display(),
                 crate::tls::date(identity.cert.not_after),
-                left.whole_days(),
                 identity.name()
             );
         }

@@ -36,6 +36,9 @@ pub const HOST_CERT: &str = "host.crt";
 /// The host key's file name in [`DIR`].
 pub const HOST_KEY: &str = "host.key";
 
+/// A certificate this many days from its expiry is warned about ([`CertInfo::expires_soon`]).
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
 /// Why TLS files cannot be used. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -122,6 +125,16 @@ impl CertInfo {
         let (_, cert) = X509Certificate::from_der(&der)
             .map_err(|e| file_error(path, format!("not an X.509 certificate: {e}")))?;
         Ok(info(&cert))
+    }
+
+    /// The whole days left when it is close to its expiry at `now`: under
+    /// [`EXPIRY_WARNING_DAYS`], or in the last quarter of its life (the short-lived
+    /// certificates of remote runs); a host warns about it at start.
+    pub fn expires_soon(&self, now: OffsetDateTime) -> Option<i64> {
+        let left = self.not_after - now;
+        let warn_at =
+            time::Duration::days(EXPIRY_WARNING_DAYS).min((self.not_after - self.not_before) / 4);
+        (left < warn_at).then(|| left.whole_days())
     }
 
     /// Why it is not valid at `now`, if it is not.
@@ -478,6 +491,26 @@ fn is_loopback(url: &url::Url) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expiry_is_warned_about_a_month_or_a_quarter_of_the_life_before() {
+        let now = OffsetDateTime::now_utc();
+        let cert = |lived: i64, left: i64| CertInfo {
+            name: "h".into(),
+            issuer: "c".into(),
+            dns: Vec::new(),
+            ips: Vec::new(),
+            is_ca: false,
+            not_before: now - time::Duration::days(lived),
+            not_after: now + time::Duration::days(left),
+        };
+        // A year's certificate: from 30 days before.
+        assert_eq!(cert(300, 65).expires_soon(now), None);
+        assert_eq!(cert(340, 25).expires_soon(now), Some(25));
+        // A remote run's 7 days: from its last quarter.
+        assert_eq!(cert(4, 3).expires_soon(now), None);
+        assert_eq!(cert(6, 1).expires_soon(now), Some(1));
+    }
 
     #[test]
     fn plaintext_is_refused_off_loopback_unless_insecure() {
