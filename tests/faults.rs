@@ -76,9 +76,10 @@ struct Net {
 
 impl Net {
     fn new(hosts: usize) -> Net {
+        Net::remove_leftovers();
         let pid = std::process::id();
         let net = Net {
-            tag: format!("hf{}", pid % 100_000),
+            tag: format!("hf{pid}"),
             subnet: (pid % 200) as u8 + 20,
             hosts,
         };
@@ -106,6 +107,49 @@ impl Net {
             ip(&["-n", &ns, "link", "set", "lo", "up"]);
         }
         net
+    }
+
+    /// Remove the namespaces (with their processes) and bridges of fault runs whose
+    /// process is gone (killed before `Drop` ran): their names carry its pid.
+    fn remove_leftovers() {
+        let stale = |name: &str, end: char| {
+            name.strip_prefix("hf")
+                .and_then(|rest| rest.split_once(end))
+                .and_then(|(pid, _)| pid.parse::<i32>().ok())
+                .is_some_and(|pid| pid == std::process::id() as i32 || !process_running(pid))
+        };
+        let listed = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        for line in listed(&["netns", "list"]).lines() {
+            let Some(ns) = line.split_whitespace().next() else {
+                continue;
+            };
+            if stale(ns, '-') {
+                eprintln!("faults: removing namespace {ns} left by a dead run");
+                for pid in listed(&["netns", "pids", ns]).split_whitespace() {
+                    if let Ok(pid) = pid.parse() {
+                        kill(pid, libc::SIGCONT);
+                        kill(pid, libc::SIGKILL);
+                    }
+                }
+                let _ = sh(&["ip", "netns", "del", ns]);
+            }
+        }
+        // `ip -o link show type bridge`: "7: hf1234b: <BROADCAST,...> ..."
+        for line in listed(&["-o", "link", "show", "type", "bridge"]).lines() {
+            let Some(name) = line.split(": ").nth(1) else {
+                continue;
+            };
+            if name.ends_with('b') && stale(name, 'b') {
+                eprintln!("faults: removing bridge {name} left by a dead run");
+                let _ = sh(&["ip", "link", "del", name]);
+            }
+        }
     }
 
     fn bridge(&self) -> String {

@@ -42,6 +42,9 @@ pub struct EtcdWorld {
     security: Security,
     /// The current lease, and the leased values to write again under a new one.
     lease: Arc<Mutex<Lease>>,
+    /// Held while a leased value is written or any value removed, and while the leased
+    /// values are written again under a new lease: one does not undo the other.
+    writes: Arc<tokio::sync::Mutex<()>>,
     keeper: tokio::task::JoinHandle<()>,
     /// Set by [`EtcdWorld::close`]: the watches end quietly when etcd goes away after it
     /// (a serving host stops its etcd right after).
@@ -95,9 +98,11 @@ impl EtcdWorld {
             id: granted.id(),
             values: BTreeMap::new(),
         }));
+        let writes = Arc::new(tokio::sync::Mutex::new(()));
         let keeper = tokio::spawn(keep_alive(
             client.clone(),
             lease.clone(),
+            writes.clone(),
             ttl,
             prefix.to_owned(),
             joined.clone(),
@@ -109,6 +114,7 @@ impl EtcdWorld {
             client,
             security: security.clone(),
             lease,
+            writes,
             keeper,
             closed: Arc::default(),
         })
@@ -236,6 +242,10 @@ impl EtcdWorld {
 
     /// Set `key`; a leased value is attached to this host's lease.
     pub async fn put(&self, key: &str, value: &[u8], lifetime: Lifetime) -> Result<(), WorldError> {
+        let _writing = match lifetime {
+            Lifetime::Persistent => None,
+            Lifetime::Leased => Some(self.writes.lock().await),
+        };
         let options = match lifetime {
             Lifetime::Persistent => None,
             Lifetime::Leased => {
@@ -254,6 +264,7 @@ impl EtcdWorld {
 
     /// Remove `key`.
     pub async fn delete(&self, key: &str) -> Result<(), WorldError> {
+        let _writing = self.writes.lock().await;
         self.lease().values.remove(key);
         self.unsent_again(
             |mut c| async move { c.delete(self.full(key), None::<DeleteOptions>).await },
@@ -363,7 +374,17 @@ async fn keep_until_lost(c: &mut Client, id: i64, every: Duration) -> (LeaseLost
         }
         match tokio::time::timeout(patience, stream.message()).await {
             Ok(Ok(Some(r))) if r.ttl() > 0 => answered = true,
-            Ok(Ok(_)) => return (LeaseLost::Expired, answered),
+            Ok(Ok(Some(_))) => return (LeaseLost::Expired, answered),
+            // A stream that ends says nothing about the lease: taking it for expiry would
+            // leave the old lease alive, and a value written under it meanwhile would go
+            // when it runs out.
+            Ok(Ok(None)) => {
+                let ended = "the keep-alive stream ended".to_owned();
+                return (
+                    LeaseLost::Failed(etcd_client::Error::LeaseKeepAliveError(ended)),
+                    answered,
+                );
+            }
             Ok(Err(e)) => return (LeaseLost::Failed(e), answered),
             Err(_) => return (silent(), answered),
         }
@@ -371,37 +392,49 @@ async fn keep_until_lost(c: &mut Client, id: i64, every: Duration) -> (LeaseLost
     }
 }
 
-/// Take a new lease of `ttl` and write every leased value again under it; returns how
-/// many were written.
-async fn renew(
+/// Write every leased value again under the current lease; returns how many were
+/// written. Fails at the first value that could not be written: the caller writes them
+/// all again (found by the fault schedule: a write that failed was only logged, and the
+/// host's export was gone for good while the log said it had been written again).
+///
+/// Holds `writes` throughout, so a leased value set or removed meanwhile is not undone
+/// by an older copy written here.
+async fn rewrite(
     c: &mut Client,
     lease: &Mutex<Lease>,
-    ttl: Duration,
+    writes: &tokio::sync::Mutex<()>,
     prefix: &str,
 ) -> Result<usize, etcd_client::Error> {
-    let granted = c.lease_grant(ttl.as_secs().max(1) as i64, None).await?;
-    let values = {
-        let mut l = lease.lock().unwrap_or_else(PoisonError::into_inner);
-        l.id = granted.id();
-        l.values.clone()
+    let _writing = writes.lock().await;
+    let (id, values) = {
+        let l = lease.lock().unwrap_or_else(PoisonError::into_inner);
+        (l.id, l.values.clone())
     };
     for (key, value) in &values {
-        let options = PutOptions::new().with_lease(granted.id());
-        if let Err(e) = c
-            .put(format!("{prefix}{key}"), value.clone(), Some(options))
-            .await
-        {
-            tracing::warn!("etcd: writing {key} again: {}", describe(&e));
-        }
+        let options = PutOptions::new().with_lease(id);
+        c.put(format!("{prefix}{key}"), value.clone(), Some(options))
+            .await?;
     }
     Ok(values.len())
 }
 
+/// What the keep-alive task does next.
+enum Step {
+    /// Keep the current lease alive.
+    Keep,
+    /// Take a new lease: the current one is gone.
+    Grant,
+    /// Write the leased values under the (new) current lease.
+    Rewrite,
+}
+
 /// Keep the lease alive; when it is lost, take a new one and write the leased values
-/// again under it. A failure is reported once until the lease is kept alive again.
+/// again under it (again until every one is written). A failure is reported once until
+/// the lease is kept alive again.
 async fn keep_alive(
     client: Client,
     lease: Arc<Mutex<Lease>>,
+    writes: Arc<tokio::sync::Mutex<()>>,
     ttl: Duration,
     prefix: String,
     endpoints: String,
@@ -409,45 +442,72 @@ async fn keep_alive(
     let every = (ttl / 3).max(Duration::from_millis(300));
     let mut backoff = Duration::from_millis(200);
     let mut reported = false;
+    let mut step = Step::Keep;
+    // Every step is bounded: a request that waits for a member forever must not stop the
+    // lease from ever being renewed.
+    let bound = REQUEST_TIMEOUT * 2;
+    let late = |what: &str| {
+        etcd_client::Error::LeaseKeepAliveError(format!("{what}: no answer within {bound:?}"))
+    };
     loop {
         let id = lease.lock().unwrap_or_else(PoisonError::into_inner).id;
         let mut c = client.clone();
-        let (lost, answered) = keep_until_lost(&mut c, id, every).await;
-        tracing::debug!(
-            "etcd: lease {id:x} {}",
-            match &lost {
-                LeaseLost::Expired => "expired".to_owned(),
-                LeaseLost::Failed(e) => format!("not kept alive: {}", describe(e)),
-            }
-        );
-        if answered {
-            backoff = Duration::from_millis(200);
-            reported = false;
-        }
-        let (what, e) = match lost {
-            // Bounded like every step here: a request that waits for a member forever
-            // must not stop the lease from ever being renewed.
-            LeaseLost::Expired => {
-                match tokio::time::timeout(REQUEST_TIMEOUT * 2, renew(&mut c, &lease, ttl, &prefix))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(etcd_client::Error::LeaseKeepAliveError(format!(
-                            "no new lease within {:?}",
-                            REQUEST_TIMEOUT * 2
-                        )))
-                    }) {
-                    Ok(n) => {
-                        tracing::warn!(
-                            "etcd: this host's lease had expired; took a new one and wrote its \
-                         {n} leased keys again"
-                        );
-                        reported = false;
+        let (what, e) = match step {
+            Step::Keep => {
+                let (lost, answered) = keep_until_lost(&mut c, id, every).await;
+                tracing::debug!(
+                    "etcd: lease {id:x} {}",
+                    match &lost {
+                        LeaseLost::Expired => "expired".to_owned(),
+                        LeaseLost::Failed(e) => format!("not kept alive: {}", describe(e)),
+                    }
+                );
+                if answered {
+                    backoff = Duration::from_millis(200);
+                    reported = false;
+                }
+                match lost {
+                    LeaseLost::Expired => {
+                        step = Step::Grant;
                         continue;
                     }
-                    Err(e) => ("cannot renew this host's lease", e),
+                    LeaseLost::Failed(e) => ("keeping this host's lease alive", e),
                 }
             }
-            LeaseLost::Failed(e) => ("keeping this host's lease alive", e),
+            Step::Grant => {
+                let ttl_secs = ttl.as_secs().max(1) as i64;
+                match tokio::time::timeout(bound, c.lease_grant(ttl_secs, None)).await {
+                    Ok(Ok(granted)) => {
+                        lease.lock().unwrap_or_else(PoisonError::into_inner).id = granted.id();
+                        step = Step::Rewrite;
+                        continue;
+                    }
+                    Ok(Err(e)) => ("cannot renew this host's lease", e),
+                    Err(_) => ("cannot renew this host's lease", late("granting")),
+                }
+            }
+            Step::Rewrite => {
+                match tokio::time::timeout(bound, rewrite(&mut c, &lease, &writes, &prefix)).await
+                {
+                    Ok(Ok(n)) => {
+                        tracing::warn!(
+                            "etcd: this host's lease had expired; took a new one and wrote its \
+                             {n} leased keys again"
+                        );
+                        reported = false;
+                        step = Step::Keep;
+                        continue;
+                    }
+                    Ok(Err(e)) => {
+                        // The new lease went too while the values were being written.
+                        if describe(&e).contains("lease not found") {
+                            step = Step::Grant;
+                        }
+                        ("writing this host's leased keys again", e)
+                    }
+                    Err(_) => ("writing this host's leased keys again", late("writing")),
+                }
+            }
         };
         let line = format!("{what}: {}", describe(&e));
         if !reported {
