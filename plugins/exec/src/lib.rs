@@ -8,10 +8,10 @@
 //! `timeout`). `creates` is checked through `fs` and watched; `watchcmd` is a host-driven
 //! watch whose output lines are events.
 //!
-//! Check-apply: skip when `creates` exists, when `ifcmd` exits non-zero, when `nifcmd`
-//! exits zero; otherwise run `cmd` (a change), fail when it exits non-zero, then run
-//! `donecmd`. Without guards, `cmd` runs on every check-apply (start, watch event,
-//! refresh), like mgmt's exec. Sends `stdout`, `stderr` (text) and `exitcode` (integer).
+//! Check-apply: skip unless refreshed when `refreshonly`, when `creates` exists, when
+//! `ifcmd` exits non-zero, when `nifcmd` exits zero; otherwise run `cmd` (a change), fail
+//! when it exits non-zero, then run `donecmd`. Without guards, `cmd` runs on every
+//! check-apply (start, watch event, refresh), like mgmt's exec. Sends `stdout`, `stderr` (text) and `exitcode` (integer).
 
 pub mod params;
 
@@ -75,6 +75,10 @@ impl Resource for Exec {
     fn check_apply(id: &ResourceId, p: &Params, ctx: &CheckApply) -> Result<Outcome> {
         let spec = Spec::from_params(&id.name, p)?;
         let mut out = Outcome::new();
+        if spec.refreshonly && !ctx.refresh {
+            log::debug("refreshonly and not notified: not running");
+            return Ok(out);
+        }
         if let Some(path) = &spec.creates
             && fs::stat(path)?.is_some()
         {

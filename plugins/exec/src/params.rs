@@ -47,6 +47,8 @@ pub struct Params {
     pub donecmd: Option<String>,
     #[serde(default)]
     pub doneshell: Option<String>,
+    #[serde(default)]
+    pub refreshonly: bool,
 }
 
 /// `user`/`group` as written: a name or a numeric id.
@@ -76,6 +78,8 @@ pub struct Spec {
     pub nifcmd: Option<Command>,
     pub watchcmd: Option<Command>,
     pub donecmd: Option<Command>,
+    /// Run only when refreshed by a `notify` edge (Puppet's `refreshonly`).
+    pub refreshonly: bool,
 }
 
 /// `shell -c line`, or `line` split at whitespace (no quoting, no expansion).
@@ -176,6 +180,7 @@ impl Spec {
             nifcmd: other("nifcmd", &p.nifcmd, &p.nifshell)?,
             watchcmd: other("watchcmd", &p.watchcmd, &p.watchshell)?,
             donecmd: other("donecmd", &p.donecmd, &p.doneshell)?,
+            refreshonly: p.refreshonly,
         })
     }
 
