@@ -10,6 +10,7 @@ use std::path::PathBuf;
 const BUNDLED: &[&str] = &["file", "exec", "svc", "kmsg", "provision", "kv"];
 
 fn main() {
+    commit();
     println!("cargo:rerun-if-env-changed=HOMEOSTAT_PLUGINS_DIR");
     let dir = match std::env::var_os("HOMEOSTAT_PLUGINS_DIR") {
         Some(d) => PathBuf::from(d),
@@ -49,4 +50,35 @@ fn main() {
     let out =
         PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("bundled.rs");
     std::fs::write(out, code).expect("write bundled.rs");
+}
+
+/// `HOMEOSTAT_COMMIT`: the commit this is built from (for `--version` and the run
+/// report), `unknown` outside a git checkout. Run again when the checkout moves to
+/// another commit.
+fn commit() {
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("manifest dir"));
+    let root = manifest.parent().expect("host/ has a parent");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        let dir = PathBuf::from(dir);
+        println!("cargo:rerun-if-changed={}", dir.join("HEAD").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            dir.join("packed-refs").display()
+        );
+        if let Some(head) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            println!("cargo:rerun-if-changed={}", dir.join(head).display());
+        }
+    }
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=HOMEOSTAT_COMMIT={commit}");
 }

@@ -61,13 +61,47 @@ pub const MAX_LOG_DIFF: usize = 4 << 20;
 /// The fields whose text is written below the line, line by line (escaped, indented).
 pub const MULTI_LINE: [&str; 2] = ["diff", "lines"];
 
-/// Install the `tracing` subscriber: `RUST_LOG` if set, otherwise info (debug, trace with
-/// `-v`, `-vv`), written through the batching sink.
-pub fn init(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// One line per event, for people.
+    #[default]
+    Text,
+    /// One JSON object per line (tracing's fields flattened: `timestamp`, `level`,
+    /// `message`, ...), for log collectors; what the CLI prints besides (errors, the
+    /// closing summary) is written as `{"message": ...}` lines too.
+    Json,
+}
+
+/// Whether text lines are coloured (`--color`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Color {
+    /// When stderr is a terminal and `NO_COLOR` is not set.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// The logging flags.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// `-v` count: debug, trace.
+    pub verbose: u8,
+    /// `-q`: warnings and errors only.
+    pub quiet: bool,
+    pub format: Format,
+    pub color: Color,
+}
+
+/// Install the `tracing` subscriber: `RUST_LOG` if set, otherwise info (warn with `-q`,
+/// debug, trace with `-v`, `-vv`), written through the batching sink.
+pub fn init(opts: Options) {
+    let default = match (opts.quiet, opts.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{default},wasmtime=warn,cranelift=warn"))
@@ -86,13 +120,32 @@ pub fn init(verbose: u8) {
         sink.flush_unless_busy();
         previous(info);
     }));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(sink)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .fmt_fields(Fields)
-        .init();
+        .with_target(false);
+    match opts.format {
+        Format::Text => {
+            let ansi = match opts.color {
+                Color::Always => true,
+                Color::Never => false,
+                Color::Auto => {
+                    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+                }
+            };
+            builder.with_ansi(ansi).fmt_fields(Fields).init();
+        }
+        Format::Json => {
+            lock(&sink.pending).json = true;
+            // JSON escapes control characters itself: no line can be forged.
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .init();
+        }
+    }
 }
 
 /// Formats the fields of every log event (see the module's "What a line may hold").
@@ -188,6 +241,8 @@ pub struct Sink {
 
 struct Pending {
     buf: Vec<u8>,
+    /// `--log-format json`: [`eprint()`] writes JSON lines too.
+    json: bool,
     /// Lines are written by their callers (no flusher thread).
     direct: bool,
 }
@@ -207,6 +262,7 @@ impl Sink {
         Sink {
             pending: Mutex::new(Pending {
                 buf: Vec::new(),
+                json: false,
                 direct: false,
             }),
             wake: Condvar::new(),
@@ -227,7 +283,13 @@ impl Sink {
     }
 
     fn eprint(&self, text: &str) {
-        let text = text::escape_lines(text);
+        let text = if lock(&self.pending).json {
+            text.lines()
+                .map(|line| format!("{}\n", serde_json::json!({ "message": line })))
+                .collect()
+        } else {
+            text::escape_lines(text).into_owned()
+        };
         let mut out = lock(&self.out);
         self.write_out(&mut **out);
         let _ = out.write_all(text.as_bytes());

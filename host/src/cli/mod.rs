@@ -1,12 +1,7 @@
 //! The command line: clap structs, one file per subcommand. The only place `anyhow` is
-//! used; it maps errors to exit codes:
-//!
-//! | code | meaning |
-//! |---|---|
-//! | 0 | converged (or the graph is valid) |
-//! | 1 | the command line, the graph or a plugin is invalid, or the run settled with failed resources |
-//! | 2 | `--noop`: changes are pending |
-//! | 130 | interrupted: while starting, or twice while running (in-flight check-applies were abandoned) |
+//! used; it maps errors and results to exit codes ([`exit`]: 0 ok, 1 failed or
+//! invalid, 2 changes pending under `--noop`, 64 a wrong command line, 130/143
+//! interrupted; `--detailed-exitcodes` for Puppet's 0/2/4/6).
 
 /// `eprintln!` after every line logged so far (see [`logging::eprint`]).
 macro_rules! eprintln_in_order {
@@ -17,12 +12,15 @@ macro_rules! eprintln_in_order {
 
 mod ca;
 mod cluster;
+pub mod exit;
 mod graph;
 mod input;
 mod load;
 mod logging;
+mod manual;
 mod plugin;
 mod remote;
+mod report;
 mod run;
 mod validate;
 mod world;
@@ -32,34 +30,123 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+/// The commit this binary was built from (`unknown` outside a git checkout).
+pub const COMMIT: &str = env!("HOMEOSTAT_COMMIT");
+
+/// `--version`: the version, the commit, and the plugin API versions this host loads.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (commit {COMMIT}; plugin API homeostat:resource {})",
+        env!("CARGO_PKG_VERSION"),
+        crate::plugin::manifest::SUPPORTED_APIS.join(", ")
+    )
+});
+
 /// homeostat keeps machines in their declared state the instant they drift.
 #[derive(Debug, Parser)]
-#[command(name = "homeostat", version, about, long_about = None)]
+#[command(name = "homeostat", version = VERSION.as_str(), about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Less log output: warnings and errors only (the closing summary is still printed).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// How log lines are written: text, or one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        value_name = "FORMAT"
+    )]
+    log_format: logging::Format,
+    /// Colour in text log lines: auto (a terminal, and NO_COLOR unset), always, never.
+    #[arg(long, global = true, value_enum, default_value_t, value_name = "WHEN")]
+    color: logging::Color,
+}
+
+/// The exit codes of commands that only check or print (docs/exit-codes.md), for their
+/// `--help`.
+macro_rules! exit_plain {
+    () => {
+        "Exit codes: 0 done, 1 failed (the error says why), 64 a wrong command line."
+    };
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a graph: watch every resource and repair drift as it happens.
+    #[command(after_help = "\
+Exit codes (docs/exit-codes.md):
+  0  ran, nothing failed          1  resources failed, or the graph or a plugin is invalid
+  2  --noop: changes pending      64 a wrong command line
+  130, 143  stopped by SIGINT, SIGTERM before the run settled
+  With --detailed-exitcodes: 0 nothing to do, 2 changes, 4 failures, 6 both.
+
+Examples:
+  homeostat run examples/hello.yaml
+  homeostat run site.yaml --noop --converged-timeout 0 --detailed-exitcodes --report -")]
     Run(Box<run::RunArgs>),
     /// Check a graph (YAML, params, plugins, edges, cycles) without applying anything.
+    #[command(after_help = "\
+Exit codes: 0 the graph is valid, 1 it is not (every error with its line and column),
+64 a wrong command line.
+
+Examples:
+  homeostat validate examples/hello.yaml
+  homeostat validate site.yaml --plugin-dir ./plugins")]
     Validate(validate::ValidateArgs),
     /// Print the resolved graph (autoedges included) as Graphviz dot.
+    #[command(after_help = concat!("\
+Examples:
+  homeostat graph examples/hello.yaml | dot -Tsvg > hello.svg
+  homeostat graph site.yaml > site.dot
+
+", exit_plain!()))]
     Graph(graph::GraphArgs),
     /// Inspect a plugin file, or start a new plugin crate.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = concat!("\
+Examples:
+  homeostat plugin inspect bundled:file
+  homeostat plugin new ini --dir ./ini
+
+", exit_plain!()))]
     Plugin(plugin::PluginCommand),
     /// The etcd cluster hosts share: its members and every live host's converged state.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = concat!("\
+Examples:
+  homeostat cluster status --seeds http://10.0.0.1:2379
+  homeostat cluster allow web1 --seeds https://10.0.0.1:2379
+
+", exit_plain!()))]
     Cluster(cluster::ClusterCommand),
     /// Make the cluster's TLS certificates: a CA, and one certificate per host.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = concat!("\
+Examples:
+  homeostat ca init
+  homeostat ca issue web1 --ip 10.0.0.11
+
+", exit_plain!()))]
     Ca(ca::CaCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = concat!("\
+Examples:
+  homeostat completions bash > /etc/bash_completion.d/homeostat
+  homeostat completions zsh > \"${fpath[1]}/_homeostat\"
+
+", exit_plain!()))]
+    Completions(manual::CompletionsArgs),
+    /// Print the man page, or write every page into a directory with --out.
+    #[command(after_help = concat!("\
+Examples:
+  homeostat man | man -l -
+  homeostat man --out /usr/local/share/man/man1
+
+", exit_plain!()))]
+    Man(manual::ManArgs),
 }
 
 /// Parse the command line, run the subcommand, and map the result to an exit code.
@@ -68,18 +155,22 @@ pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // `--help` and `--version` print and exit 0; a bad command line (an unknown flag,
-        // a limit out of its range) is an error like an invalid graph: exit 1, never 2,
-        // which would read as "`--noop`: changes pending".
+        // a limit out of its range) has a code of its own, never one a run ends with.
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
-                ExitCode::FAILURE
+                ExitCode::from(exit::USAGE)
             } else {
                 ExitCode::SUCCESS
             };
         }
     };
-    logging::init(cli.verbose);
+    logging::init(logging::Options {
+        verbose: cli.verbose,
+        quiet: cli.quiet,
+        format: cli.log_format,
+        color: cli.color,
+    });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -98,6 +189,8 @@ pub fn main() -> ExitCode {
             Command::Plugin(cmd) => plugin::plugin(cmd),
             Command::Cluster(cmd) => cluster::cluster(cmd).await,
             Command::Ca(cmd) => ca::ca(cmd),
+            Command::Completions(args) => manual::completions(args),
+            Command::Man(args) => manual::man(args),
         }
     });
     tracing::debug!("command done {:.1?} after start", started.elapsed());

@@ -25,12 +25,16 @@ use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
+use super::exit::{RunResult, Scheme};
 use super::input::GraphFileArgs;
 use super::load::PluginArgs;
 use super::remote::RemoteArgs;
+use super::report;
 use super::world::WorldArgs;
 use crate::cluster::rbac;
-use crate::engine::{self, Plan, RunOptions, Settled, Shutdown, Stopped, Summary};
+use crate::engine::{
+    self, Outcome, Plan, ResourceOutcome, RunOptions, Settled, Shutdown, Stopped, Summary,
+};
 use crate::graph::{GraphDoc, Meta};
 use crate::plan::PlanError;
 use crate::plan::cache::{self, PlanCache};
@@ -56,6 +60,15 @@ pub struct RunArgs {
     /// Change nothing: report what would change (exit 2 when something would).
     #[arg(long)]
     noop: bool,
+    /// Puppet's exit codes: 0 nothing changed, 2 changes made (or pending under --noop),
+    /// 4 failures, 6 both (see docs/exit-codes.md).
+    #[arg(long)]
+    detailed_exitcodes: bool,
+    /// Write a JSON report of the run to FILE (`-`: standard output): every resource's
+    /// outcome, timings, the graph's and the plugins' digests (docs/report.md). A long
+    /// run also writes one each time the graph settles, keeping the last 5 as FILE.1..5.
+    #[arg(long, value_name = "FILE", value_parser = report::Target::parse)]
+    report: Option<report::Target>,
     /// Do not watch the graph file for changes (by default, saving it swaps the new
     /// graph in without restarting unchanged resources).
     #[arg(long)]
@@ -78,8 +91,11 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let sys = Services::default();
     let (stop_tx, stop_rx) = watch::channel(Shutdown::Run);
     let engine_started = Arc::new(Mutex::new(false));
+    let stopped_by = Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let started_at = std::time::SystemTime::now();
     handle_signals(
         stop_tx,
+        stopped_by.clone(),
         engine_started.clone(),
         sys.processes.clone(),
         args.exit_with_stdin,
@@ -200,6 +216,25 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         };
     let converged_timeout = args.converged_timeout;
+    let report_ctx = args.report.as_ref().map(|_| report::Context {
+        host: world.hostname().to_string(),
+        graph_name: plan.name.clone(),
+        graph_path: std::path::absolute(&graph_path).unwrap_or_else(|_| graph_path.clone()),
+        graph_sha256: cache::text_digest(&text),
+        noop: args.noop,
+        plugins: report::Context::plugins_of(&registry),
+        started: started_at,
+    });
+    let report_ctx = report_ctx.map(Arc::new);
+    // A long run with a report file writes one per converged period.
+    let (periods, period_writer) = match (&args.report, &report_ctx, converged_timeout) {
+        (Some(target @ report::Target::File(_)), Some(ctx), None) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let writer = tokio::spawn(write_periods(rx, target.clone(), ctx.clone()));
+            (Some(tx), Some(writer))
+        }
+        _ => (None, None),
+    };
     tracing::info!(
         "running graph `{}`: {} resources, {} edges",
         plan.name,
@@ -239,6 +274,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
                 noop: args.noop,
                 converged_timeout,
                 cluster: world.is_shared().then(|| world.clone()),
+                periods,
             },
             stop_rx,
             update_rx,
@@ -246,6 +282,10 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let summary = engine.await?;
     drop(graph_source);
+    if let Some(writer) = period_writer {
+        // The engine has dropped its sender: the writer ends after the last period.
+        let _ = writer.await;
+    }
     let settled = matches!(summary.stopped, Stopped::Settled(_));
     // The remotes leave before the World they joined closes.
     let hosts = match fleet {
@@ -254,7 +294,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     opened.close(settled).await;
     print_summary(&summary, args.noop);
-    let hosts_pending = hosts.iter().flatten().any(|r| r.pending());
+    let hosts_changed = hosts.iter().flatten().any(|r| r.changed());
     let hosts_failed = match &hosts {
         Some(results) => {
             let failed = results.iter().filter(|r| !r.ok()).count();
@@ -270,12 +310,49 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         // Long finished by now, unless the run was very short.
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     }
-    Ok(match summary.stopped {
-        Stopped::Cancelled => ExitCode::from(130),
-        _ if summary.failed > 0 || hosts_failed > 0 => ExitCode::FAILURE,
-        _ if args.noop && (summary.pending > 0 || hosts_pending) => ExitCode::from(2),
-        _ => ExitCode::SUCCESS,
-    })
+    let signal = stopped_by.load(std::sync::atomic::Ordering::Acquire);
+    let result = RunResult {
+        changed: summary.changes > 0 || (!args.noop && hosts_changed),
+        pending: summary.count(Outcome::WouldChange) > 0 || (args.noop && hosts_changed),
+        failed: summary.count(Outcome::Failed) + summary.count(Outcome::Blocked) > 0
+            || hosts_failed > 0,
+        interrupted: match summary.stopped {
+            Stopped::Cancelled => Some(if signal > 0 { signal } else { libc::SIGINT }),
+            Stopped::Shutdown if !summary.idle_at_stop => Some(signal).filter(|s| *s > 0),
+            _ => None,
+        },
+    };
+    let scheme = if args.detailed_exitcodes {
+        Scheme::Detailed
+    } else {
+        Scheme::Plain
+    };
+    let code = scheme.code(result, args.noop);
+    if let (Some(target), Some(ctx)) = (&args.report, &report_ctx) {
+        let text = report::render(ctx, &summary, Some(code), None, summary.elapsed);
+        if let Err(e) = report::write(target, &text, true) {
+            eprintln_in_order!("error: cannot write the run report: {e}");
+        }
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// Writes a report per converged period of a long run (see [`report`]).
+async fn write_periods(
+    mut rx: mpsc::UnboundedReceiver<Summary>,
+    target: report::Target,
+    ctx: Arc<report::Context>,
+) {
+    let mut periods = report::Periods::default();
+    while let Some(snapshot) = rx.recv().await {
+        let (n, period, length) = periods.next(&snapshot);
+        let text = report::render(&ctx, &period, None, Some(n), length);
+        let target = target.clone();
+        let written = tokio::task::spawn_blocking(move || report::write(&target, &text, true));
+        if let Ok(Err(e)) = written.await {
+            tracing::warn!("cannot write the report of converged period {n}: {e}");
+        }
+    }
 }
 
 /// Handle SIGINT and SIGTERM for the whole run (see the module's "Signals"). While
@@ -284,6 +361,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
 /// engine exists or stops the engine.
 fn handle_signals(
     stop_tx: watch::Sender<Shutdown>,
+    stopped_by: Arc<std::sync::atomic::AtomicI32>,
     engine_started: Arc<Mutex<bool>>,
     processes: Processes,
     exit_with_stdin: bool,
@@ -291,13 +369,17 @@ fn handle_signals(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     tokio::spawn(async move {
-        tokio::select! {
-            _ = sigint.recv() => {},
-            _ = sigterm.recv() => {},
+        // What stopped the run, for its exit code (128 + the signal; a closed standard
+        // input counts as SIGTERM: asked to stop).
+        let signal = tokio::select! {
+            _ = sigint.recv() => libc::SIGINT,
+            _ = sigterm.recv() => libc::SIGTERM,
             _ = stdin_closed(), if exit_with_stdin => {
                 tracing::info!("standard input closed (--exit-with-stdin)");
+                libc::SIGTERM
             }
-        }
+        };
+        stopped_by.store(signal, std::sync::atomic::Ordering::Release);
         {
             let started = engine_started
                 .lock()
@@ -308,14 +390,18 @@ fn handle_signals(
                 eprintln_in_order!("interrupted while starting: nothing was applied");
                 processes.kill_all();
                 super::logging::flush();
-                std::process::exit(130);
+                std::process::exit(128 + signal);
             }
         }
         tracing::info!(
             "stopping: waiting for check-applies in progress (signal again to abandon them)"
         );
         stop_tx.send_replace(Shutdown::Graceful);
-        tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} }
+        let again = tokio::select! {
+            _ = sigint.recv() => libc::SIGINT,
+            _ = sigterm.recv() => libc::SIGTERM,
+        };
+        stopped_by.store(again, std::sync::atomic::Ordering::Release);
         eprintln_in_order!("interrupted: abandoning check-applies in progress");
         stop_tx.send_replace(Shutdown::Cancel);
         // A third signal, or a cancel that does not finish, ends the process.
@@ -327,7 +413,7 @@ fn handle_signals(
         // exit() runs no destructors: kill the commands still running ourselves.
         processes.kill_all();
         super::logging::flush();
-        std::process::exit(130);
+        std::process::exit(128 + again);
     });
     Ok(())
 }
@@ -586,13 +672,17 @@ async fn plan_graph(
 const SUMMARY_LIST: usize = 8;
 
 /// The closing summary: one line that scripts parse (`converged after 0.31s: 3
-/// resources, 3 changes, 0 failed`), then which resources changed and which failed.
+/// resources, 3 changes, 0 failed`, with `, N blocked` when some were), then which
+/// resources changed, failed and were blocked (by whom).
 fn print_summary(s: &Summary, noop: bool) {
     let how = match s.stopped {
+        // Asked to stop while resources were still being checked or waited for.
+        Stopped::Shutdown if !s.idle_at_stop => "interrupted",
         Stopped::Shutdown => "stopped",
         Stopped::Cancelled => "cancelled",
         Stopped::Settled(Settled::Converged) => "converged",
         Stopped::Settled(Settled::WithFailures) => "settled with failures",
+        Stopped::Period => "converged period",
     };
     // Changes made and changes that would be made (noop) are never added up: a dry run
     // cannot be mistaken for a repair.
@@ -606,11 +696,17 @@ fn print_summary(s: &Summary, noop: bool) {
     } else {
         format!("{} changes", s.changes)
     };
+    let blocked = s.count(Outcome::Blocked);
     eprintln_in_order!(
-        "{how} after {:.2}s: {} resources, {counts}, {} failed",
+        "{how} after {:.2}s: {} resources, {counts}, {} failed{}",
         s.elapsed.as_secs_f64(),
-        s.resources,
-        s.failed
+        s.resources(),
+        s.count(Outcome::Failed),
+        if blocked > 0 {
+            format!(", {blocked} blocked")
+        } else {
+            String::new()
+        }
     );
     let list = |items: Vec<String>| {
         let more = items.len().saturating_sub(SUMMARY_LIST);
@@ -624,31 +720,50 @@ fn print_summary(s: &Summary, noop: bool) {
         }
         text
     };
-    let ids = |changed: &[(crate::graph::ResId, usize)]| {
-        changed
-            .iter()
-            .map(|(id, n)| {
-                let id = text::escape(&id.to_string()).into_owned();
-                if *n > 1 { format!("{id} ({n}x)") } else { id }
-            })
-            .collect()
+    let id = |r: &ResourceOutcome| text::escape(&r.id.to_string()).into_owned();
+    let times = |r: &ResourceOutcome, n: usize| {
+        if n > 1 {
+            format!("{} ({n}x)", id(r))
+        } else {
+            id(r)
+        }
     };
-    if !s.changed.is_empty() {
-        eprintln_in_order!("  changed: {}", list(ids(&s.changed)));
+    let changed: Vec<String> = s
+        .each
+        .iter()
+        .filter(|r| r.changes > 0)
+        .map(|r| times(r, r.changes))
+        .collect();
+    if !changed.is_empty() {
+        eprintln_in_order!("  changed: {}", list(changed));
     }
-    if !s.would.is_empty() {
-        eprintln_in_order!("  would change (noop): {}", list(ids(&s.would)));
+    let would: Vec<String> = s
+        .each
+        .iter()
+        .filter(|r| r.would_change > 0)
+        .map(|r| times(r, r.would_change))
+        .collect();
+    if !would.is_empty() {
+        eprintln_in_order!("  would change (noop): {}", list(would));
     }
-    for (id, error) in s.failures.iter().take(SUMMARY_LIST) {
+    let failed: Vec<&ResourceOutcome> = s.with(&[Outcome::Failed]).collect();
+    for r in failed.iter().take(SUMMARY_LIST) {
+        let error = r.error.as_deref().unwrap_or_default();
         let first = error.lines().next().unwrap_or_default();
-        eprintln_in_order!(
-            "  failed: {}: {}",
-            text::escape(&id.to_string()),
-            text::escape(first)
-        );
+        eprintln_in_order!("  failed: {}: {}", id(r), text::escape(first));
     }
-    if s.failures.len() > SUMMARY_LIST {
-        eprintln_in_order!("  ... and {} more failed", s.failures.len() - SUMMARY_LIST);
+    if failed.len() > SUMMARY_LIST {
+        eprintln_in_order!("  ... and {} more failed", failed.len() - SUMMARY_LIST);
+    }
+    let blocked: Vec<String> = s
+        .with(&[Outcome::Blocked])
+        .map(|r| match &r.blocked_by {
+            Some(by) => format!("{} (by {})", id(r), text::escape(&by.to_string())),
+            None => id(r),
+        })
+        .collect();
+    if !blocked.is_empty() {
+        eprintln_in_order!("  blocked: {}", list(blocked));
     }
     if s.swaps > 0 {
         eprintln_in_order!("  graph swaps: {}", s.swaps);

@@ -147,7 +147,16 @@ impl Converger {
 
     /// Wait until something happens (a change, a failure, a vertex joining or leaving).
     pub async fn unsettled(&self) {
-        let epoch = self.epoch.load(Ordering::Acquire);
+        self.changed_since(self.epoch()).await;
+    }
+
+    /// The count of what happened so far (see [`Converger::changed_since`]).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Wait until something has happened since [`Converger::epoch`] said `epoch`.
+    pub async fn changed_since(&self, epoch: u64) {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);

@@ -41,7 +41,10 @@ use crate::sys::fs::Managed;
 use crate::sys::inotify::{Subscription, WatchHub};
 use crate::world::World;
 pub use converger::{Converger, Phase, Settled};
-pub use types::{Plan, PlannedEdge, PlannedResource, RunOptions, Shutdown, Stopped, Summary};
+pub use types::{
+    Outcome, Plan, PlannedEdge, PlannedResource, ResourceOutcome, RunOptions, Shutdown, Stopped,
+    Summary,
+};
 use vertex::{Ctx, Links, Pred, Succ, Vertex};
 
 /// A vertex and its task.
@@ -450,7 +453,19 @@ pub async fn run(
     engine.load(plan);
     tracing::debug!("engine started in {:.1?}", started.elapsed());
 
+    // With `periods`, a snapshot each time the graph settles after activity.
+    let mut period_sent: Option<u64> = None;
     let stopped = loop {
+        let period = async {
+            let Some(tx) = &opts.periods else {
+                return std::future::pending().await;
+            };
+            if let Some(epoch) = period_sent {
+                ctx.converger.changed_since(epoch).await;
+            }
+            ctx.converger.settled_for(Duration::ZERO).await;
+            tx
+        };
         let settle = async {
             match (opts.converged_timeout, &opts.cluster) {
                 (Some(hold), None) => ctx.converger.settled_for(hold).await,
@@ -466,10 +481,17 @@ pub async fn run(
                 break Stopped::Shutdown
             }
             Some(plan) = updates.recv() => engine.swap(plan).await,
+            tx = period => {
+                period_sent = Some(ctx.converger.epoch());
+                let _ = tx.send(summarize(&engine, Stopped::Period, true, started));
+            }
         }
     };
 
     tracing::debug!("engine stopping after {:.1?}", started.elapsed());
+    // Whether the stop interrupts anything: asked while every resource was checked and
+    // settled, a stop is the end of a run that did its work.
+    let idle_at_stop = ctx.converger.busy() == 0;
     // The graph is done: no more events are needed, and with the hub closed the
     // vertices drop their watches for free (one by one, 10 000 took ~75 ms).
     engine.hub.close();
@@ -502,7 +524,7 @@ pub async fn run(
         stopped
     };
     tracing::debug!("engine stopped after {:.1?}", started.elapsed());
-    let summary = summarize(&engine, stopped, started);
+    let summary = summarize(&engine, stopped, idle_at_stop, started);
     // Freeing a large graph takes a while (~30 ms for 10 000 resources) and nobody waits
     // for it: do it off the caller's path.
     drop_in_background(engine);
@@ -518,21 +540,8 @@ pub(crate) fn drop_in_background<T: Send + 'static>(value: T) {
         .spawn(move || drop(value));
 }
 
-fn summarize(engine: &Engine, stopped: Stopped, started: Instant) -> Summary {
+fn summarize(engine: &Engine, stopped: Stopped, idle_at_stop: bool, started: Instant) -> Summary {
     let mut seen = std::collections::HashSet::new();
-    let mut summary = Summary {
-        stopped,
-        resources: engine.running.len(),
-        changes: engine.ctx.changes.load(Ordering::Acquire),
-        would_change: engine.ctx.would.load(Ordering::Acquire),
-        failed: 0,
-        pending: 0,
-        elapsed: started.elapsed(),
-        changed: Vec::new(),
-        would: Vec::new(),
-        failures: Vec::new(),
-        swaps: engine.swaps,
-    };
     for v in engine.vertices() {
         if seen.insert(Arc::as_ptr(&v.plugin)) {
             tracing::debug!(
@@ -541,30 +550,45 @@ fn summarize(engine: &Engine, stopped: Stopped, started: Instant) -> Summary {
                 v.plugin.instances()
             );
         }
-        let n = v.changes.load(Ordering::Acquire);
-        if n > 0 {
-            summary.changed.push((v.id.clone(), n));
-        }
-        let n = v.would.load(Ordering::Acquire);
-        if n > 0 {
-            summary.would.push((v.id.clone(), n));
-        }
-        if v.pending.load(Ordering::Acquire) {
-            summary.pending += 1;
-        }
-        match v.phase() {
-            Phase::Failed => {
-                summary.failed += 1;
-                let e = v.last_error.lock().expect("error lock").clone();
-                summary
-                    .failures
-                    .push((v.id.clone(), e.unwrap_or_else(|| "failed".into())));
-            }
-            Phase::Blocked => summary
-                .failures
-                .push((v.id.clone(), "blocked by a failed dependency".into())),
-            _ => {}
-        }
     }
-    summary
+    Summary {
+        stopped,
+        idle_at_stop,
+        changes: engine.ctx.changes.load(Ordering::Acquire),
+        would_change: engine.ctx.would.load(Ordering::Acquire),
+        elapsed: started.elapsed(),
+        each: engine.vertices().map(|v| outcome_of(v)).collect(),
+        swaps: engine.swaps,
+    }
+}
+
+/// What became of `v` so far.
+fn outcome_of(v: &Vertex) -> ResourceOutcome {
+    let record = v.record.lock().expect("record lock").clone();
+    let changes = v.changes.load(Ordering::Acquire);
+    let would_change = v.would.load(Ordering::Acquire);
+    let error = v.last_error.lock().expect("error lock").clone();
+    let outcome = match v.phase() {
+        Phase::Failed => Outcome::Failed,
+        Phase::Blocked => Outcome::Blocked,
+        // Waiting to retry after an error.
+        Phase::Busy if error.is_some() => Outcome::Failed,
+        Phase::Busy => Outcome::Unfinished,
+        Phase::Ok if v.meta.hidden => Outcome::Skipped,
+        Phase::Ok if v.pending.load(Ordering::Acquire) => Outcome::WouldChange,
+        Phase::Ok if changes > 0 => Outcome::Changed,
+        Phase::Ok => Outcome::Unchanged,
+    };
+    ResourceOutcome {
+        id: v.id.clone(),
+        outcome,
+        changes,
+        would_change,
+        what: record.what,
+        more: record.more,
+        error: matches!(outcome, Outcome::Failed).then(|| error.unwrap_or_else(|| "failed".into())),
+        blocked_by: record.blocked_by.filter(|_| outcome == Outcome::Blocked),
+        checks: record.checks,
+        busy: record.busy,
+    }
 }

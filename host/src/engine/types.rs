@@ -66,6 +66,9 @@ pub struct RunOptions {
     /// The World shared with other hosts, when there is one: this host's converged state
     /// is published there, and `converged_timeout` waits for every host.
     pub cluster: Option<crate::world::World>,
+    /// Sent a [`Summary`] (with [`Stopped::Period`]) each time the graph settles after
+    /// activity: the run report of a long run.
+    pub periods: Option<tokio::sync::mpsc::UnboundedSender<Summary>>,
 }
 
 /// How far a stop request has gone.
@@ -88,31 +91,95 @@ pub enum Stopped {
     Cancelled,
     /// Settled for the converged timeout.
     Settled(Settled),
+    /// Not stopped: a snapshot taken while running, when the graph settled (see
+    /// [`RunOptions::periods`]).
+    Period,
 }
 
-/// What a run did, for the summary printed at the end.
+/// What became of one resource in a run (or in one converged period of a long run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Checked, and already in its declared state.
+    Unchanged,
+    /// Changed by a check-apply and in its declared state at the end.
+    Changed,
+    /// Would change (`--noop` or `meta: {noop: true}`): changes pending.
+    WouldChange,
+    /// Its last check-apply failed.
+    Failed,
+    /// Not run: a resource it depends on failed.
+    Blocked,
+    /// Not run by design (`meta: {hidden: true}`).
+    Skipped,
+    /// Not run to the end: the run stopped while it was being checked or waited for.
+    Unfinished,
+}
+
+/// One resource's record: its outcome and how it got there.
+#[derive(Debug, Clone)]
+pub struct ResourceOutcome {
+    /// `kind[name]`.
+    pub id: ResId,
+    /// What became of it.
+    pub outcome: Outcome,
+    /// Check-applies that changed something.
+    pub changes: usize,
+    /// Check-applies that would have changed something (noop).
+    pub would_change: usize,
+    /// What changed (or would), one line per change, oldest first; at most
+    /// [`MAX_RECORDED`] lines are kept, the count of the others is in `more`.
+    pub what: Vec<String>,
+    /// Lines of `what` that were not kept.
+    pub more: usize,
+    /// The error of its last check-apply, when it failed.
+    pub error: Option<String>,
+    /// The failed resource it waits for, when blocked.
+    pub blocked_by: Option<ResId>,
+    /// Check-applies run.
+    pub checks: usize,
+    /// Time spent in them.
+    pub busy: Duration,
+}
+
+/// Most change lines kept per resource (see [`ResourceOutcome::what`]).
+pub const MAX_RECORDED: usize = 32;
+
+/// What a run did, for the summary printed at the end and the run report.
 #[derive(Debug, Clone)]
 pub struct Summary {
     /// Why it stopped.
     pub stopped: Stopped,
-    /// Resources in the (last) graph.
-    pub resources: usize,
+    /// Nothing was in progress when it stopped: every resource had been checked since
+    /// its last event (a stop then interrupts nothing).
+    pub idle_at_stop: bool,
     /// Check-applies that changed something.
     pub changes: usize,
     /// Check-applies that would have changed something (`--noop`, or `meta: {noop: true}`).
     pub would_change: usize,
-    /// Resources whose last check-apply failed.
-    pub failed: usize,
-    /// Resources whose last check-apply would have changed something (noop).
-    pub pending: usize,
     /// Time from start to stop.
     pub elapsed: Duration,
-    /// Resources that changed something, with how many check-applies did, in graph order.
-    pub changed: Vec<(ResId, usize)>,
-    /// Resources that would have changed something (noop), likewise.
-    pub would: Vec<(ResId, usize)>,
-    /// Resources failed or blocked at the end, with their last error.
-    pub failures: Vec<(ResId, String)>,
+    /// Every resource of the (last) graph, in graph order.
+    pub each: Vec<ResourceOutcome>,
     /// Graph swaps applied while running.
     pub swaps: usize,
+}
+
+impl Summary {
+    /// Resources in the (last) graph.
+    pub fn resources(&self) -> usize {
+        self.each.len()
+    }
+
+    /// Resources whose outcome is `outcome`.
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.each.iter().filter(|r| r.outcome == outcome).count()
+    }
+
+    /// Resources with an outcome in `outcomes`, in graph order.
+    pub fn with(&self, outcomes: &[Outcome]) -> impl Iterator<Item = &ResourceOutcome> {
+        self.each
+            .iter()
+            .filter(move |r| outcomes.contains(&r.outcome))
+    }
 }

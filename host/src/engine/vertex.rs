@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use serde_json::Value;
@@ -22,7 +22,7 @@ use super::converger::Converger;
 use super::converger::Phase;
 use super::limits::Bucket;
 use super::limits::Semaphores;
-use super::types::PlannedResource;
+use super::types::{MAX_RECORDED, PlannedResource};
 use crate::graph::{Meta, ResId};
 use crate::plugin::manifest::SendType;
 use crate::plugin::pool::Plugin;
@@ -102,11 +102,27 @@ pub(super) struct Vertex {
     pub would: AtomicUsize,
     /// The last error, while the vertex is failing.
     pub last_error: Mutex<Option<String>>,
+    /// What its check-applies did, for the summary and the run report.
+    pub record: Mutex<Record>,
     /// Failed for a conflict with another resource (one file, two names): not run again
     /// until a new graph is swapped in, which pokes it.
     pub conflicted: AtomicBool,
     /// Stops this vertex's task (on shutdown, or when a swap removes it).
     pub stop: watch::Sender<bool>,
+}
+
+/// What a vertex's check-applies did (see [`super::types::ResourceOutcome`]).
+#[derive(Debug, Default, Clone)]
+pub(super) struct Record {
+    /// What changed (or would), oldest first, at most [`MAX_RECORDED`] lines.
+    pub what: Vec<String>,
+    /// Change lines not kept.
+    pub more: usize,
+    /// Check-applies run, and the time they took.
+    pub checks: usize,
+    pub busy: Duration,
+    /// The failed predecessor it waits for, while blocked.
+    pub blocked_by: Option<ResId>,
 }
 
 /// What every vertex task shares.
@@ -188,6 +204,7 @@ impl Vertex {
             changes: AtomicUsize::new(0),
             would: AtomicUsize::new(0),
             last_error: Mutex::new(None),
+            record: Mutex::default(),
             conflicted: AtomicBool::new(false),
             stop: watch::channel(false).0,
         }
@@ -628,10 +645,12 @@ async fn wait_preds(v: &Vertex, ctx: &Ctx, stop: &mut watch::Receiver<bool>) -> 
         match blocker {
             Some(p) if v.phase() != Phase::Blocked => {
                 tracing::warn!("{}: blocked: waiting for {p}, which failed", v.id);
+                v.record.lock().expect("record lock").blocked_by = Some(p);
                 v.set_phase(ctx, Phase::Blocked);
             }
             None if v.phase() == Phase::Blocked => {
                 tracing::info!("{}: unblocked", v.id);
+                v.record.lock().expect("record lock").blocked_by = None;
                 v.set_phase(ctx, Phase::Busy);
             }
             _ => {}
@@ -643,6 +662,7 @@ async fn wait_preds(v: &Vertex, ctx: &Ctx, stop: &mut watch::Receiver<bool>) -> 
     }
     if v.phase() == Phase::Blocked {
         tracing::info!("{}: unblocked", v.id);
+        v.record.lock().expect("record lock").blocked_by = None;
     }
     v.set_phase(ctx, Phase::Busy);
     true
@@ -762,6 +782,7 @@ async fn run_loop(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>) {
         let apply = !(ctx.noop || v.meta.noop);
         let refresh = v.refresh.swap(false, Ordering::SeqCst);
         let serving = serves(&v.meta, &v.watch, ctx.noop);
+        let began = Instant::now();
         let result = match v.effective().await {
             Ok((params, footprint)) => v
                 .plugin
@@ -795,6 +816,11 @@ async fn run_loop(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>) {
             Err(e) => Err(e),
         };
         drop(permits);
+        {
+            let mut record = v.record.lock().expect("record lock");
+            record.checks += 1;
+            record.busy += began.elapsed();
+        }
         match result {
             Ok(out) => {
                 retries_left = v.meta.retry;
@@ -848,6 +874,19 @@ fn succeeded(v: &Vertex, ctx: &Ctx, out: CheckOutcome, apply: bool) {
         all.fetch_add(1, Ordering::AcqRel);
         ctx.converger.activity();
         log_changes(v, &out, apply);
+        let mut record = v.record.lock().expect("record lock");
+        let lines: Vec<String> = if out.changes.is_empty() {
+            vec!["changed".into()]
+        } else {
+            out.changes.iter().map(|c| c.summary.clone()).collect()
+        };
+        for line in lines {
+            if record.what.len() < MAX_RECORDED {
+                record.what.push(line);
+            } else {
+                record.more += 1;
+            }
+        }
     } else {
         tracing::debug!("{}: ok", v.id);
     }

@@ -96,13 +96,14 @@ impl HostResult {
         }
     }
 
+    /// It ran and nothing failed (remote runs use `--detailed-exitcodes`: 0 or 2).
     pub fn ok(&self) -> bool {
         self.error.is_none() && matches!(self.exit, Some(0) | Some(2))
     }
 
-    /// Under `--noop`: the host would change something (its run exited 2).
-    pub fn pending(&self) -> bool {
-        self.error.is_none() && self.exit == Some(2)
+    /// It changed something, or would have under `--noop` (its run exited 2 or 6).
+    pub fn changed(&self) -> bool {
+        self.error.is_none() && matches!(self.exit, Some(2) | Some(6))
     }
 }
 
@@ -354,9 +355,9 @@ async fn run_host(
     conn.close().await;
     outcome?;
     match result.exit {
-        Some(0) => Ok(()),
-        // `--noop`: changes are pending there.
-        Some(2) if opts.noop => Ok(()),
+        // `--detailed-exitcodes`: nothing to do, or changes made (pending under --noop).
+        Some(0 | 2) => Ok(()),
+        Some(4 | 6) => Err("resources failed there".into()),
         Some(code) => Err(format!("homeostat exited {code}")),
         None => Err(
             "homeostat ended without an exit status (killed, or the connection was lost)".into(),
@@ -450,6 +451,8 @@ fn command(node: &Node, placed: &Placed, port: u16, opts: &FleetOptions) -> Stri
         "--prefix".into(),
         format!("{}/state", placed.run_dir),
         "--exit-with-stdin".into(),
+        // Its changes count in the initiator's result (see `HostResult::changed`).
+        "--detailed-exitcodes".into(),
     ];
     if opts.noop {
         args.push("--noop".into());
@@ -684,7 +687,8 @@ mod tests {
             "--hostname web1 --no-server --seeds http://127.0.0.1:40123 --seeds-only",
             "--lease-ttl 2",
             "--prefix /var/lib/homeostat/remote/run/web1/state",
-            "--exit-with-stdin --noop --converged-timeout 1.5 --plugin-memory 32",
+            "--exit-with-stdin --detailed-exitcodes --noop --converged-timeout 1.5 \
+             --plugin-memory 32",
             "/var/lib/homeostat/remote/run/web1/tree/top.yaml 2>&1",
         ] {
             assert!(cmd.contains(want), "{want}\nin {cmd}");

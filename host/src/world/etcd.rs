@@ -487,8 +487,7 @@ async fn keep_alive(
                 }
             }
             Step::Rewrite => {
-                match tokio::time::timeout(bound, rewrite(&mut c, &lease, &writes, &prefix)).await
-                {
+                match tokio::time::timeout(bound, rewrite(&mut c, &lease, &writes, &prefix)).await {
                     Ok(Ok(n)) => {
                         tracing::warn!(
                             "etcd: this host's lease had expired; took a new one and wrote its \

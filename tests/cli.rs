@@ -1,0 +1,324 @@
+//! What a script relies on (docs/exit-codes.md, docs/report.md): the exit codes of both
+//! schemes, an interrupted run that never looks like success, the JSON run report (its
+//! schema, its counts, its periods in a long run), refresh-only commands, and the
+//! command line's own output (`--version`, completions, man pages, JSON logs, `-q`).
+
+use std::path::Path;
+use std::process::Output;
+
+use homeostat_tests::{
+    Running, command, homeostat_in, root, run_converged, stderr, wait_for, write_graph,
+};
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+/// A graph with one file under `dir`; when `failing`, also an exec `bad` whose guard
+/// cannot run (it fails, under `--noop` too) and an exec `after` behind it.
+fn graph(dir: &Path, content: &str, failing: bool) -> std::path::PathBuf {
+    let mut text = format!(
+        "graph: codes\nresources:\n  file:\n  - name: f\n    path: {}/f\n    content: \"{content}\"\n",
+        dir.display()
+    );
+    if failing {
+        text.push_str(&format!(
+            "  exec:\n  - name: bad\n    cmd: \"true\"\n    ifcmd: {}/no-such-guard\n  \
+             - name: after\n    cmd: \"true\"\nedges:\n- from: {{kind: exec, name: bad}}\n  \
+             to: {{kind: exec, name: after}}\n",
+            dir.display()
+        ));
+    }
+    write_graph(dir, "g.yaml", &text)
+}
+
+#[test]
+fn exit_codes_plain_and_detailed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let g = graph(d, "one", false);
+    // Detailed: changes made, then nothing to do.
+    let first = run_converged(&g, "0", &["--detailed-exitcodes"]);
+    assert_eq!(code(&first), 2, "{}", stderr(&first));
+    let again = run_converged(&g, "0", &["--detailed-exitcodes"]);
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    // Plain: a run that changed something is a success.
+    let g = graph(d, "two", false);
+    let plain = run_converged(&g, "0", &[]);
+    assert_eq!(code(&plain), 0, "{}", stderr(&plain));
+    // Noop with changes pending: 2 in both.
+    let g = graph(d, "three", false);
+    for extra in [&["--noop"][..], &["--noop", "--detailed-exitcodes"]] {
+        let o = run_converged(&g, "0", extra);
+        assert_eq!(code(&o), 2, "{extra:?}: {}", stderr(&o));
+    }
+    // Failures: 1 plain; 6 detailed with a change, 4 without.
+    let g = graph(d, "four", true);
+    let o = run_converged(&g, "0", &["--detailed-exitcodes"]);
+    assert_eq!(code(&o), 6, "{}", stderr(&o));
+    let o = run_converged(&g, "0", &["--detailed-exitcodes"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    let o = run_converged(&g, "0", &[]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    // Noop with a failure and a pending change: 6 shows both (plain says 1).
+    let g = graph(d, "five", true);
+    let o = run_converged(&g, "0", &["--noop", "--detailed-exitcodes"]);
+    assert_eq!(code(&o), 6, "{}", stderr(&o));
+    // The counts add up: the blocked resource is counted and named with its blocker.
+    let err = stderr(&o);
+    assert!(err.contains("1 failed, 1 blocked"), "{err}");
+    assert!(err.contains("blocked: exec[after] (by exec[bad])"), "{err}");
+    // A wrong command line has its own code, never one a run ends with.
+    let o = homeostat_in(d, &["run", "g.yaml", "--no-such-flag"]);
+    assert_eq!(code(&o), 64, "{}", stderr(&o));
+    let o = homeostat_in(d, &["run", "g.yaml", "--plugin-memory", "0"]);
+    assert_eq!(code(&o), 64, "{}", stderr(&o));
+}
+
+#[test]
+fn an_interrupted_run_never_looks_like_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = write_graph(
+        dir.path(),
+        "slow.yaml",
+        "graph: slow\nresources:\n  exec:\n  - name: slow\n    cmd: sleep 2\n",
+    );
+    for (signal, want) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let mut run = Running::start(&g, &["--detailed-exitcodes"]);
+        run.wait_log(&["running graph `slow`"]);
+        run.signal(signal);
+        let status = run.wait_exit();
+        assert_eq!(status.code(), Some(want), "{}", run.log().join("\n"));
+        assert!(
+            run.log().iter().any(|l| l.starts_with("interrupted after")),
+            "{}",
+            run.log().join("\n")
+        );
+    }
+    // Stopped while idle (converged), a run reports its result as usual.
+    let g = graph(dir.path(), "x", false);
+    let mut run = Running::start(&g, &["--detailed-exitcodes"]);
+    run.wait_log(&["file[f]: "]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let status = run.stop();
+    assert_eq!(status.code(), Some(2), "{}", run.log().join("\n"));
+}
+
+fn schema() -> jsonschema::Validator {
+    let text = std::fs::read_to_string(root().join("docs/report.schema.json")).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+    jsonschema::validator_for(&schema).expect("docs/report.schema.json is a valid schema")
+}
+
+fn valid(schema: &jsonschema::Validator, report: &serde_json::Value) {
+    let errors: Vec<String> = schema
+        .iter_errors(report)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{report:#}");
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
+}
+
+#[test]
+fn the_run_report_is_complete_and_follows_its_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let g = graph(d, "one", true);
+    let report = d.join("report.json");
+    let o = run_converged(
+        &g,
+        "0",
+        &["--detailed-exitcodes", "--report", report.to_str().unwrap()],
+    );
+    assert_eq!(code(&o), 6, "{}", stderr(&o));
+    let r = read_json(&report);
+    valid(&schema(), &r);
+    assert_eq!(r["exit_code"], 6);
+    assert_eq!(r["graph"]["name"], "codes");
+    assert_eq!(r["run"]["ended"], "settled_with_failures");
+    let counts = &r["counts"];
+    assert_eq!(
+        (&counts["changed"], &counts["failed"], &counts["blocked"]),
+        (&1.into(), &1.into(), &1.into()),
+        "{r:#}"
+    );
+    let by_id = |id: &str| {
+        r["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {r:#}"))
+            .clone()
+    };
+    assert_eq!(by_id("file[f]")["outcome"], "changed");
+    assert!(
+        by_id("file[f]")["what"][0]
+            .as_str()
+            .unwrap()
+            .contains("create file"),
+        "{r:#}"
+    );
+    assert_eq!(by_id("exec[bad]")["outcome"], "failed");
+    assert!(
+        by_id("exec[bad]")["error"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-guard` does not exist")
+    );
+    assert_eq!(by_id("exec[after]")["outcome"], "blocked");
+    assert_eq!(by_id("exec[after]")["blocked_by"], "exec[bad]");
+    let plugins = r["plugins"].as_array().unwrap();
+    assert!(
+        plugins
+            .iter()
+            .any(|p| p["kinds"][0] == "file" && p["sha256"].as_str().unwrap().len() == 64),
+        "{r:#}"
+    );
+    // `--report -`: the same record on standard output, the log stays on stderr.
+    let o = run_converged(&g, "0", &["--noop", "--report", "-"]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("a report on stdout");
+    valid(&schema(), &r);
+    assert_eq!(r["run"]["noop"], true);
+}
+
+#[test]
+fn a_long_run_writes_a_report_per_converged_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let g = graph(d, "one", false);
+    let report = d.join("r.json");
+    let mut run = Running::start(&g, &["--report", report.to_str().unwrap()]);
+    let first = wait_for(|| report.exists().then(|| read_json(&report)))
+        .expect("the first period's report");
+    assert_eq!(first["run"]["period"], 1, "{first:#}");
+    assert_eq!(first["counts"]["changes"], 1, "{first:#}");
+    // Drift: repaired, and reported as a period of its own.
+    std::fs::write(d.join("f"), "drifted").unwrap();
+    let second = wait_for(|| {
+        let r = read_json(&report);
+        (r["run"]["period"] == 2).then_some(r)
+    })
+    .expect("a second period after the drift");
+    valid(&schema(), &second);
+    assert_eq!(second["counts"]["changes"], 1, "{second:#}");
+    assert_eq!(read_json(&d.join("r.json.1"))["run"]["period"], 1);
+    let status = run.stop();
+    assert_eq!(status.code(), Some(0), "{}", run.log().join("\n"));
+    // The final report covers the whole run.
+    let last = read_json(&report);
+    assert_eq!(last["counts"]["changes"], 2, "{last:#}");
+    assert_eq!(last["exit_code"], 0);
+    assert_eq!(read_json(&d.join("r.json.1"))["run"]["period"], 2);
+}
+
+#[test]
+fn a_refresh_only_command_runs_when_notified_and_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ran = d.join("ran");
+    let text = |content: &str| {
+        format!(
+            "graph: handler\nresources:\n  file:\n  - name: conf\n    path: {d}/conf\n    \
+             content: \"{content}\"\n  exec:\n  - name: reload\n    shell: /bin/sh\n    \
+             cmd: echo x >> {ran}\n    refreshonly: true\n\
+             edges:\n- from: {{kind: file, name: conf}}\n  to: {{kind: exec, name: reload}}\n  \
+             notify: true\n",
+            d = d.display(),
+            ran = ran.display()
+        )
+    };
+    let g = write_graph(d, "g.yaml", &text("one"));
+    let o = run_converged(&g, "0", &["--detailed-exitcodes"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "x\n");
+    // Converged: the handler does not run, nothing is reported, noop sees no drift.
+    let o = run_converged(&g, "0", &["--detailed-exitcodes"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run_converged(&g, "0", &["--noop", "--detailed-exitcodes"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "x\n");
+    // A change to what notifies it runs it once more.
+    write_graph(d, "g.yaml", &text("two"));
+    let o = run_converged(&g, "0", &["--detailed-exitcodes"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "x\nx\n");
+}
+
+#[test]
+fn version_completions_and_man_pages() {
+    let o = command().arg("--version").output().unwrap();
+    let v = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{v}");
+    assert!(
+        v.contains("commit ") && v.contains("homeostat:resource 0.1.0"),
+        "{v}"
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let o = command().args(["completions", shell]).output().unwrap();
+        let script = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && script.contains("converged-timeout"),
+            "{shell}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = command()
+        .args(["man", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    for page in ["homeostat.1", "homeostat-run.1", "homeostat-ca-issue.1"] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
+        assert!(text.contains(".TH"), "{page}");
+    }
+    let run = std::fs::read_to_string(dir.path().join("homeostat-run.1")).unwrap();
+    assert!(run.contains("detailed\\-exitcodes"), "{run}");
+    // A subcommand's help: its exit codes and examples.
+    let o = command().args(["run", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        help.contains("Exit codes") && help.contains("Examples:"),
+        "{help}"
+    );
+    let o = command().args(["ca", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(!help.contains("--converged-timeout"), "{help}");
+}
+
+#[test]
+fn json_logs_and_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = graph(dir.path(), "one", true);
+    let o = command()
+        .args(["run", g.to_str().unwrap(), "--converged-timeout", "0"])
+        .args(["--log-format", "json"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    let mut levels = Vec::new();
+    for line in err.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}\n{err}"));
+        levels.push(v["level"].as_str().unwrap_or("").to_string());
+        assert!(v["message"].is_string(), "{line}");
+    }
+    assert!(levels.iter().any(|l| l == "ERROR"), "{err}");
+    assert!(err.contains("settled with failures"), "{err}");
+    let o = command()
+        .args(["-q", "run", g.to_str().unwrap(), "--converged-timeout", "0"])
+        .args(["--color", "never"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(!err.contains(" INFO "), "{err}");
+    assert!(err.contains(" ERROR "), "{err}");
+    assert!(err.contains("settled with failures"), "{err}");
+}
