@@ -187,6 +187,18 @@ fn the_run_report_is_complete_and_follows_its_schema() {
 }
 
 #[test]
+fn the_documented_example_follows_the_schema() {
+    let doc = std::fs::read_to_string(root().join("docs/report.md")).unwrap();
+    let start = doc
+        .find("```json\n")
+        .expect("a JSON example in docs/report.md")
+        + 8;
+    let end = start + doc[start..].find("```").unwrap();
+    let example: serde_json::Value = serde_json::from_str(&doc[start..end]).unwrap();
+    valid(&schema(), &example);
+}
+
+#[test]
 fn a_long_run_writes_a_report_per_converged_period() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

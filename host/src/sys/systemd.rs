@@ -10,7 +10,9 @@
 //! restart). Right after connecting the host calls the manager's `Subscribe`, without
 //! which systemd emits neither `JobRemoved` (needed to wait for jobs) nor the unit property
 //! signals the unit watches (`crate::watch::systemd`) listen to. The session bus is found through
-//! `DBUS_SESSION_BUS_ADDRESS`, else `$XDG_RUNTIME_DIR/bus` (zbus's rules).
+//! `DBUS_SESSION_BUS_ADDRESS`, else `$XDG_RUNTIME_DIR/bus`, else `/run/user/EUID/bus`; the
+//! system bus through `DBUS_SYSTEM_BUS_ADDRESS`, else `/var/run/dbus/system_bus_socket`
+//! (zbus's rules).
 //!
 //! **Jobs.** `start`, `stop`, `restart` and `reload-or-restart` subscribe to `JobRemoved`
 //! *before* queueing the job, then wait for the signal of their job: a call returns once
@@ -437,7 +439,11 @@ fn connect_error(session: bool, why: &str) -> SystemdError {
             std::env::var("DBUS_SESSION_BUS_ADDRESS").unwrap_or_else(|_| {
                 match std::env::var("XDG_RUNTIME_DIR") {
                     Ok(d) => format!("unix:path={d}/bus (from XDG_RUNTIME_DIR)"),
-                    Err(_) => "unset (neither DBUS_SESSION_BUS_ADDRESS nor XDG_RUNTIME_DIR)".into(),
+                    Err(_) => format!(
+                        "unix:path=/run/user/{}/bus (neither DBUS_SESSION_BUS_ADDRESS nor \
+                         XDG_RUNTIME_DIR is set)",
+                        rustix::process::geteuid().as_raw()
+                    ),
                 }
             });
         format!(
