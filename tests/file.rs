@@ -400,3 +400,33 @@ fn drift_is_repaired_by_the_event_it_causes() {
     let status = run.stop();
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
 }
+
+/// `rm -rf` of a managed directory: the file inside it sees its own event first, finds
+/// its directory gone, and waits for the directory's resource instead of logging an
+/// error (a parent being re-created is not an error of the child).
+#[test]
+fn removing_a_managed_tree_repairs_it_without_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    let g = homeostat_tests::write_graph(
+        dir.path(),
+        "g.yaml",
+        &format!(
+            "graph: tree\nresources:\n  file:\n  - name: d\n    path: {t}/\n  - name: e\n    \
+             path: {t}/sub/\n  - name: f\n    path: {t}/sub/f\n    content: \"x\\n\"\n",
+            t = tree.display()
+        ),
+    );
+    let run = homeostat_tests::Running::start(&g, &[]);
+    homeostat_tests::wait_content(&tree.join("sub/f"), "x\n");
+    for round in 0..5 {
+        std::fs::remove_dir_all(&tree).unwrap();
+        homeostat_tests::wait_content(&tree.join("sub/f"), "x\n");
+        let errors: Vec<String> = run
+            .log()
+            .into_iter()
+            .filter(|l| l.contains("ERROR") || l.contains("blocked"))
+            .collect();
+        assert!(errors.is_empty(), "round {round}: {errors:#?}");
+    }
+}

@@ -668,6 +668,56 @@ async fn wait_preds(v: &Vertex, ctx: &Ctx, stop: &mut watch::Receiver<bool>) -> 
     true
 }
 
+/// How long a failed check-apply waits for its predecessors' events to arrive before
+/// it calls the failure an error (see [`pred_at_work`]): inotify reports a removed tree
+/// one entry at a time, the deepest first.
+const PRED_GRACE: Duration = Duration::from_millis(50);
+
+/// Silent tries (of [`PRED_GRACE`] each) after which a failure is reported whatever its
+/// predecessors do.
+const PRED_TRIES: u32 = 10;
+
+/// Changes made by `v`'s predecessors so far (see [`pred_at_work`]).
+fn preds_progress(v: &Vertex) -> usize {
+    preds_progress_of(&v.links.read().expect("links lock"))
+}
+
+fn preds_progress_of(links: &Links) -> usize {
+    links
+        .preds
+        .iter()
+        .map(|p| p.v.changes.load(Ordering::Acquire))
+        .sum()
+}
+
+/// After a failed check-apply that began when its predecessors had made `before`
+/// changes: after [`PRED_GRACE`], a predecessor that has work pending (dirty or running)
+/// or made a change meanwhile, if one has; the failure is then likely theirs (`rm -rf` of
+/// a managed directory: this file's event came first and found its directory gone). A
+/// vertex without predecessors does not wait.
+async fn pred_at_work(
+    v: &Vertex,
+    before: usize,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<ResId> {
+    if v.links.read().expect("links lock").preds.is_empty() {
+        return None;
+    }
+    if !sleep(PRED_GRACE, stop).await {
+        return None;
+    }
+    let links = v.links.read().expect("links lock");
+    let working = links
+        .preds
+        .iter()
+        .find(|p| p.v.phase() == Phase::Busy || p.v.dirty.load(Ordering::Acquire));
+    match working {
+        Some(p) => Some(p.v.id.clone()),
+        None if preds_progress_of(&links) != before => links.preds.first().map(|p| p.v.id.clone()),
+        None => None,
+    }
+}
+
 /// Sleep for `d` unless stopped first; false when stopped.
 async fn sleep(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
@@ -751,6 +801,8 @@ async fn run_loop(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>) {
     let _watches = start_watches(&v, paths, &ctx);
     let mut bucket = v.meta.limit.map(|rate| Bucket::new(rate, v.meta.burst));
     let mut retries_left = v.meta.retry;
+    // Failures not reported in a row, each waiting for a predecessor at work.
+    let mut silent_tries = 0;
     loop {
         if !wait_dirty(&v, &mut stop).await {
             return;
@@ -783,6 +835,7 @@ async fn run_loop(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>) {
         let refresh = v.refresh.swap(false, Ordering::SeqCst);
         let serving = serves(&v.meta, &v.watch, ctx.noop);
         let began = Instant::now();
+        let progress = preds_progress(&v);
         let result = match v.effective().await {
             Ok((params, footprint)) => v
                 .plugin
@@ -824,6 +877,7 @@ async fn run_loop(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>) {
         match result {
             Ok(out) => {
                 retries_left = v.meta.retry;
+                silent_tries = 0;
                 succeeded(&v, &ctx, out, apply);
             }
             Err(e) => {
@@ -834,6 +888,19 @@ async fn run_loop(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>) {
                     fail_for_good(&v, &ctx, why);
                     continue;
                 }
+                // A resource it depends on that has work pending is the likely cause
+                // (`rm -rf` of a managed directory: this file's event came first, and its
+                // directory is gone): wait for it and try again, without calling it an
+                // error of this resource.
+                if silent_tries < PRED_TRIES
+                    && let Some(p) = pred_at_work(&v, progress, &mut stop).await
+                {
+                    silent_tries += 1;
+                    tracing::debug!("{}: {e} (trying again once {p} is done)", v.id);
+                    v.mark_dirty();
+                    continue;
+                }
+                silent_tries = 0;
                 tracing::error!("{}: {e}", v.id);
                 *v.last_error.lock().expect("error lock") = Some(e);
                 ctx.converger.activity();
