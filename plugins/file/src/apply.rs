@@ -61,20 +61,58 @@ pub fn check_apply<F: Fs>(fs: &F, spec: &Spec, apply: bool) -> Result<Report> {
         report: Report::default(),
     };
     let path = spec.path.as_str();
-    match &spec.want {
-        Want::Absent => run.absent(path)?,
-        Want::File(content) => run.top_file(path, content)?,
+    let done = match &spec.want {
+        Want::Absent => run.absent(path),
+        Want::File(content) => run.top_file(path, content),
         Want::Directory {
             source,
             recurse,
             purge,
-        } => run.top_dir(path, source.as_deref(), *recurse, *purge)?,
-        Want::Symlink { target } => {
-            let st = fs.stat(path)?;
-            run.link(path, st, target)?;
-        }
+        } => run.top_dir(path, source.as_deref(), *recurse, *purge),
+        Want::Symlink { target } => match fs.stat(path) {
+            Ok(st) => run.link(path, st, target),
+            Err(e) => Err(e.into()),
+        },
+    };
+    match done {
+        Ok(()) => Ok(run.report),
+        Err(e) => Err(with_partial(e, &run.report.changes, apply)),
     }
-    Ok(run.report)
+}
+
+/// Most changes named in the error of a check-apply that failed half-way.
+const PARTIAL_LISTED: usize = 16;
+
+/// `e`, saying what had been done before it when a repair failed half-way (a tree whose
+/// copy or purge fails on one entry): the error is all the host gets of a failed
+/// check-apply, and the changes already made must not go unreported. Each change is
+/// noted just before it is made, so the last one noted is most likely the one that
+/// failed: with one change noted, nothing was made.
+fn with_partial(e: Error, changes: &[String], apply: bool) -> Error {
+    if !apply || changes.len() < 2 {
+        return e;
+    }
+    let shown: Vec<&str> = changes
+        .iter()
+        .take(PARTIAL_LISTED)
+        .map(String::as_str)
+        .collect();
+    let more = changes.len().saturating_sub(PARTIAL_LISTED);
+    let more = if more > 0 {
+        format!("; and {more} more")
+    } else {
+        String::new()
+    };
+    Error {
+        message: format!(
+            "{}; before it failed, this check-apply had made {} changes (the last one named \
+             may be the one that failed): {}{more}",
+            e.message,
+            changes.len() - 1,
+            shown.join("; ")
+        ),
+        field: e.field,
+    }
 }
 
 fn resolve<F: Fs>(fs: &F, field: &str, id: Option<&Id>) -> Result<Option<u32>> {
@@ -725,5 +763,29 @@ fn describe(size: Option<u64>, attrs: &Attrs) -> String {
         String::new()
     } else {
         format!(" ({})", parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod partial_tests {
+    use super::*;
+
+    #[test]
+    fn a_repair_that_fails_half_way_says_what_it_did() {
+        let e = || Error::new("cannot write /etc/app/b: No space left on device");
+        let changes: Vec<String> = (0..20).map(|i| format!("/etc/app/{i}: create")).collect();
+        let told = with_partial(e(), &changes, true).message;
+        assert!(
+            told.starts_with(
+                "cannot write /etc/app/b: No space left on device; before it failed, this \
+                 check-apply had made 19 changes"
+            )
+                && told.contains("/etc/app/0: create; /etc/app/1: create")
+                && told.contains("/etc/app/15: create; and 4 more"),
+            "{told}"
+        );
+        // A check (noop) changed nothing; a failure before any change has nothing to add.
+        assert_eq!(with_partial(e(), &changes, false), e());
+        assert_eq!(with_partial(e(), &changes[..1], true), e());
     }
 }
