@@ -253,6 +253,15 @@ fn plugin_new_makes_a_crate_that_builds_with_one_command_and_runs() {
     assert!(!again.status.success());
     let bad = plugin(&["new", "Bad_Name"]);
     assert!(!bad.status.success() && stderr(&bad).contains("not a usable plugin name"));
+    // A kind a bundled plugin owns: it could never load.
+    let taken = plugin(&["new", "exec", "--path", dir.join("x").to_str().unwrap()]);
+    assert!(
+        !taken.status.success()
+            && stderr(&taken).contains("already provided by the bundled plugin `exec`"),
+        "{}",
+        stderr(&taken)
+    );
+    assert!(!dir.join("x").exists());
 
     // The one documented command. The example's lock file pins the same dependencies,
     // and a shared target directory keeps repeated runs warm.

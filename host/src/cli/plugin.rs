@@ -256,6 +256,13 @@ fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
              starting with a letter (it is the crate name and the resource kind)"
         );
     }
+    if let Some(owner) = crate::plugin::registry::bundled_kind_owner(name) {
+        bail!(
+            "kind `{name}` is already provided by the bundled plugin `{owner}`, and a graph \
+             can have only one plugin per kind: a third-party plugin of that name would be \
+             refused when loaded. Choose another name (e.g. `my-{name}`)"
+        );
+    }
     let dir = args.path.clone().unwrap_or_else(|| PathBuf::from(name));
     if dir.exists()
         && std::fs::read_dir(&dir)

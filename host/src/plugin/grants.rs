@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Deserialize;
 
@@ -372,6 +373,7 @@ impl Policy {
             effective,
             denied_because: Some(why),
             grants_file: self.grants_file().map(Path::to_path_buf),
+            explained: Explained::default(),
         }
     }
 }
@@ -413,7 +415,24 @@ pub struct Access {
     denied_because: Option<String>,
     /// The grants file homeostat read or looked for (where a grant line goes).
     grants_file: Option<PathBuf>,
+    /// Capabilities whose refusal has been explained in full already.
+    explained: Explained,
 }
+
+/// The capabilities whose refusal was explained (shared by an [`Access`]'s clones): the
+/// whole explanation, with the grant line, is given once per plugin; every other resource
+/// of the plugin gets a short error pointing at it.
+#[derive(Debug, Clone, Default)]
+struct Explained(Arc<Mutex<BTreeSet<Capability>>>);
+
+impl PartialEq for Explained {
+    /// What was said is no part of what is granted.
+    fn eq(&self, _: &Explained) -> bool {
+        true
+    }
+}
+
+impl Eq for Explained {}
 
 /// A host call the plugin may not make. The message says how to allow it, if it can be.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -433,6 +452,7 @@ impl Access {
             declared,
             denied_because: None,
             grants_file: None,
+            explained: Explained::default(),
         }
     }
 
@@ -447,6 +467,19 @@ impl Access {
                 "plugin `{}` did not declare the `{cap}` capability in its manifest \
                  (add it to `export_resource!(..; capabilities = [..])` and rebuild)",
                 self.plugin
+            )));
+        }
+        let first = self
+            .explained
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(cap);
+        if !first {
+            return Err(CapError(format!(
+                "plugin `{}` ({}) is not granted the `{cap}` capability (the first resource \
+                 refused it says how to grant it)",
+                self.plugin, self.origin
             )));
         }
         let mut want = self.effective.clone();
@@ -558,6 +591,22 @@ mod tests {
             "{e}"
         );
         assert_eq!(a.missing().len(), 1);
+    }
+
+    #[test]
+    fn a_refusal_is_explained_once_per_plugin() {
+        let a = Policy::empty().access(&manifest(&["fs"]), SHA, "/p/line.wasm");
+        let first = a.allowed(Capability::Fs).unwrap_err().0;
+        assert!(first.contains("To allow it"), "{first}");
+        // Every other resource of the plugin (clones share what was said): short.
+        for again in [a.allowed(Capability::Fs), a.clone().allowed(Capability::Fs)] {
+            let e = again.unwrap_err().0;
+            assert!(
+                e.contains("not granted the `fs` capability (the first resource"),
+                "{e}"
+            );
+            assert!(!e.contains("To allow it"), "{e}");
+        }
     }
 
     #[test]

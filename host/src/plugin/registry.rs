@@ -377,6 +377,15 @@ pub fn bundled_names() -> Vec<&'static str> {
     bundled::BUNDLED.iter().map(|(n, _, _)| *n).collect()
 }
 
+/// The bundled plugin that provides `kind`, if one does (read from the manifests, which
+/// costs no compilation).
+pub fn bundled_kind_owner(kind: &str) -> Option<&'static str> {
+    bundled::BUNDLED.iter().find_map(|(name, wasm, _)| {
+        let manifest = manifest::read(wasm).ok()?;
+        manifest.kinds.contains_key(kind).then_some(*name)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
