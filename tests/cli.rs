@@ -78,14 +78,20 @@ fn exit_codes_plain_and_detailed() {
 #[test]
 fn an_interrupted_run_never_looks_like_success() {
     let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
     let g = write_graph(
         dir.path(),
         "slow.yaml",
-        "graph: slow\nresources:\n  exec:\n  - name: slow\n    cmd: sleep 2\n",
+        &format!(
+            "graph: slow\nresources:\n  exec:\n  - name: slow\n    shell: /bin/sh\n    \
+             cmd: touch {}; sleep 2\n",
+            started.display()
+        ),
     );
     for (signal, want) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let _ = std::fs::remove_file(&started);
         let mut run = Running::start(&g, &["--detailed-exitcodes"]);
-        run.wait_log(&["running graph `slow`"]);
+        wait_for(|| started.exists().then_some(())).expect("the command started");
         run.signal(signal);
         let status = run.wait_exit();
         assert_eq!(status.code(), Some(want), "{}", run.log().join("\n"));
