@@ -340,3 +340,91 @@ fn json_logs_and_quiet() {
     assert!(err.contains(" ERROR "), "{err}");
     assert!(err.contains("settled with failures"), "{err}");
 }
+
+#[test]
+fn only_and_tags_run_a_part_of_the_graph_with_its_dependencies() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let g = write_graph(
+        d,
+        "g.yaml",
+        &format!(
+            "graph: part\nresources:\n  file:\n  - name: dir\n    path: {d}/t/\n  \
+             - name: a\n    path: {d}/t/a\n    content: a\n    meta: {{tags: [web]}}\n  \
+             - name: b\n    path: {d}/t/b\n    content: b\n    meta: {{tags: [db]}}\n  \
+             exec:\n  - name: after-a\n    shell: /bin/sh\n    cmd: touch {d}/after-a\n\
+             edges:\n- from: {{kind: file, name: a}}\n  to: {{kind: exec, name: after-a}}\n",
+            d = d.display()
+        ),
+    );
+    let report = d.join("r.json");
+    // `--tags web`: file[a], and file[dir] it depends on (autoedge); not its dependent.
+    let o = run_converged(
+        &g,
+        "0",
+        &["--tags", "web", "--report", report.to_str().unwrap()],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(d.join("t/a").exists() && !d.join("t/b").exists());
+    assert!(!d.join("after-a").exists(), "a dependent ran");
+    let err = stderr(&o);
+    assert!(
+        err.contains("not targeted (not run): file[b], exec[after-a]"),
+        "{err}"
+    );
+    let r = read_json(&report);
+    valid(&schema(), &r);
+    assert_eq!(r["counts"]["not_targeted"], 2, "{r:#}");
+    // `--only` a dependent brings what it depends on.
+    let o = run_converged(&g, "0", &["--only", "exec[after-a]"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(d.join("after-a").exists() && !d.join("t/b").exists());
+    // A typo runs nothing and fails, naming what exists.
+    let o = run_converged(&g, "0", &["--tags", "wbe"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("the tags it uses: db, web"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run_converged(&g, "0", &["--only", "file[zz]"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("does not have: file[zz]"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run_converged(&g, "0", &["--only", "zz"]);
+    assert_eq!(code(&o), 64, "{}", stderr(&o));
+}
+
+#[test]
+fn a_sensitive_resource_never_shows_its_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("secret"), "old-password\n").unwrap();
+    let graph = |sensitive: bool| {
+        write_graph(
+            d,
+            "g.yaml",
+            &format!(
+                "graph: s\nresources:\n  file:\n  - name: secret\n    path: {}/secret\n    \
+                 content: \"new-password\\n\"\n    meta: {{sensitive: {sensitive}}}\n",
+                d.display()
+            ),
+        )
+    };
+    let o = run_converged(&graph(false), "0", &["--noop"]);
+    assert!(stderr(&o).contains("+new-password"), "{}", stderr(&o));
+    let report = d.join("r.json");
+    let o = run_converged(
+        &graph(true),
+        "0",
+        &["--noop", "--report", report.to_str().unwrap()],
+    );
+    let err = stderr(&o);
+    assert!(err.contains("would change (noop): content"), "{err}");
+    assert!(!err.contains("password"), "{err}");
+    let r = std::fs::read_to_string(&report).unwrap();
+    assert!(!r.contains("password"), "{r}");
+}

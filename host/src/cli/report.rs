@@ -144,6 +144,7 @@ struct Counts {
     blocked: usize,
     skipped: usize,
     unfinished: usize,
+    not_targeted: usize,
     /// Check-applies that changed something.
     changes: usize,
     /// Check-applies that would have.
@@ -205,6 +206,7 @@ pub fn render(
             Outcome::Blocked => &mut counts.blocked,
             Outcome::Skipped => &mut counts.skipped,
             Outcome::Unfinished => &mut counts.unfinished,
+            Outcome::NotTargeted => &mut counts.not_targeted,
         } += 1;
     }
     let report = Report {

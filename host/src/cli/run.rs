@@ -39,6 +39,7 @@ use crate::graph::{GraphDoc, Meta};
 use crate::plan::PlanError;
 use crate::plan::cache::{self, PlanCache};
 use crate::plan::source::{self, WorldSide};
+use crate::plan::target;
 use crate::plugin::registry::Registry;
 use crate::remote::certs::{CertSource, RemoteTls};
 use crate::sys::Services;
@@ -69,6 +70,14 @@ pub struct RunArgs {
     /// run also writes one each time the graph settles, keeping the last 5 as FILE.1..5.
     #[arg(long, value_name = "FILE", value_parser = report::Target::parse)]
     report: Option<report::Target>,
+    /// Run only this resource (kind[name]; repeat for more) and what it depends on;
+    /// resources that depend on it are not run (docs/user-guide.md#running-part-of-a-graph).
+    #[arg(long, value_name = "KIND[NAME]", value_parser = target::parse_id)]
+    only: Vec<crate::graph::ResId>,
+    /// Run only resources tagged with one of these (`meta: {tags: [...]}`; comma-separated
+    /// or repeated) and what they depend on.
+    #[arg(long, value_name = "TAG", value_delimiter = ',')]
+    tags: Vec<String>,
     /// Do not watch the graph file for changes (by default, saving it swaps the new
     /// graph in without restarting unchanged resources).
     #[arg(long)]
@@ -216,6 +225,31 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         };
     let converged_timeout = args.converged_timeout;
+    // `--only` / `--tags`: the part of the graph that runs (and, for live swaps, of each
+    // new version).
+    let selection = target::Selection {
+        only: std::mem::take(&mut args.only),
+        tags: std::mem::take(&mut args.tags),
+    };
+    let (plan, left_out) = match target::select(plan, &selection) {
+        Ok(selected) => selected,
+        Err(e) => {
+            eprintln_in_order!("error: {e}");
+            if let Some(fleet) = fleet {
+                fleet.stop(false).await;
+            }
+            opened.close(false).await;
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if !left_out.is_empty() {
+        tracing::info!(
+            "--only/--tags: running {} resources; {} not targeted (not run)",
+            plan.resources.len(),
+            left_out.len()
+        );
+    }
+    let left_out = Arc::new(Mutex::new(left_out));
     let report_ctx = args.report.as_ref().map(|_| report::Context {
         host: world.hostname().to_string(),
         graph_name: plan.name.clone(),
@@ -243,6 +277,11 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     );
     let hub = WatchHub::new()?;
     let (update_tx, update_rx) = mpsc::channel(1);
+    let update_tx = if selection.is_everything() {
+        update_tx
+    } else {
+        select_updates(update_tx, selection, left_out.clone())
+    };
     let graph_source = source::start(
         source::Start {
             path: graph_path.clone(),
@@ -280,8 +319,13 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             update_rx,
         ))
     };
-    let summary = engine.await?;
+    let mut summary = engine.await?;
     drop(graph_source);
+    summary.each.extend(
+        std::mem::take(&mut *left_out.lock().unwrap_or_else(PoisonError::into_inner))
+            .into_iter()
+            .map(|id| ResourceOutcome::not_run(id, Outcome::NotTargeted)),
+    );
     if let Some(writer) = period_writer {
         // The engine has dropped its sender: the writer ends after the last period.
         let _ = writer.await;
@@ -335,6 +379,31 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::from(code))
+}
+
+/// The sender the graph source sends new plans to, cutting each down to `selection`
+/// before the engine gets it; a new version the selection does not fit (its `--only`
+/// resource is gone) is refused like an invalid one, and the running graph stays.
+fn select_updates(
+    engine: mpsc::Sender<Plan>,
+    selection: target::Selection,
+    left_out: Arc<Mutex<Vec<crate::graph::ResId>>>,
+) -> mpsc::Sender<Plan> {
+    let (tx, mut rx) = mpsc::channel::<Plan>(1);
+    tokio::spawn(async move {
+        while let Some(plan) = rx.recv().await {
+            match target::select(plan, &selection) {
+                Ok((plan, out)) => {
+                    *left_out.lock().unwrap_or_else(PoisonError::into_inner) = out;
+                    if engine.send(plan).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::error!("the new version of the graph is not run: {e}"),
+            }
+        }
+    });
+    tx
 }
 
 /// Writes a report per converged period of a long run (see [`report`]).
@@ -764,6 +833,10 @@ fn print_summary(s: &Summary, noop: bool) {
         .collect();
     if !blocked.is_empty() {
         eprintln_in_order!("  blocked: {}", list(blocked));
+    }
+    let untargeted: Vec<String> = s.with(&[Outcome::NotTargeted]).map(id).collect();
+    if !untargeted.is_empty() {
+        eprintln_in_order!("  not targeted (not run): {}", list(untargeted));
     }
     if s.swaps > 0 {
         eprintln_in_order!("  graph swaps: {}", s.swaps);

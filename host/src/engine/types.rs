@@ -114,6 +114,8 @@ pub enum Outcome {
     Skipped,
     /// Not run to the end: the run stopped while it was being checked or waited for.
     Unfinished,
+    /// Not run: outside `run --only`/`--tags` and what those depend on.
+    NotTargeted,
 }
 
 /// One resource's record: its outcome and how it got there.
@@ -140,6 +142,24 @@ pub struct ResourceOutcome {
     pub checks: usize,
     /// Time spent in them.
     pub busy: Duration,
+}
+
+impl ResourceOutcome {
+    /// A resource that did not run, with `outcome`.
+    pub fn not_run(id: ResId, outcome: Outcome) -> ResourceOutcome {
+        ResourceOutcome {
+            id,
+            outcome,
+            changes: 0,
+            would_change: 0,
+            what: Vec::new(),
+            more: 0,
+            error: None,
+            blocked_by: None,
+            checks: 0,
+            busy: Duration::ZERO,
+        }
+    }
 }
 
 /// Most change lines kept per resource (see [`ResourceOutcome::what`]).

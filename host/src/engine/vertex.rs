@@ -993,9 +993,11 @@ fn log_changes(v: &Vertex, out: &CheckOutcome, apply: bool) {
         tracing::info!("{}: {summary}", v.id);
         return;
     }
+    // `meta: {sensitive: true}`: its content never reaches a log.
     let diffs: Vec<&str> = out
         .changes
         .iter()
+        .filter(|_| !v.meta.sensitive)
         .filter_map(|c| c.diff.as_deref())
         .map(|d| d.trim_end_matches('\n'))
         .collect();

@@ -81,6 +81,10 @@ pub struct Meta {
     /// Follow symlinks on the way to this resource's paths even where an unprivileged
     /// user owns them (the operator vouches for the layout; see `sys::fs::walk`).
     pub trust_parents: bool,
+    /// Names `run --tags` selects this resource by.
+    pub tags: Vec<String>,
+    /// Its content is secret: no diff of it is ever logged (only sizes and attributes).
+    pub sensitive: bool,
 }
 
 /// The accepted range of every numeric metaparam, checked by [`parse`](super::parse) with
@@ -122,6 +126,8 @@ impl Default for Meta {
             hidden: false,
             trust_parents: false,
             export: Vec::new(),
+            tags: Vec::new(),
+            sensitive: false,
         }
     }
 }

@@ -44,6 +44,8 @@ pub(super) const META_KEYS: &[&str] = &[
     "hidden",
     "export",
     "trust_parents",
+    "tags",
+    "sensitive",
 ];
 /// mgmt metaparams homeostat deliberately does not have.
 const MGMT_ONLY_META: &[&str] = &[
@@ -567,6 +569,17 @@ impl Cx {
                     meta.autoedge = self.boolean(e.value, &what).unwrap_or(meta.autoedge);
                 }
                 "hidden" => meta.hidden = self.boolean(e.value, &what).unwrap_or(meta.hidden),
+                "sensitive" => {
+                    meta.sensitive = self.boolean(e.value, &what).unwrap_or(meta.sensitive);
+                }
+                "tags" => {
+                    let items = self.sequence(e.value, &what).unwrap_or_default();
+                    for item in items {
+                        if let Some(tag) = self.name(item, format_args!("each tag in {what}")) {
+                            meta.tags.push(tag);
+                        }
+                    }
+                }
                 "trust_parents" => {
                     meta.trust_parents = self.boolean(e.value, &what).unwrap_or(meta.trust_parents);
                 }

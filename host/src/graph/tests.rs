@@ -478,7 +478,7 @@ fn meta_values() {
     assert_eq!(e.len(), 1, "{e}");
     let doc = parse(
         Path::new("g.yaml"),
-        "graph: g\nresources:\n  file:\n  - name: a\n    path: /a\n    meta:\n      noop: true\n      retry: 2\n      delay: 5\n      poll: 7\n      limit: .inf\n      timeout: 0\n      rewatch: true\n      autoedge: false\n      hidden: true\n",
+        "graph: g\nresources:\n  file:\n  - name: a\n    path: /a\n    meta:\n      noop: true\n      retry: 2\n      delay: 5\n      poll: 7\n      limit: .inf\n      timeout: 0\n      rewatch: true\n      autoedge: false\n      hidden: true\n      sensitive: true\n      tags: [web, \"db 2\"]\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let m = &doc.resources[0].meta;
@@ -492,6 +492,8 @@ fn meta_values() {
         rewatch: true,
         autoedge: false,
         hidden: true,
+        sensitive: true,
+        tags: vec!["web".into(), "db 2".into()],
         ..Meta::default()
     };
     assert_eq!(m, &want);

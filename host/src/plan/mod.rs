@@ -30,6 +30,7 @@ use crate::sys::text;
 pub mod cache;
 pub mod collect;
 pub mod source;
+pub mod target;
 
 /// Largest graph file accepted by default, in MiB (`--max-graph-size`): a YAML bomb
 /// guard before parsing even starts, and far above any real graph (10 000 resources are
