@@ -428,3 +428,45 @@ fn a_sensitive_resource_never_shows_its_content() {
     let r = std::fs::read_to_string(&report).unwrap();
     assert!(!r.contains("password"), "{r}");
 }
+
+#[test]
+fn diff_shows_what_a_real_change_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let graph = |sensitive: bool| {
+        write_graph(
+            d,
+            "g.yaml",
+            &format!(
+                "graph: d\nresources:\n  file:\n  - name: conf\n    path: {}/conf\n    \
+                 content: \"new line\\nsame\\n\"\n    meta: {{sensitive: {sensitive}}}\n",
+                d.display()
+            ),
+        )
+    };
+    let reset = || std::fs::write(d.join("conf"), "old line\nsame\n").unwrap();
+    reset();
+    let o = run_converged(&graph(false), "0", &["--diff"]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("file[conf]: content: 14 bytes -> 14 bytes\n")
+            && err.contains("\n  -old line\n  +new line\n   same\n"),
+        "{err}"
+    );
+    // Without --diff, a real change is one line.
+    reset();
+    let o = run_converged(&graph(false), "0", &[]);
+    assert!(!stderr(&o).contains("-old line"), "{}", stderr(&o));
+    // Never for a secret.
+    reset();
+    let o = run_converged(&graph(true), "0", &["--diff"]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("content: 14 bytes -> 14 bytes") && !err.contains("line"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("conf")).unwrap(),
+        "new line\nsame\n"
+    );
+}

@@ -131,6 +131,7 @@ async fn noop_settles_and_changes_nothing() {
     let (_updates, updates_rx) = mpsc::channel(1);
     let opts = RunOptions {
         noop: true,
+        diff: false,
         converged_timeout: Some(Duration::from_millis(200)),
         cluster: None,
         periods: None,

@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// Change nothing: report what would change (exit 2 when something would).
     #[arg(long)]
     noop: bool,
+    /// Also show content diffs of the changes made (under --noop they are always shown),
+    /// for text files up to 256 KiB; never for `meta: {sensitive: true}`.
+    #[arg(long)]
+    diff: bool,
     /// Puppet's exit codes: 0 nothing changed, 2 changes made (or pending under --noop),
     /// 4 failures, 6 both (see docs/exit-codes.md).
     #[arg(long)]
@@ -98,6 +102,7 @@ pub struct RunArgs {
 
 pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let sys = Services::default();
+    sys.fs.show_diffs(args.diff);
     let (stop_tx, stop_rx) = watch::channel(Shutdown::Run);
     let engine_started = Arc::new(Mutex::new(false));
     let stopped_by = Arc::new(std::sync::atomic::AtomicI32::new(0));
@@ -311,6 +316,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             sys,
             RunOptions {
                 noop: args.noop,
+                diff: args.diff,
                 converged_timeout,
                 cluster: world.is_shared().then(|| world.clone()),
                 periods,

@@ -440,6 +440,7 @@ pub async fn run(
         changes: AtomicUsize::new(0),
         would: AtomicUsize::new(0),
         noop: opts.noop,
+        diff: opts.diff,
         semaphores: limits::Semaphores::default(),
         servers: vertex::Servers::default(),
         sys,

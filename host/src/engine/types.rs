@@ -60,6 +60,9 @@ pub struct Plan {
 pub struct RunOptions {
     /// Report what would change, change nothing.
     pub noop: bool,
+    /// Log content diffs of real changes too (`run --diff`; the host makes them around
+    /// each write, see `FsHost::show_diffs`).
+    pub diff: bool,
     /// Stop once the graph has been settled for this long (in a cluster: once every live
     /// host has).
     pub converged_timeout: Option<Duration>,

@@ -133,6 +133,8 @@ pub(super) struct Ctx {
     /// Check-applies that would have changed something (noop).
     pub(super) would: AtomicUsize,
     pub(super) noop: bool,
+    /// `run --diff`: log content diffs of real changes.
+    pub(super) diff: bool,
     pub(super) semaphores: Semaphores,
     /// The running servers of resources with a `serve` watch, by resource. Kept here
     /// rather than in the vertex so that a vertex replaced in a graph swap hands its
@@ -940,7 +942,7 @@ fn succeeded(v: &Vertex, ctx: &Ctx, out: CheckOutcome, apply: bool) {
         mine.fetch_add(1, Ordering::AcqRel);
         all.fetch_add(1, Ordering::AcqRel);
         ctx.converger.activity();
-        log_changes(v, &out, apply);
+        log_changes(v, ctx, &out, apply);
         let mut record = v.record.lock().expect("record lock");
         let lines: Vec<String> = if out.changes.is_empty() {
             vec!["changed".into()]
@@ -976,10 +978,12 @@ fn succeeded(v: &Vertex, ctx: &Ctx, out: CheckOutcome, apply: bool) {
     v.set_phase(ctx, Phase::Ok);
 }
 
-/// One INFO line per changing check-apply, with the diffs below it in noop. The diffs go
-/// in the log's `diff` field: the log writes each of its lines escaped and indented below
-/// the line (`cli/logging.rs`), so they stay readable and cannot pass for log lines.
-fn log_changes(v: &Vertex, out: &CheckOutcome, apply: bool) {
+/// One INFO line per changing check-apply, with the diffs below it in noop (and with
+/// `--diff`, of real changes: the plugin's, else those the host made around its writes).
+/// The diffs go in the log's `diff` field: the log writes each of its lines escaped and
+/// indented below the line (`cli/logging.rs`), so they stay readable and cannot pass for
+/// log lines. A `sensitive` resource's diffs are never logged.
+fn log_changes(v: &Vertex, ctx: &Ctx, out: &CheckOutcome, apply: bool) {
     let summary = if out.changes.is_empty() {
         "changed".to_string()
     } else {
@@ -989,23 +993,31 @@ fn log_changes(v: &Vertex, out: &CheckOutcome, apply: bool) {
             .collect::<Vec<_>>()
             .join("; ")
     };
-    if apply {
-        tracing::info!("{}: {summary}", v.id);
-        return;
-    }
-    // `meta: {sensitive: true}`: its content never reaches a log.
-    let diffs: Vec<&str> = out
+    let shown = !v.meta.sensitive && (!apply || ctx.diff);
+    let mut diffs: Vec<&str> = out
         .changes
         .iter()
-        .filter(|_| !v.meta.sensitive)
+        .filter(|_| shown)
         .filter_map(|c| c.diff.as_deref())
         .map(|d| d.trim_end_matches('\n'))
         .collect();
+    if diffs.is_empty() && shown && apply {
+        diffs = out
+            .written
+            .iter()
+            .map(|d| d.trim_end_matches('\n'))
+            .collect();
+    }
+    let what = if apply {
+        String::new()
+    } else {
+        "would change (noop): ".to_string()
+    };
     if diffs.is_empty() {
-        tracing::info!("{}: would change (noop): {summary}", v.id);
+        tracing::info!("{}: {what}{summary}", v.id);
     } else {
         let diff = diffs.join("\n");
-        tracing::info!(diff = %diff, "{}: would change (noop): {summary}", v.id);
+        tracing::info!(diff = %diff, "{}: {what}{summary}", v.id);
     }
 }
 

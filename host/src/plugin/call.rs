@@ -390,7 +390,12 @@ async fn run_job(
     inst.store.data_mut().end();
     // The world keys `validate` declared become watches, like those of its answer.
     let world_watches = std::mem::take(&mut inst.store.data_mut().world_watches);
+    let written = std::mem::take(&mut inst.store.data_mut().written);
     let outcome = match outcome {
+        Ok(Ok(Ok(Reply::CheckApply(mut out)))) => {
+            out.written = written;
+            Ok(Ok(Ok(Reply::CheckApply(out))))
+        }
         Ok(Ok(Ok(Reply::Validate(mut info)))) => {
             info.watch.extend(
                 world_watches

@@ -169,6 +169,8 @@ pub struct HostState {
     pub(crate) call: CallPhase,
     /// The `world` keys the current `validate` declared it watches.
     pub(crate) world_watches: Vec<String>,
+    /// `run --diff`: the diffs of the text files the current check-apply wrote.
+    pub(crate) written: Vec<String>,
 }
 
 /// Which of a plugin's exports the host is calling.
@@ -221,6 +223,7 @@ impl HostState {
             serve: None,
             call: CallPhase::Idle,
             world_watches: Vec::new(),
+            written: Vec::new(),
         }
     }
 
@@ -237,6 +240,7 @@ impl HostState {
     ) {
         self.call = call;
         self.world_watches.clear();
+        self.written.clear();
         self.limits.cap = memory_bytes;
         self.current = Some((id.clone(), footprint.clone()));
         self.own = own.clone();

@@ -86,6 +86,9 @@ pub struct CheckOutcome {
     pub changes: Vec<Change>,
     /// Published values: name and JSON text.
     pub sends: Vec<(String, String)>,
+    /// With `run --diff`: the diffs of the text files this check-apply wrote, made by the
+    /// host around each write (whatever the plugin reports).
+    pub written: Vec<String>,
 }
 
 /// One change a check-apply made or would make.

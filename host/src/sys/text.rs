@@ -152,6 +152,31 @@ pub fn bytes(n: u64) -> String {
     format!("{shown} {}", UNITS[unit])
 }
 
+/// Largest file (either side) `run --diff` shows a diff of; larger ones get the summary
+/// only, as the `file` plugin does under `--noop`.
+pub const MAX_DIFF_BYTES: usize = 256 << 10;
+
+/// A unified diff of `old` (`None`: the file did not exist) → `new` under `---`/`+++`
+/// headers naming `path`; `None` when either side is not UTF-8 text, is larger than
+/// [`MAX_DIFF_BYTES`], or nothing differs.
+pub fn unified_diff(path: &str, old: Option<&[u8]>, new: &[u8]) -> Option<String> {
+    let old = old.unwrap_or_default();
+    if old.len().max(new.len()) > MAX_DIFF_BYTES || old == new {
+        return None;
+    }
+    let (old, new) = (
+        std::str::from_utf8(old).ok()?,
+        std::str::from_utf8(new).ok()?,
+    );
+    Some(
+        similar::TextDiff::from_lines(old, new)
+            .unified_diff()
+            .context_radius(3)
+            .header(path, path)
+            .to_string(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

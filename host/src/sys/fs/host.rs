@@ -73,6 +73,8 @@ pub struct FsHost {
     managed: Arc<RwLock<Arc<Managed>>>,
     /// Which resource writes which directory entry (one file, two names).
     claims: Arc<Claims>,
+    /// `run --diff`: the host diffs text files around each write.
+    diffs: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl fmt::Debug for FsHost {
@@ -129,6 +131,33 @@ impl FsHost {
     /// A new host; the commit thread starts with the first `write` or `copy`.
     pub fn new() -> FsHost {
         FsHost::default()
+    }
+
+    /// `run --diff`: diff text files around each write (see [`FsHost::diff_base`]).
+    pub fn show_diffs(&self, on: bool) {
+        self.diffs.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether writes are diffed (`run --diff`).
+    pub fn diffs_shown(&self) -> bool {
+        self.diffs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// What a write of `path` is diffed against: `Some(None)` when nothing is there yet,
+    /// `Some(Some(content))` for a regular file of at most
+    /// [`crate::sys::text::MAX_DIFF_BYTES`],
+    /// `None` when there is nothing to diff (too large, not a file, unreadable).
+    pub async fn diff_base(&self, fp: &Footprint, path: &str) -> Option<Option<Vec<u8>>> {
+        match self.stat(fp, path).await.ok()? {
+            None => Some(None),
+            Some(st)
+                if st.file_type == FileType::File
+                    && st.size <= crate::sys::text::MAX_DIFF_BYTES as u64 =>
+            {
+                self.read(fp, path).await.ok().map(Some)
+            }
+            Some(_) => None,
+        }
     }
 
     /// Group-commit counters, e.g. for a benchmark's mean batch size.

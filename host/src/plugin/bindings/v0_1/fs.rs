@@ -78,6 +78,32 @@ macro_rules! fs_call {
     };
 }
 
+/// `run --diff`: the host diffs the text files a check-apply writes, whatever the plugin
+/// reports (the engine logs them below the change's line; see `engine::vertex`).
+impl HostState {
+    /// What a write of `path` is to be diffed against (see `FsHost::diff_base`), when
+    /// `--diff` is on and this is a check-apply. (The state is not held across the read:
+    /// it is not `Sync`.)
+    fn diff_base(&self, path: &str) -> impl Future<Output = Option<Option<Vec<u8>>>> + use<> {
+        let fs = self.sys().fs.clone();
+        let wanted = fs.diffs_shown()
+            && matches!(
+                self.call,
+                crate::plugin::store::CallPhase::CheckApply { .. }
+            );
+        let fp = wanted.then(|| self.granted(Capability::Fs).ok()).flatten();
+        let path = path.to_string();
+        async move { fs.diff_base(&*fp?, &path).await }
+    }
+
+    /// Keep the diff of a write of `path` for the check-apply's outcome.
+    fn note_diff(&mut self, path: &str, old: Option<&[u8]>, new: &[u8]) {
+        if let Some(diff) = crate::sys::text::unified_diff(path, old, new) {
+            self.written.push(diff);
+        }
+    }
+}
+
 impl wfs::Host for HostState {
     async fn stat(&mut self, path: String) -> FsResult<Option<wfs::FileStat>> {
         fs_call!(self, |fs, fp| async {
@@ -97,22 +123,43 @@ impl wfs::Host for HostState {
         fs_call!(self, |fs, fp| fs.content_equals(&fp, &path, &data))
     }
     async fn write(&mut self, path: String, data: Vec<u8>, attrs: wfs::Attrs) -> FsResult<()> {
-        fs_call!(self, |fs, fp, own| fs.write(
+        let base = match self.sys().fs.diffs_shown() {
+            true => self.diff_base(&path).await,
+            false => None,
+        };
+        let new = base.is_some().then(|| data.clone());
+        let done = fs_call!(self, |fs, fp, own| fs.write(
             &fp,
             &path,
             data,
             attrs_in(attrs),
             &own
-        ))
+        ));
+        if let (Some(old), Some(new), Ok(Ok(()))) = (base, new, &done) {
+            self.note_diff(&path, old.as_deref(), &new);
+        }
+        done
     }
     async fn copy(&mut self, source: String, path: String, attrs: wfs::Attrs) -> FsResult<()> {
-        fs_call!(self, |fs, fp, own| fs.copy(
+        let base = match self.sys().fs.diffs_shown() {
+            true => self.diff_base(&path).await,
+            false => None,
+        };
+        let new = match &base {
+            Some(_) => self.diff_base(&source).await.flatten(),
+            None => None,
+        };
+        let done = fs_call!(self, |fs, fp, own| fs.copy(
             &fp,
             &source,
             &path,
             attrs_in(attrs),
             &own
-        ))
+        ));
+        if let (Some(old), Some(new), Ok(Ok(()))) = (base, new, &done) {
+            self.note_diff(&path, old.as_deref(), &new);
+        }
+        done
     }
     async fn symlink(&mut self, target: String, path: String) -> FsResult<()> {
         fs_call!(self, |fs, fp| fs.symlink(&fp, &target, &path))

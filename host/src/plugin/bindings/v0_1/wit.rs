@@ -178,6 +178,7 @@ impl From<wt::CheckResult> for CheckOutcome {
             ok,
             changes,
             sends: r.sends,
+            written: Vec::new(),
         }
     }
 }
