@@ -379,23 +379,16 @@ fn only_and_tags_run_a_part_of_the_graph_with_its_dependencies() {
     let o = run_converged(&g, "0", &["--only", "exec[after-a]"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(d.join("after-a").exists() && !d.join("t/b").exists());
-    // A typo runs nothing and fails, naming what exists.
-    let o = run_converged(&g, "0", &["--tags", "wbe"]);
-    assert_eq!(code(&o), 1);
-    assert!(
-        stderr(&o).contains("the tags it uses: db, web"),
-        "{}",
-        stderr(&o)
-    );
-    let o = run_converged(&g, "0", &["--only", "file[zz]"]);
-    assert_eq!(code(&o), 1);
-    assert!(
-        stderr(&o).contains("does not have: file[zz]"),
-        "{}",
-        stderr(&o)
-    );
-    let o = run_converged(&g, "0", &["--only", "zz"]);
-    assert_eq!(code(&o), 64, "{}", stderr(&o));
+    // A typo runs nothing and fails, naming what exists; a malformed id is a usage error.
+    for (flag, value, exit, says) in [
+        ("--tags", "wbe", 1, "the tags it uses: db, web"),
+        ("--only", "file[zz]", 1, "does not have: file[zz]"),
+        ("--only", "zz", 64, "write it kind[name]"),
+    ] {
+        let o = run_converged(&g, "0", &[flag, value]);
+        assert_eq!(code(&o), exit, "{}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{}", stderr(&o));
+    }
 }
 
 #[test]

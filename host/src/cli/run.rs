@@ -217,29 +217,23 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         Err(panic) => std::panic::resume_unwind(panic),
     };
     let mut world_side = WorldSide::new(world.clone(), args.noop);
-    let (text, plan, doc, cache_writer) =
-        match plan_graph(&graph_path, read, &registry, plan_cache, &mut world_side).await {
-            Ok(planned) => planned,
-            Err(errors) => {
-                eprintln_in_order!("{errors}");
-                if let Some(fleet) = fleet {
-                    fleet.stop(false).await;
-                }
-                opened.close(false).await;
-                return Ok(ExitCode::FAILURE);
-            }
-        };
-    let converged_timeout = args.converged_timeout;
     // `--only` / `--tags`: the part of the graph that runs (and, for live swaps, of each
     // new version).
     let selection = target::Selection {
         only: std::mem::take(&mut args.only),
         tags: std::mem::take(&mut args.tags),
     };
-    let (plan, left_out) = match target::select(plan, &selection) {
-        Ok(selected) => selected,
-        Err(e) => {
-            eprintln_in_order!("error: {e}");
+    let planned = match plan_graph(&graph_path, read, &registry, plan_cache, &mut world_side).await
+    {
+        Ok((text, plan, doc, writer)) => target::select(plan, &selection)
+            .map(|(plan, left_out)| (text, plan, doc, writer, left_out))
+            .map_err(|e| format!("error: {e}")),
+        Err(errors) => Err(errors.to_string()),
+    };
+    let (text, plan, doc, cache_writer, left_out) = match planned {
+        Ok(planned) => planned,
+        Err(message) => {
+            eprintln_in_order!("{message}");
             if let Some(fleet) = fleet {
                 fleet.stop(false).await;
             }
@@ -247,6 +241,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    let converged_timeout = args.converged_timeout;
     if !left_out.is_empty() {
         tracing::info!(
             "--only/--tags: running {} resources; {} not targeted (not run)",
