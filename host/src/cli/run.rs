@@ -74,7 +74,7 @@ pub struct RunArgs {
     /// run also writes one each time the graph settles, keeping the last 5 as FILE.1..5.
     #[arg(long, value_name = "FILE", value_parser = report::Target::parse)]
     report: Option<report::Target>,
-    /// Run only this resource (kind[name]; repeat for more) and what it depends on;
+    /// Run only this resource (`kind[name]`; repeat for more) and what it depends on;
     /// resources that depend on it are not run (docs/user-guide.md#running-part-of-a-graph).
     #[arg(long, value_name = "KIND[NAME]", value_parser = target::parse_id)]
     only: Vec<crate::graph::ResId>,

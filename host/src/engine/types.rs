@@ -133,7 +133,7 @@ pub struct ResourceOutcome {
     /// Check-applies that would have changed something (noop).
     pub would_change: usize,
     /// What changed (or would), one line per change, oldest first; at most
-    /// [`MAX_RECORDED`] lines are kept, the count of the others is in `more`.
+    /// `MAX_RECORDED` (32) lines are kept, the count of the others is in `more`.
     pub what: Vec<String>,
     /// Lines of `what` that were not kept.
     pub more: usize,
