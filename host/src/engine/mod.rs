@@ -525,6 +525,7 @@ pub async fn run(
         stopped
     };
     tracing::debug!("engine stopped after {:.1?}", started.elapsed());
+    log_instances(&engine);
     let summary = summarize(&engine, stopped, idle_at_stop, started);
     // Freeing a large graph takes a while (~30 ms for 10 000 resources) and nobody waits
     // for it: do it off the caller's path.
@@ -541,7 +542,8 @@ pub(crate) fn drop_in_background<T: Send + 'static>(value: T) {
         .spawn(move || drop(value));
 }
 
-fn summarize(engine: &Engine, stopped: Stopped, idle_at_stop: bool, started: Instant) -> Summary {
+/// Log how many instances each plugin of the graph ended with.
+fn log_instances(engine: &Engine) {
     let mut seen = std::collections::HashSet::new();
     for v in engine.vertices() {
         if seen.insert(Arc::as_ptr(&v.plugin)) {
@@ -552,6 +554,10 @@ fn summarize(engine: &Engine, stopped: Stopped, idle_at_stop: bool, started: Ins
             );
         }
     }
+}
+
+/// What the run did so far: at the end, or (`Stopped::Period`) each time it settles.
+fn summarize(engine: &Engine, stopped: Stopped, idle_at_stop: bool, started: Instant) -> Summary {
     Summary {
         stopped,
         idle_at_stop,
