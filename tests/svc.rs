@@ -303,3 +303,46 @@ fn system_manager_when_there_is_one() {
     let out = run_converged(&g, "0.5", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// Removing a service: its unit file `state: absent` and the service `state: stopped`.
+/// The autoedge from the unit file to the service is reversed for a removal, so the
+/// service is stopped first and the file removed after (as systemd users do it), and a
+/// stopped service whose unit file is gone is in its declared state.
+#[test]
+fn removing_a_unit_stops_the_service_first() {
+    let Some(m) = UserManager::start() else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let starts = t.path().join("starts");
+    let unit = m.unit_dir().join("hs-gone.service");
+    std::fs::write(&unit, unit_text(&starts)).unwrap();
+    m.systemctl(&["daemon-reload"]);
+    m.systemctl(&["start", "hs-gone.service"]);
+    m.wait_active("hs-gone.service", "active");
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: t\nresources:\n  file:\n  - name: unit-file\n    path: {}\n    state: absent\n  \
+             svc:\n  - name: hs-gone\n    state: stopped\n    session: true\n",
+            unit.display()
+        ),
+    );
+    let out = run_once(&m, &g);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!unit.exists());
+    let stopped = err.find("svc[hs-gone]: stopped").expect(&err);
+    let removed = err.find("file[unit-file]: remove file").expect(&err);
+    assert!(stopped < removed, "removed before stopped:\n{err}");
+    assert_ne!(m.active_state("hs-gone.service"), "active");
+    // Converged: nothing to do, no error about the missing unit.
+    let again = run_once(&m, &g);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains(", 0 changes, 0 failed"),
+        "{}",
+        stderr(&again)
+    );
+}

@@ -210,6 +210,13 @@ fn text(
                 e(param)
             ));
         }
+        if let Some(r) = &k.removes_when {
+            about.push(format!(
+                "removes what it manages when `{}` is `{}`",
+                e(&r.param),
+                e(&r.value)
+            ));
+        }
         if about.is_empty() {
             let _ = writeln!(s, "  {kind}");
         } else {

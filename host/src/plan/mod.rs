@@ -142,6 +142,33 @@ pub async fn check_and_plan(doc: GraphDoc, registry: &Registry) -> Result<Plan, 
     Ok(plan)
 }
 
+/// Reverses the automatic edges `(manager, dependent)` whose manager *removes* what it
+/// manages (its kind's manifest says when: `file` with `state: absent`): what depends on
+/// the thing removed must be done with it first (a service stopped before its unit file
+/// goes). Only managers are looked at, so a graph of 10 000 files under one directory
+/// parses one resource's params here, not 10 000.
+fn reverse_removals(
+    auto: &mut [(usize, usize)],
+    doc: &GraphDoc,
+    params: &[Arc<str>],
+    registry: &Registry,
+) {
+    let mut removes: HashMap<usize, bool> = HashMap::new();
+    for edge in auto.iter_mut() {
+        let manager = edge.0;
+        let remover = *removes.entry(manager).or_insert_with(|| {
+            registry
+                .kind(&doc.resources[manager].kind)
+                .and_then(|k| k.plugin.manifest.kinds.get(&doc.resources[manager].kind))
+                .and_then(|k| k.removes_when.as_ref())
+                .is_some_and(|r| r.removes(&params[manager]))
+        });
+        if remover {
+            *edge = (edge.1, edge.0);
+        }
+    }
+}
+
 /// Validate every resource of a parsed, param-checked graph in its plugin and build
 /// the plan; `params` holds each resource's params as JSON text.
 ///
@@ -178,8 +205,9 @@ pub async fn plan(
             (managed, &info.depends_on_paths[..])
         })
         .collect();
-    let auto = graph::path_autoedges(&paths);
+    let mut auto = graph::path_autoedges(&paths);
     drop(paths);
+    reverse_removals(&mut auto, &doc, &params, registry);
     let g = graph::build(&doc, &auto)?;
 
     let order: Vec<usize> = g.order().collect();

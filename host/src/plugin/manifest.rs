@@ -51,6 +51,28 @@ pub struct KindManifest {
     /// pattern is a prefix of the names collected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collect_dir: Option<String>,
+    /// When a resource of this kind removes what it manages (`file`: `state` is
+    /// `absent`): the automatic edges from it are reversed, so what depends on the thing
+    /// removed runs first (see `plan::reverse_removals`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removes_when: Option<RemovesWhen>,
+}
+
+/// A param and the value of it that means "remove" (see [`KindManifest::removes_when`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct RemovesWhen {
+    pub param: String,
+    pub value: String,
+}
+
+impl RemovesWhen {
+    /// Whether the params (JSON text) say "remove".
+    pub fn removes(&self, params: &str) -> bool {
+        serde_json::from_str::<serde_json::Value>(params)
+            .ok()
+            .and_then(|v| v.get(&self.param).cloned())
+            .is_some_and(|v| v.as_str() == Some(self.value.as_str()))
+    }
 }
 
 fn yes() -> bool {
@@ -180,6 +202,22 @@ pub fn read(wasm: &[u8]) -> Result<Manifest, ManifestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removes_when_reads_the_param() {
+        let kind: KindManifest = toml::from_str(
+            "schema = '{}'\nremoves_when = { param = \"state\", value = \"absent\" }\n",
+        )
+        .unwrap();
+        let r = kind.removes_when.expect("parsed");
+        assert!(r.removes(r#"{"path": "/a", "state": "absent"}"#));
+        assert!(!r.removes(r#"{"path": "/a", "state": "exists"}"#));
+        assert!(!r.removes(r#"{"path": "/a"}"#));
+        assert!(!r.removes("not json"));
+        // Plugins built before the key existed: nothing is a removal.
+        let old: KindManifest = toml::from_str("schema = '{}'\n").unwrap();
+        assert_eq!(old.removes_when, None);
+    }
 
     #[test]
     fn rejects_non_wasm_and_core_modules() {

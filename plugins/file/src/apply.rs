@@ -779,8 +779,7 @@ mod partial_tests {
             told.starts_with(
                 "cannot write /etc/app/b: No space left on device; before it failed, this \
                  check-apply had made 19 changes"
-            )
-                && told.contains("/etc/app/0: create; /etc/app/1: create")
+            ) && told.contains("/etc/app/0: create; /etc/app/1: create")
                 && told.contains("/etc/app/15: create; and 4 more"),
             "{told}"
         );

@@ -36,6 +36,7 @@ impl Resource for File {
     const CLEANUP: bool = false;
     // A `collect:` pattern is the directory a collected file is placed in (mgmt's meaning).
     const COLLECT_DIR: Option<&'static str> = Some("path");
+    const REMOVES_WHEN: Option<(&'static str, &'static str)> = Some(("state", "absent"));
     const KIND: &'static str = "file";
     const SCHEMA: &'static str = include_str!("../schema/file.json");
     type Params = Params;

@@ -389,6 +389,13 @@ pub trait Resource {
     /// (`file` says `Some("path")`: `/srv/motd` collected with `pattern: /etc/` runs as
     /// `/etc/motd`). `None`: the pattern is a prefix of the names collected.
     const COLLECT_DIR: Option<&'static str> = None;
+
+    /// When a resource of this kind *removes* what it manages: a param and the value that
+    /// means removal (`file` says `Some(("state", "absent"))`). The host then reverses
+    /// the automatic edges from it: what depends on the removed thing (a service on its
+    /// unit file) runs first (the service is stopped), and the removal after. `None`:
+    /// this kind never removes what it manages.
+    const REMOVES_WHEN: Option<(&'static str, &'static str)> = None;
 }
 
 /// Leveled logging into the host's log.
@@ -721,6 +728,11 @@ macro_rules! export_resource {
                     Text(if <$res as $crate::Resource>::COLLECT_DIR.is_some() { "collect_dir = \"" } else { "" }),
                     Text(match <$res as $crate::Resource>::COLLECT_DIR { Some(p) => p, None => "" }),
                     Text(if <$res as $crate::Resource>::COLLECT_DIR.is_some() { "\"\n" } else { "" }),
+                    Text(if <$res as $crate::Resource>::REMOVES_WHEN.is_some() { "removes_when = { param = \"" } else { "" }),
+                    Text(match <$res as $crate::Resource>::REMOVES_WHEN { Some((p, _)) => p, None => "" }),
+                    Text(if <$res as $crate::Resource>::REMOVES_WHEN.is_some() { "\", value = \"" } else { "" }),
+                    Text(match <$res as $crate::Resource>::REMOVES_WHEN { Some((_, v)) => v, None => "" }),
+                    Text(if <$res as $crate::Resource>::REMOVES_WHEN.is_some() { "\" }\n" } else { "" }),
                     Text("[kinds.\""), Text(<$res as $crate::Resource>::KIND), Text("\".sends]\n"),
                     Sends(<$res as $crate::Resource>::SENDS),
                 )+

@@ -107,6 +107,28 @@ impl Resource for Svc {
         }
         match st.load_state.as_str() {
             "loaded" => {}
+            // A unit without a unit file that is to be stopped (or left as it is) and not
+            // enabled: what it asks holds once it is not running (a unit file removed by
+            // a `file` resource with `state: absent`, which runs after this one).
+            "not-found"
+                if !matches!(p.state, Some(State::Running))
+                    && !matches!(p.startup, Some(Startup::Enabled)) =>
+            {
+                if matches!(
+                    st.active_state.as_str(),
+                    "active" | "reloading" | "activating" | "deactivating"
+                ) && matches!(p.state, Some(State::Stopped))
+                {
+                    out.change(format!(
+                        "stopped (was {}; its unit file is gone)",
+                        st.active_state
+                    ));
+                    if ctx.apply {
+                        systemd::stop(&unit, session)?;
+                    }
+                }
+                return Ok(out);
+            }
             "not-found" => {
                 return Err(Error::new(format!(
                     "unit `{unit}` does not exist on the {} manager: no unit file found \
