@@ -59,7 +59,8 @@ fn inspect_shows_a_bundled_plugin() {
         "api:          homeostat:resource@0.1.0",
         "capabilities: fs",
         "bundled: trusted",
-        "  file (sends path: string, size: integer; collected into the pattern's directory: `path`)",
+        "  file (sends path: string, size: integer; collected into the pattern's directory: \
+         `path`; removes what it manages when `state` is `absent`)",
         "  homeostat:resource/fs@0.1.0",
         "  homeostat:resource/plugin@0.1.0",
         "params schema of `file`:",
