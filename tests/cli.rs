@@ -391,22 +391,25 @@ fn only_and_tags_run_a_part_of_the_graph_with_its_dependencies() {
     }
 }
 
+/// A graph of one file `d/name` with `content`, sensitive or not.
+fn one_file(d: &Path, name: &str, content: &str, sensitive: bool) -> std::path::PathBuf {
+    write_graph(
+        d,
+        "g.yaml",
+        &format!(
+            "graph: one\nresources:\n  file:\n  - name: {name}\n    path: {}/{name}\n    \
+             content: {content:?}\n    meta: {{sensitive: {sensitive}}}\n",
+            d.display()
+        ),
+    )
+}
+
 #[test]
 fn a_sensitive_resource_never_shows_its_content() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("secret"), "old-password\n").unwrap();
-    let graph = |sensitive: bool| {
-        write_graph(
-            d,
-            "g.yaml",
-            &format!(
-                "graph: s\nresources:\n  file:\n  - name: secret\n    path: {}/secret\n    \
-                 content: \"new-password\\n\"\n    meta: {{sensitive: {sensitive}}}\n",
-                d.display()
-            ),
-        )
-    };
+    let graph = |sensitive| one_file(d, "secret", "new-password\n", sensitive);
     let o = run_converged(&graph(false), "0", &["--noop"]);
     assert!(stderr(&o).contains("+new-password"), "{}", stderr(&o));
     let report = d.join("r.json");
@@ -426,17 +429,7 @@ fn a_sensitive_resource_never_shows_its_content() {
 fn diff_shows_what_a_real_change_changed() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let graph = |sensitive: bool| {
-        write_graph(
-            d,
-            "g.yaml",
-            &format!(
-                "graph: d\nresources:\n  file:\n  - name: conf\n    path: {}/conf\n    \
-                 content: \"new line\\nsame\\n\"\n    meta: {{sensitive: {sensitive}}}\n",
-                d.display()
-            ),
-        )
-    };
+    let graph = |sensitive| one_file(d, "conf", "new line\nsame\n", sensitive);
     let reset = || std::fs::write(d.join("conf"), "old line\nsame\n").unwrap();
     reset();
     let o = run_converged(&graph(false), "0", &["--diff"]);

@@ -798,23 +798,22 @@ fn print_summary(s: &Summary, noop: bool) {
             id(r)
         }
     };
-    let changed: Vec<String> = s
-        .each
-        .iter()
-        .filter(|r| r.changes > 0)
-        .map(|r| times(r, r.changes))
-        .collect();
-    if !changed.is_empty() {
-        eprintln_in_order!("  changed: {}", list(changed));
-    }
-    let would: Vec<String> = s
-        .each
-        .iter()
-        .filter(|r| r.would_change > 0)
-        .map(|r| times(r, r.would_change))
-        .collect();
-    if !would.is_empty() {
-        eprintln_in_order!("  would change (noop): {}", list(would));
+    /// A count of a resource's check-applies.
+    type Count = fn(&ResourceOutcome) -> usize;
+    let counted: [(&str, Count); 2] = [
+        ("changed", |r| r.changes),
+        ("would change (noop)", |r| r.would_change),
+    ];
+    for (label, count) in counted {
+        let named: Vec<String> = s
+            .each
+            .iter()
+            .filter(|r| count(r) > 0)
+            .map(|r| times(r, count(r)))
+            .collect();
+        if !named.is_empty() {
+            eprintln_in_order!("  {label}: {}", list(named));
+        }
     }
     let failed: Vec<&ResourceOutcome> = s.with(&[Outcome::Failed]).collect();
     for r in failed.iter().take(SUMMARY_LIST) {
