@@ -344,3 +344,26 @@ fn only_the_bundled_plugins_a_graph_uses_are_compiled() {
         "{compiled:?} is not the file plugin ({file_sha})"
     );
 }
+
+/// `plugin inspect` warns where what a plugin imports and what it declares disagree: the
+/// hostile test plugin calls `systemd` without declaring it (every call is refused).
+#[test]
+fn inspect_warns_when_imports_and_capabilities_disagree() {
+    let hostile = homeostat_tests::test_plugins().join("hostile.wasm");
+    let out = plugin(&["inspect", hostile.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        text.contains(
+            "warning:      imports `homeostat:resource/systemd` but does not declare the \
+             `systemd` capability"
+        ),
+        "{text}"
+    );
+    let json = plugin(&["inspect", "--json", hostile.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["warnings"].as_array().map(Vec::len), Some(1), "{v:#}");
+    // The bundled plugins agree with themselves.
+    let file = plugin(&["inspect", "bundled:file"]);
+    assert!(!stdout(&file).contains("warning:"), "{}", stdout(&file));
+}

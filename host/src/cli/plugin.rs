@@ -140,6 +140,7 @@ fn json(
         "kinds": kinds,
         "imports": r.imports,
         "exports": r.exports,
+        "warnings": r.warnings,
         "grant_line": if bundled { serde_json::Value::Null } else { grant_line.into() },
     });
     if let Some(g) = granted {
@@ -234,6 +235,9 @@ fn text(
     let _ = writeln!(s, "exports:");
     for x in &r.exports {
         let _ = writeln!(s, "  {}", e(x));
+    }
+    for w in &r.warnings {
+        let _ = writeln!(s, "warning:      {}", e(w));
     }
     for (kind, k) in &m.kinds {
         let pretty = serde_json::from_str::<serde_json::Value>(&k.schema)
@@ -388,7 +392,7 @@ const TEMPLATE_LIB: &str = r#"//! The `{{name}}` resource kind: the file at `pat
 //! logic that does not touch the system in plain functions (like [`content`]) so that
 //! `cargo test --target x86_64-unknown-linux-gnu` tests it natively.
 
-use homeostat_sdk::{CheckApply, Error, Info, Outcome, Resource, ResourceId, Result, fs};
+use homeostat_sdk::{CheckApply, Error, Info, Outcome, Resource, ResourceId, Result, fs, text};
 
 /// The params of a `{{name}}` resource (see `schema/{{name}}.json`).
 #[derive(serde::Deserialize)]
@@ -429,10 +433,19 @@ impl Resource for {{type}} {
     fn check_apply(_: &ResourceId, p: &Params, ctx: &CheckApply) -> Result<Outcome> {
         let want = content(p);
         let mut out = Outcome::new();
-        if !fs::content_equals(&p.path, want.as_bytes())? {
-            out.change(format!("content of {}", p.path));
+        // An absent file is a state to repair, not an error: `read_opt` says `None`.
+        let current = fs::read_opt(&p.path)?;
+        if current.as_deref() != Some(want.as_bytes()) {
+            out.change(match current {
+                None => format!("create {}", p.path),
+                Some(old) => format!(
+                    "{}: {}",
+                    p.path,
+                    text::short_diff(&String::from_utf8_lossy(&old), &want)
+                ),
+            });
             if ctx.apply {
-                fs::write(&p.path, want.as_bytes(), fs::Attrs::default())?;
+                fs::write(&p.path, want.as_bytes(), fs::Attrs::new().mode(0o644))?;
             }
         }
         Ok(out)

@@ -43,6 +43,40 @@ pub struct Report {
     pub manifest: Manifest,
     pub imports: Vec<Import>,
     pub exports: Vec<String>,
+    /// Where the imports and the declared capabilities disagree (see [`disagreements`]).
+    pub warnings: Vec<String>,
+}
+
+/// Where a plugin's imports and the capabilities its manifest declares disagree: an
+/// interface imported without its capability (every call to it will be refused), or a
+/// capability declared for an interface never imported (a grant of it is unused).
+pub fn disagreements(imports: &[String], declared: &[String]) -> Vec<String> {
+    use crate::plugin::grants::Capability;
+    let imported: Vec<&str> = imports
+        .iter()
+        .filter_map(|i| i.strip_prefix("homeostat:resource/"))
+        .map(|i| i.split('@').next().unwrap_or(i))
+        .collect();
+    let mut warnings = Vec::new();
+    for iface in &imported {
+        if Capability::parse(iface).is_some() && !declared.iter().any(|d| d == iface) {
+            warnings.push(format!(
+                "imports `homeostat:resource/{iface}` but does not declare the `{iface}` \
+                 capability: every call to it will be refused (add it to \
+                 `export_resource!(..; capabilities = [..])`)"
+            ));
+        }
+    }
+    for cap in declared {
+        if Capability::parse(cap).is_some() && !imported.contains(&cap.as_str()) {
+            warnings.push(format!(
+                "declares the `{cap}` capability but never imports \
+                 `homeostat:resource/{cap}`: it is unused, and so is any grant of it (drop \
+                 it from the manifest)"
+            ));
+        }
+    }
+    warnings
 }
 
 /// The component's top-level import and export names, in file order.
@@ -85,9 +119,11 @@ pub fn missing_imports(wasm: &[u8]) -> Vec<String> {
 pub fn inspect(wasm: &[u8]) -> Result<Report, ManifestError> {
     let manifest = manifest::read(wasm)?;
     let (imports, exports) = interfaces(wasm)?;
+    let warnings = disagreements(&imports, &manifest.capabilities);
     Ok(Report {
         sha256: sha256_hex(wasm),
         size: wasm.len(),
+        warnings,
         manifest,
         imports: imports
             .into_iter()
@@ -114,6 +150,27 @@ mod tests {
         assert!(!host_provides("homeostat:resource/nope@0.1.0"));
         assert!(!host_provides("homeostat:resource/fs@0.2.0"));
         assert!(!host_provides("test:nope/nope"));
+    }
+
+    #[test]
+    fn imports_and_capabilities_must_agree() {
+        let imports = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let caps = imports;
+        let agree = disagreements(
+            &imports(&[
+                "homeostat:resource/log@0.1.0",
+                "homeostat:resource/fs@0.1.0",
+            ]),
+            &caps(&["fs"]),
+        );
+        assert!(agree.is_empty(), "{agree:?}");
+        let w = disagreements(
+            &imports(&["homeostat:resource/fs@0.1.0", "wasi:io/streams@0.2.6"]),
+            &caps(&["process"]),
+        );
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("imports `homeostat:resource/fs` but does not declare"));
+        assert!(w[1].contains("declares the `process` capability but never imports"));
     }
 
     #[test]

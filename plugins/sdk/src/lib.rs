@@ -477,6 +477,125 @@ pub mod fs {
             }
         }
     }
+
+    /// A builder for [`Attrs`]: set what the resource manages, leave the rest as it is.
+    ///
+    /// ```ignore
+    /// fs::write(&p.path, data, fs::Attrs::new().mode(0o640).uid(0))?;
+    /// ```
+    impl Attrs {
+        /// Nothing set: mode and ownership are left as they are (a new file gets `0644` and
+        /// the host's user).
+        pub fn new() -> Attrs {
+            Attrs::default()
+        }
+
+        /// Set the permission bits (`0o7777` at most: setuid, setgid and sticky included).
+        pub fn mode(self, mode: u32) -> Attrs {
+            Attrs {
+                mode: Some(mode),
+                ..self
+            }
+        }
+
+        /// Set the owner, by numeric id (names: [`user_id`]).
+        pub fn uid(self, uid: u32) -> Attrs {
+            Attrs {
+                uid: Some(uid),
+                ..self
+            }
+        }
+
+        /// Set the group, by numeric id (names: [`group_id`]).
+        pub fn gid(self, gid: u32) -> Attrs {
+            Attrs {
+                gid: Some(gid),
+                ..self
+            }
+        }
+    }
+
+    /// The whole content of the regular file `path`, or `None` when it does not exist (nor
+    /// a parent): for a resource, an absent file is a state, not an error. Every other
+    /// failure is an error, as with [`read`] (outside the footprint: `not-allowed`; a
+    /// directory: `wrong-type`).
+    pub fn read_opt(path: &str) -> Result<Option<Vec<u8>>, Error> {
+        match read(path) {
+            Ok(data) => Ok(Some(data)),
+            Err(e) if e.code == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Text helpers for log messages and change summaries.
+pub mod text {
+    /// At most this many changed lines shown by [`short_diff`] on each side.
+    pub const SHORT_DIFF_LINES: usize = 3;
+
+    /// A one-line description of what changed between two texts, for a log message or a
+    /// change summary: the first changed lines (at most [`SHORT_DIFF_LINES`] each side),
+    /// each side's lines joined by ` / `, longer lines cut with `…`.
+    ///
+    /// ```
+    /// use homeostat_sdk::text::short_diff;
+    /// assert_eq!(short_diff("a\nb\nc\n", "a\nB\nc\n"), r#"line 2: "b" -> "B""#);
+    /// assert_eq!(short_diff("a\n", "a\nb\n"), r#"line 2: added "b""#);
+    /// assert_eq!(short_diff("same\n", "same\n"), "no change");
+    /// ```
+    pub fn short_diff(old: &str, new: &str) -> String {
+        let (old, new): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+        let head = old.iter().zip(&new).take_while(|(a, b)| a == b).count();
+        let tail = old[head..]
+            .iter()
+            .rev()
+            .zip(new[head..].iter().rev())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let (gone, came) = (&old[head..old.len() - tail], &new[head..new.len() - tail]);
+        let side = |lines: &[&str]| {
+            let mut shown: Vec<String> = lines
+                .iter()
+                .take(SHORT_DIFF_LINES)
+                .map(|l| format!("{:?}", cut(l)))
+                .collect();
+            if lines.len() > SHORT_DIFF_LINES {
+                shown.push(format!("and {} more", lines.len() - SHORT_DIFF_LINES));
+            }
+            shown.join(" / ")
+        };
+        let at = format!("line {}", head + 1);
+        match (gone.is_empty(), came.is_empty()) {
+            (true, true) => "no change".to_string(),
+            (true, false) => format!("{at}: added {}", side(came)),
+            (false, true) => format!("{at}: removed {}", side(gone)),
+            (false, false) => format!("{at}: {} -> {}", side(gone), side(came)),
+        }
+    }
+
+    /// `line`, or its first 60 characters and `…`.
+    fn cut(line: &str) -> String {
+        match line.char_indices().nth(60) {
+            Some((at, _)) => format!("{}…", &line[..at]),
+            None => line.to_string(),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::short_diff;
+
+        #[test]
+        fn what_changed_in_one_line() {
+            assert_eq!(short_diff("a\nb\n", "a\n"), r#"line 2: removed "b""#);
+            let many = short_diff("x\n", "1\n2\n3\n4\n5\n");
+            assert_eq!(many, r#"line 1: "x" -> "1" / "2" / "3" / and 2 more"#);
+            let long = "y".repeat(100);
+            let cut = short_diff("", &long);
+            assert!(cut.ends_with("…\""), "{cut}");
+            assert!(cut.len() < 90, "{cut}");
+        }
+    }
 }
 
 /// The kernel log, read and buffered by the host (capability `kmsg`). Records are raw
