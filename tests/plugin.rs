@@ -367,3 +367,25 @@ fn inspect_warns_when_imports_and_capabilities_disagree() {
     let file = plugin(&["inspect", "bundled:file"]);
     assert!(!stdout(&file).contains("warning:"), "{}", stdout(&file));
 }
+
+/// The SDK carries the WIT it binds (so that the published crate builds on its own): its
+/// copies are the repository's `wit/`, byte for byte.
+#[test]
+fn the_sdk_carries_the_wit_the_host_implements() {
+    for version in ["v0.1", "v0.2"] {
+        let at = |base: &str| root().join(base).join(version).join("resource.wit");
+        let (ours, sdk) = (at("wit"), at("plugins/sdk/wit"));
+        assert_eq!(
+            std::fs::read_to_string(&sdk).unwrap_or_else(|e| panic!("{}: {e}", sdk.display())),
+            std::fs::read_to_string(&ours).unwrap(),
+            "{} differs from {}: copy wit/ into plugins/sdk/wit/ (the SDK binds its copy)",
+            sdk.display(),
+            ours.display()
+        );
+    }
+    let listed = std::fs::read_dir(root().join("wit")).unwrap().count();
+    let copied = std::fs::read_dir(root().join("plugins/sdk/wit"))
+        .unwrap()
+        .count();
+    assert_eq!(listed, copied, "every WIT version is copied into the SDK");
+}

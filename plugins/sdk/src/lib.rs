@@ -43,7 +43,7 @@ use serde::de::DeserializeOwned;
 #[doc(hidden)]
 pub mod __bindings {
     wit_bindgen::generate!({
-        path: "../../wit/v0.1",
+        path: "wit/v0.1",
         world: "resource-plugin",
         pub_export_macro: true,
         export_macro_name: "__export_plugin_world",
@@ -56,7 +56,7 @@ pub mod __bindings {
 #[doc(hidden)]
 pub mod __world_bindings {
     wit_bindgen::generate!({
-        path: "../../wit/v0.2",
+        path: "wit/v0.2",
         world: "world-access",
         default_bindings_module: "homeostat_sdk::__world_bindings",
     });
