@@ -316,7 +316,8 @@ fn faults(root: &Path, extra: &[String]) -> Result<(), String> {
     run(&mut cmd)
 }
 
-/// The host crate's API docs, private items included, build without a warning: a broken
+/// The host crate's API docs, private items included, and the SDK's API reference (every
+/// public item documented: `#![deny(missing_docs)]`) build without a warning: a broken
 /// or ambiguous intra-doc link is a defect in the docs that move with the code.
 fn check_docs(root: &Path) -> Result<(), String> {
     println!("\nchecking the host crate's docs (rustdoc, warnings are errors)");
@@ -331,7 +332,14 @@ fn check_docs(root: &Path) -> Result<(), String> {
             "--document-private-items",
             "--quiet",
         ]))
-    .map_err(|e| format!("the host crate's docs have warnings: {e}"))
+    .map_err(|e| format!("the host crate's docs have warnings: {e}"))?;
+    println!("checking the SDK's API reference (rustdoc, warnings are errors)");
+    run(Command::new(env!("CARGO"))
+        .current_dir(root.join("plugins"))
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .args(["doc", "-p", "homeostat-sdk", "--no-deps", "--quiet", "--target"])
+        .arg(host_triple()?))
+    .map_err(|e| format!("the SDK's API reference has warnings: {e}"))
 }
 
 /// The host's target triple, from `rustc -vV`.

@@ -427,7 +427,8 @@ pub mod log {
 /// declared with [`Info::command`](crate::Info::command).
 ///
 /// Each process gets its own process group, killed on timeout, and exactly the
-/// environment in [`Command::env`] (empty by default: not even `PATH`).
+/// environment in [`Command::env`](crate::process::Command::env) (empty by default: not
+/// even `PATH`).
 pub mod process {
     pub use crate::__bindings::homeostat::resource::process::{Error, ErrorCode, Output, run};
     pub use crate::__bindings::homeostat::resource::types::Command;
@@ -456,8 +457,36 @@ pub mod systemd {
     };
 }
 
-/// File-system access through the host, confined to the resource's footprint.
 pub mod fs {
+    //! File-system access through the host (capability `fs`), confined to the resource's
+    //! footprint: the paths its [`Resource::validate`](crate::Resource::validate) declared with
+    //! [`Info::read_path`](crate::Info::read_path), [`write_path`](crate::Info::write_path),
+    //! `read_tree` and `write_tree`.
+    //!
+    //! **What every call confines.** Paths are absolute. A path outside the footprint, or a
+    //! write through a read grant, fails with [`ErrorCode::NotAllowed`] before anything is
+    //! touched; so does any call when the plugin lacks the `fs` capability (declared and
+    //! granted). Symlinks on the way to a path are not followed where an unprivileged user
+    //! could have placed them, and a path the running graph writes is never followed as a
+    //! symlink (the host's walk; see the security guide).
+    //!
+    //! **What the calls return.** Every call returns `Result<_, Error>`, whose
+    //! [`code`](Error::code) is one of: [`ErrorCode::NotFound`] (the path or a parent does not
+    //! exist; [`stat`] says `None` instead, and [`read_opt`] too), [`ErrorCode::PermissionDenied`]
+    //! (the operating system refused), [`ErrorCode::WrongType`] (a directory where a file was
+    //! expected, ...), [`ErrorCode::NotEmpty`] ([`remove`] of a non-empty directory without
+    //! `recursive`), [`ErrorCode::UnknownId`] ([`user_id`], [`group_id`]), or
+    //! [`ErrorCode::Other`], with a message that names the path. [`write()`] and [`copy()`] replace
+    //! the file atomically and durably (a temporary file, flushed, renamed into place): a
+    //! reader never sees half a file, and a crash leaves the old one or the new one.
+    //!
+    //! ```ignore
+    //! let current = fs::read_opt(&p.path)?;              // None: not there yet
+    //! if current.as_deref() != Some(want.as_bytes()) {
+    //!     fs::write(&p.path, want.as_bytes(), fs::Attrs::new().mode(0o644))?;
+    //! }
+    //! ```
+
     pub use crate::__bindings::homeostat::resource::fs::{
         Attrs, Error, ErrorCode, FileStat, FileType, content_equals, copy, digest, group_id, mkdir,
         read, read_at, read_dir, read_link, remove, set_attrs, stat, symlink, user_id, write,
@@ -606,7 +635,7 @@ pub mod kmsg {
 
 /// Sockets for a [`Resource::serve`] loop (capability `net`), limited to the addresses
 /// declared with [`Info::udp`](crate::Info::udp) and [`Info::tcp`](crate::Info::tcp).
-/// The host waits; the loop handles what [`wait`] returns:
+/// The host waits; the loop handles what [`wait`](crate::net::wait) returns:
 ///
 /// ```ignore
 /// let s = net::bind_udp("0.0.0.0:6969")?;
@@ -628,7 +657,8 @@ pub mod net {
 /// Values shared between hosts (WIT `homeostat:resource/world@0.2.0`; capability
 /// `world`): each key holds one value per host, in the World (the local store, or etcd
 /// in a cluster). Declare the keys a resource watches from [`Resource::validate`] with
-/// [`watch`]; read and write them from [`Resource::check_apply`] ([`put`] and [`delete`]
+/// [`watch`](crate::world::watch); read and write them from [`Resource::check_apply`]
+/// ([`put`](crate::world::put) and [`delete`](crate::world::delete)
 /// only when it applies). A plugin that declares `world` is a 0.2 plugin: it runs on
 /// hosts that have 0.2.
 pub mod world {
@@ -638,7 +668,7 @@ pub mod world {
 /// A small value the host keeps per resource between calls, and across restarts (in the
 /// World: the local store, or etcd); gone when the resource leaves the graph. Calls are
 /// otherwise stateless.
-/// A [`set`] from [`Resource::serve`] that changes the value wakes the resource, so its
+/// A [`set`](crate::state::set) from [`Resource::serve`] that changes the value wakes the resource, so its
 /// check-apply can publish what the server did.
 pub mod state {
     pub use crate::__bindings::homeostat::resource::state::{get, set};
