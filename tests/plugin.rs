@@ -389,3 +389,63 @@ fn the_sdk_carries_the_wit_the_host_implements() {
         .count();
     assert_eq!(listed, copied, "every WIT version is copied into the SDK");
 }
+
+/// `plugin lock` pins the third-party plugin of each kind a graph uses; another build is
+/// then refused before anything runs, with both digests, and so is a kind not pinned.
+#[test]
+fn a_locked_graph_refuses_another_build_of_its_plugin() {
+    let (_d, plugins, grants) = granted_dir(&line_wasm());
+    let t = tempfile::tempdir().unwrap();
+    let g = write_graph(
+        t.path(),
+        "g.yaml",
+        &format!(
+            "graph: t\nresources:\n  line:\n  - name: l\n    path: {}/f\n    line: x\n",
+            t.path().display()
+        ),
+    );
+    let flags = [
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+        "--grants",
+        grants.to_str().unwrap(),
+    ];
+    fn joined<'a>(args: &[&'a str], flags: &[&'a str]) -> Vec<&'a str> {
+        [args, flags].concat()
+    }
+    let out = plugin(&joined(&["lock", g.to_str().unwrap()], &flags));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lock = std::fs::read_to_string(t.path().join("g.yaml.lock")).unwrap();
+    let sha = homeostat_tests::sha256_file(&line_wasm());
+    assert!(lock.contains(&format!("sha256 = \"{sha}\"")), "{lock}");
+    let out = homeostat(&joined(&["validate", g.to_str().unwrap()], &flags));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Another build of the plugin: the same component with one more custom section.
+    let mut wasm = std::fs::read(line_wasm()).unwrap();
+    wasm.extend_from_slice(&[0, 4, 3, b'x', b'y', b'z']);
+    std::fs::write(plugins.join("line.wasm"), &wasm).unwrap();
+    for cmd in ["validate", "run"] {
+        let mut args = joined(&[cmd, g.to_str().unwrap()], &flags);
+        if cmd == "run" {
+            args.extend(["--converged-timeout", "0"]);
+        }
+        let out = homeostat(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {err}");
+        assert!(
+            err.contains("for kind `line` has SHA-256")
+                && err.contains(&format!("but the lock pins {sha}")),
+            "{cmd}: {err}"
+        );
+        assert!(!t.path().join("f").exists(), "{cmd} ran something");
+    }
+    // A kind the lock does not name is refused too.
+    std::fs::write(t.path().join("g.yaml.lock"), "[kinds]\n").unwrap();
+    let out = homeostat(&joined(&["validate", g.to_str().unwrap()], &flags));
+    assert!(
+        stderr(&out).contains("kind `line` (plugin `line`")
+            && stderr(&out).contains("is not pinned"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -337,7 +337,14 @@ fn check_docs(root: &Path) -> Result<(), String> {
     run(Command::new(env!("CARGO"))
         .current_dir(root.join("plugins"))
         .env("RUSTDOCFLAGS", "-D warnings")
-        .args(["doc", "-p", "homeostat-sdk", "--no-deps", "--quiet", "--target"])
+        .args([
+            "doc",
+            "-p",
+            "homeostat-sdk",
+            "--no-deps",
+            "--quiet",
+            "--target",
+        ])
         .arg(host_triple()?))
     .map_err(|e| format!("the SDK's API reference has warnings: {e}"))
 }

@@ -22,6 +22,19 @@ pub enum PluginCommand {
     /// Create a plugin crate for a new resource kind, ready to build with
     /// `cargo build --release --target wasm32-wasip2`.
     New(NewArgs),
+    /// Pin the third-party plugins a graph uses by SHA-256 in GRAPH.lock beside it: another
+    /// build is then refused before anything runs.
+    Lock(LockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// The graph file (YAML); the lock file is written beside it as GRAPH.lock.
+    graph: PathBuf,
+    #[command(flatten)]
+    input: super::input::GraphFileArgs,
+    #[command(flatten)]
+    plugins: super::load::PluginArgs,
 }
 
 #[derive(Debug, Args)]
@@ -58,7 +71,22 @@ pub fn plugin(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         PluginCommand::Inspect(args) => inspect_cmd(args),
         PluginCommand::New(args) => new(args),
+        PluginCommand::Lock(args) => lock(args),
     }
+}
+
+/// `plugin lock`: pin what the graph uses now (after the operator checked it).
+fn lock(args: LockArgs) -> anyhow::Result<ExitCode> {
+    let (_runtime, registry) = args.plugins.load(&crate::sys::Services::default())?;
+    let (_, doc) = crate::plan::parse(&args.graph, args.input.max_bytes())?;
+    let (path, pinned) = crate::plan::pins::write(&doc, &registry)
+        .with_context(|| format!("cannot write the lock file of {}", args.graph.display()))?;
+    println!(
+        "{}: pinned {pinned} third-party plugin kind(s) the graph uses (bundled kinds are \
+         pinned by this binary)",
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn inspect_cmd(args: InspectArgs) -> anyhow::Result<ExitCode> {

@@ -154,9 +154,12 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     args.graph = Some(graph_path.clone());
+    // A graph with a plugin lock file is planned every time: a cached plan would skip the
+    // check of its pins.
     let plan_cache = args
         .plugins
         .cache_dir()
+        .filter(|_| !crate::plan::pins::lock_path(&graph_path).exists())
         .and_then(|dir| PlanCache::new(&dir, &graph_path));
     // Reading and parsing the graph (or reading its cached plan) needs no plugin: do it
     // while the plugins load.

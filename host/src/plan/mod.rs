@@ -29,6 +29,7 @@ use crate::sys::text;
 
 pub mod cache;
 pub mod collect;
+pub mod pins;
 pub mod source;
 pub mod target;
 
@@ -59,6 +60,9 @@ pub enum PlanError {
     },
     #[error("{0}")]
     Graph(#[from] GraphErrors),
+    /// A third-party plugin is not the build the graph's lock file pins (see [`pins`]).
+    #[error("{0}")]
+    Pins(String),
 }
 
 impl PlanError {
@@ -127,6 +131,7 @@ pub fn parse_text(path: &Path, text: &str) -> Result<GraphDoc, PlanError> {
 /// Check a parsed graph's kinds, edges and params against the plugins, then [`plan`] it.
 pub async fn check_and_plan(doc: GraphDoc, registry: &Registry) -> Result<Plan, PlanError> {
     let started = std::time::Instant::now();
+    pins::check(&doc, registry).map_err(PlanError::Pins)?;
     graph::check_params(&doc, registry)?;
     let params: Vec<Arc<str>> = doc.resources.iter().map(params_json).collect();
     let checked = started.elapsed();
