@@ -473,11 +473,15 @@ impl Host {
 
     /// Clear the data of member `id`, which left the cluster (`how`: while serving, or
     /// while this host was down), and be a plain volunteer again.
-    fn forget(&mut self, id: u64, how: &str) {
+    fn forget(&mut self, id: Option<u64>, how: &str) {
+        let member = id.map_or_else(
+            || "this host's member".to_string(),
+            |id| format!("member {id:x}"),
+        );
         match wipe_data(self.state_dir()) {
             Ok(()) => tracing::info!(
-                "cluster: unnominated: member {id:x} left the cluster{how}; cleared its \
-                 data; this host stays a client and a volunteer"
+                "cluster: unnominated: {member} left the cluster{how}; cleared its data; this \
+                 host stays a client and a volunteer"
             ),
             Err(e) => tracing::warn!("cluster: clearing the etcd data directory: {e}"),
         }
@@ -509,6 +513,21 @@ impl Host {
         let members = self.world.members().await.map_err(|e| e.to_string())?;
         let members = members.as_slice();
         let held = self.held();
+        // An etcd that ended for good (its member removed, or the supervisor gave up) is
+        // no longer served: clear its data and volunteer again, like a member removed
+        // while this host was down; the chooser replaces the old member if it is still
+        // listed.
+        let ended = {
+            let guard = self.server.lock().await;
+            match guard.as_ref() {
+                Some(server) => !server.alive().await,
+                None => false,
+            }
+        };
+        if ended {
+            self.leave(held, " (its etcd ended by itself)").await;
+            return Ok(());
+        }
         let serving = self.server.lock().await.is_some();
         if serving {
             // Our own member's id, once etcd knows it (a learner that just joined, or
@@ -518,7 +537,7 @@ impl Host {
                 None => self.own_member_id().await,
             };
             match own {
-                Some(id) if self.gone(id, members) => self.leave(id).await,
+                Some(id) if self.gone(id, members) => self.leave(Some(id), "").await,
                 Some(id) if held.is_none() => self.remember(Some(Some(id)), None),
                 _ => {}
             }
@@ -527,7 +546,7 @@ impl Host {
         {
             // The cluster removed the member while this host was down (its etcd would
             // not start from the data).
-            self.forget(id, " while this host was down");
+            self.forget(Some(id), " while this host was down");
         } else if let Some(nomination) = self
             .world
             .get(key)
@@ -612,11 +631,11 @@ impl Host {
 
     /// The member was removed: stop etcd, clear its data, volunteer again, sending
     /// requests to the other members it knows.
-    async fn leave(&mut self, id: u64) {
+    async fn leave(&mut self, id: Option<u64>, why: &str) {
         if let Some(server) = self.server.lock().await.take() {
             server.stop().await;
         }
-        self.forget(id, "; stopped etcd");
+        self.forget(id, &format!("{why}; stopped etcd"));
         self.reach_remembered().await;
         for url in &self.cfg.advertise_client_urls {
             self.follower.drop_endpoint(url).await;

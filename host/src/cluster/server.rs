@@ -12,7 +12,10 @@
 //! - **Supervised.** Its log (zap's JSON lines) goes into homeostat's log prefixed
 //!   `etcd:`, at etcd's level (its info lines at debug). When it dies it is restarted after
 //!   a backoff (0.5 s doubling to 8 s), at most [`MAX_RESTARTS`] times in a row without a
-//!   minute of uptime; each death is reported, and giving up is an error in the log.
+//!   minute of uptime; each death is reported, and giving up is an error in the log. An
+//!   etcd that ends by itself with status 0 found its member removed from the cluster: it
+//!   is not restarted, and [`EtcdServer::alive`] says so (the membership task then clears
+//!   the data and volunteers again).
 //! - **Stopped with homeostat.** [`EtcdServer::stop`] sends SIGTERM and waits (SIGKILL
 //!   after 10 s); and should homeostat die without stopping it, the kernel sends etcd
 //!   SIGTERM (`PR_SET_PDEATHSIG`), so no etcd outlives it.
@@ -340,6 +343,12 @@ impl EtcdServer {
     }
 
     /// Stop it: SIGTERM, then SIGKILL after 10 s. No etcd process is left.
+    /// Whether etcd still runs (or is being restarted): false once the supervisor gave
+    /// up, or etcd ended by itself because the cluster removed its member.
+    pub async fn alive(&self) -> bool {
+        self.child.lock().await.is_some()
+    }
+
     pub async fn stop(self) {
         self.stopping.store(true, Ordering::Release);
         self.supervisor.abort();
@@ -525,6 +534,20 @@ async fn supervise(
             continue;
         };
         if stopping.load(Ordering::Acquire) {
+            return;
+        }
+        // etcd ends by itself with status 0 when it finds its member removed from the
+        // cluster ("the member has been permanently removed from the cluster"): it would
+        // do so again at every start. Not restarted; the membership task sees it is not
+        // alive, clears the data and makes this host a volunteer again (found by the fault
+        // schedule: restarted five times, then given up, the host was neither a member
+        // nor a volunteer, and the cluster stayed one voter short).
+        if status.success() {
+            tracing::warn!(
+                "etcd: ended by itself (exit status 0: its member was removed from the \
+                 cluster); not restarted"
+            );
+            *child.lock().await = None;
             return;
         }
         if up_since.elapsed() > Duration::from_secs(60) {
