@@ -270,22 +270,16 @@ pub fn write(target: &Target, text: &str, rotate: bool) -> std::io::Result<()> {
             out.write_all(text.as_bytes())?;
             out.flush()
         }
-        Target::File(path) => {
-            let dir = match path.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d,
-                _ => Path::new("."),
-            };
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".homeostat-report.")
-                .tempfile_in(dir)?;
-            tmp.write_all(text.as_bytes())?;
-            tmp.as_file().sync_data()?;
-            if rotate {
-                rotate_out(path);
-            }
-            tmp.persist(path).map_err(|e| e.error)?;
-            Ok(())
-        }
+        Target::File(path) => crate::sys::fs::cache_file::write_whole(
+            path,
+            ".homeostat-report.",
+            text.as_bytes(),
+            || {
+                if rotate {
+                    rotate_out(path);
+                }
+            },
+        ),
     }
 }
 

@@ -145,15 +145,7 @@ pub fn write(doc: &GraphDoc, registry: &Registry) -> std::io::Result<(PathBuf, u
          anything runs.\n{body}",
         doc.file.display()
     );
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".homeostat-lock.")
-        .tempfile_in(dir)?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
-    tmp.persist(&path).map_err(|e| e.error)?;
+    crate::sys::fs::cache_file::write_whole(&path, ".homeostat-lock.", text.as_bytes(), || {})?;
     Ok((path, lock.kinds.len()))
 }
 

@@ -1,6 +1,6 @@
-//! homeostat's own cache files (compiled plugins, cached plans): written whole or not at
-//! all (a temporary file renamed into place), with who may read them decided by the
-//! caller. Not footprint-scoped: these are homeostat's files, in its cache directory.
+//! homeostat's own files: cache files (compiled plugins, cached plans) and what it writes
+//! for the operator (run reports, plugin lock files), each written whole or not at all (a
+//! temporary file renamed into place). Not footprint-scoped: these are homeostat's files.
 
 use std::path::Path;
 
@@ -12,6 +12,28 @@ pub(crate) enum CacheFile {
     /// Only the owner, in a directory only the owner can list (cached plans hold params,
     /// which may be secrets the graph file itself protects).
     Private,
+}
+
+/// Write `path` whole or not at all: a temporary file (`prefix`...) in its directory,
+/// written and flushed, then renamed over it; `before_rename` runs just before the
+/// rename (a report rotates the earlier ones out there).
+pub(crate) fn write_whole(
+    path: &Path,
+    prefix: &str,
+    bytes: &[u8],
+    before_rename: impl FnOnce(),
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new().prefix(prefix).tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_data()?;
+    before_rename();
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Write a file of the cache directory atomically: a temporary file renamed into place.
