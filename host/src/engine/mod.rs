@@ -24,6 +24,7 @@
 //! directly.
 
 pub mod converger;
+mod edits;
 mod limits;
 mod types;
 mod vertex;
@@ -177,6 +178,7 @@ impl Engine {
         );
         // Link before the tasks run: start them after.
         Self::link(&vertices, &plan.edges);
+        vertices.iter().for_each(|v| self.ctx.edits.join(v));
         let tasks = self.spawn(&vertices, started);
         self.running = vertices
             .into_iter()
@@ -318,7 +320,10 @@ impl Engine {
             })
             .collect();
         Self::link(&vertices, &plan.edges);
-        fresh.iter().for_each(|_| self.ctx.converger.add());
+        fresh.iter().for_each(|v| {
+            self.ctx.converger.add();
+            self.ctx.edits.join(v);
+        });
         let mut tasks = self.spawn(&fresh, started).into_iter();
         self.running = vertices
             .into_iter()
@@ -444,6 +449,7 @@ pub async fn run(
         semaphores: limits::Semaphores::default(),
         servers: vertex::Servers::default(),
         sys,
+        edits: edits::EditGroups::default(),
     });
     let mut engine = Engine {
         ctx: ctx.clone(),

@@ -20,6 +20,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 
 use super::converger::Converger;
 use super::converger::Phase;
+use super::edits::{EditGroup, EditGroups};
 use super::limits::Bucket;
 use super::limits::Semaphores;
 use super::types::{MAX_RECORDED, PlannedResource};
@@ -73,7 +74,7 @@ pub(super) struct Vertex {
     pub meta: Meta,
     watch: Vec<WatchItem>,
     /// One per non-recursive path watch: the resource's own writes there do not wake it.
-    echoes: Arc<[Arc<Echo>]>,
+    pub(super) echoes: Arc<[Arc<Echo>]>,
     /// Values this kind declares it sends, with their types.
     sends_declared: Arc<BTreeMap<String, SendType>>,
     /// The footprint declared for the graph's params.
@@ -109,6 +110,8 @@ pub(super) struct Vertex {
     pub conflicted: AtomicBool,
     /// Stops this vertex's task (on shutdown, or when a swap removes it).
     pub stop: watch::Sender<bool>,
+    /// The group of the file it edits, for an editing resource (see `edits`).
+    pub(super) edit: std::sync::OnceLock<Arc<EditGroup>>,
 }
 
 /// What a vertex's check-applies did (see [`super::types::ResourceOutcome`]).
@@ -142,6 +145,8 @@ pub(super) struct Ctx {
     pub(super) servers: Servers,
     /// The OS services the vertices' watches use (watch commands, units, the kernel log).
     pub(super) sys: Services,
+    /// The editing resources of each shared file.
+    pub(super) edits: EditGroups,
 }
 
 impl Vertex {
@@ -209,6 +214,7 @@ impl Vertex {
             record: Mutex::default(),
             conflicted: AtomicBool::new(false),
             stop: watch::channel(false).0,
+            edit: std::sync::OnceLock::new(),
         }
     }
 
@@ -227,6 +233,11 @@ impl Vertex {
 
     pub fn phase(&self) -> Phase {
         Phase::from_u8(self.phase.load(Ordering::Acquire))
+    }
+
+    /// Whether it is about to run: dirty, or woken and not yet in its check-apply.
+    pub(super) fn is_pending(&self) -> bool {
+        self.dirty.load(Ordering::Acquire) || self.waiting.load(Ordering::SeqCst)
     }
 
     pub fn mark_dirty(&self) {
@@ -831,6 +842,14 @@ async fn run_loop(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>) {
         let Some(permits) = acquire(&v, &ctx, &mut stop).await else {
             return;
         };
+        // After the semaphores: a member holding the turn never waits for one.
+        let turn = match v.edit.get() {
+            Some(group) => match group.turn(&mut stop).await {
+                Some(turn) => Some(turn),
+                None => return,
+            },
+            None => None,
+        };
         v.waiting.store(false, Ordering::SeqCst);
         injected_panic("check-apply", &v.id);
         let apply = !(ctx.noop || v.meta.noop);
@@ -838,7 +857,12 @@ async fn run_loop(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>) {
         let serving = serves(&v.meta, &v.watch, ctx.noop);
         let began = Instant::now();
         let progress = preds_progress(&v);
-        let result = match v.effective().await {
+        let effective = v.effective().await;
+        let used = match &effective {
+            Ok((_, footprint)) => footprint.clone(),
+            Err(_) => v.footprint.clone(),
+        };
+        let result = match effective {
             Ok((params, footprint)) => v
                 .plugin
                 .check_apply(
@@ -871,6 +895,17 @@ async fn run_loop(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>) {
             Err(e) => Err(e),
         };
         drop(permits);
+        // An editing resource's edits are written with those of the others ready.
+        let result = match turn {
+            Some(turn) => {
+                let changed = apply && matches!(&result, Ok(out) if !out.ok);
+                match turn.end(&v, &ctx, &used, changed, &mut stop).await {
+                    Ok(()) => result,
+                    Err(e) => Err(e),
+                }
+            }
+            None => result,
+        };
         {
             let mut record = v.record.lock().expect("record lock");
             record.checks += 1;

@@ -194,7 +194,7 @@ pub async fn plan(
         started.elapsed()
     );
     let started = std::time::Instant::now();
-    check_footprints(&doc, &infos)?;
+    check_footprints(&doc, &infos, &params, registry)?;
     GraphErrors::check(received_footprints(&doc, &params, &infos, registry).await)?;
 
     let paths: Vec<(Vec<Cow<'_, str>>, &[String])> = infos
@@ -204,7 +204,9 @@ pub async fn plan(
                 .footprint
                 .paths
                 .iter()
-                .filter(|g| g.write)
+                // An editing resource manages part of its file, not the file: what
+                // depends on the path depends on the file's manager (or its directory's).
+                .filter(|g| g.write && !g.shared)
                 .map(|g| g.path.to_string_lossy())
                 .collect();
             (managed, &info.depends_on_paths[..])
@@ -505,7 +507,7 @@ async fn received_footprints(
             .find_map(|mine| {
                 theirs
                     .clone()
-                    .find(|t| grants_overlap(mine, t))
+                    .find(|t| !(mine.shared && t.shared) && grants_overlap(mine, t))
                     .map(|t| (mine, t))
             });
         if let Some((mine, theirs)) = clash {
@@ -570,8 +572,15 @@ fn check_semaphores(doc: &GraphDoc) -> Vec<GraphError> {
 
 /// Two resources may not both write the same path, nor a path inside a tree another one
 /// writes recursively, nor both manage the same systemd unit on the same manager, nor
-/// bind overlapping addresses.
-fn check_footprints(doc: &GraphDoc, infos: &[ResourceInfo]) -> Result<(), PlanError> {
+/// bind overlapping addresses. Editing resources (shared grants) may share a file with
+/// each other, and with one resource that leaves its content alone (see
+/// [`shared_files`]).
+fn check_footprints(
+    doc: &GraphDoc,
+    infos: &[ResourceInfo],
+    params: &[Arc<str>],
+    registry: &Registry,
+) -> Result<(), PlanError> {
     let mut owner: HashMap<&Path, usize> = HashMap::new();
     let mut unit_owner: HashMap<&UnitRef, usize> = HashMap::new();
     let mut errors = Vec::new();
@@ -599,7 +608,7 @@ fn check_footprints(doc: &GraphDoc, infos: &[ResourceInfo]) -> Result<(), PlanEr
                 }
             }
         }
-        for grant in info.footprint.paths.iter().filter(|g| g.write) {
+        for grant in info.footprint.paths.iter().filter(|g| g.write && !g.shared) {
             if let Some(&j) = owner.get(grant.path.as_path()) {
                 if j != i {
                     let (a, b) = (&doc.resources[j], &doc.resources[i]);
@@ -619,6 +628,7 @@ fn check_footprints(doc: &GraphDoc, infos: &[ResourceInfo]) -> Result<(), PlanEr
             }
         }
     }
+    errors.extend(shared_files(doc, infos, params, registry, &owner));
     errors.extend(overlapping_trees(doc, infos));
     errors.extend(overlapping_sockets(doc, infos));
     if errors.is_empty() {
@@ -626,6 +636,77 @@ fn check_footprints(doc: &GraphDoc, infos: &[ResourceInfo]) -> Result<(), PlanEr
     } else {
         Err(GraphErrors::new(errors).into())
     }
+}
+
+/// An editing resource (a `line`, an `ini` key) shares its file with the other editors
+/// of it, and with the resource that writes it whole (`owner`) only when that one leaves
+/// the content alone (a `file` with no `content`, `source` or `symlink`, not `absent`:
+/// its kind's manifest says which params own the content). Otherwise each would undo the
+/// other's edits forever.
+fn shared_files(
+    doc: &GraphDoc,
+    infos: &[ResourceInfo],
+    params: &[Arc<str>],
+    registry: &Registry,
+    owner: &HashMap<&Path, usize>,
+) -> Vec<GraphError> {
+    let mut leaves: HashMap<usize, bool> = HashMap::new();
+    let mut reported = std::collections::HashSet::new();
+    let mut errors = Vec::new();
+    for (i, info) in infos.iter().enumerate() {
+        for g in info.footprint.paths.iter().filter(|g| g.shared) {
+            let Some(&w) = owner.get(g.path.as_path()) else {
+                continue;
+            };
+            let whole = &doc.resources[w];
+            let kind = registry
+                .kind(&whole.kind)
+                .and_then(|k| k.plugin.manifest.kinds.get(&whole.kind));
+            let ok = *leaves.entry(w).or_insert_with(|| {
+                let value = serde_json::from_str(&params[w]).unwrap_or_default();
+                kind.is_some_and(|k| k.leaves_content(&value))
+            });
+            if ok || !reported.insert(w) {
+                continue;
+            }
+            let b = &doc.resources[i];
+            let owned = kind
+                .map(|k| {
+                    let set: Vec<&str> = k
+                        .content_params
+                        .iter()
+                        .filter(|p| whole.params.get(p.as_str()).is_some_and(|v| !v.is_null()))
+                        .map(String::as_str)
+                        .collect();
+                    if declared_absent(whole) {
+                        (Some("state"), "declares `state: absent`".to_string())
+                    } else if let Some(first) = set.first() {
+                        (
+                            Some(*first),
+                            format!("sets its whole content (`{}`)", set.join("`, `")),
+                        )
+                    } else {
+                        (None, "writes it whole".to_string())
+                    }
+                })
+                .unwrap_or((None, "writes it whole".to_string()));
+            errors.push(GraphError::Duplicate {
+                loc: b.loc_of(None),
+                message: format!(
+                    "{} edits part of {}, and {} (at {}) {}: the two would undo each other \
+                     forever. Put the whole content in {}, or drop its content so that it \
+                     only manages the file's attributes",
+                    b.id(),
+                    text::escape(&g.path.to_string_lossy()),
+                    whole.id(),
+                    whole.loc_of(owned.0),
+                    owned.1,
+                    whole.id(),
+                ),
+            });
+        }
+    }
+    errors
 }
 
 /// Two resources binding the same protocol and port on the same IP, or one of them on

@@ -15,7 +15,9 @@ use std::time::Duration;
 use crate::plugin::pool::{Checkout, Instance, Plugin, PoolShared, STDERR_CAPACITY, instantiate};
 use crate::plugin::store::{CallLimits, CallPhase, Limits, no_echoes};
 use crate::plugin::trap::{describe_trap, drain_stderr};
-use crate::plugin::types::{CallError, CheckOutcome, ResourceInfo, ResourceRef, WatchItem};
+use crate::plugin::types::{
+    CallError, CheckOutcome, PluginError, ResourceInfo, ResourceRef, WatchItem,
+};
 use crate::sys::footprint::Footprint;
 use crate::sys::inotify::Echo;
 
@@ -62,6 +64,7 @@ impl Plugin {
         &self,
         resources: Vec<(ResourceRef, Arc<str>)>,
     ) -> Vec<Result<ResourceInfo, CallError>> {
+        let kinds: Vec<String> = resources.iter().map(|(id, _)| id.kind.clone()).collect();
         let calls = resources
             .into_iter()
             .map(|(id, params)| {
@@ -77,8 +80,9 @@ impl Plugin {
         self.submit_many(calls)
             .await
             .into_iter()
-            .map(|r| match r {
-                Ok(Reply::Validate(info)) => Ok(info),
+            .zip(kinds)
+            .map(|(r, kind)| match r {
+                Ok(Reply::Validate(info)) => self.editing(&kind, info),
                 Ok(_) => unreachable!("validate answered with another call's reply"),
                 Err(e) => Err(e),
             })
@@ -130,9 +134,33 @@ impl Plugin {
             )
             .await?
         {
-            Reply::Validate(info) => Ok(info),
+            Reply::Validate(info) => self.editing(&id.kind, info),
             _ => unreachable!("validate answered with another call's reply"),
         }
+    }
+
+    /// What `validate` declared, with the write grants of an editing kind (its manifest
+    /// says `edits`) marked shared. Such a kind edits files: a recursive write grant is
+    /// refused, as the plugin's error.
+    fn editing(&self, kind: &str, mut info: ResourceInfo) -> Result<ResourceInfo, CallError> {
+        if !self.manifest.kinds.get(kind).is_some_and(|k| k.edits) {
+            return Ok(info);
+        }
+        for g in info.footprint.paths.iter_mut().filter(|g| g.write) {
+            if g.recursive {
+                return Err(CallError::Plugin(PluginError {
+                    message: format!(
+                        "the kind `{kind}` edits part of files, so it cannot claim the tree \
+                         `{}` (a bug in plugin `{}`: an editing kind declares files only)",
+                        g.path.display(),
+                        self.manifest.name
+                    ),
+                    field: None,
+                }));
+            }
+            g.shared = true;
+        }
+        Ok(info)
     }
 
     /// Check (and with `apply`, repair) one resource within its footprint. `own` are the

@@ -56,6 +56,35 @@ pub struct KindManifest {
     /// removed runs first (see `plan::reverse_removals`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removes_when: Option<RemovesWhen>,
+    /// The kind edits *part* of the files it writes (a line, an ini key): several of its
+    /// resources, of any editing kind, may write one path, and the host serializes and
+    /// batches their writes (see `sys::fs::edits`). Its write grants must name files,
+    /// not trees.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub edits: bool,
+    /// For a kind that writes whole files: the params that make a resource own a file's
+    /// content (`file`: `content`, `source`, `symlink`). A resource with none of them set
+    /// (and not removing, see `removes_when`) only sets attributes, so editing resources
+    /// may share its path. Empty: every resource of the kind owns its files' content.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content_params: Vec<String>,
+}
+
+impl KindManifest {
+    /// Whether a resource of this kind with `params` (JSON) leaves the content of the
+    /// files it writes alone, so that editing resources may share them: its kind names
+    /// its content params, none is set, and it does not remove what it manages.
+    pub fn leaves_content(&self, params: &serde_json::Value) -> bool {
+        !self.content_params.is_empty()
+            && self
+                .content_params
+                .iter()
+                .all(|p| params.get(p).is_none_or(serde_json::Value::is_null))
+            && !self
+                .removes_when
+                .as_ref()
+                .is_some_and(|r| r.removes_value(params))
+    }
 }
 
 /// A param and the value of it that means "remove" (see [`KindManifest::removes_when`]).
@@ -70,8 +99,12 @@ impl RemovesWhen {
     pub fn removes(&self, params: &str) -> bool {
         serde_json::from_str::<serde_json::Value>(params)
             .ok()
-            .and_then(|v| v.get(&self.param).cloned())
-            .is_some_and(|v| v.as_str() == Some(self.value.as_str()))
+            .is_some_and(|v| self.removes_value(&v))
+    }
+
+    /// [`RemovesWhen::removes`] of parsed params.
+    pub fn removes_value(&self, params: &serde_json::Value) -> bool {
+        params.get(&self.param).and_then(serde_json::Value::as_str) == Some(self.value.as_str())
     }
 }
 
@@ -81,6 +114,10 @@ fn yes() -> bool {
 
 fn is_true(b: &bool) -> bool {
     *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The JSON type of a sent value, checked against the receiving param's schema.
@@ -202,6 +239,28 @@ pub fn read(wasm: &[u8]) -> Result<Manifest, ManifestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_params_say_when_editors_may_share_a_file() {
+        let kind: KindManifest = toml::from_str(
+            "schema = '{}'\ncontent_params = [\"content\", \"source\"]\n\
+             removes_when = { param = \"state\", value = \"absent\" }\n",
+        )
+        .unwrap();
+        let leaves = |v: serde_json::Value| kind.leaves_content(&v);
+        assert!(leaves(serde_json::json!({"path": "/a", "mode": "0600"})));
+        assert!(leaves(serde_json::json!({"path": "/a", "content": null})));
+        assert!(!leaves(serde_json::json!({"path": "/a", "content": ""})));
+        assert!(!leaves(serde_json::json!({"path": "/a", "source": "/b"})));
+        assert!(!leaves(
+            serde_json::json!({"path": "/a", "state": "absent"})
+        ));
+        let whole: KindManifest = toml::from_str("schema = '{}'\n").unwrap();
+        assert!(!whole.leaves_content(&serde_json::json!({"path": "/a"})));
+        assert!(!whole.edits);
+        let editor: KindManifest = toml::from_str("schema = '{}'\nedits = true\n").unwrap();
+        assert!(editor.edits);
+    }
 
     #[test]
     fn removes_when_reads_the_param() {

@@ -18,6 +18,12 @@ pub struct PathGrant {
     pub recursive: bool,
     /// Writes (create, replace, remove, chmod, chown) are allowed; otherwise read-only.
     pub write: bool,
+    /// A write grant of a kind that edits *part* of a file (a line, a key; its manifest
+    /// says `edits`): several resources may hold it on one path, `fs` lets them read and
+    /// replace the content only, and their writes are staged and committed together
+    /// (see `sys::fs::edits`). Not part of the WIT: the host sets it from the manifest.
+    #[serde(default)]
+    pub shared: bool,
 }
 
 /// Everything a resource may touch (WIT `footprint`): `fs` enforces `paths`, `process`

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::claims::{Claims, ConflictWatch};
 use super::commit::{CommitStats, Committer};
+use super::edits::{self, Edits, StagedEdit};
 use super::error::{ErrorCode, FsError, os_text};
 use super::path::{Authorized, authorize, covers_tree, describe};
 use super::stat::{
@@ -75,6 +76,8 @@ pub struct FsHost {
     claims: Arc<Claims>,
     /// `run --diff`: the host diffs text files around each write.
     diffs: Arc<std::sync::atomic::AtomicBool>,
+    /// Content editing resources wrote to a file they share, not on disk yet.
+    edits: Arc<Edits>,
 }
 
 impl fmt::Debug for FsHost {
@@ -223,13 +226,49 @@ impl FsHost {
             auth: &auth,
             managed: &managed,
         };
-        match open_entry(&rules, OFlags::PATH).map_err(|e| e.into_error(&auth.path))? {
-            Entry::Open(fd) => rustix::fs::fstat(&fd)
-                .map(|st| Some(file_stat(&st)))
-                .map_err(|err| FsError::os("stat", &auth.path, err)),
-            Entry::Absent => Ok(None),
-            // `O_PATH` opens a symlink itself; this is for completeness.
-            Entry::Symlink => Err(FsError::os("stat", &auth.path, Errno::LOOP)),
+        let on_disk =
+            match open_entry(&rules, OFlags::PATH).map_err(|e| e.into_error(&auth.path))? {
+                Entry::Open(fd) => rustix::fs::fstat(&fd)
+                    .map(|st| Some(file_stat(&st)))
+                    .map_err(|err| FsError::os("stat", &auth.path, err))?,
+                Entry::Absent => None,
+                // `O_PATH` opens a symlink itself; this is for completeness.
+                Entry::Symlink => return Err(FsError::os("stat", &auth.path, Errno::LOOP)),
+            };
+        // A shared file with staged content is what its next write will make of it.
+        match self.staged(&auth) {
+            Some(edit) => {
+                let before = on_disk.filter(|st| st.file_type == FileType::File);
+                Ok(Some(FileStat {
+                    file_type: FileType::File,
+                    size: edit.data.len() as u64,
+                    mode: edit
+                        .attrs
+                        .mode
+                        .or(before.map(|st| st.mode))
+                        .unwrap_or(DEFAULT_FILE_MODE),
+                    uid: edit
+                        .attrs
+                        .uid
+                        .or(before.map(|st| st.uid))
+                        .unwrap_or_else(|| rustix::process::geteuid().as_raw()),
+                    gid: edit
+                        .attrs
+                        .gid
+                        .or(before.map(|st| st.gid))
+                        .unwrap_or_else(|| rustix::process::getegid().as_raw()),
+                }))
+            }
+            None => Ok(on_disk),
+        }
+    }
+
+    /// What is staged for a shared path (see `edits`), if `auth` is one.
+    fn staged(&self, auth: &Authorized) -> Option<StagedEdit> {
+        if auth.shared {
+            self.edits.get(&auth.path)
+        } else {
+            None
         }
     }
 
@@ -251,6 +290,9 @@ impl FsHost {
     /// The whole content of a regular file.
     pub async fn read(&self, fp: &Footprint, path: &str) -> Result<Vec<u8>, FsError> {
         let auth = authorize(fp, path, false)?;
+        if let Some(edit) = self.staged(&auth) {
+            return Ok(edit.data);
+        }
         let (mut file, size) = self.open_for_read(fp, &auth)?;
         let read = move |file: &mut File, path: &Path| {
             let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0).saturating_add(1));
@@ -272,6 +314,15 @@ impl FsHost {
     ) -> Result<Vec<u8>, FsError> {
         use std::os::unix::fs::FileExt;
         let auth = authorize(fp, path, false)?;
+        if let Some(edit) = self.staged(&auth) {
+            let from = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(edit.data.len());
+            let to = from
+                .saturating_add((len as usize).min(READ_AT_MAX))
+                .min(edit.data.len());
+            return Ok(edit.data[from..to].to_vec());
+        }
         let (file, size) = self.open_for_read(fp, &auth)?;
         let want = (len as usize)
             .min(READ_AT_MAX)
@@ -297,6 +348,9 @@ impl FsHost {
     /// Lower-case hex SHA-256 of a regular file's content.
     pub async fn digest(&self, fp: &Footprint, path: &str) -> Result<String, FsError> {
         let auth = authorize(fp, path, false)?;
+        if let Some(edit) = self.staged(&auth) {
+            return Ok(hex::encode(Sha256::digest(&edit.data)));
+        }
         let (mut file, size) = self.open_for_read(fp, &auth)?;
         let hash = |file: &mut File, path: &Path| -> Result<String, FsError> {
             let mut hasher = Sha256::new();
@@ -325,6 +379,9 @@ impl FsHost {
         data: &[u8],
     ) -> Result<bool, FsError> {
         let auth = authorize(fp, path, false)?;
+        if let Some(edit) = self.staged(&auth) {
+            return Ok(edit.data == data);
+        }
         let managed = self.managed();
         let Regular::File(mut file, size) = open_regular(&Self::rules(fp, &auth, &managed))? else {
             return Ok(false);
@@ -359,6 +416,43 @@ impl FsHost {
         own: &[Arc<Echo>],
     ) -> Result<(), FsError> {
         let auth = authorize(fp, path, true)?;
+        if auth.shared {
+            // Written with the other editors' edits once they have run (`flush_edits`).
+            check_id(&auth.path, "owner", attrs.uid)?;
+            check_id(&auth.path, "group", attrs.gid)?;
+            self.edits.stage(auth.path, data, attrs);
+            return Ok(());
+        }
+        self.write_now(fp, auth, data, attrs, own).await
+    }
+
+    /// Writes what the editing resources of the shared file `path` staged (see `edits`)
+    /// with one atomic, durable write, through `fp` (the footprint of one of them); true
+    /// when something was staged. `own`: as for [`FsHost::write`].
+    pub async fn flush_edits(
+        &self,
+        fp: &Footprint,
+        path: &Path,
+        own: &[Arc<Echo>],
+    ) -> Result<bool, FsError> {
+        let auth = authorize(fp, &path.to_string_lossy(), true)?;
+        let Some(edit) = self.edits.take(&auth.path) else {
+            return Ok(false);
+        };
+        self.write_now(fp, auth, edit.data, edit.attrs, own)
+            .await
+            .map(|()| true)
+    }
+
+    /// [`FsHost::write`], to disk now.
+    async fn write_now(
+        &self,
+        fp: &Footprint,
+        auth: Authorized<'_>,
+        data: Vec<u8>,
+        attrs: Attrs,
+        own: &[Arc<Echo>],
+    ) -> Result<(), FsError> {
         let Staged {
             mut temp,
             dir,
@@ -389,6 +483,9 @@ impl FsHost {
     ) -> Result<(), FsError> {
         let src = authorize(fp, source, false)?;
         let auth = authorize(fp, path, true)?;
+        if auth.shared {
+            return Err(edits::refused("copy into", &auth.path));
+        }
         let (mut from, size) = self.open_for_read(fp, &src)?;
         let Staged {
             mut temp,
@@ -440,7 +537,14 @@ impl FsHost {
             .unwrap_or(DEFAULT_FILE_MODE);
         let uid = attrs.uid.or(inherited.map(|s| s.uid));
         let gid = attrs.gid.or(inherited.map(|s| s.gid));
-        let dir = self.claim(&loc, &auth.path, rules.fp)?;
+        // Editors share their file by design: only whole-file writers claim entries.
+        let dir = if auth.shared {
+            let st = rustix::fs::fstat(&loc.parent)
+                .map_err(|e| FsError::os("stat the directory of", &auth.path, e))?;
+            dev_ino(&st)
+        } else {
+            self.claim(&loc, &auth.path, rules.fp)?
+        };
         let Located { parent, name } = loc;
         let temp = TempFile::create(parent, &name, existing.is_none(), &auth.path)?;
         Ok(Staged {
@@ -471,6 +575,9 @@ impl FsHost {
     /// same directory renamed over `path`.
     pub async fn symlink(&self, fp: &Footprint, target: &str, path: &str) -> Result<(), FsError> {
         let auth = authorize(fp, path, true)?;
+        if auth.shared {
+            return Err(edits::refused("make a symlink of", &auth.path));
+        }
         let loc = locate(&Self::rules(fp, &auth, &self.managed()), OFlags::PATH)
             .map_err(|e| e.into_error(&auth.path))?;
         let ctarget = CString::new(target).map_err(|_| {
@@ -536,6 +643,9 @@ impl FsHost {
     /// attrs are applied to it. Anything else in the way is `wrong-type`.
     pub async fn mkdir(&self, fp: &Footprint, path: &str, attrs: Attrs) -> Result<(), FsError> {
         let auth = authorize(fp, path, true)?;
+        if auth.shared {
+            return Err(edits::refused("make a directory of", &auth.path));
+        }
         check_id(&auth.path, "owner", attrs.uid)?;
         check_id(&auth.path, "group", attrs.gid)?;
         let loc = locate(&Self::rules(fp, &auth, &self.managed()), OFlags::PATH)
@@ -582,6 +692,9 @@ impl FsHost {
     /// Removing a path that does not exist succeeds.
     pub async fn remove(&self, fp: &Footprint, path: &str, recursive: bool) -> Result<(), FsError> {
         let auth = authorize(fp, path, true)?;
+        if auth.shared {
+            return Err(edits::refused("remove", &auth.path));
+        }
         if auth.path == Path::new("/") {
             return Err(FsError::new(
                 ErrorCode::NotAllowed,
@@ -647,6 +760,9 @@ impl FsHost {
     /// already in place are not set again, so no needless inotify event is raised.
     pub async fn set_attrs(&self, fp: &Footprint, path: &str, attrs: Attrs) -> Result<(), FsError> {
         let auth = authorize(fp, path, true)?;
+        if auth.shared {
+            return Err(edits::refused("set the attributes of", &auth.path));
+        }
         check_id(&auth.path, "owner", attrs.uid)?;
         check_id(&auth.path, "group", attrs.gid)?;
         let loc = locate(&Self::rules(fp, &auth, &self.managed()), OFlags::PATH)
@@ -991,6 +1107,71 @@ mod tests {
             .await
             .expect_err("outside");
         assert_eq!(err.code, ErrorCode::NotAllowed);
+    }
+
+    #[tokio::test]
+    async fn shared_files_stage_writes_until_flushed() {
+        let dir = tempdir();
+        let f = at(dir.path(), "shared.conf");
+        std::fs::write(&f, b"a\n").expect("write");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let mut shared = grant(&f, false, true);
+        shared.shared = true;
+        let fp = Footprint {
+            paths: vec![shared],
+            ..Footprint::default()
+        };
+        let host = FsHost::new();
+        host.write(&fp, &f, b"a\nb\n".to_vec(), Attrs::default(), &[])
+            .await
+            .expect("staged");
+        // Staged, not written: the next editor sees it, the disk does not yet.
+        assert_eq!(std::fs::read(&f).expect("read"), b"a\n");
+        assert_eq!(host.read(&fp, &f).await.expect("read"), b"a\nb\n");
+        assert!(
+            host.content_equals(&fp, &f, b"a\nb\n")
+                .await
+                .expect("compare")
+        );
+        assert_eq!(host.read_at(&fp, &f, 2, 10).await.expect("read at"), b"b\n");
+        let st = host.stat(&fp, &f).await.expect("stat").expect("exists");
+        assert_eq!((st.size, st.mode), (4, 0o640));
+        // Only content: the rest belongs to the file's whole-file resource.
+        for refused in [
+            host.remove(&fp, &f, false).await,
+            host.set_attrs(
+                &fp,
+                &f,
+                Attrs {
+                    mode: Some(0o600),
+                    ..Attrs::default()
+                },
+            )
+            .await,
+            host.mkdir(&fp, &f, Attrs::default()).await,
+            host.symlink(&fp, "/x", &f).await,
+        ] {
+            let e = refused.expect_err("refused on a shared file");
+            assert_eq!(e.code, super::ErrorCode::NotAllowed);
+            assert!(
+                e.message.contains("shared by editing resources"),
+                "{}",
+                e.message
+            );
+        }
+        assert!(
+            host.flush_edits(&fp, Path::new(&f), &[])
+                .await
+                .expect("flush")
+        );
+        assert_file(dir.path(), "shared.conf", b"a\nb\n", 0o640);
+        assert!(
+            !host
+                .flush_edits(&fp, Path::new(&f), &[])
+                .await
+                .expect("nothing staged")
+        );
+        assert_eq!(host.read(&fp, &f).await.expect("read"), b"a\nb\n");
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@
 //! - `temp`: temporary files beside their target, named by
 //!   [`crate::sys::temp_name`];
 //! - `claims`: which resource writes which directory entry (one file, two names);
+//! - `edits`: content editing resources staged for a file they share, written at once;
 //! - `commit`: the commit thread, which flushes and renames new content into place in
 //!   group-committed rounds;
 //! - `sweep`: removing the staging files a killed homeostat left behind;
@@ -25,6 +26,7 @@
 pub mod cache_file;
 mod claims;
 mod commit;
+mod edits;
 mod error;
 mod host;
 mod path;

@@ -20,6 +20,8 @@ pub(super) struct Authorized<'a> {
     /// The path of the deepest grant allowing the access; symlinks below it are never
     /// followed.
     pub(super) root: &'a Path,
+    /// That grant is shared by editing resources (see `edits`).
+    pub(super) shared: bool,
 }
 
 /// Checks that `path` may be read (or written, with `write`) and returns it normalised.
@@ -52,6 +54,7 @@ pub(super) fn authorize<'a>(
     match best {
         Some(grant) => Ok(Authorized {
             root: &grant.path,
+            shared: grant.shared,
             path: norm,
         }),
         None => Err(denied(fp, &norm, write)),

@@ -17,6 +17,7 @@ pub(super) fn grant(path: &str, recursive: bool, write: bool) -> PathGrant {
         path: PathBuf::from(path),
         recursive,
         write,
+        shared: false,
     }
 }
 
@@ -27,6 +28,7 @@ pub(super) fn tree(dir: &Path) -> Footprint {
             path: dir.to_path_buf(),
             recursive: true,
             write: true,
+            shared: false,
         }],
         ..Default::default()
     }

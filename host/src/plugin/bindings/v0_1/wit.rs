@@ -107,6 +107,7 @@ impl TryFrom<wt::ResourceInfo> for ResourceInfo {
                         path: PathBuf::from(g.path),
                         recursive: g.recursive,
                         write: g.write,
+                        shared: false,
                     })
                     .collect(),
                 commands: i.footprint.commands,
