@@ -37,6 +37,7 @@ impl Resource for File {
     // A `collect:` pattern is the directory a collected file is placed in (mgmt's meaning).
     const COLLECT_DIR: Option<&'static str> = Some("path");
     const REMOVES_WHEN: Option<(&'static str, &'static str)> = Some(("state", "absent"));
+    const CONTENT_PARAMS: &'static [&'static str] = &["content", "source", "symlink"];
     const KIND: &'static str = "file";
     const SCHEMA: &'static str = include_str!("../schema/file.json");
     type Params = Params;

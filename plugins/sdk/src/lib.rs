@@ -396,6 +396,25 @@ pub trait Resource {
     /// unit file) runs first (the service is stopped), and the removal after. `None`:
     /// this kind never removes what it manages.
     const REMOVES_WHEN: Option<(&'static str, &'static str)> = None;
+
+    /// Whether this kind edits *part* of the files it writes (a line, an ini key, a
+    /// marked block) rather than owning them whole. `true` lets several resources (of
+    /// this and other editing kinds) declare the same file with
+    /// [`Info::write_path`]; the host then runs their check-applies one at a time, shows
+    /// each the edits of those before it through [`fs::read`], and writes the file once
+    /// for all of them. Such a resource may only read and [`fs::write`] its file: its
+    /// existence, type and attributes belong to a whole-file resource (see
+    /// [`Resource::CONTENT_PARAMS`]), so `remove`, `symlink`, `mkdir` and `set_attrs` on
+    /// it are refused. Its write paths must be files, not trees.
+    const EDITS: bool = false;
+
+    /// For a kind that writes whole files: the params that make a resource own a file's
+    /// content (`file` says `&["content", "source", "symlink"]`). A resource that sets
+    /// none of them (and does not remove, see [`Resource::REMOVES_WHEN`]) only manages
+    /// the file's existence and attributes, so editing resources ([`Resource::EDITS`])
+    /// may share the file with it. Empty (the default): every resource of the kind owns
+    /// its files' content, and a graph where an editing resource names one is refused.
+    const CONTENT_PARAMS: &'static [&'static str] = &[];
 }
 
 /// Leveled logging into the host's log.
@@ -777,6 +796,8 @@ pub mod __glue {
     pub enum Piece {
         Text(&'static str),
         Sends(&'static [(&'static str, &'static str)]),
+        /// `"a", "b", ` (the items of a TOML array).
+        List(&'static [&'static str]),
     }
 
     /// Calls `emit` with every byte string the pieces stand for, in order. A macro
@@ -789,6 +810,19 @@ pub mod __glue {
                     Piece::Text(t) => {
                         let $s = t.as_bytes();
                         $body
+                    }
+                    Piece::List(list) => {
+                        let mut k = 0;
+                        while k < list.len() {
+                            let parts: [&str; 3] = ["\"", list[k], "\", "];
+                            let mut p = 0;
+                            while p < parts.len() {
+                                let $s = parts[p].as_bytes();
+                                $body
+                                p += 1;
+                            }
+                            k += 1;
+                        }
                     }
                     Piece::Sends(list) => {
                         let mut k = 0;
@@ -864,7 +898,7 @@ pub mod __glue {
 macro_rules! export_resource {
     ($($res:ty),+ $(,)? ; capabilities = [$($cap:literal),* $(,)?] $(,)?) => {
         const _: () = {
-            use $crate::__glue::Piece::{Sends, Text};
+            use $crate::__glue::Piece::{List, Sends, Text};
             const PIECES: &[$crate::__glue::Piece] = &[
                 Text("api = \""), Text($crate::__glue::api_for(&[$($cap),*])), Text("\"\n"),
                 Text("name = \""), Text(env!("CARGO_PKG_NAME")), Text("\"\n"),
@@ -882,6 +916,8 @@ macro_rules! export_resource {
                     Text(if <$res as $crate::Resource>::REMOVES_WHEN.is_some() { "\", value = \"" } else { "" }),
                     Text(match <$res as $crate::Resource>::REMOVES_WHEN { Some((_, v)) => v, None => "" }),
                     Text(if <$res as $crate::Resource>::REMOVES_WHEN.is_some() { "\" }\n" } else { "" }),
+                    Text(if <$res as $crate::Resource>::EDITS { "edits = true\n" } else { "" }),
+                    Text("content_params = ["), List(<$res as $crate::Resource>::CONTENT_PARAMS), Text("]\n"),
                     Text("[kinds.\""), Text(<$res as $crate::Resource>::KIND), Text("\".sends]\n"),
                     Sends(<$res as $crate::Resource>::SENDS),
                 )+
