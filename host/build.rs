@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 /// Bundled plugins, by file stem in the plugins directory.
-const BUNDLED: &[&str] = &["file", "exec", "svc", "kmsg", "provision", "kv"];
+const BUNDLED: &[&str] = &["file", "exec", "svc", "kmsg", "provision", "kv", "edit"];
 
 fn main() {
     commit();
