@@ -2,24 +2,12 @@
 //! generated crate builds with one command and runs), and the third-party example
 //! `examples/third-party-plugin/` (`line`) loaded with `--plugin-dir` and a grants file.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use homeostat_tests::{
-    Running, homeostat, root, run_converged, stderr, wait_content, wait_for, write_atomic,
-    write_graph,
+    Running, granted_dir, homeostat, line_wasm, root, run_converged, stderr, wait_content,
+    wait_for, write_atomic, write_graph,
 };
-
-/// The `line` plugin built by `cargo xtask build-plugins` from the example.
-fn line_wasm() -> PathBuf {
-    let p = root().join("target/example-plugins/line.wasm");
-    assert!(
-        p.is_file(),
-        "{} is missing: run `cargo xtask test`",
-        p.display()
-    );
-    p
-}
 
 /// `homeostat plugin ARGS` (no cache or grants flags: `plugin` takes none).
 fn plugin(args: &[&str]) -> std::process::Output {
@@ -34,21 +22,6 @@ fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// A plugin directory holding `wasm`, and a grants file with the line `plugin inspect
-/// --grant-line` prints for it.
-fn granted_dir(wasm: &Path) -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let d = tempfile::tempdir().unwrap();
-    let plugins = d.path().join("plugins");
-    std::fs::create_dir(&plugins).unwrap();
-    let copy = plugins.join(wasm.file_name().unwrap());
-    std::fs::copy(wasm, &copy).unwrap();
-    let out = plugin(&["inspect", "--grant-line", copy.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let grants = d.path().join("grants.toml");
-    std::fs::write(&grants, format!("[plugins]\n{}", stdout(&out))).unwrap();
-    (d, plugins, grants)
-}
-
 #[test]
 fn inspect_shows_a_bundled_plugin() {
     let out = plugin(&["inspect", "bundled:file"]);
@@ -60,7 +33,7 @@ fn inspect_shows_a_bundled_plugin() {
         "capabilities: fs",
         "bundled: trusted",
         "  file (sends path: string, size: integer; collected into the pattern's directory: \
-         `path`; removes what it manages when `state` is `absent`)",
+         `path`; removes what it manages when `state` is `absent`; owns a file's content when one of `content`, `source`, `symlink` is set)",
         "  homeostat:resource/fs@0.1.0",
         "  homeostat:resource/plugin@0.1.0",
         "params schema of `file`:",
@@ -84,7 +57,7 @@ fn inspect_json_of_a_third_party_plugin() {
     assert_eq!(v["sha256"], sha.as_str());
     assert_eq!(v["capabilities"], serde_json::json!(["fs"]));
     assert_eq!(
-        v["kinds"]["line"]["schema"]["required"],
+        v["kinds"]["lineinfile"]["schema"]["required"],
         serde_json::json!(["path", "line"])
     );
     let imports: Vec<&str> = v["imports"]
@@ -137,7 +110,7 @@ fn the_third_party_example_runs_when_granted() {
         t.path(),
         "g.yaml",
         &format!(
-            "graph: t\nresources:\n  line:\n  - name: root-login\n    path: {}\n    line: PermitRootLogin no\n    prefix: \"PermitRootLogin \"\n",
+            "graph: t\nresources:\n  lineinfile:\n  - name: root-login\n    path: {}\n    line: PermitRootLogin no\n    prefix: \"PermitRootLogin \"\n",
             conf.display()
         ),
     );
@@ -183,7 +156,7 @@ fn the_third_party_example_gets_nothing_without_a_grant() {
         t.path(),
         "g.yaml",
         &format!(
-            "graph: t\nresources:\n  line:\n  - name: l\n    path: {}\n    line: x\n",
+            "graph: t\nresources:\n  lineinfile:\n  - name: l\n    path: {}\n    line: x\n",
             file.display()
         ),
     );
@@ -202,7 +175,7 @@ fn the_third_party_example_gets_nothing_without_a_grant() {
     assert!(!file.exists());
     let sha = homeostat_tests::sha256_file(&line_wasm());
     assert!(
-        err.contains("line[l]")
+        err.contains("lineinfile[l]")
             && err.contains("not granted the `fs` capability")
             && err.contains(&format!(
                 "line = {{ sha256 = \"{sha}\", capabilities = [\"fs\"] }}"
@@ -307,6 +280,47 @@ fn plugin_new_makes_a_crate_that_builds_with_one_command_and_runs() {
     );
 }
 
+/// `plugin new --edits` scaffolds a kind that edits part of a file; built as generated,
+/// it runs issue 24's shared-edit scenario like the bundled `ini`.
+#[test]
+fn plugin_new_edits_scaffolds_a_kind_that_shares_its_file() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("keyval");
+    let out = plugin(&["new", "keyval", "--edits", "--path", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::copy(
+        root().join("examples/third-party-plugin/Cargo.lock"),
+        dir.join("Cargo.lock"),
+    )
+    .unwrap();
+    let status = cargo()
+        .current_dir(&dir)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .env("CARGO_TARGET_DIR", root().join("target/test-plugin-new"))
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "the generated plugin does not build");
+    let wasm = root().join("target/test-plugin-new/wasm32-wasip2/release/keyval.wasm");
+    let inspect = plugin(&["inspect", wasm.to_str().unwrap()]);
+    assert!(
+        stdout(&inspect).contains("keyval (edits part of its files"),
+        "{}",
+        stdout(&inspect)
+    );
+    let (_p, plugins, grants) = granted_dir(&wasm);
+    homeostat_tests::shared_edit_scenario(
+        "keyval",
+        &|k, v| format!("    key: {k}\n    value: \"{v}\"\n"),
+        &|k, v| format!("{k}={v}"),
+        &[
+            "--plugin-dir",
+            plugins.to_str().unwrap(),
+            "--grants",
+            grants.to_str().unwrap(),
+        ],
+    );
+}
+
 /// Bundled plugins are compiled (and cached) on first use: a graph of `file` resources
 /// run with an empty cache compiles the `file` plugin and no other.
 #[test]
@@ -400,7 +414,7 @@ fn a_locked_graph_refuses_another_build_of_its_plugin() {
         t.path(),
         "g.yaml",
         &format!(
-            "graph: t\nresources:\n  line:\n  - name: l\n    path: {}/f\n    line: x\n",
+            "graph: t\nresources:\n  lineinfile:\n  - name: l\n    path: {}/f\n    line: x\n",
             t.path().display()
         ),
     );
@@ -433,7 +447,7 @@ fn a_locked_graph_refuses_another_build_of_its_plugin() {
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{cmd}: {err}");
         assert!(
-            err.contains("for kind `line` has SHA-256")
+            err.contains("for kind `lineinfile` has SHA-256")
                 && err.contains(&format!("but the lock pins {sha}")),
             "{cmd}: {err}"
         );
@@ -443,7 +457,7 @@ fn a_locked_graph_refuses_another_build_of_its_plugin() {
     std::fs::write(t.path().join("g.yaml.lock"), "[kinds]\n").unwrap();
     let out = homeostat(&joined(&["validate", g.to_str().unwrap()], &flags));
     assert!(
-        stderr(&out).contains("kind `line` (plugin `line`")
+        stderr(&out).contains("kind `lineinfile` (plugin `line`")
             && stderr(&out).contains("is not pinned"),
         "{}",
         stderr(&out)

@@ -673,3 +673,88 @@ pub fn homeostat_ca(dir: &Path, args: &[&str]) -> String {
 pub fn loopback_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
+
+/// Issue 24's shared-edit scenario for an editing kind `kind`: two settings in one file
+/// (which also holds a line written by hand) converge, each once and without touching
+/// that line, and a third added by a live swap converges while the first two keep
+/// running unchanged.
+/// `params(key, value)` are the YAML params of one setting (below `path`, indented four
+/// spaces), `written(key, value)` the line it puts in the file; `extra`: more `run`
+/// arguments (a plugin directory).
+pub fn shared_edit_scenario(
+    kind: &str,
+    params: &dyn Fn(&str, &str) -> String,
+    written: &dyn Fn(&str, &str) -> String,
+    extra: &[&str],
+) {
+    let d = tempfile::tempdir().expect("temp dir");
+    let conf = d.path().join("app.conf");
+    std::fs::write(&conf, "# kept by hand\n").expect("write the file");
+    let graph = |keys: &[(&str, &str)]| {
+        let mut g = format!("graph: shared\nresources:\n  {kind}:\n");
+        for (k, v) in keys {
+            g.push_str(&format!(
+                "  - name: {k}\n    path: {}\n{}",
+                conf.display(),
+                params(k, v)
+            ));
+        }
+        g
+    };
+    let holds = |keys: &[(&str, &str)]| {
+        let ok = wait_for(|| {
+            let text = std::fs::read_to_string(&conf).ok()?;
+            let once = |want: &str| text.lines().filter(|l| *l == want).count() == 1;
+            (once("# kept by hand") && keys.iter().all(|(k, v)| once(&written(k, v)))).then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "{} never held {keys:?}; it holds {:?}",
+            conf.display(),
+            std::fs::read_to_string(&conf)
+        );
+    };
+    let two = [("port", "8080"), ("host", "example.org")];
+    let path = write_graph(d.path(), "g.yaml", &graph(&two));
+    let r = Running::start(&path, extra);
+    holds(&two);
+    let three = [two[0], two[1], ("workers", "4")];
+    write_atomic(&path, &graph(&three));
+    r.wait_log(&["swapped in: 2 unchanged, 0 replaced, 1 added, 0 removed"]);
+    holds(&three);
+}
+
+/// The third-party example plugin `line` (kind `lineinfile`), built by
+/// `cargo xtask build-plugins` from `examples/third-party-plugin`.
+pub fn line_wasm() -> PathBuf {
+    let p = root().join("target/example-plugins/line.wasm");
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo xtask test`",
+        p.display()
+    );
+    p
+}
+
+/// A plugin directory holding a copy of `wasm`, and a grants file with the line
+/// `plugin inspect --grant-line` prints for it: (owner of both, directory, grants file).
+pub fn granted_dir(wasm: &Path) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let d = tempfile::tempdir().expect("temp dir");
+    let plugins = d.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("create the plugin directory");
+    let copy = plugins.join(wasm.file_name().expect("a file name"));
+    std::fs::copy(wasm, &copy).expect("copy the plugin");
+    let out = command()
+        .args(["plugin", "inspect", "--grant-line"])
+        .arg(&copy)
+        .output()
+        .expect("run homeostat plugin inspect");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let grants = d.path().join("grants.toml");
+    std::fs::write(
+        &grants,
+        format!("[plugins]\n{}", String::from_utf8_lossy(&out.stdout)),
+    )
+    .expect("write grants");
+    (d, plugins, grants)
+}

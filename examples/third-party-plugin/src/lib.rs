@@ -1,4 +1,4 @@
-//! The `line` resource: ensure one line is present in (or absent from) a text file,
+//! The `lineinfile` resource: ensure one line is present in (or absent from) a text file,
 //! leaving every other line alone — `PermitRootLogin no` in `sshd_config`, an entry in
 //! `/etc/hosts`, `vm.swappiness = 10` in a sysctl drop-in.
 //!
@@ -82,7 +82,10 @@ pub fn edit(content: &str, p: &Params) -> Option<String> {
 pub struct Line;
 
 impl Resource for Line {
-    const KIND: &'static str = "line";
+    const KIND: &'static str = "lineinfile";
+    // It edits one line of a file that other lines, ini keys or a `file` resource
+    // managing only its attributes may share.
+    const EDITS: bool = true;
     const SCHEMA: &'static str = include_str!("../schema/line.json");
     type Params = Params;
 

@@ -65,6 +65,10 @@ pub struct NewArgs {
     /// this homeostat was built from).
     #[arg(long, value_name = "DIR")]
     sdk: Option<PathBuf>,
+    /// Scaffold a kind that edits part of a file (one `key=value` setting), which other
+    /// editing resources may share, rather than one that owns a whole file.
+    #[arg(long)]
+    edits: bool,
 }
 
 pub fn plugin(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
@@ -246,6 +250,16 @@ fn text(
                 e(&r.value)
             ));
         }
+        if k.edits {
+            about.push("edits part of its files, which other editing resources may share".into());
+        }
+        if !k.content_params.is_empty() {
+            let params: Vec<String> = k.content_params.iter().map(|p| e(p)).collect();
+            about.push(format!(
+                "owns a file's content when one of `{}` is set",
+                params.join("`, `")
+            ));
+        }
         if about.is_empty() {
             let _ = writeln!(s, "  {kind}");
         } else {
@@ -332,7 +346,7 @@ fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
     if !sdk.join("Cargo.toml").is_file() {
         bail!("{} is not a crate directory (no Cargo.toml)", sdk.display());
     }
-    for (file, content) in template(name, &sdk) {
+    for (file, content) in template(name, &sdk, args.edits) {
         let path = dir.join(file);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -365,7 +379,7 @@ fn camel(name: &str) -> String {
 }
 
 /// The files of a new plugin crate: (relative path, content).
-fn template(name: &str, sdk: &Path) -> Vec<(String, String)> {
+fn template(name: &str, sdk: &Path, edits: bool) -> Vec<(String, String)> {
     let ty = camel(name);
     let wasm = name.replace('-', "_");
     let sdk = sdk
@@ -381,10 +395,31 @@ fn template(name: &str, sdk: &Path) -> Vec<(String, String)> {
     };
     vec![
         ("Cargo.toml".into(), sub(TEMPLATE_CARGO)),
-        ("src/lib.rs".into(), sub(TEMPLATE_LIB)),
-        (format!("schema/{name}.json"), sub(TEMPLATE_SCHEMA)),
+        (
+            "src/lib.rs".into(),
+            sub(if edits {
+                TEMPLATE_EDIT_LIB
+            } else {
+                TEMPLATE_LIB
+            }),
+        ),
+        (
+            format!("schema/{name}.json"),
+            sub(if edits {
+                TEMPLATE_EDIT_SCHEMA
+            } else {
+                TEMPLATE_SCHEMA
+            }),
+        ),
         ("README.md".into(), sub(TEMPLATE_README)),
-        ("example.yaml".into(), sub(TEMPLATE_GRAPH)),
+        (
+            "example.yaml".into(),
+            sub(if edits {
+                TEMPLATE_EDIT_GRAPH
+            } else {
+                TEMPLATE_GRAPH
+            }),
+        ),
         (".gitignore".into(), "/target\n/plugins\n".into()),
     ]
 }
@@ -497,6 +532,143 @@ mod tests {
 }
 "#;
 
+const TEMPLATE_EDIT_LIB: &str = r##"//! The `{{name}}` resource kind: one `key=value` setting in a file, every other line
+//! left alone. Several `{{name}}` resources (and other editing kinds, such as the
+//! bundled `line` and `ini`) may edit one file: `EDITS` tells the host, which runs their
+//! check-applies one at a time, each seeing the edits before it, and writes the file
+//! once for all of them.
+//!
+//! Replace the params and the edit with your own. Keep the logic that does not touch
+//! the system in plain functions (like [`edit`]) so that
+//! `cargo test --target x86_64-unknown-linux-gnu` tests it natively.
+
+use homeostat_sdk::{CheckApply, Error, Info, Outcome, Resource, ResourceId, Result, fs, text};
+
+/// The params of a `{{name}}` resource (see `schema/{{name}}.json`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Absolute path of the file.
+    pub path: String,
+    /// The setting's name.
+    pub key: String,
+    /// Its value.
+    pub value: String,
+}
+
+/// `text` with the line `key=value` in place of the setting's line (added at the end
+/// when there is none), or `None` when it is already right.
+pub fn edit(text: &str, p: &Params) -> Option<String> {
+    let want = format!("{}={}", p.key, p.value);
+    let is_key = |l: &str| l.split_once('=').is_some_and(|(k, _)| k.trim() == p.key);
+    let mut lines: Vec<&str> = text.lines().collect();
+    match lines.iter().position(|l| is_key(l)) {
+        Some(i) if lines[i] == want => return None,
+        Some(i) => lines[i] = &want,
+        None => lines.push(&want),
+    }
+    Some(lines.iter().map(|l| format!("{l}\n")).collect())
+}
+
+/// The `{{name}}` kind.
+pub struct {{type}};
+
+impl Resource for {{type}} {
+    const KIND: &'static str = "{{name}}";
+    const SCHEMA: &'static str = include_str!("../schema/{{name}}.json");
+    /// This kind edits part of its file: others may edit the rest.
+    const EDITS: bool = true;
+    type Params = Params;
+
+    /// Check what the schema cannot, and declare the file (the only path `fs` calls may
+    /// touch), that a change to it wakes the resource, and that it runs after whoever
+    /// manages the file or its directory. No host calls here.
+    fn validate(_: &ResourceId, p: &Params) -> Result<Info> {
+        if !p.path.starts_with('/') {
+            return Err(Error::param(
+                "path",
+                format!("`{}` is not an absolute path", p.path),
+            ));
+        }
+        if p.key.contains(['=', '\n']) || p.key.trim() != p.key || p.key.is_empty() {
+            return Err(Error::param(
+                "key",
+                "a key is not empty, has no `=`, newline or spaces around it",
+            ));
+        }
+        Ok(Info::new()
+            .write_path(&p.path)
+            .watch_path(&p.path)
+            .depends_on_path(&p.path))
+    }
+
+    /// Compare, and repair only when `ctx.apply` (otherwise it is a `--noop` run). The
+    /// file read includes the edits of the resources that ran before this one.
+    fn check_apply(_: &ResourceId, p: &Params, ctx: &CheckApply) -> Result<Outcome> {
+        let mut out = Outcome::new();
+        let old = fs::read_opt(&p.path)?.unwrap_or_default();
+        let old = String::from_utf8(old)
+            .map_err(|_| Error::new(format!("{} is not UTF-8 text", p.path)))?;
+        if let Some(new) = edit(&old, p) {
+            out.change(format!("{}: {}", p.key, text::short_diff(&old, &new)));
+            if ctx.apply {
+                fs::write(&p.path, new.as_bytes(), fs::Attrs::new())?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+homeostat_sdk::export_resource!({{type}}; capabilities = ["fs"]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_one_key_and_keeps_the_rest() {
+        let p = Params {
+            path: "/tmp/x".into(),
+            key: "port".into(),
+            value: "80".into(),
+        };
+        assert_eq!(
+            edit("# c\nport = 1\nx=2\n", &p).as_deref(),
+            Some("# c\nport=80\nx=2\n")
+        );
+        assert_eq!(edit("a=1\n", &p).as_deref(), Some("a=1\nport=80\n"));
+        assert_eq!(edit("port=80\n", &p), None);
+    }
+}
+"##;
+
+const TEMPLATE_EDIT_SCHEMA: &str = r#"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "title": "{{name}}",
+  "type": "object",
+  "properties": {
+    "path": {"type": "string", "description": "Absolute path of the file."},
+    "key": {"type": "string", "description": "The setting's name."},
+    "value": {"type": "string", "description": "Its value: the file gets the line `key=value`."}
+  },
+  "required": ["path", "key", "value"],
+  "additionalProperties": false
+}
+"#;
+
+const TEMPLATE_EDIT_GRAPH: &str = r#"graph: {{name}}-example
+resources:
+  {{name}}:
+  - name: port
+    path: /tmp/{{name}}-example.conf
+    key: port
+    value: "8080"
+  - name: host
+    path: /tmp/{{name}}-example.conf
+    key: host
+    value: example.org
+"#;
+
 const TEMPLATE_SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "{{name}}",
@@ -565,9 +737,12 @@ mod tests {
 
     #[test]
     fn the_template_is_filled_in() {
-        let files = template("my-thing", Path::new("/src/homeostat/plugins/sdk"));
+        let files = template("my-thing", Path::new("/src/homeostat/plugins/sdk"), false);
         let all: String = files.iter().map(|(_, c)| c.as_str()).collect();
         assert!(!all.contains("{{"), "{all}");
+        let edits = template("my-thing", Path::new("/sdk"), true);
+        let lib = &edits.iter().find(|(p, _)| p == "src/lib.rs").unwrap().1;
+        assert!(lib.contains("const EDITS: bool = true;") && !lib.contains("{{"));
         let lib = &files.iter().find(|(p, _)| p == "src/lib.rs").unwrap().1;
         assert!(lib.contains("pub struct MyThing;") && lib.contains("\"my-thing\""));
         let cargo = &files[0].1;
