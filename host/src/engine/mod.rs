@@ -13,7 +13,9 @@
 //! downstream succeeds); a `send` edge maps values the upstream published onto the
 //! downstream's params (a changed value makes the downstream dirty); and an upstream that
 //! changed something pokes its successors. Metaparams (`poll`, `limit`/`burst`, `sema`,
-//! `timeout`, `retry`/`delay`, `noop`, `hidden`) are honoured per vertex.
+//! `timeout`, `retry`/`delay`, `noop`, `hidden`) are honoured per vertex. Editing
+//! resources that share a file (`line`, `ini`) take turns on it and have their edits
+//! written together (`edits`).
 //!
 //! A running graph can be replaced ([`run`]'s `updates`): unchanged vertices keep running
 //! untouched (same task, state, refresh flags and sent values), changed ones are stopped,
