@@ -42,6 +42,34 @@ impl DirWatch {
         })
     }
 
+    /// Read every queued event and return the names they carry (entries of the
+    /// directory created, closed after writing or moved in).
+    pub fn names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            // SAFETY: `buf` is valid for its length.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return names;
+            }
+            let header = std::mem::size_of::<libc::inotify_event>();
+            let mut at = 0;
+            while at + header <= n as usize {
+                // SAFETY: the kernel writes whole events; `read_unaligned` copes with the
+                // byte buffer's alignment.
+                let ev: libc::inotify_event =
+                    unsafe { std::ptr::read_unaligned(buf[at..].as_ptr().cast()) };
+                let raw = &buf[at + header..at + header + ev.len as usize];
+                let raw = &raw[..raw.iter().position(|b| *b == 0).unwrap_or(raw.len())];
+                if ev.mask & (libc::IN_MOVED_TO | libc::IN_CREATE) != 0 {
+                    names.push(String::from_utf8_lossy(raw).into_owned());
+                }
+                at += header + ev.len as usize;
+            }
+        }
+    }
+
     /// Read and discard every queued event; returns whether there was any.
     pub fn drain(&mut self) -> io::Result<bool> {
         let mut any = false;
@@ -71,7 +99,7 @@ impl DirWatch {
     }
 
     /// Block until an event is queued or `timeout` passes.
-    fn wait(&self, timeout: Duration) -> io::Result<()> {
+    pub fn wait(&self, timeout: Duration) -> io::Result<()> {
         let mut pfd = libc::pollfd {
             fd: self.fd.as_raw_fd(),
             events: libc::POLLIN,

@@ -86,6 +86,7 @@
 
 mod cluster;
 mod drift;
+mod edits;
 mod floor;
 mod membership;
 mod proc;
@@ -134,6 +135,7 @@ fn main() -> ExitCode {
         Some("cluster") => Some(("cluster", cluster::run)),
         Some("membership") => Some(("membership", membership::run)),
         Some("remote") => Some(("remote", remote::run)),
+        Some("edits") => Some(("edits", edits::run)),
         _ => None,
     };
     if let Some((name, run)) = sub {
