@@ -278,6 +278,45 @@ fn plugin_new_makes_a_crate_that_builds_with_one_command_and_runs() {
     assert!(
         wait_for(|| (std::fs::read_to_string(&target).ok()? == "hi\n").then_some(())).is_some()
     );
+
+    // Its tests as generated: the native unit test, and the test kit's check → apply →
+    // check of `tests/kit.yaml` through this homeostat.
+    let status = cargo()
+        .current_dir(&dir)
+        .args(["test", "--target", "x86_64-unknown-linux-gnu"])
+        .env("CARGO_TARGET_DIR", root().join("target/test-plugin-new"))
+        .env("HOMEOSTAT", homeostat_tests::binary())
+        .status()
+        .expect("run cargo test");
+    assert!(status.success(), "the generated plugin's tests fail");
+}
+
+/// `plugin test` fails a plugin whose second check is not clean, saying which resource.
+#[test]
+fn plugin_test_fails_a_resource_that_changes_at_every_check() {
+    let d = tempfile::tempdir().unwrap();
+    let steer = homeostat_tests::test_plugins().join("steer.wasm");
+    let graph = |change: &str| {
+        write_graph(
+            d.path(),
+            &format!("{change}.yaml"),
+            &format!(
+                "graph: kit\nresources:\n  steer:\n  - name: s\n    state: $ROOT/count\n    change: {change}\n"
+            ),
+        )
+    };
+    let out = plugin(&["test", steer.to_str().unwrap(), graph("always").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("2. apply:       1 changed, none failed")
+            && text.contains("FAILED: not idempotent")
+            && text.contains("steer[s]: changed as asked"),
+        "{text}"
+    );
+    let out = plugin(&["test", steer.to_str().unwrap(), graph("never").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("ok: converges in one apply"), "{}", stdout(&out));
 }
 
 /// `plugin new --edits` scaffolds a kind that edits part of a file; built as generated,

@@ -1,5 +1,7 @@
 //! `homeostat plugin inspect FILE.wasm` (what a plugin is and asks for, without running
-//! it) and `homeostat plugin new NAME` (a plugin crate that builds with one command).
+//! it), `homeostat plugin new NAME` (a plugin crate that builds with one command),
+//! `homeostat plugin lock GRAPH` (pin the builds a graph uses) and `homeostat plugin test
+//! FILE.wasm GRAPH` (check, apply, check again in a temporary root: the plugin test kit).
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -25,6 +27,22 @@ pub enum PluginCommand {
     /// Pin the third-party plugins a graph uses by SHA-256 in GRAPH.lock beside it: another
     /// build is then refused before anything runs.
     Lock(LockArgs),
+    /// Test a plugin build: run a graph using it in a fresh temporary root (`$ROOT` in the
+    /// graph) with the real runtime and sandbox, as check, apply and check again. Fails
+    /// when the apply fails or the second check finds anything to change.
+    Test(TestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The plugin build to test (a `.wasm` file). It is granted what it declares.
+    plugin: PathBuf,
+    /// A graph using its kinds; every `$ROOT` in it becomes a fresh temporary directory, so
+    /// the test touches nothing else.
+    graph: PathBuf,
+    /// Keep the temporary directory (its path is printed) to look at what the run left.
+    #[arg(long)]
+    keep: bool,
 }
 
 #[derive(Debug, Args)]
@@ -76,7 +94,184 @@ pub fn plugin(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
         PluginCommand::Inspect(args) => inspect_cmd(args),
         PluginCommand::New(args) => new(args),
         PluginCommand::Lock(args) => lock(args),
+        PluginCommand::Test(args) => test_cmd(args),
     }
+}
+
+/// One `homeostat run` of `plugin test`: its exit code, report and log.
+struct Step {
+    code: Option<i32>,
+    report: serde_json::Value,
+    log: String,
+}
+
+impl Step {
+    /// `(id, outcome, what, error)` of each resource in the report.
+    fn resources(&self) -> Vec<(String, String, Vec<String>, Option<String>)> {
+        let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        self.report["resources"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|r| {
+                (
+                    s(&r["id"]),
+                    s(&r["outcome"]),
+                    r["what"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(s)
+                        .collect(),
+                    r["error"].as_str().map(str::to_string),
+                )
+            })
+            .collect()
+    }
+
+    /// Resources with `outcome`.
+    fn with(&self, outcome: &str) -> Vec<(String, Vec<String>, Option<String>)> {
+        self.resources()
+            .into_iter()
+            .filter(|(_, o, _, _)| o == outcome)
+            .map(|(id, _, what, err)| (id, what, err))
+            .collect()
+    }
+}
+
+/// `plugin test`: the plugin test kit (Terraform's plugin tests are the model: apply, then
+/// an empty plan). Each step is a real `homeostat run` of this binary, with the plugin in a
+/// plugin directory of its own, granted what it declares, reading its run report.
+fn test_cmd(args: TestArgs) -> anyhow::Result<ExitCode> {
+    let wasm = input::read_file(&args.plugin, &registry::PLUGIN_CAP)?;
+    let report = inspect::inspect(&wasm)
+        .map_err(|e| anyhow::anyhow!("plugin {} {e}", args.plugin.display()))?;
+    let graph_text = crate::plan::read(&args.graph, crate::plan::DEFAULT_MAX_GRAPH_MIB << 20)?;
+    let work = tempfile::Builder::new()
+        .prefix("homeostat-plugin-test.")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let dir = work.path();
+    let root = dir.join("root");
+    let plugins = dir.join("plugins");
+    for d in [&root, &plugins] {
+        std::fs::create_dir(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    let file_name = args
+        .plugin
+        .file_name()
+        .context("the plugin path names no file")?;
+    std::fs::write(plugins.join(file_name), &wasm).context("cannot copy the plugin")?;
+    let grant = Policy::empty()
+        .access(&report.manifest, &report.sha256, &args.plugin.display().to_string())
+        .full_grant_line();
+    let grants = dir.join("grants.toml");
+    std::fs::write(&grants, format!("[plugins]\n{grant}\n")).context("cannot write grants")?;
+    let graph = dir.join("graph.yaml");
+    std::fs::write(&graph, graph_text.replace("$ROOT", &root.display().to_string()))
+        .context("cannot write the graph")?;
+    println!(
+        "plugin test: {} {} ({}) with {}; $ROOT is {}",
+        report.manifest.name,
+        report.manifest.version,
+        args.plugin.display(),
+        args.graph.display(),
+        root.display()
+    );
+    let me = std::env::current_exe().context("cannot find this homeostat")?;
+    let step = |name: &str, noop: bool| -> anyhow::Result<Step> {
+        let path = dir.join(format!("{name}.json"));
+        let mut c = std::process::Command::new(&me);
+        c.arg("run")
+            .arg(&graph)
+            .arg("--plugin-dir")
+            .arg(&plugins)
+            .arg("--grants")
+            .arg(&grants)
+            .args(["--converged-timeout", "0", "--color", "never", "--report"])
+            .arg(&path);
+        if noop {
+            c.arg("--noop");
+        }
+        let out = c.output().context("cannot run homeostat")?;
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        let report = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::Value::Null);
+        Ok(Step {
+            code: out.status.code(),
+            report,
+            log,
+        })
+    };
+    let failed = |why: String, log: &str| -> anyhow::Result<ExitCode> {
+        println!("FAILED: {why}\n\nits log:\n{}", log.trim_end());
+        if args.keep {
+            println!("kept {}", work.path().display());
+        }
+        Ok(ExitCode::from(1))
+    };
+    let list = |items: &[(String, Vec<String>, Option<String>)]| -> String {
+        items
+            .iter()
+            .map(|(id, what, err)| match err {
+                Some(e) => format!("\n  {id}: {e}"),
+                None => format!("\n  {id}: {}", what.join("; ")),
+            })
+            .collect()
+    };
+
+    let first = step("check", true)?;
+    if first.report.is_null() || first.code == Some(1) {
+        return failed("the graph does not run (step 1, check)".into(), &first.log);
+    }
+    let pending = first.with("would_change");
+    println!("  1. check:       {} of {} would change", pending.len(), first.resources().len());
+
+    let apply = step("apply", false)?;
+    let bad: Vec<_> = ["failed", "blocked", "unfinished"]
+        .iter()
+        .flat_map(|o| apply.with(o))
+        .collect();
+    if !bad.is_empty() || apply.code != Some(0) {
+        return failed(
+            format!("the apply did not converge (step 2):{}", list(&bad)),
+            &apply.log,
+        );
+    }
+    let changed = apply.with("changed");
+    println!("  2. apply:       {} changed, none failed", changed.len());
+
+    let again = step("check-again", true)?;
+    let still = again.with("would_change");
+    if !still.is_empty() || again.code != Some(0) {
+        return failed(
+            format!(
+                "not idempotent: after the apply, the second check still finds changes \
+                 (step 3):{}",
+                list(&still)
+            ),
+            &again.log,
+        );
+    }
+    println!("  3. check again: nothing to change");
+    if changed.len() < pending.len() {
+        return failed(
+            format!(
+                "{} resources would change in step 1 but did not in step 2",
+                pending.len() - changed.len()
+            ),
+            &apply.log,
+        );
+    }
+    println!("ok: converges in one apply, and the second check is clean");
+    if args.keep {
+        println!("kept {}", work.keep().display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `plugin lock`: pin what the graph uses now (after the operator checked it).
@@ -412,6 +607,11 @@ fn template(name: &str, sdk: &Path, edits: bool) -> Vec<(String, String)> {
             }),
         ),
         ("README.md".into(), sub(TEMPLATE_README)),
+        ("tests/kit.rs".into(), sub(TEMPLATE_KIT)),
+        (
+            "tests/kit.yaml".into(),
+            sub(if edits { TEMPLATE_EDIT_KIT_GRAPH } else { TEMPLATE_KIT_GRAPH }),
+        ),
         (
             "example.yaml".into(),
             sub(if edits {
@@ -669,6 +869,41 @@ resources:
     value: example.org
 "#;
 
+const TEMPLATE_KIT: &str = r#"//! The plugin through the real homeostat runtime and sandbox: `tests/kit.yaml` in a fresh
+//! temporary root (`$ROOT`), checked, applied and checked again; the second check must
+//! find nothing to change. Needs `homeostat` on `PATH` (or in `HOMEOSTAT`).
+
+#[test]
+fn converges_in_one_apply_and_stays_converged() {
+    if let Err(e) = homeostat_sdk::testkit::check(env!("CARGO_MANIFEST_DIR"), "tests/kit.yaml") {
+        panic!("{e}");
+    }
+}
+"#;
+
+const TEMPLATE_KIT_GRAPH: &str = r#"# The test kit's graph: `$ROOT` is a fresh temporary directory.
+graph: {{name}}-kit
+resources:
+  {{name}}:
+  - name: hello
+    path: $ROOT/hello.txt
+    text: hello from the test kit
+"#;
+
+const TEMPLATE_EDIT_KIT_GRAPH: &str = r#"# The test kit's graph: `$ROOT` is a fresh temporary directory.
+graph: {{name}}-kit
+resources:
+  {{name}}:
+  - name: port
+    path: $ROOT/app.conf
+    key: port
+    value: "8080"
+  - name: host
+    path: $ROOT/app.conf
+    key: host
+    value: example.org
+"#;
+
 const TEMPLATE_SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "{{name}}",
@@ -720,9 +955,13 @@ Rebuilding changes the SHA-256: update `grants.toml` after every build.
 ## Test
 
 ```sh
-cargo test --target x86_64-unknown-linux-gnu     # the pure logic, natively
-homeostat validate --plugin-dir plugins --grants grants.toml example.yaml
+cargo test --target x86_64-unknown-linux-gnu     # the pure logic, natively, and the kit
 ```
+
+`tests/kit.rs` is the test kit: it builds the plugin and runs `tests/kit.yaml` through
+homeostat's real runtime and sandbox in a temporary root (`$ROOT`), as check, apply and
+check again (`homeostat plugin test PLUGIN.wasm tests/kit.yaml` by hand); the second
+check must find nothing to change.
 "#;
 
 #[cfg(test)]
@@ -743,6 +982,8 @@ mod tests {
         let edits = template("my-thing", Path::new("/sdk"), true);
         let lib = &edits.iter().find(|(p, _)| p == "src/lib.rs").unwrap().1;
         assert!(lib.contains("const EDITS: bool = true;") && !lib.contains("{{"));
+        let kit = &edits.iter().find(|(p, _)| p == "tests/kit.yaml").unwrap().1;
+        assert!(kit.contains("path: $ROOT/app.conf") && kit.contains("my-thing:"));
         let lib = &files.iter().find(|(p, _)| p == "src/lib.rs").unwrap().1;
         assert!(lib.contains("pub struct MyThing;") && lib.contains("\"my-thing\""));
         let cargo = &files[0].1;

@@ -576,6 +576,102 @@ pub mod fs {
     }
 }
 
+/// The plugin test kit: run your plugin's `.wasm` through the real homeostat runtime and
+/// sandbox, in a fresh temporary root, as check → apply → check, and fail when the apply
+/// fails or the second check still finds something to change (Terraform's plugin tests
+/// do the same with an empty plan after apply). Native only: call it from an integration
+/// test (`tests/kit.rs`) run with `cargo test --target x86_64-unknown-linux-gnu`.
+///
+/// ```no_run
+/// // tests/kit.rs of a plugin crate, beside a graph `tests/kit.yaml` whose paths start
+/// // with `$ROOT/` (replaced by the temporary root).
+/// #[test]
+/// fn converges_and_stays_converged() {
+///     homeostat_sdk::testkit::check(env!("CARGO_MANIFEST_DIR"), "tests/kit.yaml").unwrap();
+/// }
+/// ```
+///
+/// It needs `homeostat` (the `HOMEOSTAT` environment variable, or the one on `PATH`) and
+/// the `wasm32-wasip2` target (`rustup target add wasm32-wasip2`).
+#[cfg(not(target_family = "wasm"))]
+pub mod testkit {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    /// Build the plugin crate at `crate_dir` (release, for `wasm32-wasip2`, into
+    /// `target/testkit`: a target directory of its own, since the running `cargo test`
+    /// holds the crate's; under `$CARGO_TARGET_DIR` when that is set), then run `homeostat plugin test WASM GRAPH` with `graph`
+    /// (relative to `crate_dir`). `Err` holds what failed, with homeostat's report.
+    pub fn check(crate_dir: &str, graph: &str) -> Result<(), String> {
+        let dir = Path::new(crate_dir);
+        let wasm = build(dir)?;
+        let homeostat = std::env::var_os("HOMEOSTAT").unwrap_or_else(|| "homeostat".into());
+        let out = Command::new(&homeostat)
+            .args(["plugin", "test"])
+            .arg(&wasm)
+            .arg(dir.join(graph))
+            .output()
+            .map_err(|e| {
+                format!(
+                    "cannot run {} ({e}): put homeostat on PATH or set HOMEOSTAT to it",
+                    Path::new(&homeostat).display()
+                )
+            })?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            println!("{text}");
+            Ok(())
+        } else {
+            Err(text)
+        }
+    }
+
+    /// `cargo build --release --target wasm32-wasip2` of the crate at `dir`; the path of
+    /// the component it built.
+    pub fn build(dir: &Path) -> Result<PathBuf, String> {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        // Beside the crate's own builds (or the `CARGO_TARGET_DIR` the test runs with).
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| dir.join("target"), PathBuf::from)
+            .join("testkit");
+        let out = Command::new(cargo)
+            .current_dir(dir)
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .args(["--message-format", "json-render-diagnostics"])
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("CARGO_BUILD_TARGET")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .output()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "building the plugin for wasm32-wasip2 failed (is the target installed? \
+                 `rustup target add wasm32-wasip2`):\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        // The last artifact cargo reports with a `.wasm` file is the plugin.
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact")
+            .flat_map(|m| {
+                m["filenames"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|f| f.as_str().map(PathBuf::from))
+            })
+            .filter(|f| f.extension().is_some_and(|e| e == "wasm"))
+            .collect::<Vec<_>>()
+            .pop()
+            .ok_or_else(|| "cargo built no .wasm file: is the crate a cdylib?".to_string())
+    }
+}
+
 /// Text helpers for log messages and change summaries.
 pub mod text {
     /// At most this many changed lines shown by [`short_diff`] on each side.
