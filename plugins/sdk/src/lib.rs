@@ -499,12 +499,23 @@ pub mod fs {
     //! the file atomically and durably (a temporary file, flushed, renamed into place): a
     //! reader never sees half a file, and a crash leaves the old one or the new one.
     //!
-    //! ```ignore
-    //! let current = fs::read_opt(&p.path)?;              // None: not there yet
-    //! if current.as_deref() != Some(want.as_bytes()) {
-    //!     fs::write(&p.path, want.as_bytes(), fs::Attrs::new().mode(0o644))?;
+    //! ```no_run
+    //! use homeostat_sdk::fs;
+    //!
+    //! /// Make `path` hold `want`; whether it had to.
+    //! fn ensure(path: &str, want: &str) -> Result<bool, fs::Error> {
+    //!     let current = fs::read_opt(path)?; // None: not there yet
+    //!     if current.as_deref() == Some(want.as_bytes()) {
+    //!         return Ok(false);
+    //!     }
+    //!     fs::write(path, want.as_bytes(), fs::Attrs::new().mode(0o644))?;
+    //!     Ok(true)
     //! }
     //! ```
+    //!
+    //! The examples compile in the documentation's tests but do not run there: these
+    //! calls reach the host, which exists only inside homeostat. Run them with the
+    //! [test kit](crate::testkit).
 
     pub use crate::__bindings::homeostat::resource::fs::{
         Attrs, Error, ErrorCode, FileStat, FileType, content_equals, copy, digest, group_id, mkdir,
@@ -528,8 +539,13 @@ pub mod fs {
 
     /// A builder for [`Attrs`]: set what the resource manages, leave the rest as it is.
     ///
-    /// ```ignore
-    /// fs::write(&p.path, data, fs::Attrs::new().mode(0o640).uid(0))?;
+    /// ```no_run
+    /// # use homeostat_sdk::fs;
+    /// # fn main() -> Result<(), fs::Error> {
+    /// let uid = fs::user_id("root")?;
+    /// fs::write("/etc/app.conf", b"x = 1\n", fs::Attrs::new().mode(0o640).uid(uid))?;
+    /// # Ok(())
+    /// # }
     /// ```
     impl Attrs {
         /// Nothing set: mode and ownership are left as they are (a new file gets `0644` and
@@ -752,7 +768,9 @@ pub mod kmsg {
 /// declared with [`Info::udp`](crate::Info::udp) and [`Info::tcp`](crate::Info::tcp).
 /// The host waits; the loop handles what [`wait`](crate::net::wait) returns:
 ///
-/// ```ignore
+/// ```no_run
+/// # use homeostat_sdk::net;
+/// # fn main() -> Result<(), net::Error> {
 /// let s = net::bind_udp("0.0.0.0:6969")?;
 /// loop {
 ///     for event in net::wait(1000) {
@@ -761,6 +779,7 @@ pub mod kmsg {
 ///         }
 ///     }
 /// }
+/// # }
 /// ```
 pub mod net {
     pub use crate::__bindings::homeostat::resource::net::{
