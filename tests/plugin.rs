@@ -305,7 +305,11 @@ fn plugin_test_fails_a_resource_that_changes_at_every_check() {
             ),
         )
     };
-    let out = plugin(&["test", steer.to_str().unwrap(), graph("always").to_str().unwrap()]);
+    let out = plugin(&[
+        "test",
+        steer.to_str().unwrap(),
+        graph("always").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let text = stdout(&out);
     assert!(
@@ -314,9 +318,17 @@ fn plugin_test_fails_a_resource_that_changes_at_every_check() {
             && text.contains("steer[s]: changed as asked"),
         "{text}"
     );
-    let out = plugin(&["test", steer.to_str().unwrap(), graph("never").to_str().unwrap()]);
+    let out = plugin(&[
+        "test",
+        steer.to_str().unwrap(),
+        graph("never").to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stdout(&out));
-    assert!(stdout(&out).contains("ok: converges in one apply"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("ok: converges in one apply"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 /// `plugin new --edits` scaffolds a kind that edits part of a file; built as generated,

@@ -110,7 +110,11 @@ fn cold(o: &Options, graph: &Path, cache: &Path, log: &Path) -> Result<Duration,
         .map_err(|e| format!("cannot run {}: {e}", o.homeostat.display()))?
         .wait(LIMIT)?;
     if !done.success() {
-        return Err(format!("homeostat ended with {}; see {}", done.describe(), log.display()));
+        return Err(format!(
+            "homeostat ended with {}; see {}",
+            done.describe(),
+            log.display()
+        ));
     }
     Ok(done.wall)
 }
@@ -121,7 +125,11 @@ fn writes_of(fd: &DirWatch, name: &str) -> usize {
 }
 
 /// Wait (on `watch`, re-checking after each event or every 100 ms) until `done`.
-fn until(watch: &mut DirWatch, deadline: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+fn until(
+    watch: &mut DirWatch,
+    deadline: Duration,
+    mut done: impl FnMut() -> bool,
+) -> Option<Duration> {
     let started = Instant::now();
     loop {
         if done() {
@@ -136,18 +144,31 @@ fn until(watch: &mut DirWatch, deadline: Duration, mut done: impl FnMut() -> boo
     }
 }
 
-/// Drift repair latencies of a long run of `graph`, `drift(s)` breaking something and
-/// `repaired()` saying it is back; settled when `ready()`.
+/// What a drift run breaks and checks, in the directory `dir` it watches.
+struct Drift<'a> {
+    dir: &'a Path,
+    /// Everything is in place (the run has settled).
+    ready: &'a dyn Fn() -> bool,
+    /// Break something for sample `s`; returns what to wait for.
+    drift: &'a dyn Fn(usize) -> usize,
+    /// Whether that is back.
+    repaired: &'a dyn Fn(usize) -> bool,
+}
+
+/// Drift repair latencies of a long run of `graph` (see [`Drift`]).
 fn drift_run(
     o: &Options,
     graph: &Path,
     cache: &Path,
     log: &Path,
-    dir: &Path,
-    ready: &dyn Fn() -> bool,
-    drift: &dyn Fn(usize) -> usize,
-    repaired: &dyn Fn(usize) -> bool,
+    d: &Drift<'_>,
 ) -> Result<Vec<Duration>, String> {
+    let Drift {
+        dir,
+        ready,
+        drift,
+        repaired,
+    } = d;
     let mut c = homeostat(o, graph, cache, log)?;
     let running = proc::spawn(&mut c).map_err(|e| format!("cannot run homeostat: {e}"))?;
     let result = (|| {
@@ -206,7 +227,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
     // Warm-up: compile the plugins into the cache.
     let warm = w.join("warm");
     fs::create_dir(&warm).map_err(|e| e.to_string())?;
-    fs::write(warm.join("g.yaml"), lines_graph(&warm.join("x.conf"), 1)).map_err(|e| e.to_string())?;
+    fs::write(warm.join("g.yaml"), lines_graph(&warm.join("x.conf"), 1))
+        .map_err(|e| e.to_string())?;
     cold(&o, &warm.join("g.yaml"), &cache, &warm.join("log"))?;
 
     let (mut cold_lines, mut cold_files, mut writes) = (Vec::new(), Vec::new(), Vec::new());
@@ -220,8 +242,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
         writes.push(writes_of(&watch, "app.conf"));
         let d = w.join(format!("files{r}"));
         fs::create_dir(&d).map_err(|e| e.to_string())?;
-        fs::write(w.join(format!("files{r}.yaml")), workload::graph_yaml(&d, n)).map_err(|e| e.to_string())?;
-        cold_files.push(cold(&o, &w.join(format!("files{r}.yaml")), &cache, &w.join(format!("files{r}.log")))?);
+        fs::write(
+            w.join(format!("files{r}.yaml")),
+            workload::graph_yaml(&d, n),
+        )
+        .map_err(|e| e.to_string())?;
+        cold_files.push(cold(
+            &o,
+            &w.join(format!("files{r}.yaml")),
+            &cache,
+            &w.join(format!("files{r}.log")),
+        )?);
     }
 
     // Drift, on what the last cold runs left.
@@ -233,15 +264,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
         &d.join("g.yaml"),
         &cache,
         &d.join("drift.log"),
-        &d,
-        &|| fs::read_to_string(&file).is_ok_and(|t| all(&t)),
-        &|s| {
-            let i = (workload::splitmix64(0xed17 ^ s as u64) % n as u64) as usize;
-            let text: String = (0..n).filter(|&k| k != i).map(|k| line(k) + "\n").collect();
-            overwrite(&file, text.as_bytes());
-            i
+        &Drift {
+            dir: &d,
+            ready: &|| fs::read_to_string(&file).is_ok_and(|t| all(&t)),
+            drift: &|s| {
+                let i = (workload::splitmix64(0xed17 ^ s as u64) % n as u64) as usize;
+                let text: String = (0..n).filter(|&k| k != i).map(|k| line(k) + "\n").collect();
+                overwrite(&file, text.as_bytes());
+                i
+            },
+            repaired: &|i| fs::read_to_string(&file).is_ok_and(|t| t.lines().any(|l| l == line(i))),
         },
-        &|i| fs::read_to_string(&file).is_ok_and(|t| t.lines().any(|l| l == line(i))),
     )?;
     let files = w.join(format!("files{}", o.runs - 1));
     let files_drift = drift_run(
@@ -249,14 +282,16 @@ pub fn run(args: &[String]) -> Result<(), String> {
         &w.join(format!("files{}.yaml", o.runs - 1)),
         &cache,
         &w.join("files-drift.log"),
-        &files,
-        &|| matches!(workload::verify(&files, n), Ok(None)),
-        &|s| {
-            let i = (workload::splitmix64(0xf11e ^ s as u64) % n as u64) as usize;
-            overwrite(&workload::path(&files, i), b"drifted\n");
-            i
+        &Drift {
+            dir: &files,
+            ready: &|| matches!(workload::verify(&files, n), Ok(None)),
+            drift: &|s| {
+                let i = (workload::splitmix64(0xf11e ^ s as u64) % n as u64) as usize;
+                overwrite(&workload::path(&files, i), b"drifted\n");
+                i
+            },
+            repaired: &|i| workload::has_content(&files, i).unwrap_or(false),
         },
-        &|i| workload::has_content(&files, i).unwrap_or(false),
     )?;
 
     writes.sort();
@@ -272,10 +307,21 @@ pub fn run(args: &[String]) -> Result<(), String> {
         row(
             &format!("1 `file` + {n} `line` on one file"),
             cold_lines,
-            &format!("{} (median; one is the `file` resource's)", writes[writes.len() / 2]),
+            &format!(
+                "{} (median; one is the `file` resource's)",
+                writes[writes.len() / 2]
+            ),
             lines_drift
         )
     );
-    print!("{}", row(&format!("{n} `file` on {n} files"), cold_files, "-", files_drift));
+    print!(
+        "{}",
+        row(
+            &format!("{n} `file` on {n} files"),
+            cold_files,
+            "-",
+            files_drift
+        )
+    );
     Ok(())
 }

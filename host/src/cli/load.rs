@@ -46,13 +46,13 @@ pub(super) struct PluginArgs {
           value_parser = whole(1, Meta::MAX_MILLIS))]
     plugin_timeout: u64,
     /// Instances per plugin serving calls in parallel (1 to 1024).
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = whole(1, MAX_POOL))]
+    #[arg(long, value_name = "N", default_value_t = super::plugin::DEFAULT_POOL as u64, value_parser = whole(1, MAX_POOL))]
     plugin_pool: u64,
 }
 
 /// Most instances per plugin `--plugin-pool` accepts: 1024 instances at the default
 /// memory cap could already claim 64 GiB.
-const MAX_POOL: u64 = 1024;
+const MAX_POOL: u64 = crate::plugin::shape::MAX_POOL as u64;
 
 /// A clap value parser for a whole number from `min` to `max`: a limit flag refuses 0
 /// where 0 would stop every call, and values that would overflow once converted (MiB to

@@ -31,6 +31,22 @@ pub enum PluginCommand {
     /// graph) with the real runtime and sandbox, as check, apply and check again. Fails
     /// when the apply fails or the second check finds anything to change.
     Test(TestArgs),
+    /// Embed a manifest in a component built by another toolchain (componentize-py, jco,
+    /// ...), checked against the component's imports: the step the Rust SDK's
+    /// `export_resource!` does. Pack last: stripping tools drop custom sections.
+    Pack(PackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    /// The component (`.wasm`), without a manifest.
+    input: PathBuf,
+    /// The manifest (TOML; its format is in docs/plugin-guide.md#the-manifest).
+    #[arg(long, value_name = "FILE")]
+    manifest: PathBuf,
+    /// Where to write the packed component (not the input).
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -95,7 +111,84 @@ pub fn plugin(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
         PluginCommand::New(args) => new(args),
         PluginCommand::Lock(args) => lock(args),
         PluginCommand::Test(args) => test_cmd(args),
+        PluginCommand::Pack(args) => pack(args),
     }
+}
+
+/// `plugin pack`: the manifest, checked as the loader would check it (TOML format, API
+/// version, kinds, their schemas), appended as the `homeostat:manifest` custom section at
+/// the component's top level, where the loader finds it as it finds the SDK's. The
+/// component's imports are compared with the declared capabilities, as `inspect` does.
+fn pack(args: PackArgs) -> anyhow::Result<ExitCode> {
+    use crate::plugin::manifest::{self, ManifestError};
+    if args.output == args.input {
+        bail!("write the packed component to another file than its input");
+    }
+    let wasm = input::read_file(&args.input, &registry::PLUGIN_CAP)?;
+    match manifest::read(&wasm) {
+        Err(ManifestError::Missing) => {}
+        Ok(_) => bail!(
+            "{} already has a `{}` section; pack a build without one",
+            args.input.display(),
+            manifest::SECTION
+        ),
+        Err(e) => bail!("{} {e}", args.input.display()),
+    }
+    let text = std::fs::read_to_string(&args.manifest)
+        .with_context(|| format!("cannot read {}", args.manifest.display()))?;
+    let m = manifest::parse(&text)
+        .map_err(|e| anyhow::anyhow!("the manifest {} {e}", args.manifest.display()))?;
+    for (kind, k) in &m.kinds {
+        let json: serde_json::Value = serde_json::from_str(&k.schema).map_err(|e| {
+            anyhow::anyhow!(
+                "the manifest {}: the schema of kind `{kind}` is not JSON: {e}",
+                args.manifest.display()
+            )
+        })?;
+        jsonschema::validator_for(&json).map_err(|e| {
+            anyhow::anyhow!(
+                "the manifest {}: the schema of kind `{kind}` does not compile: {e}",
+                args.manifest.display()
+            )
+        })?;
+    }
+    let (imports, exports) = inspect::interfaces(&wasm)?;
+    if !exports
+        .iter()
+        .any(|e| e.starts_with("homeostat:resource/plugin@"))
+    {
+        bail!(
+            "{} does not export `homeostat:resource/plugin`: it is not a resource plugin \
+             (build it against the `resource-plugin` world of wit/v0.1)",
+            args.input.display()
+        );
+    }
+    let mut packed = wasm.clone();
+    wasm_encoder::ComponentSection::append_to_component(
+        &wasm_encoder::CustomSection {
+            name: manifest::SECTION.into(),
+            data: text.as_bytes().into(),
+        },
+        &mut packed,
+    );
+    // What the loader will read back.
+    let report = inspect::inspect(&packed)
+        .map_err(|e| anyhow::anyhow!("the packed component {e} (a bug: please report it)"))?;
+    crate::sys::fs::cache_file::write_whole(&args.output, ".homeostat-pack", &packed, || {})
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    for w in inspect::disagreements(&imports, &m.capabilities) {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "packed {} {} (kinds: {}) into {}: {} bytes, SHA-256 {}",
+        m.name,
+        m.version,
+        m.kinds.keys().cloned().collect::<Vec<_>>().join(", "),
+        args.output.display(),
+        packed.len(),
+        report.sha256
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// One `homeostat run` of `plugin test`: its exit code, report and log.
@@ -165,13 +258,20 @@ fn test_cmd(args: TestArgs) -> anyhow::Result<ExitCode> {
         .context("the plugin path names no file")?;
     std::fs::write(plugins.join(file_name), &wasm).context("cannot copy the plugin")?;
     let grant = Policy::empty()
-        .access(&report.manifest, &report.sha256, &args.plugin.display().to_string())
+        .access(
+            &report.manifest,
+            &report.sha256,
+            &args.plugin.display().to_string(),
+        )
         .full_grant_line();
     let grants = dir.join("grants.toml");
     std::fs::write(&grants, format!("[plugins]\n{grant}\n")).context("cannot write grants")?;
     let graph = dir.join("graph.yaml");
-    std::fs::write(&graph, graph_text.replace("$ROOT", &root.display().to_string()))
-        .context("cannot write the graph")?;
+    std::fs::write(
+        &graph,
+        graph_text.replace("$ROOT", &root.display().to_string()),
+    )
+    .context("cannot write the graph")?;
     println!(
         "plugin test: {} {} ({}) with {}; $ROOT is {}",
         report.manifest.name,
@@ -229,7 +329,11 @@ fn test_cmd(args: TestArgs) -> anyhow::Result<ExitCode> {
         return failed("the graph does not run (step 1, check)".into(), &first.log);
     }
     let pending = first.with("would_change");
-    println!("  1. check:       {} of {} would change", pending.len(), first.resources().len());
+    println!(
+        "  1. check:       {} of {} would change",
+        pending.len(),
+        first.resources().len()
+    );
 
     let apply = step("apply", false)?;
     let bad: Vec<_> = ["failed", "blocked", "unfinished"]
@@ -333,6 +437,9 @@ fn names(caps: &BTreeSet<grants::Capability>) -> Vec<&'static str> {
     caps.iter().map(|c| c.name()).collect()
 }
 
+/// `--plugin-pool`'s default, for the pool `inspect` shows.
+pub(super) const DEFAULT_POOL: usize = 64;
+
 fn json(
     r: &Report,
     bundled: bool,
@@ -369,6 +476,9 @@ fn json(
         "exports": r.exports,
         "warnings": r.warnings,
         "grant_line": if bundled { serde_json::Value::Null } else { grant_line.into() },
+        "core_instances": r.shape.core_instances,
+        "memory_at_start": r.shape.memory_bytes,
+        "pool": r.shape.pool_size(DEFAULT_POOL, None),
     });
     if let Some(g) = granted {
         // For a bundled plugin `granted` holds what is *missing* (always empty).
@@ -403,6 +513,21 @@ fn text(
     let _ = writeln!(s, "sha256:       {}", r.sha256);
     let _ = writeln!(s, "size:         {} bytes", r.size);
     let _ = writeln!(s, "capabilities: {caps}");
+    let _ = writeln!(
+        s,
+        "instances:    {} core instances per plugin instance",
+        r.shape.core_instances
+    );
+    let _ = writeln!(
+        s,
+        "memory:       {:.1} MiB of linear memory at start, per instance",
+        r.shape.memory_bytes as f64 / f64::from(1 << 20)
+    );
+    let _ = writeln!(
+        s,
+        "pool:         up to {} instances (sized by that memory; a grant's `pool = N` sets it)",
+        r.shape.pool_size(DEFAULT_POOL, None)
+    );
     if bundled {
         let _ = writeln!(s, "grants:       bundled: trusted with what it declares");
     } else {
@@ -610,7 +735,11 @@ fn template(name: &str, sdk: &Path, edits: bool) -> Vec<(String, String)> {
         ("tests/kit.rs".into(), sub(TEMPLATE_KIT)),
         (
             "tests/kit.yaml".into(),
-            sub(if edits { TEMPLATE_EDIT_KIT_GRAPH } else { TEMPLATE_KIT_GRAPH }),
+            sub(if edits {
+                TEMPLATE_EDIT_KIT_GRAPH
+            } else {
+                TEMPLATE_KIT_GRAPH
+            }),
         ),
         (
             "example.yaml".into(),

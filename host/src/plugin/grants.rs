@@ -132,6 +132,9 @@ struct GrantEntry {
     sha256: OneOrMany,
     #[serde(default)]
     capabilities: Vec<String>,
+    /// Instances of the plugin's pool, instead of the size its memory gives it.
+    #[serde(default)]
+    pool: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -146,6 +149,7 @@ enum OneOrMany {
 struct Grant {
     sha256: Vec<String>,
     capabilities: BTreeSet<Capability>,
+    pool: Option<usize>,
 }
 
 /// The operator's grants, by plugin name.
@@ -288,11 +292,20 @@ impl Policy {
                 capabilities.insert(cap);
             }
             let sha256 = sha256.into_iter().map(|s| s.to_ascii_lowercase()).collect();
+            if let Some(n) = entry.pool
+                && !(1..=crate::plugin::shape::MAX_POOL).contains(&n)
+            {
+                return Err(invalid(format!(
+                    "plugin `{name}`: `pool = {n}` is not between 1 and {}",
+                    crate::plugin::shape::MAX_POOL
+                )));
+            }
             plugins.insert(
                 name,
                 Grant {
                     sha256,
                     capabilities,
+                    pool: entry.pool,
                 },
             );
         }
@@ -374,6 +387,7 @@ impl Policy {
             denied_because: Some(why),
             grants_file: self.grants_file().map(Path::to_path_buf),
             explained: Explained::default(),
+            pool: grant.filter(|_| sha_ok).and_then(|g| g.pool),
         }
     }
 }
@@ -417,6 +431,8 @@ pub struct Access {
     grants_file: Option<PathBuf>,
     /// Capabilities whose refusal has been explained in full already.
     explained: Explained,
+    /// The pool size the grant sets for this build, if it does.
+    pool: Option<usize>,
 }
 
 /// The capabilities whose refusal was explained (shared by an [`Access`]'s clones): the
@@ -453,6 +469,7 @@ impl Access {
             denied_because: None,
             grants_file: None,
             explained: Explained::default(),
+            pool: None,
         }
     }
 
@@ -465,7 +482,8 @@ impl Access {
         if !self.declared.contains(&cap) {
             return Err(CapError(format!(
                 "plugin `{}` did not declare the `{cap}` capability in its manifest \
-                 (add it to `export_resource!(..; capabilities = [..])` and rebuild)",
+                 (add it to the manifest's `capabilities`: `export_resource!(..; capabilities \
+                 = [..])` in Rust, `plugin pack --manifest` otherwise; and rebuild)",
                 self.plugin
             )));
         }
@@ -533,6 +551,11 @@ impl Access {
     /// The line granting everything the plugin declares, for the load-time warning.
     pub fn full_grant_line(&self) -> String {
         self.grant_line(&self.declared)
+    }
+
+    /// The pool size the operator's grant sets for this build (`pool = N`), if any.
+    pub fn pool(&self) -> Option<usize> {
+        self.pool
     }
 
     /// What the plugin may use.
@@ -607,6 +630,32 @@ mod tests {
             );
             assert!(!e.contains("To allow it"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_grant_may_size_the_pool_of_its_build() {
+        let p = policy(&format!(
+            "[plugins]\nline = {{ sha256 = \"{SHA}\", capabilities = [\"fs\"], pool = 3 }}\n"
+        ));
+        assert_eq!(
+            p.access(&manifest(&["fs"]), SHA, "/p/line.wasm").pool(),
+            Some(3)
+        );
+        // Another build: the grant, its pool included, is not for it.
+        assert_eq!(
+            p.access(&manifest(&["fs"]), OTHER, "/p/line.wasm").pool(),
+            None
+        );
+        let bad = Policy::parse(
+            &format!("[plugins]\nline = {{ sha256 = \"{SHA}\", pool = 0 }}\n"),
+            Path::new("/g.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.contains("`pool = 0` is not between 1 and 1024"),
+            "{bad}"
+        );
     }
 
     #[test]

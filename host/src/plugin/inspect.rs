@@ -45,6 +45,8 @@ pub struct Report {
     pub exports: Vec<String>,
     /// Where the imports and the declared capabilities disagree (see [`disagreements`]).
     pub warnings: Vec<String>,
+    /// What one instance creates and asks for, which sizes its pool.
+    pub shape: super::shape::Shape,
 }
 
 /// Where a plugin's imports and the capabilities its manifest declares disagree: an
@@ -63,7 +65,8 @@ pub fn disagreements(imports: &[String], declared: &[String]) -> Vec<String> {
             warnings.push(format!(
                 "imports `homeostat:resource/{iface}` but does not declare the `{iface}` \
                  capability: every call to it will be refused (add it to \
-                 `export_resource!(..; capabilities = [..])`)"
+                 the manifest's `capabilities`: `export_resource!(..; capabilities = [..])` \
+                 in Rust)"
             ));
         }
     }
@@ -121,6 +124,7 @@ pub fn inspect(wasm: &[u8]) -> Result<Report, ManifestError> {
     let (imports, exports) = interfaces(wasm)?;
     let warnings = disagreements(&imports, &manifest.capabilities);
     Ok(Report {
+        shape: super::shape::Shape::of(wasm)?,
         sha256: sha256_hex(wasm),
         size: wasm.len(),
         warnings,

@@ -183,8 +183,11 @@ pub enum ManifestError {
     #[error("is not a valid WebAssembly component: {0}")]
     Invalid(String),
     #[error(
-        "has no `{SECTION}` section; plugins must be built with homeostat-sdk and \
-         register their kinds with `export_resource!`"
+        "has no `{SECTION}` section. A plugin built with homeostat-sdk gets it from \
+         `export_resource!`; a component built with another toolchain (componentize-py, \
+         jco, ...) gets one with `homeostat plugin pack IN.wasm --manifest M.toml -o \
+         OUT.wasm` (the format: docs/plugin-guide.md#the-manifest). Stripping tools drop \
+         custom sections: pack last"
     )]
     Missing,
     #[error("has a malformed manifest: {0}")]
@@ -223,6 +226,11 @@ pub fn read(wasm: &[u8]) -> Result<Manifest, ManifestError> {
     }
     let bytes = found.ok_or(ManifestError::Missing)?;
     let text = std::str::from_utf8(&bytes).map_err(|e| ManifestError::Malformed(e.to_string()))?;
+    parse(text)
+}
+
+/// Parse and check a manifest's TOML (the section's text, or `plugin pack`'s file).
+pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
     let manifest: Manifest =
         toml::from_str(text).map_err(|e| ManifestError::Malformed(e.to_string()))?;
     if !SUPPORTED_APIS.contains(&manifest.api.as_str()) {

@@ -3,7 +3,8 @@
 //! the machine is [`crate::sys`]'s.
 //!
 //! - Reading plugins: [`manifest`] (what a plugin declares), [`inspect`] (a plugin file
-//!   without running it), [`grants`] (what each plugin may use), [`registry`] (finding
+//!   without running it), [`shape`] (what one instance creates and costs, which sizes its
+//!   store limits and pool), [`grants`] (what each plugin may use), [`registry`] (finding
 //!   plugins and mapping kinds to them).
 //! - Running them: [`runtime`] (the engine, the linker, the epoch ticker, loading),
 //!   [`cache`] (compiled components on disk), [`store`] (what one instance's store holds,
@@ -29,6 +30,7 @@ pub mod registry;
 pub mod runtime;
 pub mod serve;
 pub mod serving;
+pub mod shape;
 pub mod store;
 pub mod trap;
 pub mod types;

@@ -26,6 +26,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use crate::plugin::bindings::{Guest, Pre};
 use crate::plugin::grants::Access;
 use crate::plugin::manifest::Manifest;
+use crate::plugin::shape::Shape;
 use crate::plugin::store::{HostState, Limits};
 use crate::plugin::types::CallError;
 use crate::sys::Services;
@@ -46,6 +47,8 @@ pub(crate) struct PoolShared {
     pub(crate) limits: Limits,
     /// One permit per instance the pool may have: at most `pool_size` calls at once.
     pub(crate) permits: Semaphore,
+    /// What one instance creates and asks for (see `shape`): its store's limits.
+    pub(crate) shape: Shape,
     /// Instances not serving a call.
     pub(crate) idle: Mutex<Vec<Instance>>,
     /// Instances alive, idle or not (those of `serve` calls included).
@@ -54,14 +57,30 @@ pub(crate) struct PoolShared {
 
 impl PoolShared {
     /// An empty pool of `plugin`'s component `pre`, whose instances reach `sys`.
-    pub(crate) fn new(engine: Engine, pre: Pre, sys: Services, plugin: &Plugin) -> PoolShared {
+    /// The pool holds at most the instances [`Shape::pool_size`] says.
+    pub(crate) fn new(
+        engine: Engine,
+        pre: Pre,
+        sys: Services,
+        plugin: &Plugin,
+        shape: Shape,
+    ) -> PoolShared {
+        let size = shape.pool_size(plugin.limits.pool_size, plugin.access.pool());
+        tracing::debug!(
+            "plugin `{}`: pool of {size} instances ({} core instances and {} KiB of memory \
+             at start each)",
+            plugin.label,
+            shape.core_instances,
+            shape.memory_bytes >> 10
+        );
         PoolShared {
             engine,
             pre,
             sys,
             access: plugin.access.clone(),
             label: plugin.label.clone(),
-            permits: Semaphore::new(plugin.limits.pool_size.max(1)),
+            permits: Semaphore::new(size),
+            shape,
             limits: plugin.limits.clone(),
             idle: Mutex::new(Vec::new()),
             live: Arc::new(AtomicUsize::new(0)),
@@ -250,6 +269,7 @@ pub(crate) async fn instantiate(shared: &PoolShared) -> Result<Instance, String>
     let state = HostState::new(
         wasi,
         shared.limits.memory_bytes,
+        shared.shape.store_limits(),
         shared.sys.clone(),
         shared.access.clone(),
         shared.label.clone(),

@@ -15,6 +15,7 @@ use crate::plugin::bindings::{self, Pre};
 use crate::plugin::grants::Access;
 use crate::plugin::manifest::Manifest;
 use crate::plugin::pool::{Loader, Plugin, PoolShared};
+use crate::plugin::shape::Shape;
 use crate::plugin::store::{EPOCH_TICK, HostState, Limits};
 use crate::plugin::{cache, inspect};
 use crate::sys::Services;
@@ -36,6 +37,12 @@ pub enum RuntimeError {
          homeostat-sdk of this version)"
     )]
     Link {
+        plugin: String,
+        origin: String,
+        message: String,
+    },
+    #[error("plugin `{plugin}` ({origin}) cannot be used: {message}")]
+    Shape {
         plugin: String,
         origin: String,
         message: String,
@@ -159,6 +166,15 @@ impl Core {
     fn pool(&self, plugin: &Plugin, wasm: &[u8]) -> Result<PoolShared, RuntimeError> {
         let manifest = &plugin.manifest;
         let origin = &plugin.origin;
+        let shape_error = |message: String| RuntimeError::Shape {
+            plugin: manifest.name.clone(),
+            origin: origin.clone(),
+            message,
+        };
+        let shape = Shape::of(wasm).map_err(|e| shape_error(e.to_string()))?;
+        if let Some(why) = shape.refused() {
+            return Err(shape_error(why));
+        }
         let component = cache::component(
             &self.engine,
             self.cache_dir.as_deref(),
@@ -187,6 +203,7 @@ impl Core {
             pre,
             self.sys.clone(),
             plugin,
+            shape,
         ))
     }
 }

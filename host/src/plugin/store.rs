@@ -78,13 +78,14 @@ pub(crate) struct Limiter {
 }
 
 impl Limiter {
-    /// A limiter allowing `cap` bytes of linear memory.
-    pub(crate) fn new(cap: usize) -> Limiter {
+    /// A limiter allowing `cap` bytes of linear memory, and `(instances, tables,
+    /// memories)`: what the component creates (`plugin::shape`).
+    pub(crate) fn new(cap: usize, (instances, tables, memories): (usize, usize, usize)) -> Limiter {
         Limiter {
             inner: StoreLimitsBuilder::new()
-                .instances(16)
-                .tables(16)
-                .memories(4)
+                .instances(instances)
+                .tables(tables)
+                .memories(memories)
                 .build(),
             cap,
             grown_to: 0,
@@ -206,6 +207,7 @@ impl HostState {
     pub(crate) fn new(
         wasi: WasiCtx,
         memory_bytes: usize,
+        counts: (usize, usize, usize),
         sys: Services,
         access: Arc<Access>,
         plugin: Arc<str>,
@@ -213,7 +215,7 @@ impl HostState {
         HostState {
             wasi,
             table: ResourceTable::new(),
-            limits: Limiter::new(memory_bytes),
+            limits: Limiter::new(memory_bytes, counts),
             sys,
             access,
             plugin,
