@@ -6,7 +6,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use homeostat_tests::ssh::{Agent, ClientKeys, KeyKind, SshHost, skip_reason};
-use homeostat_tests::{Running, free_port, loopback_url, wait_for, write_graph};
+use homeostat_tests::{
+    Running, free_port, granted_dir, homeostat, line_wasm, loopback_url, stderr, wait_for,
+    write_graph,
+};
 
 /// The binary shipped to the hosts: the test build without its debug information
 /// (a tenth of the size; `strip` comes with the linker's binutils).
@@ -699,6 +702,72 @@ fn a_password_is_asked_for_only_with_allow_interactive() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("password: "), "{text}");
     wait_in(&h, "/tmp/f", "typed\n");
+}
+
+/// A graph with a lock file ships exactly its pinned plugin, and its lock file beside it
+/// (the host checks the pins again); a lock pinning another build stops the run before
+/// any host is reached.
+#[test]
+fn a_locked_graph_ships_its_pinned_plugin_and_its_lock() {
+    skip_unless_ready!();
+    let init = Initiator::new();
+    let h = init.host("lockhost");
+    let (_p, plugins, grants) = granted_dir(&line_wasm());
+    let g = write_graph(
+        init.dir.path(),
+        "g.yaml",
+        &format!(
+            "graph: g\nremote: ssh://root@{}\nresources:\n  lineinfile:\n  - name: l\n    path: /tmp/l.conf\n    line: pinned\n",
+            h.ip()
+        ),
+    );
+    let plugin_flags = [
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+        "--grants",
+        grants.to_str().unwrap(),
+    ];
+    let lock = homeostat(&[&["plugin", "lock", g.to_str().unwrap()][..], &plugin_flags].concat());
+    assert!(lock.status.success(), "{}", stderr(&lock));
+    let mut run = init.run(
+        &[&g],
+        &[&["--converged-timeout", "1"][..], &plugin_flags].concat(),
+    );
+    let status = run.wait_exit();
+    let log = run.log().join("\n");
+    assert!(status.success(), "{log}");
+    wait_in(&h, "/tmp/l.conf", "pinned\n");
+    let runs = h.path(Path::new("/var/lib/homeostat/remote/run"));
+    let shipped = std::fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .map(|d| d.path().join("tree/g.yaml.lock"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("no g.yaml.lock under {}", runs.display()));
+    assert_eq!(
+        std::fs::read(&shipped).unwrap(),
+        std::fs::read(init.dir.path().join("g.yaml.lock")).unwrap()
+    );
+
+    // Pinned to another build: refused here, before any host is reached.
+    let lock_file = init.dir.path().join("g.yaml.lock");
+    let text = std::fs::read_to_string(&lock_file).unwrap();
+    let pinned = homeostat_tests::sha256_file(&line_wasm());
+    std::fs::write(&lock_file, text.replace(&pinned, &"0".repeat(64))).unwrap();
+    std::fs::remove_file(h.path(Path::new("/tmp/l.conf"))).unwrap();
+    let mut run = init.run(
+        &[&g],
+        &[&["--converged-timeout", "1"][..], &plugin_flags].concat(),
+    );
+    let status = run.wait_exit();
+    let log = run.log().join("\n");
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("for kind `lineinfile` has SHA-256"), "{log}");
+    assert_eq!(
+        read_in(&h, "/tmp/l.conf"),
+        None,
+        "the host was reached: {log}"
+    );
 }
 
 /// `--noop` goes along: the host changes nothing and says what it would, and the

@@ -193,6 +193,12 @@ impl RemoteArgs {
                 binary.size as f64 / 1e6
             );
         }
+        // A locked graph ships exactly its pinned builds: another build here stops the
+        // run before any host is reached.
+        for doc in docs {
+            crate::plan::pins::check(doc, registry)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", doc.file.display()))?;
+        }
         let mut wanted: Vec<(String, PathBuf, Vec<String>)> = Vec::new();
         for doc in docs {
             let kinds = doc.resources.iter().map(|r| &r.kind);

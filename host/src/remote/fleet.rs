@@ -204,7 +204,16 @@ async fn run_host(
         p = gate.acquire_owned() => p.map_err(|e| e.to_string())?,
         _ = stopped(&mut stop) => return Err("stopped before it was reached".into()),
     };
-    let local_files = tree_files(node);
+    let mut local_files = tree_files(node);
+    // Each graph's lock file goes along beside it: the host checks the pins too.
+    let locks: Vec<(PathBuf, String)> = local_files
+        .iter()
+        .filter_map(|(path, rel)| {
+            let lock = crate::plan::pins::lock_path(path);
+            lock.is_file().then(|| (lock, format!("{rel}.lock")))
+        })
+        .collect();
+    local_files.extend(locks);
     let graphs = Graphs {
         files: read_files(&local_files)?,
         known_hosts: (!node.below.is_empty()).then(|| {
