@@ -1032,7 +1032,9 @@ macro_rules! export_resource {
                     Text(match <$res as $crate::Resource>::REMOVES_WHEN { Some((_, v)) => v, None => "" }),
                     Text(if <$res as $crate::Resource>::REMOVES_WHEN.is_some() { "\" }\n" } else { "" }),
                     Text(if <$res as $crate::Resource>::EDITS { "edits = true\n" } else { "" }),
-                    Text("content_params = ["), List(<$res as $crate::Resource>::CONTENT_PARAMS), Text("]\n"),
+                    Text(if <$res as $crate::Resource>::CONTENT_PARAMS.is_empty() { "" } else { "content_params = [" }),
+                    List(<$res as $crate::Resource>::CONTENT_PARAMS),
+                    Text(if <$res as $crate::Resource>::CONTENT_PARAMS.is_empty() { "" } else { "]\n" }),
                     Text("[kinds.\""), Text(<$res as $crate::Resource>::KIND), Text("\".sends]\n"),
                     Sends(<$res as $crate::Resource>::SENDS),
                 )+
