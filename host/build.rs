@@ -7,7 +7,16 @@
 use std::path::PathBuf;
 
 /// Bundled plugins, by file stem in the plugins directory.
-const BUNDLED: &[&str] = &["file", "exec", "svc", "kmsg", "provision", "kv", "edit"];
+const BUNDLED: &[&str] = &[
+    "file",
+    "exec",
+    "svc",
+    "kmsg",
+    "provision",
+    "kv",
+    "edit",
+    "basic",
+];
 
 fn main() {
     commit();

@@ -98,6 +98,60 @@ impl KindCatalog for SchemaCatalog {
     }
 }
 
+/// Whether `v` is its JSON type's zero value as mgmt's YAML writes it for a param it
+/// does not set: `""`, `0`, `[]`, `{}` or `null` (not `false`: that is a value).
+fn is_zero(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Bool(_) => false,
+    }
+}
+
+/// mgmt's YAML writes every param a resource does not set with its type's zero value
+/// (`shell: ""`, `timeout: 0`, `watchcmd: ''`). Where the kind's schema refuses that zero
+/// value for a param it does not require, it means "unset", as in mgmt: the param is
+/// dropped before the params are checked and before any plugin sees them. A zero value
+/// the schema accepts is kept as written (`content: ""` is an empty file), and one for a
+/// required param is still refused (mgmt refuses it too). Only resources whose params
+/// do not validate as written are looked at, so a valid graph costs nothing. Returns
+/// each dropped param as `kind[name]: param`.
+pub fn drop_unset_zero_values(doc: &mut GraphDoc, kinds: &dyn KindCatalog) -> Vec<String> {
+    let mut dropped = Vec::new();
+    for decl in &mut doc.resources {
+        let Some(schema) = kinds.schema(&decl.kind) else {
+            continue;
+        };
+        let instance = Value::Object(decl.params.clone());
+        if schema.is_valid(&instance) {
+            continue;
+        }
+        let refused: BTreeSet<String> = schema
+            .iter_errors(&instance)
+            .filter_map(|e| match e.instance_path().iter().next() {
+                Some(LocationSegment::Property(p)) => Some(p.to_string()),
+                _ => None,
+            })
+            .filter(|p| decl.params.get(p).is_some_and(is_zero))
+            .collect();
+        for p in refused {
+            let mut without = decl.params.clone();
+            without.remove(&p);
+            let required = schema.iter_errors(&Value::Object(without)).any(|e| {
+                matches!(e.kind(), ValidationErrorKind::Required { property } if property.as_str() == Some(p.as_str()))
+            });
+            if !required {
+                decl.params.remove(&p);
+                dropped.push(format!("{}: {p}", decl.id()));
+            }
+        }
+    }
+    dropped
+}
+
 /// Checks what needs the kinds: every kind (of resources and of `collect`) is provided,
 /// every edge names a declared resource, and every resource's params satisfy its kind's
 /// JSON schema. Errors point at the kind key, the edge's `from`/`to`, or the param.

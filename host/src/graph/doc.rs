@@ -47,15 +47,9 @@ pub(super) const META_KEYS: &[&str] = &[
     "tags",
     "sensitive",
 ];
-/// mgmt metaparams homeostat deliberately does not have.
-const MGMT_ONLY_META: &[&str] = &[
-    "autogroup",
-    "retryreset",
-    "reset",
-    "realize",
-    "dollar",
-    "reverse",
-];
+/// mgmt metaparams homeostat deliberately does not have. (`autogroup` is accepted and
+/// ignored, with a warning: see the metaparam's arm below.)
+const MGMT_ONLY_META: &[&str] = &["retryreset", "reset", "realize", "dollar", "reverse"];
 
 /// Lists at least this long are converted on two threads (a thread costs far less than
 /// converting this many entries).
@@ -703,6 +697,21 @@ impl Cx {
                         ) {
                             meta.export.push(h);
                         }
+                    }
+                }
+                // mgmt groups resources that can be applied together (packages into one
+                // transaction). No homeostat kind groups yet: the graph runs as if each
+                // resource said `autogroup: false`, and the user is told.
+                "autogroup" => {
+                    if self.boolean(e.value, &what).is_some() {
+                        tracing::warn!(
+                            "{}:{}:{}: metaparam `autogroup` of {id} has no effect: no kind \
+                             homeostat ships groups resources yet (mgmt groups `pkg` resources \
+                             into one transaction)",
+                            self.file.display(),
+                            e.key_pos.line,
+                            e.key_pos.col
+                        );
                     }
                 }
                 k if MGMT_ONLY_META.contains(&k) => self.invalid(

@@ -30,7 +30,10 @@ mod tests;
 
 pub use autoedge::path_autoedges;
 pub use build::{EdgeInfo, Graph, build};
-pub use check::{KindCatalog, SchemaCatalog, SchemaError, check_params, schema_param_names};
+pub use check::{
+    KindCatalog, SchemaCatalog, SchemaError, check_params, drop_unset_zero_values,
+    schema_param_names,
+};
 pub use decl::{CollectDecl, EdgeDecl, FieldLoc, GraphDoc, Meta, ResId, ResourceDecl, Semaphore};
 pub use doc::{NAME_PUNCTUATION, parse};
 pub use error::{GraphError, GraphErrors, Location};

@@ -129,9 +129,12 @@ pub fn parse_text(path: &Path, text: &str) -> Result<GraphDoc, PlanError> {
 }
 
 /// Check a parsed graph's kinds, edges and params against the plugins, then [`plan`] it.
-pub async fn check_and_plan(doc: GraphDoc, registry: &Registry) -> Result<Plan, PlanError> {
+pub async fn check_and_plan(mut doc: GraphDoc, registry: &Registry) -> Result<Plan, PlanError> {
     let started = std::time::Instant::now();
     pins::check(&doc, registry).map_err(PlanError::Pins)?;
+    for p in graph::drop_unset_zero_values(&mut doc, registry) {
+        tracing::debug!("{p}: mgmt's zero value for an unset param, taken as unset");
+    }
     graph::check_params(&doc, registry)?;
     let params: Vec<Arc<str>> = doc.resources.iter().map(params_json).collect();
     let checked = started.elapsed();

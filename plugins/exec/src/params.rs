@@ -49,6 +49,12 @@ pub struct Params {
     pub doneshell: Option<String>,
     #[serde(default)]
     pub refreshonly: bool,
+    /// mgmt's `pollint`: check every N seconds.
+    #[serde(default)]
+    pub pollint: Option<u32>,
+    /// mgmt's older exec graphs say `state: present` (the schema allows only that).
+    #[serde(default, rename = "state")]
+    pub _state: Option<String>,
 }
 
 /// `user`/`group` as written: a name or a numeric id.
@@ -80,6 +86,8 @@ pub struct Spec {
     pub donecmd: Option<Command>,
     /// Run only when refreshed by a `notify` edge (Puppet's `refreshonly`).
     pub refreshonly: bool,
+    /// Check every this many milliseconds as well (mgmt's `pollint`).
+    pub poll_ms: Option<u32>,
 }
 
 /// `shell -c line`, or `line` split at whitespace (no quoting, no expansion).
@@ -181,6 +189,7 @@ impl Spec {
             watchcmd: other("watchcmd", &p.watchcmd, &p.watchshell)?,
             donecmd: other("donecmd", &p.donecmd, &p.doneshell)?,
             refreshonly: p.refreshonly,
+            poll_ms: p.pollint.map(|s| s.saturating_mul(1000)),
         })
     }
 
@@ -198,6 +207,9 @@ impl Spec {
         }
         if let Some(c) = &self.creates {
             info = info.read_path(c).watch_path(c);
+        }
+        if let Some(ms) = self.poll_ms {
+            info = info.watch_interval(ms);
         }
         info
     }

@@ -25,6 +25,25 @@ pub struct Params {
     value: Option<String>,
     #[serde(default)]
     state: State,
+    /// mgmt's `skiplessthan`: replace this host's value only by a greater one (a refresh
+    /// replaces it anyway).
+    #[serde(default)]
+    skiplessthan: bool,
+    /// mgmt's `skipcmpstyle`: how `skiplessthan` compares, 0 as integers, 1 as strings.
+    #[serde(default)]
+    skipcmpstyle: u8,
+}
+
+/// Whether `new` is greater than `old` in `style` (0: as integers, 1: as strings). An old
+/// value that is not an integer is replaced (mgmt does the same).
+fn greater(new: &str, old: &str, style: u8) -> bool {
+    match style {
+        0 => match (new.trim().parse::<i64>(), old.trim().parse::<i64>()) {
+            (Ok(n), Ok(o)) => n > o,
+            _ => true,
+        },
+        _ => new > old,
+    }
 }
 
 #[derive(Deserialize, Default, PartialEq, Eq, Clone, Copy)]
@@ -62,9 +81,14 @@ enum Action {
     Remove,
 }
 
-fn plan(p: &Params, current: Option<&str>) -> Action {
+fn plan(p: &Params, current: Option<&str>, refresh: bool) -> Action {
     match (p.state, &p.value, current) {
         (State::Absent, _, Some(_)) => Action::Remove,
+        (State::Present, Some(v), Some(cur))
+            if p.skiplessthan && !refresh && !greater(v, cur, p.skipcmpstyle) =>
+        {
+            Action::Nothing
+        }
         (State::Present, Some(v), cur) if cur != Some(v.as_str()) => Action::Set(v.clone()),
         _ => Action::Nothing,
     }
@@ -83,7 +107,9 @@ impl Resource for Kv {
         "properties": {
             "key": {"type": "string", "description": "The key: ASCII letters, digits and -_.:@+= (at most 256 bytes)."},
             "value": {"type": "string", "description": "This host's value; absent: only read the key."},
-            "state": {"enum": ["present", "absent"], "description": "absent removes this host's value."}
+            "state": {"enum": ["present", "absent"], "description": "absent removes this host's value."},
+            "skiplessthan": {"type": "boolean", "description": "Replace this host's value only by a greater one (mgmt's); a refresh replaces it anyway."},
+            "skipcmpstyle": {"enum": [0, 1], "description": "How skiplessthan compares: 0 as integers (default), 1 as strings."}
         },
         "required": ["key"],
         "additionalProperties": false
@@ -111,7 +137,7 @@ impl Resource for Kv {
     fn check_apply(_: &ResourceId, p: &Params, ctx: &CheckApply) -> Result<Outcome> {
         let mut out = Outcome::new();
         let current = world::get(&p.key).map_err(world_error)?;
-        match plan(p, current.as_deref()) {
+        match plan(p, current.as_deref(), ctx.refresh) {
             Action::Nothing => {}
             Action::Set(v) => {
                 out.change(match &current {
@@ -165,14 +191,37 @@ mod tests {
     #[test]
     fn sets_only_what_differs_and_removes_only_what_is_there() {
         let p = params(r#"{"key": "k", "value": "v"}"#);
-        assert_eq!(plan(&p, None), Action::Set("v".into()));
-        assert_eq!(plan(&p, Some("old")), Action::Set("v".into()));
-        assert_eq!(plan(&p, Some("v")), Action::Nothing);
+        assert_eq!(plan(&p, None, false), Action::Set("v".into()));
+        assert_eq!(plan(&p, Some("old"), false), Action::Set("v".into()));
+        assert_eq!(plan(&p, Some("v"), false), Action::Nothing);
         let read_only = params(r#"{"key": "k"}"#);
-        assert_eq!(plan(&read_only, Some("x")), Action::Nothing);
+        assert_eq!(plan(&read_only, Some("x"), false), Action::Nothing);
         let absent = params(r#"{"key": "k", "state": "absent"}"#);
-        assert_eq!(plan(&absent, Some("x")), Action::Remove);
-        assert_eq!(plan(&absent, None), Action::Nothing);
+        assert_eq!(plan(&absent, Some("x"), false), Action::Remove);
+        assert_eq!(plan(&absent, None, false), Action::Nothing);
+    }
+
+    #[test]
+    fn skiplessthan_keeps_a_greater_value_unless_refreshed() {
+        let p = params(r#"{"key": "k", "value": "3", "skiplessthan": true}"#);
+        assert_eq!(
+            plan(&p, Some("10"), false),
+            Action::Nothing,
+            "10 > 3 as integers"
+        );
+        assert_eq!(plan(&p, Some("2"), false), Action::Set("3".into()));
+        assert_eq!(
+            plan(&p, Some("10"), true),
+            Action::Set("3".into()),
+            "a refresh sets it"
+        );
+        assert_eq!(plan(&p, None, false), Action::Set("3".into()));
+        let s = params(r#"{"key": "k", "value": "3", "skiplessthan": true, "skipcmpstyle": 1}"#);
+        assert_eq!(
+            plan(&s, Some("10"), false),
+            Action::Set("3".into()),
+            "\"3\" > \"10\""
+        );
     }
 
     #[test]
