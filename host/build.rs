@@ -16,6 +16,7 @@ const BUNDLED: &[&str] = &[
     "kv",
     "edit",
     "basic",
+    "users",
 ];
 
 fn main() {
