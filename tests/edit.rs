@@ -300,3 +300,57 @@ fn an_editor_of_a_file_whose_content_another_resource_owns_is_refused() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!conf.exists(), "validate touched the file");
 }
+
+#[test]
+fn authorized_keys_hold_one_line_per_key_beside_other_editors() {
+    let d = tempfile::tempdir().unwrap();
+    let keys = d.path().join("authorized_keys");
+    std::fs::write(
+        &keys,
+        "# by hand\ncommand=\"echo hi there\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGFsaWNl old-alice\n",
+    )
+    .unwrap();
+    let graph = write_graph(
+        d.path(),
+        "g.yaml",
+        &format!(
+            "graph: keys\nresources:\n  ssh_authorized_key:\n  - name: alice@laptop\n    user: root\n    type: ssh-ed25519\n    key: AAAAC3NzaC1lZDI1NTE5AAAAIGFsaWNl\n    options: [no-pty]\n    target: {p}\n  - name: ci\n    user: root\n    type: ssh-rsa\n    key: AAAAB3NzaC1yc2EAAAADAQABAAABAQci\n    target: {p}\n  line:\n  - name: note\n    path: {p}\n    line: \"# managed by homeostat\"\n",
+            p = keys.display()
+        ),
+    );
+    let out = run_converged(&graph, "0.5", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The old alice line is replaced where it was; the others are added in the order
+    // their resources run (independent editors: no order between them).
+    let text = std::fs::read_to_string(&keys).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        &lines[..2],
+        [
+            "# by hand",
+            "no-pty ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGFsaWNl alice@laptop"
+        ]
+    );
+    lines[2..].sort_unstable();
+    assert_eq!(
+        &lines[2..],
+        [
+            "# managed by homeostat",
+            "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQci ci"
+        ]
+    );
+    let again = run_converged(&graph, "0.5", &[]);
+    assert!(
+        stderr(&again).contains("0 changes, 0 failed"),
+        "{}",
+        stderr(&again)
+    );
+    // A new file is the user's, mode 0600 (sshd's StrictModes).
+    std::fs::remove_file(&keys).unwrap();
+    let out = run_converged(&graph, "0.5", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(&keys).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+    assert_eq!(meta.uid(), 0);
+}

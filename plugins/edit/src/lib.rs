@@ -1,5 +1,6 @@
-//! The bundled editing kinds: `line` (one line of a text file, Puppet's `file_line`) and
-//! `ini` (one key of an ini section, Ansible's `ini_file`).
+//! The bundled editing kinds: `line` (one line of a text file, Puppet's `file_line`),
+//! `ini` (one key of an ini section, Ansible's `ini_file`) and `ssh_authorized_key` (one
+//! key in a user's `authorized_keys`, Puppet's `ssh_authorized_key`).
 //!
 //! Both edit *part* of a file ([`Resource::EDITS`]): any number of `line` and `ini`
 //! resources (and third-party editing kinds) may name one file, beside at most one
@@ -14,6 +15,7 @@
 
 use homeostat_sdk::{CheckApply, Error, Info, Outcome, Resource, ResourceId, Result, fs};
 
+pub mod authkey;
 pub mod ini;
 pub mod line;
 
@@ -52,6 +54,7 @@ fn check_apply_text(
     create: bool,
     absent: bool,
     ctx: &CheckApply,
+    attrs: fs::Attrs,
     edit: impl FnOnce(&str) -> Result<Option<(String, String)>>,
 ) -> Result<Outcome> {
     let mut out = Outcome::new();
@@ -75,7 +78,7 @@ fn check_apply_text(
         format!("{what} (create the file)")
     });
     if ctx.apply {
-        fs::write(path, new.as_bytes(), fs::Attrs::new())?;
+        fs::write(path, new.as_bytes(), attrs)?;
     }
     Ok(out)
 }
@@ -98,7 +101,7 @@ impl Resource for LineKind {
     fn check_apply(_: &ResourceId, p: &line::Params, ctx: &CheckApply) -> Result<Outcome> {
         let l = line::Line::new(p).map_err(|(field, why)| Error::param(field, why))?;
         let absent = p.state == line::State::Absent;
-        check_apply_text(&p.path, p.create, absent, ctx, |text| {
+        check_apply_text(&p.path, p.create, absent, ctx, fs::Attrs::new(), |text| {
             l.edit(text).map_err(Error::new)
         })
     }
@@ -121,10 +124,47 @@ impl Resource for IniKind {
 
     fn check_apply(_: &ResourceId, p: &ini::Params, ctx: &CheckApply) -> Result<Outcome> {
         let absent = p.state == ini::State::Absent;
-        check_apply_text(&p.path, p.create, absent, ctx, |text| {
+        check_apply_text(&p.path, p.create, absent, ctx, fs::Attrs::new(), |text| {
             Ok(ini::edit(text, p))
         })
     }
 }
 
-homeostat_sdk::export_resource!(LineKind, IniKind; capabilities = ["fs"]);
+/// The `ssh_authorized_key` kind.
+pub struct AuthorizedKey;
+
+impl Resource for AuthorizedKey {
+    const KIND: &'static str = "ssh_authorized_key";
+    const SCHEMA: &'static str = include_str!("../schema/ssh_authorized_key.json");
+    const CLEANUP: bool = false;
+    const EDITS: bool = true;
+    type Params = authkey::Params;
+
+    fn validate(id: &ResourceId, p: &authkey::Params) -> Result<Info> {
+        authkey::check(p, &id.name).map_err(|(field, why)| Error::param(field, why))?;
+        info(&authkey::target(p))
+    }
+
+    fn check_apply(id: &ResourceId, p: &authkey::Params, ctx: &CheckApply) -> Result<Outcome> {
+        let path = authkey::target(p);
+        let absent = p.state == line::State::Absent;
+        // sshd's StrictModes: a new file is the user's and nobody else's (an existing
+        // file's owner and mode are a `file` resource's to manage).
+        let attrs = match fs::stat(&path)? {
+            Some(_) => fs::Attrs::new(),
+            None => fs::Attrs::new()
+                .mode(0o600)
+                .uid(fs::user_id(&p.user).map_err(|e| {
+                    Error::param(
+                        "user",
+                        format!("cannot find user `{}`: {}", p.user, e.message),
+                    )
+                })?),
+        };
+        check_apply_text(&path, true, absent, ctx, attrs, |text| {
+            Ok(authkey::edit(text, p, &id.name))
+        })
+    }
+}
+
+homeostat_sdk::export_resource!(LineKind, IniKind, AuthorizedKey; capabilities = ["fs"]);
