@@ -17,6 +17,7 @@ const BUNDLED: &[&str] = &[
     "edit",
     "basic",
     "users",
+    "system",
 ];
 
 fn main() {

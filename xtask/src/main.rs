@@ -270,6 +270,7 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("dbus", "/usr/bin/dbus-daemon"),
     ("dbus-user-session", "/usr/lib/systemd/user/dbus.socket"),
     ("passwd", "/usr/sbin/useradd"),
+    ("procps", "/usr/sbin/sysctl"),
     ("curl", "/usr/bin/curl"),
     ("ca-certificates", "/etc/ssl/certs"),
     ("openssh-server", "/usr/sbin/sshd"),

@@ -1,0 +1,256 @@
+//! The bundled `sysctl` kind: a kernel parameter, applied live and persisted.
+//!
+//! The live value is read from `/proc/sys` (a read grant) and set with `sysctl -w
+//! KEY=VALUE`, the one command line the resource declares. It is persisted as one line
+//! of a file under `/etc/sysctl.d/` (default `99-homeostat.conf`), which this kind edits
+//! as a shared file ([`Resource::EDITS`]): any number of `sysctl` resources (and `line`
+//! resources) keep their own line in it. The file is watched; `/proc/sys` gives no
+//! events (inotify does not see procfs changes), so the live value is also checked every
+//! `pollint` seconds (default 10).
+//!
+//! Parsing is pure ([`proc_path`], [`same_value`], [`edit_conf`]), unit-tested natively.
+
+use homeostat_sdk::{CheckApply, Error, Info, Outcome, Resource, ResourceId, Result, fs, process};
+use serde::Deserialize;
+
+/// The default file the values are persisted in.
+pub const DEFAULT_FILE: &str = "/etc/sysctl.d/99-homeostat.conf";
+
+/// `present` or `absent`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    #[default]
+    Present,
+    Absent,
+}
+
+/// The params of a `sysctl` resource (see `schema/sysctl.json`); the key is the
+/// resource's name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    pub value: Option<String>,
+    #[serde(default)]
+    pub state: State,
+    #[serde(default = "yes")]
+    pub persist: bool,
+    pub file: Option<String>,
+    pub pollint: Option<u32>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `/proc/sys/...` of a dotted (or slashed) key; `None` when it is not a key.
+pub fn proc_path(key: &str) -> Option<String> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/');
+    if key.is_empty() || !key.chars().all(ok) || key.contains("..") || key.starts_with(['.', '/']) {
+        return None;
+    }
+    Some(format!("/proc/sys/{}", key.replace('.', "/")))
+}
+
+/// Whether the kernel's `live` text is `want` (tabs and runs of spaces are the same).
+pub fn same_value(live: &str, want: &str) -> bool {
+    live.split_whitespace().eq(want.split_whitespace())
+}
+
+/// The conf file holding `text` with the line of `key` set to `value` (`None`: removed),
+/// what changed, or `None` when it is already so. Lines for the key in either spelling
+/// (`a.b` or `a/b`), with any spacing, are the key's.
+pub fn edit_conf(text: &str, key: &str, value: Option<&str>) -> Option<(String, String)> {
+    let norm = |k: &str| k.trim().replace('/', ".");
+    let is_key = |l: &str| {
+        let t = l.trim_start().trim_start_matches('-');
+        !t.starts_with(['#', ';']) && t.split_once('=').is_some_and(|(k, _)| norm(k) == norm(key))
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let want = value.map(|v| format!("{key} = {v}"));
+    let found: Vec<usize> = (0..lines.len()).filter(|&i| is_key(lines[i])).collect();
+    if let Some(w) = &want
+        && found.len() == 1
+        && lines[found[0]] == w
+    {
+        return None;
+    }
+    if want.is_none() && found.is_empty() {
+        return None;
+    }
+    let mut out: Vec<&str> = Vec::with_capacity(lines.len() + 1);
+    let mut placed = false;
+    for (i, l) in lines.iter().enumerate() {
+        if found.contains(&i) {
+            if let (Some(w), false) = (&want, placed) {
+                out.push(w);
+                placed = true;
+            }
+        } else {
+            out.push(l);
+        }
+    }
+    if let (Some(w), false) = (&want, placed) {
+        out.push(w);
+    }
+    let mut new = out.join("\n");
+    if !new.is_empty() {
+        new.push('\n');
+    }
+    let what = match (value, found.is_empty()) {
+        (Some(_), true) => "persist",
+        (Some(_), false) => "update the persisted value",
+        (None, _) => "remove the persisted value",
+    };
+    Some((new, what.to_string()))
+}
+
+/// The `sysctl` kind.
+pub struct Sysctl;
+
+impl Sysctl {
+    fn file(p: &Params) -> &str {
+        p.file.as_deref().unwrap_or(DEFAULT_FILE)
+    }
+
+    fn set(key: &str, value: &str) -> Vec<String> {
+        vec!["sysctl".into(), "-w".into(), format!("{key}={value}")]
+    }
+}
+
+impl Resource for Sysctl {
+    const KIND: &'static str = "sysctl";
+    const SCHEMA: &'static str = include_str!("../schema/sysctl.json");
+    const CLEANUP: bool = false;
+    const EDITS: bool = true;
+    type Params = Params;
+
+    fn validate(id: &ResourceId, p: &Params) -> Result<Info> {
+        let proc = proc_path(&id.name).ok_or_else(|| {
+            Error::new(format!(
+                "`{}` is not a kernel parameter name (e.g. `net.ipv4.ip_forward`)",
+                id.name
+            ))
+        })?;
+        let file = Self::file(p);
+        if !file.starts_with('/') || file.ends_with('/') {
+            return Err(Error::param(
+                "file",
+                format!("`{file}` is not an absolute file path"),
+            ));
+        }
+        let mut info = Info::new().read_path(&proc);
+        match (p.state, &p.value) {
+            (State::Present, None) => {
+                return Err(Error::param(
+                    "value",
+                    "`value` is required with `state: present`",
+                ));
+            }
+            (State::Present, Some(v)) => {
+                if v.contains(['\n', '\0']) || v.trim().is_empty() {
+                    return Err(Error::param("value", "a value is one line, not empty"));
+                }
+                info = info
+                    .command(&Self::set(&id.name, v))
+                    .watch_interval(p.pollint.unwrap_or(10).saturating_mul(1000));
+            }
+            (State::Absent, _) => {}
+        }
+        if p.persist || p.state == State::Absent {
+            info = info.write_path(file).watch_path(file).depends_on_path(file);
+        }
+        Ok(info)
+    }
+
+    fn check_apply(id: &ResourceId, p: &Params, ctx: &CheckApply) -> Result<Outcome> {
+        let mut out = Outcome::new();
+        let proc = proc_path(&id.name).expect("checked by validate");
+        if let (State::Present, Some(v)) = (p.state, &p.value) {
+            let live = match fs::read_opt(&proc)? {
+                Some(b) => String::from_utf8_lossy(&b).into_owned(),
+                None => {
+                    return Err(Error::new(format!(
+                        "the kernel has no parameter `{}` ({proc} does not exist)",
+                        id.name
+                    )));
+                }
+            };
+            if !same_value(&live, v) {
+                out.change(format!("live value {:?} -> {v:?}", live.trim()));
+                if ctx.apply {
+                    let o = process::run(
+                        &process::Command::new(Self::set(&id.name, v)),
+                        None,
+                        Some(10_000),
+                    )
+                    .map_err(|e| Error::new(format!("cannot run sysctl: {}", e.message)))?;
+                    if o.exit_code != 0 {
+                        return Err(Error::new(format!(
+                            "sysctl -w failed: {}",
+                            String::from_utf8_lossy(&o.stderr).trim()
+                        )));
+                    }
+                }
+            }
+        }
+        if p.persist || p.state == State::Absent {
+            let file = Self::file(p);
+            let text =
+                String::from_utf8_lossy(&fs::read_opt(file)?.unwrap_or_default()).into_owned();
+            let value = if p.state == State::Present {
+                p.value.as_deref()
+            } else {
+                None
+            };
+            if let Some((new, what)) = edit_conf(&text, &id.name, value) {
+                out.change(format!("{what} in {file}"));
+                if ctx.apply {
+                    fs::write(file, new.as_bytes(), fs::Attrs::new())?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+homeostat_sdk::export_resource!(Sysctl; capabilities = ["fs", "process"]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_values_and_the_conf_line() {
+        assert_eq!(
+            proc_path("net.ipv4.ip_forward").as_deref(),
+            Some("/proc/sys/net/ipv4/ip_forward")
+        );
+        assert_eq!(
+            proc_path("kernel/pid_max").as_deref(),
+            Some("/proc/sys/kernel/pid_max")
+        );
+        assert!(
+            proc_path("../etc/passwd").is_none()
+                && proc_path("a b").is_none()
+                && proc_path("").is_none()
+        );
+        assert!(same_value("4096\t87380\t6291456\n", "4096 87380  6291456"));
+        assert!(!same_value("0\n", "1"));
+        let (t, what) =
+            edit_conf("# mine\nvm.swappiness=60\n", "vm.swappiness", Some("10")).unwrap();
+        assert_eq!(t, "# mine\nvm.swappiness = 10\n");
+        assert_eq!(what, "update the persisted value");
+        assert_eq!(edit_conf(&t, "vm.swappiness", Some("10")), None);
+        let (t, _) = edit_conf("", "net.ipv4.ip_forward", Some("1")).unwrap();
+        assert_eq!(t, "net.ipv4.ip_forward = 1\n");
+        let (t, _) = edit_conf(
+            "a = 1\nnet/ipv4/ip_forward = 1\n",
+            "net.ipv4.ip_forward",
+            None,
+        )
+        .unwrap();
+        assert_eq!(t, "a = 1\n");
+        assert_eq!(edit_conf("a = 1\n", "b", None), None);
+    }
+}
