@@ -1,4 +1,6 @@
-//! The bundled `sysctl` kind: a kernel parameter, applied live and persisted.
+//! The bundled `sysctl` and `hostname` kinds.
+//!
+//! **`sysctl`**: a kernel parameter, applied live and persisted.
 //!
 //! The live value is read from `/proc/sys` (a read grant) and set with `sysctl -w
 //! KEY=VALUE`, the one command line the resource declares. It is persisted as one line
@@ -8,7 +10,15 @@
 //! events (inotify does not see procfs changes), so the live value is also checked every
 //! `pollint` seconds (default 10).
 //!
-//! Parsing is pure ([`proc_path`], [`same_value`], [`edit_conf`]), unit-tested natively.
+//! **`hostname`** (mgmt's params): the static hostname (`/etc/hostname`), the pretty one
+//! (`PRETTY_HOSTNAME` in `/etc/machine-info`, whose other lines are kept) and the
+//! transient one (the kernel's, read from `/proc/sys/kernel/hostname`, set with
+//! `hostname NAME`). These are the files and the call systemd-hostnamed itself reads
+//! and makes, so it agrees; talking to hostnamed over D-Bus would need a host interface
+//! reaching beyond units. The files are watched; the kernel's name is polled.
+//!
+//! Parsing is pure ([`proc_path`], [`same_value`], [`edit_conf`], [`machine_info`]),
+//! unit-tested natively.
 
 use homeostat_sdk::{CheckApply, Error, Info, Outcome, Resource, ResourceId, Result, fs, process};
 use serde::Deserialize;
@@ -214,11 +224,186 @@ impl Resource for Sysctl {
     }
 }
 
-homeostat_sdk::export_resource!(Sysctl; capabilities = ["fs", "process"]);
+/// The params of a `hostname` resource (mgmt's names).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostnameParams {
+    /// All three, unless one is given by its own param.
+    pub hostname: Option<String>,
+    pub pretty_hostname: Option<String>,
+    pub static_hostname: Option<String>,
+    pub transient_hostname: Option<String>,
+    pub pollint: Option<u32>,
+}
+
+const HOSTNAME: &str = "/etc/hostname";
+const MACHINE_INFO: &str = "/etc/machine-info";
+const KERNEL_HOSTNAME: &str = "/proc/sys/kernel/hostname";
+
+impl HostnameParams {
+    fn static_name(&self) -> Option<&str> {
+        self.static_hostname.as_deref().or(self.hostname.as_deref())
+    }
+    fn transient_name(&self) -> Option<&str> {
+        self.transient_hostname
+            .as_deref()
+            .or(self.hostname.as_deref())
+    }
+    fn pretty_name(&self) -> Option<&str> {
+        self.pretty_hostname.as_deref().or(self.hostname.as_deref())
+    }
+}
+
+/// Whether `name` is a valid (static or transient) hostname: dot-separated labels of
+/// letters, digits and `-`, not starting or ending with `-`, at most 64 bytes.
+pub fn valid_hostname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// `/etc/machine-info` holding `text` with `PRETTY_HOSTNAME` set to `pretty`, or `None`
+/// when it already is. The value is written double-quoted with `\` and `"` escaped, as
+/// hostnamectl does; the other lines are kept.
+pub fn machine_info(text: &str, pretty: &str) -> Option<String> {
+    let escaped = pretty.replace('\\', "\\\\").replace('"', "\\\"");
+    let want = format!("PRETTY_HOSTNAME=\"{escaped}\"");
+    let lines: Vec<&str> = text.lines().collect();
+    let is_key = |l: &str| l.trim_start().starts_with("PRETTY_HOSTNAME=");
+    let found: Vec<usize> = (0..lines.len()).filter(|&i| is_key(lines[i])).collect();
+    if found.len() == 1 && lines[found[0]] == want {
+        return None;
+    }
+    let mut out: Vec<&str> = lines.iter().copied().filter(|l| !is_key(l)).collect();
+    let at = found.first().copied().unwrap_or(out.len()).min(out.len());
+    out.insert(at, &want);
+    let mut new = out.join("\n");
+    new.push('\n');
+    Some(new)
+}
+
+/// The `hostname` kind.
+pub struct Hostname;
+
+impl Resource for Hostname {
+    const KIND: &'static str = "hostname";
+    const SCHEMA: &'static str = include_str!("../schema/hostname.json");
+    const CLEANUP: bool = false;
+    const EDITS: bool = true;
+    type Params = HostnameParams;
+
+    fn validate(_: &ResourceId, p: &HostnameParams) -> Result<Info> {
+        for (field, name) in [
+            ("hostname", p.hostname.as_deref()),
+            ("static_hostname", p.static_hostname.as_deref()),
+            ("transient_hostname", p.transient_hostname.as_deref()),
+        ] {
+            if let Some(n) = name
+                && !valid_hostname(n)
+            {
+                return Err(Error::param(
+                    field,
+                    format!(
+                        "`{n}` is not a hostname (dot-separated labels of letters, digits and \
+                         `-`, at most 64 bytes)"
+                    ),
+                ));
+            }
+        }
+        if p.pretty_hostname
+            .as_deref()
+            .is_some_and(|n| n.contains(['\n', '\0']))
+        {
+            return Err(Error::param(
+                "pretty_hostname",
+                "a pretty hostname is one line",
+            ));
+        }
+        let mut info = Info::new();
+        if p.static_name().is_some() {
+            info = info.write_path(HOSTNAME).watch_path(HOSTNAME);
+        }
+        if p.pretty_name().is_some() {
+            info = info.write_path(MACHINE_INFO).watch_path(MACHINE_INFO);
+        }
+        if let Some(t) = p.transient_name() {
+            info = info
+                .read_path(KERNEL_HOSTNAME)
+                .command(&["hostname".to_string(), t.to_string()])
+                .watch_interval(p.pollint.unwrap_or(10).saturating_mul(1000));
+        }
+        Ok(info)
+    }
+
+    fn check_apply(_: &ResourceId, p: &HostnameParams, ctx: &CheckApply) -> Result<Outcome> {
+        let mut out = Outcome::new();
+        let text = |path: &str| -> Result<String> {
+            Ok(String::from_utf8_lossy(&fs::read_opt(path)?.unwrap_or_default()).into_owned())
+        };
+        if let Some(want) = p.static_name() {
+            let have = text(HOSTNAME)?;
+            if have.trim() != want {
+                out.change(format!("static hostname {:?} -> {want:?}", have.trim()));
+                if ctx.apply {
+                    fs::write(
+                        HOSTNAME,
+                        format!("{want}\n").as_bytes(),
+                        fs::Attrs::new().mode(0o644),
+                    )?;
+                }
+            }
+        }
+        if let Some(want) = p.pretty_name()
+            && let Some(new) = machine_info(&text(MACHINE_INFO)?, want)
+        {
+            out.change(format!("pretty hostname -> {want:?}"));
+            if ctx.apply {
+                fs::write(MACHINE_INFO, new.as_bytes(), fs::Attrs::new().mode(0o644))?;
+            }
+        }
+        if let Some(want) = p.transient_name() {
+            let have = text(KERNEL_HOSTNAME)?;
+            if have.trim() != want {
+                out.change(format!("transient hostname {:?} -> {want:?}", have.trim()));
+                if ctx.apply {
+                    let argv = vec!["hostname".to_string(), want.to_string()];
+                    let o = process::run(&process::Command::new(argv), None, Some(10_000))
+                        .map_err(|e| Error::new(format!("cannot run hostname: {}", e.message)))?;
+                    if o.exit_code != 0 {
+                        return Err(Error::new(format!(
+                            "hostname failed: {}",
+                            String::from_utf8_lossy(&o.stderr).trim()
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+homeostat_sdk::export_resource!(Sysctl, Hostname; capabilities = ["fs", "process"]);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostnames_and_machine_info() {
+        assert!(valid_hostname("web1.example.com") && valid_hostname("a-b"));
+        assert!(!valid_hostname("-a") && !valid_hostname("a..b") && !valid_hostname("a_b"));
+        assert!(!valid_hostname(&"a".repeat(65)));
+        let t = machine_info("CHASSIS=server\n", "Web \"one\"").unwrap();
+        assert_eq!(t, "CHASSIS=server\nPRETTY_HOSTNAME=\"Web \\\"one\\\"\"\n");
+        assert_eq!(machine_info(&t, "Web \"one\""), None);
+        let t = machine_info("PRETTY_HOSTNAME=old\nCHASSIS=vm\n", "new").unwrap();
+        assert_eq!(t, "PRETTY_HOSTNAME=\"new\"\nCHASSIS=vm\n");
+    }
 
     #[test]
     fn keys_values_and_the_conf_line() {
