@@ -1,4 +1,4 @@
-//! The bundled `sysctl` and `hostname` kinds.
+//! The bundled `sysctl`, `hostname` and `mount` kinds.
 //!
 //! **`sysctl`**: a kernel parameter, applied live and persisted.
 //!
@@ -17,11 +17,20 @@
 //! and makes, so it agrees; talking to hostnamed over D-Bus would need a host interface
 //! reaching beyond units. The files are watched; the kernel's name is polled.
 //!
-//! Parsing is pure ([`proc_path`], [`same_value`], [`edit_conf`], [`machine_info`]),
-//! unit-tested natively.
+//! **`mount`** (mgmt's params): a mounted filesystem, persisted as its line of
+//! `/etc/fstab` (a shared file: one line per mount point). Mounted, remounted and
+//! unmounted with the one `mount`, `mount -o remount` and `umount` command lines it
+//! declares; seen in `/proc/self/mountinfo`, which gives no inotify events (only `poll`
+//! readiness, which the host's watches do not offer), so it is checked every `pollint`
+//! seconds; `/etc/fstab` is watched.
+//!
+//! Parsing is pure ([`proc_path`], [`same_value`], [`edit_conf`], [`machine_info`],
+//! [`mount`]), unit-tested natively.
 
 use homeostat_sdk::{CheckApply, Error, Info, Outcome, Resource, ResourceId, Result, fs, process};
 use serde::Deserialize;
+
+pub mod mount;
 
 /// The default file the values are persisted in.
 pub const DEFAULT_FILE: &str = "/etc/sysctl.d/99-homeostat.conf";
@@ -387,7 +396,215 @@ impl Resource for Hostname {
     }
 }
 
-homeostat_sdk::export_resource!(Sysctl, Hostname; capabilities = ["fs", "process"]);
+/// The params of a `mount` resource (mgmt's names); the mount point is the resource's
+/// name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountParams {
+    #[serde(default)]
+    pub state: MountState,
+    pub device: Option<String>,
+    #[serde(rename = "type")]
+    pub fstype: Option<String>,
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub freq: u32,
+    #[serde(default)]
+    pub passno: u32,
+    #[serde(default = "yes")]
+    pub persist: bool,
+    pub pollint: Option<u32>,
+}
+
+/// `exists` or `absent` (mgmt's words).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountState {
+    #[default]
+    Exists,
+    Absent,
+}
+
+const FSTAB: &str = "/etc/fstab";
+const MOUNTINFO: &str = "/proc/self/mountinfo";
+
+/// The `mount` kind.
+pub struct Mount;
+
+impl Mount {
+    fn commands(point: &str, p: &MountParams) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let opts = mount::options_text(&p.options);
+        let mount = vec![
+            "mount".into(),
+            "-t".into(),
+            p.fstype.clone().unwrap_or_default(),
+            "-o".into(),
+            opts.clone(),
+            p.device.clone().unwrap_or_default(),
+            point.into(),
+        ];
+        let remount = vec![
+            "mount".into(),
+            "-o".into(),
+            format!("remount,{opts}"),
+            point.into(),
+        ];
+        (mount, remount, vec!["umount".into(), point.into()])
+    }
+}
+
+fn run_checked(argv: Vec<String>) -> Result<()> {
+    let shown = argv.join(" ");
+    let o = process::run(&process::Command::new(argv), None, Some(60_000))
+        .map_err(|e| Error::new(format!("cannot run `{shown}`: {}", e.message)))?;
+    if o.exit_code != 0 {
+        return Err(Error::new(format!(
+            "`{shown}` failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+impl Resource for Mount {
+    const KIND: &'static str = "mount";
+    const SCHEMA: &'static str = include_str!("../schema/mount.json");
+    const CLEANUP: bool = false;
+    const EDITS: bool = true;
+    type Params = MountParams;
+
+    fn validate(id: &ResourceId, p: &MountParams) -> Result<Info> {
+        let point = id.name.as_str();
+        if !point.starts_with('/') || point == "/" || point.contains('\n') {
+            return Err(Error::new(format!(
+                "`{point}` is not a mount point: the resource's name is an absolute path other \
+                 than `/`"
+            )));
+        }
+        if p.state == MountState::Exists {
+            if p.device.is_none() {
+                return Err(Error::param(
+                    "device",
+                    "`device` is required with `state: exists`",
+                ));
+            }
+            if p.fstype.is_none() {
+                return Err(Error::param(
+                    "type",
+                    "`type` is required with `state: exists`",
+                ));
+            }
+        }
+        for (k, v) in &p.options {
+            if k.is_empty() || k.contains([',', ' ', '=']) || v.contains([',', ' ', '\n']) {
+                return Err(Error::param(
+                    "options",
+                    format!("`{k}` is not a mount option"),
+                ));
+            }
+        }
+        let (m, r, u) = Self::commands(point, p);
+        let mut info = Info::new()
+            .read_path(MOUNTINFO)
+            .command(&u)
+            .watch_interval(p.pollint.unwrap_or(10).saturating_mul(1000));
+        if p.state == MountState::Exists {
+            info = info
+                .command(&m)
+                .command(&r)
+                .read_path(point)
+                .depends_on_path(point);
+        }
+        if p.persist || p.state == MountState::Absent {
+            info = info
+                .write_path(FSTAB)
+                .watch_path(FSTAB)
+                .depends_on_path(FSTAB);
+        }
+        Ok(info)
+    }
+
+    fn check_apply(id: &ResourceId, p: &MountParams, ctx: &CheckApply) -> Result<Outcome> {
+        let point = id.name.as_str();
+        let mut out = Outcome::new();
+        let info = String::from_utf8_lossy(&fs::read(MOUNTINFO)?).into_owned();
+        let (m, r, u) = Self::commands(point, p);
+        match (p.state, mount::mounted(&info, point)) {
+            (MountState::Exists, None) => {
+                match fs::stat(point)? {
+                    Some(st) if st.file_type == fs::FileType::Directory => {}
+                    Some(_) => {
+                        return Err(Error::new(format!(
+                            "{point} is not a directory: a mount point is one"
+                        )));
+                    }
+                    None => {
+                        return Err(Error::new(format!(
+                            "{point} does not exist: make the directory first (a `file` \
+                             resource with a path ending in `/`)"
+                        )));
+                    }
+                }
+                out.change("mount");
+                if ctx.apply {
+                    run_checked(m)?;
+                }
+            }
+            (MountState::Exists, Some(now)) => {
+                let want = p.fstype.as_deref().unwrap_or_default();
+                if now.fstype != want {
+                    return Err(Error::new(format!(
+                        "{point} is a {} mount, not {want}: unmount it first (homeostat does \
+                         not unmount what another resource may use)",
+                        now.fstype
+                    )));
+                }
+                let missing = mount::missing_flags(&p.options, &now);
+                if !missing.is_empty() {
+                    out.change(format!("remount with {}", missing.join(",")));
+                    if ctx.apply {
+                        run_checked(r)?;
+                    }
+                }
+            }
+            (MountState::Absent, Some(_)) => {
+                out.change("unmount");
+                if ctx.apply {
+                    run_checked(u)?;
+                }
+            }
+            (MountState::Absent, None) => {}
+        }
+        if p.persist || p.state == MountState::Absent {
+            let line = (p.state == MountState::Exists).then(|| {
+                mount::fstab_line(
+                    p.device.as_deref().unwrap_or_default(),
+                    point,
+                    p.fstype.as_deref().unwrap_or_default(),
+                    &mount::options_text(&p.options),
+                    p.freq,
+                    p.passno,
+                )
+            });
+            let text =
+                String::from_utf8_lossy(&fs::read_opt(FSTAB)?.unwrap_or_default()).into_owned();
+            if let Some(new) = mount::edit_fstab(&text, point, line.as_deref()) {
+                out.change(if line.is_some() {
+                    "persist in /etc/fstab"
+                } else {
+                    "remove from /etc/fstab"
+                });
+                if ctx.apply {
+                    fs::write(FSTAB, new.as_bytes(), fs::Attrs::new())?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+homeostat_sdk::export_resource!(Sysctl, Hostname, Mount; capabilities = ["fs", "process"]);
 
 #[cfg(test)]
 mod tests {
