@@ -18,6 +18,7 @@ const BUNDLED: &[&str] = &[
     "basic",
     "users",
     "system",
+    "pkg",
 ];
 
 fn main() {

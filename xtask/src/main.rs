@@ -271,6 +271,7 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("dbus-user-session", "/usr/lib/systemd/user/dbus.socket"),
     ("passwd", "/usr/sbin/useradd"),
     ("procps", "/usr/sbin/sysctl"),
+    ("dpkg-dev", "/usr/bin/dpkg-scanpackages"),
     ("curl", "/usr/bin/curl"),
     ("ca-certificates", "/etc/ssl/certs"),
     ("openssh-server", "/usr/sbin/sshd"),
