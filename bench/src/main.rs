@@ -89,6 +89,7 @@ mod drift;
 mod edits;
 mod floor;
 mod membership;
+mod peers;
 mod proc;
 mod remote;
 mod report;
@@ -136,6 +137,7 @@ fn main() -> ExitCode {
         Some("membership") => Some(("membership", membership::run)),
         Some("remote") => Some(("remote", remote::run)),
         Some("edits") => Some(("edits", edits::run)),
+        Some("peers") => Some(("peers", peers::run)),
         _ => None,
     };
     if let Some((name, run)) = sub {

@@ -516,6 +516,18 @@ fn bench(root: &Path, extra: &[String]) -> Result<(), String> {
         // The remote bench ships the stripped binary, as an operator would.
         dist(root, &[])?;
     }
+    if extra.first().map(String::as_str) == Some("peers") {
+        // The peers it compares with, installed for the bench only.
+        ensure_packages(
+            &[
+                ("puppet", "/usr/bin/puppet"),
+                ("ansible-core", "/usr/bin/ansible-playbook"),
+                // Ansible's `apt` module needs it (and would install it itself).
+                ("python3-apt", "/usr/lib/python3/dist-packages/apt/__init__.py"),
+            ],
+            "the peers benchmark",
+        )?;
+    }
     build_plugins(root)?;
     run(Command::new(env!("CARGO")).current_dir(root).args([
         "build",
