@@ -2,43 +2,23 @@
 //! the test's own and a mount namespace where `/etc` is a copy of this machine's: the
 //! machine's names never change.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use homeostat_tests::{binary, wait_for, write_graph};
-
-/// A process killed (and reaped) when dropped, also when the test fails.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use homeostat_tests::{Killed, binary, copy_etc, nsenter, unshared, wait_for, write_graph};
 
 /// The kernel's hostname in the UTS namespace of `pid`, or sets it.
 fn uts(pid: u32, set: Option<&str>) -> String {
-    let o = Command::new("nsenter")
-        .arg(format!("--uts=/proc/{pid}/ns/uts"))
-        .arg("hostname")
-        .args(set)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
+    let mut args = vec!["hostname"];
+    args.extend(set);
+    String::from_utf8_lossy(&nsenter("uts", pid, &args).stdout)
+        .trim()
+        .to_string()
 }
 
 #[test]
 fn the_three_hostnames_are_set_and_repaired_in_a_namespace() {
     let d = tempfile::tempdir().unwrap();
-    let etc = d.path().join("etc");
-    assert!(
-        Command::new("cp")
-            .args(["-a", "/etc"])
-            .arg(&etc)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let etc = copy_etc(d.path());
     std::fs::write(etc.join("machine-info"), "CHASSIS=vm\n").unwrap();
     let g = write_graph(
         d.path(),
@@ -47,20 +27,15 @@ fn the_three_hostnames_are_set_and_repaired_in_a_namespace() {
     );
     let before = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let run = Killed(
-        Command::new("unshare")
-            .args(["--uts", "--mount", "--propagation", "private", "sh", "-c"])
-            .arg(format!(
-                "mount --bind {} /etc && exec \"$@\"",
-                etc.display()
-            ))
-            .arg("sh")
-            .arg(binary())
-            .arg("run")
-            .arg(&g)
-            .env("HOMEOSTAT_TMP_PREFIX", "1")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
+        unshared(
+            &["--uts"],
+            &[(&etc, "/etc")],
+            &binary(),
+            &["run", g.to_str().unwrap()],
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap(),
     );
     let pid = run.0.id();
     let file = |name: &str| std::fs::read_to_string(etc.join(name)).unwrap_or_default();

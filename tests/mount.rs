@@ -4,40 +4,21 @@
 
 use std::process::{Command, Stdio};
 
-use homeostat_tests::{binary, homeostat, stderr, wait_for, write_graph};
-
-/// A process killed (and reaped) when dropped, also when the test fails.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use homeostat_tests::{
+    Killed, binary, copy_etc, homeostat, nsenter, stderr, unshared, wait_for, write_graph,
+};
 
 /// `ARGS` run in the mount namespace of `pid`; its stdout.
 fn inside(pid: u32, args: &[&str]) -> String {
-    let o = Command::new("nsenter")
-        .arg(format!("--mount=/proc/{pid}/ns/mnt"))
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
+    String::from_utf8_lossy(&nsenter("mount", pid, args).stdout)
+        .trim()
+        .to_string()
 }
 
 #[test]
 fn a_tmpfs_is_mounted_persisted_and_repaired_in_a_namespace() {
     let d = tempfile::tempdir().unwrap();
-    let etc = d.path().join("etc");
-    assert!(
-        Command::new("cp")
-            .args(["-a", "/etc"])
-            .arg(&etc)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let etc = copy_etc(d.path());
     let point = d.path().join("data");
     std::fs::create_dir(&point).unwrap();
     let p = point.display().to_string();
@@ -49,21 +30,16 @@ fn a_tmpfs_is_mounted_persisted_and_repaired_in_a_namespace() {
         ),
     );
     let mut run = Killed(
-        Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg(format!(
-                "mount --bind {} /etc && exec \"$@\"",
-                etc.display()
-            ))
-            .arg("sh")
-            .arg(binary())
-            .arg("run")
-            .arg(&g)
-            .env("HOMEOSTAT_TMP_PREFIX", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+        unshared(
+            &[],
+            &[(&etc, "/etc")],
+            &binary(),
+            &["run", g.to_str().unwrap()],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
     );
     let pid = run.0.id();
     let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));

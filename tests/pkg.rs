@@ -7,19 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use homeostat_tests::{binary, stderr, wait_for, write_graph};
+use homeostat_tests::{Killed, binary, nsenter, stderr, unshared, wait_for, write_graph};
 
 const PKG: &str = "hs-test-pkg";
-
-/// A process killed (and reaped) when dropped, also when the test fails.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Apt {
     dir: tempfile::TempDir,
@@ -56,35 +46,45 @@ impl Apt {
             "set -e; cd {d}/repo; dpkg-scanpackages --multiversion . /dev/null > Packages 2>/dev/null"
         ));
         let apt = Apt { dir };
-        let o = apt.inside(&["apt-get", "-q", "update"]).output().unwrap();
+        let o = apt
+            .inside(Path::new("apt-get"), &["-q", "update"])
+            .output()
+            .unwrap();
         assert!(o.status.success(), "apt-get update: {}", stderr(&o));
         apt
     }
 
-    /// `ARGS` in a mount namespace with the copies in place.
-    fn inside(&self, args: &[&str]) -> Command {
-        let d = self.dir.path().display();
-        let mut c = Command::new("unshare");
-        c.args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg(format!(
-                "set -e; mount --bind {d}/etc /etc; mount --bind {d}/dpkg /var/lib/dpkg; \
-                 mount --bind {d}/aptlib /var/lib/apt; mount --bind {d}/aptcache /var/cache/apt; \
-                 mount --bind {d}/log /var/log; mount --bind {d}/opt /opt; exec \"$@\""
-            ))
-            .arg("sh")
-            .args(args)
-            .env("HOMEOSTAT_TMP_PREFIX", "1");
-        c
+    /// `PROGRAM ARGS` in a mount namespace with the copies in place.
+    fn inside(&self, program: &Path, args: &[&str]) -> Command {
+        let d = self.dir.path();
+        let (etc, dpkg, aptlib, aptcache, log, opt) = (
+            d.join("etc"),
+            d.join("dpkg"),
+            d.join("aptlib"),
+            d.join("aptcache"),
+            d.join("log"),
+            d.join("opt"),
+        );
+        unshared(
+            &[],
+            &[
+                (&etc, "/etc"),
+                (&dpkg, "/var/lib/dpkg"),
+                (&aptlib, "/var/lib/apt"),
+                (&aptcache, "/var/cache/apt"),
+                (&log, "/var/log"),
+                (&opt, "/opt"),
+            ],
+            program,
+            args,
+        )
     }
 
     fn run(&self, graph: &Path) -> Output {
-        self.inside(&[
-            binary().to_str().unwrap(),
-            "run",
-            graph.to_str().unwrap(),
-            "--converged-timeout",
-            "0",
-        ])
+        self.inside(
+            &binary(),
+            &["run", graph.to_str().unwrap(), "--converged-timeout", "0"],
+        )
         .output()
         .unwrap()
     }
@@ -178,7 +178,7 @@ fn a_package_removed_by_hand_is_reinstalled_at_once() {
     let d = tempfile::tempdir().unwrap();
     let g = graph(d.path(), "installed");
     let run = Killed(
-        apt.inside(&[binary().to_str().unwrap(), "run", g.to_str().unwrap()])
+        apt.inside(&binary(), &["run", g.to_str().unwrap()])
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
@@ -187,11 +187,7 @@ fn a_package_removed_by_hand_is_reinstalled_at_once() {
     // Once apt has let go of dpkg's lock (the file is there before it does).
     let pid = run.0.id();
     wait_for(|| {
-        Command::new("nsenter")
-            .arg(format!("--mount=/proc/{pid}/ns/mnt"))
-            .args(["dpkg", "-r", PKG])
-            .output()
-            .unwrap()
+        nsenter("mount", pid, &["dpkg", "-r", PKG])
             .status
             .success()
             .then_some(())

@@ -202,6 +202,27 @@ fn cargo() -> Command {
     c
 }
 
+/// Builds the crate `plugin new` generated in `dir` with its one documented command; the
+/// component. The example's lock file pins the same dependencies, and a shared target
+/// directory keeps repeated runs warm.
+fn build_generated(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    std::fs::copy(
+        root().join("examples/third-party-plugin/Cargo.lock"),
+        dir.join("Cargo.lock"),
+    )
+    .unwrap();
+    let status = cargo()
+        .current_dir(dir)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .env("CARGO_TARGET_DIR", root().join("target/test-plugin-new"))
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "the generated plugin does not build");
+    root().join(format!(
+        "target/test-plugin-new/wasm32-wasip2/release/{name}.wasm"
+    ))
+}
+
 #[test]
 fn plugin_new_makes_a_crate_that_builds_with_one_command_and_runs() {
     let d = tempfile::tempdir().unwrap();
@@ -237,21 +258,7 @@ fn plugin_new_makes_a_crate_that_builds_with_one_command_and_runs() {
     );
     assert!(!dir.join("x").exists());
 
-    // The one documented command. The example's lock file pins the same dependencies,
-    // and a shared target directory keeps repeated runs warm.
-    std::fs::copy(
-        root().join("examples/third-party-plugin/Cargo.lock"),
-        dir.join("Cargo.lock"),
-    )
-    .unwrap();
-    let status = cargo()
-        .current_dir(&dir)
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .env("CARGO_TARGET_DIR", root().join("target/test-plugin-new"))
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "the generated plugin does not build");
-    let wasm = root().join("target/test-plugin-new/wasm32-wasip2/release/greeting.wasm");
+    let wasm = build_generated(&dir, "greeting");
     let (_p, plugins, grants) = granted_dir(&wasm);
 
     let t = tempfile::tempdir().unwrap();
@@ -339,19 +346,7 @@ fn plugin_new_edits_scaffolds_a_kind_that_shares_its_file() {
     let dir = d.path().join("keyval");
     let out = plugin(&["new", "keyval", "--edits", "--path", dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    std::fs::copy(
-        root().join("examples/third-party-plugin/Cargo.lock"),
-        dir.join("Cargo.lock"),
-    )
-    .unwrap();
-    let status = cargo()
-        .current_dir(&dir)
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .env("CARGO_TARGET_DIR", root().join("target/test-plugin-new"))
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "the generated plugin does not build");
-    let wasm = root().join("target/test-plugin-new/wasm32-wasip2/release/keyval.wasm");
+    let wasm = build_generated(&dir, "keyval");
     let inspect = plugin(&["inspect", wasm.to_str().unwrap()]);
     assert!(
         stdout(&inspect).contains("keyval (edits part of its files"),

@@ -204,12 +204,12 @@ fn a_missing_plugin_kind_is_named() {
     let g = write_graph(
         t.path(),
         "g.yaml",
-        "graph: t\nresources:\n  sysctl:\n  - name: x\n    key: vm.swappiness\n",
+        "graph: t\nresources:\n  augeas:\n  - name: x\n    lens: Sshd.lns\n",
     );
     let out = homeostat(&["validate", g.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("g.yaml:3:") && err.contains("sysctl"), "{err}");
+    assert!(err.contains("g.yaml:3:") && err.contains("augeas"), "{err}");
 }
 
 #[test]

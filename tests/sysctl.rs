@@ -2,27 +2,15 @@
 //! test's own (the `net.*` parameters it sets are that namespace's) and a mount namespace
 //! where `/etc/sysctl.d` is a temporary directory: the machine's settings never change.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use homeostat_tests::{binary, homeostat, stderr, wait_for, write_graph};
-
-/// A process killed (and reaped) when dropped, also when the test fails.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use homeostat_tests::{
+    Killed, binary, homeostat, nsenter, stderr, unshared, wait_for, write_graph,
+};
 
 /// `sysctl -n KEY` in the network namespace of `pid`.
 fn live(pid: u32, key: &str) -> String {
-    let o = Command::new("nsenter")
-        .arg(format!("--net=/proc/{pid}/ns/net"))
-        .args(["sysctl", "-n", key])
-        .output()
-        .unwrap();
+    let o = nsenter("net", pid, &["sysctl", "-n", key]);
     String::from_utf8_lossy(&o.stdout)
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -30,12 +18,12 @@ fn live(pid: u32, key: &str) -> String {
 }
 
 fn set_live(pid: u32, key: &str, value: &str) {
-    let ok = Command::new("nsenter")
-        .arg(format!("--net=/proc/{pid}/ns/net"))
-        .args(["sysctl", "-q", "-w", &format!("{key}={value}")])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    let o = nsenter(
+        "net",
+        pid,
+        &["sysctl", "-q", "-w", &format!("{key}={value}")],
+    );
+    assert!(o.status.success());
 }
 
 #[test]
@@ -49,20 +37,15 @@ fn a_parameter_is_applied_persisted_and_repaired_in_a_namespace() {
         "g.yaml",
         "graph: sysctl\nresources:\n  sysctl:\n  - name: net.ipv4.ip_forward\n    value: \"1\"\n    pollint: 1\n  - name: net.ipv4.ping_group_range\n    value: \"0 2147483647\"\n    pollint: 1\n",
     );
-    let child = Command::new("unshare")
-        .args(["--net", "--mount", "--propagation", "private", "sh", "-c"])
-        .arg(format!(
-            "mount --bind {} /etc/sysctl.d && exec \"$@\"",
-            conf_dir.display()
-        ))
-        .arg("sh")
-        .arg(binary())
-        .arg("run")
-        .arg(&g)
-        .env("HOMEOSTAT_TMP_PREFIX", "1")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = unshared(
+        &["--net"],
+        &[(&conf_dir, "/etc/sysctl.d")],
+        &binary(),
+        &["run", g.to_str().unwrap()],
+    )
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
     let run = Killed(child);
     let pid = run.0.id();
     let text = || std::fs::read_to_string(&conf).unwrap_or_default();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
-use homeostat_tests::{binary, stderr, wait_for, write_graph};
+use homeostat_tests::{Killed, binary, copy_etc, stderr, unshared, wait_for, write_graph};
 
 /// A private copy of the account databases and the command that runs in front of them.
 struct Accounts {
@@ -18,12 +18,7 @@ struct Accounts {
 impl Accounts {
     fn new() -> Accounts {
         let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("cp")
-            .args(["-a", "/etc"])
-            .arg(dir.path().join("etc"))
-            .status()
-            .unwrap();
-        assert!(ok.success(), "copy /etc");
+        copy_etc(dir.path());
         for d in ["home", "log", "mail"] {
             std::fs::create_dir(dir.path().join(d)).unwrap();
         }
@@ -32,18 +27,19 @@ impl Accounts {
 
     /// `homeostat ARGS` inside the namespace.
     fn command(&self, args: &[&str]) -> Command {
-        let d = self.dir.path().display();
-        let mut c = Command::new("unshare");
-        c.args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg(format!(
-                "mount --bind {d}/etc /etc && mount --bind {d}/home /home && \
-                 mount --bind {d}/log /var/log && mount --bind {d}/mail /var/mail && exec \"$@\""
-            ))
-            .arg("sh")
-            .arg(binary())
-            .args(args)
-            .env("HOMEOSTAT_TMP_PREFIX", "1");
-        c
+        let d = self.dir.path();
+        let (etc, home, log, mail) = (d.join("etc"), d.join("home"), d.join("log"), d.join("mail"));
+        unshared(
+            &[],
+            &[
+                (&etc, "/etc"),
+                (&home, "/home"),
+                (&log, "/var/log"),
+                (&mail, "/var/mail"),
+            ],
+            &binary(),
+            args,
+        )
     }
 
     fn run(&self, graph: &Path, extra: &[&str]) -> Output {
@@ -62,16 +58,6 @@ impl Accounts {
             .lines()
             .find(|l| l.split(':').next() == Some(name))
             .map(str::to_string)
-    }
-}
-
-/// A process killed (and reaped) when dropped, also when the test fails.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -43,27 +43,21 @@ fn parse(args: &[String]) -> Result<Options, String> {
         samples: 100,
         dir: PathBuf::from("."),
     };
-    let mut it = args.iter().filter(|a| *a != "--");
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} takes a value"))
-        };
-        match flag.as_str() {
-            "--homeostat" => o.homeostat = PathBuf::from(value()?),
-            "--lines" => o.lines = crate::positive(flag, &value()?)?,
-            "--runs" => o.runs = crate::positive(flag, &value()?)?,
-            "--samples" => o.samples = crate::positive(flag, &value()?)?,
-            "--dir" => o.dir = PathBuf::from(value()?),
-            other => {
-                return Err(format!(
-                    "unknown argument {other:?} (usage: homeostat-bench edits [--lines N] \
-                     [--runs R] [--samples K] [--dir DIR] [--homeostat PATH])"
-                ));
+    crate::each_flag(
+        args,
+        "homeostat-bench edits [--lines N] [--runs R] [--samples K] [--dir DIR] [--homeostat PATH]",
+        |flag, value| {
+            match flag {
+                "--homeostat" => o.homeostat = PathBuf::from(value),
+                "--lines" => o.lines = crate::positive(flag, &value)?,
+                "--runs" => o.runs = crate::positive(flag, &value)?,
+                "--samples" => o.samples = crate::positive(flag, &value)?,
+                "--dir" => o.dir = PathBuf::from(value),
+                _ => return Ok(false),
             }
-        }
-    }
+            Ok(true)
+        },
+    )?;
     Ok(o)
 }
 

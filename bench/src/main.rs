@@ -217,6 +217,26 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
     Ok(Some(options))
 }
 
+/// Walks a subcommand's `--flag value` pairs (a `--` is skipped), handing each to `set`,
+/// which says whether it knows the flag; an unknown flag is an error showing `usage`.
+fn each_flag(
+    args: &[String],
+    usage: &str,
+    mut set: impl FnMut(&str, String) -> Result<bool, String>,
+) -> Result<(), String> {
+    let mut it = args.iter().filter(|a| *a != "--");
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .cloned()
+            .ok_or_else(|| format!("{flag} takes a value"))?;
+        if !set(flag, value)? {
+            return Err(format!("unknown argument {flag:?} (usage: {usage})"));
+        }
+    }
+    Ok(())
+}
+
 fn positive(flag: &str, value: &str) -> Result<usize, String> {
     value
         .parse()

@@ -38,25 +38,19 @@ fn parse(args: &[String]) -> Result<Options, String> {
         runs: 3,
         samples: 10,
     };
-    let mut it = args.iter().filter(|a| *a != "--");
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} takes a value"))
-        };
-        match flag.as_str() {
-            "--homeostat" => o.homeostat = PathBuf::from(value()?),
-            "--runs" => o.runs = crate::positive(flag, &value()?)?,
-            "--samples" => o.samples = crate::positive(flag, &value()?)?,
-            other => {
-                return Err(format!(
-                    "unknown argument {other:?} (usage: homeostat-bench peers [--runs R] \
-                     [--samples K] [--homeostat PATH])"
-                ));
+    crate::each_flag(
+        args,
+        "homeostat-bench peers [--runs R] [--samples K] [--homeostat PATH]",
+        |flag, value| {
+            match flag {
+                "--homeostat" => o.homeostat = PathBuf::from(value),
+                "--runs" => o.runs = crate::positive(flag, &value)?,
+                "--samples" => o.samples = crate::positive(flag, &value)?,
+                _ => return Ok(false),
             }
-        }
-    }
+            Ok(true)
+        },
+    )?;
     Ok(o)
 }
 

@@ -758,3 +758,59 @@ pub fn granted_dir(wasm: &Path) -> (tempfile::TempDir, PathBuf, PathBuf) {
     .expect("write grants");
     (d, plugins, grants)
 }
+
+/// A process killed (and reaped) when dropped, also when the test fails.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `PROGRAM ARGS` in new namespaces (`unshare FLAGS`: `--mount`, `--net`, `--uts`), with
+/// each `(source, target)` of `binds` bind-mounted first (the mount namespace is made
+/// private, so nothing leaks to the machine's). `sh` and `unshare` exec: the child is
+/// `PROGRAM` itself, and the namespaces go away with it.
+pub fn unshared(flags: &[&str], binds: &[(&Path, &str)], program: &Path, args: &[&str]) -> Command {
+    let mounts: Vec<String> = binds
+        .iter()
+        .map(|(from, to)| format!("mount --bind '{}' {to} && ", from.display()))
+        .collect();
+    let mut c = Command::new("unshare");
+    c.args(flags)
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!("{}exec \"$@\"", mounts.concat()))
+        .arg("sh")
+        .arg(program)
+        .args(args)
+        .env("HOMEOSTAT_TMP_PREFIX", "1");
+    c
+}
+
+/// `ARGS` run in the `kind` namespace (`net`, `uts`, `mount`) of process `pid`; its
+/// output.
+pub fn nsenter(kind: &str, pid: u32, args: &[&str]) -> Output {
+    Command::new("nsenter")
+        .arg(format!(
+            "--{kind}=/proc/{pid}/ns/{}",
+            if kind == "mount" { "mnt" } else { kind }
+        ))
+        .args(args)
+        .output()
+        .expect("run nsenter")
+}
+
+/// A copy of this machine's `/etc` in `dir/etc`, for a test to bind over `/etc` in a
+/// mount namespace of its own.
+pub fn copy_etc(dir: &Path) -> PathBuf {
+    let etc = dir.join("etc");
+    let ok = Command::new("cp")
+        .args(["-a", "/etc"])
+        .arg(&etc)
+        .status()
+        .expect("run cp");
+    assert!(ok.success(), "copy /etc");
+    etc
+}

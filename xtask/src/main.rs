@@ -523,7 +523,10 @@ fn bench(root: &Path, extra: &[String]) -> Result<(), String> {
                 ("puppet", "/usr/bin/puppet"),
                 ("ansible-core", "/usr/bin/ansible-playbook"),
                 // Ansible's `apt` module needs it (and would install it itself).
-                ("python3-apt", "/usr/lib/python3/dist-packages/apt/__init__.py"),
+                (
+                    "python3-apt",
+                    "/usr/lib/python3/dist-packages/apt/__init__.py",
+                ),
             ],
             "the peers benchmark",
         )?;

@@ -75,7 +75,7 @@ fn meta() -> impl Strategy<Value = String> {
     let keys: Vec<&str> = super::doc::META_KEYS
         .iter()
         .copied()
-        .chain(["autogroup", "retries", ""])
+        .chain(["retryreset", "retries", ""])
         .collect();
     let key = prop::sample::select(keys);
     let sema = prop::collection::vec(

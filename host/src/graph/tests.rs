@@ -410,8 +410,8 @@ fn structural_errors() {
             "graph.yaml:4:11: `name` is just the export marker",
         ),
         (
-            "graph: g\nresources:\n  file:\n  - {name: a, path: /a, meta: {autogroup: false}}\n",
-            "metaparam `autogroup` of file[a] is an mgmt metaparam",
+            "graph: g\nresources:\n  file:\n  - {name: a, path: /a, meta: {retryreset: true}}\n",
+            "metaparam `retryreset` of file[a] is an mgmt metaparam",
         ),
         (
             "graph: g\nresources:\n  file:\n  - {name: a, path: /a, meta: {sema: [\"x:y\"]}}\n",

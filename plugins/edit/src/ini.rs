@@ -40,13 +40,7 @@ fn spaced() -> String {
 }
 
 /// Whether the key (or, without `key`, the section) must be in the file.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    #[default]
-    Present,
-    Absent,
-}
+pub use crate::line::State;
 
 /// A param's error: the param and what is wrong.
 pub type Invalid = (&'static str, String);
