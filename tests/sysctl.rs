@@ -5,7 +5,7 @@
 use std::process::Stdio;
 
 use homeostat_tests::{
-    Killed, binary, homeostat, nsenter, stderr, unshared, wait_for, write_graph,
+    Killed, binary, homeostat, nsenter, stderr, unshared, wait_for, write_atomic, write_graph,
 };
 
 /// `sysctl -n KEY` in the network namespace of `pid`.
@@ -68,7 +68,8 @@ fn a_parameter_is_applied_persisted_and_repaired_in_a_namespace() {
     // Drift of the live value (no event: found by the poll) and of the file (an event).
     set_live(pid, "net.ipv4.ip_forward", "0");
     wait_for(|| (live(pid, "net.ipv4.ip_forward") == "1").then_some(())).expect("repaired live");
-    std::fs::write(&conf, "# by hand\n").unwrap();
+    // Replaced whole, as an editor saves (a truncate seen alone would lose the line).
+    write_atomic(&conf, "# by hand\n");
     wait_for(|| {
         let t = text();
         (t.starts_with("# by hand\n") && t.contains("net.ipv4.ip_forward = 1\n")).then_some(())

@@ -169,21 +169,7 @@ fn run(argv: &[String]) -> Result<String> {
         ),
         ("LC_ALL".into(), "C".into()),
     ];
-    let shown = argv.join(" ");
-    let o = process::run(&cmd, None, Some(600_000))
-        .map_err(|e| Error::new(format!("cannot run `{shown}`: {}", e.message)))?;
-    if o.exit_code != 0 {
-        let err = String::from_utf8_lossy(&o.stderr);
-        let last = err
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or_default();
-        return Err(Error::new(format!(
-            "`{shown}` failed (exit code {}): {last}",
-            o.exit_code
-        )));
-    }
+    let o = process::run_ok(&cmd, None, Some(600_000))?;
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 

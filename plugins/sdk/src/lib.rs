@@ -464,6 +464,41 @@ pub mod process {
             }
         }
     }
+
+    /// [`run`], where a command that cannot run or exits non-zero is a resource error
+    /// naming the command line, its exit code and the last line it wrote to stderr.
+    ///
+    /// ```no_run
+    /// # use homeostat_sdk::process::{Command, run_ok};
+    /// # fn main() -> homeostat_sdk::Result<()> {
+    /// let argv = vec!["sysctl".to_string(), "-w".into(), "vm.swappiness=10".into()];
+    /// run_ok(&Command::new(argv), None, Some(10_000))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn run_ok(
+        cmd: &Command,
+        stdin: Option<&[u8]>,
+        timeout_ms: Option<u32>,
+    ) -> crate::Result<Output> {
+        let shown = cmd.argv.join(" ");
+        let out = run(cmd, stdin, timeout_ms)
+            .map_err(|e| crate::Error::new(format!("cannot run `{shown}`: {}", e.message)))?;
+        if out.exit_code != 0 {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let last = err
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or_default();
+            return Err(crate::Error::new(format!(
+                "`{shown}` failed (exit code {}): {}",
+                out.exit_code,
+                last.trim()
+            )));
+        }
+        Ok(out)
+    }
 }
 
 /// systemd units through the host over D-Bus, confined to the units the resource

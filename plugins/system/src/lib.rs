@@ -198,18 +198,7 @@ impl Resource for Sysctl {
             if !same_value(&live, v) {
                 out.change(format!("live value {:?} -> {v:?}", live.trim()));
                 if ctx.apply {
-                    let o = process::run(
-                        &process::Command::new(Self::set(&id.name, v)),
-                        None,
-                        Some(10_000),
-                    )
-                    .map_err(|e| Error::new(format!("cannot run sysctl: {}", e.message)))?;
-                    if o.exit_code != 0 {
-                        return Err(Error::new(format!(
-                            "sysctl -w failed: {}",
-                            String::from_utf8_lossy(&o.stderr).trim()
-                        )));
-                    }
+                    run_checked(Self::set(&id.name, v))?;
                 }
             }
         }
@@ -380,15 +369,7 @@ impl Resource for Hostname {
             if have.trim() != want {
                 out.change(format!("transient hostname {:?} -> {want:?}", have.trim()));
                 if ctx.apply {
-                    let argv = vec!["hostname".to_string(), want.to_string()];
-                    let o = process::run(&process::Command::new(argv), None, Some(10_000))
-                        .map_err(|e| Error::new(format!("cannot run hostname: {}", e.message)))?;
-                    if o.exit_code != 0 {
-                        return Err(Error::new(format!(
-                            "hostname failed: {}",
-                            String::from_utf8_lossy(&o.stderr).trim()
-                        )));
-                    }
+                    run_checked(vec!["hostname".to_string(), want.to_string()])?;
                 }
             }
         }
@@ -454,17 +435,9 @@ impl Mount {
     }
 }
 
+/// Run one of the resource's declared command lines.
 fn run_checked(argv: Vec<String>) -> Result<()> {
-    let shown = argv.join(" ");
-    let o = process::run(&process::Command::new(argv), None, Some(60_000))
-        .map_err(|e| Error::new(format!("cannot run `{shown}`: {}", e.message)))?;
-    if o.exit_code != 0 {
-        return Err(Error::new(format!(
-            "`{shown}` failed: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        )));
-    }
-    Ok(())
+    process::run_ok(&process::Command::new(argv), None, Some(60_000)).map(|_| ())
 }
 
 impl Resource for Mount {

@@ -173,17 +173,7 @@ fn read_text(path: &str) -> Result<String> {
 
 /// Run `argv` (declared in the footprint), failing with its stderr.
 fn run(argv: Vec<String>, stdin: Option<Vec<u8>>) -> Result<()> {
-    let shown = argv.first().cloned().unwrap_or_default();
-    let out = process::run(&process::Command::new(argv), stdin.as_deref(), Some(30_000))
-        .map_err(|e| Error::new(format!("cannot run {shown}: {}", e.message)))?;
-    if out.exit_code != 0 {
-        return Err(Error::new(format!(
-            "{shown} failed (exit code {}): {}",
-            out.exit_code,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
+    process::run_ok(&process::Command::new(argv), stdin.as_deref(), Some(30_000)).map(|_| ())
 }
 
 fn chpasswd() -> Vec<String> {
