@@ -262,7 +262,9 @@ const BUILD_PACKAGES: &[(&str, &str)] = &[
 /// `etcdctl` (`etcd-client`). The SSH harness (`tests/src/ssh.rs`) simulates remote hosts
 /// as real `sshd`s (`openssh-server`) in network namespaces made with `ip` (`iproute2`),
 /// with keys made by `ssh-keygen` and checked with the real `ssh` client
-/// (`openssh-client`).
+/// (`openssh-client`). The users suite runs `useradd` & co. (`passwd`), the sysctl suite
+/// `sysctl` (`procps`), and the pkg suite builds packages with `dpkg-deb` and indexes
+/// them with `dpkg-scanpackages` (`dpkg-dev`), each in namespaces of its own.
 const TEST_PACKAGES: &[(&str, &str)] = &[
     ("etcd-server", "/usr/bin/etcd"),
     ("etcd-client", "/usr/bin/etcdctl"),
