@@ -10,9 +10,12 @@
 //!    copy of `/etc` in a mount namespace, so the machine's accounts never change: each
 //!    tool runs in such a namespace over the same copy.
 //! 2. **Drift repair latency** (homeostat only: the others have no watch): a user's shell
-//!    changed in `/etc/passwd` (an event), and a `sysctl` changed with `sysctl -w` in a
-//!    network namespace (no event: found by the poll, `pollint: 1`), p50 and max of
-//!    `--samples` (default 10), from the change until homeostat has put it back.
+//!    changed in `/etc/passwd` (an event); a package removed with `dpkg -r` (an event on
+//!    dpkg's database; a package built here with `dpkg-deb`, served from a `file:`
+//!    repository, in a mount namespace with copies of dpkg's and apt's state), timed from
+//!    the end of the removal; and a `sysctl` changed with `sysctl -w` in a network
+//!    namespace (no event: found by the poll, `pollint: 1`): p50 and max of `--samples`
+//!    (default 10), until homeostat has put it back.
 //!
 //! Numbers are printed, nothing is asserted.
 
@@ -246,6 +249,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
 
     // Drift: a shell changed by hand, a sysctl changed live.
     let shell = drift_shell(&o, w, &graph)?;
+    let pkg = drift_pkg(&o, w)?;
     let sysctl = drift_sysctl(&o, w)?;
     println!(
         "\nDrift repair latency (homeostat; {} samples):\n",
@@ -258,6 +262,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
             "a user's shell changed in /etc/passwd",
             shell,
             "an inotify event",
+        ),
+        (
+            "a package removed with `dpkg -r`",
+            pkg,
+            "an inotify event (then `apt-get install`)",
         ),
         (
             "a sysctl changed with `sysctl -w` (`pollint: 1`)",
@@ -318,6 +327,108 @@ fn drift_shell(o: &Options, w: &Path, graph: &Path) -> Result<Vec<Duration>, Str
     running.signal(libc::SIGTERM);
     running.wait(Duration::from_secs(60))?;
     Ok(samples)
+}
+
+/// `sh -c SCRIPT`, which must succeed.
+fn sh(script: &str) -> Result<(), String> {
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{script}: {}", String::from_utf8_lossy(&o.stderr)))
+    }
+}
+
+/// A long run keeping a test package installed, in a mount namespace with copies of
+/// dpkg's and apt's state and a `file:` repository holding the package; each sample
+/// removes it with `dpkg -r` there and times, from the end of the removal, until dpkg's
+/// database says it is installed again.
+fn drift_pkg(o: &Options, w: &Path) -> Result<Vec<Duration>, String> {
+    let d = w.join("pkg");
+    let ds = d.display().to_string();
+    std::fs::create_dir(&d).map_err(|e| e.to_string())?;
+    sh(&format!(
+        "set -e; cd {ds}; cp -a /etc etc; cp -a /var/lib/dpkg dpkg; rm -f etc/apt/sources.list.d/*; \
+         echo 'deb [trusted=yes] file:{ds}/repo ./' > etc/apt/sources.list; \
+         mkdir -p aptlib/lists/partial aptcache/archives/partial log/apt opt repo b/DEBIAN b/opt/hs-bench; \
+         echo hi > b/opt/hs-bench/hello; \
+         printf 'Package: hs-bench-pkg\\nVersion: 1.0\\nArchitecture: all\\nMaintainer: bench <b@localhost>\\nDescription: bench\\n' > b/DEBIAN/control; \
+         dpkg-deb --build --root-owner-group b repo/hs-bench-pkg_1.0_all.deb >/dev/null; \
+         cd repo && dpkg-scanpackages . /dev/null > Packages 2>/dev/null"
+    ))?;
+    let binds = format!(
+        "mount --bind {ds}/etc /etc && mount --bind {ds}/dpkg /var/lib/dpkg && \
+         mount --bind {ds}/aptlib /var/lib/apt && mount --bind {ds}/aptcache /var/cache/apt && \
+         mount --bind {ds}/log /var/log && mount --bind {ds}/opt /opt"
+    );
+    let graph = d.join("pkg.yaml");
+    std::fs::write(
+        &graph,
+        "graph: p\nresources:\n  pkg:\n  - name: hs-bench-pkg\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!("{binds} && apt-get -qq update && exec \"$@\""))
+        .arg("sh")
+        .arg(&o.homeostat)
+        .arg("run")
+        .arg(&graph)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let running = proc::spawn(&mut c).map_err(|e| e.to_string())?;
+    let pid = running.child.id();
+    let status = d.join("dpkg/status");
+    let installed = || {
+        std::fs::read_to_string(&status)
+            .unwrap_or_default()
+            .split("\n\n")
+            .any(|s| {
+                s.lines().any(|l| l == "Package: hs-bench-pkg")
+                    && s.lines().any(|l| l == "Status: install ok installed")
+            })
+    };
+    let result = (|| {
+        let give_up = Instant::now() + Duration::from_secs(120);
+        let mut samples = Vec::new();
+        for _ in 0..o.samples {
+            // Removed once installed and apt has let go of dpkg's lock.
+            loop {
+                if Instant::now() > give_up {
+                    return Err("the test package was never (re)installed".to_string());
+                }
+                let removed = installed()
+                    && Command::new("nsenter")
+                        .arg(format!("--mount=/proc/{pid}/ns/mnt"))
+                        .args(["dpkg", "-r", "hs-bench-pkg"])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success());
+                if removed {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let started = Instant::now();
+            while !installed() {
+                if started.elapsed() > Duration::from_secs(60) {
+                    return Err("the test package was not reinstalled".to_string());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            samples.push(started.elapsed());
+        }
+        Ok(samples)
+    })();
+    running.signal(libc::SIGTERM);
+    let _ = running.wait(Duration::from_secs(60));
+    result
 }
 
 /// A long run of one `sysctl` in a network namespace; each sample sets it back to 0 with

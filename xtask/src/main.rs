@@ -529,6 +529,8 @@ fn bench(root: &Path, extra: &[String]) -> Result<(), String> {
                     "python3-apt",
                     "/usr/lib/python3/dist-packages/apt/__init__.py",
                 ),
+                // The removed-package drift builds and indexes a package.
+                ("dpkg-dev", "/usr/bin/dpkg-scanpackages"),
             ],
             "the peers benchmark",
         )?;
