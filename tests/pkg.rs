@@ -5,107 +5,24 @@
 //! directories: the machine's packages never change, and nothing goes to the network.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
-use homeostat_tests::{Killed, binary, nsenter, stderr, unshared, wait_for, write_graph};
+use homeostat_tests::{Killed, LocalApt, binary, nsenter, stderr, wait_for, write_graph};
 
 const PKG: &str = "hs-test-pkg";
 
-struct Apt {
-    dir: tempfile::TempDir,
+/// Versions 1.0 and 2.0 of the test package in a local apt world.
+fn apt() -> LocalApt {
+    LocalApt::new(PKG, &["1.0", "2.0"])
 }
 
-fn sh(script: &str) {
-    let o = Command::new("sh").arg("-c").arg(script).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-impl Apt {
-    /// The copies, the repository with versions 1.0 and 2.0 of the test package, and the
-    /// package lists read.
-    fn new() -> Apt {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display().to_string();
-        sh(&format!(
-            "set -e; cd {d}; cp -a /etc etc; cp -a /var/lib/dpkg dpkg; \
-             rm -f etc/apt/sources.list.d/*; echo 'deb [trusted=yes] file:{d}/repo ./' > etc/apt/sources.list; \
-             mkdir -p aptlib/lists/partial aptcache/archives/partial log/apt opt repo"
-        ));
-        for v in ["1.0", "2.0"] {
-            sh(&format!(
-                "set -e; cd {d}; mkdir -p b{v}/DEBIAN b{v}/opt/hs-test; echo 'version {v}' > b{v}/opt/hs-test/hello.txt; \
-                 printf 'Package: {PKG}\\nVersion: {v}\\nArchitecture: all\\nMaintainer: homeostat tests <t@localhost>\\nDescription: a test package\\n' > b{v}/DEBIAN/control; \
-                 dpkg-deb --build --root-owner-group b{v} repo/{PKG}_{v}_all.deb >/dev/null"
-            ));
-        }
-        sh(&format!(
-            "set -e; cd {d}/repo; dpkg-scanpackages --multiversion . /dev/null > Packages 2>/dev/null"
-        ));
-        let apt = Apt { dir };
-        let o = apt
-            .inside(Path::new("apt-get"), &["-q", "update"])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "apt-get update: {}", stderr(&o));
-        apt
-    }
-
-    /// `PROGRAM ARGS` in a mount namespace with the copies in place.
-    fn inside(&self, program: &Path, args: &[&str]) -> Command {
-        let d = self.dir.path();
-        let (etc, dpkg, aptlib, aptcache, log, opt) = (
-            d.join("etc"),
-            d.join("dpkg"),
-            d.join("aptlib"),
-            d.join("aptcache"),
-            d.join("log"),
-            d.join("opt"),
-        );
-        unshared(
-            &[],
-            &[
-                (&etc, "/etc"),
-                (&dpkg, "/var/lib/dpkg"),
-                (&aptlib, "/var/lib/apt"),
-                (&aptcache, "/var/cache/apt"),
-                (&log, "/var/log"),
-                (&opt, "/opt"),
-            ],
-            program,
-            args,
-        )
-    }
-
-    fn run(&self, graph: &Path) -> Output {
-        self.inside(
-            &binary(),
-            &["run", graph.to_str().unwrap(), "--converged-timeout", "0"],
-        )
-        .output()
-        .unwrap()
-    }
-
-    /// The test package's (status, version) in the copy of dpkg's database.
-    fn status(&self) -> Option<(String, String)> {
-        let text = std::fs::read_to_string(self.dir.path().join("dpkg/status")).unwrap();
-        text.split("\n\n").find_map(|s| {
-            let f = |k: &str| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix(k))
-                    .map(|v| v.trim().to_string())
-            };
-            (f("Package:").as_deref() == Some(PKG))
-                .then(|| (f("Status:").unwrap(), f("Version:").unwrap_or_default()))
-        })
-    }
-
-    fn file(&self) -> PathBuf {
-        self.dir.path().join("opt/hs-test/hello.txt")
-    }
+fn run(apt: &LocalApt, graph: &Path) -> Output {
+    apt.command(
+        &binary(),
+        &["run", graph.to_str().unwrap(), "--converged-timeout", "0"],
+    )
+    .output()
+    .unwrap()
 }
 
 fn graph(d: &Path, state: &str) -> PathBuf {
@@ -120,11 +37,11 @@ fn graph(d: &Path, state: &str) -> PathBuf {
 
 #[test]
 fn a_package_is_installed_pinned_upgraded_removed_and_purged() {
-    let apt = Apt::new();
+    let apt = apt();
     let d = tempfile::tempdir().unwrap();
     let installed = |v: &str| Some(("install ok installed".to_string(), v.to_string()));
 
-    let o = apt.run(&graph(d.path(), "installed"));
+    let o = run(&apt, &graph(d.path(), "installed"));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains(&format!("pkg[{PKG}]: install")),
@@ -136,10 +53,10 @@ fn a_package_is_installed_pinned_upgraded_removed_and_purged() {
         std::fs::read_to_string(apt.file()).unwrap(),
         "version 2.0\n"
     );
-    let o = apt.run(&graph(d.path(), "installed"));
+    let o = run(&apt, &graph(d.path(), "installed"));
     assert!(stderr(&o).contains("0 changes, 0 failed"), "{}", stderr(&o));
 
-    let o = apt.run(&graph(d.path(), "1.0"));
+    let o = run(&apt, &graph(d.path(), "1.0"));
     assert!(
         stderr(&o).contains(&format!("pkg[{PKG}]: version 2.0 -> 1.0")),
         "{}",
@@ -147,7 +64,7 @@ fn a_package_is_installed_pinned_upgraded_removed_and_purged() {
     );
     assert_eq!(apt.status(), installed("1.0"));
 
-    let o = apt.run(&graph(d.path(), "newest"));
+    let o = run(&apt, &graph(d.path(), "newest"));
     assert!(
         stderr(&o).contains(&format!("pkg[{PKG}]: upgrade 1.0 -> 2.0")),
         "{}",
@@ -155,10 +72,10 @@ fn a_package_is_installed_pinned_upgraded_removed_and_purged() {
     );
     assert_eq!(apt.status(), installed("2.0"));
 
-    let o = apt.run(&graph(d.path(), "uninstalled"));
+    let o = run(&apt, &graph(d.path(), "uninstalled"));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!apt.file().exists());
-    let o = apt.run(&graph(d.path(), "purged"));
+    let o = run(&apt, &graph(d.path(), "purged"));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         apt.status().filter(|(s, _)| !s.ends_with("not-installed")),
@@ -174,11 +91,11 @@ fn a_package_is_installed_pinned_upgraded_removed_and_purged() {
 
 #[test]
 fn a_package_removed_by_hand_is_reinstalled_at_once() {
-    let apt = Apt::new();
+    let apt = apt();
     let d = tempfile::tempdir().unwrap();
     let g = graph(d.path(), "installed");
     let run = Killed(
-        apt.inside(&binary(), &["run", g.to_str().unwrap()])
+        apt.command(&binary(), &["run", g.to_str().unwrap()])
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),

@@ -128,15 +128,14 @@ fn ansible_playbook(packages: &[String]) -> String {
 
 /// `ARGS` in a mount namespace where `/etc` and `/home` are the work directory's copies.
 fn in_namespace(work: &Path, args: &[&str]) -> Command {
-    let w = work.display();
-    let mut c = Command::new("unshare");
-    c.args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg(format!(
-            "mount --bind {w}/etc /etc && mount --bind {w}/home /home && exec \"$@\""
-        ))
-        .arg("sh")
-        .args(args)
-        .stdin(Stdio::null())
+    let (etc, home) = (work.join("etc"), work.join("home"));
+    let mut c = homeostat_tests::unshared(
+        &[],
+        &[(&etc, "/etc"), (&home, "/home")],
+        Path::new(args[0]),
+        &args[1..],
+    );
+    c.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     c
@@ -178,14 +177,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .tempdir()
         .map_err(|e| e.to_string())?;
     let w = work.path();
-    let ok = Command::new("cp")
-        .args(["-a", "/etc"])
-        .arg(w.join("etc"))
-        .status()
-        .map_err(|e| e.to_string())?;
-    if !ok.success() {
-        return Err("cannot copy /etc".into());
-    }
+    homeostat_tests::copy_etc(w);
     std::fs::create_dir(w.join("home")).map_err(|e| e.to_string())?;
     let packages = installed_packages(PACKAGES)?;
     let graph = w.join("peers.yaml");
@@ -329,70 +321,24 @@ fn drift_shell(o: &Options, w: &Path, graph: &Path) -> Result<Vec<Duration>, Str
     Ok(samples)
 }
 
-/// `sh -c SCRIPT`, which must succeed.
-fn sh(script: &str) -> Result<(), String> {
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!("{script}: {}", String::from_utf8_lossy(&o.stderr)))
-    }
-}
-
-/// A long run keeping a test package installed, in a mount namespace with copies of
-/// dpkg's and apt's state and a `file:` repository holding the package; each sample
-/// removes it with `dpkg -r` there and times, from the end of the removal, until dpkg's
-/// database says it is installed again.
+/// A long run keeping a test package installed, in the harness's local apt world (a
+/// package built with `dpkg-deb`, a `file:` repository, copies of dpkg's and apt's state
+/// bound in a mount namespace); each sample removes it with `dpkg -r` there and times,
+/// from the end of the removal, until dpkg's database says it is installed again.
 fn drift_pkg(o: &Options, w: &Path) -> Result<Vec<Duration>, String> {
-    let d = w.join("pkg");
-    let ds = d.display().to_string();
-    std::fs::create_dir(&d).map_err(|e| e.to_string())?;
-    sh(&format!(
-        "set -e; cd {ds}; cp -a /etc etc; cp -a /var/lib/dpkg dpkg; rm -f etc/apt/sources.list.d/*; \
-         echo 'deb [trusted=yes] file:{ds}/repo ./' > etc/apt/sources.list; \
-         mkdir -p aptlib/lists/partial aptcache/archives/partial log/apt opt repo b/DEBIAN b/opt/hs-bench; \
-         echo hi > b/opt/hs-bench/hello; \
-         printf 'Package: hs-bench-pkg\\nVersion: 1.0\\nArchitecture: all\\nMaintainer: bench <b@localhost>\\nDescription: bench\\n' > b/DEBIAN/control; \
-         dpkg-deb --build --root-owner-group b repo/hs-bench-pkg_1.0_all.deb >/dev/null; \
-         cd repo && dpkg-scanpackages . /dev/null > Packages 2>/dev/null"
-    ))?;
-    let binds = format!(
-        "mount --bind {ds}/etc /etc && mount --bind {ds}/dpkg /var/lib/dpkg && \
-         mount --bind {ds}/aptlib /var/lib/apt && mount --bind {ds}/aptcache /var/cache/apt && \
-         mount --bind {ds}/log /var/log && mount --bind {ds}/opt /opt"
-    );
-    let graph = d.join("pkg.yaml");
+    let apt = homeostat_tests::LocalApt::new("hs-bench-pkg", &["1.0"]);
+    let graph = w.join("pkg.yaml");
     std::fs::write(
         &graph,
         "graph: p\nresources:\n  pkg:\n  - name: hs-bench-pkg\n",
     )
     .map_err(|e| e.to_string())?;
-    let mut c = Command::new("unshare");
-    c.args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg(format!("{binds} && apt-get -qq update && exec \"$@\""))
-        .arg("sh")
-        .arg(&o.homeostat)
-        .arg("run")
-        .arg(&graph)
-        .stdin(Stdio::null())
+    let mut c = apt.command(&o.homeostat, &["run", graph.to_str().unwrap()]);
+    c.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let running = proc::spawn(&mut c).map_err(|e| e.to_string())?;
     let pid = running.child.id();
-    let status = d.join("dpkg/status");
-    let installed = || {
-        std::fs::read_to_string(&status)
-            .unwrap_or_default()
-            .split("\n\n")
-            .any(|s| {
-                s.lines().any(|l| l == "Package: hs-bench-pkg")
-                    && s.lines().any(|l| l == "Status: install ok installed")
-            })
-    };
     let result = (|| {
         let give_up = Instant::now() + Duration::from_secs(120);
         let mut samples = Vec::new();
@@ -402,21 +348,17 @@ fn drift_pkg(o: &Options, w: &Path) -> Result<Vec<Duration>, String> {
                 if Instant::now() > give_up {
                     return Err("the test package was never (re)installed".to_string());
                 }
-                let removed = installed()
-                    && Command::new("nsenter")
-                        .arg(format!("--mount=/proc/{pid}/ns/mnt"))
-                        .args(["dpkg", "-r", "hs-bench-pkg"])
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .status()
-                        .is_ok_and(|s| s.success());
-                if removed {
+                if apt.installed()
+                    && homeostat_tests::nsenter("mount", pid, &["dpkg", "-r", "hs-bench-pkg"])
+                        .status
+                        .success()
+                {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
             let started = Instant::now();
-            while !installed() {
+            while !apt.installed() {
                 if started.elapsed() > Duration::from_secs(60) {
                     return Err("the test package was not reinstalled".to_string());
                 }

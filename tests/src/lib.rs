@@ -814,3 +814,109 @@ pub fn copy_etc(dir: &Path) -> PathBuf {
     assert!(ok.success(), "copy /etc");
     etc
 }
+
+/// A local apt world for the `pkg` kind: copies of `/etc` (its apt sources only a
+/// `file:` repository), dpkg's and apt's state, and empty `/var/log` and `/opt`, bound
+/// over the real ones in a mount namespace ([`LocalApt::command`]); the repository holds
+/// `package` at each of `versions`, each installing `/opt/PACKAGE/hello.txt`. The
+/// machine's packages never change, and nothing goes to the network.
+pub struct LocalApt {
+    pub dir: tempfile::TempDir,
+    pub package: String,
+}
+
+impl LocalApt {
+    /// The copies and the repository, with the package lists read.
+    pub fn new(package: &str, versions: &[&str]) -> LocalApt {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path().display().to_string();
+        let sh = |script: String| {
+            let o = Command::new("sh")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .expect("run sh");
+            assert!(
+                o.status.success(),
+                "{script}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        };
+        sh(format!(
+            "set -e; cd {d}; cp -a /etc etc; cp -a /var/lib/dpkg dpkg; \
+             rm -f etc/apt/sources.list.d/*; echo 'deb [trusted=yes] file:{d}/repo ./' > etc/apt/sources.list; \
+             mkdir -p aptlib/lists/partial aptcache/archives/partial log/apt opt repo"
+        ));
+        for v in versions {
+            sh(format!(
+                "set -e; cd {d}; mkdir -p b{v}/DEBIAN b{v}/opt/{package}; echo 'version {v}' > b{v}/opt/{package}/hello.txt; \
+                 printf 'Package: {package}\\nVersion: {v}\\nArchitecture: all\\nMaintainer: homeostat tests <t@localhost>\\nDescription: a test package\\n' > b{v}/DEBIAN/control; \
+                 dpkg-deb --build --root-owner-group b{v} repo/{package}_{v}_all.deb >/dev/null"
+            ));
+        }
+        sh(format!(
+            "set -e; cd {d}/repo; dpkg-scanpackages --multiversion . /dev/null > Packages 2>/dev/null"
+        ));
+        let apt = LocalApt {
+            dir,
+            package: package.to_string(),
+        };
+        let o = apt
+            .command(Path::new("apt-get"), &["-q", "update"])
+            .output()
+            .expect("run apt-get update");
+        assert!(o.status.success(), "apt-get update: {}", stderr(&o));
+        apt
+    }
+
+    /// `PROGRAM ARGS` in a mount namespace with the copies in place.
+    pub fn command(&self, program: &Path, args: &[&str]) -> Command {
+        let d = self.dir.path();
+        let binds: Vec<(PathBuf, &str)> = [
+            ("etc", "/etc"),
+            ("dpkg", "/var/lib/dpkg"),
+            ("aptlib", "/var/lib/apt"),
+            ("aptcache", "/var/cache/apt"),
+            ("log", "/var/log"),
+            ("opt", "/opt"),
+        ]
+        .into_iter()
+        .map(|(from, to)| (d.join(from), to))
+        .collect();
+        let binds: Vec<(&Path, &str)> = binds.iter().map(|(f, t)| (f.as_path(), *t)).collect();
+        unshared(&[], &binds, program, args)
+    }
+
+    /// The package's (status, version) in the copy of dpkg's database.
+    pub fn status(&self) -> Option<(String, String)> {
+        let text = std::fs::read_to_string(self.dir.path().join("dpkg/status")).unwrap_or_default();
+        text.split("\n\n").find_map(|s| {
+            let f = |k: &str| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix(k))
+                    .map(|v| v.trim().to_string())
+            };
+            (f("Package:").as_deref() == Some(self.package.as_str())).then(|| {
+                (
+                    f("Status:").unwrap_or_default(),
+                    f("Version:").unwrap_or_default(),
+                )
+            })
+        })
+    }
+
+    /// Whether the package is installed.
+    pub fn installed(&self) -> bool {
+        self.status()
+            .is_some_and(|(s, _)| s == "install ok installed")
+    }
+
+    /// The file the package installs.
+    pub fn file(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join("opt")
+            .join(&self.package)
+            .join("hello.txt")
+    }
+}

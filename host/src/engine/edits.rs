@@ -6,10 +6,10 @@
 //! check-apply, so editors of one file never read it while another is editing it. Its
 //! writes are staged by `fs`, and the next member's reads see them. After its
 //! check-apply a member asks whether another member is ready to run (waiting for the
-//! turn, or dirty or on its way to the turn, with every predecessor done): if so and it changed something, it hands
-//! the turn on and waits for the write; otherwise it writes what is staged
-//! (`FsHost::flush_edits`), and answers every member waiting for that write with its
-//! result. So ten `line` resources made dirty together (a cold start, an editor rewriting
+//! turn, or dirty or on its way to it, with every predecessor done): if so and it
+//! changed something, it hands the turn on and waits for the write; otherwise it writes
+//! what is staged (`FsHost::flush_edits`), and answers every member waiting for that
+//! write with its result. So ten `line` resources made dirty together (a cold start, an editor rewriting
 //! the file) converge with one write, and a failed write fails every resource whose edit
 //! it carried.
 //!
@@ -43,19 +43,11 @@ pub(super) struct EditGroups {
 }
 
 impl EditGroups {
-    /// Put `v` in the group of the file it shares, if it is an editing resource.
-    pub(super) fn join(&self, v: &Arc<Vertex>) {
-        let Some(path) = v
-            .footprint
-            .paths
-            .iter()
-            .find(|g| g.write && g.shared)
-            .map(|g| g.path.clone())
-        else {
-            return;
-        };
+    /// Put each of `vertices` that is an editing resource in the group of the file it
+    /// shares (once per graph or swap: the groups whose members all left are dropped
+    /// first, in one pass).
+    pub(super) fn join(&self, vertices: &[Arc<Vertex>]) {
         let mut groups = self.by_path.lock().expect("edit groups lock");
-        // Groups whose members all left the graph.
         groups.retain(|_, g| {
             g.members
                 .lock()
@@ -63,6 +55,15 @@ impl EditGroups {
                 .iter()
                 .any(|m| m.strong_count() > 0)
         });
+        for v in vertices {
+            let Some(g) = v.footprint.paths.iter().find(|g| g.write && g.shared) else {
+                continue;
+            };
+            Self::join_one(&mut groups, g.path.clone(), v);
+        }
+    }
+
+    fn join_one(groups: &mut HashMap<PathBuf, Arc<EditGroup>>, path: PathBuf, v: &Arc<Vertex>) {
         let group = groups
             .entry(path)
             .or_insert_with(|| {
@@ -121,8 +122,8 @@ impl EditGroup {
     }
 
     /// Whether a member other than `v` will run soon: it waits for the turn, or it is
-    /// dirty (or woken and on its way) and every predecessor outside this group is done. Members waiting for a
-    /// write are not counted (they run again only after it).
+    /// dirty (or woken and on its way) and every predecessor outside this group is done.
+    /// Members waiting for a write are not counted (they run again only after it).
     fn others_ready(&self, v: &Vertex) -> bool {
         if self.queued.load(Ordering::Acquire) > 0 {
             return true;

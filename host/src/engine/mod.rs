@@ -180,7 +180,7 @@ impl Engine {
         );
         // Link before the tasks run: start them after.
         Self::link(&vertices, &plan.edges);
-        vertices.iter().for_each(|v| self.ctx.edits.join(v));
+        self.ctx.edits.join(&vertices);
         let tasks = self.spawn(&vertices, started);
         self.running = vertices
             .into_iter()
@@ -322,10 +322,8 @@ impl Engine {
             })
             .collect();
         Self::link(&vertices, &plan.edges);
-        fresh.iter().for_each(|v| {
-            self.ctx.converger.add();
-            self.ctx.edits.join(v);
-        });
+        fresh.iter().for_each(|_| self.ctx.converger.add());
+        self.ctx.edits.join(&fresh);
         let mut tasks = self.spawn(&fresh, started).into_iter();
         self.running = vertices
             .into_iter()

@@ -64,7 +64,12 @@ impl Plugin {
         &self,
         resources: Vec<(ResourceRef, Arc<str>)>,
     ) -> Vec<Result<ResourceInfo, CallError>> {
-        let kinds: Vec<String> = resources.iter().map(|(id, _)| id.kind.clone()).collect();
+        // The kinds of editing resources, whose grants `editing` marks (most plugins have
+        // none: nothing is cloned for them).
+        let kinds: Vec<Option<String>> = resources
+            .iter()
+            .map(|(id, _)| self.edits(&id.kind).then(|| id.kind.clone()))
+            .collect();
         let calls = resources
             .into_iter()
             .map(|(id, params)| {
@@ -82,7 +87,10 @@ impl Plugin {
             .into_iter()
             .zip(kinds)
             .map(|(r, kind)| match r {
-                Ok(Reply::Validate(info)) => self.editing(&kind, info),
+                Ok(Reply::Validate(info)) => match kind {
+                    Some(kind) => self.editing(&kind, info),
+                    None => Ok(info),
+                },
                 Ok(_) => unreachable!("validate answered with another call's reply"),
                 Err(e) => Err(e),
             })
@@ -143,7 +151,7 @@ impl Plugin {
     /// says `edits`) marked shared. Such a kind edits files: a recursive write grant is
     /// refused, as the plugin's error.
     fn editing(&self, kind: &str, mut info: ResourceInfo) -> Result<ResourceInfo, CallError> {
-        if !self.manifest.kinds.get(kind).is_some_and(|k| k.edits) {
+        if !self.edits(kind) {
             return Ok(info);
         }
         for g in info.footprint.paths.iter_mut().filter(|g| g.write) {
@@ -191,6 +199,11 @@ impl Plugin {
             Reply::CheckApply(out) => Ok(out),
             _ => unreachable!("check-apply answered with another call's reply"),
         }
+    }
+
+    /// Whether `kind` edits part of its files (its manifest's `edits`).
+    fn edits(&self, kind: &str) -> bool {
+        self.manifest.kinds.get(kind).is_some_and(|k| k.edits)
     }
 
     /// Whether `kind`'s cleanup does anything (its manifest says so); when not, the host

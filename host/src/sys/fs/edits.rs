@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::error::{ErrorCode, FsError};
 use super::stat::Attrs;
@@ -33,12 +33,13 @@ pub(super) struct StagedEdit {
 /// editors run).
 #[derive(Default)]
 pub(super) struct Edits {
-    staged: Mutex<HashMap<PathBuf, StagedEdit>>,
+    /// Shared, so that a read hands out the content without copying the map's entry.
+    staged: Mutex<HashMap<PathBuf, Arc<StagedEdit>>>,
 }
 
 impl Edits {
     /// The content staged for `path`, if any.
-    pub(super) fn get(&self, path: &Path) -> Option<StagedEdit> {
+    pub(super) fn get(&self, path: &Path) -> Option<Arc<StagedEdit>> {
         self.lock().get(path).cloned()
     }
 
@@ -54,15 +55,15 @@ impl Edits {
             },
             None => attrs,
         };
-        staged.insert(path, StagedEdit { data, attrs });
+        staged.insert(path, Arc::new(StagedEdit { data, attrs }));
     }
 
     /// Take what is staged for `path`, to write it.
-    pub(super) fn take(&self, path: &Path) -> Option<StagedEdit> {
+    pub(super) fn take(&self, path: &Path) -> Option<Arc<StagedEdit>> {
         self.lock().remove(path)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, StagedEdit>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Arc<StagedEdit>>> {
         self.staged.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -199,14 +199,36 @@ impl FsHost {
 
     /// Claims the entry at `loc` for the resource of `fp` (see `claims`); returns its
     /// directory's `(st_dev, st_ino)`.
-    fn claim(&self, loc: &Located, path: &Path, fp: &Footprint) -> Result<(u64, u64), FsError> {
+    /// A shared file (`auth.shared`: editing resources share it by design) is not claimed.
+    fn claim(
+        &self,
+        loc: &Located,
+        auth: &Authorized,
+        fp: &Footprint,
+    ) -> Result<(u64, u64), FsError> {
         let st = rustix::fs::fstat(&loc.parent)
-            .map_err(|e| FsError::os("stat the directory of", path, e))?;
+            .map_err(|e| FsError::os("stat the directory of", &auth.path, e))?;
         let dir = dev_ino(&st);
-        if let Some(owner) = &fp.owner {
-            self.claims.claim(dir, &loc.name, path, owner)?;
+        if let Some(owner) = &fp.owner
+            && !auth.shared
+        {
+            self.claims.claim(dir, &loc.name, &auth.path, owner)?;
         }
         Ok(dir)
+    }
+
+    /// [`authorize`] for a change that is not a content write (copy, symlink, mkdir,
+    /// remove, set-attrs: `what`), which a shared file refuses (see `edits`).
+    fn authorize_whole<'a>(
+        fp: &'a Footprint,
+        path: &str,
+        what: &str,
+    ) -> Result<Authorized<'a>, FsError> {
+        let auth = authorize(fp, path, true)?;
+        if auth.shared {
+            return Err(edits::refused(what, &auth.path));
+        }
+        Ok(auth)
     }
 
     /// The managed paths now.
@@ -239,24 +261,13 @@ impl FsHost {
         match self.staged(&auth) {
             Some(edit) => {
                 let before = on_disk.filter(|st| st.file_type == FileType::File);
+                let (mode, uid, gid) = written_attrs(edit.attrs, before);
                 Ok(Some(FileStat {
                     file_type: FileType::File,
                     size: edit.data.len() as u64,
-                    mode: edit
-                        .attrs
-                        .mode
-                        .or(before.map(|st| st.mode))
-                        .unwrap_or(DEFAULT_FILE_MODE),
-                    uid: edit
-                        .attrs
-                        .uid
-                        .or(before.map(|st| st.uid))
-                        .unwrap_or_else(|| rustix::process::geteuid().as_raw()),
-                    gid: edit
-                        .attrs
-                        .gid
-                        .or(before.map(|st| st.gid))
-                        .unwrap_or_else(|| rustix::process::getegid().as_raw()),
+                    mode,
+                    uid: uid.unwrap_or_else(|| rustix::process::geteuid().as_raw()),
+                    gid: gid.unwrap_or_else(|| rustix::process::getegid().as_raw()),
                 }))
             }
             None => Ok(on_disk),
@@ -264,7 +275,7 @@ impl FsHost {
     }
 
     /// What is staged for a shared path (see `edits`), if `auth` is one.
-    fn staged(&self, auth: &Authorized) -> Option<StagedEdit> {
+    fn staged(&self, auth: &Authorized) -> Option<Arc<StagedEdit>> {
         if auth.shared {
             self.edits.get(&auth.path)
         } else {
@@ -291,7 +302,7 @@ impl FsHost {
     pub async fn read(&self, fp: &Footprint, path: &str) -> Result<Vec<u8>, FsError> {
         let auth = authorize(fp, path, false)?;
         if let Some(edit) = self.staged(&auth) {
-            return Ok(edit.data);
+            return Ok(edit.data.clone());
         }
         let (mut file, size) = self.open_for_read(fp, &auth)?;
         let read = move |file: &mut File, path: &Path| {
@@ -439,7 +450,8 @@ impl FsHost {
         let Some(edit) = self.edits.take(&auth.path) else {
             return Ok(false);
         };
-        self.write_now(fp, auth, edit.data, edit.attrs, own)
+        let StagedEdit { data, attrs } = Arc::unwrap_or_clone(edit);
+        self.write_now(fp, auth, data, attrs, own)
             .await
             .map(|()| true)
     }
@@ -482,10 +494,7 @@ impl FsHost {
         own: &[Arc<Echo>],
     ) -> Result<(), FsError> {
         let src = authorize(fp, source, false)?;
-        let auth = authorize(fp, path, true)?;
-        if auth.shared {
-            return Err(edits::refused("copy into", &auth.path));
-        }
+        let auth = Self::authorize_whole(fp, path, "copy into")?;
         let (mut from, size) = self.open_for_read(fp, &src)?;
         let Staged {
             mut temp,
@@ -531,20 +540,8 @@ impl FsHost {
             // A symlink or special file is replaced like an absent one.
             _ => None,
         };
-        let mode = attrs
-            .mode
-            .or(inherited.map(|s| s.mode))
-            .unwrap_or(DEFAULT_FILE_MODE);
-        let uid = attrs.uid.or(inherited.map(|s| s.uid));
-        let gid = attrs.gid.or(inherited.map(|s| s.gid));
-        // Editors share their file by design: only whole-file writers claim entries.
-        let dir = if auth.shared {
-            let st = rustix::fs::fstat(&loc.parent)
-                .map_err(|e| FsError::os("stat the directory of", &auth.path, e))?;
-            dev_ino(&st)
-        } else {
-            self.claim(&loc, &auth.path, rules.fp)?
-        };
+        let (mode, uid, gid) = written_attrs(attrs, inherited);
+        let dir = self.claim(&loc, auth, rules.fp)?;
         let Located { parent, name } = loc;
         let temp = TempFile::create(parent, &name, existing.is_none(), &auth.path)?;
         Ok(Staged {
@@ -574,10 +571,7 @@ impl FsHost {
     /// Atomically makes `path` a symlink to `target` (not checked): a temporary link in the
     /// same directory renamed over `path`.
     pub async fn symlink(&self, fp: &Footprint, target: &str, path: &str) -> Result<(), FsError> {
-        let auth = authorize(fp, path, true)?;
-        if auth.shared {
-            return Err(edits::refused("make a symlink of", &auth.path));
-        }
+        let auth = Self::authorize_whole(fp, path, "make a symlink of")?;
         let loc = locate(&Self::rules(fp, &auth, &self.managed()), OFlags::PATH)
             .map_err(|e| e.into_error(&auth.path))?;
         let ctarget = CString::new(target).map_err(|_| {
@@ -600,7 +594,7 @@ impl FsHost {
                 ),
             ));
         }
-        self.claim(&loc, &auth.path, fp)?;
+        self.claim(&loc, &auth, fp)?;
         let (temp, ()) =
             under_temp_name(&loc.name, &auth.path, "create a symlink next to", |temp| {
                 rustix::fs::symlinkat(&ctarget, &loc.parent, temp)
@@ -642,15 +636,12 @@ impl FsHost {
     /// exactly: the umask does not apply). An existing directory is not an error: the given
     /// attrs are applied to it. Anything else in the way is `wrong-type`.
     pub async fn mkdir(&self, fp: &Footprint, path: &str, attrs: Attrs) -> Result<(), FsError> {
-        let auth = authorize(fp, path, true)?;
-        if auth.shared {
-            return Err(edits::refused("make a directory of", &auth.path));
-        }
+        let auth = Self::authorize_whole(fp, path, "make a directory of")?;
         check_id(&auth.path, "owner", attrs.uid)?;
         check_id(&auth.path, "group", attrs.gid)?;
         let loc = locate(&Self::rules(fp, &auth, &self.managed()), OFlags::PATH)
             .map_err(|e| e.into_error(&auth.path))?;
-        self.claim(&loc, &auth.path, fp)?;
+        self.claim(&loc, &auth, fp)?;
         // Created private, then opened, chowned and chmoded, so it is never briefly wider.
         match rustix::fs::mkdirat(&loc.parent, &loc.name, Mode::from_bits_retain(0o700)) {
             Ok(()) => {}
@@ -691,10 +682,7 @@ impl FsHost {
     /// never followed, and other file systems mounted inside the tree are not entered.
     /// Removing a path that does not exist succeeds.
     pub async fn remove(&self, fp: &Footprint, path: &str, recursive: bool) -> Result<(), FsError> {
-        let auth = authorize(fp, path, true)?;
-        if auth.shared {
-            return Err(edits::refused("remove", &auth.path));
-        }
+        let auth = Self::authorize_whole(fp, path, "remove")?;
         if auth.path == Path::new("/") {
             return Err(FsError::new(
                 ErrorCode::NotAllowed,
@@ -759,10 +747,7 @@ impl FsHost {
     /// `chmod` (a symlink has no mode of its own: asking for one is `wrong-type`). Values
     /// already in place are not set again, so no needless inotify event is raised.
     pub async fn set_attrs(&self, fp: &Footprint, path: &str, attrs: Attrs) -> Result<(), FsError> {
-        let auth = authorize(fp, path, true)?;
-        if auth.shared {
-            return Err(edits::refused("set the attributes of", &auth.path));
-        }
+        let auth = Self::authorize_whole(fp, path, "set the attributes of")?;
         check_id(&auth.path, "owner", attrs.uid)?;
         check_id(&auth.path, "group", attrs.gid)?;
         let loc = locate(&Self::rules(fp, &auth, &self.managed()), OFlags::PATH)
@@ -834,6 +819,20 @@ impl FsHost {
             .await
             .map_err(FsError::from)
     }
+}
+
+/// The mode, owner and group a write gives its file: what `attrs` sets, else what the
+/// regular file it replaces (`inherited`) had; a new file gets `0644` and (`None`) the
+/// host's user and group.
+fn written_attrs(attrs: Attrs, inherited: Option<FileStat>) -> (u32, Option<u32>, Option<u32>) {
+    (
+        attrs
+            .mode
+            .or(inherited.map(|s| s.mode))
+            .unwrap_or(DEFAULT_FILE_MODE),
+        attrs.uid.or(inherited.map(|s| s.uid)),
+        attrs.gid.or(inherited.map(|s| s.gid)),
+    )
 }
 
 pub(super) fn write_all(temp: &mut TempFile, data: &[u8], path: &Path) -> Result<(), FsError> {
