@@ -92,3 +92,26 @@ fn autogroup_is_accepted_with_a_warning_and_timer_params_are_checked() {
         stderr(&o)
     );
 }
+
+/// mgmt's exec `pollint`: the resource is checked every N seconds besides its events (an
+/// exec without a guard runs at every check).
+#[test]
+fn exec_pollint_checks_every_interval() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("polled");
+    let g = write_graph(
+        d.path(),
+        "g.yaml",
+        &format!(
+            "graph: poll\nresources:\n  exec:\n  - name: poll\n    cmd: echo polled >> {}\n    shell: /bin/sh\n    pollint: 1\n",
+            log.display()
+        ),
+    );
+    let _r = Running::start(&g, &[]);
+    let lines = || {
+        std::fs::read_to_string(&log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    wait_for(|| (lines() >= 3).then_some(())).expect("run at start and at two polls");
+}

@@ -244,3 +244,44 @@ fn the_test_kit_passes_a_python_plugin() {
         out(&o)
     );
 }
+
+/// The pool of a Python plugin is sized by its memory at start, and a grant's `pool`
+/// sets it instead.
+#[test]
+fn a_python_plugins_pool_follows_its_memory_or_its_grant() {
+    let Some(bare) = bare() else { return };
+    let p = tempfile::tempdir().unwrap();
+    let (_g, plugins, grants) = granted_dir(&packed(&bare, p.path()));
+    let d = tempfile::tempdir().unwrap();
+    let graph = write_graph(
+        d.path(),
+        "g.yaml",
+        &format!(
+            "graph: py\nresources:\n  pynote:\n  - name: n\n    path: {}\n    text: pooled\n",
+            d.path().join("n.txt").display()
+        ),
+    );
+    let pool_of = |grants: &Path| {
+        let o = command()
+            .args(["run", graph.to_str().unwrap(), "--converged-timeout", "0"])
+            .arg("--plugin-dir")
+            .arg(&plugins)
+            .arg("--grants")
+            .arg(grants)
+            .env("RUST_LOG", "debug")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let err = stderr(&o);
+        err.lines()
+            .find_map(|l| l.split("`pynote 0.1.0`: pool of ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("no pool line in:\n{err}"))
+    };
+    let sized = pool_of(&grants);
+    assert!((2..64).contains(&sized), "{sized}");
+    let text = std::fs::read_to_string(&grants).unwrap();
+    let granted = p.path().join("pool-grants.toml");
+    std::fs::write(&granted, text.replace("] }", "], pool = 3 }")).unwrap();
+    assert_eq!(pool_of(&granted), 3);
+}

@@ -242,3 +242,23 @@ fn bad_accounts_are_refused_at_their_place() {
         stderr(&o)
     );
 }
+
+/// A tool that fails fails the resource with its command line, exit code and message.
+#[test]
+fn a_failing_tool_is_named_with_its_exit_code_and_message() {
+    let a = Accounts::new();
+    let d = tempfile::tempdir().unwrap();
+    let g = graph(
+        d.path(),
+        "graph: dup\nresources:\n  user:\n  - name: hsdupa\n    uid: 15500\n  - name: hsdupb\n    uid: 15500\n",
+    );
+    let o = a.run(&g, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("`useradd -u 15500 -M hsdup")
+            && err.contains("failed (exit code 4)")
+            && err.contains("is not unique"),
+        "{err}"
+    );
+}
