@@ -420,7 +420,16 @@ fn removing_a_managed_tree_repairs_it_without_an_error() {
     let run = homeostat_tests::Running::start(&g, &[]);
     homeostat_tests::wait_content(&tree.join("sub/f"), "x\n");
     for round in 0..5 {
-        std::fs::remove_dir_all(&tree).unwrap();
+        // homeostat may re-create an entry while the tree is being removed (`rm -rf` then
+        // fails with "not empty"): remove until it is gone.
+        let mut tries = 0;
+        while let Err(e) = std::fs::remove_dir_all(&tree) {
+            tries += 1;
+            assert!(
+                e.kind() == std::io::ErrorKind::DirectoryNotEmpty && tries < 50,
+                "round {round}: {e}"
+            );
+        }
         homeostat_tests::wait_content(&tree.join("sub/f"), "x\n");
         let errors: Vec<String> = run
             .log()

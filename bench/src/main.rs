@@ -114,7 +114,11 @@ const USAGE: &str =
   --runs R         repetitions of each cold and idempotent run and floor (default 3)
   --dir DIR        where to create the work directory (default /var/tmp; use a real disk)
   --homeostat PATH the binary to measure (default: `homeostat` beside this program)
-  --keep           keep the work directory (graphs, logs) instead of removing it";
+  --keep           keep the work directory (graphs, logs) instead of removing it
+
+Other benchmarks, each with its own flags (see its module docs): `cluster`, `membership`,
+`remote`, `edits` (lines of one shared file against files), `peers` (pkg and user beside
+Puppet and Ansible).";
 
 /// The command-line options.
 pub struct Options {
