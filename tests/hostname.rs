@@ -23,7 +23,7 @@ fn the_three_hostnames_are_set_and_repaired_in_a_namespace() {
     let g = write_graph(
         d.path(),
         "g.yaml",
-        "graph: names\nresources:\n  hostname:\n  - name: this host\n    hostname: web1.example.com\n    pretty_hostname: Web server one\n    pollint: 1\n",
+        "graph: names\nresources:\n  hostname:\n  - name: this host\n    hostname: web1.example.com\n    pretty_hostname: Web server one\n",
     );
     let before = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let run = Killed(
@@ -51,7 +51,8 @@ fn the_three_hostnames_are_set_and_repaired_in_a_namespace() {
         "the machine's hostname changed"
     );
 
-    // Drift of the kernel's name (no event: found by the poll) and of the file (an event).
+    // Drift of the kernel's name (signalled through `poll` on /proc/sys/kernel/hostname;
+    // no `pollint`) and of the file (an inotify event).
     uts(pid, Some("drifted"));
     wait_for(|| (uts(pid, None) == "web1.example.com").then_some(())).expect("repaired transient");
     std::fs::write(etc.join("hostname"), "other\n").unwrap();

@@ -26,7 +26,7 @@ fn a_tmpfs_is_mounted_persisted_and_repaired_in_a_namespace() {
         d.path(),
         "g.yaml",
         &format!(
-            "graph: m\nresources:\n  mount:\n  - name: {p}\n    device: tmpfs\n    type: tmpfs\n    options: {{size: 1m, noexec: \"\"}}\n    pollint: 1\n"
+            "graph: m\nresources:\n  mount:\n  - name: {p}\n    device: tmpfs\n    type: tmpfs\n    options: {{size: 1m, noexec: \"\"}}\n"
         ),
     );
     let mut run = Killed(
@@ -73,7 +73,8 @@ fn a_tmpfs_is_mounted_persisted_and_repaired_in_a_namespace() {
     let here = Command::new("findmnt").arg(&p).output().unwrap();
     assert!(!here.status.success(), "mounted outside the namespace");
 
-    // Drift: unmounted, then remounted without `noexec` (found by the poll).
+    // Drift: unmounted, then remounted without `noexec`, both seen through the mount
+    // table's `poll` signal (no `pollint`).
     inside(pid, &["umount", &p]);
     wait_for(|| options().starts_with("tmpfs ").then_some(())).expect("mounted again");
     inside(pid, &["mount", "-o", "remount,exec", &p]);

@@ -10,6 +10,8 @@
 //! - [`systemd`]: unit state and jobs over D-Bus;
 //! - [`net`]: the sockets of a resource's server;
 //! - [`kmsg`]: the kernel log as a stream of records;
+//! - [`proc_poll`]: the few `/proc` files the kernel signals through `poll` (the mount
+//!   table, the host name), which inotify does not see;
 //! - [`inotify`]: the file watch hub, and the [`Echo`](inotify::Echo) that keeps a resource
 //!   from waking at its own writes;
 //! - [`ids`]: user and group names;
@@ -31,6 +33,7 @@ pub mod inotify;
 pub mod input;
 pub mod kmsg;
 pub mod net;
+pub mod proc_poll;
 pub mod process;
 pub mod systemd;
 pub mod temp_name;
@@ -50,6 +53,8 @@ pub struct Services {
     pub systemd: systemd::SystemdHost,
     /// The kernel log reader, opened on first use.
     pub kmsg: kmsg::KmsgSource,
+    /// The signalled `/proc` files' watchers.
+    pub proc_poll: proc_poll::ProcPoll,
     /// The plugins' `state` values (in memory unless loaded from the World).
     pub states: std::sync::Arc<crate::world::states::States>,
     /// The World, once the run has opened it (the `world` host interface and world-key

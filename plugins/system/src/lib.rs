@@ -15,14 +15,16 @@
 //! transient one (the kernel's, read from `/proc/sys/kernel/hostname`, set with
 //! `hostname NAME`). These are the files and the call systemd-hostnamed itself reads
 //! and makes, so it agrees; talking to hostnamed over D-Bus would need a host interface
-//! reaching beyond units. The files are watched; the kernel's name is polled.
+//! reaching beyond units. The files are watched, and so is the kernel's name: the host
+//! watches `/proc/sys/kernel/hostname` through `poll`, which the kernel signals at every
+//! `sethostname`.
 //!
 //! **`mount`** (mgmt's params): a mounted filesystem, persisted as its line of
 //! `/etc/fstab` (a shared file: one line per mount point). Mounted, remounted and
 //! unmounted with the one `mount`, `mount -o remount` and `umount` command lines it
-//! declares; seen in `/proc/self/mountinfo`, which gives no inotify events (only `poll`
-//! readiness, which the host's watches do not offer), so it is checked every `pollint`
-//! seconds; `/etc/fstab` is watched.
+//! declares; seen in `/proc/self/mountinfo`, which the host watches through `poll` (the
+//! kernel signals every change of the mount table; inotify sees none), as it does
+//! `/etc/fstab`.
 //!
 //! Parsing is pure ([`proc_path`], [`same_value`], [`edit_conf`], [`machine_info`],
 //! [`mount`]), unit-tested natively.
@@ -333,7 +335,10 @@ impl Resource for Hostname {
             info = info
                 .read_path(KERNEL_HOSTNAME)
                 .command(&["hostname".to_string(), t.to_string()])
-                .watch_interval(p.pollint.unwrap_or(10).saturating_mul(1000));
+                .watch_path(KERNEL_HOSTNAME);
+            if let Some(s) = p.pollint {
+                info = info.watch_interval(s.saturating_mul(1000));
+            }
         }
         Ok(info)
     }
@@ -481,7 +486,10 @@ impl Resource for Mount {
         let mut info = Info::new()
             .read_path(MOUNTINFO)
             .command(&u)
-            .watch_interval(p.pollint.unwrap_or(10).saturating_mul(1000));
+            .watch_path(MOUNTINFO);
+        if let Some(s) = p.pollint {
+            info = info.watch_interval(s.saturating_mul(1000));
+        }
         if p.state == MountState::Exists {
             info = info
                 .command(&m)

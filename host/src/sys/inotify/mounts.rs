@@ -12,14 +12,9 @@ use std::io::{self, Read, Seek};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
-
-use rustix::event::{PollFd, PollFlags};
 
 use super::routes::{Cmd, Shared};
-
-/// How often the thread looks whether the hub was closed, between changes.
-const CHECK_CLOSED: Duration = Duration::from_millis(500);
+use crate::sys::proc_poll::{CHECK_CLOSED, wait_signalled};
 
 /// One mount: its id and where it is mounted.
 type Mount = (u64, PathBuf);
@@ -53,14 +48,9 @@ fn run(shared: &Shared, mut file: File, mut table: BTreeSet<Mount>) {
         if shared.closed.load(Ordering::Acquire) {
             return;
         }
-        let mut fds = [PollFd::new(&file, PollFlags::PRI)];
-        let timeout = rustix::event::Timespec {
-            tv_sec: 0,
-            tv_nsec: i64::try_from(CHECK_CLOSED.as_nanos()).unwrap_or(i64::MAX),
-        };
-        match rustix::event::poll(&mut fds, Some(&timeout)) {
-            Ok(0) | Err(rustix::io::Errno::INTR) => continue,
-            Ok(_) => {}
+        match wait_signalled(&file, CHECK_CLOSED) {
+            Ok(false) => continue,
+            Ok(true) => {}
             Err(e) => {
                 tracing::warn!("the mount table watcher stopped: {e}");
                 return;
