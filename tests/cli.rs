@@ -192,6 +192,51 @@ fn the_run_report_is_complete_and_follows_its_schema() {
     assert_eq!(r["run"]["noop"], true);
 }
 
+/// A check-apply that fails after some of its changes landed (a tree copied, then a
+/// purge it may not do) is listed under `changed:` and `failed:`, and its report entry
+/// says what changed, as the host saw it.
+#[test]
+fn a_resource_that_changed_then_failed_counts_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (name, text) in [("src/a", "a\n"), ("src/b", "b\n"), ("dst/old", "old\n")] {
+        std::fs::create_dir_all(d.join(name).parent().unwrap()).unwrap();
+        std::fs::write(d.join(name), text).unwrap();
+    }
+    // A directory purge may not remove without `force`.
+    std::fs::create_dir(d.join("dst/keep")).unwrap();
+    let g = write_graph(
+        d,
+        "g.yaml",
+        &format!(
+            "graph: partly\nresources:\n  file:\n  - name: tree\n    path: {d}/dst/\n    \
+             source: {d}/src/\n    recurse: true\n    purge: true\n",
+            d = d.display()
+        ),
+    );
+    let report = d.join("report.json");
+    let o = run_converged(&g, "0", &["--report", report.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 1, "{err}");
+    assert_eq!(std::fs::read_to_string(d.join("dst/a")).unwrap(), "a\n");
+    assert!(err.contains("1 changes, 1 failed"), "{err}");
+    assert!(err.contains("\n  changed: file[tree]"), "{err}");
+    assert!(err.contains("\n  failed: file[tree]: purge would remove the directory"), "{err}");
+    let r = read_json(&report);
+    valid(&schema(), &r);
+    let tree = &r["resources"][0];
+    assert_eq!(tree["outcome"], "failed", "{r:#}");
+    assert_eq!(tree["changes"], 1, "{r:#}");
+    assert_eq!(
+        tree["what"],
+        serde_json::json!([
+            format!("copied {0}/src/a to {0}/dst/a", d.display()),
+            format!("copied {0}/src/b to {0}/dst/b", d.display()),
+        ]),
+        "{r:#}"
+    );
+}
+
 #[test]
 fn the_documented_example_follows_the_schema() {
     let doc = std::fs::read_to_string(root().join("docs/report.md")).unwrap();

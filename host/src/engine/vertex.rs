@@ -29,7 +29,7 @@ use crate::plugin::manifest::SendType;
 use crate::plugin::pool::Plugin;
 use crate::plugin::serve::Server;
 use crate::plugin::store::CallLimits;
-use crate::plugin::types::{CheckOutcome, MAX_SENT_VALUE, ResourceRef, WatchItem};
+use crate::plugin::types::{Change, CheckOutcome, MAX_SENT_VALUE, ResourceRef, WatchItem};
 use crate::sys::Services;
 use crate::sys::footprint::Footprint;
 use crate::sys::fs::ConflictWatch;
@@ -877,6 +877,8 @@ async fn run_loop(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>) {
             Ok((_, footprint)) => footprint.clone(),
             Err(_) => v.footprint.clone(),
         };
+        // What a check-apply that then failed had already changed (`CallError::Partly`).
+        let mut landed = Vec::new();
         let result = match effective {
             Ok((params, footprint)) => v
                 .plugin
@@ -890,7 +892,10 @@ async fn run_loop(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>) {
                     v.echoes.clone(),
                 )
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|mut e| {
+                    landed = e.take_landed();
+                    e.to_string()
+                })
                 .map(|out| (out, serving.then_some((params, footprint)))),
             Err(e) => Err(e),
         };
@@ -935,6 +940,21 @@ async fn run_loop(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>) {
             Err(e) => {
                 if refresh {
                     v.refresh.store(true, Ordering::SeqCst);
+                }
+                if !landed.is_empty() {
+                    // Changed, then failed: it is listed under both.
+                    let partly = CheckOutcome {
+                        ok: false,
+                        changes: landed
+                            .into_iter()
+                            .map(|summary| Change {
+                                summary,
+                                diff: None,
+                            })
+                            .collect(),
+                        ..CheckOutcome::default()
+                    };
+                    count_changes(&v, &ctx, &partly, true);
                 }
                 if let Some(why) = conflict(&v, &ctx) {
                     fail_for_good(&v, &ctx, why);
@@ -983,29 +1003,7 @@ fn succeeded(v: &Vertex, ctx: &Ctx, out: CheckOutcome, apply: bool) {
     let changed = !out.ok;
     v.pending.store(changed && !apply, Ordering::Release);
     if changed {
-        // A dry run is never counted as a repair.
-        let (mine, all) = if apply {
-            (&v.changes, &ctx.changes)
-        } else {
-            (&v.would, &ctx.would)
-        };
-        mine.fetch_add(1, Ordering::AcqRel);
-        all.fetch_add(1, Ordering::AcqRel);
-        ctx.converger.activity();
-        log_changes(v, ctx, &out, apply);
-        let mut record = v.record.lock().expect("record lock");
-        let lines: Vec<String> = if out.changes.is_empty() {
-            vec!["changed".into()]
-        } else {
-            out.changes.iter().map(|c| c.summary.clone()).collect()
-        };
-        for line in lines {
-            if record.what.len() < MAX_RECORDED {
-                record.what.push(line);
-            } else {
-                record.more += 1;
-            }
-        }
+        count_changes(v, ctx, &out, apply);
     } else {
         tracing::debug!("{}: ok", v.id);
     }
@@ -1026,6 +1024,33 @@ fn succeeded(v: &Vertex, ctx: &Ctx, out: CheckOutcome, apply: bool) {
         }
     }
     v.set_phase(ctx, Phase::Ok);
+}
+
+/// Count a check-apply that changed something (or would have, in noop: never counted
+/// as a repair), log it, and keep what it changed for the summary and the report.
+fn count_changes(v: &Vertex, ctx: &Ctx, out: &CheckOutcome, apply: bool) {
+    let (mine, all) = if apply {
+        (&v.changes, &ctx.changes)
+    } else {
+        (&v.would, &ctx.would)
+    };
+    mine.fetch_add(1, Ordering::AcqRel);
+    all.fetch_add(1, Ordering::AcqRel);
+    ctx.converger.activity();
+    log_changes(v, ctx, out, apply);
+    let mut record = v.record.lock().expect("record lock");
+    let lines: Vec<String> = if out.changes.is_empty() {
+        vec!["changed".into()]
+    } else {
+        out.changes.iter().map(|c| c.summary.clone()).collect()
+    };
+    for line in lines {
+        if record.what.len() < MAX_RECORDED {
+            record.what.push(line);
+        } else {
+            record.more += 1;
+        }
+    }
 }
 
 /// One INFO line per changing check-apply, with the diffs below it in noop (and with

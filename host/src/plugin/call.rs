@@ -432,6 +432,7 @@ async fn run_job(
     // The world keys `validate` declared become watches, like those of its answer.
     let world_watches = std::mem::take(&mut inst.store.data_mut().world_watches);
     let written = std::mem::take(&mut inst.store.data_mut().written);
+    let landed = std::mem::take(&mut inst.store.data_mut().landed);
     let outcome = match outcome {
         Ok(Ok(Ok(Reply::CheckApply(mut out)))) => {
             out.written = written;
@@ -452,7 +453,7 @@ async fn run_job(
         shared.sys.states.forget(&job.id.kind, &job.id.name);
     }
     let plugin = shared.label.to_string();
-    match outcome {
+    let (result, poisoned) = match outcome {
         Ok(Ok(Ok(reply))) => (Ok(reply), false),
         Ok(Ok(Err(e))) => (Err(CallError::Plugin(e)), false),
         Ok(Err(trap)) => {
@@ -466,5 +467,14 @@ async fn run_job(
             }),
             true,
         ),
-    }
+    };
+    // A failed check-apply may have changed things first: those still count.
+    let result = match result {
+        Err(error) if !landed.is_empty() => Err(CallError::Partly {
+            error: Box::new(error),
+            landed,
+        }),
+        other => other,
+    };
+    (result, poisoned)
 }

@@ -172,6 +172,11 @@ pub struct HostState {
     pub(crate) world_watches: Vec<String>,
     /// `run --diff`: the diffs of the text files the current check-apply wrote.
     pub(crate) written: Vec<String>,
+    /// What the current applying check-apply changed so far, as the host saw it (files
+    /// written, copied, linked, made, removed or re-attributed; unit jobs): when the call
+    /// then fails, the engine still counts and lists these as changes (see
+    /// [`HostState::landed`]).
+    pub(crate) landed: Vec<String>,
 }
 
 /// Which of a plugin's exports the host is calling.
@@ -226,6 +231,7 @@ impl HostState {
             call: CallPhase::Idle,
             world_watches: Vec::new(),
             written: Vec::new(),
+            landed: Vec::new(),
         }
     }
 
@@ -243,10 +249,24 @@ impl HostState {
         self.call = call;
         self.world_watches.clear();
         self.written.clear();
+        self.landed.clear();
         self.limits.cap = memory_bytes;
         self.current = Some((id.clone(), footprint.clone()));
         self.own = own.clone();
         self.budget = ticks;
+    }
+
+    /// Note a change that has landed, when `done` says the host call succeeded and this
+    /// is an applying check-apply (what `what` says is only built then). At most
+    /// [`MAX_CHANGES`](crate::plugin::types::MAX_CHANGES) are kept.
+    pub(crate) fn landed<T, E>(&mut self, done: &wasmtime::Result<Result<T, E>>, what: impl FnOnce() -> String) {
+        if matches!(done, Ok(Ok(_)))
+            && self.call == (CallPhase::CheckApply { apply: true })
+            && self.landed.len() < crate::plugin::types::MAX_CHANGES
+        {
+            let line = crate::sys::text::one_line(what(), crate::plugin::types::MAX_CHANGE_SUMMARY);
+            self.landed.push(line);
+        }
     }
 
     /// The call is over: nothing is being served until the next one.

@@ -123,4 +123,22 @@ pub enum CallError {
     /// The runtime is shutting down.
     #[error("plugin `{plugin}` is shut down")]
     Closed { plugin: String },
+    /// A check-apply failed (`error`) after some of its changes had landed: what the
+    /// host saw it change (files written, removed..., unit jobs), one line each.
+    #[error("{error}")]
+    Partly {
+        error: Box<CallError>,
+        landed: Vec<String>,
+    },
+}
+
+impl CallError {
+    /// The changes that landed before the call failed (see [`CallError::Partly`]), taken
+    /// out; none for other errors.
+    pub fn take_landed(&mut self) -> Vec<String> {
+        match self {
+            CallError::Partly { landed, .. } => std::mem::take(landed),
+            _ => Vec::new(),
+        }
+    }
 }

@@ -96,6 +96,16 @@ impl HostState {
         async move { fs.diff_base(&*fp?, &path).await }
     }
 
+    /// Whether a write of `path` is only staged: a shared file's edits are written by
+    /// the engine, with those of the other resources sharing it (`engine::edits`).
+    fn staged(&self, path: &str) -> bool {
+        self.granted(Capability::Fs).is_ok_and(|fp| {
+            fp.paths
+                .iter()
+                .any(|g| g.shared && g.write && g.path == std::path::Path::new(path))
+        })
+    }
+
     /// Keep the diff of a write of `path` for the check-apply's outcome.
     fn note_diff(&mut self, path: &str, old: Option<&[u8]>, new: &[u8]) {
         if let Some(diff) = crate::sys::text::unified_diff(path, old, new) {
@@ -138,6 +148,9 @@ impl wfs::Host for HostState {
         if let (Some(old), Some(new), Ok(Ok(()))) = (base, new, &done) {
             self.note_diff(&path, old.as_deref(), &new);
         }
+        if !self.staged(&path) {
+            self.landed(&done, || format!("wrote {path}"));
+        }
         done
     }
     async fn copy(&mut self, source: String, path: String, attrs: wfs::Attrs) -> FsResult<()> {
@@ -159,22 +172,31 @@ impl wfs::Host for HostState {
         if let (Some(old), Some(new), Ok(Ok(()))) = (base, new, &done) {
             self.note_diff(&path, old.as_deref(), &new);
         }
+        self.landed(&done, || format!("copied {source} to {path}"));
         done
     }
     async fn symlink(&mut self, target: String, path: String) -> FsResult<()> {
-        fs_call!(self, |fs, fp| fs.symlink(&fp, &target, &path))
+        let done = fs_call!(self, |fs, fp| fs.symlink(&fp, &target, &path));
+        self.landed(&done, || format!("linked {path} -> {target}"));
+        done
     }
     async fn read_link(&mut self, path: String) -> FsResult<String> {
         fs_call!(self, |fs, fp| fs.read_link(&fp, &path))
     }
     async fn mkdir(&mut self, path: String, attrs: wfs::Attrs) -> FsResult<()> {
-        fs_call!(self, |fs, fp| fs.mkdir(&fp, &path, attrs_in(attrs)))
+        let done = fs_call!(self, |fs, fp| fs.mkdir(&fp, &path, attrs_in(attrs)));
+        self.landed(&done, || format!("made directory {path}"));
+        done
     }
     async fn remove(&mut self, path: String, recursive: bool) -> FsResult<()> {
-        fs_call!(self, |fs, fp| fs.remove(&fp, &path, recursive))
+        let done = fs_call!(self, |fs, fp| fs.remove(&fp, &path, recursive));
+        self.landed(&done, || format!("removed {path}"));
+        done
     }
     async fn set_attrs(&mut self, path: String, attrs: wfs::Attrs) -> FsResult<()> {
-        fs_call!(self, |fs, fp| fs.set_attrs(&fp, &path, attrs_in(attrs)))
+        let done = fs_call!(self, |fs, fp| fs.set_attrs(&fp, &path, attrs_in(attrs)));
+        self.landed(&done, || format!("set the attributes of {path}"));
+        done
     }
     async fn read_dir(&mut self, path: String) -> FsResult<Vec<String>> {
         fs_call!(self, |fs, fp| fs.read_dir(&fp, &path))

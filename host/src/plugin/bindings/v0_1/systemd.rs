@@ -53,6 +53,15 @@ macro_rules! sd_call {
     }};
 }
 
+impl HostState {
+    /// Run a job on `unit`; `done` names it for [`HostState::landed`].
+    async fn job(&mut self, unit: String, session: bool, job: Job, done: &str) -> SdResult<()> {
+        let result = sd_call!(self, Some(&unit), session, |h| h.job(&unit, session, job));
+        self.landed(&result, || format!("{done} {unit}"));
+        result
+    }
+}
+
 impl wsd::Host for HostState {
     async fn status(&mut self, unit: String, session: bool) -> SdResult<wsd::UnitStatus> {
         sd_call!(self, Some(&unit), session, |h| async {
@@ -66,40 +75,29 @@ impl wsd::Host for HostState {
         })
     }
     async fn start(&mut self, unit: String, session: bool) -> SdResult<()> {
-        sd_call!(self, Some(&unit), session, |h| h.job(
-            &unit,
-            session,
-            Job::Start
-        ))
+        self.job(unit, session, Job::Start, "started").await
     }
     async fn stop(&mut self, unit: String, session: bool) -> SdResult<()> {
-        sd_call!(self, Some(&unit), session, |h| h.job(
-            &unit,
-            session,
-            Job::Stop
-        ))
+        self.job(unit, session, Job::Stop, "stopped").await
     }
     async fn restart(&mut self, unit: String, session: bool) -> SdResult<()> {
-        sd_call!(self, Some(&unit), session, |h| h.job(
-            &unit,
-            session,
-            Job::Restart
-        ))
+        self.job(unit, session, Job::Restart, "restarted").await
     }
     async fn reload_or_restart(&mut self, unit: String, session: bool) -> SdResult<()> {
-        sd_call!(self, Some(&unit), session, |h| h.job(
-            &unit,
-            session,
-            Job::ReloadOrRestart
-        ))
+        self.job(unit, session, Job::ReloadOrRestart, "reloaded or restarted")
+            .await
     }
     async fn enable(&mut self, unit: String, session: bool) -> SdResult<()> {
-        sd_call!(self, Some(&unit), session, |h| h
-            .set_enabled(&unit, session, true))
+        let done = sd_call!(self, Some(&unit), session, |h| h
+            .set_enabled(&unit, session, true));
+        self.landed(&done, || format!("enabled {unit}"));
+        done
     }
     async fn disable(&mut self, unit: String, session: bool) -> SdResult<()> {
-        sd_call!(self, Some(&unit), session, |h| h
-            .set_enabled(&unit, session, false))
+        let done = sd_call!(self, Some(&unit), session, |h| h
+            .set_enabled(&unit, session, false));
+        self.landed(&done, || format!("disabled {unit}"));
+        done
     }
     async fn daemon_reload(&mut self, session: bool) -> SdResult<()> {
         sd_call!(self, None::<&String>, session, |h| h.daemon_reload(session))
