@@ -221,7 +221,10 @@ fn a_resource_that_changed_then_failed_counts_both() {
     assert_eq!(std::fs::read_to_string(d.join("dst/a")).unwrap(), "a\n");
     assert!(err.contains("1 changes, 1 failed"), "{err}");
     assert!(err.contains("\n  changed: file[tree]"), "{err}");
-    assert!(err.contains("\n  failed: file[tree]: purge would remove the directory"), "{err}");
+    assert!(
+        err.contains("\n  failed: file[tree]: purge would remove the directory"),
+        "{err}"
+    );
     let r = read_json(&report);
     valid(&schema(), &r);
     let tree = &r["resources"][0];
@@ -235,6 +238,85 @@ fn a_resource_that_changed_then_failed_counts_both() {
         ]),
         "{r:#}"
     );
+}
+
+/// `homeostat resource KIND NAME`: the graph it prints validates, and running it changes
+/// nothing (a file, a directory, a symlink, a path with nothing there); a kind that
+/// cannot describe, an unknown kind and bad params are refused, each saying why.
+#[test]
+fn resource_prints_a_graph_that_declares_the_thing_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("conf.d")).unwrap();
+    std::fs::write(
+        d.join("conf.d/app.conf"),
+        "# app\nport = 8080\n\nname: \"x\"\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("conf.d/app.conf", d.join("link")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        d.join("conf.d/app.conf"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    for (what, extra) in [
+        ("conf.d/app.conf", ""),
+        ("conf.d", ""),
+        ("link", ""),
+        ("missing", ""),
+        ("conf.d/", "mode=0700"),
+    ] {
+        let path = d.join(what).display().to_string() + if what.ends_with('/') { "/" } else { "" };
+        let mut args = vec!["resource", "file", path.as_str()];
+        if !extra.is_empty() {
+            args.push(extra);
+        }
+        let o = command().args(&args).output().unwrap();
+        assert_eq!(code(&o), 0, "{what}: {}", stderr(&o));
+        let text = String::from_utf8(o.stdout).unwrap();
+        let g = write_graph(d, "described.yaml", &text);
+        let o = run_converged(&g, "0", &["--noop", "--detailed-exitcodes"]);
+        assert_eq!(code(&o), 0, "{what}: not as it is:\n{text}\n{}", stderr(&o));
+        match what {
+            "conf.d/app.conf" => assert!(
+                text.contains("    content: |\n      # app\n      port = 8080\n\n")
+                    && text.contains("    mode: \"0640\"\n"),
+                "{text}"
+            ),
+            "link" => assert!(
+                text.contains("source: conf.d/app.conf\n    symlink: true\n"),
+                "{text}"
+            ),
+            "missing" => assert!(text.contains("state: absent"), "{text}"),
+            _ => assert!(
+                text.contains(&format!("path: {}/\n", d.join("conf.d").display())),
+                "{text}"
+            ),
+        }
+    }
+    for (args, says) in [
+        (
+            vec!["resource", "exec", "x"],
+            "exec[x]: the kind `exec` cannot describe",
+        ),
+        (
+            vec!["resource", "fil", "/x"],
+            "no plugin provides the kind `fil`; did you mean `file`?",
+        ),
+        (
+            vec!["resource", "file", "/etc/hosts", "mode=abc"],
+            "command line: file[/etc/hosts]: `abc` is not a valid mode",
+        ),
+        (
+            vec!["resource", "file", "/etc/hosts", "mode"],
+            "`mode` is not PARAM=VALUE",
+        ),
+    ] {
+        let o = command().args(&args).output().unwrap();
+        assert_eq!(code(&o), 1, "{args:?}");
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    }
 }
 
 #[test]

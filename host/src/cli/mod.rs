@@ -21,6 +21,7 @@ mod manual;
 mod plugin;
 mod remote;
 mod report;
+mod resource;
 mod run;
 mod validate;
 mod world;
@@ -107,6 +108,15 @@ Examples:
 
 ", exit_plain!()))]
     Graph(graph::GraphArgs),
+    /// Print what a resource would manage, as it is now: a graph that declares it.
+    #[command(after_help = "\
+Exit codes: 0 described, 1 the kind, its params or the plugin refused (a kind that
+cannot describe says so), 64 a wrong command line.
+
+Examples:
+  homeostat resource file /etc/hosts
+  homeostat resource file /etc/ssh/ > ssh.yaml")]
+    Resource(resource::ResourceArgs),
     /// Inspect a plugin file, or start a new plugin crate.
     #[command(subcommand, after_help = concat!("\
 Examples:
@@ -186,6 +196,7 @@ pub fn main() -> ExitCode {
             Command::Run(args) => run::run(*args).await,
             Command::Validate(args) => validate::validate(args).await,
             Command::Graph(args) => graph::graph(args).await,
+            Command::Resource(args) => resource::resource(args).await,
             Command::Plugin(cmd) => plugin::plugin(cmd),
             Command::Cluster(cmd) => cluster::cluster(cmd).await,
             Command::Ca(cmd) => ca::ca(cmd),

@@ -580,6 +580,12 @@ fn text(
                 params.join("`, `")
             ));
         }
+        if let Some(param) = &k.name_param {
+            about.push(format!(
+                "`homeostat resource {kind} NAME` sets `{}` to NAME",
+                e(param)
+            ));
+        }
         if about.is_empty() {
             let _ = writeln!(s, "  {kind}");
         } else {

@@ -26,6 +26,7 @@ enum CallKind {
     Validate,
     CheckApply { apply: bool, refresh: bool },
     Cleanup,
+    Describe,
 }
 
 /// What a [`Job`] returned.
@@ -33,6 +34,7 @@ enum Reply {
     Validate(ResourceInfo),
     CheckApply(CheckOutcome),
     Cleanup,
+    Describe(String),
 }
 
 /// One call into the plugin.
@@ -247,6 +249,39 @@ impl Plugin {
         .map(|_| ())
     }
 
+    /// The params that declare what `id` with `params` would manage, as it is now
+    /// (`homeostat resource`; the plugin's `describe` export, 0.3). `footprint` is the
+    /// one its `validate` declared: only its paths are kept, read-only.
+    pub async fn describe(
+        &self,
+        id: &ResourceRef,
+        params: Arc<str>,
+        footprint: &Footprint,
+    ) -> Result<String, CallError> {
+        let mut read_only = Footprint {
+            paths: footprint.paths.clone(),
+            trust_parents: footprint.trust_parents,
+            ..Footprint::default()
+        };
+        for g in &mut read_only.paths {
+            g.write = false;
+            g.shared = false;
+        }
+        let reply = self
+            .submit(
+                id,
+                params,
+                Arc::new(read_only),
+                CallKind::Describe,
+                CallLimits::default(),
+            )
+            .await?;
+        match reply {
+            Reply::Describe(json) => Ok(json),
+            _ => unreachable!("describe answered with another call's reply"),
+        }
+    }
+
     fn call(
         &self,
         id: ResourceRef,
@@ -399,6 +434,7 @@ async fn run_job(
         CallKind::Validate => CallPhase::Validate,
         CallKind::CheckApply { apply, .. } => CallPhase::CheckApply { apply },
         CallKind::Cleanup => CallPhase::Cleanup,
+        CallKind::Describe => CallPhase::Describe,
     };
     inst.store.data_mut().begin(
         call,
@@ -425,6 +461,10 @@ async fn run_job(
                 .cleanup(store, id, params)
                 .await
                 .map(|r| r.map(|()| Reply::Cleanup)),
+            CallKind::Describe => guest
+                .describe(store, id, params)
+                .await
+                .map(|r| r.map(Reply::Describe)),
         }
     };
     let outcome = tokio::time::timeout(job.timeout, call).await;

@@ -14,7 +14,7 @@ use serde::Deserialize;
 pub const SECTION: &str = "homeostat:manifest";
 
 /// WIT API versions of `homeostat:resource` this host can run.
-pub const SUPPORTED_APIS: &[&str] = &["0.1.0", "0.2.0"];
+pub const SUPPORTED_APIS: &[&str] = &["0.1.0", "0.2.0", "0.3.0"];
 
 /// What a plugin says about itself.
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
@@ -68,6 +68,10 @@ pub struct KindManifest {
     /// may share its path. Empty: every resource of the kind owns its files' content.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub content_params: Vec<String>,
+    /// The param a resource's name stands for in `homeostat resource KIND NAME`
+    /// (`file`: `path`). Absent: the name is only the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_param: Option<String>,
 }
 
 impl KindManifest {

@@ -190,6 +190,8 @@ pub(crate) enum CallPhase {
     },
     Cleanup,
     Serve,
+    /// `describe` (0.3): reads only.
+    Describe,
 }
 
 impl WasiView for HostState {
@@ -259,7 +261,11 @@ impl HostState {
     /// Note a change that has landed, when `done` says the host call succeeded and this
     /// is an applying check-apply (what `what` says is only built then). At most
     /// [`MAX_CHANGES`](crate::plugin::types::MAX_CHANGES) are kept.
-    pub(crate) fn landed<T, E>(&mut self, done: &wasmtime::Result<Result<T, E>>, what: impl FnOnce() -> String) {
+    pub(crate) fn landed<T, E>(
+        &mut self,
+        done: &wasmtime::Result<Result<T, E>>,
+        what: impl FnOnce() -> String,
+    ) {
         if matches!(done, Ok(Ok(_)))
             && self.call == (CallPhase::CheckApply { apply: true })
             && self.landed.len() < crate::plugin::types::MAX_CHANGES

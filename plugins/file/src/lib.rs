@@ -12,9 +12,11 @@
 //! - [`mode`]: octal and symbolic modes. Pure.
 //! - [`apply`]: check-apply against any [`sys::Fs`]; compares first, mutates only when
 //!   applying.
+//! - [`describe`]: what is at a path, as the params declaring it (`homeostat resource`).
 //! - [`sys`]: the `Fs` trait and its implementation by the host.
 
 pub mod apply;
+pub mod describe;
 pub mod mode;
 pub mod params;
 pub mod sys;
@@ -38,6 +40,8 @@ impl Resource for File {
     const COLLECT_DIR: Option<&'static str> = Some("path");
     const REMOVES_WHEN: Option<(&'static str, &'static str)> = Some(("state", "absent"));
     const CONTENT_PARAMS: &'static [&'static str] = &["content", "source", "symlink"];
+    // `homeostat resource file /etc/hosts` describes the file at that path.
+    const NAME_PARAM: Option<&'static str> = Some("path");
     const KIND: &'static str = "file";
     const SCHEMA: &'static str = include_str!("../schema/file.json");
     type Params = Params;
@@ -64,6 +68,10 @@ impl Resource for File {
             out.send("size", size);
         }
         Ok(out)
+    }
+
+    fn describe(_: &ResourceId, p: &Params) -> Result<serde_json::Value> {
+        describe::describe(&sys::Host, &p.path)
     }
 }
 

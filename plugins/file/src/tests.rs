@@ -590,3 +590,42 @@ fn noop_shows_a_unified_diff_of_text_content() {
     assert_eq!(report.changes.len(), 1);
     assert!(report.diffs.is_empty());
 }
+
+/// What `describe` says is at a path is a resource that converges with no change.
+#[test]
+fn a_description_declares_the_entry_as_it_is() {
+    let fs = MemFs::new();
+    fs.dirs("/etc/app");
+    fs.file("/etc/app/conf", "a = 1\n", 0o640, ME);
+    let describe = |path: &str| {
+        let p: Params = serde_json::from_value(serde_json::json!({ "path": path })).unwrap();
+        fs.grant(Spec::from_params(&p).unwrap().declare().grants);
+        crate::describe::describe(&fs, path).unwrap()
+    };
+    let d = describe("/etc/app/conf");
+    assert_eq!(
+        d,
+        serde_json::json!({"path": "/etc/app/conf", "content": "a = 1\n", "mode": "0640",
+                           "owner": ME, "group": ME})
+    );
+    assert_eq!(converge(&fs, &d.to_string()), Vec::<String>::new());
+    let dir = describe("/etc/app");
+    assert_eq!(dir["path"], "/etc/app/");
+    assert_eq!(converge(&fs, &dir.to_string()), Vec::<String>::new());
+    assert_eq!(
+        describe("/etc/none"),
+        serde_json::json!({"path": "/etc/none", "state": "absent"})
+    );
+    // Not text: described by its attributes only.
+    fs.put("/etc/app/bin", Kind::File(vec![0xff, 0xfe]), 0o755, 0);
+    let bin = describe("/etc/app/bin");
+    assert!(bin.get("content").is_none(), "{bin}");
+    assert_eq!(converge(&fs, &bin.to_string()), Vec::<String>::new());
+    fs.link("/etc/app/link", "conf");
+    let link = describe("/etc/app/link");
+    assert_eq!(
+        link,
+        serde_json::json!({"path": "/etc/app/link", "symlink": true, "source": "conf"})
+    );
+    assert_eq!(converge(&fs, &link.to_string()), Vec::<String>::new());
+}

@@ -62,6 +62,20 @@ pub mod __world_bindings {
     });
 }
 
+/// The part 0.3 adds (`describe`, an export). Every plugin built with this SDK exports
+/// it; a kind that does not override [`Resource::describe`] answers that it cannot
+/// describe. A host without 0.3 ignores the export.
+#[doc(hidden)]
+pub mod __describe_bindings {
+    wit_bindgen::generate!({
+        path: "wit/v0.3",
+        world: "describer",
+        pub_export_macro: true,
+        export_macro_name: "__export_describer",
+        default_bindings_module: "homeostat_sdk::__describe_bindings",
+    });
+}
+
 #[doc(hidden)]
 pub use serde_json as __serde_json;
 
@@ -377,6 +391,25 @@ pub trait Resource {
             Self::KIND
         )))
     }
+
+    /// The current state of what the resource would manage, as the params that declare
+    /// it as it is (`homeostat resource KIND NAME`, like `puppet resource`): put in a
+    /// graph under the same name, running them changes nothing. Leave out params whose
+    /// value is the default. It runs after [`Resource::validate`] with the footprint that
+    /// declared, read-only: read the paths, nothing else. Default: this kind cannot
+    /// describe. (API 0.3; a host without it never calls this.)
+    fn describe(_id: &ResourceId, _params: &Self::Params) -> Result<serde_json::Value> {
+        Err(Error::new(format!(
+            "the kind `{}` cannot describe what it manages",
+            Self::KIND
+        )))
+    }
+
+    /// The param the resource's name stands for in `homeostat resource KIND NAME`
+    /// (`file` says `Some("path")`: `homeostat resource file /etc/hosts` describes the
+    /// resource with `path: /etc/hosts`). `None`: the name is only the name. (Written to
+    /// the manifest only when set: a plugin that sets it needs a host with API 0.3.)
+    const NAME_PARAM: Option<&'static str> = None;
 
     /// Whether [`Resource::cleanup`] does anything. A kind that keeps the default
     /// `cleanup` may say `false`: the host then skips the call for each of its
@@ -933,6 +966,12 @@ pub mod __glue {
         R::serve(&id(i), &p).map_err(err)
     }
 
+    pub fn describe<R: Resource>(kind: String, name: String, json: &str) -> Result<String, String> {
+        let p = params::<R>(json).map_err(|e| e.message)?;
+        let v = R::describe(&ResourceId { kind, name }, &p).map_err(|e| e.message)?;
+        Ok(v.to_string())
+    }
+
     pub fn unknown_kind(kind: &str) -> WitError {
         WitError {
             message: format!("this plugin does not provide the kind `{kind}`"),
@@ -1070,6 +1109,9 @@ macro_rules! export_resource {
                     Text(if <$res as $crate::Resource>::CONTENT_PARAMS.is_empty() { "" } else { "content_params = [" }),
                     List(<$res as $crate::Resource>::CONTENT_PARAMS),
                     Text(if <$res as $crate::Resource>::CONTENT_PARAMS.is_empty() { "" } else { "]\n" }),
+                    Text(if <$res as $crate::Resource>::NAME_PARAM.is_some() { "name_param = \"" } else { "" }),
+                    Text(match <$res as $crate::Resource>::NAME_PARAM { Some(p) => p, None => "" }),
+                    Text(if <$res as $crate::Resource>::NAME_PARAM.is_some() { "\"\n" } else { "" }),
                     Text("[kinds.\""), Text(<$res as $crate::Resource>::KIND), Text("\".sends]\n"),
                     Sends(<$res as $crate::Resource>::SENDS),
                 )+
@@ -1113,5 +1155,16 @@ macro_rules! export_resource {
         }
 
         $crate::__bindings::__export_plugin_world!(__HomeostatPlugin with_types_in $crate::__bindings);
+
+        impl $crate::__describe_bindings::exports::homeostat::resource::describe::Guest for __HomeostatPlugin {
+            fn describe(kind: String, name: String, params: String) -> Result<String, String> {
+                $(if kind == <$res as $crate::Resource>::KIND {
+                    return $crate::__glue::describe::<$res>(kind, name, &params);
+                })+
+                Err($crate::__glue::unknown_kind(&kind).message)
+            }
+        }
+
+        $crate::__describe_bindings::__export_describer!(__HomeostatPlugin with_types_in $crate::__describe_bindings);
     };
 }

@@ -8,11 +8,14 @@
 //! version the component was built against (found by what it exports, see `Pre::new`).
 //! `v0_2/` is what `0.2.0` adds (the `world` interface): a 0.2 plugin imports 0.1's
 //! interfaces and exports 0.1's `plugin`, so it is linked by both folders and called
-//! through `v0_1`'s `Pre`; 0.1 plugins keep running unchanged next to it. A version that
-//! changes the `plugin` export would add a `Pre` and `Guest` variant here.
+//! through `v0_1`'s `Pre`; 0.1 plugins keep running unchanged next to it. `v0_3/` is the
+//! optional `describe` export 0.3 adds, loaded from the same instance when a component
+//! has it. A version that changes the `plugin` export would add a `Pre` and `Guest`
+//! variant here.
 
 mod v0_1;
 mod v0_2;
+mod v0_3;
 
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker};
@@ -25,6 +28,7 @@ use crate::plugin::types::{CheckOutcome, PluginError, ResourceInfo, ResourceRef}
 pub const VERSIONS: &[(&str, &[&str])] = &[
     (v0_1::SERIES, v0_1::INTERFACES),
     (v0_2::SERIES, v0_2::INTERFACES),
+    (v0_3::SERIES, v0_3::INTERFACES),
 ];
 
 /// Whether the host links the `homeostat:resource` interface `name`
@@ -58,14 +62,15 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     v0_2::add_to_linker(linker)
 }
 
-/// A component linked and ready to instantiate, in its WIT version.
+/// A component linked and ready to instantiate, in its WIT version, with its optional
+/// `describe` export (0.3).
 pub(crate) enum Pre {
-    V0_1(v0_1::Pre),
+    V0_1(v0_1::Pre, Option<v0_3::Indices>),
 }
 
 /// An instance's exports, in its WIT version.
 pub(crate) enum Guest {
-    V0_1(v0_1::Guest),
+    V0_1(v0_1::Guest, Option<v0_3::Describer>),
 }
 
 impl Pre {
@@ -78,7 +83,9 @@ impl Pre {
             .map(|(name, _)| name.to_owned())
             .collect();
         if exports.iter().any(|e| exports_plugin(e, v0_1::SERIES)) {
-            return v0_1::Pre::new(linker, component).map(Pre::V0_1);
+            let pre = v0_1::Pre::new(linker, component)?;
+            let describe = v0_3::Indices::new(pre.instance_pre());
+            return Ok(Pre::V0_1(pre, describe));
         }
         let supported: Vec<String> = VERSIONS
             .iter()
@@ -97,7 +104,15 @@ impl Pre {
         store: &mut Store<HostState>,
     ) -> wasmtime::Result<Guest> {
         match self {
-            Pre::V0_1(pre) => pre.instantiate(store).await.map(Guest::V0_1),
+            Pre::V0_1(pre, describe) => {
+                let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
+                let guest = pre.load(store, &instance)?;
+                let describer = match describe {
+                    Some(d) => Some(d.load(store, &instance)?),
+                    None => None,
+                };
+                Ok(Guest::V0_1(guest, describer))
+            }
         }
     }
 }
@@ -111,7 +126,7 @@ impl Guest {
         params: &str,
     ) -> wasmtime::Result<Result<ResourceInfo, PluginError>> {
         match self {
-            Guest::V0_1(g) => g.validate(store, id, params).await,
+            Guest::V0_1(g, _) => g.validate(store, id, params).await,
         }
     }
 
@@ -125,7 +140,7 @@ impl Guest {
         refresh: bool,
     ) -> wasmtime::Result<Result<CheckOutcome, PluginError>> {
         match self {
-            Guest::V0_1(g) => g.check_apply(store, id, params, apply, refresh).await,
+            Guest::V0_1(g, _) => g.check_apply(store, id, params, apply, refresh).await,
         }
     }
 
@@ -137,7 +152,28 @@ impl Guest {
         params: &str,
     ) -> wasmtime::Result<Result<(), PluginError>> {
         match self {
-            Guest::V0_1(g) => g.cleanup(store, id, params).await,
+            Guest::V0_1(g, _) => g.cleanup(store, id, params).await,
+        }
+    }
+
+    /// `describe` (0.3): the params that declare `kind[name]`'s thing as it is. A
+    /// component without the export gets an error that says so.
+    pub(crate) async fn describe(
+        &self,
+        store: &mut Store<HostState>,
+        id: &ResourceRef,
+        params: &str,
+    ) -> wasmtime::Result<Result<String, PluginError>> {
+        match self {
+            Guest::V0_1(_, Some(d)) => d.describe(store, &id.kind, &id.name, params).await,
+            Guest::V0_1(_, None) => Ok(Err(PluginError {
+                message: format!(
+                    "its plugin cannot describe `{}`: it does not export \
+                     `homeostat:resource/describe@0.3.x`",
+                    id.kind
+                ),
+                field: None,
+            })),
         }
     }
 
@@ -149,7 +185,7 @@ impl Guest {
         params: &str,
     ) -> wasmtime::Result<Result<(), PluginError>> {
         match self {
-            Guest::V0_1(g) => g.serve(store, id, params).await,
+            Guest::V0_1(g, _) => g.serve(store, id, params).await,
         }
     }
 }

@@ -1,14 +1,17 @@
 //! Calling a 0.1 plugin's exports (`homeostat:resource/plugin`), in the engine's types.
 
 use wasmtime::Store;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, Instance, InstancePre, Linker};
 
-use super::wit::{ResourcePlugin, ResourcePluginPre, wt};
+use super::wit::{ResourcePlugin, ResourcePluginIndices, wt};
 use crate::plugin::store::HostState;
 use crate::plugin::types::{CheckOutcome, PluginError, ResourceInfo, ResourceRef};
 
-/// A 0.1 component, linked.
-pub(crate) struct Pre(ResourcePluginPre<HostState>);
+/// A 0.1 component, linked, and where its `plugin` exports are.
+pub(crate) struct Pre {
+    pre: InstancePre<HostState>,
+    indices: ResourcePluginIndices,
+}
 
 /// A 0.1 instance's exports.
 pub(crate) struct Guest(ResourcePlugin);
@@ -16,18 +19,24 @@ pub(crate) struct Guest(ResourcePlugin);
 impl Pre {
     /// Link `component`; fails when it imports something the linker lacks.
     pub(crate) fn new(linker: &Linker<HostState>, component: &Component) -> wasmtime::Result<Pre> {
-        linker
-            .instantiate_pre(component)
-            .and_then(ResourcePluginPre::new)
-            .map(Pre)
+        let pre = linker.instantiate_pre(component)?;
+        let indices = ResourcePluginIndices::new(&pre)?;
+        Ok(Pre { pre, indices })
     }
 
-    /// A new instance in `store`.
-    pub(crate) async fn instantiate(
+    /// The linked component, to instantiate (the exports of later versions are loaded
+    /// from the same instance).
+    pub(crate) fn instance_pre(&self) -> &InstancePre<HostState> {
+        &self.pre
+    }
+
+    /// The `plugin` exports of `instance`.
+    pub(crate) fn load(
         &self,
         store: &mut Store<HostState>,
+        instance: &Instance,
     ) -> wasmtime::Result<Guest> {
-        self.0.instantiate_async(store).await.map(Guest)
+        self.indices.load(store, instance).map(Guest)
     }
 }
 

@@ -33,7 +33,7 @@ mod generated {
 pub(super) use generated::homeostat::resource::{
     fs, kmsg, log, net, process, state, systemd, types as wt,
 };
-pub(super) use generated::{ResourcePlugin, ResourcePluginPre};
+pub(super) use generated::{ResourcePlugin, ResourcePluginIndices};
 
 /// The getter every interface's `add_to_linker` takes: the store's data is the host.
 pub(super) fn host(state: &mut HostState) -> &mut HostState {

@@ -64,6 +64,7 @@ impl HostState {
                 CallPhase::CheckApply { apply: true } => "from check-apply",
                 CallPhase::Cleanup => "from cleanup",
                 CallPhase::Serve => "from serve",
+                CallPhase::Describe => "from describe",
                 CallPhase::Idle => "between calls",
             };
             return Err(format!("world.{what} is not allowed {here}"));
