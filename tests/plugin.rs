@@ -33,9 +33,11 @@ fn inspect_shows_a_bundled_plugin() {
         "capabilities: fs",
         "bundled: trusted",
         "  file (sends path: string, size: integer; collected into the pattern's directory: \
-         `path`; removes what it manages when `state` is `absent`; owns a file's content when one of `content`, `source`, `symlink` is set)",
+         `path`; removes what it manages when `state` is `absent`; owns a file's content when one of `content`, `source`, `symlink` is set; \
+         `homeostat resource file NAME` sets `path` to NAME)",
         "  homeostat:resource/fs@0.1.0",
         "  homeostat:resource/plugin@0.1.0",
+        "  homeostat:resource/describe@0.3.0",
         "params schema of `file`:",
     ] {
         assert!(text.contains(want), "no {want:?} in:\n{text}");

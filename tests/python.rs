@@ -187,6 +187,25 @@ fn a_python_plugin_runs_repairs_drift_and_honours_noop_and_grants() {
     std::fs::remove_file(&note).unwrap();
     wait_content(&note, "hello from python\n");
     drop(r);
+    // It exports no `describe` (API 0.3): `homeostat resource` says so, and nothing else
+    // of it changes.
+    let o = homeostat_tests::command()
+        .args([
+            "resource",
+            "pynote",
+            "n",
+            &format!("path={}", note.display()),
+        ])
+        .args(["text=x"])
+        .args(flags)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("does not export `homeostat:resource/describe@0.3.x`"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// `componentize-py --stub-wasi` makes a component that creates more core instances than
