@@ -55,6 +55,19 @@ fn a_package_is_installed_pinned_upgraded_removed_and_purged() {
     );
     let o = run(&apt, &graph(d.path(), "installed"));
     assert!(stderr(&o).contains("0 changes, 0 failed"), "{}", stderr(&o));
+    // `homeostat resource` reads the version from dpkg's database, as `puppet resource
+    // package` does.
+    let o = apt
+        .command(&binary(), &["resource", "pkg", PKG])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .ends_with(&format!("  - name: {PKG}\n    state: \"2.0\"\n")),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        stderr(&o)
+    );
 
     let o = run(&apt, &graph(d.path(), "1.0"));
     assert!(

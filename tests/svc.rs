@@ -57,6 +57,20 @@ fn start_enable_then_stop_disable() {
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stderr(&again).contains("0 changes"), "{}", stderr(&again));
 
+    // `homeostat resource` reads the unit's status (and may change nothing): what it
+    // prints is what `up.yaml` declares.
+    let o = homeostat_tests::command()
+        .envs(m.env())
+        .args(["resource", "svc", "hs-a", "session=true"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "graph: described\nresources:\n  svc:\n  - name: hs-a\n    session: true\n    \
+         startup: enabled\n    state: running\n"
+    );
+
     let down = write_graph(
         t.path(),
         "down.yaml",

@@ -131,6 +131,22 @@ fn users_and_groups_are_created_changed_and_removed_in_a_copy_of_etc() {
     let o = a.run(&g, &[]);
     assert!(stderr(&o).contains("0 changes, 0 failed"), "{}", stderr(&o));
 
+    // `homeostat resource` says what the graph declares (never the password).
+    let o = a.command(&["resource", "user", "hsweb"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "graph: described\nresources:\n  user:\n  - name: hsweb\n    comment: \"Web server\"\n    \
+         group: hsweb\n    groups: [\"hsextra\"]\n    homedir: /srv/hsweb\n    \
+         shell: /usr/sbin/nologin\n    uid: 15001\n"
+    );
+    let o = a.command(&["resource", "group", "hsweb"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).ends_with("  - name: hsweb\n    gid: 15001\n"),
+        "{}",
+        stderr(&o)
+    );
+
     // Drift: a shell and a supplementary group changed by hand are put back.
     let passwd = std::fs::read_to_string(a.file("passwd"))
         .unwrap()

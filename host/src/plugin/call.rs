@@ -251,7 +251,8 @@ impl Plugin {
 
     /// The params that declare what `id` with `params` would manage, as it is now
     /// (`homeostat resource`; the plugin's `describe` export, 0.3). `footprint` is the
-    /// one its `validate` declared: only its paths are kept, read-only.
+    /// one its `validate` declared: only its paths (made read-only) and its units (whose
+    /// status it may read: `systemd` refuses every change in `describe`) are kept.
     pub async fn describe(
         &self,
         id: &ResourceRef,
@@ -260,6 +261,7 @@ impl Plugin {
     ) -> Result<String, CallError> {
         let mut read_only = Footprint {
             paths: footprint.paths.clone(),
+            units: footprint.units.clone(),
             trust_parents: footprint.trust_parents,
             ..Footprint::default()
         };

@@ -97,6 +97,18 @@ pub fn known(text: &str, name: &str) -> Option<Known> {
     best
 }
 
+/// The params declaring `name` as dpkg status `text` has it, as `puppet resource
+/// package` says it: the installed version; `uninstalled` when only its configuration is
+/// left; `purged` when dpkg knows nothing of it.
+pub fn describe(text: &str, name: &str) -> serde_json::Value {
+    let state = match known(text, name) {
+        Some(k) if k.installed => k.version,
+        Some(_) => "uninstalled".into(),
+        None => "purged".into(),
+    };
+    serde_json::json!({ "state": state })
+}
+
 /// The candidate version in `apt-cache policy` output.
 pub fn candidate(policy: &str) -> Option<String> {
     policy
@@ -213,6 +225,11 @@ impl Resource for Pkg {
         Ok(info)
     }
 
+    fn describe(id: &ResourceId, _: &Params) -> Result<serde_json::Value> {
+        let status = String::from_utf8_lossy(&fs::read(STATUS)?).into_owned();
+        Ok(describe(&status, &id.name))
+    }
+
     fn check_apply(id: &ResourceId, p: &Params, ctx: &CheckApply) -> Result<Outcome> {
         let mut out = Outcome::new();
         let status = String::from_utf8_lossy(&fs::read(STATUS)?).into_owned();
@@ -272,6 +289,20 @@ mod tests {
     const STATUS_TEXT: &str = "Package: curl\nStatus: install ok installed\nVersion: 7.88.1-10\n\n\
         Package: old\nStatus: deinstall ok config-files\nVersion: 1.0\n\n\
         Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.36-9\n";
+
+    #[test]
+    fn describes_a_package_as_dpkg_has_it() {
+        let d = |n| {
+            describe(STATUS_TEXT, n)["state"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            (d("curl"), d("old"), d("nope")),
+            ("7.88.1-10".into(), "uninstalled".into(), "purged".into())
+        );
+    }
 
     #[test]
     fn reads_the_database_and_the_candidate() {

@@ -396,8 +396,8 @@ pub trait Resource {
     /// it as it is (`homeostat resource KIND NAME`, like `puppet resource`): put in a
     /// graph under the same name, running them changes nothing. Leave out params whose
     /// value is the default. It runs after [`Resource::validate`] with the footprint that
-    /// declared, read-only: read the paths, nothing else. Default: this kind cannot
-    /// describe. (API 0.3; a host without it never calls this.)
+    /// declared, read-only: read the paths and the units' status, nothing else. Default:
+    /// this kind cannot describe. (API 0.3; a host without it never calls this.)
     fn describe(_id: &ResourceId, _params: &Self::Params) -> Result<serde_json::Value> {
         Err(Error::new(format!(
             "the kind `{}` cannot describe what it manages",

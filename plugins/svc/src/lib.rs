@@ -58,6 +58,31 @@ pub enum Startup {
 }
 
 /// The unit a resource called `name` manages.
+/// The params of a `svc` resource declaring a loaded unit with these states: running
+/// or stopped, and `startup` when its unit file can be enabled or disabled (not for a
+/// `static` unit, whose startup nothing changes).
+pub fn describe(active_state: &str, unit_file_state: &str, session: bool) -> serde_json::Value {
+    let mut p = serde_json::Map::new();
+    let running = matches!(active_state, "active" | "reloading" | "activating");
+    p.insert(
+        "state".into(),
+        if running { "running" } else { "stopped" }.into(),
+    );
+    match unit_file_state {
+        "enabled" | "enabled-runtime" => {
+            p.insert("startup".into(), "enabled".into());
+        }
+        "disabled" => {
+            p.insert("startup".into(), "disabled".into());
+        }
+        _ => {}
+    }
+    if session {
+        p.insert("session".into(), true.into());
+    }
+    serde_json::Value::Object(p)
+}
+
 pub fn unit_name(name: &str) -> Result<String> {
     if name.is_empty() || name.contains('/') || name.contains(char::is_whitespace) {
         return Err(Error::new(format!(
@@ -86,6 +111,19 @@ impl Resource for Svc {
         Ok(Info::new()
             .watch_unit(&unit, p.session)
             .depends_on_unit(&unit, p.session))
+    }
+
+    fn describe(id: &ResourceId, p: &Params) -> Result<serde_json::Value> {
+        let unit = unit_name(&id.name)?;
+        let st = systemd::status(&unit, p.session)?;
+        if st.load_state != "loaded" {
+            return Err(Error::new(format!(
+                "unit `{unit}` is not loaded on the {} manager (its load state is `{}`)",
+                if p.session { "session" } else { "system" },
+                st.load_state
+            )));
+        }
+        Ok(describe(&st.active_state, &st.unit_file_state, p.session))
     }
 
     fn check_apply(id: &ResourceId, p: &Params, ctx: &CheckApply) -> Result<Outcome> {
@@ -193,7 +231,19 @@ homeostat_sdk::export_resource!(Svc; capabilities = ["systemd"]);
 
 #[cfg(test)]
 mod tests {
-    use super::unit_name;
+    use super::{describe, unit_name};
+
+    #[test]
+    fn describes_a_unit_by_its_states() {
+        assert_eq!(
+            describe("active", "enabled", false),
+            serde_json::json!({"state": "running", "startup": "enabled"})
+        );
+        assert_eq!(
+            describe("inactive", "static", true),
+            serde_json::json!({"state": "stopped", "session": true})
+        );
+    }
 
     #[test]
     fn unit_is_the_name_plus_service_unless_it_has_a_suffix() {

@@ -52,6 +52,44 @@ pub fn groups(text: &str) -> Vec<Group> {
         .collect()
 }
 
+/// The params of a `user` resource declaring `name` as `passwd` and `group` (the
+/// databases' text) have it: its ids, its primary group by name, its supplementary
+/// groups, home, shell and comment (never its password). `state: absent` when there is
+/// no such user.
+pub fn describe_user(name: &str, passwd_text: &str, group_text: &str) -> serde_json::Value {
+    let Some(u) = passwd(passwd_text, name) else {
+        return serde_json::json!({"state": "absent"});
+    };
+    let all = groups(group_text);
+    let mut p = serde_json::Map::new();
+    p.insert("uid".into(), u.uid.into());
+    match all.iter().find(|g| g.gid == u.gid) {
+        Some(g) => p.insert("group".into(), g.name.clone().into()),
+        None => p.insert("gid".into(), u.gid.into()),
+    };
+    let mut member: Vec<&str> = all
+        .iter()
+        .filter(|g| g.members.iter().any(|m| m == name))
+        .map(|g| g.name.as_str())
+        .collect();
+    member.sort_unstable();
+    p.insert("groups".into(), member.into());
+    p.insert("homedir".into(), u.home.into());
+    p.insert("shell".into(), u.shell.into());
+    if !u.comment.is_empty() {
+        p.insert("comment".into(), u.comment.into());
+    }
+    serde_json::Value::Object(p)
+}
+
+/// The params of a `group` resource declaring `name` as `group_text` has it.
+pub fn describe_group(name: &str, group_text: &str) -> serde_json::Value {
+    match groups(group_text).into_iter().find(|g| g.name == name) {
+        Some(g) => serde_json::json!({"gid": g.gid}),
+        None => serde_json::json!({"state": "absent"}),
+    }
+}
+
 /// The password hash of `name` in shadow-format `text`.
 pub fn shadow_hash(text: &str, name: &str) -> Option<String> {
     text.lines().find_map(|l| {
@@ -80,6 +118,25 @@ mod tests {
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nweb:x:1002:100:Web server,,,:/srv/web:/usr/sbin/nologin\n";
     const GROUP: &str = "root:x:0:\nusers:x:100:web\nadm:x:4:web,ops\n";
+
+    #[test]
+    fn describes_a_user_and_a_group_as_they_are() {
+        assert_eq!(
+            describe_user("web", PASSWD, GROUP),
+            serde_json::json!({"uid": 1002, "group": "users", "groups": ["adm", "users"],
+                               "homedir": "/srv/web", "shell": "/usr/sbin/nologin",
+                               "comment": "Web server,,,"})
+        );
+        assert_eq!(
+            describe_user("nobody", PASSWD, GROUP),
+            serde_json::json!({"state": "absent"})
+        );
+        assert_eq!(describe_group("adm", GROUP), serde_json::json!({"gid": 4}));
+        assert_eq!(
+            describe_group("web", GROUP),
+            serde_json::json!({"state": "absent"})
+        );
+    }
 
     #[test]
     fn reads_the_entries() {

@@ -257,6 +257,14 @@ impl Resource for User {
         Ok(info)
     }
 
+    fn describe(id: &ResourceId, _: &UserParams) -> Result<serde_json::Value> {
+        Ok(db::describe_user(
+            &id.name,
+            &read_text(PASSWD)?,
+            &read_text(GROUP)?,
+        ))
+    }
+
     fn check_apply(id: &ResourceId, p: &UserParams, ctx: &CheckApply) -> Result<Outcome> {
         let spec = UserSpec { name: &id.name, p };
         let mut out = Outcome::new();
@@ -352,6 +360,10 @@ impl Resource for GroupKind {
             info = info.command(&m);
         }
         Ok(info)
+    }
+
+    fn describe(id: &ResourceId, _: &GroupParams) -> Result<serde_json::Value> {
+        Ok(db::describe_group(&id.name, &read_text(GROUP)?))
     }
 
     fn check_apply(id: &ResourceId, p: &GroupParams, ctx: &CheckApply) -> Result<Outcome> {

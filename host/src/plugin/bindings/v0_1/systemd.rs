@@ -6,7 +6,7 @@ use wasmtime::component::Linker;
 use super::wit::systemd as wsd;
 use super::wit::{Data, host};
 use crate::plugin::grants::Capability;
-use crate::plugin::store::HostState;
+use crate::plugin::store::{CallPhase, HostState};
 use crate::sys::systemd::{ErrorCode, Job, SystemdError, check_unit};
 
 pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
@@ -29,6 +29,21 @@ fn sd_err(e: SystemdError) -> wsd::Error {
 type SdResult<T> = wasmtime::Result<Result<T, wsd::Error>>;
 
 /// Every `systemd` call first checks the capability and that the unit is in the footprint.
+/// [`sd_call!`] for what changes a unit or its manager: refused in `describe`, which may
+/// only read.
+macro_rules! sd_change {
+    ($self:ident, $unit:expr, $session:expr, |$host:ident| $body:expr) => {{
+        if $self.call == CallPhase::Describe {
+            return Ok(Err(wsd::Error {
+                code: wsd::ErrorCode::NotAllowed,
+                message: "describe may only read: no unit jobs, enable, disable or daemon-reload"
+                    .to_string(),
+            }));
+        }
+        sd_call!($self, $unit, $session, |$host| $body)
+    }};
+}
+
 macro_rules! sd_call {
     ($self:ident, $unit:expr, $session:expr, |$host:ident| $body:expr) => {{
         let fp = match $self.granted(Capability::Systemd) {
@@ -56,7 +71,7 @@ macro_rules! sd_call {
 impl HostState {
     /// Run a job on `unit`; `done` names it for [`HostState::landed`].
     async fn job(&mut self, unit: String, session: bool, job: Job, done: &str) -> SdResult<()> {
-        let result = sd_call!(self, Some(&unit), session, |h| h.job(&unit, session, job));
+        let result = sd_change!(self, Some(&unit), session, |h| h.job(&unit, session, job));
         self.landed(&result, || format!("{done} {unit}"));
         result
     }
@@ -88,18 +103,18 @@ impl wsd::Host for HostState {
             .await
     }
     async fn enable(&mut self, unit: String, session: bool) -> SdResult<()> {
-        let done = sd_call!(self, Some(&unit), session, |h| h
+        let done = sd_change!(self, Some(&unit), session, |h| h
             .set_enabled(&unit, session, true));
         self.landed(&done, || format!("enabled {unit}"));
         done
     }
     async fn disable(&mut self, unit: String, session: bool) -> SdResult<()> {
-        let done = sd_call!(self, Some(&unit), session, |h| h
+        let done = sd_change!(self, Some(&unit), session, |h| h
             .set_enabled(&unit, session, false));
         self.landed(&done, || format!("disabled {unit}"));
         done
     }
     async fn daemon_reload(&mut self, session: bool) -> SdResult<()> {
-        sd_call!(self, None::<&String>, session, |h| h.daemon_reload(session))
+        sd_change!(self, None::<&String>, session, |h| h.daemon_reload(session))
     }
 }
