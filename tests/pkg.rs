@@ -153,3 +153,90 @@ fn bad_packages_are_refused() {
         "{err}"
     );
 }
+
+/// The `apt-get` command lines of apt's history in `apt`'s world, oldest first.
+fn apt_commands(apt: &LocalApt) -> Vec<String> {
+    std::fs::read_to_string(apt.dir.path().join("log/apt/history.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("Commandline: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// mgmt's autogroup: packages ready together are installed in one apt transaction (one
+/// `apt-get` merged from the lines each declared), removed in one; `autogroup: false`
+/// keeps a package to itself; a failed transaction fails each of its packages.
+#[test]
+fn packages_ready_together_go_in_one_transaction() {
+    let apt = LocalApt::with(&[
+        ("hs-grp-a", &["1.0"]),
+        ("hs-grp-b", &["1.0"]),
+        ("hs-grp-c", &["1.0", "2.0"]),
+        ("hs-grp-d", &["1.0"]),
+    ]);
+    let d = tempfile::tempdir().unwrap();
+    let g = write_graph(
+        d.path(),
+        "g.yaml",
+        "graph: p\nresources:\n  pkg:\n  - name: hs-grp-a\n  - name: hs-grp-b\n  - name: hs-grp-c\n    \
+         state: \"1.0\"\n  - name: hs-grp-d\n    meta:\n      autogroup: false\n",
+    );
+    let o = run(&apt, &g);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("4 changes, 0 failed"), "{err}");
+    for p in ["hs-grp-a", "hs-grp-b", "hs-grp-c", "hs-grp-d"] {
+        assert_eq!(
+            apt.status_of(p).map(|(s, _)| s).as_deref(),
+            Some("install ok installed"),
+            "{p}"
+        );
+    }
+    let mut lines = apt_commands(&apt);
+    lines.retain(|l| !l.contains("update"));
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "apt-get install -y -q -o DPkg::Lock::Timeout=300 --no-install-recommends hs-grp-a hs-grp-b \
+             hs-grp-c=1.0",
+            "apt-get install -y -q -o DPkg::Lock::Timeout=300 --no-install-recommends hs-grp-d",
+        ],
+        "{err}"
+    );
+    // Removed together; a package apt cannot find fails the transaction it is in, and
+    // each of its packages says so.
+    let g = write_graph(
+        d.path(),
+        "g.yaml",
+        "graph: p\nresources:\n  pkg:\n  - name: hs-grp-a\n    state: uninstalled\n  - name: hs-grp-b\n    \
+         state: uninstalled\n  - name: hs-grp-nope\n  - name: hs-grp-c\n    state: \"2.0\"\n",
+    );
+    let o = run(&apt, &g);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    for p in ["hs-grp-a", "hs-grp-b"] {
+        assert_ne!(
+            apt.status_of(p).map(|(s, _)| s).as_deref(),
+            Some("install ok installed"),
+            "{p}: {err}"
+        );
+    }
+    for p in ["hs-grp-c", "hs-grp-nope"] {
+        assert!(
+            err.contains(&format!(
+                "ERROR pkg[{p}]: `apt-get install -y -q -o DPkg::Lock::Timeout=300 \
+                 --no-install-recommends hs-grp-c=2.0 hs-grp-nope` failed"
+            )) && err.contains("(one transaction for pkg[hs-grp-c], pkg[hs-grp-nope])"),
+            "{err}"
+        );
+    }
+    assert!(
+        apt_commands(&apt)
+            .iter()
+            .any(|l| l == "apt-get remove -y -q -o DPkg::Lock::Timeout=300 hs-grp-a hs-grp-b"),
+        "{:?}",
+        apt_commands(&apt)
+    );
+}

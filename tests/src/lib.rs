@@ -828,6 +828,12 @@ pub struct LocalApt {
 impl LocalApt {
     /// The copies and the repository, with the package lists read.
     pub fn new(package: &str, versions: &[&str]) -> LocalApt {
+        LocalApt::with(&[(package, versions)])
+    }
+
+    /// [`LocalApt::new`] with several packages, each at its versions (the first is
+    /// the one [`LocalApt::status`] and [`LocalApt::file`] are about).
+    pub fn with(packages: &[(&str, &[&str])]) -> LocalApt {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path().display().to_string();
         let sh = |script: String| {
@@ -847,19 +853,22 @@ impl LocalApt {
              rm -f etc/apt/sources.list.d/*; echo 'deb [trusted=yes] file:{d}/repo ./' > etc/apt/sources.list; \
              mkdir -p aptlib/lists/partial aptcache/archives/partial log/apt opt repo"
         ));
-        for v in versions {
-            sh(format!(
-                "set -e; cd {d}; mkdir -p b{v}/DEBIAN b{v}/opt/{package}; echo 'version {v}' > b{v}/opt/{package}/hello.txt; \
-                 printf 'Package: {package}\\nVersion: {v}\\nArchitecture: all\\nMaintainer: homeostat tests <t@localhost>\\nDescription: a test package\\n' > b{v}/DEBIAN/control; \
-                 dpkg-deb --build --root-owner-group b{v} repo/{package}_{v}_all.deb >/dev/null"
-            ));
+        for (package, versions) in packages {
+            for v in *versions {
+                let b = format!("b-{package}-{v}");
+                sh(format!(
+                    "set -e; cd {d}; mkdir -p {b}/DEBIAN {b}/opt/{package}; echo 'version {v}' > {b}/opt/{package}/hello.txt; \
+                     printf 'Package: {package}\\nVersion: {v}\\nArchitecture: all\\nMaintainer: homeostat tests <t@localhost>\\nDescription: a test package\\n' > {b}/DEBIAN/control; \
+                     dpkg-deb --build --root-owner-group {b} repo/{package}_{v}_all.deb >/dev/null"
+                ));
+            }
         }
         sh(format!(
             "set -e; cd {d}/repo; dpkg-scanpackages --multiversion . /dev/null > Packages 2>/dev/null"
         ));
         let apt = LocalApt {
             dir,
-            package: package.to_string(),
+            package: packages[0].0.to_string(),
         };
         let o = apt
             .command(Path::new("apt-get"), &["-q", "update"])
@@ -889,6 +898,11 @@ impl LocalApt {
 
     /// The package's (status, version) in the copy of dpkg's database.
     pub fn status(&self) -> Option<(String, String)> {
+        self.status_of(&self.package)
+    }
+
+    /// [`LocalApt::status`] of `package`.
+    pub fn status_of(&self, package: &str) -> Option<(String, String)> {
         let text = std::fs::read_to_string(self.dir.path().join("dpkg/status")).unwrap_or_default();
         text.split("\n\n").find_map(|s| {
             let f = |k: &str| {
@@ -896,7 +910,7 @@ impl LocalApt {
                     .find_map(|l| l.strip_prefix(k))
                     .map(|v| v.trim().to_string())
             };
-            (f("Package:").as_deref() == Some(self.package.as_str())).then(|| {
+            (f("Package:").as_deref() == Some(package)).then(|| {
                 (
                     f("Status:").unwrap_or_default(),
                     f("Version:").unwrap_or_default(),

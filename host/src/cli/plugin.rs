@@ -580,6 +580,11 @@ fn text(
                 params.join("`, `")
             ));
         }
+        if k.groups {
+            about.push(
+                "resources ready together are applied in one call, as mgmt's `autogroup`".into(),
+            );
+        }
         if let Some(param) = &k.name_param {
             about.push(format!(
                 "`homeostat resource {kind} NAME` sets `{}` to NAME",

@@ -15,7 +15,9 @@
 //! changed something pokes its successors. Metaparams (`poll`, `limit`/`burst`, `sema`,
 //! `timeout`, `retry`/`delay`, `noop`, `hidden`) are honoured per vertex. Editing
 //! resources that share a file (`line`, `ini`) take turns on it and have their edits
-//! written together (`edits`).
+//! written together (`edits`). Resources of a kind that groups (`pkg`) and are ready at
+//! the same moment are applied in one call of their plugin (`groups`, mgmt's
+//! `autogroup`).
 //!
 //! A running graph can be replaced ([`run`]'s `updates`): unchanged vertices keep running
 //! untouched (same task, state, refresh flags and sent values), changed ones are stopped,
@@ -27,6 +29,7 @@
 
 pub mod converger;
 mod edits;
+mod groups;
 mod limits;
 mod types;
 mod vertex;
@@ -181,6 +184,7 @@ impl Engine {
         // Link before the tasks run: start them after.
         Self::link(&vertices, &plan.edges);
         self.ctx.edits.join(&vertices);
+        self.ctx.groups.join(&vertices);
         let tasks = self.spawn(&vertices, started);
         self.running = vertices
             .into_iter()
@@ -324,6 +328,7 @@ impl Engine {
         Self::link(&vertices, &plan.edges);
         fresh.iter().for_each(|_| self.ctx.converger.add());
         self.ctx.edits.join(&fresh);
+        self.ctx.groups.join(&fresh);
         let mut tasks = self.spawn(&fresh, started).into_iter();
         self.running = vertices
             .into_iter()
@@ -450,6 +455,7 @@ pub async fn run(
         servers: vertex::Servers::default(),
         sys,
         edits: edits::EditGroups::default(),
+        groups: groups::Groups::default(),
     });
     let mut engine = Engine {
         ctx: ctx.clone(),

@@ -21,6 +21,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 use super::converger::Converger;
 use super::converger::Phase;
 use super::edits::{EditGroup, EditGroups};
+use super::groups::{self, Group, Groups};
 use super::limits::Bucket;
 use super::limits::Semaphores;
 use super::types::{MAX_RECORDED, PlannedResource};
@@ -113,6 +114,9 @@ pub(super) struct Vertex {
     pub stop: watch::Sender<bool>,
     /// The group of the file it edits, for an editing resource (see `edits`).
     pub(super) edit: std::sync::OnceLock<Arc<EditGroup>>,
+    /// The resources of its kind it is applied with, when its kind groups (see
+    /// `groups`).
+    pub(super) group: std::sync::OnceLock<Arc<Group>>,
 }
 
 /// What a vertex's check-applies did (see [`super::types::ResourceOutcome`]).
@@ -148,6 +152,8 @@ pub(super) struct Ctx {
     pub(super) sys: Services,
     /// The editing resources of each shared file.
     pub(super) edits: EditGroups,
+    /// The resources applied together, by kind.
+    pub(super) groups: Groups,
 }
 
 impl Vertex {
@@ -216,11 +222,12 @@ impl Vertex {
             conflicted: AtomicBool::new(false),
             stop: watch::channel(false).0,
             edit: std::sync::OnceLock::new(),
+            group: std::sync::OnceLock::new(),
         }
     }
 
     /// The resource's `timeout`, `cpu` and `memory` metaparams.
-    fn call_limits(&self) -> CallLimits {
+    pub(super) fn call_limits(&self) -> CallLimits {
         CallLimits {
             timeout: self.meta.timeout.map(Duration::from_millis),
             cpu: self.meta.cpu.map(Duration::from_millis),
@@ -880,23 +887,31 @@ async fn run_loop(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>) {
         // What a check-apply that then failed had already changed (`CallError::Partly`).
         let mut landed = Vec::new();
         let result = match effective {
-            Ok((params, footprint)) => v
-                .plugin
-                .check_apply(
-                    &v.reference,
-                    params.clone(),
-                    footprint.clone(),
-                    apply,
-                    refresh,
-                    v.call_limits(),
-                    v.echoes.clone(),
-                )
-                .await
-                .map_err(|mut e| {
-                    landed = e.take_landed();
-                    e.to_string()
-                })
-                .map(|out| (out, serving.then_some((params, footprint)))),
+            Ok((params, footprint)) => {
+                let done = match v.group.get() {
+                    Some(group) => {
+                        let member = groups::member(&v, params.clone(), footprint.clone(), refresh);
+                        group.check_apply(&v, member, apply, &mut stop).await
+                    }
+                    None => v
+                        .plugin
+                        .check_apply(
+                            &v.reference,
+                            params.clone(),
+                            footprint.clone(),
+                            apply,
+                            refresh,
+                            v.call_limits(),
+                            v.echoes.clone(),
+                        )
+                        .await
+                        .map_err(|mut e| {
+                            landed = e.take_landed();
+                            e.to_string()
+                        }),
+                };
+                done.map(|out| (out, serving.then_some((params, footprint))))
+            }
             Err(e) => Err(e),
         };
         // A server is started (or handed the new params) once its resource checked out.

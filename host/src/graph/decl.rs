@@ -85,6 +85,19 @@ pub struct Meta {
     pub tags: Vec<String>,
     /// Its content is secret: no diff of it is ever logged (only sizes and attributes).
     pub sensitive: bool,
+    /// Applied together with other resources of its kind that are ready at the same
+    /// moment, when the kind groups (mgmt's `autogroup`, default on: `pkg` installs its
+    /// packages in one transaction); `false` runs it alone.
+    #[serde(default = "yes")]
+    pub autogroup: bool,
+    /// Where `autogroup` was written (line, column), for the warning when its kind does
+    /// not group.
+    #[serde(skip)]
+    pub autogroup_at: Option<(u32, u32)>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The accepted range of every numeric metaparam, checked by [`parse`](super::parse) with
@@ -128,6 +141,8 @@ impl Default for Meta {
             export: Vec::new(),
             tags: Vec::new(),
             sensitive: false,
+            autogroup: true,
+            autogroup_at: None,
         }
     }
 }

@@ -47,8 +47,7 @@ pub(super) const META_KEYS: &[&str] = &[
     "tags",
     "sensitive",
 ];
-/// mgmt metaparams homeostat deliberately does not have. (`autogroup` is accepted and
-/// ignored, with a warning: see the metaparam's arm below.)
+/// mgmt metaparams homeostat deliberately does not have.
 const MGMT_ONLY_META: &[&str] = &["retryreset", "reset", "realize", "dollar", "reverse"];
 
 /// Lists at least this long are converted on two threads (a thread costs far less than
@@ -699,19 +698,12 @@ impl Cx {
                         }
                     }
                 }
-                // mgmt groups resources that can be applied together (packages into one
-                // transaction). No homeostat kind groups yet: the graph runs as if each
-                // resource said `autogroup: false`, and the user is told.
+                // Resources applied together (packages in one transaction), for kinds
+                // that group; on another kind the planner warns that it does nothing.
                 "autogroup" => {
-                    if self.boolean(e.value, &what).is_some() {
-                        tracing::warn!(
-                            "{}:{}:{}: metaparam `autogroup` of {id} has no effect: no kind \
-                             homeostat ships groups resources yet (mgmt groups `pkg` resources \
-                             into one transaction)",
-                            self.file.display(),
-                            e.key_pos.line,
-                            e.key_pos.col
-                        );
+                    if let Some(b) = self.boolean(e.value, &what) {
+                        meta.autogroup = b;
+                        meta.autogroup_at = Some((e.key_pos.line, e.key_pos.col));
                     }
                 }
                 k if MGMT_ONLY_META.contains(&k) => self.invalid(

@@ -136,6 +136,7 @@ pub async fn check_and_plan(mut doc: GraphDoc, registry: &Registry) -> Result<Pl
         tracing::debug!("{p}: mgmt's zero value for an unset param, taken as unset");
     }
     graph::check_params(&doc, registry)?;
+    warn_autogroup_without_effect(&doc, registry);
     let params: Vec<Arc<str>> = doc.resources.iter().map(params_json).collect();
     let checked = started.elapsed();
     let file = doc.file.clone();
@@ -148,6 +149,26 @@ pub async fn check_and_plan(mut doc: GraphDoc, registry: &Registry) -> Result<Pl
         started.elapsed() - checked
     );
     Ok(plan)
+}
+
+/// mgmt's `autogroup` written on a resource whose kind does not group: accepted (mgmt
+/// graphs say it everywhere), with a located warning that it does nothing.
+fn warn_autogroup_without_effect(doc: &GraphDoc, registry: &Registry) {
+    for r in &doc.resources {
+        if let Some((line, col)) = r.meta.autogroup_at
+            && !registry
+                .kind(&r.kind)
+                .is_some_and(|k| k.plugin.groups(&r.kind))
+        {
+            tracing::warn!(
+                "{}:{line}:{col}: metaparam `autogroup` of {} has no effect: the kind `{}` \
+                 does not group resources (`pkg` does: its packages go in one transaction)",
+                r.loc.file.display(),
+                r.id(),
+                r.kind
+            );
+        }
+    }
 }
 
 /// Reverses the automatic edges `(manager, dependent)` whose manager *removes* what it

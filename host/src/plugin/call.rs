@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::plugin::bindings::Member;
 use crate::plugin::pool::{Checkout, Instance, Plugin, PoolShared, STDERR_CAPACITY, instantiate};
 use crate::plugin::store::{CallLimits, CallPhase, Limits, no_echoes};
 use crate::plugin::trap::{describe_trap, drain_stderr};
@@ -24,9 +25,17 @@ use crate::sys::inotify::Echo;
 /// Which export a [`Job`] calls.
 enum CallKind {
     Validate,
-    CheckApply { apply: bool, refresh: bool },
+    CheckApply {
+        apply: bool,
+        refresh: bool,
+    },
     Cleanup,
     Describe,
+    /// `check-apply-group` (0.3): these members (name, params, refresh) of the job's kind.
+    CheckApplyGroup {
+        members: Vec<(String, Arc<str>, bool)>,
+        apply: bool,
+    },
 }
 
 /// What a [`Job`] returned.
@@ -35,6 +44,17 @@ enum Reply {
     CheckApply(CheckOutcome),
     Cleanup,
     Describe(String),
+    Group(Vec<Result<CheckOutcome, PluginError>>),
+}
+
+/// One resource of [`Plugin::check_apply_group`].
+pub struct GroupMember {
+    pub name: String,
+    pub params: Arc<str>,
+    pub footprint: Arc<Footprint>,
+    pub refresh: bool,
+    /// Its `timeout`, `cpu` and `memory` metaparams.
+    pub limits: CallLimits,
 }
 
 /// One call into the plugin.
@@ -203,6 +223,11 @@ impl Plugin {
         }
     }
 
+    /// Whether `kind`'s resources are applied together (its manifest's `groups`).
+    pub fn groups(&self, kind: &str) -> bool {
+        self.manifest.kinds.get(kind).is_some_and(|k| k.groups)
+    }
+
     /// Whether `kind` edits part of its files (its manifest's `edits`).
     fn edits(&self, kind: &str) -> bool {
         self.manifest.kinds.get(kind).is_some_and(|k| k.edits)
@@ -281,6 +306,59 @@ impl Plugin {
         match reply {
             Reply::Describe(json) => Ok(json),
             _ => unreachable!("describe answered with another call's reply"),
+        }
+    }
+
+    /// Check-apply `members` of `kind` in one call of the plugin's `check-apply-group`
+    /// (0.3), under the union of their footprints (see [`Footprint::union`]): one result
+    /// per member, in order. The call's wall-clock and CPU budgets are the sums of the
+    /// members' (each its metaparam or the plugin's default), its memory cap the largest.
+    /// An error of the call as a whole (a trap, a timeout) is every member's.
+    pub async fn check_apply_group(
+        &self,
+        kind: &str,
+        members: &[GroupMember],
+        apply: bool,
+    ) -> Vec<Result<CheckOutcome, CallError>> {
+        let global = &self.limits;
+        let limits = CallLimits {
+            timeout: Some(
+                members
+                    .iter()
+                    .map(|m| m.limits.timeout.unwrap_or(global.call_timeout))
+                    .sum(),
+            ),
+            cpu: Some(
+                members
+                    .iter()
+                    .map(|m| m.limits.cpu.unwrap_or(global.cpu))
+                    .sum(),
+            ),
+            memory_bytes: members
+                .iter()
+                .map(|m| m.limits.memory_bytes.unwrap_or(global.memory_bytes))
+                .max(),
+        };
+        let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+        let id = ResourceRef {
+            kind: kind.to_string(),
+            name: names.join(", "),
+        };
+        let footprint = Arc::new(Footprint::union(members.iter().map(|m| &*m.footprint)));
+        let job = CallKind::CheckApplyGroup {
+            members: members
+                .iter()
+                .map(|m| (m.name.clone(), m.params.clone(), m.refresh))
+                .collect(),
+            apply,
+        };
+        match self.submit(&id, "{}".into(), footprint, job, limits).await {
+            Ok(Reply::Group(results)) => results
+                .into_iter()
+                .map(|r| r.map_err(CallError::Plugin))
+                .collect(),
+            Ok(_) => unreachable!("a group call answered with another call's reply"),
+            Err(e) => members.iter().map(|_| Err(e.clone())).collect(),
         }
     }
 
@@ -437,6 +515,7 @@ async fn run_job(
         CallKind::CheckApply { apply, .. } => CallPhase::CheckApply { apply },
         CallKind::Cleanup => CallPhase::Cleanup,
         CallKind::Describe => CallPhase::Describe,
+        CallKind::CheckApplyGroup { apply, .. } => CallPhase::CheckApply { apply },
     };
     inst.store.data_mut().begin(
         call,
@@ -467,6 +546,20 @@ async fn run_job(
                 .describe(store, id, params)
                 .await
                 .map(|r| r.map(Reply::Describe)),
+            CallKind::CheckApplyGroup { ref members, apply } => {
+                let members: Vec<Member<'_>> = members
+                    .iter()
+                    .map(|(name, params, refresh)| Member {
+                        name,
+                        params,
+                        refresh: *refresh,
+                    })
+                    .collect();
+                guest
+                    .check_apply_group(store, &id.kind, &members, apply)
+                    .await
+                    .map(|r| Ok(Reply::Group(r)))
+            }
         }
     };
     let outcome = tokio::time::timeout(job.timeout, call).await;

@@ -72,6 +72,11 @@ pub struct KindManifest {
     /// (`file`: `path`). Absent: the name is only the name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_param: Option<String>,
+    /// Resources of this kind that are ready at the same moment are applied in one call
+    /// of the plugin's `check-apply-group` (0.3; mgmt's `autogroup`: `pkg` installs its
+    /// packages in one transaction). A resource says `autogroup: false` to run alone.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub groups: bool,
 }
 
 impl KindManifest {

@@ -91,6 +91,40 @@ pub struct CheckOutcome {
     pub written: Vec<String>,
 }
 
+impl CheckOutcome {
+    /// A check-apply's answer as a plugin gave it (`ok`, its changes as summary and
+    /// diff, its sends), with the summaries and diffs cut to their caps and escaped here,
+    /// where they enter the host, and at most [`MAX_CHANGES`] changes listed.
+    pub(crate) fn from_plugin(
+        ok: bool,
+        changes: Vec<(String, Option<String>)>,
+        sends: Vec<(String, String)>,
+    ) -> CheckOutcome {
+        let ok = ok && changes.is_empty();
+        let total = changes.len();
+        let mut listed: Vec<Change> = changes
+            .into_iter()
+            .take(MAX_CHANGES)
+            .map(|(summary, diff)| Change {
+                summary: crate::sys::text::one_line(summary, MAX_CHANGE_SUMMARY),
+                diff: diff.map(|d| crate::sys::text::lines(d, MAX_CHANGE_DIFF)),
+            })
+            .collect();
+        if total > MAX_CHANGES {
+            listed.push(Change {
+                summary: format!("and {} more changes", total - MAX_CHANGES),
+                diff: None,
+            });
+        }
+        CheckOutcome {
+            ok,
+            changes: listed,
+            sends,
+            written: Vec::new(),
+        }
+    }
+}
+
 /// One change a check-apply made or would make.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Change {

@@ -48,6 +48,51 @@ pub struct Footprint {
     /// `None` for calls that write nothing (validate).
     #[serde(skip)]
     pub owner: Option<Arc<str>>,
+    /// A group call's footprint (the union of its resources'): command lines that
+    /// differ only in their last argument may run merged (see
+    /// [`check_argv`](crate::sys::process::check_argv)). Not part of the WIT.
+    #[serde(skip)]
+    pub merge_commands: bool,
+}
+
+impl Footprint {
+    /// The footprint of a group call: everything any of `footprints` allows, with
+    /// [`merge_commands`](Footprint::merge_commands) on. Links are trusted only where
+    /// every member trusts them.
+    pub fn union<'a>(footprints: impl IntoIterator<Item = &'a Footprint>) -> Footprint {
+        let mut u = Footprint {
+            trust_parents: true,
+            merge_commands: true,
+            ..Footprint::default()
+        };
+        // Sets, not `contains` on the lists: a group may have thousands of members.
+        let mut paths = std::collections::HashSet::new();
+        let mut commands = std::collections::HashSet::new();
+        for f in footprints {
+            for g in &f.paths {
+                if paths.insert(g) {
+                    u.paths.push(g.clone());
+                }
+            }
+            for c in &f.commands {
+                if commands.insert(c) {
+                    u.commands.push(c.clone());
+                }
+            }
+            for x in &f.units {
+                if !u.units.contains(x) {
+                    u.units.push(x.clone());
+                }
+            }
+            for x in &f.sockets {
+                if !u.sockets.contains(x) {
+                    u.sockets.push(*x);
+                }
+            }
+            u.trust_parents &= f.trust_parents;
+        }
+        u
+    }
 }
 
 /// A unit on one of the two managers (WIT `unit-ref`).

@@ -186,7 +186,29 @@ pub struct Output {
     pub truncated: bool,
 }
 
-/// Allow `argv` only when the footprint lists exactly it.
+/// Whether `argv` is a prefix shared by some of `declared` (each that prefix plus one
+/// last argument) followed by two or more of their last arguments.
+fn merges_declared(declared: &[Vec<String>], argv: &[String]) -> bool {
+    declared.iter().any(|c| {
+        let Some((_, prefix)) = c.split_last() else {
+            return false;
+        };
+        let rest = &argv[prefix.len().min(argv.len())..];
+        argv.starts_with(prefix)
+            && rest.len() >= 2
+            && rest.iter().all(|arg| {
+                !arg.starts_with('-')
+                    && declared
+                        .iter()
+                        .any(|d| d.split_last() == Some((arg, prefix)))
+            })
+    })
+}
+
+/// Allow `argv` only when the footprint lists exactly it, or, in a group call
+/// ([`Footprint::merge_commands`]), when it merges declared lines: lines that differ only
+/// in their last argument run as one with all those last arguments (`apt-get install -y
+/// a` and `... b` as `apt-get install -y a b`), none of which may start with `-`.
 pub fn check_argv(footprint: &Footprint, argv: &[String]) -> Result<(), ProcessError> {
     if argv.is_empty() {
         return Err(ProcessError::new(
@@ -194,7 +216,9 @@ pub fn check_argv(footprint: &Footprint, argv: &[String]) -> Result<(), ProcessE
             "cannot run an empty command line",
         ));
     }
-    if footprint.commands.iter().any(|c| c.as_slice() == argv) {
+    if footprint.commands.iter().any(|c| c.as_slice() == argv)
+        || (footprint.merge_commands && merges_declared(&footprint.commands, argv))
+    {
         Ok(())
     } else {
         Err(ProcessError::new(
@@ -633,6 +657,38 @@ mod tests {
         CommandSpec {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_group_call_merges_lines_that_differ_in_their_last_argument_only() {
+        let line = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut fp = Footprint {
+            commands: vec![
+                line(&["apt-get", "install", "-y", "a"]),
+                line(&["apt-get", "install", "-y", "b=1.0"]),
+                line(&["apt-get", "remove", "-y", "c"]),
+                line(&["umount", "-l"]),
+                line(&["umount", "/x"]),
+            ],
+            ..Default::default()
+        };
+        let merged = line(&["apt-get", "install", "-y", "a", "b=1.0"]);
+        assert!(
+            check_argv(&fp, &merged).is_err(),
+            "merged outside a group call"
+        );
+        fp.merge_commands = true;
+        assert!(check_argv(&fp, &merged).is_ok());
+        assert!(check_argv(&fp, &line(&["apt-get", "install", "-y", "b=1.0", "a"])).is_ok());
+        for refused in [
+            // Another verb's argument, an undeclared one, a flag, a shorter prefix.
+            line(&["apt-get", "install", "-y", "a", "c"]),
+            line(&["apt-get", "install", "-y", "a", "d"]),
+            line(&["umount", "/x", "-l"]),
+            line(&["apt-get", "install", "a", "b=1.0"]),
+        ] {
+            assert!(check_argv(&fp, &refused).is_err(), "{refused:?}");
         }
     }
 

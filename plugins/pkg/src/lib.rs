@@ -12,7 +12,9 @@
 //!
 //! The database parsing and the command lines are pure, unit-tested natively.
 
-use homeostat_sdk::{CheckApply, Error, Info, Outcome, Resource, ResourceId, Result, fs, process};
+use homeostat_sdk::{
+    CheckApply, Error, GroupMember, Info, Outcome, Resource, ResourceId, Result, fs, process,
+};
 use serde::Deserialize;
 
 const STATUS: &str = "/var/lib/dpkg/status";
@@ -131,6 +133,9 @@ pub fn valid_name(name: &str) -> bool {
         && arch.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
+/// How long an `apt-get` waits for dpkg's lock (seconds), as apt's option.
+const LOCK_WAIT: &str = "DPkg::Lock::Timeout=300";
+
 /// The command lines a resource may run.
 pub struct Commands {
     pub install: Vec<String>,
@@ -145,10 +150,19 @@ impl Commands {
             Want::Version(v) => format!("{name}={v}"),
             _ => name.to_string(),
         };
-        let mut install: Vec<String> =
-            ["apt-get", "install", "-y", "-q", "--no-install-recommends"]
-                .map(String::from)
-                .to_vec();
+        // Every line waits for dpkg's lock rather than failing at once: another `pkg`
+        // resource (or unattended-upgrades) may hold it.
+        let mut install: Vec<String> = [
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "-o",
+            LOCK_WAIT,
+            "--no-install-recommends",
+        ]
+        .map(String::from)
+        .to_vec();
         if p.allowdowngrade {
             install.push("--allow-downgrades".into());
         }
@@ -157,7 +171,7 @@ impl Commands {
         }
         install.push(target);
         let line = |verb: &str| {
-            ["apt-get", verb, "-y", "-q", name]
+            ["apt-get", verb, "-y", "-q", "-o", LOCK_WAIT, name]
                 .map(String::from)
                 .to_vec()
         };
@@ -232,52 +246,118 @@ impl Resource for Pkg {
 
     fn check_apply(id: &ResourceId, p: &Params, ctx: &CheckApply) -> Result<Outcome> {
         let mut out = Outcome::new();
-        let status = String::from_utf8_lossy(&fs::read(STATUS)?).into_owned();
-        let now = known(&status, &id.name);
-        let have = now
-            .as_ref()
-            .filter(|k| k.installed)
-            .map(|k| k.version.clone());
-        let c = Commands::of(&id.name, p);
-        let act: Option<(String, &Vec<String>)> = match (Want::of(&p.state), &have) {
-            (Want::Installed, None) => Some(("install".into(), &c.install)),
-            (Want::Uninstalled, Some(v)) => Some((format!("remove {v}"), &c.remove)),
-            (Want::Purged, _) if now.is_some() => Some(("purge".into(), &c.purge)),
-            (Want::Version(want), have) if have.as_deref() != Some(want.as_str()) => Some((
-                match have {
-                    Some(v) => format!("version {v} -> {want}"),
-                    None => format!("install version {want}"),
-                },
-                &c.install,
-            )),
-            (Want::Newest, have) => {
-                let cand = candidate(&run(&c.policy)?).ok_or_else(|| {
-                    Error::new(format!(
-                        "no candidate for {} in the package lists (is it in a source? run \
-                         `apt-get update`)",
-                        id.name
-                    ))
-                })?;
-                (have.as_deref() != Some(cand.as_str())).then(|| {
-                    (
-                        match have {
-                            Some(v) => format!("upgrade {v} -> {cand}"),
-                            None => format!("install {cand}"),
-                        },
-                        &c.install,
-                    )
-                })
-            }
-            _ => None,
-        };
-        if let Some((what, argv)) = act {
+        if let Some((what, argv)) = needed(id, p, &read_status()?)? {
             out.change(what);
             if ctx.apply {
-                run(argv)?;
+                run(&argv)?;
             }
         }
         Ok(out)
     }
+
+    const GROUPS: bool = true;
+
+    /// mgmt's autogroup: the packages of every member that needs one are installed (or
+    /// removed, or purged) in one `apt-get` transaction per command line, merged from
+    /// the lines the members declared (the host allows exactly that, see
+    /// [`Resource::check_apply_group`]). A failed transaction fails each of its members.
+    fn check_apply_group(
+        members: &[GroupMember<Params>],
+        ctx: &CheckApply,
+    ) -> Vec<Result<Outcome>> {
+        let status = match read_status() {
+            Ok(s) => s,
+            Err(e) => return members.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut results: Vec<Result<Outcome>> = Vec::new();
+        // Each merged command line's prefix, and its members with their last argument.
+        let mut batches: std::collections::BTreeMap<Vec<String>, Vec<(usize, String)>> =
+            std::collections::BTreeMap::new();
+        for (i, m) in members.iter().enumerate() {
+            let mut out = Outcome::new();
+            match needed(&m.id, &m.params, &status) {
+                Ok(Some((what, mut argv))) => {
+                    out.change(what);
+                    if let Some(last) = argv.pop() {
+                        batches.entry(argv).or_default().push((i, last));
+                    }
+                    results.push(Ok(out));
+                }
+                Ok(None) => results.push(Ok(out)),
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if !ctx.apply {
+            return results;
+        }
+        for (prefix, mut items) in batches {
+            items.sort_by(|a, b| a.1.cmp(&b.1));
+            let mut argv = prefix;
+            argv.extend(items.iter().map(|(_, target)| target.clone()));
+            if let Err(e) = run(&argv) {
+                let together: Vec<String> = items
+                    .iter()
+                    .map(|(i, _)| format!("pkg[{}]", members[*i].id.name))
+                    .collect();
+                for (i, _) in &items {
+                    results[*i] = Err(Error::new(format!(
+                        "{} (one transaction for {})",
+                        e.message,
+                        together.join(", ")
+                    )));
+                }
+            }
+        }
+        results
+    }
+}
+
+/// dpkg's database, as text.
+fn read_status() -> Result<String> {
+    Ok(String::from_utf8_lossy(&fs::read(STATUS)?).into_owned())
+}
+
+/// What the package `id` needs to be as `p` says, with dpkg's database `status`: the
+/// change line and the declared command line that makes it, `None` when it already is.
+/// `newest` asks `apt-cache policy` for the candidate.
+fn needed(id: &ResourceId, p: &Params, status: &str) -> Result<Option<(String, Vec<String>)>> {
+    let now = known(status, &id.name);
+    let have = now
+        .as_ref()
+        .filter(|k| k.installed)
+        .map(|k| k.version.clone());
+    let c = Commands::of(&id.name, p);
+    Ok(match (Want::of(&p.state), &have) {
+        (Want::Installed, None) => Some(("install".into(), c.install)),
+        (Want::Uninstalled, Some(v)) => Some((format!("remove {v}"), c.remove)),
+        (Want::Purged, _) if now.is_some() => Some(("purge".into(), c.purge)),
+        (Want::Version(want), have) if have.as_deref() != Some(want.as_str()) => Some((
+            match have {
+                Some(v) => format!("version {v} -> {want}"),
+                None => format!("install version {want}"),
+            },
+            c.install,
+        )),
+        (Want::Newest, have) => {
+            let cand = candidate(&run(&c.policy)?).ok_or_else(|| {
+                Error::new(format!(
+                    "no candidate for {} in the package lists (is it in a source? run \
+                     `apt-get update`)",
+                    id.name
+                ))
+            })?;
+            (have.as_deref() != Some(cand.as_str())).then(|| {
+                (
+                    match have {
+                        Some(v) => format!("upgrade {v} -> {cand}"),
+                        None => format!("install {cand}"),
+                    },
+                    c.install,
+                )
+            })
+        }
+        _ => None,
+    })
 }
 
 homeostat_sdk::export_resource!(Pkg; capabilities = ["fs", "process"]);

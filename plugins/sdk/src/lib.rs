@@ -76,6 +76,20 @@ pub mod __describe_bindings {
     });
 }
 
+/// The other export 0.3 adds (`group`, for kinds that set [`Resource::GROUPS`]). Every
+/// plugin built with this SDK exports it; the host calls it only for kinds whose manifest
+/// says they group.
+#[doc(hidden)]
+pub mod __group_bindings {
+    wit_bindgen::generate!({
+        path: "wit/v0.3",
+        world: "grouper",
+        pub_export_macro: true,
+        export_macro_name: "__export_grouper",
+        default_bindings_module: "homeostat_sdk::__group_bindings",
+    });
+}
+
 #[doc(hidden)]
 pub use serde_json as __serde_json;
 
@@ -321,6 +335,17 @@ pub struct CheckApply {
     pub refresh: bool,
 }
 
+/// One resource of a [`Resource::check_apply_group`] call.
+#[derive(Debug)]
+pub struct GroupMember<P> {
+    /// Which resource.
+    pub id: ResourceId,
+    /// Its params.
+    pub params: P,
+    /// An upstream resource with a `notify` edge changed something.
+    pub refresh: bool,
+}
+
 /// What a check-apply found and did.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
@@ -403,6 +428,38 @@ pub trait Resource {
             "the kind `{}` cannot describe what it manages",
             Self::KIND
         )))
+    }
+
+    /// Whether resources of this kind that are ready at the same moment go to
+    /// [`Resource::check_apply_group`] together (mgmt's `autogroup`): for changes best
+    /// made in one go, such as packages installed in one transaction. Written into the
+    /// manifest only when `true`; a plugin that sets it needs a host with API 0.3.
+    const GROUPS: bool = false;
+
+    /// Check-apply many resources of this kind as one; one result per member, in
+    /// order. Called only when [`Resource::GROUPS`] is `true`, with the resources ready
+    /// at that moment (those with `autogroup: false` or `noop` never come here). The
+    /// footprint is the union of the members', and the host lets declared command lines
+    /// that differ only in their last argument run merged: one `apt-get install -y a b`
+    /// for members that declared `apt-get install -y a` and `... b`. `ctx.refresh` is
+    /// unused: each member carries its own. Default: each member on its own.
+    fn check_apply_group(
+        members: &[GroupMember<Self::Params>],
+        ctx: &CheckApply,
+    ) -> Vec<Result<Outcome>> {
+        members
+            .iter()
+            .map(|m| {
+                Self::check_apply(
+                    &m.id,
+                    &m.params,
+                    &CheckApply {
+                        apply: ctx.apply,
+                        refresh: m.refresh,
+                    },
+                )
+            })
+            .collect()
     }
 
     /// The param the resource's name stands for in `homeostat resource KIND NAME`
@@ -972,6 +1029,66 @@ pub mod __glue {
         Ok(v.to_string())
     }
 
+    pub type WitMember = crate::__group_bindings::exports::homeostat::resource::group::Member;
+    pub type WitOutcome = crate::__group_bindings::exports::homeostat::resource::group::Outcome;
+    use crate::__group_bindings::exports::homeostat::resource::group::Change as WitChange;
+
+    pub fn check_apply_group<R: Resource>(
+        kind: String,
+        members: Vec<WitMember>,
+        apply: bool,
+    ) -> Vec<Result<WitOutcome, String>> {
+        let mut results: Vec<Option<Result<WitOutcome, String>>> = Vec::new();
+        let mut good = Vec::new();
+        let mut at = Vec::new();
+        for (i, m) in members.into_iter().enumerate() {
+            results.push(None);
+            match params::<R>(&m.params) {
+                Ok(p) => {
+                    good.push(GroupMember {
+                        id: ResourceId {
+                            kind: kind.clone(),
+                            name: m.name,
+                        },
+                        params: p,
+                        refresh: m.refresh,
+                    });
+                    at.push(i);
+                }
+                Err(e) => results[i] = Some(Err(e.message)),
+            }
+        }
+        let outs = R::check_apply_group(
+            &good,
+            &CheckApply {
+                apply,
+                refresh: false,
+            },
+        );
+        let mut outs = outs.into_iter();
+        for i in at {
+            results[i] = Some(match outs.next() {
+                Some(Ok(out)) => Ok(WitOutcome {
+                    ok: out.changes.is_empty(),
+                    changes: out
+                        .changes
+                        .into_iter()
+                        .map(|(summary, diff)| WitChange { summary, diff })
+                        .collect(),
+                    sends: out.sends,
+                }),
+                Some(Err(e)) => Err(e.message),
+                None => Err(format!(
+                    "the kind `{kind}` answered fewer results than it was given resources"
+                )),
+            });
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err("no result".into())))
+            .collect()
+    }
+
     pub fn unknown_kind(kind: &str) -> WitError {
         WitError {
             message: format!("this plugin does not provide the kind `{kind}`"),
@@ -1112,6 +1229,7 @@ macro_rules! export_resource {
                     Text(if <$res as $crate::Resource>::NAME_PARAM.is_some() { "name_param = \"" } else { "" }),
                     Text(match <$res as $crate::Resource>::NAME_PARAM { Some(p) => p, None => "" }),
                     Text(if <$res as $crate::Resource>::NAME_PARAM.is_some() { "\"\n" } else { "" }),
+                    Text(if <$res as $crate::Resource>::GROUPS { "groups = true\n" } else { "" }),
                     Text("[kinds.\""), Text(<$res as $crate::Resource>::KIND), Text("\".sends]\n"),
                     Sends(<$res as $crate::Resource>::SENDS),
                 )+
@@ -1166,5 +1284,21 @@ macro_rules! export_resource {
         }
 
         $crate::__describe_bindings::__export_describer!(__HomeostatPlugin with_types_in $crate::__describe_bindings);
+
+        impl $crate::__group_bindings::exports::homeostat::resource::group::Guest for __HomeostatPlugin {
+            fn check_apply_group(
+                kind: String,
+                members: Vec<$crate::__glue::WitMember>,
+                apply: bool,
+            ) -> Vec<Result<$crate::__glue::WitOutcome, String>> {
+                $(if kind == <$res as $crate::Resource>::KIND {
+                    return $crate::__glue::check_apply_group::<$res>(kind, members, apply);
+                })+
+                let e = $crate::__glue::unknown_kind(&kind).message;
+                members.iter().map(|_| Err(e.clone())).collect()
+            }
+        }
+
+        $crate::__group_bindings::__export_grouper!(__HomeostatPlugin with_types_in $crate::__group_bindings);
     };
 }

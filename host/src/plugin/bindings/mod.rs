@@ -23,6 +23,8 @@ use wasmtime::component::{Component, Linker};
 use crate::plugin::store::HostState;
 use crate::plugin::types::{CheckOutcome, PluginError, ResourceInfo, ResourceRef};
 
+pub(crate) use v0_3::Member;
+
 /// Every version series this host runs (`0.1`: any `0.1.x`, which differ only in
 /// additions a `0.1.0` host ignores) and the host interfaces it links.
 pub const VERSIONS: &[(&str, &[&str])] = &[
@@ -65,12 +67,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 /// A component linked and ready to instantiate, in its WIT version, with its optional
 /// `describe` export (0.3).
 pub(crate) enum Pre {
-    V0_1(v0_1::Pre, Option<v0_3::Indices>),
+    V0_1(v0_1::Pre, v0_3::Optional),
 }
 
 /// An instance's exports, in its WIT version.
 pub(crate) enum Guest {
-    V0_1(v0_1::Guest, Option<v0_3::Describer>),
+    V0_1(v0_1::Guest, v0_3::Loaded),
 }
 
 impl Pre {
@@ -84,8 +86,8 @@ impl Pre {
             .collect();
         if exports.iter().any(|e| exports_plugin(e, v0_1::SERIES)) {
             let pre = v0_1::Pre::new(linker, component)?;
-            let describe = v0_3::Indices::new(pre.instance_pre());
-            return Ok(Pre::V0_1(pre, describe));
+            let optional = v0_3::Optional::new(pre.instance_pre());
+            return Ok(Pre::V0_1(pre, optional));
         }
         let supported: Vec<String> = VERSIONS
             .iter()
@@ -104,14 +106,11 @@ impl Pre {
         store: &mut Store<HostState>,
     ) -> wasmtime::Result<Guest> {
         match self {
-            Pre::V0_1(pre, describe) => {
+            Pre::V0_1(pre, optional) => {
                 let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
                 let guest = pre.load(store, &instance)?;
-                let describer = match describe {
-                    Some(d) => Some(d.load(store, &instance)?),
-                    None => None,
-                };
-                Ok(Guest::V0_1(guest, describer))
+                let loaded = optional.load(store, &instance)?;
+                Ok(Guest::V0_1(guest, loaded))
             }
         }
     }
@@ -164,9 +163,10 @@ impl Guest {
         id: &ResourceRef,
         params: &str,
     ) -> wasmtime::Result<Result<String, PluginError>> {
-        match self {
-            Guest::V0_1(_, Some(d)) => d.describe(store, &id.kind, &id.name, params).await,
-            Guest::V0_1(_, None) => Ok(Err(PluginError {
+        let Guest::V0_1(_, loaded) = self;
+        match &loaded.describer {
+            Some(d) => d.describe(store, &id.kind, &id.name, params).await,
+            None => Ok(Err(PluginError {
                 message: format!(
                     "its plugin cannot describe `{}`: it does not export \
                      `homeostat:resource/describe@0.3.x`",
@@ -174,6 +174,34 @@ impl Guest {
                 ),
                 field: None,
             })),
+        }
+    }
+
+    /// `check-apply-group` (0.3): `members` of `kind` as one; one result per member. A
+    /// component without the export fails every member, saying so (the host calls it
+    /// only for kinds whose manifest says they group).
+    pub(crate) async fn check_apply_group(
+        &self,
+        store: &mut Store<HostState>,
+        kind: &str,
+        members: &[Member<'_>],
+        apply: bool,
+    ) -> wasmtime::Result<Vec<Result<CheckOutcome, PluginError>>> {
+        let Guest::V0_1(_, loaded) = self;
+        match &loaded.grouper {
+            Some(g) => g.check_apply_group(store, kind, members, apply).await,
+            None => Ok(members
+                .iter()
+                .map(|_| {
+                    Err(PluginError {
+                        message: format!(
+                            "its plugin says `{kind}` groups but does not export \
+                             `homeostat:resource/group@0.3.x`"
+                        ),
+                        field: None,
+                    })
+                })
+                .collect()),
         }
     }
 

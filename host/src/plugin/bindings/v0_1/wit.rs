@@ -13,8 +13,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use crate::plugin::store::HostState;
 use crate::plugin::types::{
-    Change, CheckOutcome, MAX_CHANGE_DIFF, MAX_CHANGE_SUMMARY, MAX_CHANGES, MAX_ERROR_MESSAGE,
-    PluginError, ResourceInfo, ResourceRef, WatchItem,
+    CheckOutcome, MAX_ERROR_MESSAGE, PluginError, ResourceInfo, ResourceRef, WatchItem,
 };
 use crate::sys::footprint::{Footprint, PathGrant, Protocol, SocketGrant, UnitRef};
 use crate::sys::process::CommandSpec;
@@ -124,6 +123,7 @@ impl TryFrom<wt::ResourceInfo> for ResourceInfo {
                 // The engine sets these.
                 trust_parents: false,
                 owner: None,
+                merge_commands: false,
             },
             watch: i
                 .watch
@@ -158,29 +158,11 @@ impl TryFrom<wt::ResourceInfo> for ResourceInfo {
 
 impl From<wt::CheckResult> for CheckOutcome {
     fn from(r: wt::CheckResult) -> Self {
-        let ok = r.ok && r.changes.is_empty();
-        let total = r.changes.len();
-        let mut changes: Vec<Change> = r
-            .changes
-            .into_iter()
-            .take(MAX_CHANGES)
-            .map(|c| Change {
-                summary: text::one_line(c.summary, MAX_CHANGE_SUMMARY),
-                diff: c.diff.map(|d| text::lines(d, MAX_CHANGE_DIFF)),
-            })
-            .collect();
-        if total > MAX_CHANGES {
-            changes.push(Change {
-                summary: format!("and {} more changes", total - MAX_CHANGES),
-                diff: None,
-            });
-        }
-        CheckOutcome {
-            ok,
-            changes,
-            sends: r.sends,
-            written: Vec::new(),
-        }
+        CheckOutcome::from_plugin(
+            r.ok,
+            r.changes.into_iter().map(|c| (c.summary, c.diff)).collect(),
+            r.sends,
+        )
     }
 }
 
@@ -192,6 +174,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugin::types::MAX_CHANGES;
 
     #[test]
     fn plugin_strings_are_capped_and_escaped_where_they_enter() {
