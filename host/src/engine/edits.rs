@@ -48,13 +48,7 @@ impl EditGroups {
     /// first, in one pass).
     pub(super) fn join(&self, vertices: &[Arc<Vertex>]) {
         let mut groups = self.by_path.lock().expect("edit groups lock");
-        groups.retain(|_, g| {
-            g.members
-                .lock()
-                .expect("members lock")
-                .iter()
-                .any(|m| m.strong_count() > 0)
-        });
+        groups.retain(|_, g| super::groups::any_alive(&g.members));
         for v in vertices {
             let Some(g) = v.footprint.paths.iter().find(|g| g.write && g.shared) else {
                 continue;

@@ -49,13 +49,7 @@ impl Groups {
     /// group; groups whose members all left are dropped first.
     pub(super) fn join(&self, vertices: &[Arc<Vertex>]) {
         let mut groups = self.by_kind.lock().expect("groups lock");
-        groups.retain(|_, g| {
-            g.members
-                .lock()
-                .expect("members lock")
-                .iter()
-                .any(|m| m.strong_count() > 0)
-        });
+        groups.retain(|_, g| any_alive(&g.members));
         for v in vertices {
             if !v.meta.autogroup || v.meta.noop || !v.plugin.groups(&v.id.kind) {
                 continue;
@@ -101,6 +95,16 @@ fn key(v: &Vertex) -> usize {
     std::ptr::from_ref(v) as usize
 }
 
+/// Whether any of `members` is still in the graph (a group of none is dropped at the
+/// next join; `edits` does the same for its groups).
+pub(super) fn any_alive(members: &Mutex<Vec<Weak<Vertex>>>) -> bool {
+    members
+        .lock()
+        .expect("members lock")
+        .iter()
+        .any(|m| m.strong_count() > 0)
+}
+
 /// Lets go of the lead when the leader's future ends, however it ends.
 struct Lead<'g>(&'g Group);
 
@@ -144,11 +148,18 @@ impl Group {
         };
         loop {
             if lead {
-                let _lead = Lead(self);
-                self.gather(stop).await;
-                if !*stop.borrow() {
-                    let entries =
-                        std::mem::take(&mut self.queue.lock().expect("queue lock").entries);
+                let entries = {
+                    // Let go of the lead once the queue is taken (or the wait stopped):
+                    // who queues next leads the next call, and gathers meanwhile.
+                    let _lead = Lead(self);
+                    self.gather(stop).await;
+                    if *stop.borrow() {
+                        Vec::new()
+                    } else {
+                        std::mem::take(&mut self.queue.lock().expect("queue lock").entries)
+                    }
+                };
+                if !entries.is_empty() {
                     self.run(v, entries, apply).await;
                 }
             }

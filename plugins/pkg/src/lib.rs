@@ -427,11 +427,16 @@ mod tests {
                 "install",
                 "-y",
                 "-q",
+                "-o",
+                LOCK_WAIT,
                 "--no-install-recommends",
                 "--allow-downgrades",
                 "hs-test=2.0"
             ]
         );
-        assert_eq!(c.remove, ["apt-get", "remove", "-y", "-q", "hs-test"]);
+        assert_eq!(
+            c.remove,
+            ["apt-get", "remove", "-y", "-q", "-o", LOCK_WAIT, "hs-test"]
+        );
     }
 }

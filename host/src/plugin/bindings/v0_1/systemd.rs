@@ -29,7 +29,7 @@ fn sd_err(e: SystemdError) -> wsd::Error {
 type SdResult<T> = wasmtime::Result<Result<T, wsd::Error>>;
 
 /// Every `systemd` call first checks the capability and that the unit is in the footprint.
-/// [`sd_call!`] for what changes a unit or its manager: refused in `describe`, which may
+/// `sd_call!` for what changes a unit or its manager: refused in `describe`, which may
 /// only read.
 macro_rules! sd_change {
     ($self:ident, $unit:expr, $session:expr, |$host:ident| $body:expr) => {{
