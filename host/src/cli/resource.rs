@@ -88,13 +88,16 @@ pub async fn resource(args: ResourceArgs) -> anyhow::Result<ExitCode> {
         .describe(&reference, r.params.clone(), &r.info.footprint)
         .await
         .map_err(|e| anyhow::anyhow!("{}: {e}", r.id))?;
-    let described: serde_json::Map<String, Value> = match serde_json::from_str(&described) {
+    let mut described: serde_json::Map<String, Value> = match serde_json::from_str(&described) {
         Ok(Value::Object(m)) => m,
         _ => anyhow::bail!(
             "{}: its plugin described it with something other than a JSON object of params",
             r.id
         ),
     };
+    // `name` and `meta` are the entry's own keys, never params.
+    described.remove("name");
+    described.remove("meta");
     print!(
         "{}",
         entry_yaml("described", &args.kind, &args.name, &described, first)
