@@ -69,11 +69,7 @@ impl EditGroups {
                 })
             })
             .clone();
-        group
-            .members
-            .lock()
-            .expect("members lock")
-            .push(Arc::downgrade(v));
+        super::groups::enlist(&group.members, v);
         let _ = v.edit.set(group);
     }
 }

@@ -59,11 +59,7 @@ impl Groups {
                 .entry((plugin, v.id.kind.clone()))
                 .or_insert_with(|| Arc::new(Group::new(&v.id.kind)))
                 .clone();
-            group
-                .members
-                .lock()
-                .expect("members lock")
-                .push(Arc::downgrade(v));
+            enlist(&group.members, v);
             let _ = v.group.set(group);
         }
     }
@@ -93,6 +89,14 @@ struct Entry {
 
 fn key(v: &Vertex) -> usize {
     std::ptr::from_ref(v) as usize
+}
+
+/// Add `v` to a group's `members` (kept weak: a group never keeps a vertex alive).
+pub(super) fn enlist(members: &Mutex<Vec<Weak<Vertex>>>, v: &Arc<Vertex>) {
+    members
+        .lock()
+        .expect("members lock")
+        .push(Arc::downgrade(v));
 }
 
 /// Whether any of `members` is still in the graph (a group of none is dropped at the
