@@ -371,7 +371,10 @@ fn a_setsid_child_of_a_command_stops_with_its_resource() {
         homeostat_tests::wait_for(|| (!pids_running(&argv_ref).is_empty()).then_some(())).is_some(),
         "the command started its daemon"
     );
-    assert!(run.stop().success());
+    // SIGTERM: 0 when the run had settled, 143 when it came first (docs/exit-codes.md);
+    // either way homeostat stops, and what matters here is that the daemon stops too.
+    let code = run.stop().code();
+    assert!(matches!(code, Some(0 | 143)), "{code:?}");
     assert!(
         homeostat_tests::wait_for(|| pids_running(&argv_ref).is_empty().then_some(())).is_some(),
         "the daemon outlived homeostat: {:?}",
