@@ -357,6 +357,9 @@ fn the_seed_example_forms_three_voters_and_resizes_live_on_the_same_ports() {
     let (h1, others) = the_seed_example(dir.path());
     let seeds = h1.client_url();
     let r1 = h1.start();
+    // The seed chooses: started alone first, it takes the chooser's lease before any
+    // other host can (they would race it otherwise, and this test follows h1).
+    r1.wait_log(&["this host now chooses the etcd members"]);
     let running: Vec<Running> = others.iter().map(Host::start).collect();
 
     // Three voting members, h1 and two of the others; the fourth host a client; etcd
@@ -421,6 +424,8 @@ fn killed_members_and_the_chooser_are_replaced_without_losing_quorum_or_exports(
     let (h1, hosts) = the_seed_example(dir.path());
     let seeds = h1.client_url();
     let mut r1 = h1.start();
+    // The seed chooses (see the test above): it takes the lease before the others start.
+    r1.wait_log(&["this host now chooses the etcd members"]);
     let mut running: Vec<Running> = hosts.iter().map(Host::start).collect();
     // A client that never serves, given only h1 as its seed: it must follow the members
     // to outlive h1 (its export lives as long as its lease is kept alive).
