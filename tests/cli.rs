@@ -319,6 +319,33 @@ fn resource_prints_a_graph_that_declares_the_thing_as_it_is() {
     }
 }
 
+/// `describe` may only read: a plugin whose `describe` writes a file its footprint lets
+/// its check-apply write is refused, and the file stays as it was.
+#[test]
+fn describe_may_only_read() {
+    let (_g, plugins, grants) =
+        homeostat_tests::granted_dir(&homeostat_tests::test_plugins().join("steer.wasm"));
+    let d = tempfile::tempdir().unwrap();
+    let counter = d.path().join("count");
+    std::fs::write(&counter, "5\n").unwrap();
+    let o = command()
+        .args(["resource", "steer", "x"])
+        .arg(format!("state={}", counter.display()))
+        .arg("--plugin-dir")
+        .arg(&plugins)
+        .arg("--grants")
+        .arg(&grants)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("error: steer[x]: ") && stderr(&o).contains("read-only"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&counter).unwrap(), "5\n");
+}
+
 #[test]
 fn the_documented_example_follows_the_schema() {
     let doc = std::fs::read_to_string(root().join("docs/report.md")).unwrap();

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use super::converger::Phase;
 use super::vertex::Vertex;
 use crate::plugin::call::GroupMember;
-use crate::plugin::types::CheckOutcome;
+use crate::plugin::types::{CallError, CheckOutcome, PluginError};
 use crate::sys::footprint::Footprint;
 
 /// The longest a leader waits for members still on their way.
@@ -35,8 +35,16 @@ const GATHER_TICK: Duration = Duration::from_millis(2);
 /// How often a waiting member looks whether its group still has a leader.
 const LEADER_CHECK: Duration = Duration::from_millis(100);
 
-/// A member's result, as the vertex loop takes it.
-type Answer = Result<CheckOutcome, String>;
+/// A member's result, as a plain check-apply's.
+type Answer = Result<CheckOutcome, CallError>;
+
+/// A failure of the group's own making (not the plugin's), as a member's error.
+fn failed(message: &str) -> CallError {
+    CallError::Plugin(PluginError {
+        message: message.to_string(),
+        field: None,
+    })
+}
 
 /// The groups of the running graph, by plugin and kind.
 #[derive(Default)]
@@ -129,8 +137,8 @@ impl Group {
         }
     }
 
-    /// `v`'s check-apply with `params` and `footprint` (its effective ones), made
-    /// together with the other members ready now. `Err` is the message of its failure.
+    /// `v`'s check-apply as `member` says (its effective params and footprint), made
+    /// together with the other members ready now.
     pub(super) async fn check_apply(
         &self,
         v: &Arc<Vertex>,
@@ -170,8 +178,9 @@ impl Group {
             tokio::select! {
                 r = &mut rx => {
                     return r.unwrap_or_else(|_| {
-                        Err("its group's call was interrupted (the resource that made it left)"
-                            .into())
+                        Err(failed(
+                            "its group's call was interrupted (the resource that made it left)",
+                        ))
                     });
                 }
                 _ = tokio::time::sleep(LEADER_CHECK) => {
@@ -186,7 +195,7 @@ impl Group {
                         .expect("queue lock")
                         .entries
                         .retain(|e| e.key != me);
-                    return Err("stopping".into());
+                    return Err(failed("stopping"));
                 }
             }
         }
@@ -232,37 +241,34 @@ impl Group {
 
     /// One call for `entries` (a plain check-apply for one), each answered.
     async fn run(&self, leader: &Arc<Vertex>, entries: Vec<Entry>, apply: bool) {
-        if let [only] = entries.as_slice() {
-            let m = &only.member;
-            let v = only.vertex.upgrade().unwrap_or_else(|| leader.clone());
+        if entries.len() == 1 {
+            let Some(Entry {
+                member,
+                vertex,
+                answer,
+                ..
+            }) = entries.into_iter().next()
+            else {
+                return;
+            };
+            let v = vertex.upgrade().unwrap_or_else(|| leader.clone());
             let r = v
                 .plugin
                 .check_apply(
                     &v.reference,
-                    m.params.clone(),
-                    m.footprint.clone(),
+                    member.params,
+                    member.footprint,
                     apply,
-                    m.refresh,
-                    m.limits,
+                    member.refresh,
+                    member.limits,
                     v.echoes.clone(),
                 )
-                .await
-                .map_err(|e| e.to_string());
-            if let Some(e) = entries.into_iter().next() {
-                let _ = e.answer.send(r);
-            }
+                .await;
+            let _ = answer.send(r);
             return;
         }
-        let members: Vec<GroupMember> = entries
-            .iter()
-            .map(|e| GroupMember {
-                name: e.member.name.clone(),
-                params: e.member.params.clone(),
-                footprint: e.member.footprint.clone(),
-                refresh: e.member.refresh,
-                limits: e.member.limits,
-            })
-            .collect();
+        let (members, answers): (Vec<GroupMember>, Vec<_>) =
+            entries.into_iter().map(|e| (e.member, e.answer)).unzip();
         tracing::debug!(
             "{}: {} resources in one call: {}",
             self.kind,
@@ -277,8 +283,8 @@ impl Group {
             .plugin
             .check_apply_group(&self.kind, &members, apply)
             .await;
-        for (e, r) in entries.into_iter().zip(results) {
-            let _ = e.answer.send(r.map_err(|e| e.to_string()));
+        for (answer, r) in answers.into_iter().zip(results) {
+            let _ = answer.send(r);
         }
     }
 }

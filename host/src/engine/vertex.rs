@@ -893,24 +893,25 @@ async fn run_loop(v: Arc<Vertex>, paths: Vec<Subscription>, ctx: Arc<Ctx>) {
                         let member = groups::member(&v, params.clone(), footprint.clone(), refresh);
                         group.check_apply(&v, member, apply, &mut stop).await
                     }
-                    None => v
-                        .plugin
-                        .check_apply(
-                            &v.reference,
-                            params.clone(),
-                            footprint.clone(),
-                            apply,
-                            refresh,
-                            v.call_limits(),
-                            v.echoes.clone(),
-                        )
-                        .await
-                        .map_err(|mut e| {
-                            landed = e.take_landed();
-                            e.to_string()
-                        }),
+                    None => {
+                        v.plugin
+                            .check_apply(
+                                &v.reference,
+                                params.clone(),
+                                footprint.clone(),
+                                apply,
+                                refresh,
+                                v.call_limits(),
+                                v.echoes.clone(),
+                            )
+                            .await
+                    }
                 };
                 done.map(|out| (out, serving.then_some((params, footprint))))
+                    .map_err(|mut e| {
+                        landed = e.take_landed();
+                        e.to_string()
+                    })
             }
             Err(e) => Err(e),
         };

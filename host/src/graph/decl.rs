@@ -90,10 +90,6 @@ pub struct Meta {
     /// packages in one transaction); `false` runs it alone.
     #[serde(default = "yes")]
     pub autogroup: bool,
-    /// Where `autogroup` was written (line, column), for the warning when its kind does
-    /// not group.
-    #[serde(skip)]
-    pub autogroup_at: Option<(u32, u32)>,
 }
 
 fn yes() -> bool {
@@ -142,7 +138,6 @@ impl Default for Meta {
             tags: Vec::new(),
             sensitive: false,
             autogroup: true,
-            autogroup_at: None,
         }
     }
 }
@@ -166,6 +161,9 @@ pub struct ResourceDecl {
     /// An entry has a handful, so a scan finds one faster than a map would, and a map per
     /// resource was a visible cost of parsing 10 000 of them.
     pub fields: Vec<FieldLoc>,
+    /// Where the `autogroup` metaparam was written (line, column), if it was: the
+    /// planner warns there when the kind does not group.
+    pub autogroup_at: Option<(u32, u32)>,
 }
 
 /// Where one top-level field of a resource entry is written (in the entry's file).

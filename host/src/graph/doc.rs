@@ -530,9 +530,9 @@ impl Cx {
             return None;
         };
         let id = Lazy(|f: &mut fmt::Formatter<'_>| write!(f, "{kind}[{name}]"));
-        let meta = match meta_node {
+        let (meta, autogroup_at) = match meta_node {
             Some(m) => self.meta(m, &id),
-            None => Meta::default(),
+            None => (Meta::default(), None),
         };
         Some(ResourceDecl {
             kind: kind.to_owned(),
@@ -542,13 +542,17 @@ impl Cx {
             meta,
             loc: self.loc(pos),
             fields,
+            autogroup_at,
         })
     }
 
-    fn meta(&mut self, node: Node<'_>, id: &dyn fmt::Display) -> Meta {
+    /// The metaparams, and where `autogroup` was written (for the planner's warning
+    /// when its kind does not group; a place is no part of what `Meta` means).
+    fn meta(&mut self, node: Node<'_>, id: &dyn fmt::Display) -> (Meta, Option<(u32, u32)>) {
         let mut meta = Meta::default();
+        let mut autogroup_at = None;
         let Some((_, entries)) = self.mapping(node, format_args!("`meta` of {id}")) else {
-            return meta;
+            return (meta, autogroup_at);
         };
         let mut limit_pos = None;
         // The `burst` given and where, to check it against `limit` at the end.
@@ -703,7 +707,7 @@ impl Cx {
                 "autogroup" => {
                     if let Some(b) = self.boolean(e.value, &what) {
                         meta.autogroup = b;
-                        meta.autogroup_at = Some((e.key_pos.line, e.key_pos.col));
+                        autogroup_at = Some((e.key_pos.line, e.key_pos.col));
                     }
                 }
                 k if MGMT_ONLY_META.contains(&k) => self.invalid(
@@ -746,7 +750,7 @@ impl Cx {
                 Some(_) => {}
             }
         }
-        meta
+        (meta, autogroup_at)
     }
 
     fn endpoint(&mut self, node: Node<'_>, which: &str, label: &str) -> Option<ResId> {

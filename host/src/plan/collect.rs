@@ -120,6 +120,7 @@ fn decl(kind: &str, name: &str, params: Map<String, Value>, origin: &str) -> Res
             column: 1,
         },
         fields: Vec::new(),
+        autogroup_at: None,
     }
 }
 

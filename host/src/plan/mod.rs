@@ -155,7 +155,7 @@ pub async fn check_and_plan(mut doc: GraphDoc, registry: &Registry) -> Result<Pl
 /// graphs say it everywhere), with a located warning that it does nothing.
 fn warn_autogroup_without_effect(doc: &GraphDoc, registry: &Registry) {
     for r in &doc.resources {
-        if let Some((line, col)) = r.meta.autogroup_at
+        if let Some((line, col)) = r.autogroup_at
             && !registry
                 .kind(&r.kind)
                 .is_some_and(|k| k.plugin.groups(&r.kind))

@@ -358,6 +358,11 @@ impl Plugin {
                 .map(|r| r.map_err(CallError::Plugin))
                 .collect(),
             Ok(_) => unreachable!("a group call answered with another call's reply"),
+            // A failure of the call as a whole is every member's; what it changed first
+            // cannot be told apart by member, so none is counted against one.
+            Err(CallError::Partly { error, .. }) => {
+                members.iter().map(|_| Err((*error).clone())).collect()
+            }
             Err(e) => members.iter().map(|_| Err(e.clone())).collect(),
         }
     }

@@ -43,7 +43,9 @@ pub const CHECK_CLOSED: Duration = Duration::from_millis(500);
 
 /// Whether `path` is a `/proc` file this service watches (see the module docs).
 pub fn pollable(path: &Path) -> bool {
-    POLLABLE.iter().any(|p| Path::new(p) == path)
+    // Asked for every path a graph watches: bytes first, components only under /proc.
+    path.as_os_str().as_encoded_bytes().starts_with(b"/proc/")
+        && POLLABLE.iter().any(|p| Path::new(p) == path)
 }
 
 /// Waits until `file` is signalled (`POLLPRI`) or `timeout` passes: `Ok(true)` when it

@@ -43,7 +43,7 @@ pub use claims::ConflictWatch;
 pub use commit::CommitStats;
 pub use error::{ErrorCode, FsError};
 pub use host::{FsHost, INLINE_IO_MAX, READ_AT_MAX};
-pub use path::check;
+pub use path::{check, stages};
 pub use stat::{Attrs, FileStat, FileType};
 pub use sweep::Swept;
 pub use walk::Managed;

@@ -33,6 +33,12 @@ pub fn check(fp: &Footprint, path: &str, write: bool) -> Result<PathBuf, FsError
     authorize(fp, path, write).map(|a| a.path)
 }
 
+/// Whether a write of `path` through `fp` is only staged: the path is a shared file, whose
+/// edits are written together later (see `edits`, [`FsHost::flush_edits`](super::FsHost::flush_edits)).
+pub fn stages(fp: &Footprint, path: &str) -> bool {
+    authorize(fp, path, true).is_ok_and(|a| a.shared)
+}
+
 pub(super) fn authorize<'a>(
     fp: &'a Footprint,
     path: &str,

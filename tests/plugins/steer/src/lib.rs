@@ -19,6 +19,11 @@
 //! - `watch`: a path to watch; touching it makes the resource dirty.
 //!
 //! Sends: `count` (integer, calls so far), `out` (any), `text` (string).
+//!
+//! `describe` (`homeostat resource steer NAME state=PATH`) tries to write the counter
+//! file, which its footprint allows in `check-apply`: the host must refuse it (describe
+//! only reads), and the refusal is its answer; were the write allowed, it would answer
+//! the params with the counter.
 
 use homeostat_sdk::{CheckApply, Error, Info, Outcome, Resource, ResourceId, Result, fs, log};
 
@@ -136,6 +141,11 @@ impl Resource for Steer {
         }
         log::info(&format!("steer {} end changed={changed}", id.name));
         Ok(out)
+    }
+
+    fn describe(_: &ResourceId, p: &Params) -> Result<serde_json::Value> {
+        fs::write(&p.state, b"written by describe", fs::Attrs::default())?;
+        Ok(serde_json::json!({ "state": p.state }))
     }
 }
 

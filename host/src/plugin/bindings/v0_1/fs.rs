@@ -96,16 +96,6 @@ impl HostState {
         async move { fs.diff_base(&*fp?, &path).await }
     }
 
-    /// Whether a write of `path` is only staged: a shared file's edits are written by
-    /// the engine, with those of the other resources sharing it (`engine::edits`).
-    fn staged(&self, path: &str) -> bool {
-        self.granted(Capability::Fs).is_ok_and(|fp| {
-            fp.paths
-                .iter()
-                .any(|g| g.shared && g.write && g.path == std::path::Path::new(path))
-        })
-    }
-
     /// Keep the diff of a write of `path` for the check-apply's outcome.
     fn note_diff(&mut self, path: &str, old: Option<&[u8]>, new: &[u8]) {
         if let Some(diff) = crate::sys::text::unified_diff(path, old, new) {
@@ -148,7 +138,11 @@ impl wfs::Host for HostState {
         if let (Some(old), Some(new), Ok(Ok(()))) = (base, new, &done) {
             self.note_diff(&path, old.as_deref(), &new);
         }
-        if !self.staged(&path) {
+        // A shared file's edits are only staged: written with the others' later.
+        if !self
+            .granted(Capability::Fs)
+            .is_ok_and(|fp| crate::sys::fs::stages(&fp, &path))
+        {
             self.landed(&done, || format!("wrote {path}"));
         }
         done

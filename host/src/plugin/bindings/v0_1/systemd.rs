@@ -29,21 +29,6 @@ fn sd_err(e: SystemdError) -> wsd::Error {
 type SdResult<T> = wasmtime::Result<Result<T, wsd::Error>>;
 
 /// Every `systemd` call first checks the capability and that the unit is in the footprint.
-/// `sd_call!` for what changes a unit or its manager: refused in `describe`, which may
-/// only read.
-macro_rules! sd_change {
-    ($self:ident, $unit:expr, $session:expr, |$host:ident| $body:expr) => {{
-        if $self.call == CallPhase::Describe {
-            return Ok(Err(wsd::Error {
-                code: wsd::ErrorCode::NotAllowed,
-                message: "describe may only read: no unit jobs, enable, disable or daemon-reload"
-                    .to_string(),
-            }));
-        }
-        sd_call!($self, $unit, $session, |$host| $body)
-    }};
-}
-
 macro_rules! sd_call {
     ($self:ident, $unit:expr, $session:expr, |$host:ident| $body:expr) => {{
         let fp = match $self.granted(Capability::Systemd) {
@@ -65,6 +50,21 @@ macro_rules! sd_call {
         }
         let $host = $self.sys().systemd.clone();
         Ok($body.await.map_err(sd_err))
+    }};
+}
+
+/// `sd_call!` for what changes a unit or its manager: refused in `describe`, which may
+/// only read.
+macro_rules! sd_change {
+    ($self:ident, $unit:expr, $session:expr, |$host:ident| $body:expr) => {{
+        if $self.call == CallPhase::Describe {
+            return Ok(Err(wsd::Error {
+                code: wsd::ErrorCode::NotAllowed,
+                message: "describe may only read: no unit jobs, enable, disable or daemon-reload"
+                    .to_string(),
+            }));
+        }
+        sd_call!($self, $unit, $session, |$host| $body)
     }};
 }
 

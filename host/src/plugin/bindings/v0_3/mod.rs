@@ -1,8 +1,8 @@
 //! `homeostat:resource@0.3.0`: what 0.3 adds to 0.2, the optional `describe` and `group`
 //! exports. A 0.3 plugin exports 0.1's `plugin` as every plugin does, so it runs through
-//! `v0_1`'s `Pre` and `Guest`; when it also exports `describe`, [`Indices`] finds it and
-//! [`Describer`] calls it, and when it exports `group`, [`GroupIndices`] and [`Grouper`]
-//! do, all from the same instance. 0.3 adds no host interface.
+//! `v0_1`'s `Pre` and `Guest`; [`Optional`] finds which of the two it also exports, and
+//! [`Describer`] and [`Grouper`] call them, from the same instance. 0.3 adds no host
+//! interface.
 
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
@@ -11,7 +11,7 @@ use crate::plugin::store::HostState;
 use crate::plugin::types::{CheckOutcome, MAX_ERROR_MESSAGE, PluginError};
 use crate::sys::text;
 
-mod generated {
+mod describing {
     wasmtime::component::bindgen!({
         path: "../wit/v0.3",
         world: "describer",
@@ -36,28 +36,10 @@ pub(super) const SERIES: &str = "0.3";
 pub(super) const INTERFACES: &[&str] = &[];
 
 /// The longest description taken from a plugin, in bytes.
-pub(crate) const MAX_DESCRIPTION: usize = 1 << 20;
-
-/// Where a component's `describe` export is.
-pub(crate) struct Indices(generated::DescriberIndices);
+const MAX_DESCRIPTION: usize = 1 << 20;
 
 /// An instance's `describe` export.
-pub(crate) struct Describer(generated::Describer);
-
-impl Indices {
-    /// `None` when the component does not export `describe` of 0.3.
-    pub(crate) fn new(pre: &InstancePre<HostState>) -> Option<Indices> {
-        generated::DescriberIndices::new(pre).ok().map(Indices)
-    }
-
-    pub(crate) fn load(
-        &self,
-        store: &mut Store<HostState>,
-        instance: &Instance,
-    ) -> wasmtime::Result<Describer> {
-        self.0.load(store, instance).map(Describer)
-    }
-}
+pub(crate) struct Describer(describing::Describer);
 
 impl Describer {
     /// `describe`: the params (JSON text) that declare the thing as it is.
@@ -90,9 +72,6 @@ impl Describer {
     }
 }
 
-/// Where a component's `group` export is.
-pub(crate) struct GroupIndices(grouping::GrouperIndices);
-
 /// An instance's `group` export.
 pub(crate) struct Grouper(grouping::Grouper);
 
@@ -102,21 +81,6 @@ pub(crate) struct Member<'a> {
     pub(crate) name: &'a str,
     pub(crate) params: &'a str,
     pub(crate) refresh: bool,
-}
-
-impl GroupIndices {
-    /// `None` when the component does not export `group` of 0.3.
-    pub(crate) fn new(pre: &InstancePre<HostState>) -> Option<GroupIndices> {
-        grouping::GrouperIndices::new(pre).ok().map(GroupIndices)
-    }
-
-    pub(crate) fn load(
-        &self,
-        store: &mut Store<HostState>,
-        instance: &Instance,
-    ) -> wasmtime::Result<Grouper> {
-        self.0.load(store, instance).map(Grouper)
-    }
 }
 
 impl Grouper {
@@ -177,8 +141,8 @@ impl Grouper {
 
 /// Where a component's optional 0.3 exports are (each `None` when it lacks it).
 pub(crate) struct Optional {
-    describe: Option<Indices>,
-    group: Option<GroupIndices>,
+    describe: Option<describing::DescriberIndices>,
+    group: Option<grouping::GrouperIndices>,
 }
 
 /// An instance's optional 0.3 exports.
@@ -190,25 +154,24 @@ pub(crate) struct Loaded {
 impl Optional {
     pub(crate) fn new(pre: &InstancePre<HostState>) -> Optional {
         Optional {
-            describe: Indices::new(pre),
-            group: GroupIndices::new(pre),
+            describe: describing::DescriberIndices::new(pre).ok(),
+            group: grouping::GrouperIndices::new(pre).ok(),
         }
     }
 
+    /// The optional exports of `instance`, an instance of the component.
     pub(crate) fn load(
         &self,
         store: &mut Store<HostState>,
         instance: &Instance,
     ) -> wasmtime::Result<Loaded> {
         Ok(Loaded {
-            describer: match &self.describe {
-                Some(d) => Some(d.load(store, instance)?),
-                None => None,
-            },
-            grouper: match &self.group {
-                Some(g) => Some(g.load(store, instance)?),
-                None => None,
-            },
+            describer: (self.describe.as_ref())
+                .map(|d| d.load(&mut *store, instance).map(Describer))
+                .transpose()?,
+            grouper: (self.group.as_ref())
+                .map(|g| g.load(&mut *store, instance).map(Grouper))
+                .transpose()?,
         })
     }
 }
