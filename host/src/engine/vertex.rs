@@ -36,7 +36,6 @@ use crate::sys::footprint::Footprint;
 use crate::sys::fs::ConflictWatch;
 use crate::sys::inotify::{Echo, Request, Subscription};
 use crate::sys::kmsg::KmsgSubscription;
-use crate::sys::proc_poll::{self, ProcSubscription};
 use crate::sys::text;
 use crate::sys::waker::Waker;
 use crate::watch::supervise::{Backoff, Restarts};
@@ -377,7 +376,6 @@ impl Vertex {
 struct Watches {
     _subscriptions: Vec<Subscription>,
     _kmsg: Option<KmsgSubscription>,
-    _proc: Vec<ProcSubscription>,
     _conflict: Option<ConflictWatch>,
     tickers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -428,8 +426,6 @@ pub(super) fn path_watches(v: &Arc<Vertex>) -> Vec<Request> {
     v.watch
         .iter()
         .filter_map(|item| match item {
-            // Signalled through `poll`, not inotify (see `start_watches`).
-            WatchItem::Path { path, .. } if proc_poll::pollable(path) => None,
             WatchItem::Path { path, recursive } => {
                 let target = v.clone();
                 let waker: Waker = Arc::new(move || target.mark_dirty());
@@ -453,7 +449,6 @@ fn start_watches(v: &Arc<Vertex>, paths: Vec<Subscription>, ctx: &Arc<Ctx>) -> W
     let mut w = Watches {
         _subscriptions: paths,
         _kmsg: None,
-        _proc: Vec::new(),
         // Found writing a file another resource writes: look again (and fail for good).
         _conflict: v.footprint.owner.clone().map(|owner| {
             let target = v.clone();
@@ -469,16 +464,6 @@ fn start_watches(v: &Arc<Vertex>, paths: Vec<Subscription>, ctx: &Arc<Ctx>) -> W
     }
     for item in &v.watch {
         match item {
-            WatchItem::Path { path, .. } if proc_poll::pollable(path) => {
-                let target = v.clone();
-                match sys
-                    .proc_poll
-                    .subscribe(path, Arc::new(move || target.mark_dirty()))
-                {
-                    Ok(sub) => w._proc.push(sub),
-                    Err(e) => tracing::error!("{}: cannot watch {}: {e}", v.id, path.display()),
-                }
-            }
             WatchItem::Path { .. } => {}
             WatchItem::Interval { ms } => w.tickers.push(ticker(
                 v,

@@ -11,7 +11,7 @@
 //! - [`net`]: the sockets of a resource's server;
 //! - [`kmsg`]: the kernel log as a stream of records;
 //! - [`proc_poll`]: the few `/proc` files the kernel signals through `poll` (the mount
-//!   table, the host name), which inotify does not see;
+//!   table, the host name), which inotify does not see (the hub watches them there);
 //! - [`inotify`]: the file watch hub, and the [`Echo`](inotify::Echo) that keeps a resource
 //!   from waking at its own writes;
 //! - [`ids`]: user and group names;
@@ -53,8 +53,6 @@ pub struct Services {
     pub systemd: systemd::SystemdHost,
     /// The kernel log reader, opened on first use.
     pub kmsg: kmsg::KmsgSource,
-    /// The signalled `/proc` files' watchers.
-    pub proc_poll: proc_poll::ProcPoll,
     /// The plugins' `state` values (in memory unless loaded from the World).
     pub states: std::sync::Arc<crate::world::states::States>,
     /// The World, once the run has opened it (the `world` host interface and world-key

@@ -11,17 +11,17 @@
 //!   and domain name (`sethostname(2)`, `setdomainname(2)`; the kernel signals a change
 //!   in any UTS namespace, so a wake may be spurious).
 //!
-//! The engine routes a resource's `path` watch of one of these ([`pollable`]) here
-//! rather than to the inotify hub. Each watched file gets one thread, started with its
-//! first subscriber and ending within [`CHECK_CLOSED`] of its last one leaving; wakers run
-//! on it. Other `/proc/sys` values give no event at all, so kinds poll them (`sysctl`'s
+//! The inotify hub ([`crate::sys::inotify`]) hands a subscription to one of these
+//! ([`pollable`]) to its `ProcPoll`, so every path watch works on them. Each watched file
+//! gets one thread, started with its first subscriber and ending within [`CHECK_CLOSED`]
+//! of its last one leaving (or of [`ProcPoll::close`]); wakers run on it. Other `/proc/sys` values give no event at all, so kinds poll them (`sysctl`'s
 //! `pollint`).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -74,6 +74,8 @@ struct Inner {
     /// Each watched file's subscribers; an entry exists exactly while its thread runs.
     files: Mutex<HashMap<PathBuf, Vec<(u64, Waker)>>>,
     next_id: AtomicU64,
+    /// Set by [`ProcPoll::close`]: no waker runs after it.
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for Inner {
@@ -107,6 +109,9 @@ impl ProcPoll {
         }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let mut files = self.inner.files.lock().expect("proc poll lock");
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(io::Error::other("the file watch hub has stopped"));
+        }
         if let Some(subs) = files.get_mut(path) {
             subs.push((id, waker));
         } else {
@@ -125,6 +130,14 @@ impl ProcPoll {
             path: path.to_path_buf(),
             id,
         })
+    }
+
+    /// Stop for good: no waker is called after this returns (but for a call already
+    /// running), the threads end on their next look, and later subscriptions fail.
+    pub fn close(&self) {
+        let mut files = self.inner.files.lock().expect("proc poll lock");
+        self.inner.closed.store(true, Ordering::Release);
+        files.clear();
     }
 }
 

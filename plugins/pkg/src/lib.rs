@@ -8,7 +8,14 @@
 //! a read grant, watched: every dpkg run replaces it, so a package removed by hand is
 //! seen at once), and changed with `apt-get`, through the exact command lines each
 //! resource declares. `newest` asks `apt-cache policy` for the candidate; refreshing the
-//! package lists (`apt-get update`) is left to the operator or an `exec`.
+//! package lists (`apt-get update`) is left to the operator or an `exec`. Every line
+//! waits for dpkg's lock (`DPkg::Lock::Timeout`) rather than failing while another
+//! transaction runs.
+//!
+//! **Grouped** (mgmt's `autogroup`, [`Resource::GROUPS`]): the packages ready at the
+//! same moment are installed in one `apt-get install`, removed in one `apt-get remove`,
+//! purged in one `apt-get purge`, lines the host merges from those each resource
+//! declared. `homeostat resource pkg NAME` describes a package as dpkg has it.
 //!
 //! The database parsing and the command lines are pure, unit-tested natively.
 
@@ -240,8 +247,7 @@ impl Resource for Pkg {
     }
 
     fn describe(id: &ResourceId, _: &Params) -> Result<serde_json::Value> {
-        let status = String::from_utf8_lossy(&fs::read(STATUS)?).into_owned();
-        Ok(describe(&status, &id.name))
+        Ok(describe(&read_status()?, &id.name))
     }
 
     fn check_apply(id: &ResourceId, p: &Params, ctx: &CheckApply) -> Result<Outcome> {

@@ -1038,12 +1038,11 @@ pub mod __glue {
         members: Vec<WitMember>,
         apply: bool,
     ) -> Vec<Result<WitOutcome, String>> {
-        let mut results: Vec<Option<Result<WitOutcome, String>>> = Vec::new();
+        // Each member's params, or why they do not parse (that member's answer).
         let mut good = Vec::new();
-        let mut at = Vec::new();
-        for (i, m) in members.into_iter().enumerate() {
-            results.push(None);
-            match params::<R>(&m.params) {
+        let slots: Vec<Option<String>> = members
+            .into_iter()
+            .map(|m| match params::<R>(&m.params) {
                 Ok(p) => {
                     good.push(GroupMember {
                         id: ResourceId {
@@ -1053,40 +1052,99 @@ pub mod __glue {
                         params: p,
                         refresh: m.refresh,
                     });
-                    at.push(i);
+                    None
                 }
-                Err(e) => results[i] = Some(Err(e.message)),
+                Err(e) => Some(e.message),
+            })
+            .collect();
+        let ctx = CheckApply {
+            apply,
+            refresh: false,
+        };
+        let mut outs = R::check_apply_group(&good, &ctx).into_iter();
+        slots
+            .into_iter()
+            .map(|bad| {
+                // A member whose params did not parse was not in the call: only the
+                // others take a result.
+                if let Some(message) = bad {
+                    return Err(message);
+                }
+                match outs.next() {
+                    Some(Ok(out)) => Ok(WitOutcome {
+                        ok: out.changes.is_empty(),
+                        changes: out
+                            .changes
+                            .into_iter()
+                            .map(|(summary, diff)| WitChange { summary, diff })
+                            .collect(),
+                        sends: out.sends,
+                    }),
+                    Some(Err(e)) => Err(e.message),
+                    None => Err(format!(
+                        "the kind `{kind}` answered fewer results than it was given resources"
+                    )),
+                }
+            })
+            .collect()
+    }
+
+    #[cfg(test)]
+    mod group_tests {
+        use super::*;
+
+        /// Echoes its param `n` as a change line; the host is never called.
+        struct Echo;
+
+        #[derive(serde::Deserialize)]
+        struct P {
+            n: u32,
+        }
+
+        impl Resource for Echo {
+            const KIND: &'static str = "echo";
+            const SCHEMA: &'static str = "{}";
+            type Params = P;
+            fn validate(_: &ResourceId, _: &P) -> Result<Info> {
+                Ok(Info::new())
+            }
+            fn check_apply(_: &ResourceId, p: &P, _: &CheckApply) -> Result<Outcome> {
+                let mut out = Outcome::new();
+                out.change(format!("n={}", p.n));
+                Ok(out)
             }
         }
-        let outs = R::check_apply_group(
-            &good,
-            &CheckApply {
-                apply,
+
+        /// A member whose params do not parse gets its own error, and every other one
+        /// still the result made for it (none shifted onto a neighbour).
+        #[test]
+        fn each_member_gets_its_own_result() {
+            let member = |name: &str, params: &str| WitMember {
+                name: name.into(),
+                params: params.into(),
                 refresh: false,
-            },
-        );
-        let mut outs = outs.into_iter();
-        for i in at {
-            results[i] = Some(match outs.next() {
-                Some(Ok(out)) => Ok(WitOutcome {
-                    ok: out.changes.is_empty(),
-                    changes: out
-                        .changes
-                        .into_iter()
-                        .map(|(summary, diff)| WitChange { summary, diff })
-                        .collect(),
-                    sends: out.sends,
-                }),
-                Some(Err(e)) => Err(e.message),
-                None => Err(format!(
-                    "the kind `{kind}` answered fewer results than it was given resources"
-                )),
-            });
+            };
+            let results = check_apply_group::<Echo>(
+                "echo".into(),
+                vec![
+                    member("a", r#"{"n": 1}"#),
+                    member("bad", r#"{"n": "x"}"#),
+                    member("c", r#"{"n": 3}"#),
+                ],
+                true,
+            );
+            let lines: Vec<std::result::Result<String, String>> = results
+                .into_iter()
+                .map(|r| r.map(|o| o.changes[0].summary.clone()))
+                .collect();
+            assert_eq!(lines[0], Ok("n=1".to_string()));
+            assert!(
+                lines[1]
+                    .as_ref()
+                    .is_err_and(|e| e.contains("params do not match"))
+            );
+            assert_eq!(lines[2], Ok("n=3".to_string()));
         }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err("no result".into())))
-            .collect()
     }
 
     pub fn unknown_kind(kind: &str) -> WitError {

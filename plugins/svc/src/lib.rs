@@ -12,6 +12,9 @@
 //! exist before needs no reload: systemd loads a new unit file on first use. On
 //! `refresh` (a notify edge, e.g. from the service's config file) a running unit is
 //! reloaded or restarted.
+//!
+//! `homeostat resource svc NAME` describes a loaded unit from its status alone
+//! ([`describe`]): the host lets `describe` read the status and refuses every change.
 
 use serde::Deserialize;
 

@@ -10,7 +10,9 @@
 //! which keep the shadow files, locks and backups right. Each resource declares the exact
 //! command lines it may run, with every attribute it manages: `usermod` always sets them
 //! all, which is idempotent. A password hash goes to `chpasswd` on its standard input,
-//! never on a command line or in a log.
+//! never on a command line or in a log. `homeostat resource user NAME` (and `group`)
+//! describes an account from the same databases, never with its password hash
+//! ([`db::describe_user`]).
 //!
 //! Parsing and the command lines are pure ([`db`], [`UserSpec`]), unit-tested natively.
 

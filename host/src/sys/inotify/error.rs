@@ -51,6 +51,16 @@ pub enum WatchError {
         #[source]
         source: io::Error,
     },
+    /// A `/proc` file the kernel signals through `poll` could not be watched (see
+    /// [`proc_poll`](crate::sys::proc_poll)).
+    #[error("cannot watch {} (through poll): {source}", path.display())]
+    Proc {
+        /// The subscribed path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
     /// A relative path was given and the current directory could not be determined.
     #[error("cannot resolve relative path {}: {source}", path.display())]
     RelativePath {

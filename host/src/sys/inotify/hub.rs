@@ -13,6 +13,7 @@ use super::event::on_internal_thread;
 use super::mounts;
 use super::reader::DirWatcher;
 use super::routes::{Cmd, Routes, Shared, Sub};
+use crate::sys::proc_poll::{self, ProcPoll, ProcSubscription};
 use crate::sys::waker::Waker;
 
 /// Shared handle to the host's file watches. Cheap to clone; all clones share one inotify
@@ -32,11 +33,16 @@ pub struct Subscription {
     id: u64,
     target: PathBuf,
     recursive: bool,
+    /// For a `/proc` file the kernel signals through `poll` ([`proc_poll`]), its
+    /// subscription there instead of a route.
+    proc: Option<ProcSubscription>,
 }
 
 struct HubInner {
     shared: Arc<Shared>,
     next_id: AtomicU64,
+    /// The watchers of the `/proc` files inotify does not see.
+    proc: ProcPoll,
 }
 
 /// What [`WatchHub::subscribe_many`] is asked for, one path.
@@ -73,6 +79,7 @@ impl WatchHub {
             inner: Arc::new(HubInner {
                 shared,
                 next_id: AtomicU64::new(1),
+                proc: ProcPoll::default(),
             }),
         })
     }
@@ -131,6 +138,10 @@ impl WatchHub {
                     continue;
                 }
             };
+            if proc_poll::pollable(&target) {
+                results.push(Some(self.subscribe_proc(target, recursive, waker)));
+                continue;
+            }
             let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
             let sub = Arc::new(Sub {
                 id,
@@ -180,6 +191,7 @@ impl WatchHub {
                             id: sub.id,
                             target: sub.target.clone(),
                             recursive: sub.recursive,
+                            proc: None,
                         }),
                         Err(e) => {
                             // The control thread keeps nothing for a subscription it refused.
@@ -192,6 +204,29 @@ impl WatchHub {
             .collect()
     }
 
+    /// A `/proc` file the kernel signals through `poll` (see [`proc_poll`]): watched there,
+    /// since inotify sees nothing in procfs.
+    fn subscribe_proc(
+        &self,
+        target: PathBuf,
+        recursive: bool,
+        waker: Waker,
+    ) -> Result<Subscription, WatchError> {
+        match self.inner.proc.subscribe(&target, waker) {
+            Ok(p) => Ok(Subscription {
+                hub: Arc::clone(&self.inner),
+                id: 0,
+                target,
+                recursive,
+                proc: Some(p),
+            }),
+            Err(source) => Err(WatchError::Proc {
+                path: target,
+                source,
+            }),
+        }
+    }
+
     /// Stop watching for good, for every clone of this hub: no waker is called after this
     /// returns (except for an event already being routed), the inotify watches go with the control
     /// thread, and dropping the remaining subscriptions costs nothing (unsubscribing
@@ -200,6 +235,7 @@ impl WatchHub {
     pub fn close(&self) {
         let shared = &self.inner.shared;
         if !shared.closed.swap(true, Ordering::AcqRel) {
+            self.inner.proc.close();
             // Taking the lock waits for a router that is collecting wakers right now.
             drop(shared.lock());
             shared.send(Cmd::Shutdown);
@@ -253,7 +289,8 @@ impl fmt::Debug for Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         let shared = &self.hub.shared;
-        if shared.closed.load(Ordering::Acquire) {
+        // A `/proc` subscription leaves its watcher as `proc` drops.
+        if self.proc.is_some() || shared.closed.load(Ordering::Acquire) {
             return;
         }
         // Unrouting is synchronous, so no event reaches this subscriber after the drop

@@ -42,6 +42,10 @@
 //!   without an event; a thread watches the mount table (`/proc/self/mountinfo`) and, when
 //!   mount points appear or go, the watches at and below them are placed again and their
 //!   subscribers woken.
+//! * **`/proc`.** inotify sees nothing in procfs. The few files there the kernel signals
+//!   through `poll` (the mount table, the kernel's host and domain name: see
+//!   [`crate::sys::proc_poll`]) are watched that way instead, so a subscription to one
+//!   works like any other; other `/proc` files never wake.
 //! * **Aliases.** Watched directories are keyed by canonical path and by device and inode, so two
 //!   spellings of one directory (a symbolic link such as `/lib -> usr/lib`, a bind mount) share
 //!   one inotify watch and both see its events.

@@ -918,3 +918,23 @@ fn subscribers_below_a_path_are_found_in_byte_order() {
         ]
     );
 }
+
+/// A `/proc` file the kernel signals through `poll` is watched there, not by inotify
+/// (which sees nothing in procfs): no directory watch is placed for it, its subscription
+/// says what it is, and the hub closes its watcher too.
+#[test]
+fn signalled_proc_files_are_watched_through_poll() {
+    let hub = WatchHub::new().expect("hub");
+    let before = hub.watched_dirs();
+    let sub = hub
+        .subscribe(Path::new("/proc/self/mountinfo"), false, Arc::new(|| {}))
+        .expect("subscribe");
+    assert_eq!(sub.path(), Path::new("/proc/self/mountinfo"));
+    assert_eq!(hub.watched_dirs(), before, "an inotify watch was placed");
+    hub.close();
+    let err = hub
+        .subscribe(Path::new("/proc/sys/kernel/hostname"), false, Arc::new(|| {}))
+        .expect_err("closed");
+    assert!(err.to_string().contains("through poll"), "{err}");
+    drop(sub);
+}
